@@ -1,0 +1,126 @@
+//! `GET /events/live`: Server-Sent Events that catch up from a position, mark the switch to
+//! live, then follow the durable head. Readers pull from the log at their own pace; the writer
+//! only moves a watch channel, so a slow reader can never slow it. A reader that falls more
+//! than `live.max_lag` events behind is cut off with an `error` event that says where to resume.
+//! This module must never buffer records on a reader's behalf.
+
+use std::convert::Infallible;
+
+use serde_json::json;
+use warp::Reply;
+use warp::reply::Response;
+use warp::sse::Event;
+
+use super::events::TypeFilter;
+use super::problem::Problem;
+use super::{Query, Shared, keep_alive};
+use crate::keys::Scope;
+
+/// Records read from the log per step.
+const CHUNK: usize = 256;
+
+fn record_event(rec: &crate::log::Recorded) -> Event {
+    Event::default()
+        .id(rec.seq.to_string())
+        .event("record")
+        .data(rec.envelope_json())
+}
+
+fn error_event(problem: &Problem) -> Event {
+    Event::default()
+        .event("error")
+        .data(problem.body().to_string())
+}
+
+/// The live feed handler.
+pub fn feed(
+    st: Shared,
+    auth: Option<&str>,
+    last_event_id: Option<String>,
+    query: &Query,
+) -> Response {
+    if let Err(p) = st.auth.require(auth, Scope::Read) {
+        return p.into_response();
+    }
+    let from = match (query.get("from"), last_event_id) {
+        // A reconnecting browser resumes after the last record it saw.
+        (_, Some(last)) => match last.trim().parse::<u64>() {
+            Ok(n) => n + 1,
+            Err(_) => {
+                return Problem::bad_query("Last-Event-ID", "Last-Event-ID must be a seq")
+                    .into_response();
+            }
+        },
+        (Some(f), None) => match f.parse::<u64>() {
+            Ok(n) => n.max(1),
+            Err(_) => {
+                return Problem::bad_query("from", format!("`from` must be a seq (got `{f}`)"))
+                    .into_response();
+            }
+        },
+        (None, None) => st.log.head().seq + 1,
+    };
+    let filter = TypeFilter::parse(query.get("type"));
+    let interval = keep_alive(&st.live);
+    let stream = async_stream::stream! {
+        let state = st.clone();
+        state.metrics.live_readers.inc();
+        let _gauge = GaugeGuard(state.metrics.live_readers.clone());
+        let mut head_rx = state.log.subscribe();
+        let mut shutdown = state.shutdown.clone();
+        let mut next = from;
+        let mut live = false;
+        loop {
+            let head = head_rx.borrow_and_update().seq;
+            while next <= head {
+                let lag = head + 1 - next;
+                if live && lag > state.live.max_lag {
+                    state.metrics.live_cutoffs.inc();
+                    tracing::info!(next, head, "live reader cut off: too slow");
+                    let p = Problem::new(
+                        warp::http::StatusCode::TOO_MANY_REQUESTS,
+                        "reader-too-slow",
+                        "Live reader too slow",
+                        format!(
+                            "this reader fell {lag} events behind the head (limit live.max_lag = {}); reconnect with from={next}",
+                            state.live.max_lag
+                        ),
+                    )
+                    .with("resume_from", json!(next));
+                    yield Ok::<Event, Infallible>(error_event(&p));
+                    return;
+                }
+                match state.log.read_range(next, CHUNK, |r| filter.keeps(r)) {
+                    Ok((records, after)) => {
+                        for rec in &records {
+                            yield Ok(record_event(rec));
+                        }
+                        next = after;
+                    }
+                    Err(e) => {
+                        yield Ok(error_event(&Problem::storage(&e)));
+                        return;
+                    }
+                }
+            }
+            if !live {
+                live = true;
+                yield Ok(Event::default().event("live").data(json!({"seq": next - 1}).to_string()));
+            }
+            tokio::select! {
+                changed = head_rx.changed() => if changed.is_err() { return; },
+                _ = shutdown.changed() => return,
+            }
+        }
+    };
+    warp::sse::reply(warp::sse::keep_alive().interval(interval).stream(stream)).into_response()
+}
+
+/// Decrements the reader gauge when the feed ends, however it ends.
+struct GaugeGuard(prometheus::IntGauge);
+
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,27 @@
+//! Tools that read the whole log: export, import and chain verification. They work on a data
+//! folder directly (offline) or through a running [`Log`](crate::log::Log). This module must
+//! never change a stored record: import only appends through the writer.
+
+pub mod export;
+pub mod import;
+pub mod verify;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// A progress bar on stderr that draws only when stderr is a terminal (pipes stay clean).
+pub(crate) fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+    let bar = match len {
+        Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
+        None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
+    };
+    let template = if len.is_some() {
+        "{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})"
+    } else {
+        "{msg} {pos} ({per_sec})"
+    };
+    if let Ok(style) = ProgressStyle::with_template(template) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message(what.to_string());
+    bar
+}

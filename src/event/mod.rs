@@ -1,0 +1,387 @@
+//! Events as clients submit them: parsing, limits, schema validation and the rules beyond the
+//! schema, turning a request body into [`NewEvent`]s for the log. This module must never touch
+//! storage; whatever needs the log's state (references, versions) is checked by the writer.
+
+pub mod rules;
+pub mod schema;
+
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::config::Limits;
+use crate::log::{ExpectedVersion, NewEvent};
+pub use schema::{FieldError, Schemas};
+
+/// Why a submission was refused before reaching the log.
+#[derive(Debug, thiserror::Error)]
+pub enum InputError {
+    /// The body is not JSON.
+    #[error("the body is not valid JSON: {message} (line {line}, column {column})")]
+    Malformed {
+        /// Parser message.
+        message: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        column: usize,
+    },
+    /// A size limit was exceeded.
+    #[error("{what} exceeds the limit of {limit}")]
+    TooLarge {
+        /// What was too large.
+        what: String,
+        /// The configured limit.
+        limit: usize,
+        /// JSON pointer, when one field is to blame.
+        pointer: Option<String>,
+    },
+    /// Schema or rule violations.
+    #[error("the request breaks {} rule(s)", .0.len())]
+    Invalid(Vec<FieldError>),
+}
+
+/// A parsed, validated append request.
+#[derive(Debug)]
+pub struct Submission {
+    /// The concurrency check.
+    pub expected: ExpectedVersion,
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+}
+
+/// Validates submissions against the schemas and the configured limits.
+pub struct Validator {
+    schemas: Schemas,
+    limits: Limits,
+}
+
+/// Parses JSON bytes, reporting the line and column of a syntax error.
+pub fn parse_json(bytes: &[u8]) -> Result<Value, InputError> {
+    serde_json::from_slice(bytes).map_err(|e| InputError::Malformed {
+        message: e.to_string(),
+        line: e.line(),
+        column: e.column(),
+    })
+}
+
+fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> InputError {
+    InputError::Invalid(vec![FieldError {
+        pointer: pointer.into(),
+        message: message.into(),
+    }])
+}
+
+/// Parses an expected version as written in a body or a query string.
+pub fn parse_expected(value: &Value, pointer: &str) -> Result<ExpectedVersion, InputError> {
+    match value {
+        Value::String(s) => parse_expected_str(s).ok_or_else(|| {
+            invalid(
+                pointer,
+                format!(
+                    "`{s}` is not an expected version (any, no_stream, exists or a number >= 0)"
+                ),
+            )
+        }),
+        Value::Number(n) => n.as_u64().map(ExpectedVersion::Exact).ok_or_else(|| {
+            invalid(
+                pointer,
+                "an expected version number must be an integer >= 0",
+            )
+        }),
+        _ => Err(invalid(
+            pointer,
+            "expected version must be \"any\", \"no_stream\", \"exists\" or an integer >= 0",
+        )),
+    }
+}
+
+/// Parses `any`, `no_stream`, `exists` or a number.
+pub fn parse_expected_str(s: &str) -> Option<ExpectedVersion> {
+    match s {
+        "any" => Some(ExpectedVersion::Any),
+        "no_stream" => Some(ExpectedVersion::NoStream),
+        "exists" => Some(ExpectedVersion::Exists),
+        n => n.parse().ok().map(ExpectedVersion::Exact),
+    }
+}
+
+/// Checks a stream name: lower-case segments separated by `/`, within the length limit.
+pub fn check_stream_name(name: &str, limits: &Limits) -> Result<(), InputError> {
+    if name.len() > limits.max_stream_name_bytes {
+        return Err(invalid(
+            "/stream",
+            format!(
+                "the stream name is {} bytes long; the limit is {}",
+                name.len(),
+                limits.max_stream_name_bytes
+            ),
+        ));
+    }
+    let segment_ok = |s: &str| {
+        let mut chars = s.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            && chars.all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
+            })
+    };
+    if name.is_empty() || !name.split('/').all(segment_ok) {
+        return Err(invalid(
+            "/stream",
+            format!(
+                "`{name}` is not a stream name: lower-case segments of a-z, 0-9, '.', '_', '-' separated by '/', e.g. process/ru-ua-peace"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Validator {
+    /// A validator over compiled schemas and configured limits.
+    pub fn new(schemas: Schemas, limits: Limits) -> Validator {
+        Validator { schemas, limits }
+    }
+
+    /// The compiled schemas.
+    pub fn schemas(&self) -> &Schemas {
+        &self.schemas
+    }
+
+    /// The configured limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Turns an append body into a submission. The body is either `{expected_version?,
+    /// events: [...]}` or a single event object; `query_expected` comes from the URL.
+    pub fn submission(
+        &self,
+        body: &Value,
+        query_expected: Option<&str>,
+    ) -> Result<Submission, InputError> {
+        let Some(obj) = body.as_object() else {
+            return Err(invalid(
+                "",
+                "the body must be a JSON object: an event, or {\"events\": [...]}",
+            ));
+        };
+        let query = match query_expected {
+            Some(q) => Some(parse_expected_str(q).ok_or_else(|| {
+                invalid(
+                    "",
+                    format!(
+                        "query parameter expected_version=`{q}` is not any, no_stream, exists or a number"
+                    ),
+                )
+            })?),
+            None => None,
+        };
+        let (raw_events, base_of, body_expected): (Vec<&Value>, Box<dyn Fn(usize) -> String>, _) =
+            if let Some(events) = obj.get("events") {
+                if let Some(list) = events.as_array()
+                    && list.len() > self.limits.max_events_per_request
+                {
+                    return Err(InputError::TooLarge {
+                        what: format!("a batch of {} events", list.len()),
+                        limit: self.limits.max_events_per_request,
+                        pointer: Some("/events".into()),
+                    });
+                }
+                // The envelope of the request is checked by hand; each event is checked
+                // against `event.json` below, once, with its own pointer.
+                let mut errors: Vec<FieldError> = obj
+                    .keys()
+                    .filter(|k| *k != "events" && *k != "expected_version")
+                    .map(|k| FieldError {
+                        pointer: format!("/{k}"),
+                        message: format!(
+                            "unknown member `{k}`: an append request has `events` and `expected_version`"
+                        ),
+                    })
+                    .collect();
+                match events.as_array() {
+                    Some(list) if list.is_empty() => errors.push(FieldError {
+                        pointer: "/events".into(),
+                        message: "`events` must hold at least one event".into(),
+                    }),
+                    Some(_) => {}
+                    None => errors.push(FieldError {
+                        pointer: "/events".into(),
+                        message: "`events` must be an array of events".into(),
+                    }),
+                }
+                if !errors.is_empty() {
+                    return Err(InputError::Invalid(errors));
+                }
+                let expected = match obj.get("expected_version") {
+                    Some(v) => Some(parse_expected(v, "/expected_version")?),
+                    None => None,
+                };
+                let list = events
+                    .as_array()
+                    .map(|l| l.iter().collect())
+                    .unwrap_or_default();
+                (list, Box::new(|i| format!("/events/{i}")), expected)
+            } else {
+                let errors = self.schemas.check_event(body, "");
+                if !errors.is_empty() {
+                    return Err(InputError::Invalid(errors));
+                }
+                (vec![body], Box::new(|_| String::new()), None)
+            };
+        let expected = match (body_expected, query) {
+            (Some(b), Some(q)) if b != q => {
+                return Err(invalid(
+                    "/expected_version",
+                    format!("the body says {b} but the query says {q}"),
+                ));
+            }
+            (Some(b), _) => b,
+            (None, Some(q)) => q,
+            (None, None) => ExpectedVersion::Any,
+        };
+        let mut events = Vec::with_capacity(raw_events.len());
+        let mut errors = Vec::new();
+        for (i, raw) in raw_events.into_iter().enumerate() {
+            match self.event(raw, &base_of(i)) {
+                Ok(ev) => events.push(ev),
+                Err(InputError::Invalid(mut errs)) => errors.append(&mut errs),
+                Err(other) => return Err(other),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(InputError::Invalid(errors));
+        }
+        Ok(Submission { expected, events })
+    }
+
+    /// Validates one submitted event (already shaped by `event.json` or about to be) whose
+    /// pointer in the body is `base`.
+    pub fn event(&self, raw: &Value, base: &str) -> Result<NewEvent, InputError> {
+        let shape = self.schemas.check_event(raw, base);
+        if !shape.is_empty() {
+            return Err(InputError::Invalid(shape));
+        }
+        let size = serde_json::to_vec(raw)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > self.limits.max_event_bytes {
+            return Err(InputError::TooLarge {
+                what: format!("an event of {size} bytes"),
+                limit: self.limits.max_event_bytes,
+                pointer: Some(if base.is_empty() {
+                    "/".into()
+                } else {
+                    base.into()
+                }),
+            });
+        }
+        let mut errors = Vec::new();
+        check_strings(raw, base, self.limits.max_string_bytes, &mut errors);
+        let event_type = raw
+            .get("type")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string();
+        let schema_version = raw
+            .get("schema_version")
+            .and_then(Value::as_u64)
+            .unwrap_or(1);
+        if schema_version != 1 {
+            errors.push(FieldError {
+                pointer: format!("{base}/schema_version"),
+                message: format!(
+                    "schema version {schema_version} of `{event_type}` does not exist; the only version is 1"
+                ),
+            });
+        }
+        let data = raw.get("data").cloned().unwrap_or(Value::Null);
+        match self
+            .schemas
+            .check_data(&event_type, &data, &format!("{base}/data"))
+        {
+            Some(mut errs) => errors.append(&mut errs),
+            None => errors.push(FieldError {
+                pointer: format!("{base}/type"),
+                message: format!("unknown event type `{event_type}`"),
+            }),
+        }
+        let id = match raw.get("id").and_then(Value::as_str) {
+            Some(s) => match Uuid::parse_str(s) {
+                Ok(id) if id.get_version_num() == 7 => Some(id),
+                Ok(_) => {
+                    errors.push(FieldError {
+                        pointer: format!("{base}/id"),
+                        message: format!("`{s}` is a UUID but not version 7"),
+                    });
+                    None
+                }
+                Err(_) => {
+                    errors.push(FieldError {
+                        pointer: format!("{base}/id"),
+                        message: format!("`{s}` is not a UUID"),
+                    });
+                    None
+                }
+            },
+            None => Some(Uuid::now_v7()),
+        };
+        let evidence = raw.get("evidence").cloned().unwrap_or(Value::Array(vec![]));
+        let refs = match rules::references(&event_type, &data, &evidence, base) {
+            Ok(r) => Some(r),
+            Err(mut errs) => {
+                errors.append(&mut errs);
+                None
+            }
+        };
+        if !errors.is_empty() {
+            return Err(InputError::Invalid(errors));
+        }
+        let (Some(id), Some(refs)) = (id, refs) else {
+            return Err(invalid(base, "invalid event"));
+        };
+        Ok(NewEvent {
+            id,
+            event_type,
+            schema_version: schema_version as u32,
+            occurred: raw.get("occurred").cloned().unwrap_or(Value::Null),
+            process: raw
+                .get("process")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            data,
+            evidence,
+            meta: raw.get("meta").cloned(),
+            refs,
+        })
+    }
+}
+
+/// Reports every string (value or key) longer than `max` bytes.
+fn check_strings(value: &Value, pointer: &str, max: usize, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::String(s) if s.len() > max => errors.push(FieldError {
+            pointer: pointer.to_string(),
+            message: format!("this string is {} bytes long; the limit is {max}", s.len()),
+        }),
+        Value::Array(items) => {
+            for (i, v) in items.iter().enumerate() {
+                check_strings(v, &format!("{pointer}/{i}"), max, errors);
+            }
+        }
+        Value::Object(map) => {
+            for (k, v) in map {
+                let child = format!("{pointer}/{}", k.replace('~', "~0").replace('/', "~1"));
+                if k.len() > max {
+                    errors.push(FieldError {
+                        pointer: child.clone(),
+                        message: format!("this key is {} bytes long; the limit is {max}", k.len()),
+                    });
+                }
+                check_strings(v, &child, max, errors);
+            }
+        }
+        _ => {}
+    }
+}

@@ -1,0 +1,151 @@
+//! The JSON Schemas in `schemas/`, compiled into the binary and once at start-up. Every append
+//! is validated here before it reaches the log. This module must never fetch a schema from the
+//! network or the file system at run time: what was compiled in is what is enforced.
+
+use std::collections::BTreeMap;
+
+use include_dir::{Dir, include_dir};
+use jsonschema::{Draft, Resource, Validator};
+use serde_json::Value;
+
+/// Every file under `schemas/`, embedded at build time.
+static SCHEMA_DIR: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/schemas");
+
+/// A field-level complaint: where (JSON pointer) and what.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    /// JSON pointer into the request body.
+    pub pointer: String,
+    /// What rule it broke.
+    pub message: String,
+}
+
+/// A schema set that failed to compile (a broken build, never bad input).
+#[derive(Debug, thiserror::Error)]
+#[error("schema {name} does not compile: {reason}")]
+pub struct SchemaError {
+    name: String,
+    reason: String,
+}
+
+/// The compiled schemas.
+pub struct Schemas {
+    append_request: Validator,
+    event: Validator,
+    data: BTreeMap<String, Validator>,
+    /// Raw schema documents by public name (`event`, `meeting.held`, `openapi`...).
+    documents: BTreeMap<String, Value>,
+}
+
+/// Most errors reported for one document: past this the client learns nothing new.
+const MAX_ERRORS: usize = 20;
+
+impl Schemas {
+    /// Compiles every schema; fails only if the embedded files are broken.
+    pub fn load() -> Result<Schemas, SchemaError> {
+        let mut documents = BTreeMap::new();
+        let mut resources = Vec::new();
+        let mut files: Vec<&include_dir::File<'static>> = SCHEMA_DIR.files().collect();
+        if let Some(events) = SCHEMA_DIR.get_dir("events") {
+            files.extend(events.files());
+        }
+        for file in files {
+            let path = file.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let name = path
+                .file_stem()
+                .and_then(|s| s.to_str())
+                .unwrap_or_default()
+                .to_string();
+            let value: Value =
+                serde_json::from_slice(file.contents()).map_err(|e| SchemaError {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+            if let Some(id) = value.get("$id").and_then(Value::as_str) {
+                let resource = Resource::from_contents(value.clone()).map_err(|e| SchemaError {
+                    name: name.clone(),
+                    reason: e.to_string(),
+                })?;
+                resources.push((id.to_string(), resource));
+            }
+            documents.insert(name, value);
+        }
+        let compile = |name: &str| -> Result<Validator, SchemaError> {
+            let doc = documents.get(name).ok_or_else(|| SchemaError {
+                name: name.into(),
+                reason: "missing".into(),
+            })?;
+            jsonschema::options()
+                .with_draft(Draft::Draft202012)
+                .with_resources(resources.clone().into_iter())
+                .build(doc)
+                .map_err(|e| SchemaError {
+                    name: name.into(),
+                    reason: e.to_string(),
+                })
+        };
+        let append_request = compile("append-request")?;
+        let event = compile("event")?;
+        let mut data = BTreeMap::new();
+        for name in documents.keys() {
+            if name.contains('.') {
+                data.insert(name.clone(), compile(name)?);
+            }
+        }
+        Ok(Schemas {
+            append_request,
+            event,
+            data,
+            documents,
+        })
+    }
+
+    /// Validates an append request body (`{expected_version, events}`) as a whole.
+    pub fn check_append_request(&self, body: &Value) -> Vec<FieldError> {
+        collect(&self.append_request, body, "")
+    }
+
+    /// Validates one submitted event; pointers are prefixed with `base`.
+    pub fn check_event(&self, event: &Value, base: &str) -> Vec<FieldError> {
+        collect(&self.event, event, base)
+    }
+
+    /// Validates the `data` of an event of type `event_type`, if the type exists.
+    pub fn check_data(
+        &self,
+        event_type: &str,
+        data: &Value,
+        base: &str,
+    ) -> Option<Vec<FieldError>> {
+        self.data.get(event_type).map(|v| collect(v, data, base))
+    }
+
+    /// Every event type with a schema, sorted.
+    pub fn event_types(&self) -> impl Iterator<Item = &str> {
+        self.data.keys().map(String::as_str)
+    }
+
+    /// A schema document by public name.
+    pub fn document(&self, name: &str) -> Option<&Value> {
+        self.documents.get(name)
+    }
+
+    /// Every public schema name.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.documents.keys().map(String::as_str)
+    }
+}
+
+fn collect(validator: &Validator, instance: &Value, base: &str) -> Vec<FieldError> {
+    validator
+        .iter_errors(instance)
+        .take(MAX_ERRORS)
+        .map(|e| FieldError {
+            pointer: format!("{base}{}", e.instance_path),
+            message: e.to_string(),
+        })
+        .collect()
+}

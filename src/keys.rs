@@ -1,0 +1,179 @@
+//! API keys: making them, hashing them, and looking up who holds one and what it may do.
+//! A plaintext key exists only in the caller's hands and in `annals keys new` output; this
+//! module must never log one or keep one after hashing it.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use base64::Engine;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::KeyEntry;
+
+/// What a key may do. `Admin` implies the other two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Read the log, the live feed and metrics.
+    Read,
+    /// Append events.
+    Append,
+    /// Manage the service (subscriptions, rebuilds); implies read and append.
+    Admin,
+}
+
+impl Scope {
+    /// The scope's name as written in configs and error messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Append => "append",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "read" => Ok(Scope::Read),
+            "append" => Ok(Scope::Append),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!(
+                "unknown scope `{other}` (expected read, append or admin)"
+            )),
+        }
+    }
+}
+
+/// The holder of a key, as seen by a request handler.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    /// The configured principal name, recorded as `recorded_by`.
+    pub name: String,
+    scopes: Vec<Scope>,
+}
+
+impl Principal {
+    /// Whether this principal may act with `scope`.
+    pub fn allows(&self, scope: Scope) -> bool {
+        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+    }
+}
+
+/// A freshly generated key: shown once, then only its hash is kept.
+pub struct NewKey {
+    /// The secret to hand to the client.
+    pub key: String,
+    /// `sha256:<hex>`, for the config.
+    pub hash: String,
+}
+
+impl fmt::Debug for NewKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Debug output ends up in logs; the key must not.
+        f.debug_struct("NewKey")
+            .field("hash", &self.hash)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Generates a key with 256 random bits: `ak_` + base64url.
+pub fn generate() -> NewKey {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let key = format!(
+        "ak_{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    );
+    let hash = hash_key(&key);
+    NewKey { key, hash }
+}
+
+/// `sha256:<hex>` of a key. Keys carry 256 random bits, so a fast unsalted hash is safe here:
+/// there is nothing to brute-force that a slow hash would protect.
+pub fn hash_key(key: &str) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(key.as_bytes())))
+}
+
+/// The 32 digest bytes of a `sha256:<hex>` string, if well formed.
+pub fn parse_hash(hash: &str) -> Option<[u8; 32]> {
+    let hex_part = hash.strip_prefix("sha256:")?;
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(hex_part, &mut out).ok()?;
+    Some(out)
+}
+
+/// Every configured key, indexed by hash.
+#[derive(Debug, Clone, Default)]
+pub struct KeyRing {
+    by_hash: HashMap<[u8; 32], Principal>,
+}
+
+impl KeyRing {
+    /// Builds the ring from configured entries; malformed hashes were refused by config checks.
+    pub fn new(entries: &[KeyEntry]) -> KeyRing {
+        let mut ring = KeyRing::default();
+        for entry in entries {
+            if let Some(digest) = parse_hash(&entry.hash) {
+                ring.by_hash.insert(
+                    digest,
+                    Principal {
+                        name: entry.principal.clone(),
+                        scopes: entry.scopes.clone(),
+                    },
+                );
+            }
+        }
+        ring
+    }
+
+    /// Who holds `key`, if anyone.
+    pub fn lookup(&self, key: &str) -> Option<&Principal> {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        self.by_hash.get(&digest)
+    }
+
+    /// How many keys are configured.
+    pub fn len(&self) -> usize {
+        self.by_hash.len()
+    }
+
+    /// Whether no key is configured.
+    pub fn is_empty(&self) -> bool {
+        self.by_hash.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generated_key_is_found_by_its_hash_and_nothing_else_is() {
+        let k = generate();
+        let ring = KeyRing::new(&[KeyEntry {
+            principal: "desk".into(),
+            hash: k.hash.clone(),
+            scopes: vec![Scope::Append],
+        }]);
+        let p = ring.lookup(&k.key).expect("found");
+        assert_eq!(p.name, "desk");
+        assert!(p.allows(Scope::Append));
+        assert!(!p.allows(Scope::Read));
+        assert!(ring.lookup("ak_wrong").is_none());
+        assert!(!format!("{k:?}").contains(&k.key));
+    }
+
+    #[test]
+    fn admin_implies_every_scope() {
+        let p = Principal {
+            name: "root".into(),
+            scopes: vec![Scope::Admin],
+        };
+        assert!(p.allows(Scope::Read) && p.allows(Scope::Append));
+    }
+}

@@ -1,0 +1,14 @@
+//! Annals: an append-only, event-sourced, hash-chained log of sourced diplomatic facts, with an
+//! HTTP API. See `ARCHITECTURE.md` for the map and the invariants.
+
+pub mod api;
+pub mod audit;
+pub mod config;
+pub mod event;
+pub mod keys;
+pub mod log;
+pub mod metrics;
+pub mod server;
+
+pub use config::Config;
+pub use server::{Server, StartOptions};

@@ -1,0 +1,97 @@
+//! The key layout of the log's sled tree. One tree with one-byte prefixes, so that one atomic
+//! `apply_batch` covers a record and every index entry it needs. This module must never
+//! change a prefix or an encoding: existing data folders depend on them.
+//!
+//! | key | value |
+//! |---|---|
+//! | `e` seq (u64 BE) | record hash (32 bytes) ‖ record JSON |
+//! | `s` stream 0x00 version (u64 BE) | seq (u64 BE) |
+//! | `v` stream | version (u64 BE) ‖ last seq (u64 BE) |
+//! | `i` event id (16 bytes) | seq (u64 BE) |
+//! | `r` registry key (UTF-8) | seq (u64 BE) of the event that declared it |
+//! | `h` | head seq (u64 BE) ‖ head hash (32 bytes) |
+
+use uuid::Uuid;
+
+/// Prefix of records by seq.
+pub const EVENT: u8 = b'e';
+/// Prefix of the stream index.
+pub const STREAM: u8 = b's';
+/// Prefix of stream heads.
+pub const STREAM_HEAD: u8 = b'v';
+/// Prefix of the event id index.
+pub const ID: u8 = b'i';
+/// Prefix of registry keys.
+pub const REGISTRY: u8 = b'r';
+/// The head key.
+pub const HEAD: &[u8] = b"h";
+
+/// Key of the record at `seq`.
+pub fn event_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = EVENT;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Key of `version` in `stream`.
+pub fn stream_key(stream: &str, version: u64) -> Vec<u8> {
+    let mut k = stream_prefix(stream);
+    k.extend_from_slice(&version.to_be_bytes());
+    k
+}
+
+/// Prefix of every entry of `stream` in the stream index.
+pub fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 10);
+    k.push(STREAM);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
+}
+
+/// Key of a stream's head.
+pub fn stream_head_key(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 1);
+    k.push(STREAM_HEAD);
+    k.extend_from_slice(stream.as_bytes());
+    k
+}
+
+/// Key of an event id.
+pub fn id_key(id: &Uuid) -> [u8; 17] {
+    let mut k = [0u8; 17];
+    k[0] = ID;
+    k[1..].copy_from_slice(id.as_bytes());
+    k
+}
+
+/// Key of a registry entry such as `source:src:reuters-123`.
+pub fn registry_key(key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(REGISTRY);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+/// Reads a big-endian u64 from the first 8 bytes, if there are 8.
+pub fn read_u64(bytes: &[u8]) -> Option<u64> {
+    let arr: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
+    Some(u64::from_be_bytes(arr))
+}
+
+/// The value of a stream head: version then last seq.
+pub fn stream_head_value(version: u64, last_seq: u64) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..8].copy_from_slice(&version.to_be_bytes());
+    v[8..].copy_from_slice(&last_seq.to_be_bytes());
+    v
+}
+
+/// The value of the head key.
+pub fn head_value(seq: u64, hash: &[u8; 32]) -> [u8; 40] {
+    let mut v = [0u8; 40];
+    v[..8].copy_from_slice(&seq.to_be_bytes());
+    v[8..].copy_from_slice(hash);
+    v
+}

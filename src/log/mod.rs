@@ -1,0 +1,676 @@
+//! The append-only log on sled: one writer thread that owns every append (group commit), and
+//! readers that never see a record before it is durable. The log knows the envelope and
+//! nothing of event types: type-specific rules reach it as generic [`References`]. It must
+//! never expose a record beyond the durable head, and never modify a stored record.
+
+mod layout;
+pub mod record;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use serde_json::Value;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::config::Durability;
+use crate::metrics::Metrics;
+pub use record::{GENESIS, Hash, Record, Recorded};
+
+/// The durable head: the last durable record's seq and hash (0 and [`GENESIS`] when empty).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Head {
+    /// Last durable seq.
+    pub seq: u64,
+    /// Its hash.
+    pub hash: Hash,
+}
+
+/// What the client expects a stream's version to be before its append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must exist.
+    Exists,
+    /// The stream's version must be exactly this (0 means: no stream yet).
+    Exact(u64),
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no_stream"),
+            ExpectedVersion::Exists => f.write_str("exists"),
+            ExpectedVersion::Exact(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A reference an event needs to exist before it, with where in the request it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// A registry key (e.g. `source:src:x`) must have been declared.
+    Key {
+        /// The registry key.
+        key: String,
+        /// JSON pointer (within the event) of the referring field.
+        pointer: String,
+    },
+    /// An event with this id must be in the log.
+    Event {
+        /// The referenced event id.
+        id: Uuid,
+        /// JSON pointer (within the event) of the referring field.
+        pointer: String,
+    },
+}
+
+/// Registry keys an event declares and references it needs; computed by `event::rules`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// Keys this event registers, each once in the log's lifetime: (key, pointer).
+    pub declares: Vec<(String, String)>,
+    /// What must exist before this event.
+    pub requires: Vec<Requirement>,
+}
+
+/// A validated event on its way into the log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Event id: client-chosen, or a fresh UUIDv7.
+    pub id: Uuid,
+    /// Event type.
+    pub event_type: String,
+    /// Schema version.
+    pub schema_version: u32,
+    /// When it happened.
+    pub occurred: Value,
+    /// The negotiation it belongs to.
+    pub process: Option<String>,
+    /// Payload.
+    pub data: Value,
+    /// Evidence items.
+    pub evidence: Value,
+    /// Meta.
+    pub meta: Option<Value>,
+    /// References to check at append time.
+    pub refs: References,
+}
+
+/// One append request: all of its events land together or none does.
+#[derive(Debug, Clone)]
+pub struct Append {
+    /// Target stream.
+    pub stream: String,
+    /// Optimistic concurrency check.
+    pub expected: ExpectedVersion,
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+    /// Who appends (recorded as `recorded_by`).
+    pub principal: String,
+}
+
+/// Where an appended event landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Event id.
+    pub id: Uuid,
+    /// Global seq.
+    pub seq: u64,
+    /// Stream version.
+    pub version: u64,
+    /// Chain hash.
+    pub hash: Hash,
+    /// Transaction time.
+    pub recorded_at: String,
+}
+
+/// The answer to a successful append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Positions, one per event, in request order.
+    pub positions: Vec<Position>,
+    /// The stream's version after the append.
+    pub stream_version: u64,
+    /// True when every event was already in the log with the same content.
+    pub duplicate: bool,
+}
+
+/// A record from an export, to be restored verbatim (import keeps ids, seqs and hashes).
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// The record.
+    pub record: Record,
+    /// The hash the export claims for it.
+    pub hash: Hash,
+    /// References to check, as for an append.
+    pub refs: References,
+}
+
+/// Why an append was refused. Nothing of a refused request was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The stream's version did not match the expectation.
+    #[error("stream `{stream}` is at version {current}, expected {expected}")]
+    WrongExpectedVersion {
+        /// Stream name.
+        stream: String,
+        /// What the client expected.
+        expected: ExpectedVersion,
+        /// The stream's current version (0 if it does not exist).
+        current: u64,
+    },
+    /// An event id is already in the log with different content.
+    #[error("event id {id} is already in the log (seq {seq}) with different content")]
+    IdConflict {
+        /// Index of the event in the request.
+        index: usize,
+        /// The id.
+        id: Uuid,
+        /// Where the original is.
+        seq: u64,
+    },
+    /// Some events of the request are already in the log and some are not.
+    #[error(
+        "event {index} ({id}) is already in the log but other events of the request are not; resend only the new ones"
+    )]
+    PartialDuplicate {
+        /// Index of the first duplicate.
+        index: usize,
+        /// Its id.
+        id: Uuid,
+    },
+    /// The same id appears twice in one request.
+    #[error("event id {id} appears more than once in the request")]
+    DuplicateInRequest {
+        /// Index of the second occurrence.
+        index: usize,
+        /// The id.
+        id: Uuid,
+    },
+    /// A referenced registry key or event does not exist.
+    #[error("{what} does not exist in the log")]
+    MissingReference {
+        /// Index of the event in the request.
+        index: usize,
+        /// Pointer within the event.
+        pointer: String,
+        /// What is missing, in words.
+        what: String,
+    },
+    /// A registry key is declared a second time.
+    #[error("`{key}` is already registered (seq {seq})")]
+    AlreadyDeclared {
+        /// Index of the event in the request.
+        index: usize,
+        /// Pointer within the event.
+        pointer: String,
+        /// The key.
+        key: String,
+        /// Where it was first declared (0: earlier in this request or group).
+        seq: u64,
+    },
+    /// A restored record does not continue the log (import of an export).
+    #[error("record {seq} cannot be restored: {reason}")]
+    RestoreMismatch {
+        /// Seq of the record.
+        seq: u64,
+        /// What did not match.
+        reason: String,
+    },
+    /// The writer is gone or has failed; the log accepts no more appends until restart.
+    #[error("the log writer is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// A storage failure while reading.
+#[derive(Debug, thiserror::Error)]
+pub enum LogError {
+    /// sled failed.
+    #[error("storage error: {0}")]
+    Storage(#[from] sled::Error),
+    /// A stored value is not what the layout says (corruption).
+    #[error("corrupt record at {0}")]
+    Corrupt(String),
+    /// Opening the store failed.
+    #[error("cannot open the data folder {path}: {source}")]
+    Open {
+        /// The folder.
+        path: PathBuf,
+        /// Why.
+        source: sled::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the writer: {0}")]
+    Writer(#[from] std::io::Error),
+}
+
+/// The pending answer to a queued append.
+pub struct Ticket(oneshot::Receiver<Result<Appended, AppendError>>);
+
+impl Ticket {
+    /// Waits until the append is durable (or refused).
+    pub async fn wait(self) -> Result<Appended, AppendError> {
+        self.0
+            .await
+            .map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
+    }
+}
+
+/// A stream's name, version and last seq.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// Name.
+    pub name: String,
+    /// Current (durable) version.
+    pub version: u64,
+    /// Seq of its last durable event.
+    pub last_seq: u64,
+}
+
+/// Options for opening the log.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// When an append is acknowledged.
+    pub durability: Durability,
+    /// Most events per group commit.
+    pub max_group_events: usize,
+    /// Requests that may wait for the writer.
+    pub queue_capacity: usize,
+}
+
+pub(crate) enum Command {
+    Append(Append, oneshot::Sender<Result<Appended, AppendError>>),
+    Restore(Vec<Restore>, oneshot::Sender<Result<Head, AppendError>>),
+}
+
+struct Shared {
+    tree: sled::Tree,
+    db: sled::Db,
+    head: watch::Receiver<Head>,
+    failed: Arc<AtomicBool>,
+}
+
+/// A handle to the log: cheap to clone, shared by every reader; appends go to the writer.
+#[derive(Clone)]
+pub struct Log {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Command>,
+}
+
+/// Owns the writer thread; dropping every [`Log`] handle and then calling [`WriterGuard::join`]
+/// waits until the last group is durable and the thread has let go of the store.
+pub struct WriterGuard {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriterGuard {
+    /// Waits for the writer thread to finish (after every `Log` handle is dropped).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            // A panicked writer has nothing left to flush; its panic was already logged.
+            let _ = t.join();
+        }
+    }
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir` and starts its writer thread.
+    pub fn open(
+        dir: &Path,
+        options: LogOptions,
+        metrics: Metrics,
+    ) -> Result<(Log, WriterGuard), LogError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|source| LogError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let tree = db.open_tree("log")?;
+        let head = read_head(&tree)?;
+        metrics.head_seq.set(head.seq as i64);
+        let (head_tx, head_rx) = watch::channel(head);
+        let (tx, rx) = mpsc::channel(options.queue_capacity);
+        let failed = Arc::new(AtomicBool::new(false));
+        let writer = writer::Writer::new(
+            db.clone(),
+            tree.clone(),
+            dir.to_path_buf(),
+            options,
+            head,
+            head_tx,
+            failed.clone(),
+            metrics,
+        );
+        let thread = std::thread::Builder::new()
+            .name("annals-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok((
+            Log {
+                shared: Arc::new(Shared {
+                    tree,
+                    db,
+                    head: head_rx,
+                    failed,
+                }),
+                tx,
+            },
+            WriterGuard {
+                thread: Some(thread),
+            },
+        ))
+    }
+
+    /// Appends one request; answers once it is durable (or refused).
+    pub async fn append(&self, append: Append) -> Result<Appended, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .try_send(Command::Append(append, reply))
+            .map_err(|e| match e {
+                mpsc::error::TrySendError::Full(_) => {
+                    AppendError::Unavailable("the append queue is full; retry shortly".into())
+                }
+                mpsc::error::TrySendError::Closed(_) => {
+                    AppendError::Unavailable("the writer has stopped".into())
+                }
+            })?;
+        rx.await
+            .map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    /// Queues an append, waiting for room instead of refusing (bulk import). Requests are
+    /// taken by the writer in the order they were queued; the ticket yields the answer.
+    pub async fn enqueue(&self, append: Append) -> Result<Ticket, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Append(append, reply))
+            .await
+            .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
+        Ok(Ticket(rx))
+    }
+
+    /// Restores exported records verbatim, in one durable group.
+    pub async fn restore(&self, records: Vec<Restore>) -> Result<Head, AppendError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Restore(records, reply))
+            .await
+            .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
+        rx.await
+            .map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    /// The durable head.
+    pub fn head(&self) -> Head {
+        *self.shared.head.borrow()
+    }
+
+    /// A receiver that changes whenever the durable head moves.
+    pub fn subscribe(&self) -> watch::Receiver<Head> {
+        self.shared.head.clone()
+    }
+
+    /// Waits until the durable head reaches `seq`.
+    pub async fn wait_for(&self, seq: u64) -> Head {
+        let mut rx = self.subscribe();
+        match rx.wait_for(|h| h.seq >= seq).await {
+            Ok(h) => *h,
+            Err(_) => self.head(),
+        }
+    }
+
+    /// Whether the writer has failed (the process must restart before appends resume).
+    pub fn is_failed(&self) -> bool {
+        self.shared.failed.load(Ordering::Acquire)
+    }
+
+    /// Up to `limit` durable records from `from` (inclusive), in seq order, keeping those
+    /// `keep` accepts. Returns the records and the seq after the last one examined.
+    pub fn read_range(
+        &self,
+        from: u64,
+        limit: usize,
+        mut keep: impl FnMut(&Recorded) -> bool,
+    ) -> Result<(Vec<Recorded>, u64), LogError> {
+        let head = self.head().seq;
+        let from = from.max(1);
+        let mut out = Vec::new();
+        let mut next = from;
+        if from > head {
+            return Ok((out, next));
+        }
+        for item in self
+            .shared
+            .tree
+            .range(layout::event_key(from)..=layout::event_key(head))
+        {
+            let (k, v) = item?;
+            let seq = layout::read_u64(&k[1..]).ok_or_else(|| corrupt(&k))?;
+            let rec = Recorded::from_stored(seq, &v).ok_or_else(|| corrupt(&k))?;
+            next = seq + 1;
+            if keep(&rec) {
+                out.push(rec);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok((out, next))
+    }
+
+    /// The durable record at `seq`.
+    pub fn get(&self, seq: u64) -> Result<Option<Recorded>, LogError> {
+        if seq == 0 || seq > self.head().seq {
+            return Ok(None);
+        }
+        let key = layout::event_key(seq);
+        match self.shared.tree.get(key)? {
+            Some(v) => Ok(Some(
+                Recorded::from_stored(seq, &v).ok_or_else(|| corrupt(&key))?,
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// The durable record with event id `id`.
+    pub fn get_by_id(&self, id: &Uuid) -> Result<Option<Recorded>, LogError> {
+        match self.shared.tree.get(layout::id_key(id))? {
+            Some(v) => {
+                let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&layout::id_key(id)))?;
+                self.get(seq)
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// A stream's durable version and last seq, or `None` if it has no durable event.
+    pub fn stream_info(&self, stream: &str) -> Result<Option<StreamInfo>, LogError> {
+        let head = self.head().seq;
+        let Some(v) = self.shared.tree.get(layout::stream_head_key(stream))? else {
+            return Ok(None);
+        };
+        let version = layout::read_u64(&v).ok_or_else(|| corrupt(stream.as_bytes()))?;
+        let last_seq = layout::read_u64(&v[8..]).ok_or_else(|| corrupt(stream.as_bytes()))?;
+        if last_seq <= head {
+            return Ok(Some(StreamInfo {
+                name: stream.to_string(),
+                version,
+                last_seq,
+            }));
+        }
+        // The stream head moved in a group that is not durable yet: find its last durable
+        // version from the index (rare, and bounded by one group).
+        let prefix = layout::stream_prefix(stream);
+        for item in self.shared.tree.scan_prefix(&prefix).rev() {
+            let (k, v) = item?;
+            let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&k))?;
+            if seq <= head {
+                let version = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+                return Ok(Some(StreamInfo {
+                    name: stream.to_string(),
+                    version,
+                    last_seq: seq,
+                }));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Up to `limit` durable records of `stream` from version `from`, in version order.
+    pub fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, Recorded)>, LogError> {
+        let head = self.head().seq;
+        let prefix = layout::stream_prefix(stream);
+        let start = layout::stream_key(stream, from.max(1));
+        let mut out = Vec::new();
+        for item in self.shared.tree.range(start..) {
+            let (k, v) = item?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            let version = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+            let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&k))?;
+            if seq > head {
+                break;
+            }
+            match self.get(seq)? {
+                Some(rec) => out.push((version, rec)),
+                None => return Err(LogError::Corrupt(format!("stream {stream} v{version}"))),
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Up to `limit` streams whose names start with `prefix` and sort after `after`.
+    pub fn streams(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<StreamInfo>, LogError> {
+        let key_prefix = layout::stream_head_key(prefix);
+        let start = match after {
+            Some(a) if a >= prefix => {
+                let mut k = layout::stream_head_key(a);
+                k.push(0);
+                k
+            }
+            _ => key_prefix.clone(),
+        };
+        let mut out = Vec::new();
+        for item in self.shared.tree.range(start..) {
+            let (k, _) = item?;
+            if !k.starts_with(&key_prefix) {
+                break;
+            }
+            let name = String::from_utf8(k[1..].to_vec()).map_err(|_| corrupt(&k))?;
+            if let Some(info) = self.stream_info(&name)? {
+                out.push(info);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a registry key is durably declared.
+    pub fn is_registered(&self, key: &str) -> Result<bool, LogError> {
+        let head = self.head().seq;
+        Ok(match self.shared.tree.get(layout::registry_key(key))? {
+            Some(v) => layout::read_u64(&v).is_some_and(|seq| seq <= head),
+            None => false,
+        })
+    }
+
+    /// Flushes sled (used before handing the folder to another process).
+    pub fn flush(&self) -> Result<(), LogError> {
+        self.shared.db.flush()?;
+        Ok(())
+    }
+}
+
+fn corrupt(key: &[u8]) -> LogError {
+    LogError::Corrupt(format!("key {}", String::from_utf8_lossy(key)))
+}
+
+/// Reads the head key (or the empty head).
+fn read_head(tree: &sled::Tree) -> Result<Head, LogError> {
+    match tree.get(layout::HEAD)? {
+        Some(v) if v.len() == 40 => {
+            let seq = layout::read_u64(&v).ok_or_else(|| corrupt(layout::HEAD))?;
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(&v[8..]);
+            Ok(Head { seq, hash })
+        }
+        Some(_) => Err(corrupt(layout::HEAD)),
+        None => Ok(Head {
+            seq: 0,
+            hash: GENESIS,
+        }),
+    }
+}
+
+/// Raw access for offline tools (verify): every stored record in key order, and the head
+/// key, without the durable-head bound (offline, nothing is in flight).
+pub mod raw {
+    use super::*;
+
+    /// Opens the store read-write (sled has no read-only mode) without starting a writer.
+    pub fn open_tree(dir: &Path) -> Result<(sled::Db, sled::Tree), LogError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(|source| LogError::Open {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        let tree = db.open_tree("log")?;
+        Ok((db, tree))
+    }
+
+    /// Every record key/value in seq order: `(seq from the key, value)`.
+    pub fn records(
+        tree: &sled::Tree,
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + '_ {
+        tree.scan_prefix([layout::EVENT]).map(|item| {
+            let (k, v) = item?;
+            let seq = layout::read_u64(&k[1..]).ok_or_else(|| corrupt(&k))?;
+            Ok((seq, v))
+        })
+    }
+
+    /// The stored head.
+    pub fn head(tree: &sled::Tree) -> Result<Head, LogError> {
+        read_head(tree)
+    }
+
+    /// The key under which `seq` is stored (for tests that tamper with the store).
+    pub fn event_key(seq: u64) -> Vec<u8> {
+        layout::event_key(seq).to_vec()
+    }
+
+    /// Whether a stored id index entry points at `seq`.
+    pub fn id_points_to(tree: &sled::Tree, id: &Uuid, seq: u64) -> Result<bool, LogError> {
+        Ok(tree
+            .get(layout::id_key(id))?
+            .and_then(|v| layout::read_u64(&v))
+            == Some(seq))
+    }
+}

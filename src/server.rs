@@ -1,0 +1,171 @@
+//! Builds and runs the whole service: the log with its writer, the validator, the keys and the
+//! HTTP API, bound to a socket. `main` and the tests both start the service through
+//! [`Server::start`], so the tests exercise what production runs. This module must never hold
+//! request logic.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api::{self, State, auth::Auth};
+use crate::audit::import;
+use crate::config::{Config, KeyEntry};
+use crate::event::{Schemas, Validator};
+use crate::keys::{self, KeyRing, Scope};
+use crate::log::{Log, LogOptions, WriterGuard};
+use crate::metrics::Metrics;
+
+/// The demo data set, compiled in so `serve --demo` works from any folder.
+pub const DEMO_NDJSON: &str = include_str!("../examples/moscow-talks.ndjson");
+
+/// Why the service could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The data folder could not be created.
+    #[error("cannot create the data folder {0}: {1}")]
+    DataDir(std::path::PathBuf, std::io::Error),
+    /// The log could not be opened.
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    /// The embedded schemas are broken (a build defect).
+    #[error(transparent)]
+    Schema(#[from] crate::event::schema::SchemaError),
+    /// Metrics could not be registered (a build defect).
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {0}: {1}")]
+    Bind(SocketAddr, String),
+    /// The demo data did not load.
+    #[error("demo data: {0}")]
+    Demo(#[from] import::ImportError),
+}
+
+/// What to do beyond the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct StartOptions {
+    /// Load the demo data set into an empty log and mint a process-lifetime key.
+    pub demo: bool,
+    /// Extra keys valid for this process only (tests use this).
+    pub extra_keys: Vec<KeyEntry>,
+}
+
+/// A running service.
+pub struct Server {
+    addr: SocketAddr,
+    log: Log,
+    shutdown: watch::Sender<bool>,
+    http: JoinHandle<()>,
+    writer: WriterGuard,
+    /// The `--demo` key (read, append, admin), valid for this process.
+    pub demo_key: Option<String>,
+    /// How many demo events were loaded (0 if the log was not empty).
+    pub demo_loaded: u64,
+}
+
+impl Server {
+    /// Opens the log, loads what is asked and starts serving.
+    pub async fn start(config: Config, options: StartOptions) -> Result<Server, StartError> {
+        let dir = config.server.data_dir.clone();
+        std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
+        let metrics = Metrics::new()?;
+        let (log, writer) = Log::open(
+            &dir,
+            LogOptions {
+                durability: config.log.durability,
+                max_group_events: config.log.max_group_events,
+                queue_capacity: config.log.queue_capacity,
+            },
+            metrics.clone(),
+        )?;
+        let validator = Validator::new(Schemas::load()?, config.limits.clone());
+        let mut entries = config.auth.keys.clone();
+        entries.extend(options.extra_keys.iter().cloned());
+        let mut demo_key = None;
+        let mut demo_loaded = 0;
+        if options.demo {
+            let key = keys::generate();
+            entries.push(KeyEntry {
+                principal: "demo".into(),
+                hash: key.hash.clone(),
+                scopes: vec![Scope::Read, Scope::Append, Scope::Admin],
+            });
+            demo_key = Some(key.key);
+            if log.head().seq == 0 {
+                let summary = import::import(
+                    &log,
+                    &validator,
+                    DEMO_NDJSON.as_bytes(),
+                    "demo-loader",
+                    None,
+                )
+                .await?;
+                demo_loaded = summary.appended;
+                tracing::info!(events = demo_loaded, "demo data loaded");
+            } else {
+                tracing::info!(
+                    seq = log.head().seq,
+                    "data folder is not empty; demo data not loaded"
+                );
+            }
+        }
+        let ring = KeyRing::new(&entries);
+        if ring.is_empty() {
+            tracing::warn!(
+                "no API key is configured: every route but /healthz, /openapi.json and /schemas will answer 401; see `annals keys new`"
+            );
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let state = Arc::new(State {
+            log: log.clone(),
+            validator,
+            auth: Auth::new(ring),
+            metrics,
+            live: config.live.clone(),
+            shutdown: shutdown_rx.clone(),
+        });
+        let routes = api::routes(state);
+        let mut stop = shutdown_rx;
+        let (addr, server) = warp::serve(routes)
+            .try_bind_with_graceful_shutdown(config.server.listen, async move {
+                // Either the flag flips or the sender is gone: both mean stop.
+                let _ = stop.wait_for(|v| *v).await;
+            })
+            .map_err(|e| StartError::Bind(config.server.listen, e.to_string()))?;
+        let http = tokio::spawn(server);
+        tracing::info!(%addr, data_dir = %dir.display(), durability = ?config.log.durability, "annals serving");
+        Ok(Server {
+            addr,
+            log,
+            shutdown,
+            http,
+            writer,
+            demo_key,
+            demo_loaded,
+        })
+    }
+
+    /// The bound address (with the real port when 0 was asked).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The log (for in-process tools and tests).
+    pub fn log(&self) -> &Log {
+        &self.log
+    }
+
+    /// Stops accepting, ends live feeds, lets in-flight appends finish, and closes the store.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        if let Err(e) = self.http.await {
+            tracing::error!(error = %e, "http server task failed");
+        }
+        drop(self.log);
+        let writer = self.writer;
+        // Joining blocks until the writer has flushed and let go of the store.
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    }
+}
