@@ -1,0 +1,187 @@
+//! Appending and reading back through HTTP: every envelope field as documented.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+#[tokio::test]
+async fn single_append_returns_its_position_and_reads_back_with_every_envelope_field() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let resp = app
+        .append("process/ru-ua-peace", &meeting("meeting:moscow-2026-01-22"))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["stream"], "process/ru-ua-peace");
+    assert_eq!(body["stream_version"], 1);
+    let ev = &body["events"][0];
+    assert_eq!(ev["seq"], 2);
+    assert_eq!(ev["version"], 1);
+    assert_eq!(ev["duplicate"], false);
+    let id = ev["id"].as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 7);
+
+    let env = app.get_json(&format!("/events/{id}")).await;
+    assert_eq!(env["id"], id);
+    assert_eq!(env["seq"], 2);
+    assert_eq!(env["stream"], "process/ru-ua-peace");
+    assert_eq!(env["version"], 1);
+    assert_eq!(env["type"], "meeting.held");
+    assert_eq!(env["schema_version"], 1);
+    assert_eq!(env["recorded_by"], "test-desk");
+    assert!(env["recorded_at"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(env["occurred"]["precision"], "day");
+    assert_eq!(env["process"], "ru-ua-peace");
+    assert_eq!(env["data"]["location"]["name"], "Moscow");
+    assert_eq!(env["evidence"][0]["source"], SOURCE);
+    assert_eq!(env["meta"]["notes"], "year inferred");
+    assert_eq!(env["hash"], ev["hash"]);
+    // The chain: this record's prev_hash is the first record's hash.
+    let first = app.get_json("/events?from=1&limit=1").await;
+    assert_eq!(env["prev_hash"], first["events"][0]["hash"]);
+    assert_eq!(
+        first["events"][0]["prev_hash"],
+        "0000000000000000000000000000000000000000000000000000000000000000"
+    );
+    // The head is the last record.
+    let (seq, hash) = app.head().await;
+    assert_eq!((seq, hash.as_str()), (2, env["hash"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn batch_append_is_one_contiguous_run_in_request_order() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let events: Vec<Value> = (0..5).map(statement).collect();
+    let resp = app
+        .append(
+            "process/p",
+            &json!({"expected_version": "no_stream", "events": events}),
+        )
+        .await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    let seqs: Vec<u64> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+    assert_eq!(body["stream_version"], 5);
+
+    let stream = app.get_json("/streams/process%2Fp/events").await;
+    assert_eq!(stream["version"], 5);
+    let contents: Vec<&str> = stream["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["data"]["content"].as_str().unwrap())
+        .collect();
+    assert_eq!(contents[0], "Statement number 0.");
+    assert_eq!(contents[4], "Statement number 4.");
+    // All of one batch share one recorded_at (one group commit).
+    let times: std::collections::HashSet<&str> = stream["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["recorded_at"].as_str().unwrap())
+        .collect();
+    assert_eq!(times.len(), 1);
+}
+
+#[tokio::test]
+async fn reads_page_by_position_and_filter_by_type_glob() {
+    let app = spawn_app().await;
+    app.seed().await;
+    for i in 0..3 {
+        app.append("process/p", &statement(i)).await;
+    }
+    app.append("process/p", &meeting("meeting:m1")).await;
+    let page = app.get_json("/events?from=1&limit=2").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2);
+    assert_eq!(page["next"], 3);
+    assert_eq!(page["head"], 5);
+    let rest = app.get_json("/events?from=3&limit=100").await;
+    assert_eq!(rest["events"].as_array().unwrap().len(), 3);
+    assert_eq!(rest["next"], Value::Null);
+    let meetings = app.get_json("/events?type=meeting.*").await;
+    let types: Vec<&str> = meetings["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, vec!["meeting.held"]);
+    let streams = app.get_json("/streams").await;
+    assert_eq!(
+        streams["streams"],
+        json!([
+            {"name": "process/p", "version": 4, "last_seq": 5},
+            {"name": "registry/sources", "version": 1, "last_seq": 1}
+        ])
+    );
+    let registry = app.get_json("/streams?prefix=registry/").await;
+    assert_eq!(registry["streams"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn stream_name_may_be_given_raw_with_slashes() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let resp = app
+        .client
+        .post(app.url("/streams/process/raw-name/events"))
+        .bearer_auth(&app.keys.append)
+        .json(&statement(1))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let s = app.get_json("/streams/process/raw-name/events").await;
+    assert_eq!(s["stream"], "process/raw-name");
+}
+
+#[tokio::test]
+async fn expected_version_rules_are_enforced_with_the_current_version_in_the_409() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let ok = |v: Value| json!({"expected_version": v, "events": [statement(rand_n())]});
+    assert_eq!(app.append("s/x", &ok(json!("exists"))).await.status(), 409);
+    assert_eq!(
+        app.append("s/x", &ok(json!("no_stream"))).await.status(),
+        201
+    );
+    assert_eq!(
+        app.append("s/x", &ok(json!("no_stream"))).await.status(),
+        409
+    );
+    assert_eq!(app.append("s/x", &ok(json!("exists"))).await.status(), 201);
+    assert_eq!(app.append("s/x", &ok(json!(2))).await.status(), 201);
+    let stale = app.append("s/x", &ok(json!(1))).await;
+    assert_eq!(stale.status(), 409);
+    assert_eq!(stale.headers()["content-type"], "application/problem+json");
+    let p: Value = stale.json().await.unwrap();
+    assert_eq!(p["current_version"], 3);
+    assert_eq!(
+        p["type"],
+        "https://annals.dev/problems/wrong-expected-version"
+    );
+    // The query parameter works too.
+    let q = app
+        .client
+        .post(app.url("/streams/s%2Fx/events?expected_version=3"))
+        .bearer_auth(&app.keys.append)
+        .json(&statement(rand_n()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(q.status(), 201);
+}
+
+fn rand_n() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(1000);
+    N.fetch_add(1, Ordering::Relaxed)
+}

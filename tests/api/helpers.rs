@@ -1,0 +1,317 @@
+//! The test harness: starts the real server (the same `Server::start` that `main` uses) on a
+//! free loopback port over a fresh temp folder, with keys of every scope, and gives tests a
+//! real HTTP client. Also starts the real binary for crash tests.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use annals::config::{Config, KeyEntry};
+use annals::keys::{self, Scope};
+use annals::{Server, StartOptions};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// The source every fixture event cites; `TestApp::seed` registers it.
+pub const SOURCE: &str = "src:test-wire";
+
+/// One key per role.
+#[derive(Clone)]
+pub struct TestKeys {
+    pub admin: String,
+    pub append: String,
+    pub read: String,
+    entries: Vec<KeyEntry>,
+}
+
+impl TestKeys {
+    pub fn new() -> TestKeys {
+        let mut entries = Vec::new();
+        let mut make = |principal: &str, scopes: Vec<Scope>| {
+            let k = keys::generate();
+            entries.push(KeyEntry {
+                principal: principal.into(),
+                hash: k.hash.clone(),
+                scopes,
+            });
+            k.key
+        };
+        let admin = make("test-admin", vec![Scope::Admin]);
+        let append = make("test-desk", vec![Scope::Append]);
+        let read = make("test-reader", vec![Scope::Read]);
+        TestKeys {
+            admin,
+            append,
+            read,
+            entries,
+        }
+    }
+
+    /// The `[[auth.keys]]` TOML for a config file.
+    pub fn toml(&self) -> String {
+        let mut out = String::new();
+        for e in &self.entries {
+            let scopes: Vec<String> = e
+                .scopes
+                .iter()
+                .map(|s| format!("\"{}\"", s.as_str()))
+                .collect();
+            out.push_str(&format!(
+                "[[auth.keys]]\nprincipal = \"{}\"\nhash = \"{}\"\nscopes = [{}]\n\n",
+                e.principal,
+                e.hash,
+                scopes.join(", ")
+            ));
+        }
+        out
+    }
+}
+
+/// A running server over a temp folder.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub keys: TestKeys,
+    pub dir: TempDir,
+    pub config: Config,
+    server: Option<Server>,
+}
+
+/// The test configuration: defaults, a free loopback port, the given folder.
+pub fn test_config(dir: &Path) -> Config {
+    Config::defaults()
+        .unwrap()
+        .with(json!({"server": {"listen": "127.0.0.1:0", "data_dir": dir}}))
+        .unwrap()
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|c| c).await
+}
+
+/// Starts a server whose config is adjusted by `adjust`.
+pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
+    let dir = tempfile::tempdir().unwrap();
+    let config = adjust(test_config(dir.path()));
+    let keys = TestKeys::new();
+    let server = Server::start(
+        config.clone(),
+        StartOptions {
+            demo: false,
+            extra_keys: keys.entries.clone(),
+        },
+    )
+    .await
+    .unwrap();
+    TestApp {
+        base: format!("http://{}", server.addr()),
+        client: reqwest::Client::new(),
+        keys,
+        dir,
+        config,
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Stops the server (gracefully) and starts it again on the same folder and port 0.
+    pub async fn restart(&mut self) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        let server = Server::start(
+            self.config.clone(),
+            StartOptions {
+                demo: false,
+                extra_keys: self.keys.entries.clone(),
+            },
+        )
+        .await
+        .unwrap();
+        self.base = format!("http://{}", server.addr());
+        self.server = Some(server);
+    }
+
+    /// Stops the server and returns the folder (for offline tools).
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        self.dir
+    }
+
+    pub fn server(&self) -> &Server {
+        self.server.as_ref().unwrap()
+    }
+
+    /// POSTs a body to a stream with the append key.
+    pub async fn append(&self, stream: &str, body: &Value) -> reqwest::Response {
+        self.append_with(stream, body, &self.keys.append).await
+    }
+
+    pub async fn append_with(&self, stream: &str, body: &Value, key: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/streams/{}/events", encode(stream))))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// GET with the read key.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .bearer_auth(&self.keys.read)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self.get(path).await;
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    /// The durable head: (seq, hash).
+    pub async fn head(&self) -> (u64, String) {
+        let v = self.get_json("/log").await;
+        (
+            v["seq"].as_u64().unwrap(),
+            v["hash"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Registers the fixture source.
+    pub async fn seed(&self) {
+        let resp = self.append("registry/sources", &source_event(SOURCE)).await;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    }
+}
+
+/// Percent-encodes a stream name for a path segment.
+pub fn encode(stream: &str) -> String {
+    stream.replace('/', "%2F")
+}
+
+pub fn source_event(id: &str) -> Value {
+    json!({
+        "type": "source.registered",
+        "occurred": {"start": "2026-01-22", "precision": "day"},
+        "data": {"source_id": id, "kind": "wire", "publisher": "Test Wire"},
+        "evidence": []
+    })
+}
+
+/// A valid statement citing [`SOURCE`]; `n` makes it distinct.
+pub fn statement(n: u64) -> Value {
+    json!({
+        "type": "statement.made",
+        "occurred": {"start": "2026-01-22", "precision": "day"},
+        "process": "ru-ua-peace",
+        "data": {
+            "statement_id": format!("statement:test-{n}"),
+            "speaker": "actor:witkoff",
+            "content": format!("Statement number {n}.")
+        },
+        "evidence": [{"source": SOURCE, "relation": "quotes", "quote": format!("number {n}")}]
+    })
+}
+
+/// A valid meeting citing [`SOURCE`].
+pub fn meeting(id: &str) -> Value {
+    json!({
+        "type": "meeting.held",
+        "occurred": {"start": "2026-01-22", "precision": "day"},
+        "process": "ru-ua-peace",
+        "data": {
+            "meeting_id": id,
+            "participants": [
+                {"actor": "actor:putin", "side": "actor:russia", "role": "host"},
+                {"actor": "actor:witkoff", "side": "actor:usa", "role": "visitor"}
+            ],
+            "location": {"name": "Moscow"},
+            "duration": "PT3H",
+            "duration_approx": true
+        },
+        "evidence": [{"source": SOURCE, "relation": "reports", "credibility": 2}],
+        "meta": {"inferred": ["/occurred/start"], "notes": "year inferred"}
+    })
+}
+
+/// A running `annals serve` process (the real binary).
+pub struct BinaryServer {
+    pub child: Child,
+    pub base: String,
+}
+
+impl BinaryServer {
+    /// Starts the binary on `dir` with `config_file`; waits for its "listening on" line.
+    pub fn start(dir: &Path, config_file: &Path) -> BinaryServer {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(config_file)
+            .arg("--data-dir")
+            .arg(dir)
+            .env("ANNALS_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .to_string();
+        BinaryServer { child, base: addr }
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+/// Writes a config file with the given keys into `dir`, returning its path.
+pub fn write_config(dir: &Path, keys: &TestKeys) -> PathBuf {
+    let path = dir.join("annals.toml");
+    std::fs::write(&path, keys.toml()).unwrap();
+    path
+}
+
+/// Runs the binary with arguments; returns (exit code, stdout, stderr).
+pub fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
+    use std::io::Write;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
+        .args(args)
+        .env("ANNALS_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut sin = child.stdin.take().unwrap();
+        if let Some(bytes) = stdin {
+            sin.write_all(bytes).unwrap();
+        }
+    }
+    let out = child.wait_with_output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -1,0 +1,15 @@
+//! Integration tests: the real server on loopback, real sled in temp folders, real HTTP.
+
+mod helpers;
+
+mod append;
+mod auth;
+mod bad_input;
+mod cli;
+mod concurrency;
+mod config;
+mod demo;
+mod durability;
+mod idempotency;
+mod live;
+mod openapi;
