@@ -67,6 +67,8 @@ pub(super) struct Writer {
     streams: HashMap<String, StreamHead>,
     /// The data file handle for fdatasync, opened on first use.
     data_file: Option<File>,
+    /// Blob files already synced (see `sync_new_blobs`).
+    synced_blobs: HashSet<std::ffi::OsString>,
     /// `recorded_at` never goes backwards, even if the wall clock does.
     last_recorded_at: OffsetDateTime,
 }
@@ -94,6 +96,7 @@ impl Writer {
             metrics,
             streams: HashMap::new(),
             data_file: None,
+            synced_blobs: HashSet::new(),
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
         }
     }
@@ -259,11 +262,42 @@ impl Writer {
         if self.options.durability == Durability::Fsync {
             if self.data_file.is_none() {
                 self.data_file = Some(File::open(self.dir.join("db"))?);
+                // The folder entry of a new `db` file must be durable too.
+                File::open(&self.dir)?.sync_all()?;
             }
             if let Some(f) = &self.data_file {
                 f.sync_data()?;
             }
+            self.sync_new_blobs()?;
         }
+        Ok(())
+    }
+
+    /// sled 0.34 writes pages larger than a quarter segment to `blobs/<lsn>` files and never
+    /// syncs them; a group whose pages went there is durable only once they are synced.
+    /// An empty folder costs one `readdir`.
+    fn sync_new_blobs(&mut self) -> Result<(), std::io::Error> {
+        let blobs = self.dir.join("blobs");
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut present = HashSet::new();
+        let mut synced_any = false;
+        for entry in entries {
+            let name = entry?.file_name();
+            if !self.synced_blobs.contains(&name) {
+                File::open(blobs.join(&name))?.sync_data()?;
+                synced_any = true;
+            }
+            present.insert(name);
+        }
+        if synced_any {
+            File::open(&blobs)?.sync_all()?;
+        }
+        // Forget blobs sled has collected since.
+        self.synced_blobs = present;
         Ok(())
     }
 
