@@ -39,6 +39,9 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     /// Folder of the sled store.
     pub data_dir: PathBuf,
+    /// Seconds to wait for open connections (live feeds whose readers stopped reading) when
+    /// shutting down; after that the log is closed regardless.
+    pub shutdown_grace_secs: u64,
 }
 
 /// When an append counts as durable.
@@ -129,7 +132,13 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment.merge(Env::prefixed("ANNALS_").split("__"));
+        // Only `ANNALS_<SECTION>__<KEY>` is configuration; other `ANNALS_*` variables (such as
+        // the `ANNALS_LOG` log filter) are not, and must not clobber a section.
+        figment = figment.merge(
+            Env::prefixed("ANNALS_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
         let config: Config = figment.extract().map_err(describe)?;
         config.check()?;
         Ok(config)
@@ -210,7 +219,10 @@ fn describe(err: figment::Error) -> ConfigError {
         let origin = e
             .metadata
             .as_ref()
-            .map(|m| format!(" (from {})", m.name))
+            .map(|m| match &m.source {
+                Some(source) => format!(" (from {} {source})", m.name),
+                None => format!(" (from {})", m.name),
+            })
             .unwrap_or_default();
         lines.push(format!("key `{key}`{origin}: {}", e.kind));
     }

@@ -59,6 +59,7 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<()>,
     writer: WriterGuard,
+    grace: std::time::Duration,
     /// The `--demo` key (read, append, admin), valid for this process.
     pub demo_key: Option<String>,
     /// How many demo events were loaded (0 if the log was not empty).
@@ -142,6 +143,7 @@ impl Server {
             shutdown,
             http,
             writer,
+            grace: std::time::Duration::from_secs(config.server.shutdown_grace_secs),
             demo_key,
             demo_loaded,
         })
@@ -158,11 +160,22 @@ impl Server {
     }
 
     /// Stops accepting, ends live feeds, lets in-flight appends finish, and closes the store.
-    pub async fn stop(self) {
+    /// Connections still open after `server.shutdown_grace_secs` (a live reader that stopped
+    /// reading holds its response open) do not keep the log from being flushed and closed.
+    pub async fn stop(mut self) {
         let _ = self.shutdown.send(true);
-        if let Err(e) = self.http.await {
-            tracing::error!(error = %e, "http server task failed");
+        match tokio::time::timeout(self.grace, &mut self.http).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "http server task failed"),
+            Err(_) => {
+                tracing::warn!(
+                    grace_secs = self.grace.as_secs(),
+                    "connections still open after the shutdown grace period; closing the log anyway"
+                );
+                self.http.abort();
+            }
         }
+        self.log.close().await;
         drop(self.log);
         let writer = self.writer;
         // Joining blocks until the writer has flushed and let go of the store.

@@ -25,8 +25,9 @@ impl Auth {
             ));
         };
         let Some(key) = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, key)| key)
         else {
             return Err(Problem::unauthorized(
                 "the Authorization header must use the Bearer scheme",

@@ -21,11 +21,8 @@ fn stream_from_tail(tail: &str) -> Option<String> {
         .decode_utf8()
         .ok()?
         .into_owned();
-    let name = decoded
-        .strip_suffix("/events")?
-        .trim_end_matches('/')
-        .to_string();
-    Some(name)
+    // No trimming: `process/x/` has an empty last segment and must be refused, not renamed.
+    Some(decoded.strip_suffix("/events")?.to_string())
 }
 
 fn reply(result: Result<Response, Problem>) -> Response {
@@ -47,6 +44,15 @@ pub async fn append(
 ) -> Response {
     reply(
         async {
+            if tail.is_empty() {
+                return Err(Problem::new(
+                    StatusCode::METHOD_NOT_ALLOWED,
+                    "method-not-allowed",
+                    "Method not allowed",
+                    "/streams lists streams (GET); append with POST /streams/{stream}/events",
+                )
+                .header(warp::http::header::ALLOW, "GET"));
+            }
             let principal = st.auth.require(auth.as_deref(), Scope::Append)?;
             let stream = stream_from_tail(&tail)
                 .ok_or_else(|| Problem::not_found("append to /streams/{stream}/events"))?;
@@ -83,6 +89,7 @@ pub async fn append(
                 expected: submission.expected,
                 events: submission.events,
                 principal: principal.name,
+                abort_on_refusal: None,
             };
             let appended = st.log.append(append).await.map_err(|e| {
                 from_append(e, |i| {

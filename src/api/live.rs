@@ -45,7 +45,7 @@ pub fn feed(
     let from = match (query.get("from"), last_event_id) {
         // A reconnecting browser resumes after the last record it saw.
         (_, Some(last)) => match last.trim().parse::<u64>() {
-            Ok(n) => n + 1,
+            Ok(n) => n.saturating_add(1),
             Err(_) => {
                 return Problem::bad_query("Last-Event-ID", "Last-Event-ID must be a seq")
                     .into_response();
@@ -105,7 +105,8 @@ pub fn feed(
             }
             if !live {
                 live = true;
-                yield Ok(Event::default().event("live").data(json!({"seq": next - 1}).to_string()));
+                // The head this reader has caught up with (not `from - 1`, which may lie beyond it).
+                yield Ok(Event::default().event("live").data(json!({"seq": head}).to_string()));
             }
             tokio::select! {
                 changed = head_rx.changed() => if changed.is_err() { return; },

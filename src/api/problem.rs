@@ -261,7 +261,7 @@ pub fn from_append(e: AppendError, base: impl Fn(usize) -> String) -> Problem {
             "Record does not continue the log",
             detail,
         ),
-        AppendError::Unavailable(_) => Problem::new(
+        AppendError::Aborted | AppendError::Unavailable(_) => Problem::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "unavailable",
             "The log cannot take appends right now",

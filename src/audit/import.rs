@@ -108,9 +108,9 @@ pub async fn import(
 ) -> Result<Summary, ImportError> {
     let bar = super::progress(total_bytes, "importing");
     let mut summary = Summary::default();
-    let mut restores: Vec<Restore> = Vec::new();
-    let mut restore_first_line = 0;
+    let mut restores: Vec<(u64, Restore)> = Vec::new();
     let mut pending: std::collections::VecDeque<Pending> = Default::default();
+    let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
 
     async fn settle(
         pending: &mut std::collections::VecDeque<Pending>,
@@ -124,7 +124,10 @@ pub async fn import(
             match ticket.wait().await {
                 Ok(a) if a.duplicate => summary.duplicates += a.positions.len() as u64,
                 Ok(a) => summary.appended += a.positions.len() as u64,
-                Err(source) => return Err(ImportError::Refused { line, source }),
+                Err(source) => {
+                    // The first refusal is the one to report; later lines were aborted by it.
+                    return Err(ImportError::Refused { line, source });
+                }
             }
         }
         Ok(())
@@ -132,22 +135,32 @@ pub async fn import(
 
     async fn flush_restores(
         log: &Log,
-        restores: &mut Vec<Restore>,
-        first_line: u64,
+        restores: &mut Vec<(u64, Restore)>,
         summary: &mut Summary,
     ) -> Result<(), ImportError> {
         if restores.is_empty() {
             return Ok(());
         }
-        let n = restores.len() as u64;
-        log.restore(std::mem::take(restores))
-            .await
-            .map_err(|source| ImportError::Refused {
-                line: first_line,
-                source,
-            })?;
-        summary.restored += n;
-        Ok(())
+        let batch = std::mem::take(restores);
+        let n = batch.len() as u64;
+        let records: Vec<Restore> = batch.iter().map(|(_, r)| r.clone()).collect();
+        match log.restore(records).await {
+            Ok(_) => {
+                summary.restored += n;
+                Ok(())
+            }
+            Err(_) => {
+                // The batch was refused whole. Replay it one record at a time so that every
+                // line before the bad one is restored and the bad one is named exactly.
+                for (line, record) in batch {
+                    log.restore(vec![record])
+                        .await
+                        .map_err(|source| ImportError::Refused { line, source })?;
+                    summary.restored += 1;
+                }
+                Ok(())
+            }
+        }
     }
 
     for (i, line) in input.lines().enumerate() {
@@ -191,20 +204,20 @@ pub async fn import(
                 line: line_no,
                 message: format!("not an exported record: {e}"),
             })?;
-            if restores.is_empty() {
-                restore_first_line = line_no;
-            }
-            restores.push(Restore {
-                record,
-                hash,
-                refs: new_event.refs,
-            });
+            restores.push((
+                line_no,
+                Restore {
+                    record,
+                    hash,
+                    refs: new_event.refs,
+                },
+            ));
             if restores.len() >= RESTORE_BATCH {
-                flush_restores(log, &mut restores, restore_first_line, &mut summary).await?;
+                flush_restores(log, &mut restores, &mut summary).await?;
             }
             continue;
         }
-        flush_restores(log, &mut restores, restore_first_line, &mut summary).await?;
+        flush_restores(log, &mut restores, &mut summary).await?;
         let Some(stream) = value
             .get("stream")
             .and_then(Value::as_str)
@@ -246,6 +259,7 @@ pub async fn import(
             expected,
             events: vec![event],
             principal: principal.to_string(),
+            abort_on_refusal: Some(abort.clone()),
         };
         // Enqueued here, in line order; only the answers are awaited later.
         let ticket = log
@@ -258,7 +272,7 @@ pub async fn import(
         pending.push_back((line_no, ticket));
         settle(&mut pending, &mut summary, IN_FLIGHT).await?;
     }
-    flush_restores(log, &mut restores, restore_first_line, &mut summary).await?;
+    flush_restores(log, &mut restores, &mut summary).await?;
     settle(&mut pending, &mut summary, 0).await?;
     bar.finish_and_clear();
     Ok(summary)

@@ -16,7 +16,7 @@ pub use schema::{FieldError, Schemas};
 #[derive(Debug, thiserror::Error)]
 pub enum InputError {
     /// The body is not JSON.
-    #[error("the body is not valid JSON: {message} (line {line}, column {column})")]
+    #[error("the body is not valid JSON: {message}")]
     Malformed {
         /// Parser message.
         message: String,
@@ -270,11 +270,7 @@ impl Validator {
             return Err(InputError::TooLarge {
                 what: format!("an event of {size} bytes"),
                 limit: self.limits.max_event_bytes,
-                pointer: Some(if base.is_empty() {
-                    "/".into()
-                } else {
-                    base.into()
-                }),
+                pointer: Some(base.into()),
             });
         }
         let mut errors = Vec::new();

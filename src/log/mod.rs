@@ -114,6 +114,10 @@ pub struct Append {
     pub events: Vec<NewEvent>,
     /// Who appends (recorded as `recorded_by`).
     pub principal: String,
+    /// A flag shared by a pipeline of appends (import): once the writer refuses one of them it
+    /// sets the flag and refuses every later one, so nothing after a bad line is written even
+    /// though the lines were queued before the refusal was known.
+    pub abort_on_refusal: Option<Arc<AtomicBool>>,
 }
 
 /// Where an appended event landed.
@@ -224,6 +228,9 @@ pub enum AppendError {
         /// What did not match.
         reason: String,
     },
+    /// An earlier append of the same pipeline was refused, so this one was not attempted.
+    #[error("not attempted: an earlier append of the same import was refused")]
+    Aborted,
     /// The writer is gone or has failed; the log accepts no more appends until restart.
     #[error("the log writer is unavailable: {0}")]
     Unavailable(String),
@@ -288,6 +295,8 @@ pub struct LogOptions {
 pub(crate) enum Command {
     Append(Append, oneshot::Sender<Result<Appended, AppendError>>),
     Restore(Vec<Restore>, oneshot::Sender<Result<Head, AppendError>>),
+    /// Finish what is queued before it, flush, and stop; later appends get `Unavailable`.
+    Close(oneshot::Sender<()>),
 }
 
 struct Shared {
@@ -407,6 +416,15 @@ impl Log {
             .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
         rx.await
             .map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
+    }
+
+    /// Makes the writer finish what is queued, flush and stop, even while other handles
+    /// (say, a connection that has not closed yet) still exist. Appends after this fail.
+    pub async fn close(&self) {
+        let (reply, rx) = oneshot::channel();
+        if self.tx.send(Command::Close(reply)).await.is_ok() {
+            let _ = rx.await;
+        }
     }
 
     /// The durable head.

@@ -103,27 +103,43 @@ impl Writer {
 
     /// Runs until every sender is gone, one group at a time.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        while let Some(first) = rx.blocking_recv() {
-            let mut group = vec![first];
-            let mut events = command_events(&group[0]);
-            while events < self.options.max_group_events {
-                match rx.try_recv() {
-                    Ok(cmd) => {
-                        events += command_events(&cmd);
-                        group.push(cmd);
-                    }
-                    Err(_) => break,
+        let mut closed = None;
+        'outer: while let Some(first) = rx.blocking_recv() {
+            let mut group = Vec::new();
+            let mut events = 0;
+            let mut next = Some(first);
+            while let Some(cmd) = next.take() {
+                if let Command::Close(reply) = cmd {
+                    self.commit_group(group);
+                    closed = Some(reply);
+                    break 'outer;
+                }
+                events += command_events(&cmd);
+                group.push(cmd);
+                if events < self.options.max_group_events {
+                    next = rx.try_recv().ok();
                 }
             }
             self.commit_group(group);
+        }
+        // Refuse whatever is still queued or arrives later: the receiver goes away below.
+        rx.close();
+        while let Ok(cmd) = rx.try_recv() {
+            refuse(cmd, "the log is closed");
         }
         if let Err(e) = self.db.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
         tracing::debug!("writer stopped");
+        if let Some(reply) = closed {
+            let _ = reply.send(());
+        }
     }
 
     fn commit_group(&mut self, group: Vec<Command>) {
+        if group.is_empty() {
+            return;
+        }
         if self.failed.load(Ordering::Acquire) {
             for cmd in group {
                 refuse(cmd, "an earlier write failed; restart the server");
@@ -142,7 +158,21 @@ impl Writer {
         for cmd in group {
             match cmd {
                 Command::Append(append, reply) => {
-                    match self.stage_append(&append, &recorded_at, &mut overlay) {
+                    let aborted = append
+                        .abort_on_refusal
+                        .as_ref()
+                        .is_some_and(|f| f.load(Ordering::Acquire));
+                    let staged = if aborted {
+                        Err(AppendError::Aborted)
+                    } else {
+                        self.stage_append(&append, &recorded_at, &mut overlay)
+                    };
+                    if staged.is_err()
+                        && let Some(flag) = &append.abort_on_refusal
+                    {
+                        flag.store(true, Ordering::Release);
+                    }
+                    match staged {
                         Ok(appended) => owed.push(Owed::Append(reply, appended)),
                         Err(e) => {
                             let outcome = match e {
@@ -161,6 +191,10 @@ impl Writer {
                             let _ = reply.send(Err(e));
                         }
                     }
+                }
+                Command::Close(reply) => {
+                    // `run` takes Close out of every group; answering is all that is left.
+                    let _ = reply.send(());
                 }
                 Command::Restore(records, reply) => match self.stage_restore(records, &mut overlay)
                 {
@@ -706,6 +740,7 @@ fn command_events(cmd: &Command) -> usize {
     match cmd {
         Command::Append(a, _) => a.events.len(),
         Command::Restore(r, _) => r.len(),
+        Command::Close(_) => 0,
     }
 }
 
@@ -716,6 +751,9 @@ fn refuse(cmd: Command, why: &str) {
         }
         Command::Restore(_, reply) => {
             let _ = reply.send(Err(AppendError::Unavailable(why.into())));
+        }
+        Command::Close(reply) => {
+            let _ = reply.send(());
         }
     }
 }
