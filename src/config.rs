@@ -191,6 +191,18 @@ impl Config {
                 "limits.max_event_bytes must be at most 262144".into(),
             ));
         }
+        // One group commit moves the head by up to max_group_events at once; a smaller max_lag
+        // would cut off live readers that keep up perfectly.
+        let burst = self
+            .log
+            .max_group_events
+            .max(self.limits.max_events_per_request) as u64;
+        if self.live.max_lag < burst {
+            return Err(ConfigError(format!(
+                "live.max_lag ({}) must be at least log.max_group_events and limits.max_events_per_request ({burst})",
+                self.live.max_lag
+            )));
+        }
         for (i, key) in self.auth.keys.iter().enumerate() {
             if crate::keys::parse_hash(&key.hash).is_none() {
                 return Err(ConfigError(format!(

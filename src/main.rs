@@ -236,13 +236,14 @@ async fn run(cli: Cli) -> ExitCode {
                 .iter()
                 .map(|s| format!("\"{}\"", s.as_str()))
                 .collect();
-            println!("key: {}", key.key);
-            println!();
-            println!("# Paste into your config (the key itself is not stored anywhere):");
-            println!("[[auth.keys]]");
-            println!("principal = \"{principal}\"");
-            println!("hash = \"{}\"", key.hash);
-            println!("scopes = [{}]", scopes.join(", "));
+            let text = format!(
+                "key: {}\n\n# Paste into your config (the key itself is not stored anywhere):\n[[auth.keys]]\nprincipal = \"{principal}\"\nhash = \"{}\"\nscopes = [{}]\n",
+                key.key,
+                key.hash,
+                scopes.join(", ")
+            );
+            // A closed pipe (`| head -1`) is not an error worth a panic.
+            let _ = std::io::stdout().lock().write_all(text.as_bytes());
             ExitCode::SUCCESS
         }
     }

@@ -253,6 +253,9 @@ pub enum LogError {
         /// Why.
         source: sled::Error,
     },
+    /// The log was closed (the server is shutting down).
+    #[error("the log is closed")]
+    Closed,
     /// The writer thread could not be started.
     #[error("cannot start the writer: {0}")]
     Writer(#[from] std::io::Error),
@@ -300,8 +303,9 @@ pub(crate) enum Command {
 }
 
 struct Shared {
-    tree: sled::Tree,
-    db: sled::Db,
+    /// The store; `None` once the log is closed, so that handles outliving the server (a
+    /// connection still draining) cannot keep the folder locked.
+    store: std::sync::RwLock<Option<(sled::Db, sled::Tree)>>,
     head: watch::Receiver<Head>,
     failed: Arc<AtomicBool>,
 }
@@ -366,8 +370,7 @@ impl Log {
         Ok((
             Log {
                 shared: Arc::new(Shared {
-                    tree,
-                    db,
+                    store: std::sync::RwLock::new(Some((db, tree))),
                     head: head_rx,
                     failed,
                 }),
@@ -418,13 +421,25 @@ impl Log {
             .map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
     }
 
-    /// Makes the writer finish what is queued, flush and stop, even while other handles
-    /// (say, a connection that has not closed yet) still exist. Appends after this fail.
+    /// Makes the writer finish what is queued, flush and stop, then lets go of the store,
+    /// even while other handles (say, a connection that has not closed yet) still exist:
+    /// appends and reads through any handle fail from then on.
     pub async fn close(&self) {
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Command::Close(reply)).await.is_ok() {
             let _ = rx.await;
         }
+        let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
+        store.take();
+    }
+
+    /// The tree, while the log is open. A `Tree` is a cheap handle (an `Arc`).
+    fn tree(&self) -> Result<sled::Tree, LogError> {
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        store
+            .as_ref()
+            .map(|(_, tree)| tree.clone())
+            .ok_or(LogError::Closed)
     }
 
     /// The durable head.
@@ -467,8 +482,7 @@ impl Log {
             return Ok((out, next));
         }
         for item in self
-            .shared
-            .tree
+            .tree()?
             .range(layout::event_key(from)..=layout::event_key(head))
         {
             let (k, v) = item?;
@@ -491,7 +505,7 @@ impl Log {
             return Ok(None);
         }
         let key = layout::event_key(seq);
-        match self.shared.tree.get(key)? {
+        match self.tree()?.get(key)? {
             Some(v) => Ok(Some(
                 Recorded::from_stored(seq, &v).ok_or_else(|| corrupt(&key))?,
             )),
@@ -501,7 +515,7 @@ impl Log {
 
     /// The durable record with event id `id`.
     pub fn get_by_id(&self, id: &Uuid) -> Result<Option<Recorded>, LogError> {
-        match self.shared.tree.get(layout::id_key(id))? {
+        match self.tree()?.get(layout::id_key(id))? {
             Some(v) => {
                 let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&layout::id_key(id)))?;
                 self.get(seq)
@@ -513,7 +527,7 @@ impl Log {
     /// A stream's durable version and last seq, or `None` if it has no durable event.
     pub fn stream_info(&self, stream: &str) -> Result<Option<StreamInfo>, LogError> {
         let head = self.head().seq;
-        let Some(v) = self.shared.tree.get(layout::stream_head_key(stream))? else {
+        let Some(v) = self.tree()?.get(layout::stream_head_key(stream))? else {
             return Ok(None);
         };
         let version = layout::read_u64(&v).ok_or_else(|| corrupt(stream.as_bytes()))?;
@@ -528,7 +542,7 @@ impl Log {
         // The stream head moved in a group that is not durable yet: find its last durable
         // version from the index (rare, and bounded by one group).
         let prefix = layout::stream_prefix(stream);
-        for item in self.shared.tree.scan_prefix(&prefix).rev() {
+        for item in self.tree()?.scan_prefix(&prefix).rev() {
             let (k, v) = item?;
             let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&k))?;
             if seq <= head {
@@ -554,7 +568,7 @@ impl Log {
         let prefix = layout::stream_prefix(stream);
         let start = layout::stream_key(stream, from.max(1));
         let mut out = Vec::new();
-        for item in self.shared.tree.range(start..) {
+        for item in self.tree()?.range(start..) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
@@ -592,7 +606,7 @@ impl Log {
             _ => key_prefix.clone(),
         };
         let mut out = Vec::new();
-        for item in self.shared.tree.range(start..) {
+        for item in self.tree()?.range(start..) {
             let (k, _) = item?;
             if !k.starts_with(&key_prefix) {
                 break;
@@ -611,7 +625,7 @@ impl Log {
     /// Whether a registry key is durably declared.
     pub fn is_registered(&self, key: &str) -> Result<bool, LogError> {
         let head = self.head().seq;
-        Ok(match self.shared.tree.get(layout::registry_key(key))? {
+        Ok(match self.tree()?.get(layout::registry_key(key))? {
             Some(v) => layout::read_u64(&v).is_some_and(|seq| seq <= head),
             None => false,
         })
@@ -619,7 +633,10 @@ impl Log {
 
     /// Flushes sled (used before handing the folder to another process).
     pub fn flush(&self) -> Result<(), LogError> {
-        self.shared.db.flush()?;
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        if let Some((db, _)) = store.as_ref() {
+            db.flush()?;
+        }
         Ok(())
     }
 }

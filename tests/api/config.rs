@@ -291,7 +291,6 @@ fn overrides_in_code_are_checked_like_a_file() {
 }
 
 #[test]
-#[ignore = "BUG: src/config.rs Config::load merges every ANNALS_* variable, so ANNALS_LOG (the log filter read by main.rs init_tracing) becomes the `log` section and the binary refuses to start: key `log`: invalid type: found string \"warn\", expected struct LogConfig"]
 fn the_annals_log_filter_variable_is_not_read_as_configuration() {
     // run_cli starts the binary with ANNALS_LOG=warn (in the child only).
     let dir = tempfile::tempdir().unwrap();
