@@ -29,6 +29,12 @@ pub struct Config {
     pub live: LiveConfig,
     /// API keys.
     pub auth: AuthConfig,
+    /// Read models (issue 3).
+    #[serde(default)]
+    pub projections: crate::projection::ProjectionConfig,
+    /// Webhook delivery (issue 4).
+    #[serde(default)]
+    pub webhooks: crate::webhook::WebhookConfig,
 }
 
 /// Listening address and data folder.

@@ -8,7 +8,9 @@ pub mod event;
 pub mod keys;
 pub mod log;
 pub mod metrics;
+pub mod projection;
 pub mod server;
+pub mod webhook;
 
 pub use config::Config;
 pub use server::{Server, StartOptions};

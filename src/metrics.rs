@@ -99,6 +99,15 @@ impl Metrics {
         })
     }
 
+    /// Registers an instrument of another module (projections, webhooks) so `/metrics`
+    /// exports it.
+    pub fn register(
+        &self,
+        collector: Box<dyn prometheus::core::Collector>,
+    ) -> Result<(), prometheus::Error> {
+        self.registry.register(collector)
+    }
+
     /// The Prometheus text exposition of every instrument.
     pub fn render(&self) -> String {
         let mut buf = Vec::new();

@@ -16,6 +16,7 @@ use crate::event::{Schemas, Validator};
 use crate::keys::{self, KeyRing, Scope};
 use crate::log::{Log, LogOptions, WriterGuard};
 use crate::metrics::Metrics;
+use crate::{projection, webhook};
 
 /// The demo data set, compiled in so `serve --demo` works from any folder.
 pub const DEMO_NDJSON: &str = include_str!("../examples/moscow-talks.ndjson");
@@ -38,6 +39,12 @@ pub enum StartError {
     /// The listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Bind(SocketAddr, String),
+    /// The projection engine could not start.
+    #[error(transparent)]
+    Projection(#[from] projection::ProjectionError),
+    /// The webhook service could not start.
+    #[error(transparent)]
+    Webhook(#[from] webhook::WebhookError),
     /// The demo data did not load.
     #[error("demo data: {0}")]
     Demo(#[from] import::ImportError),
@@ -59,6 +66,8 @@ pub struct Server {
     shutdown: watch::Sender<bool>,
     http: JoinHandle<()>,
     writer: WriterGuard,
+    projections: projection::Engine,
+    webhooks: webhook::Service,
     grace: std::time::Duration,
     /// The `--demo` key (read, append, admin), valid for this process.
     pub demo_key: Option<String>,
@@ -118,8 +127,13 @@ impl Server {
                 "no API key is configured: every route but /healthz, /openapi.json and /schemas will answer 401; see `annals keys new`"
             );
         }
+        let projections =
+            projection::Engine::start(log.clone(), config.projections.clone(), &metrics)?;
+        let webhooks = webhook::Service::start(log.clone(), config.webhooks.clone(), &metrics)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(State {
+            projections: projections.clone(),
+            webhooks: webhooks.clone(),
             log: log.clone(),
             validator,
             auth: Auth::new(ring),
@@ -143,6 +157,8 @@ impl Server {
             shutdown,
             http,
             writer,
+            projections,
+            webhooks,
             grace: std::time::Duration::from_secs(config.server.shutdown_grace_secs),
             demo_key,
             demo_loaded,
@@ -175,6 +191,9 @@ impl Server {
                 self.http.abort();
             }
         }
+        // Downstream readers stop first (final checkpoints), then the log closes.
+        self.webhooks.shutdown().await;
+        self.projections.shutdown().await;
         self.log.close().await;
         drop(self.log);
         let writer = self.writer;

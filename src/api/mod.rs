@@ -7,6 +7,8 @@ mod events;
 mod live;
 mod meta;
 pub mod problem;
+mod projections;
+mod subscriptions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -39,6 +41,10 @@ pub struct State {
     pub live: LiveConfig,
     /// Flips to true when the server shuts down, so live feeds end and let it finish.
     pub shutdown: watch::Receiver<bool>,
+    /// Read models.
+    pub projections: crate::projection::Engine,
+    /// Webhook subscriptions and delivery.
+    pub webhooks: crate::webhook::Service,
 }
 
 impl State {
@@ -231,6 +237,10 @@ pub fn routes(
         .or(schema_list)
         .unify()
         .or(schema_one)
+        .unify()
+        .or(projections::routes(state.clone()))
+        .unify()
+        .or(subscriptions::routes(state.clone()))
         .unify()
         .recover(problem::recover)
         .unify()

@@ -306,6 +306,8 @@ struct Shared {
     /// The store; `None` once the log is closed, so that handles outliving the server (a
     /// connection still draining) cannot keep the folder locked.
     store: std::sync::RwLock<Option<(sled::Db, sled::Tree)>>,
+    /// The data folder (for fdatasync of auxiliary writes).
+    dir: PathBuf,
     head: watch::Receiver<Head>,
     failed: Arc<AtomicBool>,
 }
@@ -371,6 +373,7 @@ impl Log {
             Log {
                 shared: Arc::new(Shared {
                     store: std::sync::RwLock::new(Some((db, tree))),
+                    dir: dir.to_path_buf(),
                     head: head_rx,
                     failed,
                 }),
@@ -431,6 +434,39 @@ impl Log {
         }
         let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
         store.take();
+    }
+
+    /// A named sled tree beside the log, for state derived from it (projection checkpoints,
+    /// webhook cursors). The log's own tree is never handed out.
+    pub fn aux_tree(&self, name: &str) -> Result<sled::Tree, LogError> {
+        if name == "log" {
+            return Err(LogError::Corrupt(
+                "the log tree is not an auxiliary tree".into(),
+            ));
+        }
+        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+        match store.as_ref() {
+            Some((db, _)) => Ok(db.open_tree(name)?),
+            None => Err(LogError::Closed),
+        }
+    }
+
+    /// Makes every auxiliary write so far durable: sled flush, then fdatasync of the data
+    /// file (as the writer does for appends). Blocking: call from `spawn_blocking` or a
+    /// dedicated thread.
+    pub fn sync_aux(&self) -> Result<(), LogError> {
+        let db = {
+            let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
+            match store.as_ref() {
+                Some((db, _)) => db.clone(),
+                None => return Err(LogError::Closed),
+            }
+        };
+        db.flush()?;
+        std::fs::File::open(self.shared.dir.join("db"))
+            .and_then(|f| f.sync_data())
+            .map_err(LogError::Writer)?;
+        Ok(())
     }
 
     /// The tree, while the log is open. A `Tree` is a cheap handle (an `Arc`).

@@ -13,3 +13,5 @@ mod durability;
 mod idempotency;
 mod live;
 mod openapi;
+mod projections;
+mod webhooks;

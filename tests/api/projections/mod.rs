@@ -1,0 +1,1 @@
+//! Projection tests (issue 3).

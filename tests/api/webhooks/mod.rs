@@ -1,0 +1,1 @@
+//! Webhook tests (issue 4).
