@@ -40,6 +40,8 @@ const PRINCIPAL: &str = "bench-desk";
 const SERVER_THREADS: &str = "annals-server";
 const CLIENT_THREADS: &str = "load-client";
 const WRITER_THREAD: &str = "annals-writer";
+/// No request may hang the run.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 // ---------------------------------------------------------------------------------------------
 // Settings
@@ -57,6 +59,11 @@ struct Settings {
     pad: usize,
     base_dir: Option<PathBuf>,
     only: Vec<String>,
+    /// `fsync` (the default, as shipped) or `os`.
+    durability: String,
+    /// A tracing filter (e.g. `info`, as `annals serve` logs by default) to format the server's
+    /// logs into /dev/null, so their cost is counted; unset: no subscriber at all.
+    log_filter: Option<String>,
 }
 
 fn env_secs(name: &str, default: f64) -> Duration {
@@ -112,7 +119,18 @@ impl Settings {
                         .collect()
                 })
                 .unwrap_or_default(),
+            durability: match std::env::var("ANNALS_BENCH_DURABILITY").as_deref() {
+                Ok("os") => "os".into(),
+                _ => "fsync".into(),
+            },
+            log_filter: std::env::var("ANNALS_BENCH_LOG")
+                .ok()
+                .filter(|s| !s.trim().is_empty()),
         }
+    }
+
+    fn fsync(&self) -> bool {
+        self.durability == "fsync"
     }
 
     fn wants(&self, part: &str) -> bool {
@@ -217,7 +235,7 @@ fn fmt_rate(r: f64) -> String {
     let s = n.to_string();
     let mut out = String::new();
     for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i) % 3 == 0 {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -502,11 +520,13 @@ fn run_ceiling(
         let t1 = Instant::now();
         db.flush()?;
         let t2 = Instant::now();
-        if data_file.is_none() {
-            data_file = Some(File::open(dir.path().join("db"))?);
-        }
-        if let Some(f) = &data_file {
-            f.sync_data()?;
+        if settings.fsync() {
+            if data_file.is_none() {
+                data_file = Some(File::open(dir.path().join("db"))?);
+            }
+            if let Some(f) = &data_file {
+                f.sync_data()?;
+            }
         }
         let t3 = Instant::now();
         Ok((t1 - t0, t2 - t1, t3 - t2))
@@ -598,6 +618,7 @@ struct LoadResult {
 struct Bench {
     server_rt: Runtime,
     client_rt: Runtime,
+    durability: String,
 }
 
 fn key_entry() -> (String, KeyEntry) {
@@ -612,9 +633,10 @@ fn key_entry() -> (String, KeyEntry) {
     )
 }
 
-fn test_config(dir: &Path) -> Res<Config> {
+fn test_config(dir: &Path, durability: &str) -> Res<Config> {
     Ok(Config::defaults()?.with(json!({
-        "server": {"listen": "127.0.0.1:0", "data_dir": dir}
+        "server": {"listen": "127.0.0.1:0", "data_dir": dir},
+        "log": {"durability": durability}
     }))?)
 }
 
@@ -684,6 +706,7 @@ async fn client_task(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(1)
         .tcp_nodelay(true)
+        .timeout(REQUEST_TIMEOUT)
         .build()?;
     let url = match kind {
         Kind::Health => format!("{base}/healthz"),
@@ -777,13 +800,14 @@ impl Bench {
         Ok(Bench {
             server_rt,
             client_rt,
+            durability: settings.durability.clone(),
         })
     }
 
     fn start_server(&self, dir: &Path) -> Res<(Server, String, String)> {
         let (key, entry) = key_entry();
         let server = self.server_rt.block_on(Server::start(
-            test_config(dir)?,
+            test_config(dir, &self.durability)?,
             StartOptions {
                 demo: false,
                 extra_keys: vec![entry],
@@ -803,7 +827,9 @@ impl Bench {
             .to_string()
             .len();
         let outcome = self.client_rt.block_on(async {
-            let client = reqwest::Client::new();
+            let client = reqwest::Client::builder()
+                .timeout(REQUEST_TIMEOUT)
+                .build()?;
             seed(&client, &base, &key).await?;
             let (status, body) =
                 post(&client, &stream_path(&base, 0), &key, single.clone()).await?;
@@ -849,7 +875,9 @@ impl Bench {
         base: &str,
         key: &str,
     ) -> Res<LoadResult> {
-        let admin = reqwest::Client::new();
+        let admin = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()?;
         seed(&admin, base, key).await?;
         let ready = Arc::new(Barrier::new(sc.clients + 1));
         let go = Arc::new(Barrier::new(sc.clients + 1));
@@ -931,12 +959,25 @@ impl Bench {
 struct Pieces {
     validate_single_us: f64,
     validate_batch_us: f64,
+    schema_event_us: f64,
+    schema_data_us: f64,
     encode_hash_us: f64,
 }
 
+/// On-CPU time of the calling thread (so that other processes sharing the core do not inflate
+/// a piece's cost); `None` where `/proc/thread-self/schedstat` is missing.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = s.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// Runs `f` repeatedly for about `dur` of wall time; returns the count and the seconds of CPU
+/// the thread spent (wall seconds if the CPU time is not available).
 fn time_loop(dur: Duration, mut f: impl FnMut() -> Res<()>) -> Res<(u64, f64)> {
     f()?;
     let start = Instant::now();
+    let cpu0 = thread_cpu();
     let mut n = 0u64;
     while start.elapsed() < dur {
         for _ in 0..16 {
@@ -944,7 +985,12 @@ fn time_loop(dur: Duration, mut f: impl FnMut() -> Res<()>) -> Res<(u64, f64)> {
         }
         n += 16;
     }
-    Ok((n, start.elapsed().as_secs_f64()))
+    let wall = start.elapsed();
+    let spent = match (cpu0, thread_cpu()) {
+        (Some(a), Some(b)) if b > a => b - a,
+        _ => wall,
+    };
+    Ok((n, spent.as_secs_f64()))
 }
 
 fn measure_pieces(settings: &Settings) -> Res<Pieces> {
@@ -969,6 +1015,20 @@ fn measure_pieces(settings: &Settings) -> Res<Pieces> {
         Ok(())
     })?;
     let validate_batch_us = s / (n as f64 * settings.batch_size as f64) * 1e6;
+    // The two JSON Schema checks alone (envelope against event.json, data against its type).
+    let single_value = parse_json(&single)?;
+    let schemas = validator.schemas();
+    let (n, s) = time_loop(dur, || {
+        std::hint::black_box(schemas.check_event(&single_value, ""));
+        Ok(())
+    })?;
+    let schema_event_us = s / n as f64 * 1e6;
+    let data = single_value.get("data").cloned().unwrap_or(Value::Null);
+    let (n, s) = time_loop(dur, || {
+        std::hint::black_box(schemas.check_data("statement.made", &data, "/data"));
+        Ok(())
+    })?;
+    let schema_data_us = s / n as f64 * 1e6;
     let ev = validator
         .submission(&parse_json(&single)?, None)?
         .events
@@ -1002,6 +1062,8 @@ fn measure_pieces(settings: &Settings) -> Res<Pieces> {
     Ok(Pieces {
         validate_single_us,
         validate_batch_us,
+        schema_event_us,
+        schema_data_us,
         encode_hash_us: s / n as f64 * 1e6,
     })
 }
@@ -1010,6 +1072,14 @@ fn measure_pieces(settings: &Settings) -> Res<Pieces> {
 
 fn main() -> Res<()> {
     let settings = Settings::from_env();
+    if let Some(filter) = &settings.log_filter {
+        // As `annals serve` logs (one line per request at `info`), but into /dev/null.
+        let sink = std::fs::OpenOptions::new().write(true).open("/dev/null")?;
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::sync::Mutex::new(sink))
+            .init();
+    }
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
@@ -1112,9 +1182,11 @@ fn main() -> Res<()> {
     // ----- report -----
     println!();
     println!(
-        "=== annals append benchmark: durability=fsync, {:.1}s per scenario, {cpus} CPUs, data under {} ===",
+        "=== annals append benchmark: durability={}, {:.1}s per scenario, {cpus} CPUs, data under {}, server logs: {} ===",
+        settings.durability,
         settings.secs.as_secs_f64(),
-        data_base.display()
+        data_base.display(),
+        settings.log_filter.as_deref().unwrap_or("off")
     );
     println!(
         "stored statement record: {} bytes (32 hash + {} JSON); request body {} B single, {} B per {batch_size}-batch",
@@ -1125,7 +1197,8 @@ fn main() -> Res<()> {
     );
     if !ceilings.is_empty() {
         println!(
-            "\n[1] sled ceiling: apply_batch + flush + fdatasync per group ({:.1}s each)",
+            "\n[1] sled ceiling: apply_batch + flush{} per group ({:.1}s each)",
+            if settings.fsync() { " + fdatasync" } else { "" },
             settings.ceiling_secs.as_secs_f64()
         );
         println!(
@@ -1138,7 +1211,7 @@ fn main() -> Res<()> {
             "apply",
             "flush",
             "fdsync",
-            "MB/s us/all",
+            "MB/s us/dev",
             "devflush/s",
             "ext%"
         );
@@ -1218,7 +1291,7 @@ fn main() -> Res<()> {
             "total",
             "wrq",
             "ext",
-            "MB/s us/all",
+            "MB/s us/dev",
             "devflush/s"
         );
         for r in &loads {
@@ -1242,8 +1315,12 @@ fn main() -> Res<()> {
     }
     if let Some(p) = &pieces {
         println!(
-            "\n[pieces, one core] parse+validate: {:.1} µs/event single, {:.1} µs/event in a {batch_size}-batch; writer encode+hash: {:.1} µs/event",
-            p.validate_single_us, p.validate_batch_us, p.encode_hash_us
+            "\n[pieces, µs of CPU per event] parse+validate {:.1} single, {:.1} in a {batch_size}-batch (of which event.json check {:.1}, data schema {:.1}); writer encode+hash {:.1}",
+            p.validate_single_us,
+            p.validate_batch_us,
+            p.schema_event_us,
+            p.schema_data_us,
+            p.encode_hash_us
         );
     }
 
@@ -1265,8 +1342,18 @@ fn main() -> Res<()> {
     ) {
         (Some(b), Some(c)) => {
             let pct = b.events_per_s / c.records_per_s * 100.0;
+            let shaped = ceilings
+                .iter()
+                .find(|c| c.events == batch_size && c.label.starts_with("writer-shaped 1 x"))
+                .map(|w| {
+                    format!(
+                        " ({:.0}% of writer-shaped)",
+                        b.events_per_s / w.records_per_s * 100.0
+                    )
+                })
+                .unwrap_or_default();
             println!(
-                "batched: best {} ev/s ({} clients) = {pct:.0}% of the B={batch_size} sled ceiling ({} rec/s); target >= 40%: {}",
+                "batched: best {} ev/s ({} clients) = {pct:.0}% of the B={batch_size} sled ceiling ({} rec/s){shaped}; target >= 40%: {}",
                 fmt_rate(b.events_per_s),
                 b.clients,
                 fmt_rate(c.records_per_s),
@@ -1298,6 +1385,16 @@ fn main() -> Res<()> {
             );
         }
         None => println!("single-event: not measured"),
+    }
+    let busiest = ceilings
+        .iter()
+        .map(|c| c.sys.foreign_pct)
+        .chain(loads.iter().map(|r| r.cpu.foreign_pct))
+        .fold(0.0f64, f64::max);
+    if busiest > 25.0 {
+        println!(
+            "NOTE: other processes used up to {busiest:.0}% of a core during a window (ext); rates are lower and noisier than on an idle machine"
+        );
     }
     let errors: u64 = loads.iter().map(|r| r.errors).sum();
     if errors > 0 {

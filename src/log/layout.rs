@@ -10,6 +10,7 @@
 //! | `i` event id (16 bytes) | seq (u64 BE) |
 //! | `r` registry key (UTF-8) | seq (u64 BE) of the event that declared it |
 //! | `h` | head seq (u64 BE) ‖ head hash (32 bytes) |
+//! | `m` level (u8) index (u64 BE) | Merkle hash of the perfect subtree (32 bytes) |
 
 use uuid::Uuid;
 
@@ -23,6 +24,18 @@ pub const STREAM_HEAD: u8 = b'v';
 pub const ID: u8 = b'i';
 /// Prefix of registry keys.
 pub const REGISTRY: u8 = b'r';
+/// Prefix of Merkle subtree hashes.
+pub const MERKLE: u8 = b'm';
+
+/// Key of the perfect Merkle subtree at (`level`, `index`).
+pub fn merkle_key(level: u8, index: u64) -> [u8; 10] {
+    let mut k = [0u8; 10];
+    k[0] = MERKLE;
+    k[1] = level;
+    k[2..].copy_from_slice(&index.to_be_bytes());
+    k
+}
+
 /// The head key.
 pub const HEAD: &[u8] = b"h";
 

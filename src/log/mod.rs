@@ -4,6 +4,7 @@
 //! never expose a record beyond the durable head, and never modify a stored record.
 
 mod layout;
+pub mod merkle;
 pub mod record;
 mod writer;
 
@@ -101,6 +102,8 @@ pub struct NewEvent {
     pub meta: Option<Value>,
     /// References to check at append time.
     pub refs: References,
+    /// Whether the client chose the id (only then can it already be in the log).
+    pub client_id: bool,
 }
 
 /// One append request: all of its events land together or none does.
@@ -253,6 +256,14 @@ pub enum LogError {
         /// Why.
         source: sled::Error,
     },
+    /// A size or position beyond what the log holds.
+    #[error("{size} is beyond the log's head ({head}) or out of range")]
+    BeyondHead {
+        /// What was asked.
+        size: u64,
+        /// The bound.
+        head: u64,
+    },
     /// The log was closed (the server is shutting down).
     #[error("the log is closed")]
     Closed,
@@ -342,14 +353,7 @@ impl Log {
         options: LogOptions,
         metrics: Metrics,
     ) -> Result<(Log, WriterGuard), LogError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .map_err(|source| LogError::Open {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let db = open_db(dir, sled::Mode::HighThroughput)?;
         let tree = db.open_tree("log")?;
         let head = read_head(&tree)?;
         metrics.head_seq.set(head.seq as i64);
@@ -366,6 +370,8 @@ impl Log {
             failed.clone(),
             metrics,
         );
+        let mut writer = writer;
+        writer.load_merkle()?;
         let thread = std::thread::Builder::new()
             .name("annals-writer".into())
             .spawn(move || writer.run(rx))?;
@@ -658,6 +664,64 @@ impl Log {
         Ok(out)
     }
 
+    /// The Merkle subtree hash at (level, index), if stored. Leaves (level 0) are not stored:
+    /// they are the leaf hash of record `index + 1`.
+    pub(crate) fn merkle_node(tree: &sled::Tree, level: u8, index: u64) -> Option<Hash> {
+        if level == 0 {
+            let v = tree.get(layout::event_key(index.checked_add(1)?)).ok()??;
+            return Some(merkle::leaf_hash(v.get(32..)?));
+        }
+        let v = tree.get(layout::merkle_key(level, index)).ok()??;
+        v.as_ref().try_into().ok()
+    }
+
+    fn check_size(&self, size: u64) -> Result<(), LogError> {
+        let head = self.head().seq;
+        if size > head {
+            return Err(LogError::BeyondHead { size, head });
+        }
+        Ok(())
+    }
+
+    /// The Merkle root of the first `size` records (RFC 9162 MTH).
+    pub fn merkle_root(&self, size: u64) -> Result<Hash, LogError> {
+        self.check_size(size)?;
+        let tree = self.tree()?;
+        merkle::Nodes::new(|l, i| Self::merkle_node(&tree, l, i))
+            .root(size)
+            .map_err(|e| LogError::Corrupt(e.to_string()))
+    }
+
+    /// The inclusion path of record `seq` in the tree of the first `size` records.
+    pub fn inclusion_proof(&self, seq: u64, size: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(size)?;
+        if seq == 0 || seq > size {
+            return Err(LogError::BeyondHead {
+                size: seq,
+                head: size,
+            });
+        }
+        let tree = self.tree()?;
+        merkle::Nodes::new(|l, i| Self::merkle_node(&tree, l, i))
+            .inclusion_path(seq - 1, size)
+            .map_err(|e| LogError::Corrupt(e.to_string()))
+    }
+
+    /// The consistency path from the tree of `from` records to the tree of `to` records.
+    pub fn consistency_proof(&self, from: u64, to: u64) -> Result<Vec<Hash>, LogError> {
+        self.check_size(to)?;
+        if from == 0 || from > to {
+            return Err(LogError::BeyondHead {
+                size: from,
+                head: to,
+            });
+        }
+        let tree = self.tree()?;
+        merkle::Nodes::new(|l, i| Self::merkle_node(&tree, l, i))
+            .consistency_path(from, to)
+            .map_err(|e| LogError::Corrupt(e.to_string()))
+    }
+
     /// Whether a registry key is durably declared.
     pub fn is_registered(&self, key: &str) -> Result<bool, LogError> {
         let head = self.head().seq;
@@ -674,6 +738,31 @@ impl Log {
             db.flush()?;
         }
         Ok(())
+    }
+}
+
+/// Opens sled, retrying briefly while the folder's lock is still held: sled releases it a
+/// moment after the last handle of a previous open is dropped (a restart in one process).
+/// A folder held by another live process still fails, after about two seconds.
+fn open_db(dir: &Path, mode: sled::Mode) -> Result<sled::Db, LogError> {
+    let mut attempt = 0;
+    loop {
+        match sled::Config::new().path(dir).mode(mode).open() {
+            Ok(db) => return Ok(db),
+            // sled reports its lock as an `Other` I/O error with this message.
+            Err(sled::Error::Io(e))
+                if attempt < 20 && e.to_string().contains("could not acquire lock") =>
+            {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(source) => {
+                return Err(LogError::Open {
+                    path: dir.to_path_buf(),
+                    source,
+                });
+            }
+        }
     }
 }
 
@@ -705,13 +794,7 @@ pub mod raw {
 
     /// Opens the store read-write (sled has no read-only mode) without starting a writer.
     pub fn open_tree(dir: &Path) -> Result<(sled::Db, sled::Tree), LogError> {
-        let db = sled::Config::new()
-            .path(dir)
-            .open()
-            .map_err(|source| LogError::Open {
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        let db = open_db(dir, sled::Mode::LowSpace)?;
         let tree = db.open_tree("log")?;
         Ok((db, tree))
     }

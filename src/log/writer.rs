@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
 use super::layout;
+use super::merkle::{self, Frontier};
 use super::record::{self, Hash, Record};
 use super::{
     Append, AppendError, Appended, Command, ExpectedVersion, Head, LogOptions, Position,
@@ -43,6 +44,8 @@ struct Overlay {
     writes: Vec<(Vec<u8>, Vec<u8>)>,
     next_seq: u64,
     head_hash: Hash,
+    /// The Merkle right edge after what is staged.
+    frontier: Frontier,
 }
 
 type AppendReply = oneshot::Sender<Result<Appended, AppendError>>;
@@ -69,8 +72,12 @@ pub(super) struct Writer {
     data_file: Option<File>,
     /// Blob files already synced (see `sync_new_blobs`).
     synced_blobs: HashSet<std::ffi::OsString>,
+    /// The blobs folder's mtime when it was last listed.
+    blobs_mtime: Option<std::time::SystemTime>,
     /// `recorded_at` never goes backwards, even if the wall clock does.
     last_recorded_at: OffsetDateTime,
+    /// The Merkle right edge of the durable log.
+    frontier: Frontier,
 }
 
 impl Writer {
@@ -97,8 +104,42 @@ impl Writer {
             streams: HashMap::new(),
             data_file: None,
             synced_blobs: HashSet::new(),
+            blobs_mtime: None,
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
+            frontier: Frontier::default(),
         }
+    }
+
+    /// Loads the Merkle frontier for the durable head, building the tree from the records
+    /// first if the store predates it (or lost nodes).
+    pub(super) fn load_merkle(&mut self) -> Result<(), sled::Error> {
+        let tree = self.tree.clone();
+        let node = |l: u8, i: u64| super::Log::merkle_node(&tree, l, i);
+        if let Some(f) = Frontier::load(self.head.seq, node) {
+            self.frontier = f;
+            return Ok(());
+        }
+        tracing::warn!(
+            records = self.head.seq,
+            "building the Merkle tree from the records"
+        );
+        let mut frontier = Frontier::default();
+        let mut batch = sled::Batch::default();
+        for item in self.tree.scan_prefix([layout::EVENT]) {
+            let (_, v) = item?;
+            if v.len() < 32 {
+                continue;
+            }
+            for (level, index, h) in frontier.push(merkle::leaf_hash(&v[32..])) {
+                if level > 0 {
+                    batch.insert(&layout::merkle_key(level, index)[..], &h[..]);
+                }
+            }
+        }
+        self.tree.apply_batch(batch)?;
+        self.db.flush()?;
+        self.frontier = frontier;
+        Ok(())
     }
 
     /// Runs until every sender is gone, one group at a time.
@@ -151,6 +192,7 @@ impl Writer {
         let mut overlay = Overlay {
             next_seq: self.head.seq + 1,
             head_hash: self.head.hash,
+            frontier: self.frontier.clone(),
             ..Overlay::default()
         };
         let mut owed = Vec::with_capacity(group.len());
@@ -162,13 +204,14 @@ impl Writer {
                         .abort_on_refusal
                         .as_ref()
                         .is_some_and(|f| f.load(Ordering::Acquire));
+                    let abort_flag = append.abort_on_refusal.clone();
                     let staged = if aborted {
                         Err(AppendError::Aborted)
                     } else {
-                        self.stage_append(&append, &recorded_at, &mut overlay)
+                        self.stage_append(append, &recorded_at, &mut overlay)
                     };
                     if staged.is_err()
-                        && let Some(flag) = &append.abort_on_refusal
+                        && let Some(flag) = &abort_flag
                     {
                         flag.store(true, Ordering::Release);
                     }
@@ -252,6 +295,7 @@ impl Writer {
         for (name, head) in overlay.streams {
             self.streams.insert(name, head);
         }
+        self.frontier = overlay.frontier;
         self.head = new_head;
         tracing::debug!(
             seq = new_head.seq,
@@ -312,6 +356,12 @@ impl Writer {
     /// An empty folder costs one `readdir`.
     fn sync_new_blobs(&mut self) -> Result<(), std::io::Error> {
         let blobs = self.dir.join("blobs");
+        // A new file changes the folder's mtime: one stat per group instead of a listing.
+        let mtime = std::fs::metadata(&blobs).and_then(|m| m.modified()).ok();
+        if mtime.is_some() && mtime == self.blobs_mtime {
+            return Ok(());
+        }
+        self.blobs_mtime = mtime;
         let entries = match std::fs::read_dir(&blobs) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
@@ -398,7 +448,7 @@ impl Writer {
     /// Checks one request and stages its writes; on refusal the overlay is unchanged.
     fn stage_append(
         &mut self,
-        append: &Append,
+        append: Append,
         recorded_at: &str,
         overlay: &mut Overlay,
     ) -> Result<Appended, AppendError> {
@@ -411,9 +461,13 @@ impl Writer {
             if !seen.insert(ev.id) {
                 return Err(AppendError::DuplicateInRequest { index, id: ev.id });
             }
-            let found = self
-                .existing(&ev.id, overlay)
-                .map_err(AppendError::Unavailable)?;
+            // A server-minted UUIDv7 cannot already be in the log: skip the lookup.
+            let found = if ev.client_id {
+                self.existing(&ev.id, overlay)
+                    .map_err(AppendError::Unavailable)?
+            } else {
+                None
+            };
             if let Some((rec, pos)) = found {
                 let candidate = Record {
                     stream: append.stream.clone(),
@@ -530,39 +584,50 @@ impl Writer {
         let mut staged = Vec::with_capacity(append.events.len() * 3 + 1);
         let mut staged_ids = Vec::with_capacity(append.events.len());
         let mut positions = Vec::with_capacity(append.events.len());
-        for ev in &append.events {
+        let mut frontier = overlay.frontier.clone();
+        let mut declared = Vec::new();
+        let Append {
+            stream,
+            events,
+            principal,
+            ..
+        } = append;
+        for ev in events {
             version += 1;
+            // Fields move into the record: no copy of the payload on the hot path.
             let rec = Record {
                 id: ev.id,
                 seq,
-                stream: append.stream.clone(),
+                stream: stream.clone(),
                 version,
-                event_type: ev.event_type.clone(),
+                event_type: ev.event_type,
                 schema_version: ev.schema_version,
                 recorded_at: recorded_at.to_string(),
-                recorded_by: append.principal.clone(),
-                occurred: ev.occurred.clone(),
-                process: ev.process.clone(),
-                data: ev.data.clone(),
-                evidence: ev.evidence.clone(),
-                meta: ev.meta.clone(),
+                recorded_by: principal.clone(),
+                occurred: ev.occurred,
+                process: ev.process,
+                data: ev.data,
+                evidence: ev.evidence,
+                meta: ev.meta,
                 prev_hash: hex::encode(hash),
             };
             let bytes = rec
                 .to_bytes()
                 .map_err(|e| AppendError::Unavailable(format!("cannot encode record: {e}")))?;
             hash = record::chain(&hash, &bytes);
+            stage_merkle(&mut frontier, &bytes, &mut staged);
             let mut value = Vec::with_capacity(32 + bytes.len());
             value.extend_from_slice(&hash);
             value.extend_from_slice(&bytes);
             staged.push((layout::event_key(seq).to_vec(), value));
             staged.push((
-                layout::stream_key(&append.stream, version),
+                layout::stream_key(&stream, version),
                 seq.to_be_bytes().to_vec(),
             ));
             staged.push((layout::id_key(&ev.id).to_vec(), seq.to_be_bytes().to_vec()));
-            for (key, _) in &ev.refs.declares {
-                staged.push((layout::registry_key(key), seq.to_be_bytes().to_vec()));
+            for (key, _) in ev.refs.declares {
+                staged.push((layout::registry_key(&key), seq.to_be_bytes().to_vec()));
+                declared.push(key);
             }
             let position = Position {
                 id: ev.id,
@@ -576,7 +641,7 @@ impl Writer {
             seq += 1;
         }
         staged.push((
-            layout::stream_head_key(&append.stream),
+            layout::stream_head_key(&stream),
             layout::stream_head_value(version, seq - 1).to_vec(),
         ));
 
@@ -585,13 +650,9 @@ impl Writer {
         for (rec, pos) in staged_ids {
             overlay.ids.insert(rec.id, (rec, pos));
         }
-        for ev in &append.events {
-            for (key, _) in &ev.refs.declares {
-                overlay.keys.insert(key.clone());
-            }
-        }
+        overlay.keys.extend(declared);
         overlay.streams.insert(
-            append.stream.clone(),
+            stream,
             StreamHead {
                 version,
                 last_seq: seq - 1,
@@ -599,6 +660,7 @@ impl Writer {
         );
         overlay.next_seq = seq;
         overlay.head_hash = hash;
+        overlay.frontier = frontier;
         Ok(Appended {
             positions,
             stream_version: version,
@@ -618,6 +680,7 @@ impl Writer {
         let mut streams: HashMap<String, StreamHead> = HashMap::new();
         let mut keys: HashSet<String> = HashSet::new();
         let mut ids: Vec<(Record, Position)> = Vec::new();
+        let mut frontier = overlay.frontier.clone();
         for r in records {
             let rec = r.record;
             let mismatch = |reason: String| AppendError::RestoreMismatch {
@@ -682,6 +745,7 @@ impl Writer {
                 ));
             }
             hash = computed;
+            stage_merkle(&mut frontier, &bytes, &mut staged);
             let mut value = Vec::with_capacity(32 + bytes.len());
             value.extend_from_slice(&hash);
             value.extend_from_slice(&bytes);
@@ -732,7 +796,18 @@ impl Writer {
         }
         overlay.next_seq = seq;
         overlay.head_hash = hash;
+        overlay.frontier = frontier;
         Ok(Head { seq: seq - 1, hash })
+    }
+}
+
+/// Adds a record's leaf to the Merkle frontier and stages every completed subtree above the
+/// leaves. Leaves themselves are not stored: they are `leaf_hash` of the stored record.
+fn stage_merkle(frontier: &mut Frontier, bytes: &[u8], staged: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    for (level, index, h) in frontier.push(merkle::leaf_hash(bytes)) {
+        if level > 0 {
+            staged.push((layout::merkle_key(level, index).to_vec(), h.to_vec()));
+        }
     }
 }
 

@@ -43,7 +43,7 @@ fn the_built_in_defaults_are_the_documented_ones() {
     );
     assert_eq!(c.server.data_dir, Path::new("data"));
     assert_eq!(c.log.durability, Durability::Fsync);
-    assert_eq!(c.log.max_group_events, 2048);
+    assert_eq!(c.log.max_group_events, 512);
     assert_eq!(c.log.queue_capacity, 4096);
     assert_eq!(c.limits.max_body_bytes, 1_048_576);
     assert_eq!(c.limits.max_events_per_request, 100);
@@ -105,7 +105,7 @@ fn a_config_file_overrides_one_value_and_keeps_every_other_default() {
 
     let c = load("[log]\ndurability = \"os\"\n").unwrap();
     assert_eq!(c.log.durability, Durability::Os);
-    assert_eq!(c.log.max_group_events, 2048);
+    assert_eq!(c.log.max_group_events, 512);
 
     let c = load("[server]\nlisten = \"0.0.0.0:9090\"\n").unwrap();
     assert_eq!(
