@@ -35,6 +35,9 @@ pub struct Config {
     /// Webhook delivery (issue 4).
     #[serde(default)]
     pub webhooks: crate::webhook::WebhookConfig,
+    /// Signed checkpoints (issue 5).
+    #[serde(default)]
+    pub audit: crate::audit::checkpointer::AuditConfig,
 }
 
 /// Listening address and data folder.

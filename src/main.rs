@@ -77,10 +77,82 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+    /// Rebuild the projections of an idle data folder from seq 1 (offline; the server must be
+    /// stopped). The read models share one fold, so any name rebuilds them all.
+    Rebuild {
+        #[command(flatten)]
+        common: Common,
+        /// The projection to rebuild (negotiation, calendar, actors, sources, audit); all when absent.
+        name: Option<String>,
+    },
     /// API keys.
     Keys {
         #[command(subcommand)]
         action: KeysAction,
+    },
+    /// Print a projection exactly as it was known at a moment, from a stopped data folder or
+    /// an export.
+    Replay {
+        #[command(flatten)]
+        common: Common,
+        /// A seq, or an RFC 3339 timestamp (transaction time).
+        #[arg(long)]
+        known_at: String,
+        /// Also restrict to the world as of this date (YYYY, YYYY-MM, YYYY-MM-DD).
+        #[arg(long)]
+        valid_at: Option<String>,
+        /// negotiation, calendar, actors, sources or audit.
+        #[arg(long, default_value = "negotiation")]
+        projection: String,
+        /// Read this NDJSON export instead of the data folder.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Verify a log from the outside: exports against signed checkpoints, checkpoints against
+    /// each other.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
+    /// Recompute the chain and Merkle tree of an NDJSON export and check signed checkpoints
+    /// against it (needs nothing but the export and the public key).
+    VerifyExport {
+        /// The export (`annals export`); `-` for stdin.
+        file: PathBuf,
+        /// A checkpoint JSON file (from GET /audit/checkpoint); repeatable.
+        #[arg(long, required = true)]
+        checkpoint: Vec<PathBuf>,
+        /// The server's public key: 64 hex digits, or a file holding them.
+        #[arg(long)]
+        public_key: String,
+    },
+    /// Check that a newer checkpoint extends an older one (the log was only appended to).
+    VerifyConsistency {
+        /// The older checkpoint JSON file.
+        old: PathBuf,
+        /// The newer checkpoint JSON file.
+        new: PathBuf,
+        /// The server's public key: 64 hex digits, or a file holding them.
+        #[arg(long)]
+        public_key: String,
+        /// Ask this server for the consistency proof (e.g. http://127.0.0.1:8080).
+        #[arg(long, conflicts_with = "export")]
+        server: Option<String>,
+        /// API key for --server (read scope).
+        #[arg(long, env = "ANNALS_API_KEY")]
+        api_key: Option<String>,
+        /// Or recompute both roots from this export instead of asking a server.
+        #[arg(long)]
+        export: Option<PathBuf>,
+    },
+    /// Print the public key that verifies this data folder's checkpoints.
+    PublicKey {
+        #[command(flatten)]
+        common: Common,
     },
 }
 
@@ -94,6 +166,12 @@ enum KeysAction {
         /// Who will use the key (recorded as `recorded_by`).
         #[arg(long, default_value = "analyst")]
         principal: String,
+    },
+    /// Create an Ed25519 checkpoint signing key file and print its public key.
+    NewSigning {
+        /// Where to write the key (mode 0600; never overwritten).
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -225,6 +303,63 @@ async fn run(cli: Cli) -> ExitCode {
                         ExitCode::from(1)
                     }
                 },
+                Err(e) => fail(e),
+            }
+        }
+        Command::Rebuild { common, name } => {
+            let config = match load_config(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            rebuild_cmd(config, name).await
+        }
+        Command::Keys {
+            action: KeysAction::NewSigning { out },
+        } => match annals::audit::checkpoint::generate_key_file(&out) {
+            Ok(public) => {
+                println!("public key: {}", hex::encode(public.as_bytes()));
+                println!(
+                    "# In your config: [audit] signing_key = \"{}\"",
+                    out.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Command::Audit { action } => audit_cmd(action).await,
+        Command::Replay {
+            common,
+            known_at,
+            valid_at,
+            projection,
+            export,
+        } => {
+            use annals::audit::replay;
+            let knowledge = match export {
+                Some(path) => match open_input(&path) {
+                    Ok(input) => replay::from_export(input),
+                    Err(e) => return fail(e),
+                },
+                None => {
+                    let config = match load_config(&common, None) {
+                        Ok(c) => c,
+                        Err(code) => return code,
+                    };
+                    replay::from_dir(&config.server.data_dir)
+                }
+            };
+            let result = knowledge
+                .and_then(|k| replay::view(&k, &projection, &known_at, valid_at.as_deref()));
+            match result {
+                Ok(v) => {
+                    let text = serde_json::to_string_pretty(&v).unwrap_or_default();
+                    let _ = writeln!(std::io::stdout().lock(), "{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(replay::ReplayError::Usage(m)) => {
+                    eprintln!("annals: {m}");
+                    ExitCode::from(2)
+                }
                 Err(e) => fail(e),
             }
         }
@@ -360,5 +495,232 @@ async fn import_cmd(config: Config, file: Option<PathBuf>, principal: &str) -> E
             ExitCode::SUCCESS
         }
         Err(e) => fail(format!("import stopped: {e} (earlier lines are durable)")),
+    }
+}
+
+async fn rebuild_cmd(config: Config, name: Option<String>) -> ExitCode {
+    if let Some(n) = name.as_deref()
+        && !annals::projection::NAMES.contains(&n)
+    {
+        eprintln!(
+            "annals: no projection is called `{n}` (known: {})",
+            annals::projection::NAMES.join(", ")
+        );
+        return ExitCode::from(2);
+    }
+    let dir = config.server.data_dir.clone();
+    if !dir.exists() {
+        return fail(format!("data folder {} does not exist", dir.display()));
+    }
+    let metrics = match Metrics::new() {
+        Ok(m) => m,
+        Err(e) => return fail(e),
+    };
+    let (log, writer) = match Log::open(
+        &dir,
+        LogOptions {
+            durability: config.log.durability,
+            max_group_events: config.log.max_group_events,
+            queue_capacity: config.log.queue_capacity,
+        },
+        metrics,
+    ) {
+        Ok(x) => x,
+        Err(e) => return fail(e),
+    };
+    let head = log.head().seq;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(head)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} [{bar:40}] {pos}/{len} ({per_sec}, eta {eta})",
+    ) {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar.set_message("rebuilding projections");
+    let progress = bar.clone();
+    let result = annals::projection::rebuild_offline(&log, &config.projections, move |seq| {
+        progress.set_position(seq)
+    })
+    .await;
+    bar.finish_and_clear();
+    log.close().await;
+    drop(log);
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    match result {
+        Ok(n) => {
+            eprintln!(
+                "rebuilt {}: {n} records folded; head seq {head}",
+                name.as_deref().unwrap_or("all projections")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(format!("rebuild failed: {e}")),
+    }
+}
+
+fn read_public_key(arg: &str) -> Result<ed25519_dalek::VerifyingKey, String> {
+    let text = if std::path::Path::new(arg).is_file() {
+        std::fs::read_to_string(arg).map_err(|e| format!("cannot read {arg}: {e}"))?
+    } else {
+        arg.to_string()
+    };
+    annals::audit::checkpoint::parse_public_key(&text).map_err(|e| e.to_string())
+}
+
+fn read_checkpoint(
+    path: &std::path::Path,
+) -> Result<annals::audit::checkpoint::Checkpoint, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    serde_json::from_str(&text).map_err(|e| format!("{} is not a checkpoint: {e}", path.display()))
+}
+
+fn open_input(path: &std::path::Path) -> Result<Box<dyn std::io::BufRead>, String> {
+    if path.as_os_str() == "-" {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    std::fs::File::open(path)
+        .map(|f| Box::new(BufReader::new(f)) as Box<dyn std::io::BufRead>)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))
+}
+
+async fn audit_cmd(action: AuditAction) -> ExitCode {
+    use annals::audit::offline;
+    let usage = |m: String| {
+        eprintln!("annals: {m}");
+        ExitCode::from(2)
+    };
+    match action {
+        AuditAction::PublicKey { common } => {
+            let config = match load_config(&common, None) {
+                Ok(c) => c,
+                Err(code) => return code,
+            };
+            let path = config.audit.key_path(&config.server.data_dir);
+            match annals::audit::checkpoint::load_key_file(&path) {
+                Ok(key) => {
+                    println!("{}", hex::encode(key.verifying_key().as_bytes()));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        AuditAction::VerifyExport {
+            file,
+            checkpoint,
+            public_key,
+        } => {
+            let key = match read_public_key(&public_key) {
+                Ok(k) => k,
+                Err(e) => return usage(e),
+            };
+            let mut cps = Vec::new();
+            for path in &checkpoint {
+                match read_checkpoint(path) {
+                    Ok(c) => cps.push(c),
+                    Err(e) => return usage(e),
+                }
+            }
+            let input = match open_input(&file) {
+                Ok(i) => i,
+                Err(e) => return usage(e),
+            };
+            let refs: Vec<&annals::audit::checkpoint::Checkpoint> = cps.iter().collect();
+            match offline::verify_export(input, &refs, &key) {
+                Ok(report) => {
+                    for cp in &cps {
+                        println!(
+                            "ok: checkpoint of size {} ({}) holds for this export",
+                            cp.size, cp.root
+                        );
+                    }
+                    if let Some((seq, why)) = report.first_bad {
+                        println!(
+                            "note: the export fails at seq {seq} (after every checkpoint): {why}"
+                        );
+                        return ExitCode::from(1);
+                    }
+                    ExitCode::SUCCESS
+                }
+                Err(offline::AuditError::BadRecord(seq, why)) => {
+                    println!("FAILED at seq {seq}: {why}");
+                    ExitCode::from(1)
+                }
+                Err(e) => {
+                    println!("FAILED: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
+        AuditAction::VerifyConsistency {
+            old,
+            new,
+            public_key,
+            server,
+            api_key,
+            export,
+        } => {
+            let key = match read_public_key(&public_key) {
+                Ok(k) => k,
+                Err(e) => return usage(e),
+            };
+            let (old, new) = match (read_checkpoint(&old), read_checkpoint(&new)) {
+                (Ok(a), Ok(b)) => (a, b),
+                (Err(e), _) | (_, Err(e)) => return usage(e),
+            };
+            let result = if let Some(path) = export {
+                let input = match open_input(&path) {
+                    Ok(i) => i,
+                    Err(e) => return usage(e),
+                };
+                offline::verify_export(input, &[&old, &new], &key).map(|_| ())
+            } else if let Some(base) = server {
+                let url = format!(
+                    "{}/audit/proof/consistency?from={}&to={}",
+                    base.trim_end_matches('/'),
+                    old.size,
+                    new.size
+                );
+                let mut req = reqwest::Client::new().get(&url);
+                if let Some(k) = &api_key {
+                    req = req.bearer_auth(k);
+                }
+                let body: serde_json::Value = match req.send().await {
+                    Ok(r) if r.status().is_success() => match r.json().await {
+                        Ok(v) => v,
+                        Err(e) => return fail(format!("bad answer from {url}: {e}")),
+                    },
+                    Ok(r) => return fail(format!("{url} answered {}", r.status())),
+                    Err(e) => return fail(format!("cannot reach {url}: {e}")),
+                };
+                let mut path = Vec::new();
+                for h in body["consistency_path"].as_array().into_iter().flatten() {
+                    let mut out = [0u8; 32];
+                    if hex::decode_to_slice(h.as_str().unwrap_or_default(), &mut out).is_err() {
+                        return fail("the server's proof is not hex");
+                    }
+                    path.push(out);
+                }
+                offline::verify_consistency(&old, &new, &path, &key)
+            } else {
+                return usage("give --server URL or --export FILE".into());
+            };
+            match result {
+                Ok(()) => {
+                    println!(
+                        "ok: checkpoint {} extends checkpoint {} (append-only)",
+                        new.size, old.size
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    println!("FAILED: {e}");
+                    ExitCode::from(1)
+                }
+            }
+        }
     }
 }

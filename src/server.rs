@@ -10,6 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, State, auth::Auth};
+use crate::audit::checkpointer::{Checkpointer, CheckpointerError};
 use crate::audit::import;
 use crate::config::{Config, KeyEntry};
 use crate::event::{Schemas, Validator};
@@ -45,6 +46,9 @@ pub enum StartError {
     /// The webhook service could not start.
     #[error(transparent)]
     Webhook(#[from] webhook::WebhookError),
+    /// The checkpoint signing key could not be loaded.
+    #[error(transparent)]
+    Checkpoints(#[from] CheckpointerError),
     /// The demo data did not load.
     #[error("demo data: {0}")]
     Demo(#[from] import::ImportError),
@@ -68,6 +72,7 @@ pub struct Server {
     writer: WriterGuard,
     projections: projection::Engine,
     webhooks: webhook::Service,
+    checkpoints: Checkpointer,
     grace: std::time::Duration,
     /// The `--demo` key (read, append, admin), valid for this process.
     pub demo_key: Option<String>,
@@ -130,8 +135,10 @@ impl Server {
         let projections =
             projection::Engine::start(log.clone(), config.projections.clone(), &metrics)?;
         let webhooks = webhook::Service::start(log.clone(), config.webhooks.clone(), &metrics)?;
+        let checkpoints = Checkpointer::start(log.clone(), &config.audit, &dir)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(State {
+            checkpoints: checkpoints.clone(),
             projections: projections.clone(),
             webhooks: webhooks.clone(),
             log: log.clone(),
@@ -159,6 +166,7 @@ impl Server {
             writer,
             projections,
             webhooks,
+            checkpoints,
             grace: std::time::Duration::from_secs(config.server.shutdown_grace_secs),
             demo_key,
             demo_loaded,
@@ -192,6 +200,7 @@ impl Server {
             }
         }
         // Downstream readers stop first (final checkpoints), then the log closes.
+        self.checkpoints.shutdown().await;
         self.webhooks.shutdown().await;
         self.projections.shutdown().await;
         self.log.close().await;

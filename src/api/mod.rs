@@ -2,6 +2,7 @@
 //! only match paths and extract inputs; handlers authenticate, call into `event/` and `log/`,
 //! and shape the reply. This module must never hold business rules or storage details.
 
+mod audit;
 pub mod auth;
 mod events;
 mod live;
@@ -45,6 +46,8 @@ pub struct State {
     pub projections: crate::projection::Engine,
     /// Webhook subscriptions and delivery.
     pub webhooks: crate::webhook::Service,
+    /// Signed checkpoints.
+    pub checkpoints: crate::audit::checkpointer::Checkpointer,
 }
 
 impl State {
@@ -217,7 +220,8 @@ pub fn routes(
         .and(with_state(state.clone()))
         .map(|name: String, st: Shared| meta::schema(&st, &name));
 
-    append
+    // Boxed in groups: one long chain of `or` makes a type too deep for release builds.
+    let core = append
         .or(stream_read)
         .unify()
         .or(live)
@@ -237,6 +241,9 @@ pub fn routes(
         .or(schema_list)
         .unify()
         .or(schema_one)
+        .unify()
+        .boxed();
+    core.or(audit::routes(state.clone()))
         .unify()
         .or(projections::routes(state.clone()))
         .unify()

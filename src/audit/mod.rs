@@ -2,8 +2,12 @@
 //! folder directly (offline) or through a running [`Log`](crate::log::Log). This module must
 //! never change a stored record: import only appends through the writer.
 
+pub mod checkpoint;
+pub mod checkpointer;
 pub mod export;
 pub mod import;
+pub mod offline;
+pub mod replay;
 pub mod verify;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

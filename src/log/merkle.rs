@@ -133,7 +133,7 @@ impl<F: FnMut(u8, u64) -> Option<Hash>> Nodes<F> {
         if n == 0 {
             return Ok(empty_root());
         }
-        if n.is_power_of_two() && start % n == 0 {
+        if n.is_power_of_two() && start.is_multiple_of(n) {
             return self.node(n.trailing_zeros() as u8, start / n);
         }
         let k = split(n);

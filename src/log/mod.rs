@@ -20,6 +20,11 @@ use crate::config::Durability;
 use crate::metrics::Metrics;
 pub use record::{GENESIS, Hash, Record, Recorded};
 
+/// Now as the log writes timestamps (RFC 3339, UTC, six fractional digits).
+pub fn now_rfc3339() -> String {
+    writer::format_time(time::OffsetDateTime::now_utc())
+}
+
 /// The durable head: the last durable record's seq and hash (0 and [`GENESIS`] when empty).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Head {

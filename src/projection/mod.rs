@@ -1,35 +1,174 @@
 //! Projections: pure folds of the log into read models, with checkpoints, rebuilds and as-of
-//! queries. (Being built under issue 3.) Must never write to the log.
+//! queries. One follower task folds every record once into the shared knowledge layer
+//! ([`knowledge`]); the read models ([`negotiation`], [`calendar`], [`actors`], [`sources`],
+//! [`audit`]) are views of it computed at query time for a cut (`known_at`, `valid_at`). This
+//! module must never write to the log: it only reads records and keeps its own aux tree.
+
+pub mod actors;
+pub mod asof;
+pub mod audit;
+pub mod calendar;
+pub mod checkpoint;
+mod engine;
+pub mod knowledge;
+pub mod negotiation;
+pub mod sources;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
-use crate::log::Log;
-use crate::metrics::Metrics;
+pub use asof::{Cut, KnownAt};
+pub use engine::{Engine, Status, rebuild_offline};
+pub use knowledge::Knowledge;
 
-/// Projection settings (`[projections]`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ProjectionConfig {}
+/// The projections, by name: every route and status line uses these.
+pub const NAMES: &[&str] = &[
+    negotiation::NAME,
+    calendar::NAME,
+    actors::NAME,
+    sources::NAME,
+    audit::NAME,
+];
 
-/// Why the engine could not start.
-#[derive(Debug, thiserror::Error)]
-#[error("projections: {0}")]
-pub struct ProjectionError(pub String);
+/// Projection settings (`[projections]`); every key is documented in `config/default.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProjectionConfig {
+    /// Write a checkpoint after this many events have been folded since the last one.
+    pub checkpoint_every_events: u64,
+    /// Write a checkpoint at least this often (milliseconds) while events keep coming.
+    pub checkpoint_every_ms: u64,
+    /// Records the follower reads and folds per step (one write-lock hold per step).
+    pub batch_events: usize,
+    /// How long `?min_seq=` waits for the projections to catch up before a 503 (milliseconds).
+    pub min_seq_wait_ms: u64,
+    /// Most events listed per actor when the request gives no `limit`.
+    pub default_limit: usize,
+    /// Largest `limit` a request may ask for.
+    pub max_limit: usize,
+}
 
-/// The projection engine: owns every read model's task.
-#[derive(Clone)]
-pub struct Engine {}
-
-impl Engine {
-    /// Loads checkpoints and starts following the log.
-    pub fn start(
-        _log: Log,
-        _config: ProjectionConfig,
-        _metrics: &Metrics,
-    ) -> Result<Engine, ProjectionError> {
-        Ok(Engine {})
+impl Default for ProjectionConfig {
+    fn default() -> ProjectionConfig {
+        ProjectionConfig {
+            checkpoint_every_events: 1000,
+            checkpoint_every_ms: 1000,
+            batch_events: 1024,
+            min_seq_wait_ms: 2000,
+            default_limit: 500,
+            max_limit: 10_000,
+        }
     }
+}
 
-    /// Stops following and writes final checkpoints.
-    pub async fn shutdown(&self) {}
+/// Why a projection operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectionError {
+    /// Reading the log failed.
+    #[error("projections: {0}")]
+    Log(#[from] crate::log::LogError),
+    /// Reading or writing a checkpoint failed.
+    #[error("projections: {0}")]
+    Checkpoint(#[from] checkpoint::CheckpointError),
+    /// Folding a record failed.
+    #[error("projections: {0}")]
+    Fold(#[from] knowledge::FoldError),
+    /// Metrics could not be registered (a build defect).
+    #[error("projections: metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    /// A background task died.
+    #[error("projections: background task failed: {0}")]
+    Task(String),
+    /// No projection has this name.
+    #[error("no projection is called `{0}`; see GET /projections")]
+    UnknownProjection(String),
+    /// The projection knows nothing of this entity at the cut.
+    #[error("{0}")]
+    NotFound(String),
+    /// A rebuild is already running.
+    #[error("a rebuild is already running")]
+    RebuildRunning,
+    /// The projections did not reach `min_seq` in time.
+    #[error("the projections are at seq {at}, not yet at {wanted}; retry shortly")]
+    Behind {
+        /// Where they are.
+        at: u64,
+        /// What was asked.
+        wanted: u64,
+    },
+}
+
+/// What a query asks for beyond the projection and entity.
+#[derive(Debug, Clone, Default)]
+pub struct Query {
+    /// Transaction-time cut.
+    pub known_at: Option<KnownAt>,
+    /// Valid-time cut (a partial date).
+    pub valid_at: Option<String>,
+    /// Only this process (negotiation, calendar).
+    pub process: Option<String>,
+    /// Most events listed per actor.
+    pub limit: usize,
+}
+
+/// Computes a view: the projection `name` (or one entity of it) for the query's cut. Returns
+/// the seq the answer reflects and the body.
+pub fn answer(
+    k: &Knowledge,
+    name: &str,
+    entity: Option<&str>,
+    q: &Query,
+) -> Result<(u64, Value), ProjectionError> {
+    let seq = asof::resolve(k, q.known_at.as_ref());
+    let cut = Cut {
+        seq,
+        today: q.valid_at.clone().unwrap_or_else(asof::today),
+        valid_at: q.valid_at.clone(),
+    };
+    let missing = |what: String| ProjectionError::NotFound(what);
+    let body = match (name, entity) {
+        (negotiation::NAME, None) => negotiation::view(k, &cut, q.process.as_deref()),
+        (negotiation::NAME, Some(p)) => negotiation::process(k, &cut, p)
+            .ok_or_else(|| missing(format!("no process `{p}` is known at seq {seq}")))?,
+        (calendar::NAME, None) => calendar::view(k, &cut, q.process.as_deref()),
+        (actors::NAME, None) => actors::view(k, &cut),
+        (actors::NAME, Some(a)) => actors::actor(k, &cut, a, q.limit.max(1))
+            .ok_or_else(|| missing(format!("no actor `{a}` is known at seq {seq}")))?,
+        (sources::NAME, None) => sources::view(k, &cut),
+        (sources::NAME, Some(s)) => sources::source(k, &cut, s)
+            .ok_or_else(|| missing(format!("no source `{s}` is known at seq {seq}")))?,
+        (audit::NAME, None) => audit::view(k, &cut),
+        (n, _) if NAMES.contains(&n) => {
+            return Err(missing(format!("projection `{n}` has no per-entity route")));
+        }
+        (n, _) => return Err(ProjectionError::UnknownProjection(n.to_string())),
+    };
+    Ok((seq, body))
+}
+
+/// Every read model's full default view at the knowledge's own seq (tests compare these).
+pub fn all_views(k: &Knowledge) -> Value {
+    let q = Query {
+        valid_at: Some("2100-01-01".into()),
+        limit: usize::MAX,
+        ..Query::default()
+    };
+    let mut out = serde_json::Map::new();
+    for name in NAMES {
+        let body = answer(k, name, None, &q)
+            .map(|(_, v)| v)
+            .unwrap_or_else(|e| Value::String(e.to_string()));
+        out.insert((*name).to_string(), body);
+    }
+    for a in k.actors() {
+        if let Ok((_, v)) = answer(k, actors::NAME, Some(a), &q) {
+            out.insert(format!("actors/{a}"), v);
+        }
+    }
+    for s in k.sources() {
+        if let Ok((_, v)) = answer(k, sources::NAME, Some(s), &q) {
+            out.insert(format!("sources/{s}"), v);
+        }
+    }
+    Value::Object(out)
 }

@@ -1,35 +1,605 @@
 //! Webhooks: subscriptions, durable cursors over the log (the log is the outbox), signed
-//! delivery per Standard Webhooks. (Being built under issue 4.) Must never block the writer.
+//! delivery per Standard Webhooks, retries, dead letters, and the target guard. The service
+//! owns one delivery task per active subscription; a change to a subscription stops its task,
+//! changes the store, and starts a new one, so the task never races an operator. This module
+//! must never block or write to the log, and never log or return a stored secret (only the
+//! create and rotate answers carry the new one).
+
+mod dispatcher;
+pub mod guard;
+mod metrics;
+pub mod retry;
+pub mod signing;
+pub mod store;
+pub mod subscription;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
 
-use crate::log::Log;
+use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
+use dispatcher::{Ctx, Worker};
+use store::{Store, StoreError};
+pub use subscription::{
+    Attempt, DeadLetter, Filter, Mode, NewSubscription, Status, Subscription, SubscriptionPatch,
+};
+use subscription::{Secret, ms_to_rfc3339, now_ms};
 
 /// Webhook settings (`[webhooks]`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct WebhookConfig {}
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebhookConfig {
+    /// Allow targets on loopback, private, link-local and other non-global addresses.
+    pub allow_private_targets: bool,
+    /// Delay before each attempt, in ms; the first entry is the first try.
+    pub retry_schedule_ms: Vec<u64>,
+    /// Random spread of each delay, in percent either way.
+    pub jitter_percent: u32,
+    /// Longest `Retry-After` honoured, in seconds.
+    pub retry_after_max_secs: u64,
+    /// Whole-attempt timeout (connect, send, response), in ms.
+    pub timeout_ms: u64,
+    /// Connect timeout, in ms.
+    pub connect_timeout_ms: u64,
+    /// Largest request body sent; larger messages go straight to the dead letters.
+    pub max_request_bytes: usize,
+    /// Most response bytes read before the connection is dropped.
+    pub max_response_bytes: usize,
+    /// Response bytes kept in the attempts ring.
+    pub response_preview_bytes: usize,
+    /// Attempts kept per subscription.
+    pub attempts_kept: usize,
+    /// How long the previous secret keeps signing after a rotation, in seconds.
+    pub secret_overlap_secs: u64,
+    /// Upper bound of `max_in_flight` for parallel subscriptions.
+    pub max_in_flight: u32,
+    /// A subscription whose attempts have all failed for this long is disabled, in seconds.
+    pub disable_after_failing_secs: u64,
+    /// How often moved cursors are made durable (sled flush + fdatasync), in ms.
+    pub cursor_sync_ms: u64,
+    /// Records read from the log per step.
+    pub read_batch: usize,
+}
 
-/// Why the webhook service could not start.
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        WebhookConfig {
+            allow_private_targets: false,
+            // Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+            retry_schedule_ms: vec![
+                0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
+            ],
+            jitter_percent: 20,
+            retry_after_max_secs: 3_600,
+            timeout_ms: 15_000,
+            connect_timeout_ms: 5_000,
+            max_request_bytes: 262_144,
+            max_response_bytes: 65_536,
+            response_preview_bytes: 512,
+            attempts_kept: 100,
+            secret_overlap_secs: 86_400,
+            max_in_flight: 64,
+            disable_after_failing_secs: 432_000,
+            cursor_sync_ms: 200,
+            read_batch: 256,
+        }
+    }
+}
+
+impl WebhookConfig {
+    fn check(&self) -> Result<(), WebhookError> {
+        let bad = |key: &str, why: &str| Err(WebhookError::Config(format!("webhooks.{key} {why}")));
+        if self.retry_schedule_ms.is_empty() {
+            return bad("retry_schedule_ms", "needs at least one entry");
+        }
+        if self.jitter_percent > 100 {
+            return bad("jitter_percent", "must be at most 100");
+        }
+        for (key, v) in [
+            ("timeout_ms", self.timeout_ms),
+            ("connect_timeout_ms", self.connect_timeout_ms),
+            ("max_request_bytes", self.max_request_bytes as u64),
+            ("max_response_bytes", self.max_response_bytes as u64),
+            ("attempts_kept", self.attempts_kept as u64),
+            ("max_in_flight", u64::from(self.max_in_flight)),
+            ("cursor_sync_ms", self.cursor_sync_ms),
+            ("read_batch", self.read_batch as u64),
+        ] {
+            if v == 0 {
+                return bad(key, "must be positive");
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What went wrong with a webhook operation.
 #[derive(Debug, thiserror::Error)]
-#[error("webhooks: {0}")]
-pub struct WebhookError(pub String);
+pub enum WebhookError {
+    /// No subscription has this id.
+    #[error("subscription `{0}` does not exist")]
+    NotFound(String),
+    /// The subscription has no dead letter for this seq.
+    #[error("subscription `{id}` has no dead letter for seq {seq}")]
+    NoDeadLetter {
+        /// Subscription.
+        id: Uuid,
+        /// The seq asked for.
+        seq: u64,
+    },
+    /// A field of the request is not acceptable.
+    #[error("{pointer}: {message}")]
+    Invalid {
+        /// JSON pointer of the field.
+        pointer: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The target URL is refused by the guard.
+    #[error(transparent)]
+    Target(#[from] guard::GuardError),
+    /// The webhook store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log failed (closed, storage).
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The configuration is unusable, or the service could not start.
+    #[error("{0}")]
+    Config(String),
+}
 
-/// The webhook service: subscriptions and their delivery tasks.
+fn invalid(pointer: &str, message: impl Into<String>) -> WebhookError {
+    WebhookError::Invalid {
+        pointer: pointer.into(),
+        message: message.into(),
+    }
+}
+
+/// The webhook service: subscriptions and their delivery tasks. Cheap to clone.
 #[derive(Clone)]
-pub struct Service {}
+pub struct Service {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    ctx: Arc<Ctx>,
+    /// Running delivery tasks by subscription. A std mutex: only inserted into and taken
+    /// from, never held across an await.
+    workers: std::sync::Mutex<HashMap<Uuid, Worker>>,
+    /// Serialises changes (stop task, change store, start task) so two operators on one
+    /// subscription cannot interleave.
+    control: tokio::sync::Mutex<()>,
+    /// Tells the cursor syncer to stop.
+    stop_sync: watch::Sender<bool>,
+    /// The cursor syncer task (taken at shutdown).
+    syncer: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// Set once shutdown began: no task is started after it.
+    closed: AtomicBool,
+}
 
 impl Service {
-    /// Loads subscriptions and starts their delivery tasks.
+    /// Loads subscriptions and starts their delivery tasks (and the cursor syncer).
     pub fn start(
-        _log: Log,
-        _config: WebhookConfig,
-        _metrics: &Metrics,
+        log: Log,
+        config: WebhookConfig,
+        metrics: &Metrics,
     ) -> Result<Service, WebhookError> {
-        Ok(Service {})
+        config.check()?;
+        let store = Store::new(log.clone())?;
+        let metrics = metrics::WebhookMetrics::register(metrics)
+            .map_err(|e| WebhookError::Config(format!("metrics: {e}")))?;
+        let ip_client = dispatcher::client_builder(&config)
+            .build()
+            .map_err(|e| WebhookError::Config(format!("HTTP client: {e}")))?;
+        let ctx = Arc::new(Ctx {
+            log: log.clone(),
+            store,
+            config,
+            metrics,
+            dirty: AtomicBool::new(false),
+            ip_client,
+        });
+        let (stop_sync, stop_rx) = watch::channel(false);
+        let syncer = tokio::spawn(sync_loop(ctx.clone(), stop_rx));
+        let mut workers = HashMap::new();
+        for sub in ctx.store.subscriptions()? {
+            if sub.status == Status::Active {
+                workers.insert(sub.id, dispatcher::spawn(ctx.clone(), sub));
+            }
+        }
+        tracing::info!(active = workers.len(), "webhook delivery started");
+        Ok(Service {
+            inner: Arc::new(Inner {
+                ctx,
+                workers: std::sync::Mutex::new(workers),
+                control: tokio::sync::Mutex::new(()),
+                stop_sync,
+                syncer: std::sync::Mutex::new(Some(syncer)),
+                closed: AtomicBool::new(false),
+            }),
+        })
     }
 
-    /// Stops every delivery task (cursors are already durable).
-    pub async fn shutdown(&self) {}
+    /// Stops every delivery task, then makes the cursors durable. Idempotent.
+    pub async fn shutdown(&self) {
+        let _guard = self.inner.control.lock().await;
+        self.inner.closed.store(true, Ordering::Release);
+        let workers: Vec<Worker> = {
+            let mut map = self.inner.workers.lock().unwrap_or_else(|e| e.into_inner());
+            map.drain().map(|(_, w)| w).collect()
+        };
+        for w in workers {
+            w.stop().await;
+        }
+        let _ = self.inner.stop_sync.send(true);
+        let syncer = self
+            .inner
+            .syncer
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(h) = syncer {
+            let _ = h.await;
+        }
+        if let Err(e) = self.sync().await {
+            tracing::error!(error = %e, "cannot make webhook cursors durable at shutdown");
+        }
+    }
+
+    /// Makes every webhook write so far durable.
+    async fn sync(&self) -> Result<(), WebhookError> {
+        self.inner.ctx.dirty.store(false, Ordering::Release);
+        let log = self.inner.ctx.log.clone();
+        tokio::task::spawn_blocking(move || log.sync_aux())
+            .await
+            .map_err(|e| WebhookError::Config(format!("sync task failed: {e}")))??;
+        Ok(())
+    }
+
+    async fn stop_worker(&self, id: &Uuid) {
+        let worker = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(w) = worker {
+            w.stop().await;
+        }
+    }
+
+    fn start_worker(&self, sub: &Subscription) {
+        if sub.status != Status::Active || self.inner.closed.load(Ordering::Acquire) {
+            return;
+        }
+        let worker = dispatcher::spawn(self.inner.ctx.clone(), sub.clone());
+        self.inner
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(sub.id, worker);
+    }
+
+    fn config(&self) -> &WebhookConfig {
+        &self.inner.ctx.config
+    }
+
+    fn store(&self) -> &Store {
+        &self.inner.ctx.store
+    }
+
+    /// The outward view of a subscription (never its secrets).
+    fn view(&self, sub: &Subscription) -> Result<Value, WebhookError> {
+        let cursor = self.store().cursor(&sub.id)?;
+        Ok(sub.view(cursor, self.inner.ctx.log.head().seq, now_ms()))
+    }
+
+    fn load(&self, id: &str) -> Result<Subscription, WebhookError> {
+        let uuid = Uuid::parse_str(id).map_err(|_| WebhookError::NotFound(id.to_string()))?;
+        self.store()
+            .subscription(&uuid)?
+            .ok_or_else(|| WebhookError::NotFound(id.to_string()))
+    }
+
+    fn check_in_flight(&self, mode: Mode, n: Option<u32>) -> Result<u32, WebhookError> {
+        match (mode, n) {
+            (Mode::Ordered, None | Some(1)) => Ok(1),
+            (Mode::Ordered, Some(_)) => Err(invalid(
+                "/max_in_flight",
+                "ordered mode sends one message at a time; use mode parallel for more",
+            )),
+            (Mode::Parallel, None) => Ok(8.min(self.config().max_in_flight)),
+            (Mode::Parallel, Some(n)) if n >= 1 && n <= self.config().max_in_flight => Ok(n),
+            (Mode::Parallel, Some(n)) => Err(invalid(
+                "/max_in_flight",
+                format!(
+                    "must be between 1 and {} (webhooks.max_in_flight), got {n}",
+                    self.config().max_in_flight
+                ),
+            )),
+        }
+    }
+
+    async fn check_url(&self, url: &str) -> Result<(), WebhookError> {
+        let parsed = guard::parse(url)?;
+        guard::check(&parsed, self.config().allow_private_targets).await?;
+        Ok(())
+    }
+
+    /// Creates a subscription; answers its view and its secret (shown this once).
+    pub async fn create(&self, new: NewSubscription) -> Result<(Value, String), WebhookError> {
+        self.check_url(&new.url).await?;
+        let max_in_flight = self.check_in_flight(new.mode, new.max_in_flight)?;
+        if new.from_seq == Some(0) {
+            return Err(invalid("/from_seq", "seqs start at 1"));
+        }
+        let _guard = self.inner.control.lock().await;
+        let now = ms_to_rfc3339(now_ms());
+        let secret = signing::new_secret();
+        let sub = Subscription {
+            id: Uuid::now_v7(),
+            url: new.url,
+            description: new.description,
+            filter: new.filter,
+            mode: new.mode,
+            max_in_flight,
+            rate_limit_per_sec: new.rate_limit_per_sec.filter(|r| *r > 0),
+            status: Status::Active,
+            status_reason: None,
+            created_at: now.clone(),
+            updated_at: now,
+            failing_since_ms: None,
+            secrets: vec![Secret {
+                key: secret.clone(),
+                expires_at_ms: None,
+            }],
+        };
+        let cursor = match new.from_seq {
+            Some(from) => from - 1,
+            None => self.inner.ctx.log.head().seq,
+        };
+        self.store().set_cursor(&sub.id, cursor)?;
+        self.store().put_subscription(&sub)?;
+        // The caller holds the only copy of the secret once we answer: make it durable first.
+        self.sync().await?;
+        self.start_worker(&sub);
+        tracing::info!(subscription = %sub.id, url = %sub.url, "webhook subscription created");
+        Ok((self.view(&sub)?, secret))
+    }
+
+    /// Every subscription, oldest first.
+    pub fn list(&self) -> Result<Vec<Value>, WebhookError> {
+        self.store()
+            .subscriptions()?
+            .iter()
+            .map(|s| self.view(s))
+            .collect()
+    }
+
+    /// One subscription.
+    pub fn get(&self, id: &str) -> Result<Value, WebhookError> {
+        self.view(&self.load(id)?)
+    }
+
+    /// Stops the task, changes the stored subscription, restarts the task if active.
+    async fn change(
+        &self,
+        id: &str,
+        f: impl FnOnce(&mut Subscription) -> Result<(), WebhookError>,
+    ) -> Result<Subscription, WebhookError> {
+        let _guard = self.inner.control.lock().await;
+        let uuid = self.load(id)?.id;
+        self.stop_worker(&uuid).await;
+        // Reload: the task may have changed it (status, failing_since) before it stopped.
+        let mut sub = self.load(id)?;
+        let result = f(&mut sub);
+        if result.is_ok() {
+            sub.updated_at = ms_to_rfc3339(now_ms());
+            self.store().put_subscription(&sub)?;
+            self.sync().await?;
+        }
+        self.start_worker(&sub);
+        result.map(|()| sub)
+    }
+
+    /// Applies a patch.
+    pub async fn update(&self, id: &str, patch: SubscriptionPatch) -> Result<Value, WebhookError> {
+        if let Some(url) = &patch.url {
+            self.check_url(url).await?;
+        }
+        let current = self.load(id)?;
+        let mode = patch.mode.unwrap_or(current.mode);
+        let in_flight = match (patch.max_in_flight, patch.mode) {
+            (Some(n), _) => Some(self.check_in_flight(mode, Some(n))?),
+            (None, Some(_)) => Some(self.check_in_flight(mode, None)?),
+            (None, None) => None,
+        };
+        let sub = self
+            .change(id, |sub| {
+                if let Some(url) = patch.url {
+                    sub.url = url;
+                }
+                if let Some(d) = patch.description {
+                    sub.description = d;
+                }
+                if let Some(f) = patch.filter {
+                    sub.filter = f;
+                }
+                sub.mode = mode;
+                if let Some(n) = in_flight {
+                    sub.max_in_flight = n;
+                }
+                if let Some(r) = patch.rate_limit_per_sec {
+                    sub.rate_limit_per_sec = Some(r).filter(|r| *r > 0);
+                }
+                Ok(())
+            })
+            .await?;
+        self.view(&sub)
+    }
+
+    /// Pauses delivery (the cursor stays where it is).
+    pub async fn pause(&self, id: &str) -> Result<Value, WebhookError> {
+        let sub = self
+            .change(id, |sub| {
+                sub.status = Status::Paused;
+                sub.status_reason = Some("paused by an operator".into());
+                Ok(())
+            })
+            .await?;
+        self.view(&sub)
+    }
+
+    /// Resumes a paused or disabled subscription from its cursor.
+    pub async fn resume(&self, id: &str) -> Result<Value, WebhookError> {
+        let sub = self
+            .change(id, |sub| {
+                sub.status = Status::Active;
+                sub.status_reason = None;
+                sub.failing_since_ms = None;
+                Ok(())
+            })
+            .await?;
+        self.view(&sub)
+    }
+
+    /// Deletes a subscription with its cursor, dead letters and attempts.
+    pub async fn delete(&self, id: &str) -> Result<(), WebhookError> {
+        let _guard = self.inner.control.lock().await;
+        let uuid = self.load(id)?.id;
+        self.stop_worker(&uuid).await;
+        self.store().delete(&uuid)?;
+        let _ = self
+            .inner
+            .ctx
+            .metrics
+            .lag
+            .remove_label_values(&[&uuid.to_string()]);
+        self.sync().await?;
+        tracing::info!(subscription = %uuid, "webhook subscription deleted");
+        Ok(())
+    }
+
+    /// Starts a new secret; the previous one keeps signing for `secret_overlap_secs`.
+    /// Answers the new secret and when the previous one stops signing.
+    pub async fn rotate_secret(&self, id: &str) -> Result<(String, String), WebhookError> {
+        let secret = signing::new_secret();
+        let now = now_ms();
+        let until = now + self.config().secret_overlap_secs * 1000;
+        let new = secret.clone();
+        self.change(id, move |sub| {
+            let mut secrets = vec![Secret {
+                key: new,
+                expires_at_ms: None,
+            }];
+            for mut old in sub.secrets.drain(..) {
+                if old.expires_at_ms.is_none() {
+                    old.expires_at_ms = Some(until);
+                }
+                if old.expires_at_ms.is_some_and(|t| t > now) {
+                    secrets.push(old);
+                }
+            }
+            sub.secrets = secrets;
+            Ok(())
+        })
+        .await?;
+        tracing::info!(subscription = %id, "webhook secret rotated");
+        Ok((secret, ms_to_rfc3339(until)))
+    }
+
+    /// Moves the cursor so delivery starts again at `from_seq`.
+    pub async fn replay(&self, id: &str, from_seq: u64) -> Result<Value, WebhookError> {
+        if from_seq == 0 {
+            return Err(invalid("/from_seq", "seqs start at 1"));
+        }
+        let head = self.inner.ctx.log.head().seq;
+        if from_seq > head + 1 {
+            return Err(invalid(
+                "/from_seq",
+                format!(
+                    "the log ends at seq {head}; replay from at most {}",
+                    head + 1
+                ),
+            ));
+        }
+        let store = self.store().clone();
+        let sub = self
+            .change(id, move |sub| {
+                store.set_cursor(&sub.id, from_seq - 1)?;
+                Ok(())
+            })
+            .await?;
+        self.view(&sub)
+    }
+
+    /// The dead letters of a subscription, by seq.
+    pub fn dead_letters(&self, id: &str) -> Result<Vec<DeadLetter>, WebhookError> {
+        let sub = self.load(id)?;
+        Ok(self.store().dead_letters(&sub.id)?)
+    }
+
+    /// Queues dead letters (all, or the one at `seq`) for redelivery; answers how many. They
+    /// stay dead letters until delivered, so a crash loses none.
+    pub async fn redeliver(&self, id: &str, seq: Option<u64>) -> Result<usize, WebhookError> {
+        let store = self.store().clone();
+        let mut queued = 0;
+        let count = &mut queued;
+        self.change(id, move |sub| {
+            let letters = store.dead_letters(&sub.id)?;
+            if let Some(seq) = seq
+                && !letters.iter().any(|d| d.seq == seq)
+            {
+                return Err(WebhookError::NoDeadLetter { id: sub.id, seq });
+            }
+            for mut dl in letters {
+                if seq.is_none_or(|s| s == dl.seq) {
+                    dl.redeliver = true;
+                    store.put_dead_letter(&sub.id, &dl)?;
+                    *count += 1;
+                }
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(queued)
+    }
+
+    /// Recent attempts, newest first.
+    pub fn attempts(&self, id: &str, limit: usize) -> Result<Vec<Attempt>, WebhookError> {
+        let sub = self.load(id)?;
+        Ok(self.store().attempts(&sub.id, limit)?)
+    }
+}
+
+/// Makes moved cursors durable every `cursor_sync_ms` (one flush + fdatasync for many moves).
+async fn sync_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(ctx.config.cursor_sync_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if ctx.dirty.swap(false, Ordering::AcqRel) {
+            let log = ctx.log.clone();
+            match tokio::task::spawn_blocking(move || log.sync_aux()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(LogError::Closed)) => return,
+                Ok(Err(e)) => {
+                    ctx.dirty.store(true, Ordering::Release);
+                    tracing::error!(error = %e, "cannot make webhook cursors durable");
+                }
+                Err(e) => tracing::error!(error = %e, "webhook cursor sync task failed"),
+            }
+        }
+    }
 }

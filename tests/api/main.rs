@@ -3,6 +3,7 @@
 mod helpers;
 
 mod append;
+mod audit;
 mod auth;
 mod bad_input;
 mod cli;

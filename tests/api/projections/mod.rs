@@ -1,1 +1,41 @@
-//! Projection tests (issue 3).
+//! Projection tests (issue 3): the read models through HTTP on the demo data, as-of cuts,
+//! corrections and retractions, rebuilds under load, restarts from checkpoints, and the
+//! incremental fold against a full rebuild (proptest, in-process).
+
+mod asof;
+mod demo;
+mod engine;
+mod rebuild;
+mod restart;
+
+use serde_json::Value;
+
+use crate::helpers::TestApp;
+
+/// GETs a projection path with the read key, waiting for the projections to reach `min_seq`.
+pub async fn view(app: &TestApp, path: &str, min_seq: u64) -> Value {
+    let sep = if path.contains('?') { '&' } else { '?' };
+    app.get_json(&format!("{path}{sep}min_seq={min_seq}")).await
+}
+
+/// The appended event's id and seq from an append response.
+pub async fn appended(resp: reqwest::Response) -> (String, u64) {
+    assert_eq!(resp.status(), 201);
+    let v: Value = resp.json().await.unwrap();
+    (
+        v["events"][0]["id"].as_str().unwrap().to_string(),
+        v["events"][0]["seq"].as_u64().unwrap(),
+    )
+}
+
+/// The status line of one projection from `GET /projections`.
+pub async fn status(app: &TestApp, name: &str) -> Value {
+    let v = app.get_json("/projections").await;
+    v["projections"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == name)
+        .cloned()
+        .unwrap_or_else(|| panic!("no status line for {name}: {v}"))
+}

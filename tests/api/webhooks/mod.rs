@@ -1,1 +1,12 @@
-//! Webhook tests (issue 4).
+//! Webhook tests (issue 4): real receivers (small warp servers on loopback) and the real
+//! server. Each file is one concern; `support` holds the receiver and the helpers.
+
+mod delivery;
+mod failures;
+mod filters;
+mod guard;
+mod restart;
+mod rotation;
+mod signing;
+mod support;
+mod verifier;

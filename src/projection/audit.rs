@@ -1,0 +1,91 @@
+//! The `audit` read model: every change of knowledge (corrections, retractions, source
+//! re-grades, source corrections and withdrawals) in the order it was recorded, with the values
+//! before and after, and who recorded it when. Retracted events, hidden from every other view,
+//! are shown here with the reason. This module must never hide an entry: a retracted
+//! correction is listed and marked, not dropped.
+
+use serde_json::{Value, json};
+
+use super::asof::Cut;
+use super::knowledge::{Ix, Knowledge};
+use super::sources;
+
+/// The name of this projection in routes and status.
+pub const NAME: &str = "audit";
+
+const KINDS: &[&str] = &[
+    "event.corrected",
+    "event.retracted",
+    "source.assessed",
+    "source.corrected",
+    "source.withdrawn",
+];
+
+fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
+    let f = k.fact(ix);
+    let d = k.data_at(ix, cut.seq);
+    let before_cut = Cut {
+        seq: f.seq - 1,
+        valid_at: None,
+        today: cut.today.clone(),
+    };
+    let at_cut = Cut {
+        seq: f.seq,
+        ..before_cut.clone()
+    };
+    let target = d
+        .get("target")
+        .and_then(Value::as_str)
+        .and_then(|t| k.by_id(t));
+    let target_type = target.map(|t| k.fact(t).kind().to_string());
+    let (change, before, after) = match f.kind() {
+        "event.corrected" => (
+            "correction",
+            target.map(|t| k.data_at(t, f.seq - 1)),
+            target.map(|t| k.data_at(t, f.seq)),
+        ),
+        "event.retracted" => ("retraction", target.map(|t| k.data_at(t, f.seq - 1)), None),
+        "source.assessed" => {
+            let id = d["source_id"].as_str().unwrap_or("");
+            (
+                "regrade",
+                Some(json!({"grade": sources::grade_at(k, &before_cut, id)})),
+                Some(json!({"grade": sources::grade_at(k, &at_cut, id)})),
+            )
+        }
+        "source.corrected" => ("source_correction", None, None),
+        _ => (
+            "source_withdrawal",
+            Some(json!({"withdrawn": false})),
+            Some(json!({"withdrawn": true})),
+        ),
+    };
+    json!({
+        "change": change,
+        "event_id": f.id(),
+        "seq": f.seq,
+        "type": f.kind(),
+        "recorded_at": f.recorded_at(),
+        "recorded_by": f.recorded_by(),
+        "target": d.get("target"),
+        "target_type": target_type,
+        "source_id": d.get("source_id"),
+        "reason": d.get("reason").or_else(|| d.get("basis")).or_else(|| d.get("text")),
+        "patch": d.get("patch"),
+        "replacement": d.get("replacement"),
+        "before": before,
+        "after": after,
+        "retracted": k.retraction_at(ix, cut.seq).is_some(),
+    })
+}
+
+/// Every change of knowledge recorded by the cut, oldest first.
+pub fn view(k: &Knowledge, cut: &Cut) -> Value {
+    let mut ixs: Vec<Ix> = KINDS
+        .iter()
+        .flat_map(|kind| k.of_kind(kind).iter().copied())
+        .filter(|&ix| k.known(ix, cut.seq))
+        .collect();
+    ixs.sort_unstable();
+    json!({ "changes": ixs.into_iter().map(|ix| entry(k, cut, ix)).collect::<Vec<_>>() })
+}

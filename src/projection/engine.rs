@@ -1,0 +1,583 @@
+//! The projection engine: loads the checkpoint, catches up from the log, follows the durable
+//! head, checkpoints every N events or T ms, rebuilds from seq 1 in the background and swaps
+//! the result in atomically. One follower task folds each record once for every read model.
+//! This module must never write to the log, and never let a query see a half-applied batch.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
+
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::checkpoint;
+use super::knowledge::Knowledge;
+use super::{NAMES, ProjectionConfig, ProjectionError};
+use crate::log::Log;
+use crate::metrics::Metrics;
+
+/// One line of `GET /projections`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Status {
+    /// Projection name.
+    pub name: &'static str,
+    /// The seq its state reflects.
+    pub seq: u64,
+    /// The log's durable head.
+    pub head: u64,
+    /// `head - seq`.
+    pub lag: u64,
+    /// Records folded from the log since this process started (a restart from a checkpoint
+    /// replays only the tail; a rebuild's fold is not counted here).
+    pub replayed_since_start: u64,
+    /// The seq of the last durable checkpoint.
+    pub last_checkpoint_seq: u64,
+    /// Whether a rebuild is running.
+    pub rebuilding: bool,
+    /// Rebuilds completed since start.
+    pub rebuilds: u64,
+}
+
+/// The projections' own instruments, registered on the service's registry.
+#[derive(Clone)]
+struct ProjMetrics {
+    applied: IntCounter,
+    checkpoint_seconds: Histogram,
+    lag: IntGauge,
+    seq: IntGauge,
+    rebuilds: IntCounter,
+}
+
+impl ProjMetrics {
+    fn new(metrics: &Metrics) -> Result<ProjMetrics, prometheus::Error> {
+        let m = ProjMetrics {
+            applied: IntCounter::new(
+                "projection_events_applied_total",
+                "Records folded into the projections (follower and rebuilds)",
+            )?,
+            checkpoint_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "projection_checkpoint_seconds",
+                    "Seconds to write and sync one projection checkpoint",
+                )
+                .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+            )?,
+            lag: IntGauge::new("projection_lag", "Durable head seq minus projection seq")?,
+            seq: IntGauge::new("projection_seq", "Seq the projections reflect")?,
+            rebuilds: IntCounter::new("projection_rebuilds_total", "Completed rebuilds")?,
+        };
+        metrics.register(Box::new(m.applied.clone()))?;
+        metrics.register(Box::new(m.checkpoint_seconds.clone()))?;
+        metrics.register(Box::new(m.lag.clone()))?;
+        metrics.register(Box::new(m.seq.clone()))?;
+        metrics.register(Box::new(m.rebuilds.clone()))?;
+        Ok(m)
+    }
+}
+
+/// What the follower owns between steps; a rebuild takes it to pause the follower.
+struct Cursor {
+    /// Checkpoint generation in the aux tree.
+    generation: u32,
+    /// Seq of the last durable checkpoint.
+    checkpoint_seq: u64,
+    /// Records folded since that checkpoint.
+    since_checkpoint: u64,
+    /// When it was written.
+    last_checkpoint: Instant,
+}
+
+struct Inner {
+    log: Log,
+    config: ProjectionConfig,
+    /// Set by [`Engine::halt`]: stop without the final checkpoint, as a crash would.
+    skip_final_checkpoint: AtomicBool,
+    /// The current knowledge. A std lock, not a tokio one: no `.await` is ever held inside;
+    /// the follower applies a whole batch under one write lock, so a query (read lock) sees
+    /// the state before or after a batch, never within it.
+    state: RwLock<Knowledge>,
+    /// The seq `state` reflects, published after each batch (what `?min_seq=` waits on).
+    applied: watch::Sender<u64>,
+    /// Held by the follower during each step and each checkpoint; a rebuild holds it for the
+    /// hand-over, so no record is folded twice or skipped across the swap.
+    cursor: tokio::sync::Mutex<Cursor>,
+    /// Records folded by the follower since start.
+    replayed: AtomicU64,
+    /// Mirror of `Cursor::checkpoint_seq` for status without taking the async lock.
+    checkpoint_seq: AtomicU64,
+    rebuilding: AtomicBool,
+    rebuilds: AtomicU64,
+    metrics: ProjMetrics,
+    /// Flips to true on shutdown; the follower writes a final checkpoint and stops.
+    stop: watch::Sender<bool>,
+    follower: std::sync::Mutex<Option<JoinHandle<()>>>,
+    rebuild_task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Inner {
+    /// The aux tree, opened per use: holding a `sled::Tree` would keep the store (and its
+    /// file lock) alive after the log closes.
+    fn tree(&self) -> Result<sled::Tree, ProjectionError> {
+        Ok(self.log.aux_tree("projections")?)
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, Knowledge> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Knowledge> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Reads the next records and folds them into the live state (blocking; the caller holds
+    /// the cursor). Returns how many were folded.
+    fn step(&self) -> Result<u64, ProjectionError> {
+        let from = self.read().seq + 1;
+        let (records, _) = self
+            .log
+            .read_range(from, self.config.batch_events.max(1), |_| true)?;
+        if records.is_empty() {
+            return Ok(0);
+        }
+        let n = records.len() as u64;
+        let seq = {
+            let mut st = self.write();
+            for r in &records {
+                st.apply(r.seq, &r.bytes)?;
+            }
+            st.seq
+        };
+        self.applied.send_replace(seq);
+        self.replayed.fetch_add(n, Ordering::Relaxed);
+        self.metrics.applied.inc_by(n);
+        self.metrics.seq.set(seq as i64);
+        Ok(n)
+    }
+
+    /// Writes the facts folded since the last checkpoint and makes them durable (blocking).
+    fn checkpoint(&self, cursor: &mut Cursor) -> Result<(), ProjectionError> {
+        let started = Instant::now();
+        let meta = {
+            let st = self.read();
+            if st.seq == cursor.checkpoint_seq {
+                return Ok(());
+            }
+            checkpoint::append(&self.tree()?, cursor.generation, &st, cursor.checkpoint_seq)?
+        };
+        self.log.sync_aux()?;
+        cursor.checkpoint_seq = meta.seq;
+        cursor.since_checkpoint = 0;
+        cursor.last_checkpoint = Instant::now();
+        self.checkpoint_seq.store(meta.seq, Ordering::Relaxed);
+        self.metrics
+            .checkpoint_seconds
+            .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(seq = meta.seq, "projection checkpoint written");
+        Ok(())
+    }
+}
+
+/// Folds records after `k.seq` into `k` until the head (or `limit` records), calling
+/// `progress` after each batch. Blocking.
+fn fold_until_head(
+    log: &Log,
+    k: &mut Knowledge,
+    batch: usize,
+    limit: u64,
+    mut progress: impl FnMut(u64),
+) -> Result<u64, ProjectionError> {
+    let mut total = 0;
+    while total < limit {
+        let (records, _) = log.read_range(k.seq + 1, batch.max(1), |_| true)?;
+        if records.is_empty() {
+            break;
+        }
+        for r in &records {
+            k.apply(r.seq, &r.bytes)?;
+        }
+        total += records.len() as u64;
+        progress(k.seq);
+    }
+    Ok(total)
+}
+
+/// The projection engine: owns the follower task and the rebuilds. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ProjectionError> + Send + 'static,
+) -> Result<T, ProjectionError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ProjectionError::Task(e.to_string()))?
+}
+
+impl Engine {
+    /// Loads the checkpoint and starts following the log. Must be called within a tokio
+    /// runtime (it spawns the follower task).
+    pub fn start(
+        log: Log,
+        config: ProjectionConfig,
+        metrics: &Metrics,
+    ) -> Result<Engine, ProjectionError> {
+        let metrics = ProjMetrics::new(metrics)?;
+        let tree = log.aux_tree("projections")?;
+        let (mut meta, mut knowledge) = checkpoint::load(&tree)?;
+        let head = log.head().seq;
+        if meta.seq > head {
+            // The checkpoint is ahead of the log (the folder was restored from an older copy):
+            // it describes records that do not exist, so start over in a new generation.
+            tracing::warn!(
+                checkpoint = meta.seq,
+                head,
+                "projection checkpoint is ahead of the log; folding from seq 1"
+            );
+            meta.generation += 1;
+            meta.seq = 0;
+            knowledge = Knowledge::new();
+        }
+        tracing::info!(
+            seq = meta.seq,
+            head,
+            tail = head - meta.seq,
+            "projections resume from checkpoint"
+        );
+        metrics.seq.set(meta.seq as i64);
+        let (applied, _) = watch::channel(meta.seq);
+        let (stop, _) = watch::channel(false);
+        let inner = Arc::new(Inner {
+            log,
+            config,
+            skip_final_checkpoint: AtomicBool::new(false),
+            state: RwLock::new(knowledge),
+            applied,
+            cursor: tokio::sync::Mutex::new(Cursor {
+                generation: meta.generation,
+                checkpoint_seq: meta.seq,
+                since_checkpoint: 0,
+                last_checkpoint: Instant::now(),
+            }),
+            replayed: AtomicU64::new(0),
+            checkpoint_seq: AtomicU64::new(meta.seq),
+            rebuilding: AtomicBool::new(false),
+            rebuilds: AtomicU64::new(0),
+            metrics,
+            stop,
+            follower: std::sync::Mutex::new(None),
+            rebuild_task: std::sync::Mutex::new(None),
+        });
+        let task = tokio::spawn(follow(inner.clone()));
+        *inner.follower.lock().unwrap_or_else(|e| e.into_inner()) = Some(task);
+        Ok(Engine { inner })
+    }
+
+    /// Stops following and writes a final checkpoint; waits for a running rebuild to stop.
+    /// Idempotent.
+    pub async fn shutdown(&self) {
+        self.inner.stop.send_replace(true);
+        let rebuild = self
+            .inner
+            .rebuild_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = rebuild
+            && let Err(e) = t.await
+        {
+            tracing::error!(error = %e, "projection rebuild task failed");
+        }
+        let follower = self
+            .inner
+            .follower
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = follower
+            && let Err(e) = t.await
+        {
+            tracing::error!(error = %e, "projection follower task failed");
+        }
+    }
+
+    /// Stops following WITHOUT the final checkpoint, as a crash would (tests use this to
+    /// check that a restart replays exactly the tail after the last checkpoint).
+    pub async fn halt(&self) {
+        self.inner
+            .skip_final_checkpoint
+            .store(true, Ordering::Release);
+        self.shutdown().await;
+    }
+
+    /// Runs `f` on the current knowledge under the read lock (never a half-applied batch).
+    pub fn read<R>(&self, f: impl FnOnce(&Knowledge) -> R) -> R {
+        f(&self.inner.read())
+    }
+
+    /// How many events an actor view lists without `limit`.
+    pub fn default_limit(&self) -> usize {
+        self.inner.config.default_limit.max(1)
+    }
+
+    /// The largest `limit` a request may ask for.
+    pub fn max_limit(&self) -> usize {
+        self.inner.config.max_limit.max(1)
+    }
+
+    /// The seq the projections reflect.
+    pub fn seq(&self) -> u64 {
+        *self.inner.applied.borrow()
+    }
+
+    /// Waits up to the configured time for the projections to reach `seq`.
+    pub async fn wait_for(&self, seq: u64) -> Result<(), ProjectionError> {
+        let mut rx = self.inner.applied.subscribe();
+        let wait = Duration::from_millis(self.inner.config.min_seq_wait_ms);
+        match tokio::time::timeout(wait, rx.wait_for(|s| *s >= seq)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(ProjectionError::Behind {
+                at: self.seq(),
+                wanted: seq,
+            }),
+        }
+    }
+
+    /// One status line per projection (they share one fold, so they share seq and counters).
+    pub fn status(&self) -> Vec<Status> {
+        let i = &self.inner;
+        let seq = self.seq();
+        let head = i.log.head().seq;
+        NAMES
+            .iter()
+            .map(|name| Status {
+                name,
+                seq,
+                head,
+                lag: head.saturating_sub(seq),
+                replayed_since_start: i.replayed.load(Ordering::Relaxed),
+                last_checkpoint_seq: i.checkpoint_seq.load(Ordering::Relaxed),
+                rebuilding: i.rebuilding.load(Ordering::Relaxed),
+                rebuilds: i.rebuilds.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// Starts a rebuild from seq 1 in the background. The read models share one knowledge
+    /// fold, so rebuilding any of them rebuilds the fold they all read (`name` is checked).
+    pub fn rebuild(&self, name: &str) -> Result<(), ProjectionError> {
+        if !NAMES.contains(&name) {
+            return Err(ProjectionError::UnknownProjection(name.to_string()));
+        }
+        if self.inner.rebuilding.swap(true, Ordering::AcqRel) {
+            return Err(ProjectionError::RebuildRunning);
+        }
+        let inner = self.inner.clone();
+        let task = tokio::spawn(async move {
+            let started = Instant::now();
+            tracing::info!("projection rebuild started");
+            match rebuild(&inner).await {
+                Ok(seq) => {
+                    inner.rebuilds.fetch_add(1, Ordering::Relaxed);
+                    inner.metrics.rebuilds.inc();
+                    tracing::info!(
+                        seq,
+                        secs = started.elapsed().as_secs_f64(),
+                        "projection rebuild swapped in"
+                    );
+                }
+                Err(e) => tracing::error!(error = %e, "projection rebuild failed"),
+            }
+            inner.rebuilding.store(false, Ordering::Release);
+        });
+        let mut slot = self
+            .inner
+            .rebuild_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        // A finished earlier rebuild's handle is simply replaced.
+        *slot = Some(task);
+        Ok(())
+    }
+
+    /// Waits until no rebuild is running (tests and the CLI use this).
+    pub async fn wait_rebuilt(&self) {
+        let task = self
+            .inner
+            .rebuild_task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(t) = task {
+            let _ = t.await;
+        }
+    }
+}
+
+/// The follower: catch up, then follow the head; checkpoint by count and by time; on stop,
+/// a final checkpoint.
+async fn follow(inner: Arc<Inner>) {
+    let mut head = inner.log.subscribe();
+    let mut stop = inner.stop.subscribe();
+    let every = Duration::from_millis(inner.config.checkpoint_every_ms.max(1));
+    let every_events = inner.config.checkpoint_every_events.max(1);
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let mut cursor = inner.cursor.lock().await;
+        let i2 = inner.clone();
+        let stepped = tokio::task::spawn_blocking(move || i2.step()).await;
+        let n = match stepped {
+            Ok(Ok(n)) => n,
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "projection follower could not fold");
+                0
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "projection follower step panicked");
+                0
+            }
+        };
+        cursor.since_checkpoint += n;
+        let due = cursor.since_checkpoint >= every_events
+            || (cursor.since_checkpoint > 0 && cursor.last_checkpoint.elapsed() >= every);
+        if due {
+            checkpoint_now(&inner, cursor).await;
+        } else {
+            drop(cursor);
+        }
+        let lag = inner.log.head().seq.saturating_sub(*inner.applied.borrow());
+        inner.metrics.lag.set(lag as i64);
+        if n > 0 {
+            continue;
+        }
+        tokio::select! {
+            changed = head.changed() => {
+                if changed.is_err() {
+                    // The log is closing: nothing more will come; wait for the stop signal.
+                    let _ = stop.wait_for(|s| *s).await;
+                }
+            }
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+    let cursor = inner.cursor.lock().await;
+    if !inner.skip_final_checkpoint.load(Ordering::Acquire) {
+        checkpoint_now(&inner, cursor).await;
+    }
+    tracing::info!(seq = *inner.applied.borrow(), "projection follower stopped");
+}
+
+/// Writes a checkpoint off the async workers, holding the cursor throughout.
+async fn checkpoint_now(inner: &Arc<Inner>, cursor: tokio::sync::MutexGuard<'_, Cursor>) {
+    let mut c = Cursor {
+        generation: cursor.generation,
+        checkpoint_seq: cursor.checkpoint_seq,
+        since_checkpoint: cursor.since_checkpoint,
+        last_checkpoint: cursor.last_checkpoint,
+    };
+    let i2 = inner.clone();
+    let result = tokio::task::spawn_blocking(move || {
+        let r = i2.checkpoint(&mut c);
+        (c, r)
+    })
+    .await;
+    let mut cursor = cursor;
+    match result {
+        Ok((c, Ok(()))) => *cursor = c,
+        Ok((_, Err(e))) => tracing::error!(error = %e, "projection checkpoint failed"),
+        Err(e) => tracing::error!(error = %e, "projection checkpoint panicked"),
+    }
+}
+
+/// Folds from seq 1 into fresh knowledge while the old state keeps answering, writes it as a
+/// new checkpoint generation, then pauses the follower, folds the last records, flips the
+/// checkpoint and swaps the state in. Returns the seq swapped in.
+async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
+    let batch = inner.config.batch_events.max(1) * 8;
+    // Phase 1: the bulk, with the follower running.
+    let mut fresh = Knowledge::new();
+    loop {
+        if *inner.stop.borrow() {
+            return Err(ProjectionError::Task("stopped by shutdown".into()));
+        }
+        let log = inner.log.clone();
+        let metrics = inner.metrics.clone();
+        let (k, n) = blocking(move || {
+            let n = fold_until_head(&log, &mut fresh, batch, batch as u64 * 16, |_| {})?;
+            metrics.applied.inc_by(n);
+            Ok((fresh, n))
+        })
+        .await?;
+        fresh = k;
+        if n == 0 {
+            break;
+        }
+    }
+    let generation = inner.cursor.lock().await.generation + 1;
+    let written = fresh.seq;
+    let (tree, k) = (inner.tree()?, fresh);
+    let fresh = blocking(move || {
+        checkpoint::write_generation(&tree, generation, &k, 0)?;
+        Ok(k)
+    })
+    .await?;
+    // Phase 2: the hand-over, with the follower paused.
+    let mut cursor = inner.cursor.lock().await;
+    let i2 = inner.clone();
+    let (fresh, meta) = blocking(move || {
+        let mut k = fresh;
+        fold_until_head(&i2.log, &mut k, batch, u64::MAX, |_| {})?;
+        let tree = i2.tree()?;
+        checkpoint::write_generation(&tree, generation, &k, written)?;
+        let meta = checkpoint::append(&tree, generation, &k, k.seq)?;
+        i2.log.sync_aux()?;
+        Ok((k, meta))
+    })
+    .await?;
+    let old_generation = cursor.generation;
+    let seq = fresh.seq;
+    *inner.write() = fresh;
+    inner.applied.send_replace(seq);
+    cursor.generation = meta.generation;
+    cursor.checkpoint_seq = meta.seq;
+    cursor.since_checkpoint = 0;
+    cursor.last_checkpoint = Instant::now();
+    inner.checkpoint_seq.store(meta.seq, Ordering::Relaxed);
+    inner.metrics.seq.set(seq as i64);
+    drop(cursor);
+    let tree = inner.tree()?;
+    blocking(move || Ok(checkpoint::drop_generation(&tree, old_generation)?)).await?;
+    Ok(seq)
+}
+
+/// The offline rebuild (`annals rebuild`): folds the whole log of an open (idle) data folder
+/// from seq 1, writes it as a new checkpoint generation and makes it current. `progress` gets
+/// the seq reached after each batch. Returns how many records were folded.
+pub async fn rebuild_offline(
+    log: &Log,
+    config: &ProjectionConfig,
+    progress: impl FnMut(u64) + Send + 'static,
+) -> Result<u64, ProjectionError> {
+    let log = log.clone();
+    let batch = config.batch_events.max(1) * 8;
+    blocking(move || {
+        let tree = log.aux_tree("projections")?;
+        let old = checkpoint::meta(&tree)?;
+        let mut k = Knowledge::new();
+        let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
+        let generation = old.generation + 1;
+        checkpoint::write_generation(&tree, generation, &k, 0)?;
+        checkpoint::append(&tree, generation, &k, k.seq)?;
+        log.sync_aux()?;
+        checkpoint::drop_generation(&tree, old.generation)?;
+        log.sync_aux()?;
+        tracing::info!(seq = k.seq, records = n, "projections rebuilt offline");
+        Ok(n)
+    })
+    .await
+}

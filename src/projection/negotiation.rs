@@ -1,0 +1,331 @@
+//! The `negotiation` read model: per process, the parties and mediators, the latest plan and
+//! its version, the issues with their status per assessor, positions per actor × issue (with
+//! what answers what), the last meeting, the next scheduled talks, and the contested claims.
+//! Derived at query time from the knowledge layer's entries, so a correction replaces what it
+//! corrects and an as-of cut is a filter. This module must never resolve a disagreement
+//! between claims of equal standing: it shows them as contested.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Value, json};
+
+use super::asof::{self, Cut};
+use super::calendar::{self, facts_of};
+use super::knowledge::{Ix, Knowledge};
+
+/// The name of this projection in routes and status.
+pub const NAME: &str = "negotiation";
+
+/// Types whose facts belong to a negotiation view.
+const KINDS: &[&str] = &[
+    "meeting.held",
+    "plan.proposed",
+    "plan.revised",
+    "issue.status_changed",
+    "position.stated",
+    "talks.scheduled",
+    "agreement.reached",
+];
+
+/// The id field that names the thing a fact of each type is about (for contested claims).
+fn entity_field(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "meeting.held" => "meeting_id",
+        "position.stated" => "position_id",
+        "talks.scheduled" => "talks_id",
+        "agreement.reached" => "agreement_id",
+        "plan.proposed" | "plan.revised" => "plan_id",
+        _ => return None,
+    })
+}
+
+/// Issue labels from `issue.defined`, as known at the cut.
+fn issue_labels(k: &Knowledge, cut: &Cut) -> BTreeMap<String, Value> {
+    k.of_kind("issue.defined")
+        .iter()
+        .filter(|&&ix| k.visible(ix, cut.seq))
+        .filter_map(|&ix| {
+            let d = k.data_at(ix, cut.seq);
+            Some((d.get("issue_id")?.as_str()?.to_string(), d["label"].clone()))
+        })
+        .collect()
+}
+
+/// Attribution chains of a fact's evidence (who said it, through whom).
+fn attributions(k: &Knowledge, ix: Ix) -> Value {
+    let ev = k.evidence(ix);
+    Value::Array(
+        ev.as_array()
+            .map(|items| {
+                items
+                    .iter()
+                    .map(|i| {
+                        json!({
+                            "source": i.get("source"),
+                            "attribution": i.get("attribution").cloned().unwrap_or(json!([])),
+                            "credibility": i.get("credibility"),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+    )
+}
+
+/// The view of one process, or `None` if nothing is known of it at the cut.
+pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
+    let mut ixs: Vec<Ix> = KINDS
+        .iter()
+        .flat_map(|kind| facts_of(k, cut, kind, Some(process)))
+        .collect();
+    if ixs.is_empty() && !k.of_process(process).iter().any(|&i| k.known(i, cut.seq)) {
+        return None;
+    }
+    ixs.sort_unstable();
+    let labels = issue_labels(k, cut);
+    let mut parties = BTreeSet::new();
+    let mut mediators = BTreeSet::new();
+    let mut last_meeting: Option<(String, u64, Ix)> = None;
+    let mut plans: BTreeMap<String, (u64, u64, Ix, Value)> = BTreeMap::new();
+    let mut issues: BTreeMap<String, BTreeMap<String, (Ix, Value)>> = BTreeMap::new();
+    let mut positions: BTreeMap<(String, String), Vec<(Ix, Value)>> = BTreeMap::new();
+    let mut answered_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut talks: Vec<(String, Ix)> = Vec::new();
+    let mut agreements = Vec::new();
+    let mut claims: BTreeMap<(String, String), Vec<(Ix, Value)>> = BTreeMap::new();
+    for &ix in &ixs {
+        let f = k.fact(ix);
+        let d = k.data_at(ix, cut.seq);
+        let s = |key: &str| d.get(key).and_then(Value::as_str).map(str::to_string);
+        if let Some(field) = entity_field(f.kind())
+            && let Some(id) = s(field)
+        {
+            let key = if f.kind().starts_with("plan.") {
+                format!("{id}@v{}", d["version"])
+            } else {
+                id
+            };
+            claims
+                .entry((field.to_string(), key))
+                .or_default()
+                .push((ix, d.clone()));
+        }
+        match f.kind() {
+            "meeting.held" => {
+                for p in d["participants"].as_array().into_iter().flatten() {
+                    let side = p.get("side").and_then(Value::as_str);
+                    if p.get("role").and_then(Value::as_str) == Some("mediator") {
+                        if let Some(a) = p.get("actor").and_then(Value::as_str) {
+                            mediators.insert(a.to_string());
+                        }
+                    } else if let Some(side) = side {
+                        parties.insert(side.to_string());
+                    }
+                }
+                let key = asof::sort_key(&k.occurred(ix));
+                if last_meeting
+                    .as_ref()
+                    .is_none_or(|(k0, s0, _)| (&key, f.seq) > (k0, *s0))
+                {
+                    last_meeting = Some((key, f.seq, ix));
+                }
+            }
+            "plan.proposed" | "plan.revised" => {
+                if let Some(id) = s("plan_id") {
+                    let version = d["version"].as_u64().unwrap_or(0);
+                    let newer = plans
+                        .get(&id)
+                        .is_none_or(|(v, seq, _, _)| (version, f.seq) >= (*v, *seq));
+                    if newer {
+                        plans.insert(id, (version, f.seq, ix, d.clone()));
+                    }
+                }
+            }
+            "issue.status_changed" => {
+                if let (Some(issue), Some(by)) = (s("issue_id"), s("assessed_by")) {
+                    issues.entry(issue).or_default().insert(by, (ix, d.clone()));
+                }
+            }
+            "position.stated" => {
+                if let (Some(holder), Some(issue)) = (s("holder"), s("issue")) {
+                    if let (Some(pid), Some(to)) = (s("position_id"), s("responds_to")) {
+                        answered_by.entry(to).or_default().push(pid);
+                    }
+                    positions
+                        .entry((holder, issue))
+                        .or_default()
+                        .push((ix, d.clone()));
+                }
+            }
+            "talks.scheduled" => {
+                for p in d["parties"].as_array().into_iter().flatten() {
+                    if let Some(p) = p.as_str() {
+                        parties.insert(p.to_string());
+                    }
+                }
+                talks.push((s("talks_id").unwrap_or_default(), ix));
+            }
+            "agreement.reached" => {
+                for p in d["parties"].as_array().into_iter().flatten() {
+                    if let Some(p) = p.as_str() {
+                        parties.insert(p.to_string());
+                    }
+                }
+                agreements.push(json!({
+                    "agreement_id": d.get("agreement_id"),
+                    "title": d.get("title"),
+                    "stage": d.get("stage"),
+                    "parties": d.get("parties"),
+                    "when": asof::when(&k.occurred(ix)),
+                    "event_id": f.id(),
+                }));
+            }
+            _ => {}
+        }
+    }
+
+    let plan_json = |(version, _, ix, d): &(u64, u64, Ix, Value)| {
+        json!({
+            "plan_id": d.get("plan_id"),
+            "title": d.get("title"),
+            "version": version,
+            "points": d.get("points"),
+            "proposer": d.get("proposer"),
+            "origin_meeting": d.get("origin_meeting"),
+            "open_issues": d.get("open_issues"),
+            "when": asof::when(&k.occurred(*ix)),
+            "event_id": k.fact(*ix).id(),
+        })
+    };
+    let latest_plan = plans
+        .values()
+        .max_by(|a, b| {
+            (asof::sort_key(&k.occurred(a.2)), a.1).cmp(&(asof::sort_key(&k.occurred(b.2)), b.1))
+        })
+        .map(plan_json);
+
+    let mut contested = Vec::new();
+    let issues_json: Vec<Value> = issues
+        .iter()
+        .map(|(issue, by)| {
+            let statuses: Vec<Value> = by
+                .iter()
+                .map(|(assessor, (ix, d))| {
+                    json!({
+                        "assessed_by": assessor,
+                        "status": d.get("status"),
+                        "rationale": d.get("rationale"),
+                        "derived_from": d.get("derived_from"),
+                        "when": asof::when(&k.occurred(*ix)),
+                        "event_id": k.fact(*ix).id(),
+                    })
+                })
+                .collect();
+            let distinct: BTreeSet<String> = by
+                .values()
+                .filter_map(|(_, d)| d["status"].as_str().map(str::to_string))
+                .collect();
+            let status = if distinct.len() == 1 {
+                distinct
+                    .iter()
+                    .next()
+                    .map(|s| json!(s))
+                    .unwrap_or(Value::Null)
+            } else {
+                json!("contested")
+            };
+            if distinct.len() > 1 {
+                contested.push(json!({
+                    "kind": "issue_status",
+                    "issue_id": issue,
+                    "claims": statuses.clone(),
+                }));
+            }
+            json!({
+                "issue_id": issue,
+                "label": labels.get(issue),
+                "status": status,
+                "statuses": statuses,
+            })
+        })
+        .collect();
+
+    for ((field, id), list) in &claims {
+        let distinct: BTreeSet<String> = list.iter().map(|(_, d)| d.to_string()).collect();
+        if distinct.len() > 1 {
+            contested.push(json!({
+                "kind": "conflicting_records",
+                "field": field,
+                "id": id,
+                "claims": list.iter().map(|(ix, d)| json!({
+                    "event_id": k.fact(*ix).id(),
+                    "data": d,
+                    "evidence": attributions(k, *ix),
+                })).collect::<Vec<_>>(),
+            }));
+        }
+    }
+
+    let positions_json: Vec<Value> = positions
+        .iter()
+        .map(|((holder, issue), list)| {
+            json!({
+                "holder": holder,
+                "issue": issue,
+                "issue_label": labels.get(issue),
+                "positions": list.iter().map(|(ix, d)| {
+                    let pid = d["position_id"].as_str().unwrap_or("");
+                    json!({
+                        "position_id": d.get("position_id"),
+                        "stance": d.get("stance"),
+                        "object": d.get("object"),
+                        "target": d.get("target"),
+                        "conditions": d.get("conditions"),
+                        "responds_to": d.get("responds_to"),
+                        "answered_by": answered_by.get(pid).cloned().unwrap_or_default(),
+                        "derived_from": d.get("derived_from"),
+                        "when": asof::when(&k.occurred(*ix)),
+                        "evidence": attributions(k, *ix),
+                        "event_id": k.fact(*ix).id(),
+                    })
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+
+    let mut pending: Vec<(String, u64, Value)> = talks
+        .iter()
+        .map(|(_, ix)| calendar::talks_json(k, *ix, cut))
+        .filter(|t| matches!(t["fate"].as_str(), Some(f) if f != "held" && f != "cancelled"))
+        .map(|t| {
+            let start = t["planned"]["start"].as_str().unwrap_or("~").to_string();
+            (start, t["seq"].as_u64().unwrap_or(0), t)
+        })
+        .collect();
+    pending.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
+
+    Some(json!({
+        "process": process,
+        "parties": parties,
+        "mediators": mediators,
+        "latest_plan": latest_plan,
+        "plans": plans.values().map(plan_json).collect::<Vec<_>>(),
+        "issues": issues_json,
+        "positions": positions_json,
+        "last_meeting": last_meeting.map(|(_, _, ix)| calendar::meeting_json(k, ix, cut)),
+        "next_talks": pending.first().map(|t| t.2.clone()),
+        "agreements": agreements,
+        "contested": contested,
+    }))
+}
+
+/// Every process, or one when `process` is given.
+pub fn view(k: &Knowledge, cut: &Cut, process_filter: Option<&str>) -> Value {
+    let list: Vec<Value> = k
+        .processes()
+        .into_iter()
+        .filter(|p| process_filter.is_none_or(|f| f == *p))
+        .filter_map(|p| process(k, cut, p))
+        .collect();
+    json!({ "processes": list })
+}

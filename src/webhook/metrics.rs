@@ -1,0 +1,62 @@
+//! The webhook instruments on `/metrics`: deliveries by outcome, attempts by outcome, attempt
+//! latency and lag per subscription. This module must never fail a delivery over a metric.
+
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts};
+
+use crate::metrics::Metrics;
+
+/// Webhook instruments.
+#[derive(Clone)]
+pub struct WebhookMetrics {
+    /// Settled messages by outcome: `delivered`, `dead_lettered`; and subscriptions stopped:
+    /// `paused`, `disabled`.
+    pub deliveries: IntCounterVec,
+    /// Attempts by outcome: `success`, `http_error`, `gone`, `timeout`, `connect_error`,
+    /// `refused` (target guard).
+    pub attempts: IntCounterVec,
+    /// Seconds per attempt, send to end of the (capped) response.
+    pub attempt_seconds: Histogram,
+    /// Head seq minus the subscription's cursor.
+    pub lag: IntGaugeVec,
+}
+
+impl WebhookMetrics {
+    /// Creates the instruments and registers them with the service's registry.
+    pub fn register(metrics: &Metrics) -> Result<WebhookMetrics, prometheus::Error> {
+        let deliveries = IntCounterVec::new(
+            Opts::new(
+                "webhook_deliveries_total",
+                "Webhook messages settled, by outcome",
+            ),
+            &["outcome"],
+        )?;
+        let attempts = IntCounterVec::new(
+            Opts::new("webhook_attempts_total", "Webhook attempts, by outcome"),
+            &["outcome"],
+        )?;
+        let attempt_seconds = Histogram::with_opts(
+            HistogramOpts::new("webhook_attempt_seconds", "Seconds per webhook attempt").buckets(
+                vec![
+                    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 1.0, 5.0, 15.0,
+                ],
+            ),
+        )?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "webhook_lag_events",
+                "Head seq minus the subscription's cursor",
+            ),
+            &["subscription"],
+        )?;
+        metrics.register(Box::new(deliveries.clone()))?;
+        metrics.register(Box::new(attempts.clone()))?;
+        metrics.register(Box::new(attempt_seconds.clone()))?;
+        metrics.register(Box::new(lag.clone()))?;
+        Ok(WebhookMetrics {
+            deliveries,
+            attempts,
+            attempt_seconds,
+            lag,
+        })
+    }
+}

@@ -1,0 +1,203 @@
+//! Webhook state in the auxiliary sled tree `webhooks`: subscriptions, cursors (last delivered
+//! seq), dead letters and the attempts ring. Writes here are cheap sled inserts; durability
+//! comes from `Log::sync_aux`, which the service batches. This module must never touch the
+//! log's own tree, and never hand a secret to anything but the dispatcher and the API's
+//! create/rotate answers.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use uuid::Uuid;
+
+use super::subscription::{Attempt, DeadLetter, Subscription};
+
+const SUB: u8 = b's';
+const CURSOR: u8 = b'c';
+const DEAD: u8 = b'd';
+const ATTEMPT: u8 = b'a';
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// sled failed.
+    #[error("webhook store: {0}")]
+    Sled(#[from] sled::Error),
+    /// A stored value does not decode.
+    #[error("webhook store: corrupt value under {key}: {reason}")]
+    Corrupt {
+        /// The key, lossy.
+        key: String,
+        /// The decoder's complaint.
+        reason: String,
+    },
+    /// Encoding failed (a defect).
+    #[error("webhook store: cannot encode: {0}")]
+    Encode(#[from] serde_json::Error),
+    /// The log (and so this store) is closed or failed.
+    #[error("webhook store: {0}")]
+    Log(#[from] crate::log::LogError),
+}
+
+/// The `webhooks` tree, opened per use through the log: holding a `sled::Tree` would keep the
+/// whole store open (and its folder locked) for as long as any clone of this lives.
+#[derive(Clone)]
+pub struct Store {
+    log: crate::log::Log,
+}
+
+fn key(kind: u8, id: &Uuid) -> Vec<u8> {
+    let mut k = Vec::with_capacity(25);
+    k.push(kind);
+    k.extend_from_slice(id.as_bytes());
+    k
+}
+
+fn key_n(kind: u8, id: &Uuid, n: u64) -> Vec<u8> {
+    let mut k = key(kind, id);
+    k.extend_from_slice(&n.to_be_bytes());
+    k
+}
+
+fn decode<T: DeserializeOwned>(k: &[u8], v: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(v).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(k).into_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn tail_u64(k: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    if k.len() >= 8 {
+        b.copy_from_slice(&k[k.len() - 8..]);
+    }
+    u64::from_be_bytes(b)
+}
+
+impl Store {
+    /// Opens the store beside `log` (checking once that the tree opens).
+    pub fn new(log: crate::log::Log) -> Result<Store, StoreError> {
+        log.aux_tree("webhooks")?;
+        Ok(Store { log })
+    }
+
+    fn tree(&self) -> Result<sled::Tree, StoreError> {
+        Ok(self.log.aux_tree("webhooks")?)
+    }
+
+    fn put<T: Serialize>(&self, k: Vec<u8>, v: &T) -> Result<(), StoreError> {
+        self.tree()?.insert(k, serde_json::to_vec(v)?)?;
+        Ok(())
+    }
+
+    /// Every stored subscription.
+    pub fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
+        self.tree()?
+            .scan_prefix([SUB])
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// One subscription.
+    pub fn subscription(&self, id: &Uuid) -> Result<Option<Subscription>, StoreError> {
+        let k = key(SUB, id);
+        match self.tree()?.get(&k)? {
+            Some(v) => Ok(Some(decode(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Inserts or replaces a subscription.
+    pub fn put_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
+        self.put(key(SUB, &sub.id), sub)
+    }
+
+    /// Removes a subscription with its cursor, dead letters and attempts.
+    pub fn delete(&self, id: &Uuid) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        for kind in [SUB, CURSOR, DEAD, ATTEMPT] {
+            for item in self.tree()?.scan_prefix(key(kind, id)) {
+                let (k, _) = item?;
+                batch.remove(k);
+            }
+        }
+        self.tree()?.apply_batch(batch)?;
+        Ok(())
+    }
+
+    /// The last delivered seq (0: nothing yet).
+    pub fn cursor(&self, id: &Uuid) -> Result<u64, StoreError> {
+        Ok(self
+            .tree()?
+            .get(key(CURSOR, id))?
+            .map(|v| tail_u64(&v))
+            .unwrap_or(0))
+    }
+
+    /// Moves the cursor (a sled insert; made durable by the next `sync_aux`).
+    pub fn set_cursor(&self, id: &Uuid, seq: u64) -> Result<(), StoreError> {
+        self.tree()?.insert(key(CURSOR, id), &seq.to_be_bytes())?;
+        Ok(())
+    }
+
+    /// Stores (or replaces) a dead letter.
+    pub fn put_dead_letter(&self, id: &Uuid, dl: &DeadLetter) -> Result<(), StoreError> {
+        self.put(key_n(DEAD, id, dl.seq), dl)
+    }
+
+    /// Removes a dead letter.
+    pub fn remove_dead_letter(&self, id: &Uuid, seq: u64) -> Result<(), StoreError> {
+        self.tree()?.remove(key_n(DEAD, id, seq))?;
+        Ok(())
+    }
+
+    /// Every dead letter of a subscription, by seq.
+    pub fn dead_letters(&self, id: &Uuid) -> Result<Vec<DeadLetter>, StoreError> {
+        self.tree()?
+            .scan_prefix(key(DEAD, id))
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
+    /// The number of the last recorded attempt (0: none).
+    pub fn last_attempt_number(&self, id: &Uuid) -> Result<u64, StoreError> {
+        Ok(
+            match self.tree()?.scan_prefix(key(ATTEMPT, id)).next_back() {
+                Some(item) => tail_u64(&item?.0),
+                None => 0,
+            },
+        )
+    }
+
+    /// Records attempt number `n`, dropping the one that falls out of a ring of `keep`.
+    pub fn push_attempt(
+        &self,
+        id: &Uuid,
+        n: u64,
+        attempt: &Attempt,
+        keep: u64,
+    ) -> Result<(), StoreError> {
+        self.put(key_n(ATTEMPT, id, n), attempt)?;
+        if n > keep {
+            self.tree()?.remove(key_n(ATTEMPT, id, n - keep))?;
+        }
+        Ok(())
+    }
+
+    /// The most recent attempts, newest first.
+    pub fn attempts(&self, id: &Uuid, limit: usize) -> Result<Vec<Attempt>, StoreError> {
+        self.tree()?
+            .scan_prefix(key(ATTEMPT, id))
+            .rev()
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+}
