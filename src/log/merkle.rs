@@ -8,6 +8,11 @@ use sha2::{Digest, Sha256};
 
 use super::record::Hash;
 
+/// The lowest level whose subtree hashes are stored (subtrees of 16 leaves and up). Lower
+/// levels are recomputed from the records when a proof needs them: storing them would cost
+/// about one extra key per append for nothing a proof cannot rebuild from 16 record reads.
+pub const STORED_FROM_LEVEL: u8 = 4;
+
 /// `SHA-256(0x00 ‖ leaf)`.
 pub fn leaf_hash(leaf: &[u8]) -> Hash {
     let mut h = Sha256::new();

@@ -358,6 +358,27 @@ impl Log {
         options: LogOptions,
         metrics: Metrics,
     ) -> Result<(Log, WriterGuard), LogError> {
+        Self::open_with(dir, options, metrics, true)
+    }
+
+    /// Opens a log whose writer does NOT maintain the Merkle tree: proofs and roots of such a
+    /// folder are wrong. Exists only so the audit benchmark can measure the tree's cost
+    /// against a baseline in the same run; never use it for data.
+    #[doc(hidden)]
+    pub fn open_without_merkle_for_benchmarks(
+        dir: &Path,
+        options: LogOptions,
+        metrics: Metrics,
+    ) -> Result<(Log, WriterGuard), LogError> {
+        Self::open_with(dir, options, metrics, false)
+    }
+
+    fn open_with(
+        dir: &Path,
+        options: LogOptions,
+        metrics: Metrics,
+        merkle: bool,
+    ) -> Result<(Log, WriterGuard), LogError> {
         let db = open_db(dir, sled::Mode::HighThroughput)?;
         let tree = db.open_tree("log")?;
         let head = read_head(&tree)?;
@@ -376,6 +397,7 @@ impl Log {
             metrics,
         );
         let mut writer = writer;
+        writer.merkle = merkle;
         writer.load_merkle()?;
         let thread = std::thread::Builder::new()
             .name("annals-writer".into())
@@ -669,12 +691,18 @@ impl Log {
         Ok(out)
     }
 
-    /// The Merkle subtree hash at (level, index), if stored. Leaves (level 0) are not stored:
-    /// they are the leaf hash of record `index + 1`.
+    /// The Merkle subtree hash at (level, index). Only subtrees of 2^`STORED_FROM_LEVEL` leaves
+    /// and up are stored; lower ones are recomputed from the records (a leaf is the hash of
+    /// record `index + 1`), which costs at most 2^`STORED_FROM_LEVEL` record reads.
     pub(crate) fn merkle_node(tree: &sled::Tree, level: u8, index: u64) -> Option<Hash> {
         if level == 0 {
             let v = tree.get(layout::event_key(index.checked_add(1)?)).ok()??;
             return Some(merkle::leaf_hash(v.get(32..)?));
+        }
+        if level < merkle::STORED_FROM_LEVEL {
+            let left = Self::merkle_node(tree, level - 1, index.checked_mul(2)?)?;
+            let right = Self::merkle_node(tree, level - 1, index.checked_mul(2)?.checked_add(1)?)?;
+            return Some(merkle::node_hash(&left, &right));
         }
         let v = tree.get(layout::merkle_key(level, index)).ok()??;
         v.as_ref().try_into().ok()

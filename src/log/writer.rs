@@ -78,6 +78,9 @@ pub(super) struct Writer {
     last_recorded_at: OffsetDateTime,
     /// The Merkle right edge of the durable log.
     frontier: Frontier,
+    /// Whether the Merkle tree is maintained (always, except in the audit benchmark's
+    /// baseline run).
+    pub(super) merkle: bool,
 }
 
 impl Writer {
@@ -107,12 +110,16 @@ impl Writer {
             blobs_mtime: None,
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
             frontier: Frontier::default(),
+            merkle: true,
         }
     }
 
     /// Loads the Merkle frontier for the durable head, building the tree from the records
     /// first if the store predates it (or lost nodes).
     pub(super) fn load_merkle(&mut self) -> Result<(), sled::Error> {
+        if !self.merkle {
+            return Ok(());
+        }
         let tree = self.tree.clone();
         let node = |l: u8, i: u64| super::Log::merkle_node(&tree, l, i);
         if let Some(f) = Frontier::load(self.head.seq, node) {
@@ -131,7 +138,7 @@ impl Writer {
                 continue;
             }
             for (level, index, h) in frontier.push(merkle::leaf_hash(&v[32..])) {
-                if level > 0 {
+                if level >= merkle::STORED_FROM_LEVEL {
                     batch.insert(&layout::merkle_key(level, index)[..], &h[..]);
                 }
             }
@@ -615,7 +622,9 @@ impl Writer {
                 .to_bytes()
                 .map_err(|e| AppendError::Unavailable(format!("cannot encode record: {e}")))?;
             hash = record::chain(&hash, &bytes);
-            stage_merkle(&mut frontier, &bytes, &mut staged);
+            if self.merkle {
+                stage_merkle(&mut frontier, &bytes, &mut staged);
+            }
             let mut value = Vec::with_capacity(32 + bytes.len());
             value.extend_from_slice(&hash);
             value.extend_from_slice(&bytes);
@@ -745,7 +754,9 @@ impl Writer {
                 ));
             }
             hash = computed;
-            stage_merkle(&mut frontier, &bytes, &mut staged);
+            if self.merkle {
+                stage_merkle(&mut frontier, &bytes, &mut staged);
+            }
             let mut value = Vec::with_capacity(32 + bytes.len());
             value.extend_from_slice(&hash);
             value.extend_from_slice(&bytes);
@@ -801,11 +812,11 @@ impl Writer {
     }
 }
 
-/// Adds a record's leaf to the Merkle frontier and stages every completed subtree above the
-/// leaves. Leaves themselves are not stored: they are `leaf_hash` of the stored record.
+/// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
+/// `STORED_FROM_LEVEL` up; lower ones are recomputed from the records when needed.
 fn stage_merkle(frontier: &mut Frontier, bytes: &[u8], staged: &mut Vec<(Vec<u8>, Vec<u8>)>) {
     for (level, index, h) in frontier.push(merkle::leaf_hash(bytes)) {
-        if level > 0 {
+        if level >= merkle::STORED_FROM_LEVEL {
             staged.push((layout::merkle_key(level, index).to_vec(), h.to_vec()));
         }
     }
