@@ -10,7 +10,7 @@
 //! | `i` event id (16 bytes) | seq (u64 BE) |
 //! | `r` registry key (UTF-8) | seq (u64 BE) of the event that declared it |
 //! | `h` | head seq (u64 BE) ‖ head hash (32 bytes) |
-//! | `m` level (u8) index (u64 BE) | Merkle hash of the perfect subtree (32 bytes), levels ≥ 4 only |
+//! | `m` level (u8) index (u64 BE) | Merkle hash of the perfect subtree (32 bytes), levels ≥ 6 only |
 
 use uuid::Uuid;
 
