@@ -362,19 +362,8 @@ async fn verify_export_holds_for_a_true_export_and_names_the_first_bad_seq_of_a_
 
 /// Opens the stopped folder's log tree directly (as an attacker with disk access would).
 fn tamper(dir: &std::path::Path, f: impl FnOnce(&sled::Tree)) {
-    // sled's flusher thread lets go of the folder lock a moment after the server stops.
-    let mut tries = 0;
-    let db = loop {
-        match sled::open(dir) {
-            Ok(db) => break db,
-            Err(e) if tries < 100 => {
-                tries += 1;
-                let _ = e;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            Err(e) => panic!("cannot open the stopped store: {e}"),
-        }
-    };
+    wait_until_released(dir);
+    let db = sled::open(dir).unwrap();
     let tree = db.open_tree("log").unwrap();
     f(&tree);
     db.flush().unwrap();

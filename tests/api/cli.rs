@@ -37,31 +37,6 @@ fn verify(dir: &Path) -> (i32, String) {
     (code, out)
 }
 
-/// Waits until nothing holds the store's lock. sled 0.34 lets go of it a moment after the
-/// last handle is dropped (spacejam/sled#1289), so a folder just stopped or tampered with may
-/// still be locked when the next opener (another process) arrives.
-fn wait_until_released(dir: &Path) {
-    let file = match std::fs::File::open(dir.join("db")) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return, // no store yet
-        Err(e) => panic!("cannot open the store in {}: {e}", dir.display()),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match file.try_lock() {
-            Ok(()) => {
-                file.unlock().unwrap();
-                return;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                assert!(Instant::now() < deadline, "{} stays locked", dir.display());
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("cannot lock {}: {e:?}", dir.display()),
-        }
-    }
-}
-
 /// Appends and insists on 201; returns the first event's id.
 async fn append_ok(app: &TestApp, stream: &str, body: &Value) -> String {
     let resp = app.append(stream, body).await;

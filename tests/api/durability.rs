@@ -3,7 +3,6 @@
 //! trace.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -33,31 +32,6 @@ fn acks_of(body: &Value) -> Vec<Ack> {
             hash: e["hash"].as_str().unwrap().to_string(),
         })
         .collect()
-}
-
-/// Waits until nothing holds the store's lock. sled 0.34 lets go of it a moment after the
-/// last handle is dropped (spacejam/sled#1289), so a folder just stopped or tampered with may
-/// still be locked when the next opener (another process) arrives.
-fn wait_until_released(dir: &Path) {
-    let file = match std::fs::File::open(dir.join("db")) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return, // no store yet
-        Err(e) => panic!("cannot open the store in {}: {e}", dir.display()),
-    };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        match file.try_lock() {
-            Ok(()) => {
-                file.unlock().unwrap();
-                return;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                assert!(Instant::now() < deadline, "{} stays locked", dir.display());
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            Err(e) => panic!("cannot lock {}: {e:?}", dir.display()),
-        }
-    }
 }
 
 /// Appends and insists on 201; returns the acknowledgements.

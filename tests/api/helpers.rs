@@ -315,3 +315,32 @@ pub fn run_cli(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// Waits until nothing holds the store's lock. sled 0.34 lets go of it a moment after the
+/// last handle is dropped (spacejam/sled#1289), so a folder just stopped or tampered with may
+/// still be locked when the next opener (another process) arrives.
+pub fn wait_until_released(dir: &Path) {
+    let file = match std::fs::File::open(dir.join("db")) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return, // no store yet
+        Err(e) => panic!("cannot open the store in {}: {e}", dir.display()),
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match file.try_lock() {
+            Ok(()) => {
+                file.unlock().unwrap();
+                return;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "{} stays locked",
+                    dir.display()
+                );
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+            Err(e) => panic!("cannot lock {}: {e:?}", dir.display()),
+        }
+    }
+}
