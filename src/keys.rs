@@ -137,11 +137,6 @@ impl KeyRing {
         self.by_hash.get(&digest)
     }
 
-    /// How many keys are configured.
-    pub fn len(&self) -> usize {
-        self.by_hash.len()
-    }
-
     /// Whether no key is configured.
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()

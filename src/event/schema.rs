@@ -30,7 +30,6 @@ pub struct SchemaError {
 
 /// The compiled schemas.
 pub struct Schemas {
-    append_request: Validator,
     event: Validator,
     data: BTreeMap<String, Validator>,
     /// Raw schema documents by public name (`event`, `meeting.held`, `openapi`...).
@@ -87,7 +86,9 @@ impl Schemas {
                     reason: e.to_string(),
                 })
         };
-        let append_request = compile("append-request")?;
+        // Not used to validate (batches are checked event by event, each with its own pointer),
+        // but served and documented: a broken file must stop the build's start-up, not a client.
+        compile("append-request")?;
         let event = compile("event")?;
         let mut data = BTreeMap::new();
         for name in documents.keys() {
@@ -96,16 +97,10 @@ impl Schemas {
             }
         }
         Ok(Schemas {
-            append_request,
             event,
             data,
             documents,
         })
-    }
-
-    /// Validates an append request body (`{expected_version, events}`) as a whole.
-    pub fn check_append_request(&self, body: &Value) -> Vec<FieldError> {
-        collect(&self.append_request, body, "")
     }
 
     /// Validates one submitted event; pointers are prefixed with `base`.

@@ -754,24 +754,6 @@ impl Log {
             .consistency_path(from, to)
             .map_err(|e| LogError::Corrupt(e.to_string()))
     }
-
-    /// Whether a registry key is durably declared.
-    pub fn is_registered(&self, key: &str) -> Result<bool, LogError> {
-        let head = self.head().seq;
-        Ok(match self.tree()?.get(layout::registry_key(key))? {
-            Some(v) => layout::read_u64(&v).is_some_and(|seq| seq <= head),
-            None => false,
-        })
-    }
-
-    /// Flushes sled (used before handing the folder to another process).
-    pub fn flush(&self) -> Result<(), LogError> {
-        let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
-        if let Some((db, _)) = store.as_ref() {
-            db.flush()?;
-        }
-        Ok(())
-    }
 }
 
 /// Opens sled, retrying briefly while the folder's lock is still held: sled releases it a

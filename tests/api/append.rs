@@ -185,3 +185,53 @@ fn rand_n() -> u64 {
     static N: AtomicU64 = AtomicU64::new(1000);
     N.fetch_add(1, Ordering::Relaxed)
 }
+
+/// The value of an unlabelled (or exactly labelled) sample in Prometheus text.
+fn sample(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{name} is not in /metrics:\n{text}"))
+}
+
+#[tokio::test]
+async fn metrics_count_appends_group_commits_flush_latency_and_http_statuses() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let events: Vec<Value> = (0..4).map(statement).collect();
+    assert_eq!(
+        app.append("process/p", &json!({"events": events}))
+            .await
+            .status(),
+        201
+    );
+    assert_eq!(
+        app.append("process/p", &json!({"events": []}))
+            .await
+            .status(),
+        422
+    );
+    let text = app.get("/metrics").await.text().await.unwrap();
+    assert_eq!(sample(&text, "annals_events_appended_total"), 5.0);
+    assert_eq!(sample(&text, "annals_log_head_seq"), 5.0);
+    assert_eq!(sample(&text, "annals_group_commit_events_sum"), 5.0);
+    assert_eq!(sample(&text, "annals_group_commit_events_count"), 2.0);
+    assert_eq!(
+        sample(&text, "annals_group_commit_flush_seconds_count"),
+        2.0
+    );
+    assert!(sample(&text, "annals_group_commit_flush_seconds_sum") > 0.0);
+    assert_eq!(
+        sample(&text, "annals_append_requests_total{outcome=\"ok\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&text, "annals_http_responses_total{status=\"201\"}"),
+        2.0
+    );
+    assert_eq!(
+        sample(&text, "annals_http_responses_total{status=\"422\"}"),
+        1.0
+    );
+}
