@@ -108,13 +108,14 @@ pub struct Recorded {
     pub seq: u64,
     /// The record's chain hash.
     pub hash: Hash,
-    /// The stored JSON (without `hash`).
-    pub bytes: Vec<u8>,
+    /// The stored JSON (without `hash`): a view of the stored value, not a copy, so a reader
+    /// that keeps many records (a projection rebuild) allocates nothing per record.
+    pub bytes: sled::IVec,
 }
 
 impl Recorded {
     /// Splits a stored value (`hash || json`) into a [`Recorded`].
-    pub fn from_stored(seq: u64, value: &[u8]) -> Option<Recorded> {
+    pub fn from_stored(seq: u64, value: &sled::IVec) -> Option<Recorded> {
         if value.len() < 34 {
             return None;
         }
@@ -123,7 +124,7 @@ impl Recorded {
         Some(Recorded {
             seq,
             hash,
-            bytes: value[32..].to_vec(),
+            bytes: value.subslice(32, value.len() - 32),
         })
     }
 
@@ -195,7 +196,7 @@ mod tests {
         let rec = Recorded {
             seq: 1,
             hash,
-            bytes,
+            bytes: bytes.into(),
         };
         let v: Value = serde_json::from_str(&rec.envelope_json()).unwrap();
         assert_eq!(v["hash"], hex::encode(hash));

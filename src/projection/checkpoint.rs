@@ -1,24 +1,59 @@
-//! Checkpoints of the knowledge layer in the `projections` aux tree, beside the log. Facts are
-//! immutable once folded (a correction is its own fact), so a checkpoint is append-only: each
-//! one writes the facts folded since the previous checkpoint and the new `meta` (generation and
-//! seq) in ONE atomic sled batch. A rebuild writes a whole new generation under its own key
-//! prefix and flips `meta` last, so a crash mid-rebuild leaves the old checkpoint intact. This
-//! module must never touch the log's own tree.
+//! Checkpoints of the knowledge layer in the `projections` aux tree, beside the log. A
+//! checkpoint stores what the fold derived from each record (field spans, references), never
+//! the record itself: the log already holds it, so loading a checkpoint is a scan of the log
+//! joined with the stored chunks, with no JSON parsed. Facts are immutable once folded (a
+//! correction is its own fact), so checkpoints are append-only: each writes one chunk (the
+//! facts folded since the previous one) and the new `meta` in ONE atomic sled batch. A rebuild
+//! writes a whole new generation under its own key prefix and flips `meta` last, so a crash
+//! mid-rebuild leaves the old checkpoint intact. This module must never write to the log.
 
 use serde::{Deserialize, Serialize};
 
-use super::knowledge::Knowledge;
+use super::knowledge::{Fact, Knowledge, StoredFact};
+use crate::log::{Log, LogError, Recorded};
 
 const META: &[u8] = b"meta";
-const FACT: u8 = b'f';
+const CHUNK: u8 = b'c';
+/// The layout written by this version. Format 1 stored a copy of every record; a folder
+/// holding it is folded again from the log into a fresh generation.
+const FORMAT: u32 = 2;
+/// Facts per chunk when a whole generation is written at once.
+const CHUNK_FACTS: usize = 8192;
+
+fn format_1() -> u32 {
+    1
+}
 
 /// Which generation is current and up to which seq it is complete.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
-    /// Generation of the fact keys (a rebuild writes the next one).
+    /// Generation of the chunk keys (a rebuild writes the next one).
     pub generation: u32,
     /// Every record up to this seq is folded into the stored facts.
     pub seq: u64,
+    /// Records up to `seq` that did not parse (skipped by the fold).
+    #[serde(default)]
+    pub skipped: u64,
+    /// Storage layout version.
+    #[serde(default = "format_1")]
+    pub format: u32,
+}
+
+impl Default for Meta {
+    fn default() -> Meta {
+        Meta {
+            generation: 0,
+            seq: 0,
+            skipped: 0,
+            format: FORMAT,
+        }
+    }
+}
+
+/// One chunk of stored facts, in seq order.
+#[derive(Serialize, Deserialize)]
+struct Chunk {
+    facts: Vec<StoredFact>,
 }
 
 /// A checkpoint could not be read or written.
@@ -27,28 +62,37 @@ pub enum CheckpointError {
     /// sled failed.
     #[error("checkpoint storage: {0}")]
     Storage(#[from] sled::Error),
-    /// A stored checkpoint does not parse (written by an incompatible version, or corrupt).
-    #[error("checkpoint entry {0} does not parse: {1}")]
-    Corrupt(String, serde_json::Error),
+    /// Reading the log failed.
+    #[error("checkpoint: {0}")]
+    Log(#[from] LogError),
+    /// The stored meta does not parse.
+    #[error("checkpoint meta does not parse: {0}")]
+    Meta(serde_json::Error),
+    /// A stored chunk does not parse (written by an incompatible version, or corrupt).
+    #[error("checkpoint chunk {0} does not parse: {1}")]
+    Corrupt(String, postcard::Error),
     /// A stored key is not what the layout says.
     #[error("checkpoint key {0} is malformed")]
     BadKey(String),
+    /// The checkpoint describes records the log does not hold (a restored or replaced folder).
+    #[error("checkpoint does not match the log at seq {0}")]
+    Mismatch(u64),
     /// Serialising failed (a build defect).
     #[error("checkpoint serialisation: {0}")]
-    Encode(serde_json::Error),
+    Encode(String),
 }
 
-fn fact_key(generation: u32, seq: u64) -> [u8; 13] {
+fn chunk_key(generation: u32, first_seq: u64) -> [u8; 13] {
     let mut k = [0u8; 13];
-    k[0] = FACT;
+    k[0] = CHUNK;
     k[1..5].copy_from_slice(&generation.to_be_bytes());
-    k[5..].copy_from_slice(&seq.to_be_bytes());
+    k[5..].copy_from_slice(&first_seq.to_be_bytes());
     k
 }
 
 fn gen_prefix(generation: u32) -> [u8; 5] {
     let mut k = [0u8; 5];
-    k[0] = FACT;
+    k[0] = CHUNK;
     k[1..].copy_from_slice(&generation.to_be_bytes());
     k
 }
@@ -56,39 +100,92 @@ fn gen_prefix(generation: u32) -> [u8; 5] {
 /// The stored meta, or the empty checkpoint.
 pub fn meta(tree: &sled::Tree) -> Result<Meta, CheckpointError> {
     match tree.get(META)? {
-        Some(v) => {
-            serde_json::from_slice(&v).map_err(|e| CheckpointError::Corrupt("meta".into(), e))
-        }
+        Some(v) => serde_json::from_slice(&v).map_err(CheckpointError::Meta),
         None => Ok(Meta::default()),
     }
 }
 
-/// Loads the current checkpoint into fresh knowledge, and removes what a rebuild that never
-/// finished left behind (other generations).
-pub fn load(tree: &sled::Tree) -> Result<(Meta, Knowledge), CheckpointError> {
-    let m = meta(tree)?;
-    let mut k = Knowledge::new();
-    for item in tree.scan_prefix(gen_prefix(m.generation)) {
-        let (key, value) = item?;
-        let seq = key
-            .get(5..13)
-            .and_then(|b| <[u8; 8]>::try_from(b).ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| CheckpointError::BadKey(format!("{key:?}")))?;
-        if seq > m.seq {
-            break;
+/// Reads log records in seq order, a batch at a time.
+struct LogCursor<'a> {
+    log: &'a Log,
+    buffer: std::vec::IntoIter<Recorded>,
+    next: u64,
+}
+
+impl LogCursor<'_> {
+    /// The record at `seq` (which must not be below any seq asked before).
+    fn at(&mut self, seq: u64) -> Result<Option<Recorded>, CheckpointError> {
+        loop {
+            for r in self.buffer.by_ref() {
+                if r.seq == seq {
+                    return Ok(Some(r));
+                }
+                if r.seq > seq {
+                    return Ok(None);
+                }
+            }
+            if self.next > seq {
+                return Ok(None);
+            }
+            let (records, next) = self.log.read_range(seq, CHUNK_FACTS, |_| true)?;
+            if records.is_empty() {
+                return Ok(None);
+            }
+            self.next = next;
+            self.buffer = records.into_iter();
         }
-        // Facts keep the stored record verbatim, so loading one is folding it (without
-        // reading the log): the same code path as the follower, hence the same state.
-        k.seq = seq - 1;
-        k.apply(seq, &value)
-            .map_err(|e| CheckpointError::BadKey(e.to_string()))?;
     }
-    k.seq = m.seq;
+}
+
+/// Loads the current checkpoint into fresh knowledge (joining each stored fact with its record
+/// from `log`), and removes what a rebuild that never finished left behind (other
+/// generations, older layouts). A checkpoint in an older layout loads as empty knowledge in a
+/// new generation, so the follower folds the log from seq 1 once.
+pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), CheckpointError> {
+    let mut m = meta(tree)?;
+    let mut k = Knowledge::new();
+    if m.format != FORMAT {
+        tracing::warn!(
+            format = m.format,
+            "projection checkpoint has an older layout; folding the log again"
+        );
+        m = Meta {
+            generation: m.generation + 1,
+            ..Meta::default()
+        };
+    } else {
+        k.reserve(m.seq as usize);
+        let mut cursor = LogCursor {
+            log,
+            buffer: Vec::new().into_iter(),
+            next: 0,
+        };
+        for item in tree.scan_prefix(gen_prefix(m.generation)) {
+            let (key, value) = item?;
+            let chunk: Chunk = postcard::from_bytes(&value)
+                .map_err(|e| CheckpointError::Corrupt(format!("{key:?}"), e))?;
+            for stored in chunk.facts {
+                let seq = stored.seq();
+                if seq > m.seq {
+                    break;
+                }
+                let record = cursor.at(seq)?.ok_or(CheckpointError::Mismatch(seq))?;
+                let fact: Fact = stored
+                    .into_fact(seq, record.bytes)
+                    .ok_or(CheckpointError::Mismatch(seq))?;
+                k.insert(fact);
+            }
+        }
+        k.seq = m.seq;
+        k.skipped = m.skipped;
+    }
     let mut stale = sled::Batch::default();
-    for item in tree.scan_prefix([FACT]) {
+    for item in tree.iter() {
         let (key, _) = item?;
-        if key.get(1..5) != Some(&m.generation.to_be_bytes()[..]) {
+        let current = key.len() == 13
+            && key.first() == Some(&CHUNK)
+            && key.get(1..5) == Some(&m.generation.to_be_bytes()[..]);
+        if key != META && !current {
             stale.remove(key);
         }
     }
@@ -96,8 +193,15 @@ pub fn load(tree: &sled::Tree) -> Result<(Meta, Knowledge), CheckpointError> {
     Ok((m, k))
 }
 
-/// Writes the facts after `from_seq` and the new meta, atomically. The caller makes it durable
-/// (`Log::sync_aux`).
+fn encode(facts: &[Fact]) -> Result<Vec<u8>, CheckpointError> {
+    let chunk = Chunk {
+        facts: facts.iter().map(Fact::stored).collect(),
+    };
+    postcard::to_allocvec(&chunk).map_err(|e| CheckpointError::Encode(e.to_string()))
+}
+
+/// Writes the facts after `from_seq` as one chunk, and the new meta, atomically. The caller
+/// makes it durable (`Log::sync_aux`).
 pub fn append(
     tree: &sled::Tree,
     generation: u32,
@@ -106,23 +210,26 @@ pub fn append(
 ) -> Result<Meta, CheckpointError> {
     let mut batch = sled::Batch::default();
     let start = k.facts().partition_point(|f| f.seq <= from_seq);
-    for f in &k.facts()[start..] {
-        batch.insert(&fact_key(generation, f.seq), f.record().as_bytes());
+    let facts = &k.facts()[start..];
+    if let Some(first) = facts.first() {
+        batch.insert(&chunk_key(generation, first.seq), encode(facts)?);
     }
     let m = Meta {
         generation,
         seq: k.seq,
+        skipped: k.skipped,
+        format: FORMAT,
     };
     batch.insert(
         META,
-        serde_json::to_vec(&m).map_err(CheckpointError::Encode)?,
+        serde_json::to_vec(&m).map_err(|e| CheckpointError::Encode(e.to_string()))?,
     );
     tree.apply_batch(batch)?;
     Ok(m)
 }
 
-/// Writes facts of a new generation up to `k.seq` without making it current (a rebuild does
-/// this in the background, in chunks, before it pauses the follower).
+/// Writes the facts of a new generation after `from_seq` up to `k.seq` without making it
+/// current (a rebuild does this in the background before it pauses the follower).
 pub fn write_generation(
     tree: &sled::Tree,
     generation: u32,
@@ -130,29 +237,21 @@ pub fn write_generation(
     from_seq: u64,
 ) -> Result<(), CheckpointError> {
     let start = k.facts().partition_point(|f| f.seq <= from_seq);
-    for chunk in k.facts()[start..].chunks(8192) {
-        let mut batch = sled::Batch::default();
-        for f in chunk {
-            batch.insert(&fact_key(generation, f.seq), f.record().as_bytes());
+    for chunk in k.facts()[start..].chunks(CHUNK_FACTS) {
+        if let Some(first) = chunk.first() {
+            tree.insert(chunk_key(generation, first.seq), encode(chunk)?)?;
         }
-        tree.apply_batch(batch)?;
     }
     Ok(())
 }
 
-/// Removes every fact key of a generation (after a rebuild replaced it).
+/// Removes every chunk of a generation (after a rebuild replaced it).
 pub fn drop_generation(tree: &sled::Tree, generation: u32) -> Result<(), CheckpointError> {
-    loop {
-        let mut batch = sled::Batch::default();
-        let mut n = 0;
-        for item in tree.scan_prefix(gen_prefix(generation)).take(8192) {
-            let (key, _) = item?;
-            batch.remove(key);
-            n += 1;
-        }
-        if n == 0 {
-            return Ok(());
-        }
-        tree.apply_batch(batch)?;
+    let mut batch = sled::Batch::default();
+    for item in tree.scan_prefix(gen_prefix(generation)) {
+        let (key, _) = item?;
+        batch.remove(key);
     }
+    tree.apply_batch(batch)?;
+    Ok(())
 }

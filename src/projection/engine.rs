@@ -12,9 +12,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::checkpoint;
-use super::knowledge::Knowledge;
+use rayon::prelude::*;
+
+use super::knowledge::{Fact, Knowledge};
 use super::{NAMES, ProjectionConfig, ProjectionError};
-use crate::log::Log;
+use crate::log::{Log, Recorded};
 use crate::metrics::Metrics;
 
 /// One line of `GET /projections`.
@@ -141,10 +143,12 @@ impl Inner {
             return Ok(0);
         }
         let n = records.len() as u64;
+        // Parse outside the write lock: queries wait only for the inserts.
+        let parsed = parse_batch(records);
         let seq = {
             let mut st = self.write();
-            for r in &records {
-                st.apply(r.seq, &r.bytes)?;
+            for (seq, fact) in parsed {
+                st.apply_parsed(seq, fact)?;
             }
             st.seq
         };
@@ -178,6 +182,41 @@ impl Inner {
     }
 }
 
+/// Below this many records a batch is parsed on the calling thread (the pool's hand-off would
+/// cost more than it saves).
+const PARALLEL_FROM: usize = 256;
+
+/// Folds a batch of consecutive records into `k`: the records are parsed in parallel (the
+/// costly, pure half of the fold), then inserted in seq order on this thread. Blocking.
+pub(crate) fn fold_batch(k: &mut Knowledge, records: Vec<Recorded>) -> Result<(), ProjectionError> {
+    for (seq, fact) in parse_batch(records) {
+        k.apply_parsed(seq, fact)?;
+    }
+    Ok(())
+}
+
+/// Parses records into facts, in parallel when the batch is big enough; order is kept.
+fn parse_batch(records: Vec<Recorded>) -> Vec<(u64, Option<Fact>)> {
+    let parse = |r: Recorded| (r.seq, Fact::parse_owned(r.seq, r.bytes));
+    if records.len() < PARALLEL_FROM {
+        records.into_iter().map(parse).collect()
+    } else {
+        records.into_par_iter().map(parse).collect()
+    }
+}
+
+/// Folds every durable record after `k.seq` into `k`, the way a rebuild does (batches of
+/// `batch`, parsed in parallel), calling `progress` with the seq reached after each batch.
+/// Returns how many records were folded. Blocking.
+pub fn fold_log(
+    log: &Log,
+    k: &mut Knowledge,
+    batch: usize,
+    progress: impl FnMut(u64),
+) -> Result<u64, ProjectionError> {
+    fold_until_head(log, k, batch, u64::MAX, progress)
+}
+
 /// Folds records after `k.seq` into `k` until the head (or `limit` records), calling
 /// `progress` after each batch. Blocking.
 fn fold_until_head(
@@ -187,19 +226,63 @@ fn fold_until_head(
     limit: u64,
     mut progress: impl FnMut(u64),
 ) -> Result<u64, ProjectionError> {
-    let mut total = 0;
-    while total < limit {
-        let (records, _) = log.read_range(k.seq + 1, batch.max(1), |_| true)?;
-        if records.is_empty() {
-            break;
+    let batch = batch.max(1);
+    let coming = log.head().seq.saturating_sub(k.seq).min(limit);
+    if coming <= batch as u64 {
+        // A short tail: one batch, no pipeline to set up.
+        let (records, _) = log.read_range(k.seq + 1, batch, |_| true)?;
+        let n = records.len() as u64;
+        if n > 0 {
+            fold_batch(k, records)?;
+            progress(k.seq);
         }
-        for r in &records {
-            k.apply(r.seq, &r.bytes)?;
-        }
-        total += records.len() as u64;
-        progress(k.seq);
+        return Ok(n);
     }
-    Ok(total)
+    k.reserve(usize::try_from(coming).unwrap_or(0));
+    // Three stages, each on its own thread, so that reading batch N+2, parsing batch N+1 (on
+    // the pool) and inserting batch N overlap. The channels are short, so memory stays
+    // bounded by a few batches; a failed or stopped stage closes its channel and the others
+    // stop after their current batch.
+    let from = k.seq + 1;
+    std::thread::scope(|scope| {
+        let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Vec<Recorded>>(2);
+        let (parsed_tx, parsed_rx) = std::sync::mpsc::sync_channel(2);
+        let reader = scope.spawn(move || -> Result<(), ProjectionError> {
+            let (mut next, mut total) = (from, 0u64);
+            while total < limit {
+                let want = usize::try_from(limit - total)
+                    .unwrap_or(usize::MAX)
+                    .min(batch);
+                let (records, _) = log.read_range(next, want, |_| true)?;
+                let Some(last) = records.last() else { break };
+                next = last.seq + 1;
+                total += records.len() as u64;
+                if read_tx.send(records).is_err() {
+                    break;
+                }
+            }
+            Ok(())
+        });
+        scope.spawn(move || {
+            for records in read_rx {
+                if parsed_tx.send(parse_batch(records)).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut total = 0u64;
+        for parsed in parsed_rx {
+            total += parsed.len() as u64;
+            for (seq, fact) in parsed {
+                k.apply_parsed(seq, fact)?;
+            }
+            progress(k.seq);
+        }
+        reader
+            .join()
+            .map_err(|_| ProjectionError::Task("the log reader panicked".into()))??;
+        Ok(total)
+    })
 }
 
 /// The projection engine: owns the follower task and the rebuilds. Cheap to clone.
@@ -226,20 +309,34 @@ impl Engine {
     ) -> Result<Engine, ProjectionError> {
         let metrics = ProjMetrics::new(metrics)?;
         let tree = log.aux_tree("projections")?;
-        let (mut meta, mut knowledge) = checkpoint::load(&tree)?;
         let head = log.head().seq;
-        if meta.seq > head {
-            // The checkpoint is ahead of the log (the folder was restored from an older copy):
-            // it describes records that do not exist, so start over in a new generation.
-            tracing::warn!(
-                checkpoint = meta.seq,
-                head,
-                "projection checkpoint is ahead of the log; folding from seq 1"
-            );
-            meta.generation += 1;
-            meta.seq = 0;
-            knowledge = Knowledge::new();
-        }
+        let stored = checkpoint::meta(&tree)?;
+        let loaded = if stored.seq > head {
+            Err(checkpoint::CheckpointError::Mismatch(head + 1))
+        } else {
+            checkpoint::load(&tree, &log)
+        };
+        let (meta, knowledge) = match loaded {
+            Ok(loaded) => loaded,
+            Err(checkpoint::CheckpointError::Mismatch(seq)) => {
+                // The checkpoint describes records the log does not hold (the folder was
+                // restored from an older copy, or the log replaced): start over in a new
+                // generation rather than answer from a state of another history.
+                tracing::warn!(
+                    checkpoint = stored.seq,
+                    head,
+                    first_mismatch = seq,
+                    "projection checkpoint does not match the log; folding from seq 1"
+                );
+                checkpoint::drop_generation(&tree, stored.generation)?;
+                let fresh = checkpoint::Meta {
+                    generation: stored.generation + 1,
+                    ..checkpoint::Meta::default()
+                };
+                (fresh, Knowledge::new())
+            }
+            Err(e) => return Err(e.into()),
+        };
         tracing::info!(
             seq = meta.seq,
             head,

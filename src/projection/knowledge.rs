@@ -10,46 +10,135 @@
 use std::borrow::Cow;
 use std::collections::HashMap;
 
-use serde::Deserialize;
+use rustc_hash::FxHashMap;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
 
 /// A span of [`Fact::text`]: (start, end) byte offsets.
-type Span = (u32, u32);
+pub type Span = (u32, u32);
 
-/// One recorded event as the projections keep it: the stored record JSON in ONE allocation,
-/// with the byte spans of the fields the views use (`occurred`, `data` and `evidence` are
-/// JSON text, parsed only when a view needs them). A string field written with escapes is
-/// unescaped once and appended after the record, so every accessor is a plain slice.
+/// What a [`Ref`] names.
+const ROLE_ACTOR: u8 = 0;
+const ROLE_SOURCE: u8 = 1;
+/// An actor-like string inside a correction's patch: indexed under the corrected fact.
+const ROLE_PATCH_ACTOR: u8 = 2;
+/// The target of a correction or retraction (kept in the spans, not in the refs).
+const ROLE_TARGET: u8 = 3;
+
+/// A reference a fact makes (an actor, a source), as a role and a span of [`Fact::text`].
+/// Kept with the fact so that indexing it (and loading it from a checkpoint) never parses the
+/// payload again.
+pub type Ref = (u8, u32, u32);
+
+/// Number of spans a fact keeps.
+const SPANS: usize = 9;
+
+/// One recorded event as the projections keep it: the stored record itself (a view of the
+/// log's value, never a copy), with the byte spans of the fields the views use (`occurred`,
+/// `data` and `evidence` are JSON text, parsed only when a view needs them) and of the
+/// references the indexes use. A string written with escapes is unescaped once into `extra`,
+/// whose spans start after the record, so every accessor is a plain slice.
 #[derive(Debug, Clone)]
 pub struct Fact {
     /// Global position.
     pub seq: u64,
-    /// The stored record JSON, then any unescaped string fields.
-    text: Box<str>,
-    /// Length of the record JSON at the start of `text`.
-    record_len: u32,
-    /// Spans of id, type, recorded_at, recorded_by, occurred, process, data, evidence.
-    spans: [Span; 8],
+    /// The stored record JSON.
+    record: sled::IVec,
+    /// Unescaped string fields (spans from `record.len()` on point here).
+    extra: Box<str>,
+    /// Spans of id, type, recorded_at, recorded_by, occurred, process, data, evidence, and
+    /// the target of a correction or retraction.
+    spans: [Span; SPANS],
     /// Whether the record has a process.
     has_process: bool,
+    /// The actors and sources the fact names, in indexing order.
+    refs: Box<[Ref]>,
 }
 
 impl PartialEq for Fact {
     fn eq(&self, other: &Fact) -> bool {
-        self.seq == other.seq && self.record() == other.record()
+        self.seq == other.seq && self.record == other.record
+    }
+}
+
+/// A fact as a checkpoint stores it: everything but the record itself, which the log holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredFact {
+    seq: u64,
+    record_len: u32,
+    extra: String,
+    spans: [Span; SPANS],
+    has_process: bool,
+    refs: Vec<Ref>,
+}
+
+impl StoredFact {
+    /// The seq of the record it describes.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Joins the stored description with the record (from the log), or `None` when they do
+    /// not belong together (the log holds a different record than was checkpointed).
+    pub fn into_fact(self, seq: u64, record: sled::IVec) -> Option<Fact> {
+        if seq != self.seq || record.len() != self.record_len as usize {
+            return None;
+        }
+        let len = (record.len() + self.extra.len()) as u32;
+        let in_bounds = |(a, b): Span| a <= b && b <= len;
+        if !self.spans.iter().all(|&s| in_bounds(s))
+            || !self.refs.iter().all(|&(_, a, b)| in_bounds((a, b)))
+        {
+            return None;
+        }
+        Some(Fact {
+            seq,
+            record,
+            extra: self.extra.into_boxed_str(),
+            spans: self.spans,
+            has_process: self.has_process,
+            refs: self.refs.into_boxed_slice(),
+        })
     }
 }
 
 impl Fact {
     fn span(&self, i: usize) -> &str {
-        let (a, b) = self.spans[i];
-        self.text.get(a as usize..b as usize).unwrap_or("")
+        self.slice(self.spans[i])
     }
 
-    /// The stored record JSON (what a checkpoint keeps).
-    pub fn record(&self) -> &str {
-        self.text.get(..self.record_len as usize).unwrap_or("")
+    /// The text of a span: of the record, or of `extra` past its end. Spans are char
+    /// boundaries of a validated record, so the per-span check never fails in practice; if
+    /// it did, the field reads as empty rather than panicking.
+    fn slice(&self, (a, b): Span) -> &str {
+        let (a, b) = (a as usize, b as usize);
+        let n = self.record.len();
+        if b <= n {
+            self.record
+                .get(a..b)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .unwrap_or("")
+        } else {
+            self.extra.get(a.saturating_sub(n)..b - n).unwrap_or("")
+        }
+    }
+
+    /// The stored record bytes.
+    pub fn record(&self) -> &[u8] {
+        &self.record
+    }
+
+    /// What a checkpoint keeps of this fact (everything but the record).
+    pub fn stored(&self) -> StoredFact {
+        StoredFact {
+            seq: self.seq,
+            record_len: self.record.len() as u32,
+            extra: self.extra.to_string(),
+            spans: self.spans,
+            has_process: self.has_process,
+            refs: self.refs.to_vec(),
+        }
     }
 
     /// Event id.
@@ -92,79 +181,170 @@ impl Fact {
         self.span(7)
     }
 
-    /// Builds a fact from a stored record, or `None` if it does not parse as an envelope.
+    /// The event id a correction or retraction targets (empty for other types).
+    fn target(&self) -> &str {
+        self.span(8)
+    }
+
+    /// Builds a fact from a stored record (copying it), or `None` if it does not parse as an
+    /// envelope.
     pub fn parse(seq: u64, bytes: &[u8]) -> Option<Fact> {
-        let text = std::str::from_utf8(bytes).ok()?;
+        Fact::parse_owned(seq, sled::IVec::from(bytes))
+    }
+
+    /// Builds a fact from a stored record it keeps (a shared view, no copy), or `None` if it
+    /// does not parse as an envelope. Pure: facts of different records can be parsed in
+    /// parallel.
+    pub fn parse_owned(seq: u64, record: sled::IVec) -> Option<Fact> {
+        let text = std::str::from_utf8(&record).ok()?;
+        let (spans, has_process, refs, extra) = Fact::scan(seq, text)?;
+        Some(Fact {
+            seq,
+            record,
+            extra: extra.into_boxed_str(),
+            spans,
+            has_process,
+            refs: refs.into_boxed_slice(),
+        })
+    }
+
+    /// Finds the spans and references of a record; strings that are not verbatim slices of
+    /// `text` (escaped ones) go to the returned `extra`, which follows the record.
+    #[allow(clippy::type_complexity)]
+    fn scan(seq: u64, text: &str) -> Option<([Span; SPANS], bool, Vec<Ref>, String)> {
         let view: EnvelopeView = serde_json::from_str(text).ok()?;
         if view.seq != seq {
             return None;
         }
         let base = text.as_ptr() as usize;
         let mut extra = String::new();
-        let mut span_of = |raw: &RawValue, string: bool| -> Option<Span> {
-            let r = raw.get();
-            let start = r.as_ptr() as usize - base;
-            if !string {
-                return Some((start as u32, (start + r.len()) as u32));
+        // A str borrowed from `text` is a span of it; anything else is appended to `extra`.
+        let place = |s: &str, extra: &mut String| -> Span {
+            let at = s.as_ptr() as usize;
+            if at >= base && at + s.len() <= base + text.len() {
+                ((at - base) as u32, (at - base + s.len()) as u32)
+            } else {
+                let at = text.len() + extra.len();
+                extra.push_str(s);
+                (at as u32, (at + s.len()) as u32)
             }
-            if !r.contains('\\') {
-                // A JSON string without escapes: its text is between the quotes.
-                return Some(((start + 1) as u32, (start + r.len() - 1) as u32));
+        };
+        let raw = |r: &RawValue| -> Span {
+            let g = r.get();
+            let at = g.as_ptr() as usize - base;
+            (at as u32, (at + g.len()) as u32)
+        };
+        let mut spans = [(0, 0); SPANS];
+        spans[0] = place(&view.id, &mut extra);
+        spans[1] = place(&view.kind, &mut extra);
+        spans[2] = place(&view.recorded_at, &mut extra);
+        spans[3] = place(&view.recorded_by, &mut extra);
+        spans[4] = raw(view.occurred);
+        if let Some(p) = &view.process {
+            spans[5] = place(p, &mut extra);
+        }
+        spans[6] = raw(view.data);
+        spans[7] = raw(view.evidence);
+        let kind: &str = &view.kind;
+        let data = view.data.get();
+        let mut refs = Vec::new();
+        let mut add = |role: u8, s: &str, refs: &mut Vec<Ref>| {
+            let (a, b) = place(s, &mut extra);
+            refs.push((role, a, b));
+        };
+        let is_source_type = SOURCE_TYPES.contains(&kind);
+        if (is_source_type || ACTOR_TYPES.contains(&kind))
+            && let Ok(r) = serde_json::from_str::<Refs>(data)
+        {
+            for one in [
+                &r.speaker,
+                &r.holder,
+                &r.assessed_by,
+                &r.proposer,
+                &r.announced_by,
+                &r.actor_id,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add(ROLE_ACTOR, one, &mut refs);
             }
-            let s: String = serde_json::from_str(r).ok()?;
-            let at = text.len() + extra.len();
-            extra.push_str(&s);
-            Some((at as u32, (at + s.len()) as u32))
-        };
-        let spans = [
-            span_of(view.id, true)?,
-            span_of(view.kind, true)?,
-            span_of(view.recorded_at, true)?,
-            span_of(view.recorded_by, true)?,
-            span_of(view.occurred, false)?,
-            match view.process {
-                Some(p) => span_of(p, true)?,
-                None => (0, 0),
-            },
-            span_of(view.data, false)?,
-            span_of(view.evidence, false)?,
-        ];
-        let has_process = view.process.is_some();
-        let owned: Box<str> = if extra.is_empty() {
-            text.into()
-        } else {
-            let mut all = String::with_capacity(text.len() + extra.len());
-            all.push_str(text);
-            all.push_str(&extra);
-            all.into_boxed_str()
-        };
-        Some(Fact {
-            seq,
-            text: owned,
-            record_len: text.len() as u32,
-            spans,
-            has_process,
-        })
+            for many in [&r.parties, &r.founders, &r.joint_with, &r.co_proposers] {
+                for one in many {
+                    add(ROLE_ACTOR, one, &mut refs);
+                }
+            }
+            for p in &r.participants {
+                add(ROLE_ACTOR, &p.actor, &mut refs);
+            }
+            if is_source_type && let Some(s) = &r.source_id {
+                add(ROLE_SOURCE, s, &mut refs);
+            }
+        }
+        if let Ok(items) = serde_json::from_str::<Vec<EvidenceRef>>(view.evidence.get()) {
+            for item in &items {
+                add(ROLE_SOURCE, &item.source, &mut refs);
+            }
+        }
+        if kind == "event.corrected" || kind == "event.retracted" {
+            if let Ok(t) = serde_json::from_str::<TargetRef>(data) {
+                let mut target = Vec::new();
+                add(ROLE_TARGET, &t.target, &mut target);
+                if let Some(&(_, a, b)) = target.first() {
+                    spans[8] = (a, b);
+                }
+            }
+            if kind == "event.corrected"
+                && let Ok(p) = serde_json::from_str::<PatchRefs>(data)
+            {
+                // A correction may name actors the original did not. Every actor-like
+                // string its patch writes is indexed under the corrected fact; the views
+                // re-check the effective data, so a string that is not a role costs nothing.
+                let mut found = Vec::new();
+                for op in &p.patch {
+                    if let Some(v) = &op.value {
+                        actor_strings(v, &mut found);
+                    }
+                }
+                for s in &found {
+                    add(ROLE_PATCH_ACTOR, s, &mut refs);
+                }
+            }
+        }
+        Some((spans, view.process.is_some(), refs, extra))
     }
 }
 
+/// Collects every string in `v` that names an actor or organisation.
+fn actor_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if is_actor(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| actor_strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| actor_strings(x, out)),
+        _ => {}
+    }
+}
+
+fn is_actor(s: &str) -> bool {
+    s.starts_with("actor:") || s.starts_with("org:")
+}
+
 /// The stored envelope, borrowed: only what a [`Fact`] keeps (serde skips the rest unparsed).
-/// Strings are taken raw (with their quotes) so that they are always borrowed.
 #[derive(Deserialize)]
 struct EnvelopeView<'a> {
     #[serde(borrow)]
-    id: &'a RawValue,
+    id: Cow<'a, str>,
     seq: u64,
     #[serde(rename = "type", borrow)]
-    kind: &'a RawValue,
+    kind: Cow<'a, str>,
     #[serde(borrow)]
-    recorded_at: &'a RawValue,
+    recorded_at: Cow<'a, str>,
     #[serde(borrow)]
-    recorded_by: &'a RawValue,
+    recorded_by: Cow<'a, str>,
     #[serde(borrow)]
     occurred: &'a RawValue,
     #[serde(default, borrow)]
-    process: Option<&'a RawValue>,
+    process: Option<Cow<'a, str>>,
     #[serde(borrow)]
     data: &'a RawValue,
     #[serde(borrow)]
@@ -222,6 +402,19 @@ struct TargetRef<'a> {
     target: Cow<'a, str>,
 }
 
+/// The values a correction's patch writes.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PatchRefs {
+    patch: Vec<PatchOpRef>,
+}
+
+#[derive(Deserialize)]
+struct PatchOpRef {
+    #[serde(default)]
+    value: Option<Value>,
+}
+
 /// Types whose payload names actors (and `position.stated`'s `target`, an actor there).
 const ACTOR_TYPES: &[&str] = &[
     "actor.registered",
@@ -255,20 +448,20 @@ pub struct Knowledge {
     pub seq: u64,
     /// Every recorded event, in seq order.
     facts: Vec<Fact>,
-    /// Event id (as u128) to fact index: corrections and retractions name their target by id.
-    by_id: HashMap<u128, Ix>,
+    /// Event id to fact index: corrections and retractions name their target by id.
+    by_id: IdIndex,
     /// Fact index to the `event.corrected` facts that target it, in seq order.
     corrections: HashMap<Ix, Vec<Ix>>,
     /// Fact index to the `event.retracted` facts that target it, in seq order.
     retractions: HashMap<Ix, Vec<Ix>>,
     /// Facts by event type.
-    by_kind: HashMap<String, Vec<Ix>>,
+    by_kind: FxHashMap<Box<str>, Vec<Ix>>,
     /// Facts by process.
-    by_process: HashMap<String, Vec<Ix>>,
+    by_process: FxHashMap<Box<str>, Vec<Ix>>,
     /// Facts naming an actor (a correction may add an entry; views re-check the effective data).
-    by_actor: HashMap<String, Vec<Ix>>,
+    by_actor: FxHashMap<Box<str>, Vec<Ix>>,
     /// Facts citing a source, and the events about the source itself.
-    by_source: HashMap<String, Vec<Ix>>,
+    by_source: FxHashMap<Box<str>, Vec<Ix>>,
     /// Records that could not be parsed (corruption), skipped by every view.
     pub skipped: u64,
 }
@@ -286,11 +479,52 @@ pub enum FoldError {
     },
 }
 
+/// Event ids to fact indexes. Ids minted by the server are UUIDv7, so they mostly arrive in
+/// ascending order: those are appended to a sorted vector (sequential memory, no hashing,
+/// binary-searched on the rare lookup); an id below the last one (a client's own id) goes to
+/// a hash map. A hash map alone costs two cache misses per insert once it outgrows the cache,
+/// which was the largest single cost of a rebuild at 1M events.
+#[derive(Debug, Default, Clone)]
+struct IdIndex {
+    /// Ascending ids and, at the same position, their fact index.
+    sorted: Vec<u128>,
+    sorted_ix: Vec<Ix>,
+    /// Ids that arrived out of order.
+    other: FxHashMap<u128, Ix>,
+}
+
+impl IdIndex {
+    fn reserve(&mut self, n: usize) {
+        self.sorted.reserve(n);
+        self.sorted_ix.reserve(n);
+    }
+
+    fn insert(&mut self, id: u128, ix: Ix) {
+        if self.sorted.last().is_none_or(|&last| id > last) {
+            self.sorted.push(id);
+            self.sorted_ix.push(ix);
+        } else {
+            // A repeated id cannot come from the log (the writer refuses it); if one did, the
+            // first fact keeps it, as a lookup in `sorted` would find the first.
+            if self.sorted.binary_search(&id).is_err() {
+                self.other.entry(id).or_insert(ix);
+            }
+        }
+    }
+
+    fn get(&self, id: u128) -> Option<Ix> {
+        match self.sorted.binary_search(&id) {
+            Ok(at) => self.sorted_ix.get(at).copied(),
+            Err(_) => self.other.get(&id).copied(),
+        }
+    }
+}
+
 fn uuid_key(id: &str) -> Option<u128> {
     uuid::Uuid::parse_str(id).ok().map(|u| u.as_u128())
 }
 
-fn push(map: &mut HashMap<String, Vec<Ix>>, key: &str, ix: Ix) {
+fn push(map: &mut FxHashMap<Box<str>, Vec<Ix>>, key: &str, ix: Ix) {
     match map.get_mut(key) {
         Some(v) => {
             if v.last() != Some(&ix) {
@@ -298,7 +532,7 @@ fn push(map: &mut HashMap<String, Vec<Ix>>, key: &str, ix: Ix) {
             }
         }
         None => {
-            map.insert(key.to_string(), vec![ix]);
+            map.insert(key.into(), vec![ix]);
         }
     }
 }
@@ -309,10 +543,24 @@ impl Knowledge {
         Knowledge::default()
     }
 
+    /// Makes room for `n` more facts (a rebuild knows how many are coming; growing the tables
+    /// one doubling at a time would copy them over and over).
+    pub fn reserve(&mut self, n: usize) {
+        self.facts.reserve(n);
+        self.by_id.reserve(n);
+    }
+
     /// Folds in one stored record (the JSON bytes, without the 32-byte hash prefix). A record
     /// that does not parse is counted in `skipped` and otherwise ignored, so one corrupt record
     /// cannot stop every projection; `annals verify` is the tool that names it.
     pub fn apply(&mut self, seq: u64, bytes: &[u8]) -> Result<(), FoldError> {
+        self.apply_parsed(seq, Fact::parse(seq, bytes))
+    }
+
+    /// Folds in one record already parsed by [`Fact::parse_owned`] (`None`: it did not parse).
+    /// Parsing is the costly, pure half of a fold; callers may do it in parallel and then
+    /// apply the results here in seq order.
+    pub fn apply_parsed(&mut self, seq: u64, fact: Option<Fact>) -> Result<(), FoldError> {
         if seq != self.seq + 1 {
             return Err(FoldError::OutOfOrder {
                 have: self.seq,
@@ -320,17 +568,19 @@ impl Knowledge {
             });
         }
         self.seq = seq;
-        let Some(fact) = Fact::parse(seq, bytes) else {
-            tracing::warn!(seq, "projections: unparsable record skipped");
-            self.skipped += 1;
-            return Ok(());
-        };
-        self.insert(fact);
+        match fact {
+            Some(fact) => self.insert(fact),
+            None => {
+                tracing::warn!(seq, "projections: unparsable record skipped");
+                self.skipped += 1;
+            }
+        }
         Ok(())
     }
 
-    /// Adds a fact loaded from a checkpoint (or just folded): indexes it and links it to the
-    /// fact it corrects or retracts. Facts must come in seq order.
+    /// Adds a fact (just parsed, or loaded from a checkpoint): indexes it and links it to the
+    /// fact it corrects or retracts. Facts must come in seq order. Never parses JSON: every
+    /// reference was found when the fact was parsed.
     pub fn insert(&mut self, fact: Fact) {
         let ix = self.facts.len() as Ix;
         if fact.seq > self.seq {
@@ -343,15 +593,12 @@ impl Knowledge {
         if let Some(p) = fact.process() {
             push(&mut self.by_process, p, ix);
         }
-        let kind = fact.kind();
-        if (ACTOR_TYPES.contains(&kind) || SOURCE_TYPES.contains(&kind))
-            && let Ok(refs) = serde_json::from_str::<Refs>(fact.data_json())
-        {
-            self.index_refs(kind, &refs, ix);
-        }
-        if let Ok(items) = serde_json::from_str::<Vec<EvidenceRef>>(fact.evidence_json()) {
-            for item in items {
-                push(&mut self.by_source, &item.source, ix);
+        for &(role, a, b) in fact.refs.iter() {
+            let s = fact.slice((a, b));
+            match role {
+                ROLE_ACTOR if is_actor(s) => push(&mut self.by_actor, s, ix),
+                ROLE_SOURCE => push(&mut self.by_source, s, ix),
+                _ => {}
             }
         }
         let link = match fact.kind() {
@@ -359,64 +606,22 @@ impl Knowledge {
             "event.retracted" => Some(false),
             _ => None,
         };
-        let target = link.and_then(|_| {
-            serde_json::from_str::<TargetRef>(fact.data_json())
-                .ok()
-                .and_then(|t| uuid_key(&t.target))
-                .and_then(|k| self.by_id.get(&k).copied())
-        });
-        self.facts.push(fact);
+        let target = link.and_then(|_| uuid_key(fact.target()).and_then(|k| self.by_id.get(k)));
         if let (Some(is_correction), Some(target)) = (link, target) {
             if is_correction {
                 self.corrections.entry(target).or_default().push(ix);
-                // A correction may name actors the original did not: index the patched data.
-                let kind = self.facts[target as usize].kind().to_string();
-                if ACTOR_TYPES.contains(&kind.as_str()) {
-                    let data = self.data_at(target, u64::MAX).to_string();
-                    if let Ok(refs) = serde_json::from_str::<Refs>(&data) {
-                        self.index_refs(&kind, &refs, target);
+                if ACTOR_TYPES.contains(&self.facts[target as usize].kind()) {
+                    for &(role, a, b) in fact.refs.iter() {
+                        if role == ROLE_PATCH_ACTOR {
+                            push(&mut self.by_actor, fact.slice((a, b)), target);
+                        }
                     }
                 }
             } else {
                 self.retractions.entry(target).or_default().push(ix);
             }
         }
-    }
-
-    fn index_refs(&mut self, kind: &str, refs: &Refs, ix: Ix) {
-        let mut actors: Vec<&str> = Vec::new();
-        for one in [
-            &refs.speaker,
-            &refs.holder,
-            &refs.assessed_by,
-            &refs.proposer,
-            &refs.announced_by,
-            &refs.actor_id,
-        ]
-        .into_iter()
-        .flatten()
-        {
-            actors.push(one);
-        }
-        for many in [
-            &refs.parties,
-            &refs.founders,
-            &refs.joint_with,
-            &refs.co_proposers,
-        ] {
-            actors.extend(many.iter().map(|s| s.as_ref()));
-        }
-        actors.extend(refs.participants.iter().map(|p| p.actor.as_ref()));
-        for a in actors {
-            if a.starts_with("actor:") || a.starts_with("org:") {
-                push(&mut self.by_actor, a, ix);
-            }
-        }
-        if SOURCE_TYPES.contains(&kind)
-            && let Some(s) = &refs.source_id
-        {
-            push(&mut self.by_source, s, ix);
-        }
+        self.facts.push(fact);
     }
 
     /// Every fact, in seq order.
@@ -444,7 +649,7 @@ impl Knowledge {
 
     /// Every process named so far.
     pub fn processes(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.by_process.keys().map(String::as_str).collect();
+        let mut v: Vec<&str> = self.by_process.keys().map(AsRef::as_ref).collect();
         v.sort_unstable();
         v
     }
@@ -456,7 +661,7 @@ impl Knowledge {
 
     /// Every actor named so far.
     pub fn actors(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.by_actor.keys().map(String::as_str).collect();
+        let mut v: Vec<&str> = self.by_actor.keys().map(AsRef::as_ref).collect();
         v.sort_unstable();
         v
     }
@@ -468,14 +673,14 @@ impl Knowledge {
 
     /// Every source named so far.
     pub fn sources(&self) -> Vec<&str> {
-        let mut v: Vec<&str> = self.by_source.keys().map(String::as_str).collect();
+        let mut v: Vec<&str> = self.by_source.keys().map(AsRef::as_ref).collect();
         v.sort_unstable();
         v
     }
 
     /// The fact with this event id.
     pub fn by_id(&self, id: &str) -> Option<Ix> {
-        uuid_key(id).and_then(|k| self.by_id.get(&k).copied())
+        uuid_key(id).and_then(|k| self.by_id.get(k))
     }
 
     /// Whether a fact was known at `cut` (recorded by then).

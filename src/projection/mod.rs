@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use asof::{Cut, KnownAt};
-pub use engine::{Engine, Status, rebuild_offline};
+pub use engine::{Engine, Status, fold_log, rebuild_offline};
 pub use knowledge::Knowledge;
 
 /// The projections, by name: every route and status line uses these.
