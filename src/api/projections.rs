@@ -102,6 +102,12 @@ async fn handle(
     };
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
+        // A process may be named `rebuild` (process ids are bare words): GET reads it, as
+        // `/projections/negotiation/{process}` documents. Actor and source ids carry a prefix,
+        // so on every other read model `rebuild` is only the action.
+        [name, "rebuild"] if method == Method::GET && *name == projection::negotiation::NAME => {
+            view(st, auth, q, name, Some("rebuild")).await
+        }
         [_, "rebuild"] if method != Method::POST => Err(method_not_allowed("POST")),
         [name, "rebuild"] => {
             st.auth.require(auth, Scope::Admin)?;
@@ -197,10 +203,16 @@ async fn view(
         process: q.get("process").cloned(),
         limit,
     };
-    let (seq, body) = st
-        .projections
-        .read(|k| projection::answer(k, name, entity, &query))
-        .map_err(problem)?;
+    // A view walks a share of the whole knowledge (milliseconds at a million events): it runs
+    // on the blocking pool, not on an async worker that other requests are waiting for.
+    let engine = st.projections.clone();
+    let (owned_name, owned_entity) = (name.to_string(), entity.map(str::to_string));
+    let (seq, body) = tokio::task::spawn_blocking(move || {
+        engine.read(|k| projection::answer(k, &owned_name, owned_entity.as_deref(), &query))
+    })
+    .await
+    .map_err(|e| problem(ProjectionError::Task(e.to_string())))?
+    .map_err(problem)?;
     let mut out = json!({
         "projection": name,
         "as_of_seq": seq,

@@ -19,7 +19,11 @@ pub(crate) fn facts_of<'k>(
     kind: &str,
     process: Option<&'k str>,
 ) -> impl Iterator<Item = Ix> + 'k {
-    k.of_kind(kind).iter().copied().filter(move |&ix| {
+    // Facts are indexed in seq order: those recorded after the cut are cut off by a binary
+    // search rather than filtered one by one.
+    let all = k.of_kind(kind);
+    let known = all.partition_point(|&ix| k.fact(ix).seq <= cut.seq);
+    all[..known].iter().copied().filter(move |&ix| {
         k.visible(ix, cut.seq)
             && process.is_none_or(|p| k.fact(ix).process() == Some(p))
             && asof::occurred_by(cut, &k.occurred(ix))

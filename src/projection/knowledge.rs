@@ -855,4 +855,78 @@ mod tests {
         assert_eq!(k.skipped, 1);
         assert_eq!(k.seq, 1);
     }
+
+    #[test]
+    fn a_correction_that_names_a_new_actor_indexes_the_corrected_fact_under_that_actor() {
+        let mut k = Knowledge::new();
+        k.apply(
+            1,
+            &record(
+                1,
+                A,
+                "meeting.held",
+                r#"{"meeting_id":"meeting:m","participants":[{"actor":"actor:a"}]}"#,
+            ),
+        )
+        .unwrap();
+        let patch = format!(
+            r#"{{"target":"{A}","patch":[{{"op":"add","path":"/participants/-","value":{{"actor":"actor:b","side":"org:x"}}}}],"reason":"missed"}}"#
+        );
+        k.apply(2, &record(2, B, "event.corrected", &patch))
+            .unwrap();
+        assert_eq!(k.of_actor("actor:b"), &[0]);
+        assert_eq!(k.of_actor("org:x"), &[0]);
+        assert_eq!(k.of_actor("actor:a"), &[0]);
+        assert_eq!(k.data_at(0, 2)["participants"][1]["actor"], "actor:b");
+        assert_eq!(k.data_at(0, 1)["participants"].as_array().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn escaped_strings_are_read_unescaped_and_survive_a_checkpoint_round_trip() {
+        // `\u0061` is `a`: the speaker is `actor:a` and the process `p"q`.
+        let bytes = record(
+            1,
+            A,
+            "statement.made",
+            r#"{"statement_id":"statement:x","speaker":"actor:\u0061","content":"c"}"#,
+        );
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replace(r#""process":"p""#, r#""process":"p\"q""#);
+        let fact = Fact::parse(1, text.as_bytes()).unwrap();
+        assert_eq!(fact.process(), Some("p\"q"));
+        let back = fact
+            .stored()
+            .into_fact(1, sled::IVec::from(text.as_bytes()))
+            .unwrap();
+        assert_eq!(back.process(), Some("p\"q"));
+        assert_eq!(back.id(), A);
+        let mut k = Knowledge::new();
+        k.insert(back);
+        assert_eq!(k.of_actor("actor:a"), &[0]);
+        assert_eq!(k.of_process("p\"q"), &[0]);
+    }
+
+    #[test]
+    fn a_checkpointed_fact_is_refused_for_a_record_it_does_not_describe() {
+        let one = record(1, A, "statement.made", r#"{"speaker":"actor:a"}"#);
+        let other = record(1, A, "statement.made", r#"{"speaker":"actor:bb"}"#);
+        let stored = Fact::parse(1, &one).unwrap().stored();
+        assert!(stored.into_fact(1, sled::IVec::from(other)).is_none());
+        let stored = Fact::parse(1, &one).unwrap().stored();
+        assert!(stored.into_fact(2, sled::IVec::from(one)).is_none());
+    }
+
+    #[test]
+    fn ids_out_of_ascending_order_are_still_found() {
+        let mut ids = IdIndex::default();
+        ids.insert(10, 0);
+        ids.insert(30, 1);
+        ids.insert(20, 2);
+        ids.insert(40, 3);
+        assert_eq!(
+            [10, 20, 30, 40, 50].map(|id| ids.get(id)),
+            [Some(0), Some(2), Some(1), Some(3), None]
+        );
+    }
 }

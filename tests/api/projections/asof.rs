@@ -168,3 +168,30 @@ async fn bad_projection_queries_get_problems_naming_what_is_wrong() {
         .unwrap();
     assert_eq!(resp.status(), 405);
 }
+
+#[tokio::test]
+async fn a_process_named_rebuild_is_read_with_get_and_post_on_the_same_path_still_rebuilds() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let mut m = meeting("meeting:rebuild-1");
+    m["process"] = json!("rebuild");
+    let (_, seq) = appended(app.append("process/rebuild", &m).await).await;
+
+    let process = view(&app, "/projections/negotiation/rebuild", seq).await;
+    assert_eq!(process["process"], "rebuild");
+    assert_eq!(process["last_meeting"]["meeting_id"], "meeting:rebuild-1");
+
+    let resp = app
+        .client
+        .post(app.url("/projections/negotiation/rebuild"))
+        .bearer_auth(&app.keys.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+
+    // On a read model without per-entity routes, `rebuild` is only the action.
+    let resp = app.get("/projections/audit/rebuild").await;
+    assert_eq!(resp.status(), 405);
+    assert_eq!(resp.headers()["allow"], "POST");
+}
