@@ -526,7 +526,11 @@ async fn rebuild_cmd(config: Config, name: Option<String>) -> ExitCode {
         metrics,
     ) {
         Ok(x) => x,
-        Err(e) => return fail(e),
+        Err(e) => {
+            return fail(format!(
+                "{e}\n(is a server running on this folder? `annals rebuild` needs it stopped)"
+            ));
+        }
     };
     let head = log.head().seq;
     let bar = if std::io::stderr().is_terminal() {

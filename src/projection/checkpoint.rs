@@ -25,7 +25,7 @@ fn format_1() -> u32 {
 }
 
 /// Which generation is current and up to which seq it is complete.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Meta {
     /// Generation of the chunk keys (a rebuild writes the next one).
     pub generation: u32,
@@ -37,6 +37,10 @@ pub struct Meta {
     /// Storage layout version.
     #[serde(default = "format_1")]
     pub format: u32,
+    /// The log's chain hash at `seq` (hex), which commits to every record up to it: a
+    /// checkpoint is loaded only over the very history it was folded from.
+    #[serde(default)]
+    pub head_hash: Option<String>,
 }
 
 impl Default for Meta {
@@ -46,6 +50,7 @@ impl Default for Meta {
             seq: 0,
             skipped: 0,
             format: FORMAT,
+            head_hash: None,
         }
     }
 }
@@ -71,6 +76,14 @@ pub enum CheckpointError {
     /// A stored chunk does not parse (written by an incompatible version, or corrupt).
     #[error("checkpoint chunk {0} does not parse: {1}")]
     Corrupt(String, postcard::Error),
+    /// The chunks do not cover every seq up to the meta's (some are missing).
+    #[error("checkpoint chunks cover {have} of the {want} records up to its seq")]
+    Incomplete {
+        /// Facts and skipped records found.
+        have: u64,
+        /// The meta's seq.
+        want: u64,
+    },
     /// A stored key is not what the layout says.
     #[error("checkpoint key {0} is malformed")]
     BadKey(String),
@@ -137,10 +150,21 @@ impl LogCursor<'_> {
     }
 }
 
+/// The log's chain hash at `seq`, hex (`None` before seq 1).
+fn hash_at(log: &Log, seq: u64) -> Result<Option<String>, CheckpointError> {
+    if seq == 0 {
+        return Ok(None);
+    }
+    let record = log.get(seq)?.ok_or(CheckpointError::Mismatch(seq))?;
+    Ok(Some(hex::encode(record.hash)))
+}
+
 /// Loads the current checkpoint into fresh knowledge (joining each stored fact with its record
 /// from `log`), and removes what a rebuild that never finished left behind (other
 /// generations, older layouts). A checkpoint in an older layout loads as empty knowledge in a
-/// new generation, so the follower folds the log from seq 1 once.
+/// new generation, so the follower folds the log from seq 1 once. A checkpoint folded from
+/// another history than the log's (`Mismatch`), or with chunks missing or unreadable, is an
+/// error: the caller discards it with [`discard`].
 pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), CheckpointError> {
     let mut m = meta(tree)?;
     let mut k = Knowledge::new();
@@ -154,6 +178,9 @@ pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), Checkpoin
             ..Meta::default()
         };
     } else {
+        if m.seq > log.head().seq || hash_at(log, m.seq)? != m.head_hash {
+            return Err(CheckpointError::Mismatch(m.seq));
+        }
         k.reserve(m.seq as usize);
         let mut cursor = LogCursor {
             log,
@@ -163,7 +190,7 @@ pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), Checkpoin
         for item in tree.scan_prefix(gen_prefix(m.generation)) {
             let (key, value) = item?;
             let chunk: Chunk = postcard::from_bytes(&value)
-                .map_err(|e| CheckpointError::Corrupt(format!("{key:?}"), e))?;
+                .map_err(|e| CheckpointError::Corrupt(hex::encode(&key), e))?;
             for stored in chunk.facts {
                 let seq = stored.seq();
                 if seq > m.seq {
@@ -175,6 +202,10 @@ pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), Checkpoin
                     .ok_or(CheckpointError::Mismatch(seq))?;
                 k.insert(fact);
             }
+        }
+        let have = k.facts().len() as u64 + m.skipped;
+        if have != m.seq {
+            return Err(CheckpointError::Incomplete { have, want: m.seq });
         }
         k.seq = m.seq;
         k.skipped = m.skipped;
@@ -200,10 +231,35 @@ fn encode(facts: &[Fact]) -> Result<Vec<u8>, CheckpointError> {
     postcard::to_allocvec(&chunk).map_err(|e| CheckpointError::Encode(e.to_string()))
 }
 
+/// Replaces an unusable checkpoint by an empty one in the next generation, in ONE batch (so a
+/// crash right after leaves nothing that claims records it does not hold), and makes it
+/// durable. Returns the new meta: the caller folds the log from seq 1.
+pub fn discard(tree: &sled::Tree, log: &Log) -> Result<Meta, CheckpointError> {
+    let old = meta(tree).unwrap_or_default();
+    let fresh = Meta {
+        generation: old.generation + 1,
+        ..Meta::default()
+    };
+    let mut batch = sled::Batch::default();
+    for item in tree.iter() {
+        let (key, _) = item?;
+        batch.remove(key);
+    }
+    batch.insert(
+        META,
+        serde_json::to_vec(&fresh).map_err(|e| CheckpointError::Encode(e.to_string()))?,
+    );
+    tree.apply_batch(batch)?;
+    log.sync_aux()?;
+    Ok(fresh)
+}
+
 /// Writes the facts after `from_seq` as one chunk, and the new meta, atomically. The caller
-/// makes it durable (`Log::sync_aux`).
+/// makes it durable (`Log::sync_aux`). `log` gives the chain hash at `k.seq` that the meta
+/// records.
 pub fn append(
     tree: &sled::Tree,
+    log: &Log,
     generation: u32,
     k: &Knowledge,
     from_seq: u64,
@@ -219,6 +275,7 @@ pub fn append(
         seq: k.seq,
         skipped: k.skipped,
         format: FORMAT,
+        head_hash: hash_at(log, k.seq)?,
     };
     batch.insert(
         META,

@@ -152,10 +152,12 @@ impl Inner {
             }
             st.seq
         };
-        self.applied.send_replace(seq);
+        // Counters first, then the seq: whoever waits for the seq reads counters that
+        // include this batch.
         self.replayed.fetch_add(n, Ordering::Relaxed);
         self.metrics.applied.inc_by(n);
         self.metrics.seq.set(seq as i64);
+        self.applied.send_replace(seq);
         Ok(n)
     }
 
@@ -167,7 +169,13 @@ impl Inner {
             if st.seq == cursor.checkpoint_seq {
                 return Ok(());
             }
-            checkpoint::append(&self.tree()?, cursor.generation, &st, cursor.checkpoint_seq)?
+            checkpoint::append(
+                &self.tree()?,
+                &self.log,
+                cursor.generation,
+                &st,
+                cursor.checkpoint_seq,
+            )?
         };
         self.log.sync_aux()?;
         cursor.checkpoint_seq = meta.seq;
@@ -310,30 +318,23 @@ impl Engine {
         let metrics = ProjMetrics::new(metrics)?;
         let tree = log.aux_tree("projections")?;
         let head = log.head().seq;
-        let stored = checkpoint::meta(&tree)?;
-        let loaded = if stored.seq > head {
-            Err(checkpoint::CheckpointError::Mismatch(head + 1))
-        } else {
-            checkpoint::load(&tree, &log)
-        };
-        let (meta, knowledge) = match loaded {
+        let (meta, knowledge) = match checkpoint::load(&tree, &log) {
             Ok(loaded) => loaded,
-            Err(checkpoint::CheckpointError::Mismatch(seq)) => {
-                // The checkpoint describes records the log does not hold (the folder was
-                // restored from an older copy, or the log replaced): start over in a new
-                // generation rather than answer from a state of another history.
-                tracing::warn!(
-                    checkpoint = stored.seq,
+            Err(
+                e @ (checkpoint::CheckpointError::Mismatch(_)
+                | checkpoint::CheckpointError::Corrupt(..)
+                | checkpoint::CheckpointError::Incomplete { .. }),
+            ) => {
+                // A checkpoint is derived data and the log is the truth: one that describes
+                // another history (a folder restored from another copy), or that is damaged,
+                // is replaced by a fold from seq 1 rather than stopping the service or
+                // answering from a state the log does not support.
+                tracing::error!(
+                    error = %e,
                     head,
-                    first_mismatch = seq,
-                    "projection checkpoint does not match the log; folding from seq 1"
+                    "projection checkpoint unusable; discarding it and folding the log from seq 1"
                 );
-                checkpoint::drop_generation(&tree, stored.generation)?;
-                let fresh = checkpoint::Meta {
-                    generation: stored.generation + 1,
-                    ..checkpoint::Meta::default()
-                };
-                (fresh, Knowledge::new())
+                (checkpoint::discard(&tree, &log)?, Knowledge::new())
             }
             Err(e) => return Err(e.into()),
         };
@@ -631,7 +632,7 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
         fold_until_head(&i2.log, &mut k, batch, u64::MAX, |_| {})?;
         let tree = i2.tree()?;
         checkpoint::write_generation(&tree, generation, &k, written)?;
-        let meta = checkpoint::append(&tree, generation, &k, k.seq)?;
+        let meta = checkpoint::append(&tree, &i2.log, generation, &k, k.seq)?;
         i2.log.sync_aux()?;
         Ok((k, meta))
     })
@@ -669,7 +670,7 @@ pub async fn rebuild_offline(
         let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
         let generation = old.generation + 1;
         checkpoint::write_generation(&tree, generation, &k, 0)?;
-        checkpoint::append(&tree, generation, &k, k.seq)?;
+        checkpoint::append(&tree, &log, generation, &k, k.seq)?;
         log.sync_aux()?;
         checkpoint::drop_generation(&tree, old.generation)?;
         log.sync_aux()?;

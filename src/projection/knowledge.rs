@@ -14,6 +14,7 @@ use rustc_hash::FxHashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json::value::RawValue;
+use smallvec::SmallVec;
 
 /// A span of [`Fact::text`]: (start, end) byte offsets.
 pub type Span = (u32, u32);
@@ -30,6 +31,10 @@ const ROLE_TARGET: u8 = 3;
 /// Kept with the fact so that indexing it (and loading it from a checkpoint) never parses the
 /// payload again.
 pub type Ref = (u8, u32, u32);
+
+/// A fact's references: most facts name one actor and one source, so two fit without a heap
+/// allocation per fact.
+pub type RefList = SmallVec<[Ref; 2]>;
 
 /// Number of spans a fact keeps.
 const SPANS: usize = 9;
@@ -53,7 +58,7 @@ pub struct Fact {
     /// Whether the record has a process.
     has_process: bool,
     /// The actors and sources the fact names, in indexing order.
-    refs: Box<[Ref]>,
+    refs: RefList,
 }
 
 impl PartialEq for Fact {
@@ -70,7 +75,7 @@ pub struct StoredFact {
     extra: String,
     spans: [Span; SPANS],
     has_process: bool,
-    refs: Vec<Ref>,
+    refs: RefList,
 }
 
 impl StoredFact {
@@ -98,7 +103,7 @@ impl StoredFact {
             extra: self.extra.into_boxed_str(),
             spans: self.spans,
             has_process: self.has_process,
-            refs: self.refs.into_boxed_slice(),
+            refs: self.refs,
         })
     }
 }
@@ -137,7 +142,7 @@ impl Fact {
             extra: self.extra.to_string(),
             spans: self.spans,
             has_process: self.has_process,
-            refs: self.refs.to_vec(),
+            refs: self.refs.clone(),
         }
     }
 
@@ -196,23 +201,24 @@ impl Fact {
     /// does not parse as an envelope. Pure: facts of different records can be parsed in
     /// parallel.
     pub fn parse_owned(seq: u64, record: sled::IVec) -> Option<Fact> {
-        let text = std::str::from_utf8(&record).ok()?;
-        let (spans, has_process, refs, extra) = Fact::scan(seq, text)?;
+        // No separate UTF-8 pass over the record: the parser checks every string it borrows
+        // and every raw value it keeps, which is all a fact ever reads.
+        let (spans, has_process, refs, extra) = Fact::scan(seq, &record)?;
         Some(Fact {
             seq,
             record,
             extra: extra.into_boxed_str(),
             spans,
             has_process,
-            refs: refs.into_boxed_slice(),
+            refs,
         })
     }
 
     /// Finds the spans and references of a record; strings that are not verbatim slices of
     /// `text` (escaped ones) go to the returned `extra`, which follows the record.
     #[allow(clippy::type_complexity)]
-    fn scan(seq: u64, text: &str) -> Option<([Span; SPANS], bool, Vec<Ref>, String)> {
-        let view: EnvelopeView = serde_json::from_str(text).ok()?;
+    fn scan(seq: u64, text: &[u8]) -> Option<([Span; SPANS], bool, RefList, String)> {
+        let view: EnvelopeView = serde_json::from_slice(text).ok()?;
         if view.seq != seq {
             return None;
         }
@@ -247,8 +253,8 @@ impl Fact {
         spans[7] = raw(view.evidence);
         let kind: &str = &view.kind;
         let data = view.data.get();
-        let mut refs = Vec::new();
-        let mut add = |role: u8, s: &str, refs: &mut Vec<Ref>| {
+        let mut refs = RefList::new();
+        let mut add = |role: u8, s: &str, refs: &mut RefList| {
             let (a, b) = place(s, &mut extra);
             refs.push((role, a, b));
         };
@@ -281,14 +287,14 @@ impl Fact {
                 add(ROLE_SOURCE, s, &mut refs);
             }
         }
-        if let Ok(items) = serde_json::from_str::<Vec<EvidenceRef>>(view.evidence.get()) {
+        if let Ok(items) = serde_json::from_str::<SmallVec<[EvidenceRef; 2]>>(view.evidence.get()) {
             for item in &items {
                 add(ROLE_SOURCE, &item.source, &mut refs);
             }
         }
         if kind == "event.corrected" || kind == "event.retracted" {
             if let Ok(t) = serde_json::from_str::<TargetRef>(data) {
-                let mut target = Vec::new();
+                let mut target = RefList::new();
                 add(ROLE_TARGET, &t.target, &mut target);
                 if let Some(&(_, a, b)) = target.first() {
                     spans[8] = (a, b);

@@ -3,6 +3,8 @@
 //! incremental fold against a full rebuild (proptest, in-process).
 
 mod asof;
+mod checkpoint_format;
+mod cli_rebuild;
 mod demo;
 mod engine;
 mod rebuild;

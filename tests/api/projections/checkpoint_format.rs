@@ -1,0 +1,379 @@
+//! The checkpoint layout in the `projections` aux tree, in-process: `meta` is JSON
+//! `{generation, seq, skipped, format}` and each chunk, under `c` + generation (u32 BE) + first
+//! seq (u64 BE), holds the facts folded since the previous checkpoint. A checkpoint the engine
+//! cannot trust (an older layout, another history) is discarded and the log folded again from
+//! seq 1 into the next generation; a chunk that does not parse stops start-up.
+
+use annals::config::Durability;
+use annals::log::{Append, ExpectedVersion, Log, LogOptions, NewEvent, References, WriterGuard};
+use annals::metrics::Metrics;
+use annals::projection::checkpoint::{self, Meta};
+use annals::projection::{self, Engine, Knowledge, ProjectionConfig};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn open(dir: &std::path::Path) -> (Log, WriterGuard) {
+    Log::open(
+        dir,
+        LogOptions {
+            durability: Durability::Os,
+            max_group_events: 256,
+            queue_capacity: 64,
+        },
+        Metrics::new().unwrap(),
+    )
+    .unwrap()
+}
+
+/// Checkpoints every 4 events, so a log of a dozen holds several chunks.
+fn config() -> ProjectionConfig {
+    ProjectionConfig {
+        checkpoint_every_events: 4,
+        checkpoint_every_ms: 60_000,
+        batch_events: 4,
+        ..ProjectionConfig::default()
+    }
+}
+
+fn start(log: &Log) -> Engine {
+    Engine::start(log.clone(), config(), &Metrics::new().unwrap())
+        .unwrap_or_else(|e| panic!("the engine does not start: {e}"))
+}
+
+/// Lets the engine reach the head, then stops it gracefully (the follower writes its final
+/// checkpoint). Returns how many records it folded and its views. The counters are read after
+/// the stop, when they are final: while the follower runs, `seq` is published a moment before
+/// `replayed_since_start` counts the batch.
+async fn run_to_head(engine: Engine, log: &Log) -> (u64, Value) {
+    caught_up(&engine, log).await;
+    engine.shutdown().await;
+    (
+        engine.status()[0].replayed_since_start,
+        engine.read(projection::all_views),
+    )
+}
+
+async fn close(log: Log, writer: WriterGuard) {
+    log.close().await;
+    drop(log);
+    tokio::task::spawn_blocking(move || writer.join())
+        .await
+        .unwrap();
+}
+
+fn event(kind: &str, data: Value, evidence: Value) -> NewEvent {
+    NewEvent {
+        id: Uuid::now_v7(),
+        event_type: kind.into(),
+        schema_version: 1,
+        occurred: json!({"start": "2026-01-22", "precision": "day"}),
+        process: Some("p".into()),
+        data,
+        evidence,
+        meta: None,
+        refs: References::default(),
+        client_id: false,
+    }
+}
+
+async fn append(log: &Log, stream: &str, events: Vec<NewEvent>) {
+    log.append(Append {
+        stream: stream.into(),
+        expected: ExpectedVersion::Any,
+        events,
+        principal: "t".into(),
+        abort_on_refusal: None,
+    })
+    .await
+    .unwrap();
+}
+
+/// Registers a source, then appends `n` statements by `speaker` saying `says` (numbered).
+/// Returns the head.
+async fn tell(log: &Log, speaker: &str, says: &str, n: u64) -> u64 {
+    append(
+        log,
+        "registry/sources",
+        vec![event(
+            "source.registered",
+            json!({"source_id": "src:one", "kind": "wire", "publisher": "One",
+                   "reliability": {"grade": "C", "basis": "unknown"}}),
+            json!([]),
+        )],
+    )
+    .await;
+    for i in 0..n {
+        append(
+            log,
+            "process/p",
+            vec![event(
+                "statement.made",
+                json!({"statement_id": format!("statement:s{i}"), "speaker": speaker,
+                       "content": format!("{says} {i}")}),
+                json!([{"source": "src:one", "relation": "reports"}]),
+            )],
+        )
+        .await;
+    }
+    log.head().seq
+}
+
+async fn caught_up(engine: &Engine, log: &Log) {
+    let head = log.head().seq;
+    for _ in 0..500 {
+        if engine.seq() >= head {
+            return;
+        }
+        let _ = engine.wait_for(head).await;
+    }
+    panic!("the engine never reached seq {head}");
+}
+
+/// Every view, as a fresh fold of the whole log answers it.
+fn fresh_views(log: &Log) -> Value {
+    let mut k = Knowledge::new();
+    let (records, _) = log.read_range(1, usize::MAX, |_| true).unwrap();
+    for r in records {
+        k.apply(r.seq, &r.bytes).unwrap();
+    }
+    projection::all_views(&k)
+}
+
+fn tree(log: &Log) -> sled::Tree {
+    log.aux_tree("projections").unwrap()
+}
+
+fn meta(log: &Log) -> Meta {
+    checkpoint::meta(&tree(log)).unwrap()
+}
+
+/// Every key and value of the checkpoint tree.
+fn entries(log: &Log) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tree(log)
+        .iter()
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+fn is_chunk_of(key: &[u8], generation: u32) -> bool {
+    key.len() == 13 && key[0] == b'c' && key[1..5] == generation.to_be_bytes()
+}
+
+/// Asserts the tree holds `meta` and chunks of `generation` only.
+fn assert_only_generation(log: &Log, generation: u32) {
+    let keys: Vec<Vec<u8>> = entries(log).into_iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.iter().any(|k| is_chunk_of(k, generation)),
+        "no chunk of generation {generation} in {keys:?}"
+    );
+    for k in &keys {
+        assert!(
+            k.as_slice() == b"meta" || is_chunk_of(k, generation),
+            "stale key {k:?} beside generation {generation}"
+        );
+    }
+}
+
+/// Folds `says` into a fresh folder and checkpoints it at a graceful stop; returns the
+/// folder, its views and its whole checkpoint tree.
+async fn checkpointed_folder(
+    says: &str,
+    n: u64,
+) -> (tempfile::TempDir, Value, Vec<(Vec<u8>, Vec<u8>)>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, writer) = open(dir.path());
+    let head = tell(&log, "actor:a", says, n).await;
+    let (_, views) = run_to_head(start(&log), &log).await;
+    let m = meta(&log);
+    assert_eq!((m.seq, m.format), (head, 2), "{m:?}");
+    assert_only_generation(&log, m.generation);
+    let stored = entries(&log);
+    close(log, writer).await;
+    (dir, views, stored)
+}
+
+#[tokio::test]
+async fn a_checkpoint_in_the_old_layout_is_discarded_and_the_log_folded_again() {
+    let (dir, before, _) = checkpointed_folder("said", 12).await;
+    let (log, writer) = open(dir.path());
+    let head = log.head().seq;
+    let old = meta(&log);
+
+    // Format 1: a meta without `format`, and keys of a layout this version never writes.
+    let junk: Vec<u8> = [&b"f\0\0\0\x01"[..], &1u64.to_be_bytes()].concat();
+    {
+        let t = tree(&log);
+        t.insert(
+            b"meta",
+            serde_json::to_vec(&json!({"generation": old.generation, "seq": head})).unwrap(),
+        )
+        .unwrap();
+        t.insert(&junk, &b"a copy of record 1"[..]).unwrap();
+    }
+    log.sync_aux().unwrap();
+    assert_eq!(
+        meta(&log).format,
+        1,
+        "a meta without `format` reads as format 1"
+    );
+    close(log, writer).await;
+
+    // The old layout is not loaded: every record is folded again, to the same views.
+    let (log, writer) = open(dir.path());
+    let engine = start(&log);
+    assert!(
+        tree(&log).get(&junk).unwrap().is_none(),
+        "loading removed the old layout's keys"
+    );
+    let (replayed, views) = run_to_head(engine, &log).await;
+    assert_eq!(replayed, head);
+    assert_eq!(views, before);
+
+    // Written again in the current layout, in the next generation, with nothing else left.
+    let m = meta(&log);
+    let head_hash = hex::encode(log.get(head).unwrap().unwrap().hash);
+    assert_eq!(
+        m,
+        Meta {
+            generation: old.generation + 1,
+            seq: head,
+            skipped: 0,
+            format: 2,
+            head_hash: Some(head_hash),
+        }
+    );
+    assert_only_generation(&log, m.generation);
+    close(log, writer).await;
+
+    // And that checkpoint is trusted: a restart replays nothing.
+    let (log, writer) = open(dir.path());
+    assert_eq!(run_to_head(start(&log), &log).await, (0, before));
+    assert!(tree(&log).get(&junk).unwrap().is_none());
+    close(log, writer).await;
+}
+
+/// Copies a checkpoint tree into the folder of another log, starts the engine there, and
+/// checks that it folded that log from seq 1 into the generation after the copied one.
+async fn assert_transplant_discarded(
+    stored: Vec<(Vec<u8>, Vec<u8>)>,
+    other_views: &Value,
+    speaker: &str,
+    says: &str,
+    n: u64,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, writer) = open(dir.path());
+    let head = tell(&log, speaker, says, n).await;
+    {
+        let t = tree(&log);
+        for (k, v) in &stored {
+            t.insert(k.as_slice(), v.as_slice()).unwrap();
+        }
+    }
+    log.sync_aux().unwrap();
+    let copied = meta(&log);
+    assert_eq!(copied.format, 2);
+
+    let (replayed, views) = run_to_head(start(&log), &log).await;
+    assert_eq!(replayed, head, "folded from seq 1");
+    assert_eq!(views, fresh_views(&log), "the views are this log's");
+    assert_ne!(&views, other_views, "nothing of the other history");
+    assert!(
+        views.get(format!("actors/{speaker}")).is_some(),
+        "{speaker} is known: {views}"
+    );
+    let m = meta(&log);
+    assert_eq!(
+        (m.generation, m.seq, m.format),
+        (copied.generation + 1, head, 2)
+    );
+    assert_only_generation(&log, m.generation);
+    close(log, writer).await;
+
+    let (log, writer) = open(dir.path());
+    assert_eq!(
+        run_to_head(start(&log), &log).await,
+        (0, views),
+        "the new checkpoint is trusted"
+    );
+    close(log, writer).await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_that_does_not_match_the_log_is_discarded() {
+    let (_a, a_views, stored) = checkpointed_folder("said", 12).await;
+    // The same number of records, saying other things (at other lengths).
+    assert_transplant_discarded(
+        stored,
+        &a_views,
+        "actor:b",
+        "told quite another story, at greater length",
+        12,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_of_another_history_with_records_of_the_same_lengths_is_discarded() {
+    let (_a, a_views, stored) = checkpointed_folder("said", 12).await;
+    // Every record has the length of its counterpart: only the chain hash tells them apart.
+    assert_transplant_discarded(stored, &a_views, "actor:c", "said", 12).await;
+}
+
+#[tokio::test]
+async fn a_crash_right_after_a_checkpoint_was_discarded_still_folds_every_record() {
+    let (_a, _, stored) = checkpointed_folder("said", 12).await;
+    let dir = tempfile::tempdir().unwrap();
+    let (log, writer) = open(dir.path());
+    tell(&log, "actor:b", "told another story", 20).await;
+    {
+        let t = tree(&log);
+        for (k, v) in &stored {
+            t.insert(k.as_slice(), v.as_slice()).unwrap();
+        }
+    }
+    log.sync_aux().unwrap();
+    // Start (the copied checkpoint is discarded) and stop at once as a crash would, most
+    // likely before the first checkpoint of the new generation.
+    start(&log).halt().await;
+    close(log, writer).await;
+
+    let (log, writer) = open(dir.path());
+    let (_, views) = run_to_head(start(&log), &log).await;
+    assert_eq!(
+        views,
+        fresh_views(&log),
+        "no record was lost across the crash"
+    );
+    close(log, writer).await;
+}
+
+#[tokio::test]
+async fn a_checkpoint_ahead_of_the_log_is_discarded() {
+    let (_a, a_views, stored) = checkpointed_folder("said", 12).await;
+    // A shorter log: the checkpoint covers seqs it does not hold.
+    assert_transplant_discarded(stored, &a_views, "actor:b", "said", 5).await;
+}
+
+#[tokio::test]
+async fn a_corrupt_checkpoint_chunk_is_discarded_and_the_log_folded_again() {
+    let (dir, _, stored) = checkpointed_folder("said", 12).await;
+    let (log, writer) = open(dir.path());
+    let (key, _) = stored.iter().find(|(k, _)| k[0] == b'c').cloned().unwrap();
+    tree(&log).insert(key.as_slice(), &[0xffu8; 4][..]).unwrap();
+    log.sync_aux().unwrap();
+    let head = log.head().seq;
+    let generation = meta(&log).generation;
+
+    // A checkpoint is derived data: the engine starts, folds the log from seq 1 and answers
+    // what a fresh fold answers; the corrupt chunk is gone.
+    let fresh = fresh_views(&log);
+    assert_eq!(run_to_head(start(&log), &log).await, (head, fresh.clone()));
+    assert!(tree(&log).get(&key).unwrap().is_none());
+    assert_eq!(meta(&log).generation, generation + 1);
+    assert_eq!(run_to_head(start(&log), &log).await, (0, fresh));
+    close(log, writer).await;
+}
