@@ -1,29 +1,17 @@
 //! The checkpoint layout in the `projections` aux tree, in-process: `meta` is JSON
-//! `{generation, seq, skipped, format}` and each chunk, under `c` + generation (u32 BE) + first
+//! `{generation, seq, skipped, format, head_hash}` and each chunk, under `c` + generation (u32 BE) + first
 //! seq (u64 BE), holds the facts folded since the previous checkpoint. A checkpoint the engine
 //! cannot trust (an older layout, another history) is discarded and the log folded again from
-//! seq 1 into the next generation; a chunk that does not parse stops start-up.
+//! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
+//! the truth, a checkpoint only saves time.
 
-use annals::config::Durability;
-use annals::log::{Append, ExpectedVersion, Log, LogOptions, NewEvent, References, WriterGuard};
+use annals::log::{Append, ExpectedVersion, Log, NewEvent, WriterGuard};
 use annals::metrics::Metrics;
 use annals::projection::checkpoint::{self, Meta};
-use annals::projection::{self, Engine, Knowledge, ProjectionConfig};
+use annals::projection::{self, Engine, ProjectionConfig};
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-fn open(dir: &std::path::Path) -> (Log, WriterGuard) {
-    Log::open(
-        dir,
-        LogOptions {
-            durability: Durability::Os,
-            max_group_events: 256,
-            queue_capacity: 64,
-        },
-        Metrics::new().unwrap(),
-    )
-    .unwrap()
-}
+use super::inproc::{caught_up, event, full_fold, is_chunk_of, open};
 
 /// Checkpoints every 4 events, so a log of a dozen holds several chunks.
 fn config() -> ProjectionConfig {
@@ -41,9 +29,7 @@ fn start(log: &Log) -> Engine {
 }
 
 /// Lets the engine reach the head, then stops it gracefully (the follower writes its final
-/// checkpoint). Returns how many records it folded and its views. The counters are read after
-/// the stop, when they are final: while the follower runs, `seq` is published a moment before
-/// `replayed_since_start` counts the batch.
+/// checkpoint). Returns how many records it folded and its views, read after the stop.
 async fn run_to_head(engine: Engine, log: &Log) -> (u64, Value) {
     caught_up(&engine, log).await;
     engine.shutdown().await;
@@ -59,21 +45,6 @@ async fn close(log: Log, writer: WriterGuard) {
     tokio::task::spawn_blocking(move || writer.join())
         .await
         .unwrap();
-}
-
-fn event(kind: &str, data: Value, evidence: Value) -> NewEvent {
-    NewEvent {
-        id: Uuid::now_v7(),
-        event_type: kind.into(),
-        schema_version: 1,
-        occurred: json!({"start": "2026-01-22", "precision": "day"}),
-        process: Some("p".into()),
-        data,
-        evidence,
-        meta: None,
-        refs: References::default(),
-        client_id: false,
-    }
 }
 
 async fn append(log: &Log, stream: &str, events: Vec<NewEvent>) {
@@ -118,25 +89,9 @@ async fn tell(log: &Log, speaker: &str, says: &str, n: u64) -> u64 {
     log.head().seq
 }
 
-async fn caught_up(engine: &Engine, log: &Log) {
-    let head = log.head().seq;
-    for _ in 0..500 {
-        if engine.seq() >= head {
-            return;
-        }
-        let _ = engine.wait_for(head).await;
-    }
-    panic!("the engine never reached seq {head}");
-}
-
 /// Every view, as a fresh fold of the whole log answers it.
 fn fresh_views(log: &Log) -> Value {
-    let mut k = Knowledge::new();
-    let (records, _) = log.read_range(1, usize::MAX, |_| true).unwrap();
-    for r in records {
-        k.apply(r.seq, &r.bytes).unwrap();
-    }
-    projection::all_views(&k)
+    projection::all_views(&full_fold(log))
 }
 
 fn tree(log: &Log) -> sled::Tree {
@@ -156,10 +111,6 @@ fn entries(log: &Log) -> Vec<(Vec<u8>, Vec<u8>)> {
             (k.to_vec(), v.to_vec())
         })
         .collect()
-}
-
-fn is_chunk_of(key: &[u8], generation: u32) -> bool {
-    key.len() == 13 && key[0] == b'c' && key[1..5] == generation.to_be_bytes()
 }
 
 /// Asserts the tree holds `meta` and chunks of `generation` only.

@@ -11,6 +11,7 @@ use annals::projection::checkpoint::{self, Meta};
 use annals::{Server, StartOptions};
 use serde_json::{Value, json};
 
+use super::inproc::is_chunk_of;
 use super::status;
 use crate::helpers::*;
 
@@ -121,12 +122,6 @@ fn stored_checkpoint(dir: &Path) -> (Meta, Vec<Vec<u8>>) {
     drop(db);
     wait_until_released(dir);
     (meta, keys)
-}
-
-/// Whether `key` is a chunk of checkpoint generation `generation` (`c`, generation as u32
-/// big-endian, first seq as u64 big-endian).
-fn is_chunk_of(key: &[u8], generation: u32) -> bool {
-    key.len() == 13 && key[0] == b'c' && key[1..5] == generation.to_be_bytes()
 }
 
 /// Runs `annals` with arguments; it must exit by itself within `limit`. Returns (exit code,

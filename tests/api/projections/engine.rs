@@ -2,13 +2,14 @@
 //! built incrementally (with restarts, graceful or crash-like, at random points) equals the
 //! state a full rebuild folds from seq 1.
 
-use annals::config::Durability;
-use annals::log::{Append, ExpectedVersion, Log, LogOptions, NewEvent, References, WriterGuard};
+use annals::log::{Append, ExpectedVersion, Log, NewEvent, WriterGuard};
 use annals::metrics::Metrics;
-use annals::projection::{self, Engine, Knowledge, ProjectionConfig};
+use annals::projection::{self, Engine, ProjectionConfig};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+use super::inproc::{caught_up, event, full_fold, open};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -37,21 +38,6 @@ const ACTORS: [&str; 3] = ["actor:a", "actor:b", "actor:c"];
 const SOURCES: [&str; 2] = ["src:one", "src:two"];
 const STANCES: [&str; 3] = ["demand", "reject", "accept"];
 const GRADES: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
-
-fn event(kind: &str, data: Value, evidence: Value) -> NewEvent {
-    NewEvent {
-        id: Uuid::now_v7(),
-        event_type: kind.into(),
-        schema_version: 1,
-        occurred: json!({"start": "2026-01-22", "precision": "day"}),
-        process: Some("p".into()),
-        data,
-        evidence,
-        meta: None,
-        refs: References::default(),
-        client_id: false,
-    }
-}
 
 fn evidence(n: u8) -> Value {
     json!([
@@ -121,19 +107,6 @@ fn events_of(op: &Op, facts: &mut Vec<Uuid>, n: usize) -> Vec<NewEvent> {
     vec![e]
 }
 
-fn open(dir: &std::path::Path) -> (Log, WriterGuard) {
-    Log::open(
-        dir,
-        LogOptions {
-            durability: Durability::Os,
-            max_group_events: 256,
-            queue_capacity: 64,
-        },
-        Metrics::new().unwrap(),
-    )
-    .unwrap()
-}
-
 fn config() -> ProjectionConfig {
     ProjectionConfig {
         checkpoint_every_events: 3,
@@ -155,27 +128,6 @@ async fn close(engine: Engine, log: Log, writer: WriterGuard, crash: bool) {
     tokio::task::spawn_blocking(move || writer.join())
         .await
         .unwrap();
-}
-
-async fn caught_up(engine: &Engine, log: &Log) {
-    let head = log.head().seq;
-    for _ in 0..500 {
-        if engine.seq() >= head {
-            return;
-        }
-        let _ = engine.wait_for(head).await;
-    }
-    panic!("the engine never reached seq {head}");
-}
-
-/// A full fold of the log from seq 1.
-fn full_fold(log: &Log) -> Knowledge {
-    let mut k = Knowledge::new();
-    let (records, _) = log.read_range(1, usize::MAX, |_| true).unwrap();
-    for r in records {
-        k.apply(r.seq, &r.bytes).unwrap();
-    }
-    k
 }
 
 async fn run(ops: Vec<Op>, restarts: Vec<(usize, bool)>) -> (Value, Value, u64) {

@@ -7,6 +7,7 @@ mod checkpoint_format;
 mod cli_rebuild;
 mod demo;
 mod engine;
+mod inproc;
 mod rebuild;
 mod restart;
 
