@@ -5,13 +5,13 @@
 //! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
 //! the truth, a checkpoint only saves time.
 
-use annals::log::{Append, ExpectedVersion, Log, NewEvent, WriterGuard};
+use annals::log::{Log, WriterGuard};
 use annals::metrics::Metrics;
 use annals::projection::checkpoint::{self, Meta};
 use annals::projection::{self, Engine, ProjectionConfig};
 use serde_json::{Value, json};
 
-use super::inproc::{caught_up, event, full_fold, is_chunk_of, open};
+use super::inproc::{append, caught_up, event, full_fold, is_chunk_of, open};
 
 /// Checkpoints every 4 events, so a log of a dozen holds several chunks.
 fn config() -> ProjectionConfig {
@@ -45,18 +45,6 @@ async fn close(log: Log, writer: WriterGuard) {
     tokio::task::spawn_blocking(move || writer.join())
         .await
         .unwrap();
-}
-
-async fn append(log: &Log, stream: &str, events: Vec<NewEvent>) {
-    log.append(Append {
-        stream: stream.into(),
-        expected: ExpectedVersion::Any,
-        events,
-        principal: "t".into(),
-        abort_on_refusal: None,
-    })
-    .await
-    .unwrap();
 }
 
 /// Registers a source, then appends `n` statements by `speaker` saying `says` (numbered).

@@ -2,14 +2,14 @@
 //! built incrementally (with restarts, graceful or crash-like, at random points) equals the
 //! state a full rebuild folds from seq 1.
 
-use annals::log::{Append, ExpectedVersion, Log, NewEvent, WriterGuard};
+use annals::log::{Log, NewEvent, WriterGuard};
 use annals::metrics::Metrics;
 use annals::projection::{self, Engine, ProjectionConfig};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use super::inproc::{caught_up, event, full_fold, open};
+use super::inproc::{append, caught_up, event, full_fold, open};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -144,27 +144,11 @@ async fn run(ops: Vec<Op>, restarts: Vec<(usize, bool)>) -> (Value, Value, u64) 
             json!([]),
         ));
     }
-    log.append(Append {
-        stream: "registry/sources".into(),
-        expected: ExpectedVersion::Any,
-        events: stream_events,
-        principal: "t".into(),
-        abort_on_refusal: None,
-    })
-    .await
-    .unwrap();
+    append(&log, "registry/sources", stream_events).await;
     for (i, op) in ops.iter().enumerate() {
         let events = events_of(op, &mut facts, i);
         if !events.is_empty() {
-            log.append(Append {
-                stream: "process/p".into(),
-                expected: ExpectedVersion::Any,
-                events,
-                principal: "t".into(),
-                abort_on_refusal: None,
-            })
-            .await
-            .unwrap();
+            append(&log, "process/p", events).await;
         }
         for &(at, crash) in &restarts {
             if at == i {

@@ -2,7 +2,7 @@
 //! real log over a temp folder, events built without HTTP, and the engine's catch-up.
 
 use annals::config::Durability;
-use annals::log::{Log, LogOptions, NewEvent, References, WriterGuard};
+use annals::log::{Append, ExpectedVersion, Log, LogOptions, NewEvent, References, WriterGuard};
 use annals::metrics::Metrics;
 use annals::projection::{Engine, Knowledge};
 use serde_json::{Value, json};
@@ -64,4 +64,17 @@ pub fn full_fold(log: &Log) -> Knowledge {
 /// big-endian, first seq as u64 big-endian).
 pub fn is_chunk_of(key: &[u8], generation: u32) -> bool {
     key.len() == 13 && key[0] == b'c' && key[1..5] == generation.to_be_bytes()
+}
+
+/// Appends `events` to `stream` (any version), as principal `t`.
+pub async fn append(log: &Log, stream: &str, events: Vec<NewEvent>) {
+    log.append(Append {
+        stream: stream.into(),
+        expected: ExpectedVersion::Any,
+        events,
+        principal: "t".into(),
+        abort_on_refusal: None,
+    })
+    .await
+    .unwrap();
 }
