@@ -129,11 +129,27 @@ fn open(dir: &std::path::Path) -> Res<(Log, annals::log::WriterGuard)> {
 
 /// What step 4 measured.
 struct Paths {
+    /// Resident memory added by the warm fold (its knowledge; the records it shares with
+    /// sled's cache were resident already).
+    rss_growth: u64,
     rebuild_cold: f64,
     fold: f64,
     rebuild_warm: f64,
     load: f64,
     k: Knowledge,
+}
+
+/// This process's resident set size (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -208,10 +224,12 @@ fn main() -> Res<()> {
         let t = Instant::now();
         let folded = projection::rebuild_offline(&log, &config, |_| {}).await?;
         let rebuild_cold = folded as f64 / t.elapsed().as_secs_f64();
+        let rss_before = rss_bytes();
         let t = Instant::now();
         let mut k = Knowledge::new();
         projection::fold_log(&log, &mut k, config.batch_events * 8, |_| {})?;
         let fold = k.seq as f64 / t.elapsed().as_secs_f64();
+        let rss_growth = rss_bytes().saturating_sub(rss_before);
         let t = Instant::now();
         let folded = projection::rebuild_offline(&log, &config, |_| {}).await?;
         let rebuild_warm = folded as f64 / t.elapsed().as_secs_f64();
@@ -227,6 +245,7 @@ fn main() -> Res<()> {
         drop(log);
         tokio::task::spawn_blocking(move || writer.join()).await?;
         Res::Ok(Paths {
+            rss_growth,
             rebuild_cold,
             fold,
             rebuild_warm,
@@ -284,6 +303,11 @@ fn main() -> Res<()> {
             100.0 * rate / scan_rate
         );
     }
+    println!(
+        "  memory added by the fold's knowledge   {:>8.0} MB ({:.0} bytes per event)",
+        paths.rss_growth as f64 / 1e6,
+        paths.rss_growth as f64 / n.max(1) as f64
+    );
     for (view, as_of, lat) in &latencies {
         let what = if *as_of { "as of a random seq" } else { "now" };
         println!(
