@@ -1,8 +1,8 @@
 //! Routes under `/subscriptions` (scope `admin`): create, list, get, update, pause, resume,
-//! delete, rotate-secret, replay, dead letters and their redelivery, attempts. Handlers
-//! authenticate, parse, call `webhook::Service` and shape replies; webhook errors become
-//! problem details here and nowhere else. This module must never hold delivery rules, and
-//! never put a secret in any answer but create and rotate-secret.
+//! delete, rotate-secret, replay, dead letters (paginated by seq) and their redelivery,
+//! attempts. Handlers authenticate, parse, call `webhook::Service` and shape replies; webhook
+//! errors become problem details here and nowhere else. This module must never hold delivery
+//! rules, and never put a secret in any answer but create and rotate-secret.
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
@@ -20,6 +20,9 @@ use crate::webhook::{NewSubscription, SubscriptionPatch, WebhookError};
 
 /// Attempts answered by default.
 const ATTEMPTS_DEFAULT: usize = 50;
+
+/// Dead letters per page by default (at most `limits.max_read_limit`).
+const DEAD_LETTERS_DEFAULT: u64 = 100;
 
 /// The subscription routes. Paths are matched here rather than with one warp filter per
 /// route, so a known path with a wrong method is a 405 naming the allowed ones.
@@ -189,7 +192,14 @@ async fn handle(
             Ok(json_response(StatusCode::ACCEPTED, view.to_string()))
         }
         Route::DeadLetters(id) => {
-            ok(json!({"dead_letters": hooks.dead_letters(&id).map_err(problem)?}))
+            let after = int_param(&query, "after", 0, 0)?;
+            let max = st.limits().max_read_limit as u64;
+            // Larger pages are clamped, as on the other paginated routes.
+            let limit = int_param(&query, "limit", DEAD_LETTERS_DEFAULT.min(max), 1)?.min(max);
+            let (page, next) = hooks
+                .dead_letters(&id, after, limit as usize)
+                .map_err(problem)?;
+            ok(json!({"dead_letters": page, "next": next}))
         }
         Route::Redeliver(id) => {
             hooks.get(&id).map_err(problem)?;
@@ -212,6 +222,19 @@ async fn handle(
             };
             ok(json!({"attempts": hooks.attempts(&id, limit).map_err(problem)?}))
         }
+    }
+}
+
+/// An optional integer query parameter of at least `min`; a 400 naming it otherwise.
+fn int_param(query: &Query, name: &str, default: u64, min: u64) -> Result<u64, Problem> {
+    match query.get(name) {
+        None => Ok(default),
+        Some(s) => s.parse::<u64>().ok().filter(|n| *n >= min).ok_or_else(|| {
+            Problem::bad_query(
+                name,
+                format!("`{name}` must be an integer >= {min} (got `{s}`)"),
+            )
+        }),
     }
 }
 

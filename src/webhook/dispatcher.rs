@@ -1,21 +1,25 @@
-//! Delivery: one task per active subscription reads the log after its cursor, skips what its
-//! filter refuses, POSTs what it accepts (signed, through the target guard, paced by the rate
-//! limit, retried on the schedule) and moves the cursor only past messages that are settled
-//! (delivered, or dead-lettered in parallel mode). The log is the outbox: nothing is queued
-//! anywhere else, so a restart resumes from the cursor. This module must never write to the
-//! log, never wait on another subscription, and never log a secret or a body.
+//! Delivery: one task per active subscription reads the log after its cursor, in steps of at
+//! most `read_batch` records, skips what its filter refuses, POSTs what it accepts (signed,
+//! through the target guard, paced by the rate limit, retried on the schedule) and moves the
+//! cursor only past records that are settled (examined and refused by the filter, delivered,
+//! or dead-lettered in parallel mode). The log is the outbox: nothing is queued anywhere else,
+//! so a restart resumes from the cursor; a message that has failed keeps its attempt count
+//! and next due time in the store, so a restart goes on with its schedule instead of starting
+//! it over. Dead letters are capped per subscription, the oldest evicted first. This module
+//! must never write to the log, never wait on another subscription, never examine an
+//! unbounded run of records without yielding, and never log a secret or a body.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 use reqwest::Url;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -25,7 +29,7 @@ use super::guard::{self, Checked};
 use super::metrics::WebhookMetrics;
 use super::retry;
 use super::signing;
-use super::store::{Store, StoreError};
+use super::store::{RetryKind, RetryState, Store, StoreError};
 use super::subscription::{Attempt, DeadLetter, Mode, Status, Subscription, ms_to_rfc3339, now_ms};
 use crate::log::{Log, LogError, Record, Recorded};
 
@@ -39,11 +43,65 @@ pub(crate) struct Ctx {
     pub config: WebhookConfig,
     /// Instruments.
     pub metrics: WebhookMetrics,
-    /// Set when a cursor or record moved since the last `sync_aux`; the syncer clears it.
-    pub dirty: AtomicBool,
+    /// Store writes that must become durable, counted (a cursor moved, a dead letter or a
+    /// retry state stored). A sync that read this count before it flushed made that many
+    /// writes durable.
+    pub writes: AtomicU64,
+    /// The write count the latest completed sync covered; the syncer runs while `writes` is
+    /// ahead of it.
+    pub synced: watch::Sender<u64>,
     /// The client for targets given as IP literals (nothing to resolve, so nothing to pin);
     /// shared so connections are kept alive across subscriptions.
     pub ip_client: reqwest::Client,
+}
+
+/// Why making the webhook store durable failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SyncError {
+    /// The log (and so the store) failed or is closed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The blocking task running the sync failed.
+    #[error("the sync task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl Ctx {
+    /// Notes a store write that must become durable; answers a ticket for [`Ctx::durable`].
+    pub(crate) fn mark_dirty(&self) -> u64 {
+        self.writes.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// Whether some write is not yet known to be durable.
+    pub(crate) fn is_dirty(&self) -> bool {
+        self.writes.load(Ordering::SeqCst) > *self.synced.borrow()
+    }
+
+    /// Waits until a sync has covered the write behind `ticket` (the syncer's, one flush +
+    /// fdatasync per `cursor_sync_ms` for every waiter). Only a closed log keeps it waiting,
+    /// and then the task is being stopped.
+    async fn durable(&self, ticket: u64) {
+        let mut rx = self.synced.subscribe();
+        // The sender lives in `self`: this cannot fail while we hold it.
+        let _ = rx.wait_for(|done| *done >= ticket).await;
+    }
+
+    /// Makes every webhook write so far durable (sled flush + fdatasync) and tells waiters.
+    pub(crate) async fn sync(&self) -> Result<(), SyncError> {
+        // Read before the flush: every write counted so far was made before it.
+        let covered = self.writes.load(Ordering::SeqCst);
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.sync_aux()).await??;
+        // Syncs may finish out of order (the syncer and an operator's change): keep the highest.
+        self.synced.send_if_modified(|done| {
+            let newer = covered > *done;
+            if newer {
+                *done = covered;
+            }
+            newer
+        });
+        Ok(())
+    }
 }
 
 /// Why a delivery task stopped on its own.
@@ -137,6 +195,105 @@ enum Exhaust {
     DeadLetter { prior: u32 },
 }
 
+impl Exhaust {
+    /// Where this delivery keeps its retry state, and the state of a message not tried yet
+    /// in this kind of delivery.
+    fn retry(self) -> (RetryKind, RetryState) {
+        match self {
+            Exhaust::ByMode => (RetryKind::Cursor, RetryState::default()),
+            Exhaust::DeadLetter { prior } => (
+                RetryKind::Redelivery,
+                RetryState {
+                    attempts: prior,
+                    round_start: prior,
+                    next_at_ms: 0,
+                },
+            ),
+        }
+    }
+}
+
+/// One message's place in its retry schedule. Written to the store only once the message has
+/// failed (a message delivered at its first try costs no write), and forgotten when it
+/// settles.
+struct Retry {
+    kind: RetryKind,
+    state: RetryState,
+    /// Whether the store holds a state for this message.
+    stored: bool,
+    /// A write not yet known to be durable: the ticket to wait for before the next attempt.
+    unsynced: Option<u64>,
+}
+
+impl Retry {
+    /// The stored state of this message, or a fresh one.
+    fn load(ctx: &Ctx, s: &SubCtx, id: &uuid::Uuid, seq: u64, exhaust: Exhaust) -> Retry {
+        let (kind, fresh) = exhaust.retry();
+        // Only this task writes retry states, so the cursor's messages that have one are
+        // known from its start: the others (nearly all) cost no read.
+        let look = kind == RetryKind::Redelivery
+            || s.restored
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&seq);
+        let stored = if look {
+            ctx.store.retry_state(kind, id, seq).unwrap_or_else(|e| {
+                tracing::error!(subscription = %id, seq, error = %e, "cannot read a retry state; its schedule starts over");
+                None
+            })
+        } else {
+            None
+        };
+        Retry {
+            kind,
+            stored: stored.is_some(),
+            state: stored.unwrap_or(fresh),
+            unsynced: None,
+        }
+    }
+
+    /// Stores the state; the next attempt waits until it is durable, so an attempt numbered
+    /// N + 1 is never sent while a crash could still forget attempt N.
+    fn save(&mut self, ctx: &Ctx, id: &uuid::Uuid, seq: u64) {
+        match ctx.store.put_retry_state(self.kind, id, seq, &self.state) {
+            Ok(()) => {
+                self.stored = true;
+                self.unsynced = Some(ctx.mark_dirty());
+            }
+            Err(e) => {
+                tracing::error!(subscription = %id, seq, error = %e, "cannot store a retry state")
+            }
+        }
+    }
+
+    /// After the message settled: forgotten once delivered or dead-lettered; kept as the
+    /// start of a new round when the subscription stopped on it, so the count goes on after a
+    /// resume.
+    fn finish(&mut self, ctx: &Ctx, id: &uuid::Uuid, seq: u64, outcome: &Outcome) {
+        match outcome {
+            Outcome::Delivered | Outcome::DeadLettered => {
+                if self.stored {
+                    match ctx.store.remove_retry_state(self.kind, id, seq) {
+                        Ok(()) => {
+                            ctx.mark_dirty();
+                        }
+                        Err(e) => {
+                            tracing::error!(subscription = %id, seq, error = %e, "cannot forget a retry state")
+                        }
+                    }
+                }
+            }
+            Outcome::Stop(..) => {
+                if self.state.attempts > 0 || self.stored {
+                    self.state.round_start = self.state.attempts;
+                    self.state.next_at_ms = 0;
+                    self.save(ctx, id, seq);
+                }
+            }
+        }
+    }
+}
+
 /// One attempt's verdict.
 enum Verdict {
     Success,
@@ -179,6 +336,14 @@ struct SubCtx {
     sub: std::sync::Mutex<Subscription>,
     pacer: Pacer,
     attempt_no: AtomicU64,
+    /// Dead letters stored for this subscription. Counted once when the task starts; every
+    /// later change to them is made by this task (an operator's change stops it first).
+    dead_count: AtomicU64,
+    /// This subscription's `webhook_dead_letters_evicted_total`.
+    evicted: IntCounter,
+    /// Seqs after the cursor whose retry state was stored when the task started (taken as
+    /// their messages are read again). A std mutex: never held across an await.
+    restored: std::sync::Mutex<BTreeSet<u64>>,
     /// The client pinned to the last checked addresses of a named host (reused while the
     /// host resolves to the same set, so connections stay alive).
     client: std::sync::Mutex<Option<(Checked, reqwest::Client)>>,
@@ -224,7 +389,34 @@ impl SubCtx {
         let mut sub = self.sub.lock().unwrap_or_else(|e| e.into_inner());
         change(&mut sub);
         ctx.store.put_subscription(&sub)?;
-        ctx.dirty.store(true, Ordering::Release);
+        ctx.mark_dirty();
+        Ok(())
+    }
+
+    /// Evicts the oldest dead letters (lowest seqs) beyond
+    /// `webhooks.max_dead_letters_per_subscription`, so the store stays bounded.
+    fn trim_dead_letters(&self, ctx: &Ctx) -> Result<(), StoreError> {
+        let cap = ctx.config.max_dead_letters_per_subscription as u64;
+        let count = self.dead_count.load(Ordering::Acquire);
+        if count <= cap {
+            return Ok(());
+        }
+        let id = self.id();
+        let evicted = ctx
+            .store
+            .evict_oldest_dead_letters(&id, (count - cap) as usize)?;
+        let n = evicted.len() as u64;
+        self.dead_count.fetch_sub(n, Ordering::AcqRel);
+        ctx.mark_dirty();
+        self.evicted.inc_by(n);
+        tracing::warn!(
+            subscription = %id,
+            evicted = n,
+            lowest_seq = evicted.first().copied().unwrap_or(0),
+            highest_seq = evicted.last().copied().unwrap_or(0),
+            max = cap,
+            "oldest webhook dead letters evicted (webhooks.max_dead_letters_per_subscription reached)"
+        );
         Ok(())
     }
 
@@ -300,6 +492,11 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
         Mode::Parallel => sub.max_in_flight.clamp(1, ctx.config.max_in_flight) as usize,
     };
     let lag = ctx.metrics.lag.with_label_values(&[&id.to_string()]);
+    let evicted = ctx
+        .metrics
+        .dead_letters_evicted
+        .with_label_values(&[&id.to_string()]);
+    let letters = ctx.store.dead_letters(&id)?;
     let s = Arc::new(SubCtx {
         url,
         mode: sub.mode,
@@ -311,6 +508,9 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
             next: std::sync::Mutex::new(tokio::time::Instant::now()),
         },
         attempt_no: AtomicU64::new(ctx.store.last_attempt_number(&id)?),
+        dead_count: AtomicU64::new(letters.len() as u64),
+        evicted,
+        restored: std::sync::Mutex::new(BTreeSet::new()),
         client: std::sync::Mutex::new(None),
         lag,
         sub: std::sync::Mutex::new(sub),
@@ -321,8 +521,30 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
     let mut in_flight: BTreeSet<u64> = BTreeSet::new();
     let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
 
+    // Retry states of messages the cursor has passed (a replay moved it) are stale, and so
+    // are those of redeliveries no longer queued.
+    let mut restored = BTreeSet::new();
+    for seq in ctx.store.retry_seqs(RetryKind::Cursor, &id)? {
+        if seq <= cursor {
+            ctx.store.remove_retry_state(RetryKind::Cursor, &id, seq)?;
+        } else {
+            restored.insert(seq);
+        }
+    }
+    *s.restored.lock().unwrap_or_else(|e| e.into_inner()) = restored;
+    let queued: BTreeSet<u64> = letters
+        .iter()
+        .filter(|d| d.redeliver)
+        .map(|d| d.seq)
+        .collect();
+    for seq in ctx.store.retry_seqs(RetryKind::Redelivery, &id)? {
+        if !queued.contains(&seq) {
+            ctx.store
+                .remove_retry_state(RetryKind::Redelivery, &id, seq)?;
+        }
+    }
     // Dead letters queued for redelivery run beside the cursor; they never move it.
-    for dl in ctx.store.dead_letters(&id)? {
+    for dl in letters {
         if !dl.redeliver {
             continue;
         }
@@ -337,16 +559,30 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                 ))),
                 _ => tracing::error!(seq = dl.seq, "dead letter record does not parse"),
             },
-            None => ctx.store.remove_dead_letter(&id, dl.seq)?,
+            None => {
+                if ctx.store.remove_dead_letter(&id, dl.seq)? {
+                    s.dead_count.fetch_sub(1, Ordering::AcqRel);
+                }
+            }
         }
+    }
+    // The cap may have been lowered since the last run. Failing that, the next dead letter
+    // tries again; delivery need not wait for it.
+    if let Err(e) = s.trim_dead_letters(&ctx) {
+        tracing::error!(subscription = %id, error = %e, "cannot evict old dead letters");
     }
 
     let mut head_rx = ctx.log.subscribe();
     loop {
         let head = head_rx.borrow_and_update().seq;
+        // At most one read per turn: a read examines at most `read_batch` records, and the
+        // turn ends by yielding, so a filter that refuses a long run of records never holds
+        // the thread for longer than one step.
+        let mut read_this_turn = false;
         while in_flight.len() < k {
-            if buffer.is_empty() && next <= head {
+            if buffer.is_empty() && next <= head && !read_this_turn {
                 let (msgs, after) = read(&ctx, &s, next)?;
+                read_this_turn = true;
                 next = after;
                 buffer.extend(msgs);
             }
@@ -362,7 +598,8 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                 false,
             )));
         }
-        // Everything before the oldest unsettled message is settled.
+        // Everything before the oldest unsettled message is settled, and so is every record
+        // examined and refused by the filter: the cursor moves past them, step by step.
         let settled = in_flight
             .first()
             .or(buffer.front().map(|m| &m.seq))
@@ -370,27 +607,32 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
             .unwrap_or(next - 1);
         if settled > cursor {
             ctx.store.set_cursor(&id, settled)?;
-            ctx.dirty.store(true, Ordering::Release);
+            ctx.mark_dirty();
             cursor = settled;
         }
         s.lag.set(head.saturating_sub(cursor) as i64);
-        let room = in_flight.len() < k && buffer.is_empty() && next > head;
-        if pending.is_empty() {
+        let can_send = in_flight.len() < k && buffer.is_empty();
+        // More of the log to examine: go on after letting everything else run.
+        let more = can_send && next <= head;
+        // Nothing left to examine: wait for the head to move.
+        let room = can_send && next > head;
+        if pending.is_empty() && !more {
             if head_rx.changed().await.is_err() {
                 return Ok(());
             }
             continue;
         }
         tokio::select! {
-            done = pending.next() => {
+            done = pending.next(), if !pending.is_empty() => {
                 let Some((redelivery, seq, outcome)) = done else { continue };
                 if !redelivery {
                     in_flight.remove(&seq);
                 }
                 match outcome {
                     Outcome::Delivered => {
-                        if redelivery {
-                            ctx.store.remove_dead_letter(&id, seq)?;
+                        if redelivery && ctx.store.remove_dead_letter(&id, seq)? {
+                            s.dead_count.fetch_sub(1, Ordering::AcqRel);
+                            ctx.mark_dirty();
                         }
                     }
                     Outcome::DeadLettered => {}
@@ -407,6 +649,8 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                     }
                 }
             }
+            // In-flight deliveries are polled above while the scan goes on.
+            _ = tokio::task::yield_now(), if more => {}
             changed = head_rx.changed(), if room => {
                 if changed.is_err() {
                     return Ok(());
@@ -416,7 +660,10 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
     }
 }
 
-/// Reads the next matching records after `from` (bounded by the durable head).
+/// Examines the next `read_batch` records after `from` (bounded by the durable head), matching
+/// or not, and answers the messages among them and the seq after the last one examined. The
+/// bound is on records examined, not on matches, so a rare filter costs one bounded step per
+/// call however far the next match is.
 fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
     let filter = s
         .sub
@@ -424,23 +671,21 @@ fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
         .unwrap_or_else(|e| e.into_inner())
         .filter
         .clone();
-    let mut parsed = Vec::new();
-    let (records, after) = ctx.log.read_range(from, ctx.config.read_batch, |r| {
-        match r.record() {
-            Ok(rec) if filter.matches(&rec) => {
-                parsed.push(rec);
-                true
-            }
-            Ok(_) => false,
+    // Every record is kept so that at most `read_batch` are examined; the filter runs below.
+    let (records, after) = ctx.log.read_range(from, ctx.config.read_batch, |_| true)?;
+    let mut msgs = Vec::new();
+    for recorded in &records {
+        let rec = match recorded.record() {
+            Ok(rec) => rec,
             Err(e) => {
-                tracing::error!(seq = r.seq, error = %e, "stored record does not parse; not delivered");
-                false
+                tracing::error!(seq = recorded.seq, error = %e, "stored record does not parse; not delivered");
+                continue;
             }
+        };
+        if !filter.matches(&rec) {
+            continue;
         }
-    })?;
-    let mut msgs = Vec::with_capacity(records.len());
-    for (rec, recorded) in parsed.iter().zip(records.iter()) {
-        match Msg::new(rec, recorded) {
+        match Msg::new(&rec, recorded) {
             Ok(m) => msgs.push(m),
             Err(e) => {
                 tracing::error!(seq = recorded.seq, error = %e, "cannot build a webhook body")
@@ -459,7 +704,10 @@ async fn settle(
     exhaust: Exhaust,
     redelivery: bool,
 ) -> (bool, u64, Outcome) {
-    let outcome = settle_inner(&ctx, &s, &msg, exhaust).await;
+    let id = s.id();
+    let mut retry = Retry::load(&ctx, &s, &id, msg.seq, exhaust);
+    let outcome = settle_inner(&ctx, &s, &msg, exhaust, &mut retry).await;
+    retry.finish(&ctx, &id, msg.seq, &outcome);
     if let Outcome::Delivered = outcome {
         ctx.metrics
             .deliveries
@@ -469,10 +717,15 @@ async fn settle(
     (redelivery, msg.seq, outcome)
 }
 
-async fn settle_inner(ctx: &Ctx, s: &SubCtx, msg: &Msg, exhaust: Exhaust) -> Outcome {
+async fn settle_inner(
+    ctx: &Ctx,
+    s: &SubCtx,
+    msg: &Msg,
+    exhaust: Exhaust,
+    retry: &mut Retry,
+) -> Outcome {
+    let id = s.id();
     let schedule = &ctx.config.retry_schedule_ms;
-    let mut last_error = String::new();
-    let mut made = 0u32;
     if msg.body.len() > ctx.config.max_request_bytes {
         // No retry can make it smaller: straight to the dead letters, in either mode.
         let reason = format!(
@@ -480,20 +733,38 @@ async fn settle_inner(ctx: &Ctx, s: &SubCtx, msg: &Msg, exhaust: Exhaust) -> Out
             msg.body.len(),
             ctx.config.max_request_bytes
         );
-        return dead_letter(ctx, s, msg, 0, reason);
+        return dead_letter(ctx, s, msg, retry.state.attempts, reason);
     }
-    let mut hint: Option<Duration> = None;
-    for index in 0..schedule.len() {
-        let mut wait = retry::delay(schedule, index, ctx.config.jitter_percent).unwrap_or_default();
-        if let Some(h) = hint.take() {
-            wait = wait.max(h);
+    let mut last_error = String::new();
+    loop {
+        // The place in the schedule comes from the stored count, so a restarted task goes on
+        // where the last one stopped rather than at the first entry.
+        let index = retry.state.attempts.saturating_sub(retry.state.round_start) as usize;
+        if index >= schedule.len() {
+            break;
         }
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
-        }
+        let wait = if retry.state.next_at_ms > 0 {
+            Duration::from_millis(retry.state.next_at_ms.saturating_sub(now_ms()))
+        } else {
+            retry::delay(schedule, index, ctx.config.jitter_percent).unwrap_or_default()
+        };
+        let unsynced = retry.unsynced.take();
+        tokio::join!(
+            async {
+                if !wait.is_zero() {
+                    tokio::time::sleep(wait).await;
+                }
+            },
+            async {
+                if let Some(ticket) = unsynced {
+                    ctx.durable(ticket).await;
+                }
+            }
+        );
         s.pacer.wait().await;
-        made += 1;
-        match attempt(ctx, s, msg, made).await {
+        retry.state.attempts += 1;
+        retry.state.next_at_ms = 0;
+        match attempt(ctx, s, msg, retry.state.attempts).await {
             Verdict::Success => {
                 s.mark_healthy(ctx);
                 return Outcome::Delivered;
@@ -509,13 +780,26 @@ async fn settle_inner(ctx: &Ctx, s: &SubCtx, msg: &Msg, exhaust: Exhaust) -> Out
             }
             Verdict::Failed { error, retry_after } => {
                 last_error = error;
-                hint = retry_after;
                 if let Some(reason) = s.mark_failing(ctx) {
                     return Outcome::Stop(Status::Disabled, reason);
                 }
+                let Some(mut wait) = retry::delay(schedule, index + 1, ctx.config.jitter_percent)
+                else {
+                    break;
+                };
+                if let Some(hint) = retry_after {
+                    wait = wait.max(hint);
+                }
+                retry.state.next_at_ms = now_ms() + wait.as_millis() as u64;
+                retry.save(ctx, &id, msg.seq);
             }
         }
     }
+    if last_error.is_empty() {
+        // Only a restart with a shorter schedule gets here without trying.
+        last_error = "the retry schedule ran out before this run tried again".into();
+    }
+    let made = retry.state.attempts;
     match (exhaust, s.mode) {
         (Exhaust::ByMode, Mode::Ordered) => Outcome::Stop(
             Status::Paused,
@@ -524,8 +808,9 @@ async fn settle_inner(ctx: &Ctx, s: &SubCtx, msg: &Msg, exhaust: Exhaust) -> Out
                 msg.seq, msg.event_id
             ),
         ),
-        (Exhaust::ByMode, Mode::Parallel) => dead_letter(ctx, s, msg, made, last_error),
-        (Exhaust::DeadLetter { prior }, _) => dead_letter(ctx, s, msg, prior + made, last_error),
+        (Exhaust::ByMode, Mode::Parallel) | (Exhaust::DeadLetter { .. }, _) => {
+            dead_letter(ctx, s, msg, made, last_error)
+        }
     }
 }
 
@@ -540,14 +825,26 @@ fn dead_letter(ctx: &Ctx, s: &SubCtx, msg: &Msg, attempts: u32, reason: String) 
         at: ms_to_rfc3339(now_ms()),
         redeliver: false,
     };
-    if let Err(e) = ctx.store.put_dead_letter(&id, &dl) {
-        // Without the dead letter the cursor must not pass this message.
-        return Outcome::Stop(
-            Status::Paused,
-            format!("cannot store the dead letter for seq {}: {e}", msg.seq),
-        );
+    match ctx.store.put_dead_letter(&id, &dl) {
+        Ok(new) => {
+            if new {
+                s.dead_count.fetch_add(1, Ordering::AcqRel);
+                // Over the cap the oldest go; failing that, the store is over the cap until
+                // the next dead letter tries again, which loses nothing.
+                if let Err(e) = s.trim_dead_letters(ctx) {
+                    tracing::error!(subscription = %id, error = %e, "cannot evict old dead letters");
+                }
+            }
+        }
+        Err(e) => {
+            // Without the dead letter the cursor must not pass this message.
+            return Outcome::Stop(
+                Status::Paused,
+                format!("cannot store the dead letter for seq {}: {e}", msg.seq),
+            );
+        }
     }
-    ctx.dirty.store(true, Ordering::Release);
+    ctx.mark_dirty();
     ctx.metrics
         .deliveries
         .with_label_values(&["dead_lettered"])

@@ -1,5 +1,5 @@
 //! The webhook instruments on `/metrics`: deliveries by outcome, attempts by outcome, attempt
-//! latency and lag per subscription. This module must never fail a delivery over a metric.
+//! latency, lag per subscription, and dead letters evicted per subscription. This module must never fail a delivery over a metric.
 
 use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts};
 
@@ -18,6 +18,9 @@ pub struct WebhookMetrics {
     pub attempt_seconds: Histogram,
     /// Head seq minus the subscription's cursor.
     pub lag: IntGaugeVec,
+    /// Dead letters dropped to keep a subscription within
+    /// `webhooks.max_dead_letters_per_subscription`.
+    pub dead_letters_evicted: IntCounterVec,
 }
 
 impl WebhookMetrics {
@@ -48,15 +51,24 @@ impl WebhookMetrics {
             ),
             &["subscription"],
         )?;
+        let dead_letters_evicted = IntCounterVec::new(
+            Opts::new(
+                "webhook_dead_letters_evicted_total",
+                "Dead letters evicted (oldest first) to keep a subscription within webhooks.max_dead_letters_per_subscription",
+            ),
+            &["subscription"],
+        )?;
         metrics.register(Box::new(deliveries.clone()))?;
         metrics.register(Box::new(attempts.clone()))?;
         metrics.register(Box::new(attempt_seconds.clone()))?;
         metrics.register(Box::new(lag.clone()))?;
+        metrics.register(Box::new(dead_letters_evicted.clone()))?;
         Ok(WebhookMetrics {
             deliveries,
             attempts,
             attempt_seconds,
             lag,
+            dead_letters_evicted,
         })
     }
 }

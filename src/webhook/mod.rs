@@ -15,7 +15,7 @@ pub mod subscription;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
-use dispatcher::{Ctx, Worker};
+use dispatcher::{Ctx, SyncError, Worker};
 use store::{Store, StoreError};
 pub use subscription::{
     Attempt, DeadLetter, Filter, Mode, NewSubscription, Status, Subscription, SubscriptionPatch,
@@ -63,10 +63,15 @@ pub struct WebhookConfig {
     pub max_in_flight: u32,
     /// A subscription whose attempts have all failed for this long is disabled, in seconds.
     pub disable_after_failing_secs: u64,
-    /// How often moved cursors are made durable (sled flush + fdatasync), in ms.
+    /// How often moved cursors and retry states are made durable (sled flush + fdatasync), in
+    /// ms. A retry waits for the sync that covers the failed attempt before it.
     pub cursor_sync_ms: u64,
-    /// Records read from the log per step.
+    /// Log records a delivery task examines per step (matching or not) before it yields, so a
+    /// rare filter over a long log never holds a worker thread for long.
     pub read_batch: usize,
+    /// Dead letters kept per subscription; when full, the one with the lowest seq (the oldest
+    /// message) is evicted to make room.
+    pub max_dead_letters_per_subscription: usize,
 }
 
 impl Default for WebhookConfig {
@@ -90,6 +95,7 @@ impl Default for WebhookConfig {
             disable_after_failing_secs: 432_000,
             cursor_sync_ms: 200,
             read_batch: 256,
+            max_dead_letters_per_subscription: 10_000,
         }
     }
 }
@@ -112,6 +118,12 @@ impl WebhookConfig {
             ("max_in_flight", u64::from(self.max_in_flight)),
             ("cursor_sync_ms", self.cursor_sync_ms),
             ("read_batch", self.read_batch as u64),
+            // Zero would mean "keep none": a dead letter evicted as it is stored is a silent
+            // loss. Unbounded is not offered either: storage must stay bounded.
+            (
+                "max_dead_letters_per_subscription",
+                self.max_dead_letters_per_subscription as u64,
+            ),
         ] {
             if v == 0 {
                 return bad(key, "must be positive");
@@ -205,7 +217,8 @@ impl Service {
             store,
             config,
             metrics,
-            dirty: AtomicBool::new(false),
+            writes: AtomicU64::new(0),
+            synced: watch::channel(0).0,
             ip_client,
         });
         let (stop_sync, stop_rx) = watch::channel(false);
@@ -257,12 +270,10 @@ impl Service {
 
     /// Makes every webhook write so far durable.
     async fn sync(&self) -> Result<(), WebhookError> {
-        self.inner.ctx.dirty.store(false, Ordering::Release);
-        let log = self.inner.ctx.log.clone();
-        tokio::task::spawn_blocking(move || log.sync_aux())
-            .await
-            .map_err(|e| WebhookError::Config(format!("sync task failed: {e}")))??;
-        Ok(())
+        self.inner.ctx.sync().await.map_err(|e| match e {
+            SyncError::Log(e) => WebhookError::Log(e),
+            SyncError::Task(e) => WebhookError::Config(format!("sync task failed: {e}")),
+        })
     }
 
     async fn stop_worker(&self, id: &Uuid) {
@@ -478,12 +489,10 @@ impl Service {
         let uuid = self.load(id)?.id;
         self.stop_worker(&uuid).await;
         self.store().delete(&uuid)?;
-        let _ = self
-            .inner
-            .ctx
-            .metrics
-            .lag
-            .remove_label_values(&[&uuid.to_string()]);
+        let label = uuid.to_string();
+        let metrics = &self.inner.ctx.metrics;
+        let _ = metrics.lag.remove_label_values(&[&label]);
+        let _ = metrics.dead_letters_evicted.remove_label_values(&[&label]);
         self.sync().await?;
         tracing::info!(subscription = %uuid, "webhook subscription deleted");
         Ok(())
@@ -542,10 +551,27 @@ impl Service {
         self.view(&sub)
     }
 
-    /// The dead letters of a subscription, by seq.
-    pub fn dead_letters(&self, id: &str) -> Result<Vec<DeadLetter>, WebhookError> {
+    /// One page of a subscription's dead letters: up to `limit` with a seq above `after`, by
+    /// seq, and the `after` that continues the list (`None` once this page reached its end).
+    pub fn dead_letters(
+        &self,
+        id: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<(Vec<DeadLetter>, Option<u64>), WebhookError> {
         let sub = self.load(id)?;
-        Ok(self.store().dead_letters(&sub.id)?)
+        let limit = limit.max(1);
+        // One more than asked tells whether another page exists without a second read.
+        let mut page = self
+            .store()
+            .dead_letters_after(&sub.id, after, limit.saturating_add(1))?;
+        let next = if page.len() > limit {
+            page.truncate(limit);
+            page.last().map(|d| d.seq)
+        } else {
+            None
+        };
+        Ok((page, next))
     }
 
     /// Queues dead letters (all, or the one at `seq`) for redelivery; answers how many. They
@@ -581,7 +607,9 @@ impl Service {
     }
 }
 
-/// Makes moved cursors durable every `cursor_sync_ms` (one flush + fdatasync for many moves).
+/// Makes moved cursors and retry states durable every `cursor_sync_ms` (one flush +
+/// fdatasync for many writes); delivery tasks waiting for a retry state to be durable are
+/// released by it.
 async fn sync_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_millis(ctx.config.cursor_sync_ms);
     loop {
@@ -589,16 +617,11 @@ async fn sync_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             _ = tokio::time::sleep(every) => {}
             _ = stop.wait_for(|s| *s) => return,
         }
-        if ctx.dirty.swap(false, Ordering::AcqRel) {
-            let log = ctx.log.clone();
-            match tokio::task::spawn_blocking(move || log.sync_aux()).await {
-                Ok(Ok(())) => {}
-                Ok(Err(LogError::Closed)) => return,
-                Ok(Err(e)) => {
-                    ctx.dirty.store(true, Ordering::Release);
-                    tracing::error!(error = %e, "cannot make webhook cursors durable");
-                }
-                Err(e) => tracing::error!(error = %e, "webhook cursor sync task failed"),
+        if ctx.is_dirty() {
+            match ctx.sync().await {
+                Ok(()) => {}
+                Err(SyncError::Log(LogError::Closed)) => return,
+                Err(e) => tracing::error!(error = %e, "cannot make webhook cursors durable"),
             }
         }
     }

@@ -1,11 +1,12 @@
 //! Webhook state in the auxiliary sled tree `webhooks`: subscriptions, cursors (last delivered
-//! seq), dead letters and the attempts ring. Writes here are cheap sled inserts; durability
+//! seq), dead letters (bounded per subscription by the dispatcher), the attempts ring, and the
+//! retry state of messages still being tried. Writes here are cheap sled inserts; durability
 //! comes from `Log::sync_aux`, which the service batches. This module must never touch the
 //! log's own tree, and never hand a secret to anything but the dispatcher and the API's
 //! create/rotate answers.
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::subscription::{Attempt, DeadLetter, Subscription};
@@ -14,6 +15,40 @@ const SUB: u8 = b's';
 const CURSOR: u8 = b'c';
 const DEAD: u8 = b'd';
 const ATTEMPT: u8 = b'a';
+const RETRY: u8 = b'f';
+const REDELIVERY: u8 = b'r';
+
+/// Which delivery a retry state belongs to. A dead letter being redelivered and the cursor's
+/// delivery of the same seq (after a replay) are tried separately, so they are kept apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryKind {
+    /// A message after the cursor.
+    Cursor,
+    /// A dead letter queued for redelivery.
+    Redelivery,
+}
+
+impl RetryKind {
+    fn prefix(self) -> u8 {
+        match self {
+            RetryKind::Cursor => RETRY,
+            RetryKind::Redelivery => REDELIVERY,
+        }
+    }
+}
+
+/// Where a message that has failed stands in its retry schedule, kept until it settles so a
+/// restarted task (or process) goes on with the same count instead of starting over.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RetryState {
+    /// Attempts made for this message so far, across restarts and rounds.
+    pub attempts: u32,
+    /// `attempts` when the current round of the schedule began (a resume after an ordered
+    /// pause, a 410 or a redelivery starts a new round; the count goes on).
+    pub round_start: u32,
+    /// Unix ms before which the next attempt must not start (0: as the schedule says).
+    pub next_at_ms: u64,
+}
 
 /// A storage failure.
 #[derive(Debug, thiserror::Error)]
@@ -116,7 +151,7 @@ impl Store {
     /// Removes a subscription with its cursor, dead letters and attempts.
     pub fn delete(&self, id: &Uuid) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
-        for kind in [SUB, CURSOR, DEAD, ATTEMPT] {
+        for kind in [SUB, CURSOR, DEAD, ATTEMPT, RETRY, REDELIVERY] {
             for item in self.tree()?.scan_prefix(key(kind, id)) {
                 let (k, _) = item?;
                 batch.remove(k);
@@ -141,15 +176,53 @@ impl Store {
         Ok(())
     }
 
-    /// Stores (or replaces) a dead letter.
-    pub fn put_dead_letter(&self, id: &Uuid, dl: &DeadLetter) -> Result<(), StoreError> {
-        self.put(key_n(DEAD, id, dl.seq), dl)
+    /// Stores (or replaces) a dead letter; answers whether it is new (not a replacement), so
+    /// the caller can keep its count without scanning.
+    pub fn put_dead_letter(&self, id: &Uuid, dl: &DeadLetter) -> Result<bool, StoreError> {
+        let previous = self
+            .tree()?
+            .insert(key_n(DEAD, id, dl.seq), serde_json::to_vec(dl)?)?;
+        Ok(previous.is_none())
     }
 
-    /// Removes a dead letter.
-    pub fn remove_dead_letter(&self, id: &Uuid, seq: u64) -> Result<(), StoreError> {
-        self.tree()?.remove(key_n(DEAD, id, seq))?;
-        Ok(())
+    /// Removes a dead letter; answers whether there was one.
+    pub fn remove_dead_letter(&self, id: &Uuid, seq: u64) -> Result<bool, StoreError> {
+        Ok(self.tree()?.remove(key_n(DEAD, id, seq))?.is_some())
+    }
+
+    /// Removes the `n` dead letters with the lowest seqs (the oldest messages) in one batch;
+    /// answers their seqs.
+    pub fn evict_oldest_dead_letters(&self, id: &Uuid, n: usize) -> Result<Vec<u64>, StoreError> {
+        let tree = self.tree()?;
+        let mut batch = sled::Batch::default();
+        let mut seqs = Vec::with_capacity(n);
+        for item in tree.scan_prefix(key(DEAD, id)).take(n) {
+            let (k, _) = item?;
+            seqs.push(tail_u64(&k));
+            batch.remove(k);
+        }
+        tree.apply_batch(batch)?;
+        Ok(seqs)
+    }
+
+    /// Up to `limit` dead letters with a seq above `after`, by seq.
+    pub fn dead_letters_after(
+        &self,
+        id: &Uuid,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let Some(first) = after.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        self.tree()?
+            .range(key_n(DEAD, id, first)..=key_n(DEAD, id, u64::MAX))
+            .take(limit)
+            .map(|item| {
+                let (k, v) = item?;
+                decode(&k, &v)
+            })
+            .collect()
     }
 
     /// Every dead letter of a subscription, by seq.
@@ -160,6 +233,50 @@ impl Store {
                 let (k, v) = item?;
                 decode(&k, &v)
             })
+            .collect()
+    }
+
+    /// The retry state of a message that has failed and not yet settled.
+    pub fn retry_state(
+        &self,
+        kind: RetryKind,
+        id: &Uuid,
+        seq: u64,
+    ) -> Result<Option<RetryState>, StoreError> {
+        let k = key_n(kind.prefix(), id, seq);
+        match self.tree()?.get(&k)? {
+            Some(v) => Ok(Some(decode(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Stores a message's retry state (a sled insert; made durable by the next `sync_aux`).
+    pub fn put_retry_state(
+        &self,
+        kind: RetryKind,
+        id: &Uuid,
+        seq: u64,
+        state: &RetryState,
+    ) -> Result<(), StoreError> {
+        self.put(key_n(kind.prefix(), id, seq), state)
+    }
+
+    /// Forgets a message's retry state (it settled).
+    pub fn remove_retry_state(
+        &self,
+        kind: RetryKind,
+        id: &Uuid,
+        seq: u64,
+    ) -> Result<(), StoreError> {
+        self.tree()?.remove(key_n(kind.prefix(), id, seq))?;
+        Ok(())
+    }
+
+    /// The seqs that have a retry state of this kind, ascending.
+    pub fn retry_seqs(&self, kind: RetryKind, id: &Uuid) -> Result<Vec<u64>, StoreError> {
+        self.tree()?
+            .scan_prefix(key(kind.prefix(), id))
+            .map(|item| Ok(tail_u64(&item?.0)))
             .collect()
     }
 

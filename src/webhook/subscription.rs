@@ -200,7 +200,8 @@ pub struct SubscriptionPatch {
     pub rate_limit_per_sec: Option<u32>,
 }
 
-/// One failed message, kept until redelivered.
+/// One failed message, kept until redelivered or evicted (the oldest go first once a
+/// subscription has `webhooks.max_dead_letters_per_subscription`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeadLetter {
     /// Log position.
@@ -209,7 +210,7 @@ pub struct DeadLetter {
     pub event_id: String,
     /// Event type.
     pub event_type: String,
-    /// Attempts made so far.
+    /// Attempts made so far, across restarts and redeliveries.
     pub attempts: u32,
     /// The last error.
     pub reason: String,
@@ -229,7 +230,8 @@ pub struct Attempt {
     pub seq: u64,
     /// The `webhook-id`.
     pub event_id: String,
-    /// 1 for the first try of this message in this run.
+    /// This message's attempt number: 1 for its first try, counting on across task and process
+    /// restarts, resumes and redeliveries.
     pub attempt: u32,
     /// `success` or `failure`.
     pub outcome: String,

@@ -1,6 +1,6 @@
 //! Failing receivers: every matching event still arrives at least once (in seq order in
-//! ordered mode), attempts are recorded, 410 disables, exhausted retries dead-letter (parallel)
-//! or pause (ordered), and dead letters redeliver.
+//! ordered mode), attempts are recorded and numbered per message, 410 disables, exhausted
+//! retries dead-letter (parallel) or pause (ordered), and dead letters redeliver.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -265,6 +265,31 @@ async fn in_ordered_mode_exhausted_retries_pause_the_subscription_and_resume_con
     wait_delivered(&rx, &sent).await;
     let expected: Vec<u64> = sent.iter().map(|(s, _)| *s).collect();
     assert_eq!(accepted_seqs(&rx), expected);
+    // The resume started a new round of the schedule, and the count went on: the four failed
+    // tries are attempts 1 to 4, the one that got through is attempt 5.
+    let mut numbers: Vec<(u64, String)> = attempts(&app, &id)
+        .await
+        .iter()
+        .filter(|a| a["seq"] == sent[0].0)
+        .map(|a| {
+            (
+                a["attempt"].as_u64().unwrap(),
+                a["outcome"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    numbers.sort();
+    let failure = || "failure".to_string();
+    assert_eq!(
+        numbers,
+        [
+            (1, failure()),
+            (2, failure()),
+            (3, failure()),
+            (4, failure()),
+            (5, "success".to_string())
+        ]
+    );
 }
 
 #[tokio::test]

@@ -1,4 +1,5 @@
-//! Filters: only matching types, streams and processes arrive.
+//! Filters: only matching types, streams and processes arrive, and a filter that refuses a
+//! long run of records scans it in bounded steps, moving its cursor past them as it goes.
 
 use std::collections::BTreeSet;
 
@@ -91,4 +92,62 @@ async fn only_events_matching_the_type_glob_stream_prefix_and_process_arrive() {
     assert_eq!(by_type.all().len(), 1);
     assert_eq!(by_stream.all().len(), 1);
     assert_eq!(by_process.all().len(), 1);
+}
+
+#[tokio::test]
+async fn a_rare_filter_gets_its_one_event_after_thousands_of_others_and_its_cursor_moves_past_them_step_by_step()
+ {
+    // Few records per step, so the scan below takes many steps.
+    let app = app_with(json!({"read_batch": 8})).await;
+    let mut batch = Vec::new();
+    for i in 0..4_000u64 {
+        batch.push(statement(i));
+        if batch.len() == 100 {
+            let resp = app
+                .append("process/ru-ua-peace", &json!({"events": batch}))
+                .await;
+            assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+            batch.clear();
+        }
+    }
+    let resp = app
+        .append("process/ru-ua-peace", &meeting("meeting:rare"))
+        .await;
+    assert_eq!(resp.status(), 201);
+    let meeting_seq = resp.json::<serde_json::Value>().await.unwrap()["events"][0]["seq"]
+        .as_u64()
+        .unwrap();
+    let rx = Receiver::ok().await;
+    let (id, _) = subscribe(
+        &app,
+        json!({"url": rx.url(), "from_seq": 1, "filter": {"types": ["meeting.*"]}}),
+    )
+    .await;
+    // Watch the cursor while the scan runs. These requests are served on the same runtime as
+    // the delivery task: one scan of the whole log at once would leave them waiting until it
+    // ended, so the cursor would only ever be seen at 0 or at the meeting.
+    let seen = std::cell::RefCell::new(Vec::new());
+    wait_until(
+        "the meeting delivered and the cursor at the head",
+        || async {
+            let cursor = sub(&app, &id).await["cursor"].as_u64().unwrap();
+            seen.borrow_mut().push(cursor);
+            !rx.accepted().is_empty() && cursor == meeting_seq
+        },
+    )
+    .await;
+    let seen = seen.into_inner();
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "the cursor went back: {seen:?}"
+    );
+    assert!(
+        seen.iter().any(|c| *c > 0 && *c < meeting_seq - 1),
+        "the cursor never stopped between the first record and the meeting: {seen:?}"
+    );
+    assert_eq!(sub(&app, &id).await["lag"], 0);
+    let all = rx.all();
+    assert_eq!(all.len(), 1, "only the meeting matches");
+    assert_eq!(all[0].seq(), meeting_seq);
+    assert_eq!(all[0].json()["type"], "meeting.held");
 }

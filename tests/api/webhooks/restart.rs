@@ -1,5 +1,6 @@
 //! Crashes and restarts: the cursor is durable, so nothing matching is lost; what is sent
-//! again carries the same webhook-id.
+//! again carries the same webhook-id. A message being retried keeps its attempt count and its
+//! place in the schedule across task and process restarts.
 
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, BTreeSet};
@@ -88,6 +89,18 @@ impl Bin {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    async fn get(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.keys.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
     async fn append(&self, stream: &str, body: &Value) -> Value {
         let (status, v) = self
             .post(
@@ -101,28 +114,57 @@ impl Bin {
     }
 }
 
+/// A data folder with keys and a config file whose `[webhooks]` section is `webhooks`, for
+/// starting the real binary on it, again and again.
+struct Folder {
+    _dir: tempfile::TempDir,
+    keys: TestKeys,
+    config: std::path::PathBuf,
+    data: std::path::PathBuf,
+}
+
+impl Folder {
+    fn new(webhooks: &str) -> Folder {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = TestKeys::new();
+        let config = dir.path().join("annals.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{}[webhooks]\nallow_private_targets = true\n{webhooks}",
+                keys.toml()
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        Folder {
+            _dir: dir,
+            keys,
+            config,
+            data,
+        }
+    }
+
+    /// Starts the binary; it is killed when the returned guard drops.
+    fn start(&self) -> (Running, Bin) {
+        let server = Running(Some(BinaryServer::start(&self.data, &self.config)));
+        let bin = Bin {
+            base: server.0.as_ref().unwrap().base.clone(),
+            client: reqwest::Client::new(),
+            keys: self.keys.clone(),
+        };
+        (server, bin)
+    }
+}
+
 #[tokio::test]
 async fn killing_the_server_mid_delivery_loses_nothing_and_duplicates_carry_the_same_webhook_id() {
-    let dir = tempfile::tempdir().unwrap();
-    let keys = TestKeys::new();
-    let config = dir.path().join("annals.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}[webhooks]\nallow_private_targets = true\nretry_schedule_ms = [0, 50, 100, 200, 400, 800]\ncursor_sync_ms = 50\n",
-            keys.toml()
-        ),
-    )
-    .unwrap();
-    let data = dir.path().join("data");
+    let folder =
+        Folder::new("retry_schedule_ms = [0, 50, 100, 200, 400, 800]\ncursor_sync_ms = 50\n");
+    let keys = folder.keys.clone();
     // A slow receiver, so the kill lands while deliveries are in flight.
     let rx = Receiver::start(|_, _| Answer::SlowOk(20)).await;
-    let server = Running(Some(BinaryServer::start(&data, &config)));
-    let bin = Bin {
-        base: server.0.as_ref().unwrap().base.clone(),
-        client: reqwest::Client::new(),
-        keys: keys.clone(),
-    };
+    let (server, bin) = folder.start();
     bin.append("registry/sources", &source_event(SOURCE)).await;
     let (status, v) = bin
         .post(
@@ -144,7 +186,7 @@ async fn killing_the_server_mid_delivery_loses_nothing_and_duplicates_carry_the_
     server.kill9();
     let delivered_before = rx.accepted().len();
 
-    let server = Running(Some(BinaryServer::start(&data, &config)));
+    let (server, _) = folder.start();
     wait_until("every statement delivered after the restart", || async {
         let got: BTreeSet<String> = rx.accepted().into_iter().map(|c| c.id).collect();
         expected.iter().all(|id| got.contains(id))
@@ -157,5 +199,130 @@ async fn killing_the_server_mid_delivery_loses_nothing_and_duplicates_carry_the_
     assert!(
         delivered_before < expected.len(),
         "the kill did not land mid-delivery"
+    );
+}
+
+/// The attempt numbers recorded for `seq`, ascending.
+fn attempt_numbers(attempts: &[Value], seq: u64) -> Vec<u64> {
+    let mut n: Vec<u64> = attempts
+        .iter()
+        .filter(|a| a["seq"] == seq)
+        .map(|a| a["attempt"].as_u64().unwrap())
+        .collect();
+    n.sort_unstable();
+    n
+}
+
+#[tokio::test]
+async fn after_a_kill_9_mid_retry_the_next_attempt_is_numbered_on_and_the_message_dead_letters_after_the_configured_total()
+ {
+    // Six attempts in all. The long gap after the second is where the kill lands.
+    let folder = Folder::new(
+        "retry_schedule_ms = [0, 100, 3000, 100, 100, 100]\njitter_percent = 0\ncursor_sync_ms = 50\n",
+    );
+    let keys = folder.keys.clone();
+    let rx = Receiver::start(|_, _| Answer::Status(500)).await;
+    let (server, bin) = folder.start();
+    bin.append("registry/sources", &source_event(SOURCE)).await;
+    let (status, v) = bin
+        .post(
+            "/subscriptions",
+            &keys.admin,
+            &json!({"url": rx.url(), "mode": "parallel"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{v}");
+    let id = v["id"].as_str().unwrap().to_string();
+    let appended = bin.append("process/ru-ua-peace", &statement(1)).await;
+    let seq = appended["events"][0]["seq"].as_u64().unwrap();
+    let event_id = appended["events"][0]["id"].as_str().unwrap().to_string();
+    let attempts_path = format!("/subscriptions/{id}/attempts?limit=100");
+    wait_until("two failed attempts recorded", || async {
+        attempt_numbers(
+            bin.get(&attempts_path).await["attempts"]
+                .as_array()
+                .unwrap(),
+            seq,
+        ) == [1, 2]
+    })
+    .await;
+    // The retry state is made durable by the next sync (every 50 ms), long before the third
+    // attempt is due (3 s): kill well inside that gap.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    server.kill9();
+    assert_eq!(rx.all().len(), 2, "the kill landed after the third attempt");
+
+    let (server, bin) = folder.start();
+    let dl_path = format!("/subscriptions/{id}/dead-letters");
+    wait_until("the message dead-lettered", || async {
+        !bin.get(&dl_path).await["dead_letters"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    let dl = bin.get(&dl_path).await["dead_letters"][0].clone();
+    assert_eq!(dl["seq"], seq);
+    assert_eq!(dl["attempts"], 6, "{dl}");
+    // Six requests in all, one per attempt, all with the same webhook-id: the restart went
+    // on with attempt 3 instead of starting the schedule over.
+    let all = rx.all();
+    assert_eq!(all.len(), 6);
+    assert!(all.iter().all(|c| c.id == event_id));
+    let attempts = bin.get(&attempts_path).await["attempts"]
+        .as_array()
+        .unwrap()
+        .clone();
+    assert_eq!(attempt_numbers(&attempts, seq), [1, 2, 3, 4, 5, 6]);
+    // The third attempt waited for its due time across the restart (3 s after the second),
+    // rather than being sent as soon as the new process started.
+    let ts = |i: usize| all[i].timestamp.parse::<i64>().unwrap();
+    assert!(
+        ts(2) - ts(1) >= 2,
+        "retried {} s after the second attempt",
+        ts(2) - ts(1)
+    );
+    server.kill9();
+}
+
+#[tokio::test]
+async fn an_operator_change_mid_retry_keeps_the_attempt_count_and_the_message_dead_letters_after_the_configured_total()
+ {
+    let app =
+        app_with(json!({"retry_schedule_ms": [0, 100, 1000, 100], "jitter_percent": 0})).await;
+    let rx = Receiver::start(|_, _| Answer::Status(500)).await;
+    let (id, _) = subscribe(&app, json!({"url": rx.url(), "mode": "parallel"})).await;
+    let sent = statements(&app, 1, 1).await;
+    let seq = sent[0].0;
+    wait_until("two failed attempts", || async {
+        attempt_numbers(&attempts(&app, &id).await, seq) == [1, 2]
+    })
+    .await;
+    // A change restarts the delivery task.
+    let resp = app
+        .client
+        .patch(app.url(&format!("/subscriptions/{id}")))
+        .bearer_auth(&app.keys.admin)
+        .json(&json!({"description": "changed mid-retry"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let dl_path = format!("/subscriptions/{id}/dead-letters");
+    wait_until("the message dead-lettered", || async {
+        !admin_get(&app, &dl_path).await["dead_letters"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    })
+    .await;
+    assert_eq!(
+        admin_get(&app, &dl_path).await["dead_letters"][0]["attempts"],
+        4
+    );
+    assert_eq!(rx.all().len(), 4);
+    assert_eq!(
+        attempt_numbers(&attempts(&app, &id).await, seq),
+        [1, 2, 3, 4]
     );
 }
