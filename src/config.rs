@@ -91,6 +91,8 @@ pub struct Limits {
     pub max_stream_name_bytes: usize,
     /// Most records one read returns.
     pub max_read_limit: usize,
+    /// Most records one filtered read examines before it answers with what it found.
+    pub max_scan_per_read: usize,
 }
 
 /// Live feed settings.
@@ -185,6 +187,7 @@ impl Config {
                 self.limits.max_stream_name_bytes,
             ),
             ("limits.max_read_limit", self.limits.max_read_limit),
+            ("limits.max_scan_per_read", self.limits.max_scan_per_read),
             ("log.max_group_events", self.log.max_group_events),
             ("log.queue_capacity", self.log.queue_capacity),
         ];

@@ -208,9 +208,15 @@ pub fn read_all(st: &Shared, auth: Option<&str>, query: &Query) -> Response {
         let limit = limit_param(st, query)?;
         let filter = TypeFilter::parse(query.get("type"));
         let head = st.log.head().seq;
+        // Unfiltered, `limit` bounds the work; filtered, the search window does.
+        let window = if filter.is_all() {
+            usize::MAX
+        } else {
+            st.limits().max_scan_per_read
+        };
         let (records, after) = st
             .log
-            .read_range(from, limit, |r| filter.keeps(r))
+            .read_range_within(from, limit, window, |r| filter.keeps(r))
             .map_err(|e| Problem::storage(&e))?;
         let next = if after <= head {
             after.to_string()

@@ -90,12 +90,21 @@ pub fn feed(
                     yield Ok::<Event, Infallible>(error_event(&p));
                     return;
                 }
-                match state.log.read_range(next, CHUNK, |r| filter.keeps(r)) {
+                let window = if filter.is_all() {
+                    usize::MAX
+                } else {
+                    state.limits().max_scan_per_read
+                };
+                match state.log.read_range_within(next, CHUNK, window, |r| filter.keeps(r)) {
                     Ok((records, after)) => {
                         for rec in &records {
                             yield Ok(record_event(rec));
                         }
                         next = after;
+                        if records.is_empty() {
+                            // A rare filter: let other tasks run between search windows.
+                            tokio::task::yield_now().await;
+                        }
                     }
                     Err(e) => {
                         yield Ok(error_event(&Problem::storage(&e)));

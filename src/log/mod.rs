@@ -541,12 +541,26 @@ impl Log {
         &self,
         from: u64,
         limit: usize,
+        keep: impl FnMut(&Recorded) -> bool,
+    ) -> Result<(Vec<Recorded>, u64), LogError> {
+        self.read_range_within(from, limit, usize::MAX, keep)
+    }
+
+    /// As [`Log::read_range`], examining at most `max_examined` records: a filter that
+    /// matches rarely answers with what it found so far, and the returned seq says where to
+    /// go on.
+    pub fn read_range_within(
+        &self,
+        from: u64,
+        limit: usize,
+        max_examined: usize,
         mut keep: impl FnMut(&Recorded) -> bool,
     ) -> Result<(Vec<Recorded>, u64), LogError> {
         let head = self.head().seq;
         let from = from.max(1);
         let mut out = Vec::new();
         let mut next = from;
+        let mut examined = 0usize;
         if from > head {
             return Ok((out, next));
         }
@@ -558,11 +572,15 @@ impl Log {
             let seq = layout::read_u64(&k[1..]).ok_or_else(|| corrupt(&k))?;
             let rec = Recorded::from_stored(seq, &v).ok_or_else(|| corrupt(&k))?;
             next = seq + 1;
+            examined += 1;
             if keep(&rec) {
                 out.push(rec);
                 if out.len() >= limit {
                     break;
                 }
+            }
+            if examined >= max_examined {
+                break;
             }
         }
         Ok((out, next))

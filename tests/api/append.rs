@@ -235,3 +235,42 @@ async fn metrics_count_appends_group_commits_flush_latency_and_http_statuses() {
         1.0
     );
 }
+
+#[tokio::test]
+async fn a_filtered_read_examines_at_most_the_search_window_and_says_where_to_go_on() {
+    let app = spawn_app_with(|mut c| {
+        c.limits.max_scan_per_read = 10;
+        c
+    })
+    .await;
+    app.seed().await; // 1
+    for i in 0..30 {
+        app.append("process/p", &statement(i)).await; // 2..=31
+    }
+    app.append("process/p", &meeting("meeting:m1")).await; // 32
+
+    // Each read examines ten records: the first three find nothing and say where to go on.
+    let mut from = 1;
+    let mut pages = Vec::new();
+    let found = loop {
+        let page = app
+            .get_json(&format!("/events?type=meeting.*&from={from}"))
+            .await;
+        pages.push(from);
+        let events = page["events"].as_array().unwrap().clone();
+        if !events.is_empty() {
+            assert_eq!(page["next"], Value::Null, "the meeting is the last record");
+            break events;
+        }
+        from = page["next"]
+            .as_u64()
+            .expect("an empty page says where to go on");
+    };
+    assert_eq!(pages, [1, 11, 21, 31]);
+    assert_eq!(found.len(), 1);
+    assert_eq!(found[0]["seq"], 32);
+
+    // An unfiltered read is bounded by `limit` as before.
+    let all = app.get_json("/events?from=1&limit=20").await;
+    assert_eq!(all["events"].as_array().unwrap().len(), 20);
+}

@@ -291,6 +291,28 @@ async fn a_type_filter_sends_only_matching_records_in_catch_up_and_live() {
 }
 
 #[tokio::test]
+async fn a_rare_type_filter_crosses_many_search_windows_to_its_match() {
+    let app = spawn_app_with(|mut c| {
+        c.limits.max_scan_per_read = 3;
+        c
+    })
+    .await;
+    app.seed().await;
+    for i in 0..20 {
+        append_ok(&app, "process/p", &statement(i)).await; // 2..=21
+    }
+    append_ok(&app, "process/p", &meeting("meeting:m1")).await; // 22
+
+    let mut feed = Sse::open(&app, "/events/live?from=1&type=meeting.*", None).await;
+    let rec = feed.record().await;
+    assert_eq!(
+        (rec["seq"].as_u64(), rec["type"].as_str()),
+        (Some(22), Some("meeting.held"))
+    );
+    assert_eq!(feed.live().await, 22);
+}
+
+#[tokio::test]
 async fn last_event_id_resumes_after_that_seq_and_wins_over_from() {
     let app = spawn_app().await;
     app.seed().await;
