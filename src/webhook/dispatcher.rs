@@ -543,29 +543,11 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                 .remove_retry_state(RetryKind::Redelivery, &id, seq)?;
         }
     }
-    // Dead letters queued for redelivery run beside the cursor; they never move it.
-    for dl in letters {
-        if !dl.redeliver {
-            continue;
-        }
-        match ctx.log.get(dl.seq)? {
-            Some(recorded) => match recorded.record().map(|r| Msg::new(&r, &recorded)) {
-                Ok(Ok(msg)) => pending.push(Box::pin(settle(
-                    ctx.clone(),
-                    s.clone(),
-                    msg,
-                    Exhaust::DeadLetter { prior: dl.attempts },
-                    true,
-                ))),
-                _ => tracing::error!(seq = dl.seq, "dead letter record does not parse"),
-            },
-            None => {
-                if ctx.store.remove_dead_letter(&id, dl.seq)? {
-                    s.dead_count.fetch_sub(1, Ordering::AcqRel);
-                }
-            }
-        }
-    }
+    // Dead letters queued for redelivery run beside the cursor; they never move it. They are
+    // started at most `k` at a time, like the cursor's own messages, so "redeliver all" never
+    // opens thousands of requests to one target at once.
+    let mut redo: VecDeque<DeadLetter> = letters.into_iter().filter(|d| d.redeliver).collect();
+    let mut redo_in_flight = 0usize;
     // The cap may have been lowered since the last run. Failing that, the next dead letter
     // tries again; delivery need not wait for it.
     if let Err(e) = s.trim_dead_letters(&ctx) {
@@ -574,6 +556,29 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
 
     let mut head_rx = ctx.log.subscribe();
     loop {
+        while redo_in_flight < k {
+            let Some(dl) = redo.pop_front() else { break };
+            match ctx.log.get(dl.seq)? {
+                Some(recorded) => match recorded.record().map(|r| Msg::new(&r, &recorded)) {
+                    Ok(Ok(msg)) => {
+                        redo_in_flight += 1;
+                        pending.push(Box::pin(settle(
+                            ctx.clone(),
+                            s.clone(),
+                            msg,
+                            Exhaust::DeadLetter { prior: dl.attempts },
+                            true,
+                        )));
+                    }
+                    _ => tracing::error!(seq = dl.seq, "dead letter record does not parse"),
+                },
+                None => {
+                    if ctx.store.remove_dead_letter(&id, dl.seq)? {
+                        s.dead_count.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
         let head = head_rx.borrow_and_update().seq;
         // At most one read per turn: a read examines at most `read_batch` records, and the
         // turn ends by yielding, so a filter that refuses a long run of records never holds
@@ -625,7 +630,9 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
         tokio::select! {
             done = pending.next(), if !pending.is_empty() => {
                 let Some((redelivery, seq, outcome)) = done else { continue };
-                if !redelivery {
+                if redelivery {
+                    redo_in_flight = redo_in_flight.saturating_sub(1);
+                } else {
                     in_flight.remove(&seq);
                 }
                 match outcome {

@@ -147,3 +147,56 @@ async fn a_dead_letter_cap_of_zero_is_refused_at_start_naming_the_key() {
         ),
     }
 }
+
+#[tokio::test]
+async fn redeliver_all_sends_no_more_at_once_than_the_subscription_allows_in_flight() {
+    let app = app_with(json!({"retry_schedule_ms": [0]})).await;
+    // The first six requests fail (six dead letters); the redeliveries each take 300 ms.
+    let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = arrivals.clone();
+    let rx = Receiver::start(move |n, _| {
+        if n < 6 {
+            Answer::Status(500)
+        } else {
+            seen.lock().unwrap().push(std::time::Instant::now());
+            Answer::SlowOk(300)
+        }
+    })
+    .await;
+    let (id, _) = subscribe(
+        &app,
+        json!({"url": rx.url(), "mode": "parallel", "max_in_flight": 2}),
+    )
+    .await;
+    statements(&app, 1, 6).await;
+    wait_until("six dead letters", || async {
+        seqs(&page(&app, &id, "").await).len() == 6
+    })
+    .await;
+
+    let (status, v) = post(
+        &app,
+        &format!("/subscriptions/{id}/dead-letters/redeliver"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    assert_eq!(v["queued"], 6);
+    wait_until("every dead letter redelivered", || async {
+        seqs(&page(&app, &id, "").await).is_empty()
+    })
+    .await;
+
+    // With two in flight, a third request can only start once one of the two before it was
+    // answered, 300 ms after it arrived.
+    let mut times = arrivals.lock().unwrap().clone();
+    times.sort();
+    assert_eq!(times.len(), 6);
+    for w in times.windows(3) {
+        assert!(
+            w[2] - w[0] >= std::time::Duration::from_millis(250),
+            "three redeliveries in flight at once: {:?}",
+            w[2] - w[0]
+        );
+    }
+}
