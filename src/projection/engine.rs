@@ -639,7 +639,9 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     .await?;
     let old_generation = cursor.generation;
     let seq = fresh.seq;
-    *inner.write() = fresh;
+    // Swap under the lock; free the old state after it, off the async workers: dropping a
+    // million facts takes a moment that queries must not wait for.
+    let old = std::mem::replace(&mut *inner.write(), fresh);
     inner.applied.send_replace(seq);
     cursor.generation = meta.generation;
     cursor.checkpoint_seq = meta.seq;
@@ -649,7 +651,11 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     inner.metrics.seq.set(seq as i64);
     drop(cursor);
     let tree = inner.tree()?;
-    blocking(move || Ok(checkpoint::drop_generation(&tree, old_generation)?)).await?;
+    blocking(move || {
+        drop(old);
+        Ok(checkpoint::drop_generation(&tree, old_generation)?)
+    })
+    .await?;
     Ok(seq)
 }
 
