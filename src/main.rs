@@ -395,6 +395,11 @@ async fn serve(config: Config, demo: bool) -> ExitCode {
     .await
     {
         Ok(s) => s,
+        // An unusable webhook secret key file is a configuration error, like a bad value.
+        Err(annals::server::StartError::Webhook(e)) if e.is_config() => {
+            eprintln!("annals: {e}");
+            return ExitCode::from(2);
+        }
         Err(e) => return fail(e),
     };
     // Tools read these lines: the address first, then the demo key.

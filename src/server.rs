@@ -134,7 +134,8 @@ impl Server {
         }
         let projections =
             projection::Engine::start(log.clone(), config.projections.clone(), &metrics)?;
-        let webhooks = webhook::Service::start(log.clone(), config.webhooks.clone(), &metrics)?;
+        let webhooks =
+            webhook::Service::start(log.clone(), config.webhooks.clone(), &dir, &metrics)?;
         let checkpoints = Checkpointer::start(log.clone(), &config.audit, &dir)?;
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(State {

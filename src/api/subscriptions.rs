@@ -303,8 +303,14 @@ fn problem(e: WebhookError) -> Problem {
                 message,
             }])
         }
+        WebhookError::NoSecret(_) => Problem::new(
+            StatusCode::CONFLICT,
+            "no-signing-secret",
+            "The subscription has no signing secret",
+            e.to_string(),
+        ),
         WebhookError::Log(ref le) => Problem::storage(le),
-        WebhookError::Store(_) | WebhookError::Config(_) => {
+        WebhookError::Store(_) | WebhookError::Config(_) | WebhookError::Key(_) => {
             tracing::error!(error = %e, "webhook store error");
             Problem::new(
                 StatusCode::SERVICE_UNAVAILABLE,

@@ -956,7 +956,16 @@ async fn send(
 ) -> Result<(u16, Option<Duration>, Vec<u8>), (&'static str, String)> {
     let client = s.client(ctx).await.map_err(|e| ("refused", e))?;
     let timestamp = (now_ms() / 1000) as i64;
-    let signature = signing::signature_header(&s.keys(), &msg.event_id, timestamp, &msg.body);
+    let keys = s.keys();
+    if keys.is_empty() {
+        // Only a subscription whose unreadable secrets were dropped has none, and it is
+        // disabled until rotated; still, nothing is ever sent unsigned.
+        return Err((
+            "unsigned",
+            "no secret to sign with; rotate the subscription's secret".into(),
+        ));
+    }
+    let signature = signing::signature_header(&keys, &msg.event_id, timestamp, &msg.body);
     let mut resp = client
         .post(s.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")

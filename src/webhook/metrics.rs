@@ -12,7 +12,7 @@ pub struct WebhookMetrics {
     /// `paused`, `disabled`.
     pub deliveries: IntCounterVec,
     /// Attempts by outcome: `success`, `http_error`, `gone`, `timeout`, `connect_error`,
-    /// `refused` (target guard).
+    /// `refused` (target guard), `unsigned` (no secret to sign with; never sent).
     pub attempts: IntCounterVec,
     /// Seconds per attempt, send to end of the (capped) response.
     pub attempt_seconds: Histogram,

@@ -3,17 +3,21 @@
 //! owns one delivery task per active subscription; a change to a subscription stops its task,
 //! changes the store, and starts a new one, so the task never races an operator. This module
 //! must never block or write to the log, and never log or return a stored secret (only the
-//! create and rotate answers carry the new one).
+//! create and rotate answers carry the new one). Secrets are stored sealed under the key in
+//! `webhooks.secret_key_file` (`sealing`); the service starts only once every stored secret
+//! opens with it.
 
 mod dispatcher;
 pub mod guard;
 mod metrics;
 pub mod retry;
+pub mod sealing;
 pub mod signing;
 pub mod store;
 pub mod subscription;
 
 use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -27,6 +31,7 @@ use uuid::Uuid;
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
 use dispatcher::{Ctx, SyncError, Worker};
+pub use store::Unreadable;
 use store::{Store, StoreError};
 pub use subscription::{
     Attempt, DeadLetter, Filter, Mode, NewSubscription, Status, Subscription, SubscriptionPatch,
@@ -72,6 +77,12 @@ pub struct WebhookConfig {
     /// Dead letters kept per subscription; when full, the one with the lowest seq (the oldest
     /// message) is evicted to make room.
     pub max_dead_letters_per_subscription: usize,
+    /// The file of the 32-byte key (64 hex digits) that encrypts signing secrets at rest.
+    /// Empty: `webhooks.key` in the data folder, created on first start.
+    pub secret_key_file: PathBuf,
+    /// A stored secret that does not decrypt with the key stops the start (`refuse`), or
+    /// disables its subscription until the secret is rotated (`disable`).
+    pub unreadable_secrets: Unreadable,
 }
 
 impl Default for WebhookConfig {
@@ -96,6 +107,8 @@ impl Default for WebhookConfig {
             cursor_sync_ms: 200,
             read_batch: 256,
             max_dead_letters_per_subscription: 10_000,
+            secret_key_file: PathBuf::new(),
+            unreadable_secrets: Unreadable::Refuse,
         }
     }
 }
@@ -161,12 +174,32 @@ pub enum WebhookError {
     /// The webhook store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The key that encrypts secrets at rest cannot be read, created or used.
+    #[error(transparent)]
+    Key(#[from] sealing::KeyError),
+    /// The subscription has no secret to sign with (its unreadable one was dropped).
+    #[error(
+        "subscription `{0}` has no signing secret; rotate its secret (POST \
+         /subscriptions/{0}/rotate-secret) before resuming it"
+    )]
+    NoSecret(Uuid),
     /// The log failed (closed, storage).
     #[error(transparent)]
     Log(#[from] LogError),
     /// The configuration is unusable, or the service could not start.
     #[error("{0}")]
     Config(String),
+}
+
+impl WebhookError {
+    /// Whether this is the operator's to fix in the configuration (`annals serve` exits 2):
+    /// the secret key file is unusable, or is not the one that encrypted the stored secrets.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            WebhookError::Key(_) | WebhookError::Store(StoreError::Undecryptable { .. })
+        )
+    }
 }
 
 fn invalid(pointer: &str, message: impl Into<String>) -> WebhookError {
@@ -199,14 +232,31 @@ struct Inner {
 }
 
 impl Service {
-    /// Loads subscriptions and starts their delivery tasks (and the cursor syncer).
+    /// Loads the secret key (creating it in `data_dir` on first start), seals any secret an
+    /// earlier version stored in the clear, checks that every stored secret decrypts, then
+    /// loads subscriptions and starts their delivery tasks (and the cursor syncer).
     pub fn start(
         log: Log,
         config: WebhookConfig,
+        data_dir: &Path,
         metrics: &Metrics,
     ) -> Result<Service, WebhookError> {
         config.check()?;
-        let store = Store::new(log.clone())?;
+        let sealer = open_sealer(&log, &config, data_dir)?;
+        let store = Store::new(log.clone(), sealer)?;
+        let sealing = store.seal_plaintext_secrets(config.unreadable_secrets)?;
+        if sealing.sealed > 0 {
+            tracing::info!(
+                secrets = sealing.sealed,
+                "webhook secrets stored in the clear by an earlier version are now encrypted"
+            );
+        }
+        if sealing.disabled > 0 {
+            tracing::warn!(
+                subscriptions = sealing.disabled,
+                "webhook subscriptions disabled: their secrets do not decrypt with the key; rotate their secrets, then resume them"
+            );
+        }
         let metrics = metrics::WebhookMetrics::register(metrics)
             .map_err(|e| WebhookError::Config(format!("metrics: {e}")))?;
         let ip_client = dispatcher::client_builder(&config)
@@ -474,6 +524,9 @@ impl Service {
     pub async fn resume(&self, id: &str) -> Result<Value, WebhookError> {
         let sub = self
             .change(id, |sub| {
+                if sub.signing_secrets(now_ms()).is_empty() {
+                    return Err(WebhookError::NoSecret(sub.id));
+                }
                 sub.status = Status::Active;
                 sub.status_reason = None;
                 sub.failing_since_ms = None;
@@ -605,6 +658,36 @@ impl Service {
         let sub = self.load(id)?;
         Ok(self.store().attempts(&sub.id, limit)?)
     }
+}
+
+/// The key that seals secrets: the configured file, or `webhooks.key` in the data folder,
+/// created when missing, unless secrets sealed under some key are already stored (a new key
+/// could never open them: the old one is lost or misplaced, and saying so beats failing later).
+fn open_sealer(
+    log: &Log,
+    config: &WebhookConfig,
+    data_dir: &Path,
+) -> Result<sealing::Sealer, WebhookError> {
+    let path = sealing::key_path(&config.secret_key_file, data_dir);
+    if !sealing::key_exists(&path)? {
+        if let Some(id) = Store::first_sealed(log)?
+            && config.unreadable_secrets == Unreadable::Refuse
+        {
+            return Err(sealing::KeyError {
+                path,
+                message: format!(
+                    "does not exist, but subscription {id} holds a secret encrypted with a \
+                     key: restore the key file that encrypted it (it belongs with the data \
+                     folder's backup), or if it is lost set webhooks.unreadable_secrets = \
+                     \"disable\" to disable such subscriptions until their secrets are rotated"
+                ),
+            }
+            .into());
+        }
+        sealing::create_key_file(&path)?;
+        tracing::info!(path = %path.display(), "created the key that encrypts webhook secrets; back it up with the data folder");
+    }
+    Ok(sealing::Sealer::load(&path)?)
 }
 
 /// Makes moved cursors and retry states durable every `cursor_sync_ms` (one flush +

@@ -1,15 +1,23 @@
 //! Webhook state in the auxiliary sled tree `webhooks`: subscriptions, cursors (last delivered
 //! seq), dead letters (bounded per subscription by the dispatcher), the attempts ring, and the
 //! retry state of messages still being tried. Writes here are cheap sled inserts; durability
-//! comes from `Log::sync_aux`, which the service batches. This module must never touch the
-//! log's own tree, and never hand a secret to anything but the dispatcher and the API's
-//! create/rotate answers.
+//! comes from `Log::sync_aux`, which the service batches. Signing secrets are sealed
+//! (`sealing`) on their way in and opened on their way out; a store written before secrets
+//! were sealed is sealed in place at start ([`Store::seal_plaintext_secrets`]). This module
+//! must never touch the log's own tree, never write a secret unsealed, and never hand a
+//! secret to anything but the dispatcher and the API's create/rotate answers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::subscription::{Attempt, DeadLetter, Subscription};
+use super::sealing::{SealError, Sealer};
+use super::subscription::{
+    Attempt, DeadLetter, Secret, Status, Subscription, ms_to_rfc3339, now_ms,
+};
 
 const SUB: u8 = b's';
 const CURSOR: u8 = b'c';
@@ -70,6 +78,87 @@ pub enum StoreError {
     /// The log (and so this store) is closed or failed.
     #[error("webhook store: {0}")]
     Log(#[from] crate::log::LogError),
+    /// A stored secret does not open with the key: another key sealed it, or it was altered
+    /// or copied from another subscription. Nothing is signed with it.
+    #[error(
+        "the webhook secret of subscription {subscription} cannot be decrypted with the key in {} \
+         (webhooks.secret_key_file): {reason}; start with the key file that encrypted it (if it \
+         is lost, webhooks.unreadable_secrets = \"disable\" disables such subscriptions until \
+         their secrets are rotated)",
+        key_file.display()
+    )]
+    Undecryptable {
+        /// The subscription whose secret does not open.
+        subscription: Uuid,
+        /// The key file tried.
+        key_file: PathBuf,
+        /// Why (never the secret).
+        reason: SealError,
+    },
+    /// A secret could not be sealed (no random nonce); nothing was written.
+    #[error("webhook store: cannot encrypt a secret: {0}")]
+    Seal(SealError),
+}
+
+/// A secret as the store keeps it: sealed, or (only in a store written before secrets were
+/// sealed, until start-up seals it) in the clear. Which field is present says which, so a
+/// stored value is never ambiguous.
+#[derive(Debug, Serialize, Deserialize)]
+struct StoredSecret {
+    /// `v1:` + base64 of nonce and ciphertext (`sealing`), bound to the subscription id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sealed: Option<String>,
+    /// The secret in the clear, as earlier versions stored it. Read, never written.
+    #[serde(default, skip_serializing)]
+    key: Option<String>,
+    /// As [`Secret::expires_at_ms`].
+    expires_at_ms: Option<u64>,
+}
+
+/// A subscription on its way into the store: its fields, with `secrets` sealed.
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    #[serde(flatten)]
+    sub: &'a Subscription,
+    secrets: Vec<StoredSecret>,
+}
+
+/// A subscription as read from the store, its secrets not yet opened.
+#[derive(Deserialize)]
+struct Stored {
+    #[serde(flatten)]
+    sub: Subscription,
+    #[serde(default)]
+    secrets: Vec<StoredSecret>,
+}
+
+/// Just the id and secrets of a stored subscription (to look for sealed ones without a key).
+#[derive(Deserialize)]
+struct StoredSecrets {
+    id: Uuid,
+    #[serde(default)]
+    secrets: Vec<StoredSecret>,
+}
+
+/// What to do at start with a subscription whose secret does not open with the key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Unreadable {
+    /// Refuse to start, naming the key file and the subscription.
+    #[default]
+    Refuse,
+    /// Drop the secrets that do not open and disable the subscription until its secret is
+    /// rotated and it is resumed (the way back after a lost key).
+    Disable,
+}
+
+/// What [`Store::seal_plaintext_secrets`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Sealing {
+    /// Secrets found in the clear and sealed.
+    pub sealed: usize,
+    /// Subscriptions whose secrets did not open, disabled (only with [`Unreadable::Disable`]).
+    pub disabled: usize,
 }
 
 /// The `webhooks` tree, opened per use through the log: holding a `sled::Tree` would keep the
@@ -77,6 +166,8 @@ pub enum StoreError {
 #[derive(Clone)]
 pub struct Store {
     log: crate::log::Log,
+    /// Seals secrets before they reach sled, and opens them when a subscription is read.
+    sealer: Arc<Sealer>,
 }
 
 fn key(kind: u8, id: &Uuid) -> Vec<u8> {
@@ -108,10 +199,28 @@ fn tail_u64(k: &[u8]) -> u64 {
 }
 
 impl Store {
-    /// Opens the store beside `log` (checking once that the tree opens).
-    pub fn new(log: crate::log::Log) -> Result<Store, StoreError> {
+    /// Opens the store beside `log` (checking once that the tree opens), sealing secrets
+    /// with `sealer`.
+    pub fn new(log: crate::log::Log, sealer: Sealer) -> Result<Store, StoreError> {
         log.aux_tree("webhooks")?;
-        Ok(Store { log })
+        Ok(Store {
+            log,
+            sealer: Arc::new(sealer),
+        })
+    }
+
+    /// The first subscription in `log`'s webhook store holding a sealed secret, if any: read
+    /// before a key exists, so a missing key file is never replaced by a new key while
+    /// secrets sealed under the old one remain.
+    pub fn first_sealed(log: &crate::log::Log) -> Result<Option<Uuid>, StoreError> {
+        for item in log.aux_tree("webhooks")?.scan_prefix([SUB]) {
+            let (k, v) = item?;
+            let stored: StoredSecrets = decode(&k, &v)?;
+            if stored.secrets.iter().any(|s| s.sealed.is_some()) {
+                return Ok(Some(stored.id));
+            }
+        }
+        Ok(None)
     }
 
     fn tree(&self) -> Result<sled::Tree, StoreError> {
@@ -123,13 +232,119 @@ impl Store {
         Ok(())
     }
 
+    /// A subscription's stored bytes, its secrets sealed under its own id.
+    fn encode_subscription(&self, sub: &Subscription) -> Result<Vec<u8>, StoreError> {
+        let secrets = sub
+            .secrets
+            .iter()
+            .map(|s| {
+                Ok(StoredSecret {
+                    sealed: Some(
+                        self.sealer
+                            .seal(&sub.id, &s.key)
+                            .map_err(StoreError::Seal)?,
+                    ),
+                    key: None,
+                    expires_at_ms: s.expires_at_ms,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(serde_json::to_vec(&StoredRef { sub, secrets })?)
+    }
+
+    /// Opens the secrets of a stored subscription. A secret in the clear (an earlier
+    /// version's store, before start-up sealed it) is taken as it is.
+    fn open(&self, k: &[u8], stored: Stored) -> Result<Subscription, StoreError> {
+        let Stored { mut sub, secrets } = stored;
+        sub.secrets = secrets
+            .into_iter()
+            .map(|s| {
+                let key = match (s.sealed, s.key) {
+                    (Some(sealed), None) => {
+                        self.sealer.open(&sub.id, &sealed).map_err(|reason| {
+                            StoreError::Undecryptable {
+                                subscription: sub.id,
+                                key_file: self.sealer.path().to_path_buf(),
+                                reason,
+                            }
+                        })?
+                    }
+                    (None, Some(plain)) => plain,
+                    _ => {
+                        return Err(StoreError::Corrupt {
+                            key: String::from_utf8_lossy(k).into_owned(),
+                            reason: "a secret must be either sealed or (before sealing) in the \
+                                     clear"
+                                .into(),
+                        });
+                    }
+                };
+                Ok(Secret {
+                    key,
+                    expires_at_ms: s.expires_at_ms,
+                })
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(sub)
+    }
+
+    fn decode_subscription(&self, k: &[u8], v: &[u8]) -> Result<Subscription, StoreError> {
+        self.open(k, decode(k, v)?)
+    }
+
+    /// At start: seals every secret still stored in the clear (a store written before
+    /// secrets were sealed) and checks that every sealed one opens with this key, so nothing
+    /// is ever signed with a secret that did not authenticate. A subscription whose secrets
+    /// do not open stops the start (an error naming it and the key file), or with
+    /// [`Unreadable::Disable`] loses them and is disabled until its secret is rotated. The
+    /// rewrites are one batch, made durable before this answers.
+    pub fn seal_plaintext_secrets(&self, unreadable: Unreadable) -> Result<Sealing, StoreError> {
+        let tree = self.tree()?;
+        let mut batch = sled::Batch::default();
+        let mut done = Sealing::default();
+        for item in tree.scan_prefix([SUB]) {
+            let (k, v) = item?;
+            let stored: Stored = decode(&k, &v)?;
+            let in_clear = stored.secrets.iter().filter(|s| s.key.is_some()).count();
+            let id = stored.sub.id;
+            let sub = match self.open(&k, stored) {
+                Ok(_) if in_clear == 0 => continue,
+                Ok(sub) => {
+                    done.sealed += in_clear;
+                    sub
+                }
+                Err(StoreError::Undecryptable { .. }) if unreadable == Unreadable::Disable => {
+                    let Stored { mut sub, .. } = decode(&k, &v)?;
+                    sub.secrets.clear();
+                    sub.status = Status::Disabled;
+                    sub.updated_at = ms_to_rfc3339(now_ms());
+                    sub.status_reason = Some(format!(
+                        "its signing secret could not be decrypted with the key in {}; rotate \
+                         its secret, then resume it",
+                        self.sealer.path().display()
+                    ));
+                    tracing::warn!(subscription = %id, key_file = %self.sealer.path().display(), "webhook secret cannot be decrypted; subscription disabled until its secret is rotated");
+                    done.disabled += 1;
+                    sub
+                }
+                Err(e) => return Err(e),
+            };
+            batch.insert(k, self.encode_subscription(&sub)?);
+        }
+        if done != Sealing::default() {
+            tree.apply_batch(batch)?;
+            self.log.sync_aux()?;
+        }
+        Ok(done)
+    }
+
     /// Every stored subscription.
     pub fn subscriptions(&self) -> Result<Vec<Subscription>, StoreError> {
         self.tree()?
             .scan_prefix([SUB])
             .map(|item| {
                 let (k, v) = item?;
-                decode(&k, &v)
+                self.decode_subscription(&k, &v)
             })
             .collect()
     }
@@ -138,14 +353,16 @@ impl Store {
     pub fn subscription(&self, id: &Uuid) -> Result<Option<Subscription>, StoreError> {
         let k = key(SUB, id);
         match self.tree()?.get(&k)? {
-            Some(v) => Ok(Some(decode(&k, &v)?)),
+            Some(v) => Ok(Some(self.decode_subscription(&k, &v)?)),
             None => Ok(None),
         }
     }
 
-    /// Inserts or replaces a subscription.
+    /// Inserts or replaces a subscription (its secrets sealed).
     pub fn put_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
-        self.put(key(SUB, &sub.id), sub)
+        self.tree()?
+            .insert(key(SUB, &sub.id), self.encode_subscription(sub)?)?;
+        Ok(())
     }
 
     /// Removes a subscription with its cursor, dead letters and attempts.

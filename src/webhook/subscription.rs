@@ -1,6 +1,7 @@
 //! The subscription model: target, filter (type globs, stream prefixes, process ids), mode,
 //! rate limit, status, and the secrets. Also the shapes the API accepts and returns. This
-//! module must never put a secret into a view: [`Subscription::view`] is the only outward shape.
+//! module must never put a secret into a view ([`Subscription::view`] is the only outward
+//! shape), nor into a serialisation or a `Debug` form: the store seals secrets itself.
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -81,13 +82,25 @@ pub fn glob(pattern: &str, text: &str) -> bool {
     true
 }
 
-/// A signing secret as stored (it must be stored in the clear: it keys the HMAC).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A signing secret, in memory. It keys the HMAC, so it cannot be hashed; the store keeps it
+/// sealed (`sealing`). It is neither `Serialize` nor `Deserialize`, so no path but the store's
+/// sealing can write it anywhere, and its `Debug` form hides the key.
+#[derive(Clone, PartialEq, Eq)]
 pub struct Secret {
     /// `whsec_...`.
     pub key: String,
     /// Unix milliseconds after which it no longer signs (`None`: the current secret).
     pub expires_at_ms: Option<u64>,
+}
+
+impl std::fmt::Debug for Secret {
+    // A subscription may be debug-printed; its secrets must still never reach a log line.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secret")
+            .field("key", &"<redacted>")
+            .field("expires_at_ms", &self.expires_at_ms)
+            .finish()
+    }
 }
 
 /// A subscription as stored.
@@ -117,7 +130,9 @@ pub struct Subscription {
     pub updated_at: String,
     /// Unix ms of the first failed attempt since the last success (`None` when healthy).
     pub failing_since_ms: Option<u64>,
-    /// Current secret first, then older ones still inside their overlap.
+    /// Current secret first, then older ones still inside their overlap. Skipped by serde:
+    /// the store writes them sealed beside the rest (see `store`).
+    #[serde(skip)]
     pub secrets: Vec<Secret>,
 }
 

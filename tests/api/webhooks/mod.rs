@@ -1,6 +1,7 @@
 //! Webhook tests (issue 4): real receivers (small warp servers on loopback) and the real
 //! server. Each file is one concern; `support` holds the receiver and the helpers.
 
+mod at_rest;
 mod dead_letters;
 mod delivery;
 mod failures;

@@ -48,132 +48,17 @@ async fn a_graceful_restart_resumes_from_the_cursor_and_loses_nothing() {
     assert_eq!(sub(&app, &id).await["status"], "active");
 }
 
-/// Kills the binary when the test ends, even by a panic, so no server outlives its test.
-struct Running(Option<BinaryServer>);
-
-impl Running {
-    fn kill9(mut self) {
-        if let Some(s) = self.0.take() {
-            s.kill9();
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(s) = self.0.as_mut() {
-            let _ = s.child.kill();
-            let _ = s.child.wait();
-        }
-    }
-}
-
-/// A minimal client for the real binary.
-struct Bin {
-    base: String,
-    client: reqwest::Client,
-    keys: TestKeys,
-}
-
-impl Bin {
-    async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
-        let resp = self
-            .client
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let resp = self
-            .client
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.keys.admin)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "GET {path}");
-        resp.json().await.unwrap()
-    }
-
-    async fn append(&self, stream: &str, body: &Value) -> Value {
-        let (status, v) = self
-            .post(
-                &format!("/streams/{}/events", encode(stream)),
-                &self.keys.append,
-                body,
-            )
-            .await;
-        assert_eq!(status, 201, "{v}");
-        v
-    }
-}
-
-/// A data folder with keys and a config file whose `[webhooks]` section is `webhooks`, for
-/// starting the real binary on it, again and again.
-struct Folder {
-    _dir: tempfile::TempDir,
-    keys: TestKeys,
-    config: std::path::PathBuf,
-    data: std::path::PathBuf,
-}
-
-impl Folder {
-    fn new(webhooks: &str) -> Folder {
-        let dir = tempfile::tempdir().unwrap();
-        let keys = TestKeys::new();
-        let config = dir.path().join("annals.toml");
-        std::fs::write(
-            &config,
-            format!(
-                "{}[webhooks]\nallow_private_targets = true\n{webhooks}",
-                keys.toml()
-            ),
-        )
-        .unwrap();
-        let data = dir.path().join("data");
-        Folder {
-            _dir: dir,
-            keys,
-            config,
-            data,
-        }
-    }
-
-    /// Starts the binary; it is killed when the returned guard drops.
-    fn start(&self) -> (Running, Bin) {
-        let server = Running(Some(BinaryServer::start(&self.data, &self.config)));
-        let bin = Bin {
-            base: server.0.as_ref().unwrap().base.clone(),
-            client: reqwest::Client::new(),
-            keys: self.keys.clone(),
-        };
-        (server, bin)
-    }
-}
-
 #[tokio::test]
 async fn killing_the_server_mid_delivery_loses_nothing_and_duplicates_carry_the_same_webhook_id() {
     let folder =
         Folder::new("retry_schedule_ms = [0, 50, 100, 200, 400, 800]\ncursor_sync_ms = 50\n");
-    let keys = folder.keys.clone();
     // A slow receiver, so the kill lands while deliveries are in flight.
     let rx = Receiver::start(|_, _| Answer::SlowOk(20)).await;
     let (server, bin) = folder.start();
-    bin.append("registry/sources", &source_event(SOURCE)).await;
-    let (status, v) = bin
-        .post(
-            "/subscriptions",
-            &keys.admin,
-            &json!({"url": rx.url(), "from_seq": 1, "filter": {"types": ["statement.*"]}}),
-        )
-        .await;
-    assert_eq!(status, 201, "{v}");
+    bin.seed_and_subscribe(
+        &json!({"url": rx.url(), "from_seq": 1, "filter": {"types": ["statement.*"]}}),
+    )
+    .await;
     let mut expected = BTreeSet::new();
     for i in 1..=60 {
         let v = bin.append("process/ru-ua-peace", &statement(i)).await;
@@ -220,18 +105,11 @@ async fn after_a_kill_9_mid_retry_the_next_attempt_is_numbered_on_and_the_messag
     let folder = Folder::new(
         "retry_schedule_ms = [0, 100, 3000, 100, 100, 100]\njitter_percent = 0\ncursor_sync_ms = 50\n",
     );
-    let keys = folder.keys.clone();
     let rx = Receiver::start(|_, _| Answer::Status(500)).await;
     let (server, bin) = folder.start();
-    bin.append("registry/sources", &source_event(SOURCE)).await;
-    let (status, v) = bin
-        .post(
-            "/subscriptions",
-            &keys.admin,
-            &json!({"url": rx.url(), "mode": "parallel"}),
-        )
+    let v = bin
+        .seed_and_subscribe(&json!({"url": rx.url(), "mode": "parallel"}))
         .await;
-    assert_eq!(status, 201, "{v}");
     let id = v["id"].as_str().unwrap().to_string();
     let appended = bin.append("process/ru-ua-peace", &statement(1)).await;
     let seq = appended["events"][0]["seq"].as_u64().unwrap();

@@ -343,3 +343,171 @@ pub fn verifies(secret: &str, c: &Captured) -> bool {
     let expected = annals::webhook::signing::sign(&key, &c.id, ts, &c.body);
     c.signature.split(' ').any(|s| s == expected)
 }
+
+/// Kills the binary when the test ends, even by a panic, so no server outlives its test.
+pub struct Running(pub Option<BinaryServer>);
+
+impl Running {
+    pub fn kill9(mut self) {
+        if let Some(s) = self.0.take() {
+            s.kill9();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.0.as_mut() {
+            let _ = s.child.kill();
+            let _ = s.child.wait();
+        }
+    }
+}
+
+/// A minimal client for the real binary.
+pub struct Bin {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub keys: TestKeys,
+}
+
+impl Bin {
+    /// Registers the test source, then creates a subscription with `body`; answers the
+    /// created subscription (its `id`, and its `secret`).
+    pub async fn seed_and_subscribe(&self, body: &Value) -> Value {
+        self.append("registry/sources", &source_event(SOURCE)).await;
+        let (status, v) = self.post("/subscriptions", &self.keys.admin, body).await;
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+
+    pub async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(key)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> Value {
+        let resp = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.keys.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {path}");
+        resp.json().await.unwrap()
+    }
+
+    pub async fn append(&self, stream: &str, body: &Value) -> Value {
+        let (status, v) = self
+            .post(
+                &format!("/streams/{}/events", encode(stream)),
+                &self.keys.append,
+                body,
+            )
+            .await;
+        assert_eq!(status, 201, "{v}");
+        v
+    }
+}
+
+/// A data folder with keys and a config file whose `[webhooks]` section is `webhooks`, for
+/// starting the real binary on it, again and again.
+pub struct Folder {
+    pub dir: tempfile::TempDir,
+    pub keys: TestKeys,
+    pub config: std::path::PathBuf,
+    pub data: std::path::PathBuf,
+}
+
+impl Folder {
+    pub fn new(webhooks: &str) -> Folder {
+        let dir = tempfile::tempdir().unwrap();
+        let keys = TestKeys::new();
+        let config = dir.path().join("annals.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "{}[webhooks]\nallow_private_targets = true\n{webhooks}",
+                keys.toml()
+            ),
+        )
+        .unwrap();
+        let data = dir.path().join("data");
+        Folder {
+            dir,
+            keys,
+            config,
+            data,
+        }
+    }
+
+    /// Starts the binary; it is killed when the returned guard drops.
+    pub fn start(&self) -> (Running, Bin) {
+        let server = Running(Some(BinaryServer::start(&self.data, &self.config)));
+        let bin = Bin {
+            base: server.0.as_ref().unwrap().base.clone(),
+            client: reqwest::Client::new(),
+            keys: self.keys.clone(),
+        };
+        (server, bin)
+    }
+}
+
+impl Folder {
+    /// Runs `annals serve` on this folder (with extra environment variables) expecting it to
+    /// refuse to start; answers (exit code, stderr). A server that starts instead is killed
+    /// and answers -1, so a test expecting a refusal fails rather than hangs.
+    pub fn serve_expecting_refusal(&self, env: &[(&str, &str)]) -> (i32, String) {
+        use std::io::Read;
+        wait_until_released(&self.data);
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
+            .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&self.config)
+            .arg("--data-dir")
+            .arg(&self.data)
+            .env("ANNALS_LOG", "warn")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stdout = child.stdout.take().unwrap();
+        let mut stderr = child.stderr.take().unwrap();
+        // The first stdout line of a server that did start is "listening on ..."; reading
+        // stdout to its end returns only once the process is gone (exited or killed below).
+        let out = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stdout.read_to_string(&mut s);
+            s
+        });
+        let err = std::thread::spawn(move || {
+            let mut s = String::new();
+            let _ = stderr.read_to_string(&mut s);
+            s
+        });
+        let deadline = std::time::Instant::now() + GUARD;
+        let code = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status.code().unwrap_or(-1);
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break -1;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let out = out.join().unwrap();
+        let err = err.join().unwrap();
+        (code, format!("{err}{out}"))
+    }
+}
