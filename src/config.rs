@@ -215,6 +215,11 @@ impl Config {
                 self.live.max_lag
             )));
         }
+        // The webhook rules live with the webhook settings; checked here so that a bad value
+        // is a configuration error (exit 2) like any other, before anything starts.
+        self.webhooks
+            .check()
+            .map_err(|e| ConfigError(e.to_string()))?;
         for (i, key) in self.auth.keys.iter().enumerate() {
             if crate::keys::parse_hash(&key.hash).is_none() {
                 return Err(ConfigError(format!(

@@ -395,8 +395,15 @@ async fn serve(config: Config, demo: bool) -> ExitCode {
     .await
     {
         Ok(s) => s,
-        // An unusable webhook secret key file is a configuration error, like a bad value.
+        // An unusable key file (the webhook secret key, the checkpoint signing key) is a
+        // configuration error, like a bad value.
         Err(annals::server::StartError::Webhook(e)) if e.is_config() => {
+            eprintln!("annals: {e}");
+            return ExitCode::from(2);
+        }
+        Err(annals::server::StartError::Checkpoints(
+            annals::audit::checkpointer::CheckpointerError::Key(e),
+        )) => {
             eprintln!("annals: {e}");
             return ExitCode::from(2);
         }

@@ -114,7 +114,9 @@ impl Default for WebhookConfig {
 }
 
 impl WebhookConfig {
-    fn check(&self) -> Result<(), WebhookError> {
+    /// Rules the types cannot express (checked when the configuration loads, and again when
+    /// the service starts from a configuration built in code).
+    pub(crate) fn check(&self) -> Result<(), WebhookError> {
         let bad = |key: &str, why: &str| Err(WebhookError::Config(format!("webhooks.{key} {why}")));
         if self.retry_schedule_ms.is_empty() {
             return bad("retry_schedule_ms", "needs at least one entry");

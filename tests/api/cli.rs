@@ -531,6 +531,41 @@ fn serve_with_a_bad_config_value_exits_2_naming_the_key() {
     assert!(err.contains("limits.max_body_bytes"), "{err}");
 }
 
+#[test]
+fn serve_with_a_signing_key_file_that_is_not_a_key_exits_2_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = write_file(dir.path(), "broken.key", "not a key\n");
+    let config = write_file(
+        dir.path(),
+        "bad.toml",
+        &format!("[audit]\nsigning_key = \"{}\"\n", key.display()),
+    );
+    let (code, err) = run_to_exit(
+        serve_command(&dir.path().join("data"), &config),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("broken.key"), "{err}");
+}
+
+#[test]
+fn serve_with_a_webhook_value_out_of_range_exits_2_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_file(
+        dir.path(),
+        "bad.toml",
+        "[webhooks]
+read_batch = 0
+",
+    );
+    let (code, err) = run_to_exit(
+        serve_command(&dir.path().join("data"), &config),
+        Duration::from_secs(20),
+    );
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("webhooks.read_batch"), "{err}");
+}
+
 #[tokio::test]
 async fn an_environment_variable_overrides_the_config_file() {
     let keys = TestKeys::new();
