@@ -109,14 +109,18 @@ impl Server {
             });
             demo_key = Some(key.key);
             if log.head().seq == 0 {
-                let summary = import::import(
+                let imported = import::import(
                     &log,
                     &validator,
                     DEMO_NDJSON.as_bytes(),
                     "demo-loader",
                     None,
                 )
-                .await?;
+                .await;
+                let summary = match imported {
+                    Ok(s) => s,
+                    Err(e) => return Err(abandon(e.into(), log, writer, None, None, None).await),
+                };
                 demo_loaded = summary.appended;
                 tracing::info!(events = demo_loaded, "demo data loaded");
             } else {
@@ -132,11 +136,28 @@ impl Server {
                 "no API key is configured: every route but /healthz, /openapi.json and /schemas will answer 401; see `annals keys new`"
             );
         }
+        // From here on, a failed step stops what already started and closes the log, so an
+        // in-process caller gets its data folder back (sled's lock included).
         let projections =
-            projection::Engine::start(log.clone(), config.projections.clone(), &metrics)?;
+            match projection::Engine::start(log.clone(), config.projections.clone(), &metrics) {
+                Ok(p) => p,
+                Err(e) => return Err(abandon(e.into(), log, writer, None, None, None).await),
+            };
         let webhooks =
-            webhook::Service::start(log.clone(), config.webhooks.clone(), &dir, &metrics)?;
-        let checkpoints = Checkpointer::start(log.clone(), &config.audit, &dir)?;
+            match webhook::Service::start(log.clone(), config.webhooks.clone(), &dir, &metrics) {
+                Ok(w) => w,
+                Err(e) => {
+                    let started = Some(&projections);
+                    return Err(abandon(e.into(), log, writer, started, None, None).await);
+                }
+            };
+        let checkpoints = match Checkpointer::start(log.clone(), &config.audit, &dir) {
+            Ok(c) => c,
+            Err(e) => {
+                let (p, w) = (Some(&projections), Some(&webhooks));
+                return Err(abandon(e.into(), log, writer, p, w, None).await);
+            }
+        };
         let (shutdown, shutdown_rx) = watch::channel(false);
         let state = Arc::new(State {
             checkpoints: checkpoints.clone(),
@@ -151,12 +172,19 @@ impl Server {
         });
         let routes = api::routes(state);
         let mut stop = shutdown_rx;
-        let (addr, server) = warp::serve(routes)
-            .try_bind_with_graceful_shutdown(config.server.listen, async move {
+        let bound =
+            warp::serve(routes).try_bind_with_graceful_shutdown(config.server.listen, async move {
                 // Either the flag flips or the sender is gone: both mean stop.
                 let _ = stop.wait_for(|v| *v).await;
-            })
-            .map_err(|e| StartError::Bind(config.server.listen, e.to_string()))?;
+            });
+        let (addr, server) = match bound {
+            Ok(b) => b,
+            Err(e) => {
+                let e = StartError::Bind(config.server.listen, e.to_string());
+                let (p, w, c) = (Some(&projections), Some(&webhooks), Some(&checkpoints));
+                return Err(abandon(e, log, writer, p, w, c).await);
+            }
+        };
         let http = tokio::spawn(server);
         tracing::info!(%addr, data_dir = %dir.display(), durability = ?config.log.durability, "annals serving");
         Ok(Server {
@@ -204,10 +232,37 @@ impl Server {
         self.checkpoints.shutdown().await;
         self.webhooks.shutdown().await;
         self.projections.shutdown().await;
-        self.log.close().await;
-        drop(self.log);
-        let writer = self.writer;
-        // Joining blocks until the writer has flushed and let go of the store.
-        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        close_log(self.log, self.writer).await;
     }
+}
+
+/// Closes the log and waits for the writer to flush and let go of the store.
+async fn close_log(log: Log, writer: WriterGuard) {
+    log.close().await;
+    drop(log);
+    // Joining blocks until the writer has flushed and let go of the store.
+    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+}
+
+/// Undoes a start that failed part-way: stops what had started, closes the log, and answers
+/// the error that stopped it.
+async fn abandon(
+    error: StartError,
+    log: Log,
+    writer: WriterGuard,
+    projections: Option<&projection::Engine>,
+    webhooks: Option<&webhook::Service>,
+    checkpoints: Option<&Checkpointer>,
+) -> StartError {
+    if let Some(c) = checkpoints {
+        c.shutdown().await;
+    }
+    if let Some(w) = webhooks {
+        w.shutdown().await;
+    }
+    if let Some(p) = projections {
+        p.shutdown().await;
+    }
+    close_log(log, writer).await;
+    error
 }

@@ -299,3 +299,24 @@ fn the_annals_log_filter_variable_is_not_read_as_configuration() {
     assert!(!err.contains("configuration error"), "{err}");
     assert_ne!(code, 2, "{err}");
 }
+
+#[tokio::test]
+async fn a_start_that_fails_part_way_stops_what_it_started_and_gives_the_folder_back() {
+    let dir = tempfile::tempdir().unwrap();
+    // The listen address is taken: the start fails at its last step, after the log, the
+    // projections, the webhooks and the checkpointer have started.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = test_config(dir.path())
+        .with(json!({"server": {"listen": taken.local_addr().unwrap().to_string()}}))
+        .unwrap();
+    let Err(e) = annals::Server::start(busy, annals::StartOptions::default()).await else {
+        panic!("a server started on an address in use");
+    };
+    assert!(e.to_string().contains("cannot listen"), "{e}");
+
+    // The folder is free: sled's lock was let go, so a start on it succeeds.
+    let server = annals::Server::start(test_config(dir.path()), annals::StartOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("the folder was not given back: {e}"));
+    server.stop().await;
+}
