@@ -316,3 +316,29 @@ async fn a_corrupt_checkpoint_chunk_is_discarded_and_the_log_folded_again() {
     assert_eq!(run_to_head(start(&log), &log).await, (0, fresh));
     close(log, writer).await;
 }
+
+#[tokio::test]
+async fn a_crash_after_a_rebuild_wrote_its_generation_but_before_the_flip_keeps_the_old_checkpoint()
+{
+    let (dir, before, _) = checkpointed_folder("said", 12).await;
+    let (log, writer) = open(dir.path());
+    let old = meta(&log);
+    // What a rebuild writes before it flips `meta`: the whole next generation.
+    let fresh = full_fold(&log);
+    checkpoint::write_generation(&tree(&log), old.generation + 1, &fresh, 0).unwrap();
+    log.sync_aux().unwrap();
+    assert!(
+        entries(&log)
+            .iter()
+            .any(|(k, _)| is_chunk_of(k, old.generation + 1)),
+        "the unfinished generation is on disk"
+    );
+    // The crash: nothing flipped. A restart resumes from the old checkpoint, replays nothing,
+    // and removes the unfinished generation.
+    close(log, writer).await;
+    let (log, writer) = open(dir.path());
+    assert_eq!(run_to_head(start(&log), &log).await, (0, before));
+    assert_eq!(meta(&log), old);
+    assert_only_generation(&log, old.generation);
+    close(log, writer).await;
+}

@@ -50,54 +50,23 @@ async fn after_a_crash_a_restart_replays_exactly_the_events_after_the_last_check
     );
     std::fs::write(&path, text).unwrap();
 
-    let client = reqwest::Client::new();
-    let get = |base: String, path: &'static str| {
-        let client = client.clone();
-        let key = keys.read.clone();
-        async move {
-            let resp = client
-                .get(format!("{base}{path}"))
-                .bearer_auth(key)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 200, "{path}");
-            resp.json::<serde_json::Value>().await.unwrap()
-        }
-    };
-    let post = |base: String, body: serde_json::Value, stream: &'static str| {
-        let client = client.clone();
-        let key = keys.append.clone();
-        async move {
-            let resp = client
-                .post(format!("{base}/streams/{}/events", encode(stream)))
-                .bearer_auth(key)
-                .json(&body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(resp.status(), 201);
-        }
-    };
-
+    let process = format!("/streams/{}/events", encode("process/ru-ua-peace"));
+    let sources = format!("/streams/{}/events", encode("registry/sources"));
     let server = BinaryServer::start(data.path(), &path);
-    post(
-        server.base.clone(),
-        source_event(SOURCE),
-        "registry/sources",
-    )
-    .await;
+    let (base, read, append) = (server.base.clone(), &keys.read, &keys.append);
+    assert_eq!(
+        post_json(&base, append, &sources, source_event(SOURCE)).await,
+        201
+    );
     let events: Vec<_> = (1..=24).map(statement).collect();
-    post(
-        server.base.clone(),
-        json!({"events": events}),
-        "process/ru-ua-peace",
-    )
-    .await;
+    assert_eq!(
+        post_json(&base, append, &process, json!({"events": events})).await,
+        201
+    );
     // Wait (bounded) for the checkpoint that covers the first 25 events.
     let mut checkpointed = 0;
     for _ in 0..200 {
-        let v = get(server.base.clone(), "/projections").await;
+        let v = get_json(&base, read, "/projections").await;
         checkpointed = v["projections"][0]["last_checkpoint_seq"].as_u64().unwrap();
         if checkpointed == 25 {
             break;
@@ -106,18 +75,98 @@ async fn after_a_crash_a_restart_replays_exactly_the_events_after_the_last_check
     }
     assert_eq!(checkpointed, 25);
     for n in 100..103 {
-        post(server.base.clone(), statement(n), "process/ru-ua-peace").await;
+        assert_eq!(post_json(&base, append, &process, statement(n)).await, 201);
     }
-    let v = get(server.base.clone(), "/projections/audit?min_seq=28").await;
+    let v = get_json(&base, read, "/projections/audit?min_seq=28").await;
     assert_eq!(v["as_of_seq"], 28);
     server.kill9();
 
     let server = BinaryServer::start(data.path(), &path);
-    let v = get(server.base.clone(), "/projections/audit?min_seq=28").await;
+    let base = server.base.clone();
+    let v = get_json(&base, read, "/projections/audit?min_seq=28").await;
     assert_eq!(v["as_of_seq"], 28);
-    let s = get(server.base.clone(), "/projections").await;
+    let s = get_json(&base, read, "/projections").await;
     let line = &s["projections"][0];
     assert_eq!(line["last_checkpoint_seq"], 25, "{line}");
     assert_eq!(line["replayed_since_start"], 3, "{line}");
+    server.kill9();
+}
+
+/// GETs `path` from a running binary; it must answer 200 with JSON.
+async fn get_json(base: &str, key: &str, path: &str) -> serde_json::Value {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "{path}");
+    resp.json().await.unwrap()
+}
+
+/// POSTs `body` to `path` on a running binary; answers the status.
+async fn post_json(base: &str, key: &str, path: &str, body: serde_json::Value) -> u16 {
+    reqwest::Client::new()
+        .post(format!("{base}{path}"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_kill_9_during_a_rebuild_leaves_a_state_that_answers_as_before() {
+    let data = tempfile::tempdir().unwrap();
+    let conf = tempfile::tempdir().unwrap();
+    let keys = TestKeys::new();
+    let path = write_config(conf.path(), &keys);
+    let server = BinaryServer::start(data.path(), &path);
+    let sources = format!("/streams/{}/events", encode("registry/sources"));
+    let process = format!("/streams/{}/events", encode("process/ru-ua-peace"));
+    let status = post_json(&server.base, &keys.append, &sources, source_event(SOURCE)).await;
+    assert_eq!(status, 201);
+    // Enough events that the rebuild's fold and generation write take a moment.
+    for batch in 0..30u64 {
+        let events: Vec<_> = (batch * 100..batch * 100 + 100).map(statement).collect();
+        let status = post_json(
+            &server.base,
+            &keys.append,
+            &process,
+            json!({"events": events}),
+        )
+        .await;
+        assert_eq!(status, 201);
+    }
+    let paths = [
+        "/projections/negotiation/ru-ua-peace?min_seq=3001",
+        "/projections/actors/actor:witkoff?limit=10000&min_seq=3001",
+    ];
+    let mut before = Vec::new();
+    for p in paths {
+        before.push(get_json(&server.base, &keys.read, p).await);
+    }
+    let status = post_json(
+        &server.base,
+        &keys.admin,
+        "/projections/actors/rebuild",
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 202);
+    server.kill9();
+
+    // Whether the kill landed before, during or after the swap, the restarted server answers
+    // exactly as before: from the old checkpoint or the new one, never a mix.
+    let server = BinaryServer::start(data.path(), &path);
+    for (p, expected) in paths.iter().zip(&before) {
+        assert_eq!(
+            &get_json(&server.base, &keys.read, p).await,
+            expected,
+            "{p}"
+        );
+    }
     server.kill9();
 }
