@@ -70,7 +70,7 @@ fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
 /// One actor's record, or `None` when nothing about them is known at the cut. `limit` caps
 /// the number of events listed (the most recent by occurred time are kept).
 pub fn actor(k: &Knowledge, cut: &Cut, actor: &str, limit: usize) -> Option<Value> {
-    let mut events: Vec<(String, u64, Ix, Value, Vec<&'static str>)> = Vec::new();
+    let mut events: Vec<(String, u64, Ix, Option<Value>)> = Vec::new();
     for ix in dedup(k.of_actor(actor)) {
         if !k.visible(ix, cut.seq) || k.fact(ix).kind() == "actor.registered" {
             continue;
@@ -79,12 +79,19 @@ pub fn actor(k: &Knowledge, cut: &Cut, actor: &str, limit: usize) -> Option<Valu
         if !asof::occurred_by(cut, &occurred) {
             continue;
         }
-        let data = k.data_at(ix, cut.seq);
-        let roles = roles(&data, actor);
-        if roles.is_empty() {
-            continue;
-        }
-        events.push((asof::sort_key(&occurred), k.fact(ix).seq, ix, data, roles));
+        // A fact never corrected names the actor in a role field: that is how the index
+        // found it. Its payload is parsed only if it is listed. A corrected one is checked
+        // now, as the correction may have taken the actor out.
+        let data = if k.ever_corrected(ix) {
+            let data = k.data_at(ix, cut.seq);
+            if roles(&data, actor).is_empty() {
+                continue;
+            }
+            Some(data)
+        } else {
+            None
+        };
+        events.push((asof::sort_key(&occurred), k.fact(ix).seq, ix, data));
     }
     let reg = registration(k, cut, actor);
     if events.is_empty() && reg.is_none() {
@@ -96,8 +103,10 @@ pub fn actor(k: &Knowledge, cut: &Cut, actor: &str, limit: usize) -> Option<Valu
     let list: Vec<Value> = events
         .into_iter()
         .skip(skip)
-        .map(|(_, seq, ix, data, roles)| {
+        .map(|(_, seq, ix, data)| {
             let f = k.fact(ix);
+            let data = data.unwrap_or_else(|| k.data_at(ix, cut.seq));
+            let roles = roles(&data, actor);
             json!({
                 "event_id": f.id(),
                 "seq": seq,
@@ -141,4 +150,64 @@ pub fn view(k: &Knowledge, cut: &Cut) -> Value {
         })
         .collect();
     json!({ "actors": list })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(seq: u64, data: &Value) -> Vec<u8> {
+        let id = uuid::Uuid::now_v7();
+        format!(
+            r#"{{"id":"{id}","seq":{seq},"stream":"s","version":{seq},"type":"statement.made","schema_version":1,"recorded_at":"2026-01-01T00:00:00.000000Z","recorded_by":"t","occurred":{{"precision":"unknown"}},"data":{data},"evidence":[],"prev_hash":"00"}}"#
+        )
+        .into_bytes()
+    }
+
+    /// The actor view trusts the index for facts never corrected, so every field that gives a
+    /// role must be one the index reads, and every fact the index finds must get a role.
+    #[test]
+    fn every_role_field_is_one_the_actor_index_reads() {
+        let mut payloads: Vec<Value> = SINGLE
+            .iter()
+            .map(|(field, _)| json!({ *field: "actor:x" }))
+            .collect();
+        payloads.extend(MANY.iter().map(|(field, _)| json!({ *field: ["actor:x"] })));
+        payloads.push(json!({"participants": [{"actor": "actor:x", "side": "org:s"}]}));
+        let mut k = Knowledge::new();
+        for (i, data) in payloads.iter().enumerate() {
+            let seq = i as u64 + 1;
+            k.apply(seq, &record(seq, data)).unwrap();
+        }
+        let found = dedup(k.of_actor("actor:x"));
+        assert_eq!(found.len(), payloads.len(), "{found:?}");
+        for ix in found {
+            assert!(!roles(&k.data_at(ix, u64::MAX), "actor:x").is_empty());
+        }
+    }
+
+    #[test]
+    fn a_correction_that_replaces_the_speaker_takes_the_fact_from_the_old_speaker_from_then_on() {
+        let mut k = Knowledge::new();
+        let statement = record(1, &json!({"speaker": "actor:x", "content": "c"}));
+        k.apply(1, &statement).unwrap();
+        let id = k.fact(0).id().to_string();
+        let patch = json!({"target": id, "reason": "misattributed",
+            "patch": [{"op": "replace", "path": "/speaker", "value": "actor:y"}]});
+        let correction = String::from_utf8(record(2, &patch))
+            .unwrap()
+            .replace("statement.made", "event.corrected");
+        k.apply(2, correction.as_bytes()).unwrap();
+        let cut = |seq| Cut {
+            seq,
+            valid_at: None,
+            today: "2026-01-01".into(),
+        };
+        let before = actor(&k, &cut(1), "actor:x", 10).unwrap();
+        assert_eq!(before["total_events"], 1);
+        assert_eq!(before["events"][0]["roles"], json!(["speaker"]));
+        assert!(actor(&k, &cut(2), "actor:x", 10).is_none());
+        let now = actor(&k, &cut(2), "actor:y", 10).unwrap();
+        assert_eq!(now["events"][0]["data"]["speaker"], "actor:y");
+    }
 }

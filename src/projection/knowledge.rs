@@ -400,7 +400,9 @@ struct EnvelopeView<'a> {
 }
 
 /// The actor and source references of a payload, borrowed. Only the fields of the types that
-/// carry references are read; everything else is skipped by serde without being built.
+/// carry references are read; everything else is skipped by serde without being built. The
+/// actor fields must be the ones `actors::roles` reads (a test there holds them equal): the
+/// actor view trusts this index for facts that were never corrected.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct Refs<'a> {
@@ -751,6 +753,11 @@ impl Knowledge {
     /// Whether a fact is in the default view at `cut`: recorded by then and not retracted.
     pub fn visible(&self, ix: Ix, cut: u64) -> bool {
         self.known(ix, cut) && self.retraction_at(ix, cut).is_none()
+    }
+
+    /// Whether any correction was ever recorded for a fact (in force or not).
+    pub fn ever_corrected(&self, ix: Ix) -> bool {
+        self.corrections.get(&ix).is_some_and(|c| !c.is_empty())
     }
 
     /// The corrections of a fact in force at `cut` (recorded by then, not retracted), in order.
