@@ -459,17 +459,9 @@ async fn import_cmd(config: Config, file: Option<PathBuf>, principal: &str) -> E
         Err(e) => return fail(e),
     };
     let validator = Validator::new(schemas, config.limits.clone());
-    let (log, writer) = match Log::open(
-        &dir,
-        LogOptions {
-            durability: config.log.durability,
-            max_group_events: config.log.max_group_events,
-            queue_capacity: config.log.queue_capacity,
-        },
-        metrics,
-    ) {
+    let (log, writer) = match open_offline(&dir, &config, metrics, "import") {
         Ok(x) => x,
-        Err(e) => return fail(e),
+        Err(code) => return code,
     };
     let result = match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => match std::fs::File::open(&path) {
@@ -528,21 +520,9 @@ async fn rebuild_cmd(config: Config, name: Option<String>) -> ExitCode {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
-    let (log, writer) = match Log::open(
-        &dir,
-        LogOptions {
-            durability: config.log.durability,
-            max_group_events: config.log.max_group_events,
-            queue_capacity: config.log.queue_capacity,
-        },
-        metrics,
-    ) {
+    let (log, writer) = match open_offline(&dir, &config, metrics, "rebuild") {
         Ok(x) => x,
-        Err(e) => {
-            return fail(format!(
-                "{e}\n(is a server running on this folder? `annals rebuild` needs it stopped)"
-            ));
-        }
+        Err(code) => return code,
     };
     let head = log.head().seq;
     let bar = if std::io::stderr().is_terminal() {
@@ -575,6 +555,20 @@ async fn rebuild_cmd(config: Config, name: Option<String>) -> ExitCode {
         }
         Err(e) => fail(format!("rebuild failed: {e}")),
     }
+}
+
+/// Opens the log of a data folder for an offline command, which needs the folder to itself.
+fn open_offline(
+    dir: &std::path::Path,
+    config: &Config,
+    metrics: Metrics,
+    command: &str,
+) -> Result<(Log, annals::log::WriterGuard), ExitCode> {
+    Log::open(dir, LogOptions::from(&config.log), metrics).map_err(|e| {
+        fail(format!(
+            "{e}\n(is a server running on this folder? `annals {command}` needs it stopped)"
+        ))
+    })
 }
 
 fn read_public_key(arg: &str) -> Result<ed25519_dalek::VerifyingKey, String> {

@@ -86,15 +86,7 @@ impl Server {
         let dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
         let metrics = Metrics::new()?;
-        let (log, writer) = Log::open(
-            &dir,
-            LogOptions {
-                durability: config.log.durability,
-                max_group_events: config.log.max_group_events,
-                queue_capacity: config.log.queue_capacity,
-            },
-            metrics.clone(),
-        )?;
+        let (log, writer) = Log::open(&dir, LogOptions::from(&config.log), metrics.clone())?;
         let validator = Validator::new(Schemas::load()?, config.limits.clone());
         let mut entries = config.auth.keys.clone();
         entries.extend(options.extra_keys.iter().cloned());

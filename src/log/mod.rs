@@ -311,6 +311,16 @@ pub struct LogOptions {
     pub queue_capacity: usize,
 }
 
+impl From<&crate::config::LogConfig> for LogOptions {
+    fn from(c: &crate::config::LogConfig) -> LogOptions {
+        LogOptions {
+            durability: c.durability,
+            max_group_events: c.max_group_events,
+            queue_capacity: c.queue_capacity,
+        }
+    }
+}
+
 pub(crate) enum Command {
     Append(Append, oneshot::Sender<Result<Appended, AppendError>>),
     Restore(Vec<Restore>, oneshot::Sender<Result<Head, AppendError>>),
