@@ -8,12 +8,11 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
+use rayon::prelude::*;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::checkpoint;
-use rayon::prelude::*;
-
 use super::knowledge::{Fact, Knowledge};
 use super::{NAMES, ProjectionConfig, ProjectionError};
 use crate::log::{Log, Recorded};
@@ -196,7 +195,7 @@ const PARALLEL_FROM: usize = 256;
 
 /// Folds a batch of consecutive records into `k`: the records are parsed in parallel (the
 /// costly, pure half of the fold), then inserted in seq order on this thread. Blocking.
-pub(crate) fn fold_batch(k: &mut Knowledge, records: Vec<Recorded>) -> Result<(), ProjectionError> {
+fn fold_batch(k: &mut Knowledge, records: Vec<Recorded>) -> Result<(), ProjectionError> {
     for (seq, fact) in parse_batch(records) {
         k.apply_parsed(seq, fact)?;
     }
