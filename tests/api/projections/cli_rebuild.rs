@@ -8,11 +8,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use annals::projection::checkpoint::{self, Meta};
-use annals::{Server, StartOptions};
 use serde_json::{Value, json};
 
 use super::inproc::is_chunk_of;
-use super::status;
+use super::{DemoServer, status};
 use crate::helpers::*;
 
 /// The views a client sees, compared before and after the rebuild.
@@ -32,83 +31,15 @@ fn arg(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
-/// An in-process server over `dir` with the demo data (loaded only into an empty folder) and
-/// the demo key, which has every scope.
-struct DemoServer {
-    server: Server,
-    key: String,
-    client: reqwest::Client,
-}
-
-impl DemoServer {
-    async fn start(dir: &Path) -> DemoServer {
-        let server = Server::start(
-            test_config(dir),
-            StartOptions {
-                demo: true,
-                ..StartOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-        let key = server.demo_key.clone().unwrap();
-        DemoServer {
-            server,
-            key,
-            client: reqwest::Client::new(),
-        }
+/// Every view of [`VIEWS`], each once the projections have reached `head`.
+async fn views(app: &DemoServer, head: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for path in VIEWS {
+        let v = app.get(&format!("{path}?min_seq={head}")).await;
+        assert_eq!(v["as_of_seq"], head, "{path} answers for the head");
+        out.push(v);
     }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.server.addr())
-    }
-
-    async fn get(&self, path: &str) -> Value {
-        let resp = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "GET {path}");
-        resp.json().await.unwrap()
-    }
-
-    async fn append(&self, stream: &str, body: &Value) {
-        let resp = self
-            .client
-            .post(self.url(&format!("/streams/{}/events", encode(stream))))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    }
-
-    /// The status line of one projection.
-    async fn status(&self, name: &str) -> Value {
-        let v = self.get("/projections").await;
-        v["projections"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|p| p["name"] == name)
-            .cloned()
-            .unwrap_or_else(|| panic!("no status line for {name}: {v}"))
-    }
-
-    /// Every view of [`VIEWS`], each once the projections have reached `head`.
-    async fn views(&self, head: u64) -> Vec<Value> {
-        let mut out = Vec::new();
-        for path in VIEWS {
-            let v = self.get(&format!("{path}?min_seq={head}")).await;
-            assert_eq!(v["as_of_seq"], head, "{path} answers for the head");
-            out.push(v);
-        }
-        out
-    }
+    out
 }
 
 /// Reads the projections' checkpoint of a stopped folder: its meta and every key of its tree.
@@ -164,7 +95,7 @@ async fn annals_rebuild_on_a_stopped_folder_folds_every_event_and_a_restart_repl
     .await;
     let head = app.server.log().head().seq;
     assert!(head > 4, "the demo data is loaded: head {head}");
-    let before = app.views(head).await;
+    let before = views(&app, head).await;
     app.server.stop().await;
     let (old, _) = stored_checkpoint(dir.path());
     assert_eq!(old.seq, head, "the graceful stop checkpointed the head");
@@ -208,7 +139,7 @@ async fn annals_rebuild_on_a_stopped_folder_folds_every_event_and_a_restart_repl
     assert_eq!(s["head"], head, "{s}");
     assert_eq!(s["replayed_since_start"], 0, "{s}");
     assert_eq!(s["last_checkpoint_seq"], head, "{s}");
-    let after = app.views(head).await;
+    let after = views(&app, head).await;
     for ((path, b), a) in VIEWS.iter().zip(&before).zip(&after) {
         assert_eq!(a, b, "{path} differs after the rebuild");
     }

@@ -1,54 +1,29 @@
 //! The demo data set through HTTP: the read models answer what the article says.
 
-use annals::{Server, StartOptions};
 use serde_json::Value;
 
-use crate::helpers::test_config;
+use super::DemoServer;
 
+/// A fresh folder with the demo data.
 struct Demo {
-    server: Server,
-    key: String,
-    client: reqwest::Client,
+    server: DemoServer,
     _dir: tempfile::TempDir,
 }
 
 impl Demo {
     async fn start() -> Demo {
         let dir = tempfile::tempdir().unwrap();
-        let server = Server::start(
-            test_config(dir.path()),
-            StartOptions {
-                demo: true,
-                ..StartOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-        let key = server.demo_key.clone().unwrap();
         Demo {
-            server,
-            key,
-            client: reqwest::Client::new(),
+            server: DemoServer::start(dir.path()).await,
             _dir: dir,
         }
     }
 
     /// GETs a projection path once the projections have folded the whole demo log.
     async fn get(&self, path: &str) -> Value {
-        let head = self.server.log().head().seq;
+        let head = self.server.server.log().head().seq;
         let sep = if path.contains('?') { '&' } else { '?' };
-        let resp = self
-            .client
-            .get(format!(
-                "http://{}{path}{sep}min_seq={head}",
-                self.server.addr()
-            ))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "GET {path}");
-        let v: Value = resp.json().await.unwrap();
+        let v = self.server.get(&format!("{path}{sep}min_seq={head}")).await;
         assert_eq!(v["as_of_seq"], head, "{path} answers for the head");
         v
     }

@@ -190,7 +190,6 @@ async fn after_restarts_of_the_binary_deliveries_are_signed_with_the_secrets_giv
         "secret_overlap_secs = 3600\ncursor_sync_ms = 50\nsecret_key_file = \"{}\"\n",
         key_file.display()
     ));
-    let admin = folder.keys.admin.clone();
     let rx = Receiver::ok().await;
     let (server, bin) = folder.start();
     let v = bin.seed_and_subscribe(&json!({"url": rx.url()})).await;
@@ -204,15 +203,7 @@ async fn after_restarts_of_the_binary_deliveries_are_signed_with_the_secrets_giv
     wait_delivered(&rx, &[(0, a["events"][0]["id"].as_str().unwrap().into())]).await;
     let c = rx.accepted().pop().unwrap();
     assert!(verifies(&first, &c), "{}", c.signature);
-    let (status, v) = bin
-        .post(
-            &format!("/subscriptions/{id}/rotate-secret"),
-            &admin,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let second = v["secret"].as_str().unwrap().to_string();
+    let second = bin.rotate_secret(&id).await;
     server.kill9();
 
     // Another: both secrets of the overlap still sign, each verifying on its own.
@@ -456,15 +447,7 @@ async fn with_unreadable_secrets_disable_a_lost_key_disables_the_subscription_un
         .post(&format!("/subscriptions/{id}/resume"), &admin, &json!({}))
         .await;
     assert_eq!(status, 409, "resumed without a secret: {v}");
-    let (status, v) = bin
-        .post(
-            &format!("/subscriptions/{id}/rotate-secret"),
-            &admin,
-            &json!({}),
-        )
-        .await;
-    assert_eq!(status, 200, "{v}");
-    let fresh = v["secret"].as_str().unwrap().to_string();
+    let fresh = bin.rotate_secret(&id).await;
     let (status, v) = bin
         .post(&format!("/subscriptions/{id}/resume"), &admin, &json!({}))
         .await;

@@ -32,6 +32,18 @@ async fn evicted(app: &TestApp, id: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Queues every dead letter of a subscription for redelivery; answers how many were queued.
+async fn redeliver_all(app: &TestApp, id: &str) -> u64 {
+    let (status, v) = post(
+        app,
+        &format!("/subscriptions/{id}/dead-letters/redeliver"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 202, "{v}");
+    v["queued"].as_u64().unwrap()
+}
+
 #[tokio::test]
 async fn at_the_dead_letter_cap_the_oldest_are_evicted_and_counted_and_a_failed_redelivery_evicts_nothing()
  {
@@ -61,14 +73,7 @@ async fn at_the_dead_letter_cap_the_oldest_are_evicted_and_counted_and_a_failed_
 
     // A redelivery that fails again replaces its own dead letter: nothing more is evicted,
     // and the count of attempts goes on.
-    let (status, v) = post(
-        &app,
-        &format!("/subscriptions/{id}/dead-letters/redeliver"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 202, "{v}");
-    assert_eq!(v["queued"], 3);
+    assert_eq!(redeliver_all(&app, &id).await, 3);
     wait_until("three redeliveries failed again", || async {
         let p = page(&app, &id, "").await;
         p["dead_letters"]
@@ -165,14 +170,7 @@ async fn redeliver_all_sends_no_more_at_once_than_the_subscription_allows_in_fli
     })
     .await;
 
-    let (status, v) = post(
-        &app,
-        &format!("/subscriptions/{id}/dead-letters/redeliver"),
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 202, "{v}");
-    assert_eq!(v["queued"], 6);
+    assert_eq!(redeliver_all(&app, &id).await, 6);
     wait_until("every dead letter redelivered", || async {
         seqs(&page(&app, &id, "").await).is_empty()
     })

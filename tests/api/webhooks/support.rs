@@ -381,6 +381,14 @@ impl Bin {
         v
     }
 
+    /// Rotates a subscription's secret; answers the new one.
+    pub async fn rotate_secret(&self, id: &str) -> String {
+        let path = format!("/subscriptions/{id}/rotate-secret");
+        let (status, v) = self.post(&path, &self.keys.admin, &json!({})).await;
+        assert_eq!(status, 200, "{v}");
+        v["secret"].as_str().unwrap().to_string()
+    }
+
     pub async fn post(&self, path: &str, key: &str, body: &Value) -> (u16, Value) {
         let resp = self
             .client
