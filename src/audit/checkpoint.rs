@@ -66,29 +66,14 @@ pub fn generate_key_file(path: &Path) -> Result<VerifyingKey, CheckpointError> {
         path: path.display().to_string(),
         message,
     };
-    if path.exists() {
-        return Err(err(
-            "already exists; refusing to overwrite a signing key".into()
-        ));
-    }
     let key = SigningKey::generate(&mut rand::rngs::OsRng);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| err(e.to_string()))?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| err(e.to_string()))?;
-    std::io::Write::write_all(
-        &mut file,
-        format!("{}\n", hex::encode(key.to_bytes())).as_bytes(),
-    )
-    .map_err(|e| err(e.to_string()))?;
-    file.sync_all().map_err(|e| err(e.to_string()))?;
+    crate::keyfile::create(path, &key.to_bytes()).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::AlreadyExists {
+            err("already exists; refusing to overwrite a signing key".into())
+        } else {
+            err(e.to_string())
+        }
+    })?;
     Ok(key.verifying_key())
 }
 

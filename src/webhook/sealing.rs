@@ -106,39 +106,13 @@ pub fn create_key_file(path: &Path) -> Result<(), KeyError> {
     rand::rngs::OsRng
         .try_fill_bytes(&mut key)
         .map_err(|e| key_error(path, format!("no random key: {e}")))?;
-    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent).map_err(err)?;
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file = options.open(path).map_err(|e| {
+    crate::keyfile::create(path, &key).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
             key_error(path, "already exists; refusing to overwrite a key")
         } else {
             err(e)
         }
     })?;
-    std::io::Write::write_all(&mut file, format!("{}\n", hex::encode(key)).as_bytes())
-        .map_err(err)?;
-    file.sync_all().map_err(err)?;
-    // The secrets sealed under this key are fdatasynced into the store; the key's own folder
-    // entry must be as durable, or a power cut could keep the secrets and lose their key.
-    #[cfg(unix)]
-    if let Some(parent) = path.parent() {
-        let dir = if parent.as_os_str().is_empty() {
-            Path::new(".")
-        } else {
-            parent
-        };
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(err)?;
-    }
     Ok(())
 }
 
