@@ -465,7 +465,7 @@ struct PatchOpRef {
     value: Option<Value>,
 }
 
-/// Types whose payload names actors (and `position.stated`'s `target`, an actor there).
+/// Types whose payload names actors in the fields [`Refs`] reads.
 const ACTOR_TYPES: &[&str] = &[
     "actor.registered",
     "statement.made",
