@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
-use annals::config::{Config, KeyEntry};
+use annals::config::Config;
 use annals::event::{Schemas, Validator, parse_json};
+use annals::keys::KeyEntry;
 use annals::keys::{self, Scope};
 use annals::log::record::{self, Record};
 use annals::{Server, StartOptions};

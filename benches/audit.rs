@@ -8,8 +8,8 @@
 
 use std::time::{Duration, Instant};
 
-use annals::config::Durability;
-use annals::log::{Append, ExpectedVersion, Log, LogOptions, NewEvent, References};
+use annals::log::Durability;
+use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References};
 use annals::metrics::Metrics;
 use serde_json::json;
 
@@ -40,8 +40,8 @@ fn event(n: u64) -> NewEvent {
     }
 }
 
-fn options(durability: Durability) -> LogOptions {
-    LogOptions {
+fn options(durability: Durability) -> LogConfig {
+    LogConfig {
         durability,
         max_group_events: 512,
         queue_capacity: 4096,

@@ -18,11 +18,11 @@
 use std::error::Error;
 use std::time::Instant;
 
-use annals::config::Durability;
-use annals::log::{Append, ExpectedVersion, Log, LogOptions, NewEvent, References, raw};
+use annals::log::Durability;
+use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References, raw};
 use annals::metrics::Metrics;
 use annals::projection::knowledge::Fact;
-use annals::projection::{self, Knowledge, KnownAt, ProjectionConfig, Query};
+use annals::projection::{self, Knowledge, KnownAt, Query};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -118,7 +118,7 @@ async fn fill(log: &Log, n: u64) -> Res<()> {
 fn open(dir: &std::path::Path) -> Res<(Log, annals::log::WriterGuard)> {
     Ok(Log::open(
         dir,
-        LogOptions {
+        LogConfig {
             durability: Durability::Os,
             max_group_events: 8192,
             queue_capacity: 64,
@@ -225,7 +225,7 @@ fn main() -> Res<()> {
     //    the checkpoint the rebuild wrote.
     let paths = rt.block_on(async {
         let (log, writer) = open(dir)?;
-        let config = ProjectionConfig::default();
+        let config = annals::Config::defaults().expect("defaults").projections;
         let t = Instant::now();
         let folded = projection::rebuild_offline(&log, &config, |_| {}).await?;
         let rebuild_cold = folded as f64 / t.elapsed().as_secs_f64();

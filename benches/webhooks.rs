@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use annals::config::{Config, KeyEntry};
+use annals::config::Config;
+use annals::keys::KeyEntry;
 use annals::keys::{self, Scope};
 use annals::{Server, StartOptions};
 use bytes::Bytes;

@@ -9,7 +9,13 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::keys::Scope;
+use crate::api::LiveConfig;
+use crate::audit::AuditConfig;
+use crate::keys::AuthConfig;
+use crate::limits::Limits;
+use crate::log::LogConfig;
+use crate::projection::ProjectionConfig;
+use crate::webhook::WebhookConfig;
 
 /// The default configuration shipped in `config/default.toml`, compiled in so that a binary
 /// copied elsewhere still starts with the documented defaults.
@@ -29,15 +35,12 @@ pub struct Config {
     pub live: LiveConfig,
     /// API keys.
     pub auth: AuthConfig,
-    /// Read models (issue 3).
-    #[serde(default)]
-    pub projections: crate::projection::ProjectionConfig,
-    /// Webhook delivery (issue 4).
-    #[serde(default)]
-    pub webhooks: crate::webhook::WebhookConfig,
-    /// Signed checkpoints (issue 5).
-    #[serde(default)]
-    pub audit: crate::audit::checkpointer::AuditConfig,
+    /// Read models.
+    pub projections: ProjectionConfig,
+    /// Webhook delivery.
+    pub webhooks: WebhookConfig,
+    /// Signed checkpoints.
+    pub audit: AuditConfig,
 }
 
 /// Listening address and data folder.
@@ -51,78 +54,6 @@ pub struct ServerConfig {
     /// Seconds to wait for open connections (live feeds whose readers stopped reading) when
     /// shutting down; after that the log is closed regardless.
     pub shutdown_grace_secs: u64,
-}
-
-/// When an append counts as durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    /// sled flush plus `fdatasync` of sled's data file: survives power loss.
-    Fsync,
-    /// sled flush only: survives a process crash, not necessarily a power cut.
-    Os,
-}
-
-/// Group-commit settings of the single writer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LogConfig {
-    /// When an append is acknowledged.
-    pub durability: Durability,
-    /// Most events written in one group commit.
-    pub max_group_events: usize,
-    /// Append requests that may wait for the writer before new ones get 503.
-    pub queue_capacity: usize,
-}
-
-/// Input limits; each is documented in `config/default.toml`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Limits {
-    /// Largest request body in bytes.
-    pub max_body_bytes: usize,
-    /// Most events in one append request.
-    pub max_events_per_request: usize,
-    /// Largest serialised event in bytes.
-    pub max_event_bytes: usize,
-    /// Longest string value in bytes.
-    pub max_string_bytes: usize,
-    /// Longest stream name in bytes.
-    pub max_stream_name_bytes: usize,
-    /// Most records one read returns.
-    pub max_read_limit: usize,
-    /// Most records one filtered read examines before it answers with what it found.
-    pub max_scan_per_read: usize,
-}
-
-/// Live feed settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LiveConfig {
-    /// Events a live reader may fall behind before it is cut off.
-    pub max_lag: u64,
-    /// Seconds between keep-alive comments.
-    pub keep_alive_secs: u64,
-}
-
-/// The configured API keys.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AuthConfig {
-    /// Hashed keys with their principal and scopes.
-    pub keys: Vec<KeyEntry>,
-}
-
-/// One API key as configured: never the key itself, only its hash.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct KeyEntry {
-    /// Who uses the key; recorded as `recorded_by` on every append made with it.
-    pub principal: String,
-    /// `sha256:<hex>` of the key, as printed by `annals keys new`.
-    pub hash: String,
-    /// What the key may do.
-    pub scopes: Vec<Scope>,
 }
 
 /// A configuration that could not be loaded; the message names the offending key.
@@ -266,8 +197,40 @@ mod tests {
     fn shipped_defaults_parse_and_pass_checks() {
         let config = Config::defaults().expect("defaults parse");
         config.check().expect("defaults are valid");
-        assert_eq!(config.log.durability, Durability::Fsync);
+        assert_eq!(config.log.durability, crate::log::Durability::Fsync);
         assert!(config.auth.keys.is_empty());
+    }
+
+    #[test]
+    fn every_default_has_one_source_the_shipped_file() {
+        // No setting has a second default in code: take any one key out of the shipped file
+        // and the configuration no longer loads, naming that key.
+        let lines: Vec<&str> = DEFAULT_TOML.lines().collect();
+        let mut checked = 0;
+        for (i, line) in lines.iter().enumerate() {
+            let Some((key, _)) = line.split_once(" = ") else {
+                continue;
+            };
+            if line.starts_with('#') {
+                continue;
+            }
+            let without: Vec<&str> = lines
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, l)| *l)
+                .collect();
+            let err = Figment::from(Toml::string(&without.join("\n")))
+                .extract::<Config>()
+                .map_err(describe)
+                .expect_err(key);
+            assert!(err.to_string().contains(key.trim()), "{key}: {err}");
+            checked += 1;
+        }
+        assert!(
+            checked > 40,
+            "only {checked} keys found in the shipped file"
+        );
     }
 
     #[test]

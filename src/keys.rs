@@ -10,7 +10,25 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::KeyEntry;
+/// The configured API keys.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Hashed keys with their principal and scopes.
+    pub keys: Vec<KeyEntry>,
+}
+
+/// One API key as configured: never the key itself, only its hash.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyEntry {
+    /// Who uses the key; recorded as `recorded_by` on every append made with it.
+    pub principal: String,
+    /// `sha256:<hex>` of the key, as printed by `annals keys new`.
+    pub hash: String,
+    /// What the key may do.
+    pub scopes: Vec<Scope>,
+}
 
 /// What a key may do. `Admin` implies the other two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

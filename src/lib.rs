@@ -7,6 +7,7 @@ pub mod config;
 pub mod event;
 pub mod keyfile;
 pub mod keys;
+pub mod limits;
 pub mod log;
 pub mod metrics;
 pub mod projection;

@@ -13,7 +13,7 @@ use annals::audit::{export, import, verify};
 use annals::config::Config;
 use annals::event::{Schemas, Validator};
 use annals::keys::{self, Scope};
-use annals::log::{Log, LogOptions};
+use annals::log::Log;
 use annals::metrics::Metrics;
 use annals::{Server, StartOptions};
 
@@ -564,7 +564,7 @@ fn open_offline(
     metrics: Metrics,
     command: &str,
 ) -> Result<(Log, annals::log::WriterGuard), ExitCode> {
-    Log::open(dir, LogOptions::from(&config.log), metrics).map_err(|e| {
+    Log::open(dir, config.log.clone(), metrics).map_err(|e| {
         fail(format!(
             "{e}\n(is a server running on this folder? `annals {command}` needs it stopped)"
         ))

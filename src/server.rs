@@ -12,10 +12,11 @@ use tokio::task::JoinHandle;
 use crate::api::{self, State, auth::Auth};
 use crate::audit::checkpointer::{Checkpointer, CheckpointerError};
 use crate::audit::import;
-use crate::config::{Config, KeyEntry};
+use crate::config::Config;
 use crate::event::{Schemas, Validator};
+use crate::keys::KeyEntry;
 use crate::keys::{self, KeyRing, Scope};
-use crate::log::{Log, LogOptions, WriterGuard};
+use crate::log::{Log, WriterGuard};
 use crate::metrics::Metrics;
 use crate::{projection, webhook};
 
@@ -86,7 +87,7 @@ impl Server {
         let dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
         let metrics = Metrics::new()?;
-        let (log, writer) = Log::open(&dir, LogOptions::from(&config.log), metrics.clone())?;
+        let (log, writer) = Log::open(&dir, config.log.clone(), metrics.clone())?;
         let validator = Validator::new(Schemas::load()?, config.limits.clone());
         let mut entries = config.auth.keys.clone();
         entries.extend(options.extra_keys.iter().cloned());

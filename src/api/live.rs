@@ -6,6 +6,7 @@
 
 use std::convert::Infallible;
 
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use warp::Reply;
 use warp::reply::Response;
@@ -15,6 +16,16 @@ use super::events::TypeFilter;
 use super::problem::Problem;
 use super::{Query, Shared, keep_alive};
 use crate::keys::Scope;
+
+/// Live feed settings (`[live]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveConfig {
+    /// Events a live reader may fall behind before it is cut off.
+    pub max_lag: u64,
+    /// Seconds between keep-alive comments.
+    pub keep_alive_secs: u64,
+}
 
 /// Records read from the log per step.
 const CHUNK: usize = 256;

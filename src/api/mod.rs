@@ -11,6 +11,8 @@ pub mod problem;
 mod projections;
 mod subscriptions;
 
+pub use live::LiveConfig;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,8 +23,8 @@ use warp::Filter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use crate::config::{Limits, LiveConfig};
 use crate::event::Validator;
+use crate::limits::Limits;
 use crate::log::Log;
 use crate::metrics::Metrics;
 use auth::Auth;

@@ -16,22 +16,13 @@ use crate::log::{Log, LogError};
 
 /// Audit settings (`[audit]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Path of the Ed25519 signing key (`annals keys new-signing`). Empty: `checkpoint.key`
     /// in the data folder, created on first start.
     pub signing_key: PathBuf,
     /// Seconds between automatic checkpoints (0: only on demand). Skipped if nothing changed.
     pub checkpoint_interval_secs: u64,
-}
-
-impl Default for AuditConfig {
-    fn default() -> Self {
-        AuditConfig {
-            signing_key: PathBuf::new(),
-            checkpoint_interval_secs: 3600,
-        }
-    }
 }
 
 impl AuditConfig {

@@ -10,6 +10,8 @@ pub mod offline;
 pub mod replay;
 pub mod verify;
 
+pub use checkpointer::AuditConfig;
+
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// A progress bar on stderr that draws only when stderr is a terminal (pipes stay clean).

@@ -8,7 +8,7 @@ pub mod schema;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::config::Limits;
+use crate::limits::Limits;
 use crate::log::{ExpectedVersion, NewEvent};
 pub use schema::{FieldError, Schemas};
 

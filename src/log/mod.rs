@@ -3,6 +3,7 @@
 //! nothing of event types: type-specific rules reach it as generic [`References`]. It must
 //! never expose a record beyond the durable head, and never modify a stored record.
 
+pub mod config;
 mod layout;
 pub mod merkle;
 pub mod record;
@@ -16,8 +17,8 @@ use serde_json::Value;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::config::Durability;
 use crate::metrics::Metrics;
+pub use config::{Durability, LogConfig};
 pub use record::{GENESIS, Hash, Record, Recorded};
 
 /// Now as the log writes timestamps (RFC 3339, UTC, six fractional digits).
@@ -300,27 +301,6 @@ pub struct StreamInfo {
     pub last_seq: u64,
 }
 
-/// Options for opening the log.
-#[derive(Debug, Clone)]
-pub struct LogOptions {
-    /// When an append is acknowledged.
-    pub durability: Durability,
-    /// Most events per group commit.
-    pub max_group_events: usize,
-    /// Requests that may wait for the writer.
-    pub queue_capacity: usize,
-}
-
-impl From<&crate::config::LogConfig> for LogOptions {
-    fn from(c: &crate::config::LogConfig) -> LogOptions {
-        LogOptions {
-            durability: c.durability,
-            max_group_events: c.max_group_events,
-            queue_capacity: c.queue_capacity,
-        }
-    }
-}
-
 pub(crate) enum Command {
     Append(Append, oneshot::Sender<Result<Appended, AppendError>>),
     Restore(Vec<Restore>, oneshot::Sender<Result<Head, AppendError>>),
@@ -365,7 +345,7 @@ impl Log {
     /// Opens (or creates) the log in `dir` and starts its writer thread.
     pub fn open(
         dir: &Path,
-        options: LogOptions,
+        options: LogConfig,
         metrics: Metrics,
     ) -> Result<(Log, WriterGuard), LogError> {
         Self::open_with(dir, options, metrics, true)
@@ -377,7 +357,7 @@ impl Log {
     #[doc(hidden)]
     pub fn open_without_merkle_for_benchmarks(
         dir: &Path,
-        options: LogOptions,
+        options: LogConfig,
         metrics: Metrics,
     ) -> Result<(Log, WriterGuard), LogError> {
         Self::open_with(dir, options, metrics, false)
@@ -385,7 +365,7 @@ impl Log {
 
     fn open_with(
         dir: &Path,
-        options: LogOptions,
+        options: LogConfig,
         metrics: Metrics,
         merkle: bool,
     ) -> Result<(Log, WriterGuard), LogError> {

@@ -20,10 +20,9 @@ use super::layout;
 use super::merkle::{self, Frontier};
 use super::record::{self, Hash, Record};
 use super::{
-    Append, AppendError, Appended, Command, ExpectedVersion, Head, LogOptions, Position,
+    Append, AppendError, Appended, Command, Durability, ExpectedVersion, Head, LogConfig, Position,
     Requirement, Restore,
 };
-use crate::config::Durability;
 use crate::metrics::Metrics;
 
 /// A stream's head as the writer tracks it.
@@ -61,7 +60,7 @@ pub(super) struct Writer {
     db: sled::Db,
     tree: sled::Tree,
     dir: PathBuf,
-    options: LogOptions,
+    options: LogConfig,
     head: Head,
     head_tx: watch::Sender<Head>,
     failed: Arc<AtomicBool>,
@@ -89,7 +88,7 @@ impl Writer {
         db: sled::Db,
         tree: sled::Tree,
         dir: PathBuf,
-        options: LogOptions,
+        options: LogConfig,
         head: Head,
         head_tx: watch::Sender<Head>,
         failed: Arc<AtomicBool>,

@@ -32,7 +32,7 @@ pub const NAMES: &[&str] = &[
 
 /// Projection settings (`[projections]`); every key is documented in `config/default.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct ProjectionConfig {
     /// Write a checkpoint after this many events have been folded since the last one.
     pub checkpoint_every_events: u64,
@@ -46,19 +46,6 @@ pub struct ProjectionConfig {
     pub default_limit: usize,
     /// Largest `limit` a request may ask for.
     pub max_limit: usize,
-}
-
-impl Default for ProjectionConfig {
-    fn default() -> ProjectionConfig {
-        ProjectionConfig {
-            checkpoint_every_events: 1000,
-            checkpoint_every_ms: 1000,
-            batch_events: 1024,
-            min_seq_wait_ms: 2000,
-            default_limit: 500,
-            max_limit: 10_000,
-        }
-    }
 }
 
 /// Why a projection operation failed.

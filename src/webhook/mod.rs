@@ -40,7 +40,7 @@ use subscription::{Secret, ms_to_rfc3339, now_ms};
 
 /// Webhook settings (`[webhooks]`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct WebhookConfig {
     /// Allow targets on loopback, private, link-local and other non-global addresses.
     pub allow_private_targets: bool,
@@ -83,34 +83,6 @@ pub struct WebhookConfig {
     /// A stored secret that does not decrypt with the key stops the start (`refuse`), or
     /// disables its subscription until the secret is rotated (`disable`).
     pub unreadable_secrets: Unreadable,
-}
-
-impl Default for WebhookConfig {
-    fn default() -> Self {
-        WebhookConfig {
-            allow_private_targets: false,
-            // Svix's schedule: immediately, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
-            retry_schedule_ms: vec![
-                0, 5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000,
-            ],
-            jitter_percent: 20,
-            retry_after_max_secs: 3_600,
-            timeout_ms: 15_000,
-            connect_timeout_ms: 5_000,
-            max_request_bytes: 262_144,
-            max_response_bytes: 65_536,
-            response_preview_bytes: 512,
-            attempts_kept: 100,
-            secret_overlap_secs: 86_400,
-            max_in_flight: 64,
-            disable_after_failing_secs: 432_000,
-            cursor_sync_ms: 200,
-            read_batch: 256,
-            max_dead_letters_per_subscription: 10_000,
-            secret_key_file: PathBuf::new(),
-            unreadable_secrets: Unreadable::Refuse,
-        }
-    }
 }
 
 impl WebhookConfig {

@@ -6,8 +6,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use annals::config::{Config, Durability};
+use annals::config::Config;
 use annals::keys::Scope;
+use annals::log::Durability;
 use serde_json::json;
 
 use crate::helpers::*;

@@ -8,7 +8,8 @@ use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use annals::config::{Config, KeyEntry};
+use annals::config::Config;
+use annals::keys::KeyEntry;
 use annals::keys::{self, Scope};
 use annals::{Server, StartOptions};
 use serde_json::{Value, json};

@@ -112,7 +112,7 @@ fn config() -> ProjectionConfig {
         checkpoint_every_events: 3,
         checkpoint_every_ms: 60_000,
         batch_events: 4,
-        ..ProjectionConfig::default()
+        ..annals::Config::defaults().unwrap().projections
     }
 }
 

@@ -1,8 +1,8 @@
 //! Helpers for the in-process projection tests (engine, checkpoint layout, CLI rebuild): a
 //! real log over a temp folder, events built without HTTP, and the engine's catch-up.
 
-use annals::config::Durability;
-use annals::log::{Append, ExpectedVersion, Log, LogOptions, NewEvent, References, WriterGuard};
+use annals::log::Durability;
+use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References, WriterGuard};
 use annals::metrics::Metrics;
 use annals::projection::{Engine, Knowledge};
 use serde_json::{Value, json};
@@ -12,7 +12,7 @@ use uuid::Uuid;
 pub fn open(dir: &std::path::Path) -> (Log, WriterGuard) {
     Log::open(
         dir,
-        LogOptions {
+        LogConfig {
             durability: Durability::Os,
             max_group_events: 256,
             queue_capacity: 64,

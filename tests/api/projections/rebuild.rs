@@ -1,8 +1,8 @@
 //! A rebuild under concurrent appends and queries: queries keep answering, the swapped-in
 //! state equals a fresh fold of the log, and no event is missed at the hand-over.
 
-use annals::config::Durability;
-use annals::log::{Log, LogOptions};
+use annals::log::Durability;
+use annals::log::{Log, LogConfig};
 use annals::metrics::Metrics;
 use annals::projection::{self, Knowledge};
 use serde_json::{Value, json};
@@ -88,7 +88,7 @@ async fn a_rebuild_under_concurrent_appends_and_queries_swaps_in_a_complete_stat
     let dir = app.stop().await;
     let (log, writer) = Log::open(
         dir.path(),
-        LogOptions {
+        LogConfig {
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,
