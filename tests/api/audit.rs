@@ -671,3 +671,33 @@ async fn replay_known_at_before_and_after_a_correction_shows_the_old_and_the_new
     );
     assert_eq!(code, 2, "a bad known_at is a usage error: {err}");
 }
+
+/// The leaf as the README specifies it, byte for byte: an export line ends with
+/// `,"hash":"<64 lowercase hex>"}`; the leaf is the line without those last 75 bytes, plus `}`.
+fn leaf_of_export_line(line: &str) -> Vec<u8> {
+    let bytes = line.as_bytes();
+    assert!(bytes.len() > 75, "line too short: {line}");
+    let (body, tail) = bytes.split_at(bytes.len() - 75);
+    assert!(tail.starts_with(b",\"hash\":\"") && tail.ends_with(b"\"}"), "{line}");
+    let hex = &tail[9..73];
+    assert!(
+        hex.iter()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(c)),
+        "{line}"
+    );
+    let mut leaf = body.to_vec();
+    leaf.push(b'}');
+    leaf
+}
+
+#[tokio::test]
+async fn the_merkle_root_recomputed_from_an_export_line_by_line_is_the_served_root() {
+    let app = spawn_app().await;
+    app.seed().await;
+    append_statements(&app, 70, 0).await;
+    let root = app.get("/audit/root").await.json::<Value>().await.unwrap();
+    let (_dir, export) = stop_and_export(app).await;
+    let leaves: Vec<Vec<u8>> = export.lines().map(leaf_of_export_line).collect();
+    assert_eq!(leaves.len() as u64, root["tree_size"].as_u64().unwrap());
+    assert_eq!(hex::encode(mth(&leaves)), root["root"].as_str().unwrap());
+}
