@@ -678,7 +678,10 @@ fn leaf_of_export_line(line: &str) -> Vec<u8> {
     let bytes = line.as_bytes();
     assert!(bytes.len() > 75, "line too short: {line}");
     let (body, tail) = bytes.split_at(bytes.len() - 75);
-    assert!(tail.starts_with(b",\"hash\":\"") && tail.ends_with(b"\"}"), "{line}");
+    assert!(
+        tail.starts_with(b",\"hash\":\"") && tail.ends_with(b"\"}"),
+        "{line}"
+    );
     let hex = &tail[9..73];
     assert!(
         hex.iter()

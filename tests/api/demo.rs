@@ -8,11 +8,12 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
+use annals::Server;
 use annals::server::DEMO_NDJSON;
-use annals::{Server, StartOptions};
 use serde_json::{Value, json};
 use sha2::Digest;
 
+use crate::demo_server::DemoServer;
 use crate::helpers::*;
 
 /// The article the demo data codes, shipped beside it so that every clone checks every quote.
@@ -54,16 +55,9 @@ fn submission(line: &Value) -> (String, Value) {
     (stream, event)
 }
 
+/// The demo server's `Server`, started the one way the tests start it.
 async fn start_demo(dir: &Path) -> Server {
-    Server::start(
-        test_config(dir),
-        StartOptions {
-            demo: true,
-            ..StartOptions::default()
-        },
-    )
-    .await
-    .unwrap()
+    DemoServer::start(dir).await.server
 }
 
 /// GET with a key; asserts 200 and returns the body.

@@ -10,6 +10,7 @@ mod cli;
 mod concurrency;
 mod config;
 mod demo;
+mod demo_server;
 mod durability;
 mod idempotency;
 mod live;

@@ -11,12 +11,10 @@ mod inproc;
 mod rebuild;
 mod restart;
 
-use std::path::Path;
-
-use annals::{Server, StartOptions};
 use serde_json::Value;
 
-use crate::helpers::{TestApp, encode, test_config};
+pub use crate::demo_server::DemoServer;
+use crate::helpers::TestApp;
 
 /// GETs a projection path with the read key, waiting for the projections to reach `min_seq`.
 pub async fn view(app: &TestApp, path: &str, min_seq: u64) -> Value {
@@ -48,67 +46,4 @@ pub fn status_line(all: &Value, name: &str) -> Value {
 /// The status line of one projection from `GET /projections`.
 pub async fn status(app: &TestApp, name: &str) -> Value {
     status_line(&app.get_json("/projections").await, name)
-}
-
-/// An in-process server over `dir` with the demo data (loaded only into an empty folder) and
-/// the demo key, which has every scope.
-pub struct DemoServer {
-    pub server: Server,
-    key: String,
-    client: reqwest::Client,
-}
-
-impl DemoServer {
-    pub async fn start(dir: &Path) -> DemoServer {
-        let server = Server::start(
-            test_config(dir),
-            StartOptions {
-                demo: true,
-                ..StartOptions::default()
-            },
-        )
-        .await
-        .unwrap();
-        let key = server.demo_key.clone().unwrap();
-        DemoServer {
-            server,
-            key,
-            client: reqwest::Client::new(),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.server.addr())
-    }
-
-    /// GETs `path` with the demo key; it must answer 200 with JSON.
-    pub async fn get(&self, path: &str) -> Value {
-        let resp = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200, "GET {path}");
-        resp.json().await.unwrap()
-    }
-
-    /// Appends `body` to `stream`; it must answer 201.
-    pub async fn append(&self, stream: &str, body: &Value) {
-        let resp = self
-            .client
-            .post(self.url(&format!("/streams/{}/events", encode(stream))))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    }
-
-    /// The status line of one projection.
-    pub async fn status(&self, name: &str) -> Value {
-        status_line(&self.get("/projections").await, name)
-    }
 }
