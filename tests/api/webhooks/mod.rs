@@ -11,4 +11,5 @@ mod restart;
 mod rotation;
 mod signing;
 mod support;
+mod type_globs;
 mod verifier;
