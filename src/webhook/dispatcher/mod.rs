@@ -8,101 +8,40 @@
 //! it over. Dead letters are capped per subscription, the oldest evicted first. This module
 //! must never write to the log, never wait on another subscription, never examine an
 //! unbounded run of records without yielding, and never log a secret or a body.
+//!
+//! The parts: `context` (what every task shares, and the syncer), `task` (one subscription's
+//! shared state), `message` (a message and how it settled), `settle` (one message on its
+//! retry schedule), `retry_state` (its place in the schedule), `send` (one HTTP attempt).
+
+mod context;
+mod message;
+mod retry_state;
+mod send;
+mod settle;
+mod task;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use prometheus::{IntCounter, IntGauge};
-use reqwest::Url;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::WebhookConfig;
-use super::guard::{self, Checked};
-use super::metrics::WebhookMetrics;
-use super::retry;
-use super::signing;
-use super::store::{RetryKind, RetryState, Store, StoreError};
-use super::subscription::{Attempt, DeadLetter, Mode, Status, Subscription, ms_to_rfc3339, now_ms};
-use crate::log::{Log, LogError, Record, Recorded};
+pub(crate) use context::{Ctx, client_builder, sync_loop};
+use message::{Delivery, Msg, Outcome};
+use retry_state::Exhaust;
+use settle::settle;
+use task::{Pacer, SubCtx};
 
-/// What every delivery task shares.
-pub(crate) struct Ctx {
-    /// The log (read only).
-    pub log: Log,
-    /// The `webhooks` tree.
-    pub store: Store,
-    /// Settings.
-    pub config: WebhookConfig,
-    /// Instruments.
-    pub metrics: WebhookMetrics,
-    /// Store writes that must become durable, counted (a cursor moved, a dead letter or a
-    /// retry state stored). A sync that read this count before it flushed made that many
-    /// writes durable.
-    pub writes: AtomicU64,
-    /// The write count the latest completed sync covered; the syncer runs while `writes` is
-    /// ahead of it.
-    pub synced: watch::Sender<u64>,
-    /// The client for targets given as IP literals (nothing to resolve, so nothing to pin);
-    /// shared so connections are kept alive across subscriptions.
-    pub ip_client: reqwest::Client,
-}
-
-/// Why making the webhook store durable failed.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum SyncError {
-    /// The log (and so the store) failed or is closed.
-    #[error(transparent)]
-    Log(#[from] LogError),
-    /// The blocking task running the sync failed.
-    #[error("the sync task failed: {0}")]
-    Task(#[from] tokio::task::JoinError),
-}
-
-impl Ctx {
-    /// Notes a store write that must become durable; answers a ticket for [`Ctx::durable`].
-    pub(crate) fn mark_dirty(&self) -> u64 {
-        self.writes.fetch_add(1, Ordering::SeqCst) + 1
-    }
-
-    /// Whether some write is not yet known to be durable.
-    pub(crate) fn is_dirty(&self) -> bool {
-        self.writes.load(Ordering::SeqCst) > *self.synced.borrow()
-    }
-
-    /// Waits until a sync has covered the write behind `ticket` (the syncer's, one flush +
-    /// fdatasync per `cursor_sync_ms` for every waiter). Only a closed log keeps it waiting,
-    /// and then the task is being stopped.
-    async fn durable(&self, ticket: u64) {
-        let mut rx = self.synced.subscribe();
-        // The sender lives in `self`: this cannot fail while we hold it.
-        let _ = rx.wait_for(|done| *done >= ticket).await;
-    }
-
-    /// Makes every webhook write so far durable (sled flush + fdatasync) and tells waiters.
-    pub(crate) async fn sync(&self) -> Result<(), SyncError> {
-        // Read before the flush: every write counted so far was made before it.
-        let covered = self.writes.load(Ordering::SeqCst);
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || log.sync_aux()).await??;
-        // Syncs may finish out of order (the syncer and an operator's change): keep the highest.
-        self.synced.send_if_modified(|done| {
-            let newer = covered > *done;
-            if newer {
-                *done = covered;
-            }
-            newer
-        });
-        Ok(())
-    }
-}
+use super::guard;
+use super::store::{RetryKind, StoreError};
+use super::subscription::{DeadLetter, Mode, Status, Subscription, ms_to_rfc3339, now_ms};
+use crate::log::LogError;
 
 /// Why a delivery task stopped on its own.
 #[derive(Debug, thiserror::Error)]
@@ -149,326 +88,21 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, sub: Subscription) -> Worker {
     Worker { stop, handle }
 }
 
-/// A message ready to send.
-#[derive(Clone)]
-struct Msg {
-    seq: u64,
-    event_id: String,
-    event_type: String,
-    /// `{"type","timestamp","data"}`: built once, signed and sent as is on every attempt.
-    body: Bytes,
-}
-
-impl Msg {
-    fn new(rec: &Record, recorded: &Recorded) -> Result<Msg, serde_json::Error> {
-        let body = format!(
-            "{{\"type\":{},\"timestamp\":{},\"data\":{}}}",
-            serde_json::to_string(&rec.event_type)?,
-            serde_json::to_string(&rec.recorded_at)?,
-            recorded.envelope_json()
-        );
-        Ok(Msg {
-            seq: recorded.seq,
-            event_id: rec.id.to_string(),
-            event_type: rec.event_type.clone(),
-            body: Bytes::from(body),
-        })
-    }
-}
-
-/// How a message settled.
-enum Outcome {
-    /// A 2xx came back.
-    Delivered,
-    /// Stored in the dead letters; delivery goes on.
-    DeadLettered,
-    /// The subscription must stop (410, ordered exhaustion, failing too long).
-    Stop(Status, String),
-}
-
-/// What to do when the schedule runs out.
-#[derive(Clone, Copy)]
-enum Exhaust {
-    /// Ordered mode pauses; parallel mode dead-letters.
-    ByMode,
-    /// A redelivery goes back to the dead letters, with `prior` attempts already made.
-    DeadLetter { prior: u32 },
-}
-
-impl Exhaust {
-    /// Where this delivery keeps its retry state, and the state of a message not tried yet
-    /// in this kind of delivery.
-    fn retry(self) -> (RetryKind, RetryState) {
-        match self {
-            Exhaust::ByMode => (RetryKind::Cursor, RetryState::default()),
-            Exhaust::DeadLetter { prior } => (
-                RetryKind::Redelivery,
-                RetryState {
-                    attempts: prior,
-                    round_start: prior,
-                    next_at_ms: 0,
-                },
-            ),
-        }
-    }
-}
-
-/// One message's place in its retry schedule. Written to the store only once the message has
-/// failed (a message delivered at its first try costs no write), and forgotten when it
-/// settles.
-struct Retry {
-    kind: RetryKind,
-    state: RetryState,
-    /// Whether the store holds a state for this message.
-    stored: bool,
-    /// A write not yet known to be durable: the ticket to wait for before the next attempt.
-    unsynced: Option<u64>,
-}
-
-impl Retry {
-    /// The stored state of this message, or a fresh one.
-    fn load(ctx: &Ctx, s: &SubCtx, id: &uuid::Uuid, seq: u64, exhaust: Exhaust) -> Retry {
-        let (kind, fresh) = exhaust.retry();
-        // Only this task writes retry states, so the cursor's messages that have one are
-        // known from its start: the others (nearly all) cost no read.
-        let look = kind == RetryKind::Redelivery
-            || s.restored
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&seq);
-        let stored = if look {
-            ctx.store.retry_state(kind, id, seq).unwrap_or_else(|e| {
-                tracing::error!(subscription = %id, seq, error = %e, "cannot read a retry state; its schedule starts over");
-                None
-            })
-        } else {
-            None
-        };
-        Retry {
-            kind,
-            stored: stored.is_some(),
-            state: stored.unwrap_or(fresh),
-            unsynced: None,
-        }
-    }
-
-    /// Stores the state; the next attempt waits until it is durable, so an attempt numbered
-    /// N + 1 is never sent while a crash could still forget attempt N.
-    fn save(&mut self, ctx: &Ctx, id: &uuid::Uuid, seq: u64) {
-        match ctx.store.put_retry_state(self.kind, id, seq, &self.state) {
-            Ok(()) => {
-                self.stored = true;
-                self.unsynced = Some(ctx.mark_dirty());
-            }
-            Err(e) => {
-                tracing::error!(subscription = %id, seq, error = %e, "cannot store a retry state")
-            }
-        }
-    }
-
-    /// After the message settled: forgotten once delivered or dead-lettered; kept as the
-    /// start of a new round when the subscription stopped on it, so the count goes on after a
-    /// resume.
-    fn finish(&mut self, ctx: &Ctx, id: &uuid::Uuid, seq: u64, outcome: &Outcome) {
-        match outcome {
-            Outcome::Delivered | Outcome::DeadLettered => {
-                if self.stored {
-                    match ctx.store.remove_retry_state(self.kind, id, seq) {
-                        Ok(()) => {
-                            ctx.mark_dirty();
-                        }
-                        Err(e) => {
-                            tracing::error!(subscription = %id, seq, error = %e, "cannot forget a retry state")
-                        }
-                    }
-                }
-            }
-            Outcome::Stop(..) => {
-                if self.state.attempts > 0 || self.stored {
-                    self.state.round_start = self.state.attempts;
-                    self.state.next_at_ms = 0;
-                    self.save(ctx, id, seq);
-                }
-            }
-        }
-    }
-}
-
-/// One attempt's verdict.
-enum Verdict {
-    Success,
-    Gone,
-    Failed {
-        error: String,
-        retry_after: Option<Duration>,
-    },
-}
-
-/// Paces attempts to the subscription's rate limit (a virtual clock: no burst).
-struct Pacer {
-    interval: Option<Duration>,
-    /// The earliest start of the next attempt. A std mutex: held for two instructions, never
-    /// across an await.
-    next: std::sync::Mutex<tokio::time::Instant>,
-}
-
-impl Pacer {
-    async fn wait(&self) {
-        let Some(interval) = self.interval else {
-            return;
-        };
-        let at = {
-            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
-            let at = (*next).max(tokio::time::Instant::now());
-            *next = at + interval;
-            at
-        };
-        tokio::time::sleep_until(at).await;
-    }
-}
-
-/// Per-subscription state shared by its in-flight deliveries (all inside one task).
-struct SubCtx {
-    url: Url,
-    mode: Mode,
-    /// The stored record; deliveries update `failing_since_ms` and the status through it. A
-    /// std mutex: never held across an await.
-    sub: std::sync::Mutex<Subscription>,
-    pacer: Pacer,
-    attempt_no: AtomicU64,
-    /// Dead letters stored for this subscription. Counted once when the task starts; every
-    /// later change to them is made by this task (an operator's change stops it first).
-    dead_count: AtomicU64,
-    /// This subscription's `webhook_dead_letters_evicted_total`.
-    evicted: IntCounter,
-    /// Seqs after the cursor whose retry state was stored when the task started (taken as
-    /// their messages are read again). A std mutex: never held across an await.
-    restored: std::sync::Mutex<BTreeSet<u64>>,
-    /// The client pinned to the last checked addresses of a named host (reused while the
-    /// host resolves to the same set, so connections stay alive).
-    client: std::sync::Mutex<Option<(Checked, reqwest::Client)>>,
-    lag: IntGauge,
-}
-
-impl SubCtx {
-    fn id(&self) -> uuid::Uuid {
-        self.sub.lock().unwrap_or_else(|e| e.into_inner()).id
-    }
-
-    fn keys(&self) -> Vec<Vec<u8>> {
-        let sub = self.sub.lock().unwrap_or_else(|e| e.into_inner());
-        sub.signing_secrets(now_ms())
-            .into_iter()
-            .filter_map(|s| signing::decode_secret(s).ok())
-            .collect()
-    }
-
-    /// A client that connects only to addresses the guard has just checked.
-    async fn client(&self, ctx: &Ctx) -> Result<reqwest::Client, String> {
-        let checked = guard::check(&self.url, ctx.config.allow_private_targets)
-            .await
-            .map_err(|e| format!("target refused: {e}"))?;
-        let Some(host) = checked.host.clone() else {
-            return Ok(ctx.ip_client.clone());
-        };
-        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((c, client)) = slot.as_ref()
-            && c.addrs == checked.addrs
-        {
-            return Ok(client.clone());
-        }
-        let client = client_builder(&ctx.config)
-            .resolve_to_addrs(&host, &checked.addrs)
-            .build()
-            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
-        *slot = Some((checked, client.clone()));
-        Ok(client)
-    }
-
-    fn save(&self, ctx: &Ctx, change: impl FnOnce(&mut Subscription)) -> Result<(), StoreError> {
-        let mut sub = self.sub.lock().unwrap_or_else(|e| e.into_inner());
-        change(&mut sub);
-        ctx.store.put_subscription(&sub)?;
-        ctx.mark_dirty();
-        Ok(())
-    }
-
-    /// Evicts the oldest dead letters (lowest seqs) beyond
-    /// `webhooks.max_dead_letters_per_subscription`, so the store stays bounded.
-    fn trim_dead_letters(&self, ctx: &Ctx) -> Result<(), StoreError> {
-        let cap = ctx.config.max_dead_letters_per_subscription as u64;
-        let count = self.dead_count.load(Ordering::Acquire);
-        if count <= cap {
-            return Ok(());
-        }
-        let id = self.id();
-        let evicted = ctx
-            .store
-            .evict_oldest_dead_letters(&id, (count - cap) as usize)?;
-        let n = evicted.len() as u64;
-        self.dead_count.fetch_sub(n, Ordering::AcqRel);
-        ctx.mark_dirty();
-        self.evicted.inc_by(n);
-        tracing::warn!(
-            subscription = %id,
-            evicted = n,
-            lowest_seq = evicted.first().copied().unwrap_or(0),
-            highest_seq = evicted.last().copied().unwrap_or(0),
-            max = cap,
-            "oldest webhook dead letters evicted (webhooks.max_dead_letters_per_subscription reached)"
-        );
-        Ok(())
-    }
-
-    fn mark_healthy(&self, ctx: &Ctx) {
-        let failing = self
-            .sub
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failing_since_ms
-            .is_some();
-        if failing && let Err(e) = self.save(ctx, |s| s.failing_since_ms = None) {
-            tracing::error!(error = %e, "cannot record a healthy subscription");
-        }
-    }
-
-    /// Notes a failure; returns the reason to disable once it has only failed for too long.
-    fn mark_failing(&self, ctx: &Ctx) -> Option<String> {
-        let now = now_ms();
-        let since = self
-            .sub
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .failing_since_ms;
-        match since {
-            None => {
-                if let Err(e) = self.save(ctx, |s| s.failing_since_ms = Some(now)) {
-                    tracing::error!(error = %e, "cannot record a failing subscription");
-                }
-                None
-            }
-            Some(t) if now.saturating_sub(t) >= ctx.config.disable_after_failing_secs * 1000 => {
-                Some(format!(
-                    "every attempt has failed since {} (webhooks.disable_after_failing_secs = {})",
-                    ms_to_rfc3339(t),
-                    ctx.config.disable_after_failing_secs
-                ))
-            }
-            Some(_) => None,
-        }
-    }
-}
-
-/// The HTTP client settings every target gets: no redirects, no proxy (a proxy would connect
-/// to addresses the guard never saw), timeouts.
-pub(crate) fn client_builder(config: &WebhookConfig) -> reqwest::ClientBuilder {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .no_proxy()
-        .timeout(Duration::from_millis(config.timeout_ms))
-        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
-        .tcp_nodelay(true)
-        .user_agent(concat!("Annals-Webhooks/", env!("CARGO_PKG_VERSION")))
+/// Stops the subscription for `reason`: counted, logged, and stored with its status, the
+/// reason and the time of the change (the store counts the write, so the syncer makes it
+/// durable).
+fn stop(
+    ctx: &Ctx,
+    sub: &mut Subscription,
+    status: Status,
+    reason: String,
+) -> Result<(), StoreError> {
+    tracing::warn!(subscription = %sub.id, ?status, %reason, "webhook subscription stopped");
+    Delivery::stopped(status).count(&ctx.metrics);
+    sub.status = status;
+    sub.status_reason = Some(reason);
+    sub.updated_at = ms_to_rfc3339(now_ms());
+    ctx.store.put_subscription(sub)
 }
 
 type Pending = Pin<Box<dyn Future<Output = (bool, u64, Outcome)> + Send>>;
@@ -479,12 +113,10 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
     let url = match guard::parse(&sub.url) {
         Ok(u) => u,
         Err(e) => {
-            // Stored URLs were checked at creation; one that no longer parses cannot deliver.
+            // Stored URLs were checked at creation; one that no longer parses (a store written
+            // by an earlier version, or by hand) cannot deliver.
             let mut sub = sub;
-            sub.status = Status::Disabled;
-            sub.status_reason = Some(e.to_string());
-            ctx.store.put_subscription(&sub)?;
-            return Ok(());
+            return Ok(stop(&ctx, &mut sub, Status::Disabled, e.to_string())?);
         }
     };
     let k = match sub.mode {
@@ -612,7 +244,6 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
             .unwrap_or(next - 1);
         if settled > cursor {
             ctx.store.set_cursor(&id, settled)?;
-            ctx.mark_dirty();
             cursor = settled;
         }
         s.lag.set(head.saturating_sub(cursor) as i64);
@@ -639,20 +270,12 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                     Outcome::Delivered => {
                         if redelivery && ctx.store.remove_dead_letter(&id, seq)? {
                             s.dead_count.fetch_sub(1, Ordering::AcqRel);
-                            ctx.mark_dirty();
                         }
                     }
                     Outcome::DeadLettered => {}
                     Outcome::Stop(status, reason) => {
-                        tracing::warn!(subscription = %id, ?status, %reason, "webhook subscription stopped");
-                        let label = if status == Status::Paused { "paused" } else { "disabled" };
-                        ctx.metrics.deliveries.with_label_values(&[label]).inc();
-                        s.save(&ctx, |sub| {
-                            sub.status = status;
-                            sub.status_reason = Some(reason);
-                            sub.updated_at = ms_to_rfc3339(now_ms());
-                        })?;
-                        return Ok(());
+                        let mut sub = s.sub.lock().unwrap_or_else(|e| e.into_inner());
+                        return Ok(stop(&ctx, &mut sub, status, reason)?);
                     }
                 }
             }
@@ -700,337 +323,4 @@ fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
         }
     }
     Ok((msgs, after))
-}
-
-/// Sends one message until it settles: delivered, exhausted (paused or dead-lettered) or a
-/// reason to stop the subscription.
-async fn settle(
-    ctx: Arc<Ctx>,
-    s: Arc<SubCtx>,
-    msg: Msg,
-    exhaust: Exhaust,
-    redelivery: bool,
-) -> (bool, u64, Outcome) {
-    let id = s.id();
-    let mut retry = Retry::load(&ctx, &s, &id, msg.seq, exhaust);
-    let outcome = settle_inner(&ctx, &s, &msg, exhaust, &mut retry).await;
-    retry.finish(&ctx, &id, msg.seq, &outcome);
-    if let Outcome::Delivered = outcome {
-        ctx.metrics
-            .deliveries
-            .with_label_values(&["delivered"])
-            .inc();
-    }
-    (redelivery, msg.seq, outcome)
-}
-
-async fn settle_inner(
-    ctx: &Ctx,
-    s: &SubCtx,
-    msg: &Msg,
-    exhaust: Exhaust,
-    retry: &mut Retry,
-) -> Outcome {
-    let id = s.id();
-    let schedule = &ctx.config.retry_schedule_ms;
-    if msg.body.len() > ctx.config.max_request_bytes {
-        // No retry can make it smaller: straight to the dead letters, in either mode.
-        let reason = format!(
-            "the message is {} bytes, over webhooks.max_request_bytes ({})",
-            msg.body.len(),
-            ctx.config.max_request_bytes
-        );
-        return dead_letter(ctx, s, msg, retry.state.attempts, reason);
-    }
-    let mut last_error = String::new();
-    loop {
-        // The place in the schedule comes from the stored count, so a restarted task goes on
-        // where the last one stopped rather than at the first entry.
-        let index = retry.state.attempts.saturating_sub(retry.state.round_start) as usize;
-        if index >= schedule.len() {
-            break;
-        }
-        let wait = if retry.state.next_at_ms > 0 {
-            Duration::from_millis(retry.state.next_at_ms.saturating_sub(now_ms()))
-        } else {
-            retry::delay(schedule, index, ctx.config.jitter_percent).unwrap_or_default()
-        };
-        let unsynced = retry.unsynced.take();
-        tokio::join!(
-            async {
-                if !wait.is_zero() {
-                    tokio::time::sleep(wait).await;
-                }
-            },
-            async {
-                if let Some(ticket) = unsynced {
-                    ctx.durable(ticket).await;
-                }
-            }
-        );
-        s.pacer.wait().await;
-        retry.state.attempts += 1;
-        retry.state.next_at_ms = 0;
-        match attempt(ctx, s, msg, retry.state.attempts).await {
-            Verdict::Success => {
-                s.mark_healthy(ctx);
-                return Outcome::Delivered;
-            }
-            Verdict::Gone => {
-                return Outcome::Stop(
-                    Status::Disabled,
-                    format!(
-                        "the target answered 410 Gone (seq {}, webhook-id {})",
-                        msg.seq, msg.event_id
-                    ),
-                );
-            }
-            Verdict::Failed { error, retry_after } => {
-                last_error = error;
-                if let Some(reason) = s.mark_failing(ctx) {
-                    return Outcome::Stop(Status::Disabled, reason);
-                }
-                let Some(mut wait) = retry::delay(schedule, index + 1, ctx.config.jitter_percent)
-                else {
-                    break;
-                };
-                if let Some(hint) = retry_after {
-                    wait = wait.max(hint);
-                }
-                retry.state.next_at_ms = now_ms() + wait.as_millis() as u64;
-                retry.save(ctx, &id, msg.seq);
-            }
-        }
-    }
-    if last_error.is_empty() {
-        // Only a restart with a shorter schedule gets here without trying.
-        last_error = "the retry schedule ran out before this run tried again".into();
-    }
-    let made = retry.state.attempts;
-    match (exhaust, s.mode) {
-        (Exhaust::ByMode, Mode::Ordered) => Outcome::Stop(
-            Status::Paused,
-            format!(
-                "seq {} (webhook-id {}) failed {made} attempts; ordered delivery waits for it (last error: {last_error}); resume to retry",
-                msg.seq, msg.event_id
-            ),
-        ),
-        (Exhaust::ByMode, Mode::Parallel) | (Exhaust::DeadLetter { .. }, _) => {
-            dead_letter(ctx, s, msg, made, last_error)
-        }
-    }
-}
-
-fn dead_letter(ctx: &Ctx, s: &SubCtx, msg: &Msg, attempts: u32, reason: String) -> Outcome {
-    let id = s.id();
-    let dl = DeadLetter {
-        seq: msg.seq,
-        event_id: msg.event_id.clone(),
-        event_type: msg.event_type.clone(),
-        attempts,
-        reason,
-        at: ms_to_rfc3339(now_ms()),
-        redeliver: false,
-    };
-    match ctx.store.put_dead_letter(&id, &dl) {
-        Ok(new) => {
-            if new {
-                s.dead_count.fetch_add(1, Ordering::AcqRel);
-                // Over the cap the oldest go; failing that, the store is over the cap until
-                // the next dead letter tries again, which loses nothing.
-                if let Err(e) = s.trim_dead_letters(ctx) {
-                    tracing::error!(subscription = %id, error = %e, "cannot evict old dead letters");
-                }
-            }
-        }
-        Err(e) => {
-            // Without the dead letter the cursor must not pass this message.
-            return Outcome::Stop(
-                Status::Paused,
-                format!("cannot store the dead letter for seq {}: {e}", msg.seq),
-            );
-        }
-    }
-    ctx.mark_dirty();
-    ctx.metrics
-        .deliveries
-        .with_label_values(&["dead_lettered"])
-        .inc();
-    tracing::warn!(subscription = %id, seq = msg.seq, attempts, "webhook message dead-lettered");
-    Outcome::DeadLettered
-}
-
-/// One HTTP attempt, recorded in the attempts ring and the metrics.
-async fn attempt(ctx: &Ctx, s: &SubCtx, msg: &Msg, number: u32) -> Verdict {
-    let id = s.id();
-    let at = ms_to_rfc3339(now_ms());
-    let start = Instant::now();
-    let result = send(ctx, s, msg).await;
-    let latency = start.elapsed();
-    ctx.metrics.attempt_seconds.observe(latency.as_secs_f64());
-    let (verdict, status, error, response, label) = match result {
-        Ok((status, retry_after, preview)) => {
-            let preview = Some(String::from_utf8_lossy(&preview).into_owned());
-            if (200..300).contains(&status) {
-                (Verdict::Success, Some(status), None, preview, "success")
-            } else if status == 410 {
-                (
-                    Verdict::Gone,
-                    Some(status),
-                    Some("HTTP 410 Gone".to_string()),
-                    preview,
-                    "gone",
-                )
-            } else {
-                let error = if (300..400).contains(&status) {
-                    format!("HTTP {status} (redirects are not followed)")
-                } else {
-                    format!("HTTP {status}")
-                };
-                (
-                    Verdict::Failed {
-                        error: error.clone(),
-                        retry_after,
-                    },
-                    Some(status),
-                    Some(error),
-                    preview,
-                    "http_error",
-                )
-            }
-        }
-        Err((label, error)) => (
-            Verdict::Failed {
-                error: error.clone(),
-                retry_after: None,
-            },
-            None,
-            Some(error),
-            None,
-            label,
-        ),
-    };
-    ctx.metrics.attempts.with_label_values(&[label]).inc();
-    tracing::info!(
-        target: "annals::webhook",
-        subscription = %id,
-        seq = msg.seq,
-        webhook_id = %msg.event_id,
-        attempt = number,
-        status = status.unwrap_or(0),
-        outcome = label,
-        error = error.as_deref().unwrap_or(""),
-        micros = latency.as_micros() as u64,
-        "webhook attempt"
-    );
-    let record = Attempt {
-        at,
-        seq: msg.seq,
-        event_id: msg.event_id.clone(),
-        attempt: number,
-        outcome: if label == "success" {
-            "success".into()
-        } else {
-            "failure".into()
-        },
-        status,
-        latency_ms: latency.as_secs_f64() * 1000.0,
-        error,
-        response,
-    };
-    let n = s.attempt_no.fetch_add(1, Ordering::AcqRel) + 1;
-    if let Err(e) = ctx
-        .store
-        .push_attempt(&id, n, &record, ctx.config.attempts_kept as u64)
-    {
-        tracing::error!(error = %e, "cannot record a webhook attempt");
-    }
-    verdict
-}
-
-/// Sends the request; answers (status, Retry-After, first bytes) or (metric label, error).
-async fn send(
-    ctx: &Ctx,
-    s: &SubCtx,
-    msg: &Msg,
-) -> Result<(u16, Option<Duration>, Vec<u8>), (&'static str, String)> {
-    let client = s.client(ctx).await.map_err(|e| ("refused", e))?;
-    let timestamp = (now_ms() / 1000) as i64;
-    let keys = s.keys();
-    if keys.is_empty() {
-        // Only a subscription whose unreadable secrets were dropped has none, and it is
-        // disabled until rotated; still, nothing is ever sent unsigned.
-        return Err((
-            "unsigned",
-            "no secret to sign with; rotate the subscription's secret".into(),
-        ));
-    }
-    let signature = signing::signature_header(&keys, &msg.event_id, timestamp, &msg.body);
-    let mut resp = client
-        .post(s.url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", &msg.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(msg.body.clone())
-        .send()
-        .await
-        .map_err(describe)?;
-    let status = resp.status().as_u16();
-    let retry_after = if status == 429 || status == 503 {
-        resp.headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| {
-                retry::retry_after(v, Duration::from_secs(ctx.config.retry_after_max_secs))
-            })
-    } else {
-        None
-    };
-    // Read no more than the cap: a target cannot make us buffer an endless answer.
-    let mut preview = Vec::new();
-    let mut read = 0usize;
-    loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                read += chunk.len();
-                let room = ctx
-                    .config
-                    .response_preview_bytes
-                    .saturating_sub(preview.len());
-                preview.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if read >= ctx.config.max_response_bytes {
-                    break;
-                }
-            }
-            Ok(None) => break,
-            // The status already arrived; a broken body does not change the verdict.
-            Err(_) => break,
-        }
-    }
-    Ok((status, retry_after, preview))
-}
-
-fn describe(e: reqwest::Error) -> (&'static str, String) {
-    if e.is_timeout() {
-        ("timeout", "timed out".to_string())
-    } else if e.is_connect() {
-        (
-            "connect_error",
-            format!("connection failed: {}", root_cause(&e)),
-        )
-    } else {
-        (
-            "connect_error",
-            format!("request failed: {}", root_cause(&e)),
-        )
-    }
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
