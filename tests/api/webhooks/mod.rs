@@ -2,6 +2,7 @@
 //! server. Each file is one concern; `support` holds the receiver and the helpers.
 
 mod at_rest;
+mod bad_url;
 mod dead_letters;
 mod delivery;
 mod failures;
