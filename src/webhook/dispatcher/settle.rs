@@ -80,6 +80,9 @@ async fn settle_inner(
             }
         );
         s.pacer.wait().await;
+        // In memory only: the store learns of this attempt with its outcome (a failure below),
+        // so an attempt cut short by a crash of ours is sent again under the same number and
+        // never uses up one of the receiver's.
         retry.state.attempts += 1;
         retry.state.next_at_ms = 0;
         match attempt(ctx, s, msg, retry.state.attempts).await {

@@ -3,6 +3,7 @@
 
 mod at_rest;
 mod bad_url;
+mod crash_budget;
 mod dead_letters;
 mod delivery;
 mod failures;
