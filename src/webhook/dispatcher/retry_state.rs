@@ -41,10 +41,10 @@ impl Exhaust {
 /// failed (a message delivered at its first try costs no write), and forgotten when it
 /// settles.
 pub(super) struct Retry {
-    pub(super) kind: RetryKind,
+    kind: RetryKind,
     pub(super) state: RetryState,
     /// Whether the store holds a state for this message.
-    pub(super) stored: bool,
+    stored: bool,
     /// A write not yet known to be durable: the ticket to wait for before the next attempt.
     pub(super) unsynced: Option<Ticket>,
 }
