@@ -5,6 +5,7 @@ pub mod api;
 pub mod audit;
 pub mod config;
 pub mod event;
+pub mod glob;
 pub mod keyfile;
 pub mod keys;
 pub mod limits;

@@ -149,7 +149,8 @@ fn limit_param(st: &Shared, query: &Query) -> Result<usize, Problem> {
     Ok(int_param(query, "limit", 100.min(max), 1)?.min(max) as usize)
 }
 
-/// An event-type filter: exact types or globs ending in `.*`, comma-separated.
+/// An event-type filter: comma-separated globs ([`crate::glob`], the syntax of subscription
+/// filters too; a pattern without `*` is an exact type).
 pub struct TypeFilter(Vec<String>);
 
 impl TypeFilter {
@@ -169,16 +170,12 @@ impl TypeFilter {
 
     /// Whether nothing is filtered.
     pub fn is_all(&self) -> bool {
-        self.0.is_empty() || self.0.iter().any(|p| p == "*")
+        self.0.is_empty() || self.0.iter().any(|p| crate::glob::matches_everything(p))
     }
 
     /// Whether a type matches.
     pub fn matches(&self, event_type: &str) -> bool {
-        self.is_all()
-            || self.0.iter().any(|p| match p.strip_suffix('*') {
-                Some(prefix) => event_type.starts_with(prefix),
-                None => p == event_type,
-            })
+        self.is_all() || self.0.iter().any(|p| crate::glob::matches(p, event_type))
     }
 
     /// Whether a stored record matches.

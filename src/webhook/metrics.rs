@@ -9,10 +9,11 @@ use crate::metrics::Metrics;
 #[derive(Clone)]
 pub struct WebhookMetrics {
     /// Settled messages by outcome: `delivered`, `dead_lettered`; and subscriptions stopped:
-    /// `paused`, `disabled`.
+    /// `paused`, `disabled` (the labels of the dispatcher's `Delivery`).
     pub deliveries: IntCounterVec,
     /// Attempts by outcome: `success`, `http_error`, `gone`, `timeout`, `connect_error`,
-    /// `refused` (target guard), `unsigned` (no secret to sign with; never sent).
+    /// `refused` (target guard), `unsigned` (no secret to sign with; never sent): the labels of
+    /// the dispatcher's `AttemptOutcome`.
     pub attempts: IntCounterVec,
     /// Seconds per attempt, send to end of the (capped) response.
     pub attempt_seconds: Histogram,

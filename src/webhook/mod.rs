@@ -19,8 +19,7 @@ pub mod subscription;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,9 +29,9 @@ use uuid::Uuid;
 
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
-use dispatcher::{Ctx, SyncError, Worker};
+use dispatcher::{Ctx, Worker};
 pub use store::Unreadable;
-use store::{Store, StoreError};
+use store::{Store, StoreError, SyncError};
 pub use subscription::{
     Attempt, DeadLetter, Filter, Mode, NewSubscription, Status, Subscription, SubscriptionPatch,
 };
@@ -241,12 +240,10 @@ impl Service {
             store,
             config,
             metrics,
-            writes: AtomicU64::new(0),
-            synced: watch::channel(0).0,
             ip_client,
         });
         let (stop_sync, stop_rx) = watch::channel(false);
-        let syncer = tokio::spawn(sync_loop(ctx.clone(), stop_rx));
+        let syncer = tokio::spawn(dispatcher::sync_loop(ctx.clone(), stop_rx));
         let mut workers = HashMap::new();
         for sub in ctx.store.subscriptions()? {
             if sub.status == Status::Active {
@@ -294,7 +291,7 @@ impl Service {
 
     /// Makes every webhook write so far durable.
     async fn sync(&self) -> Result<(), WebhookError> {
-        self.inner.ctx.sync().await.map_err(|e| match e {
+        self.inner.ctx.store.sync().await.map_err(|e| match e {
             SyncError::Log(e) => WebhookError::Log(e),
             SyncError::Task(e) => WebhookError::Config(format!("sync task failed: {e}")),
         })
@@ -662,24 +659,4 @@ fn open_sealer(
         tracing::info!(path = %path.display(), "created the key that encrypts webhook secrets; back it up with the data folder");
     }
     Ok(sealing::Sealer::load(&path)?)
-}
-
-/// Makes moved cursors and retry states durable every `cursor_sync_ms` (one flush +
-/// fdatasync for many writes); delivery tasks waiting for a retry state to be durable are
-/// released by it.
-async fn sync_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
-    let every = Duration::from_millis(ctx.config.cursor_sync_ms);
-    loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.wait_for(|s| *s) => return,
-        }
-        if ctx.is_dirty() {
-            match ctx.sync().await {
-                Ok(()) => {}
-                Err(SyncError::Log(LogError::Closed)) => return,
-                Err(e) => tracing::error!(error = %e, "cannot make webhook cursors durable"),
-            }
-        }
-    }
 }

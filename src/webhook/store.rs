@@ -1,17 +1,22 @@
 //! Webhook state in the auxiliary sled tree `webhooks`: subscriptions, cursors (last delivered
 //! seq), dead letters (bounded per subscription by the dispatcher), the attempts ring, and the
 //! retry state of messages still being tried. Writes here are cheap sled inserts; durability
-//! comes from `Log::sync_aux`, which the service batches. Signing secrets are sealed
+//! comes from `Log::sync_aux`, which the service batches. Every write counts itself as not yet
+//! durable ([`Store::sync`] covers it, [`Store::is_dirty`] tells the syncer), so no caller has
+//! to remember to. Signing secrets are sealed
 //! (`sealing`) on their way in and opened on their way out; a store written before secrets
 //! were sealed is sealed in place at start ([`Store::seal_plaintext_secrets`]). This module
-//! must never touch the log's own tree, never write a secret unsealed, and never hand a
-//! secret to anything but the dispatcher and the API's create/rotate answers.
+//! must never touch the log's own tree, never write a secret unsealed, never write without
+//! counting the write, and never hand a secret to anything but the dispatcher and the API's
+//! create/rotate answers.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::sealing::{SealError, Sealer};
@@ -100,6 +105,32 @@ pub enum StoreError {
     Seal(SealError),
 }
 
+/// Why making the webhook store durable failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    /// The log (and so the store) failed or is closed.
+    #[error(transparent)]
+    Log(#[from] crate::log::LogError),
+    /// The blocking task running the sync failed.
+    #[error("the sync task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+/// A write of the store, to wait for with [`Store::durable`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[must_use = "a ticket is only useful to wait until its write is durable"]
+pub struct Ticket(u64);
+
+/// The store's writes that must become durable, counted, and the count the latest completed
+/// sync covered. Shared by every clone of the store.
+struct Writes {
+    /// A sync that read this count before it flushed made that many writes durable.
+    made: AtomicU64,
+    /// The count the latest completed sync covered; the syncer runs while `made` is ahead of
+    /// it, and waiters for a ticket watch it.
+    synced: watch::Sender<u64>,
+}
+
 /// A secret as the store keeps it: sealed, or (only in a store written before secrets were
 /// sealed, until start-up seals it) in the clear. Which field is present says which, so a
 /// stored value is never ambiguous.
@@ -168,6 +199,8 @@ pub struct Store {
     log: crate::log::Log,
     /// Seals secrets before they reach sled, and opens them when a subscription is read.
     sealer: Arc<Sealer>,
+    /// Every write is counted here as it is made, so durability never depends on a caller.
+    writes: Arc<Writes>,
 }
 
 fn key(kind: u8, id: &Uuid) -> Vec<u8> {
@@ -206,7 +239,47 @@ impl Store {
         Ok(Store {
             log,
             sealer: Arc::new(sealer),
+            writes: Arc::new(Writes {
+                made: AtomicU64::new(0),
+                synced: watch::channel(0).0,
+            }),
         })
+    }
+
+    /// Counts a write just made (to be covered by the next sync); answers its ticket.
+    fn wrote(&self) -> Ticket {
+        Ticket(self.writes.made.fetch_add(1, Ordering::SeqCst) + 1)
+    }
+
+    /// Whether some write is not yet known to be durable.
+    pub fn is_dirty(&self) -> bool {
+        self.writes.made.load(Ordering::SeqCst) > *self.writes.synced.borrow()
+    }
+
+    /// Waits until a sync has covered the write behind `ticket` (the syncer's, one flush +
+    /// fdatasync per `cursor_sync_ms` for every waiter). Only a closed log keeps it waiting,
+    /// and then the task waiting is being stopped.
+    pub async fn durable(&self, ticket: Ticket) {
+        let mut rx = self.writes.synced.subscribe();
+        // The sender lives in `self`: this cannot fail while we hold it.
+        let _ = rx.wait_for(|done| *done >= ticket.0).await;
+    }
+
+    /// Makes every write so far durable (sled flush + fdatasync) and tells waiters.
+    pub async fn sync(&self) -> Result<(), SyncError> {
+        // Read before the flush: every write counted so far was made before it.
+        let covered = self.writes.made.load(Ordering::SeqCst);
+        let log = self.log.clone();
+        tokio::task::spawn_blocking(move || log.sync_aux()).await??;
+        // Syncs may finish out of order (the syncer and an operator's change): keep the highest.
+        self.writes.synced.send_if_modified(|done| {
+            let newer = covered > *done;
+            if newer {
+                *done = covered;
+            }
+            newer
+        });
+        Ok(())
     }
 
     /// The first subscription in `log`'s webhook store holding a sealed secret, if any: read
@@ -227,9 +300,9 @@ impl Store {
         Ok(self.log.aux_tree("webhooks")?)
     }
 
-    fn put<T: Serialize>(&self, k: Vec<u8>, v: &T) -> Result<(), StoreError> {
+    fn put<T: Serialize>(&self, k: Vec<u8>, v: &T) -> Result<Ticket, StoreError> {
         self.tree()?.insert(k, serde_json::to_vec(v)?)?;
-        Ok(())
+        Ok(self.wrote())
     }
 
     /// A subscription's stored bytes, its secrets sealed under its own id.
@@ -333,6 +406,7 @@ impl Store {
         }
         if done != Sealing::default() {
             tree.apply_batch(batch)?;
+            let _ = self.wrote();
             self.log.sync_aux()?;
         }
         Ok(done)
@@ -362,6 +436,7 @@ impl Store {
     pub fn put_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
         self.tree()?
             .insert(key(SUB, &sub.id), self.encode_subscription(sub)?)?;
+        let _ = self.wrote();
         Ok(())
     }
 
@@ -375,6 +450,7 @@ impl Store {
             }
         }
         self.tree()?.apply_batch(batch)?;
+        let _ = self.wrote();
         Ok(())
     }
 
@@ -387,9 +463,10 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Moves the cursor (a sled insert; made durable by the next `sync_aux`).
+    /// Moves the cursor (a sled insert; made durable by the next sync).
     pub fn set_cursor(&self, id: &Uuid, seq: u64) -> Result<(), StoreError> {
         self.tree()?.insert(key(CURSOR, id), &seq.to_be_bytes())?;
+        let _ = self.wrote();
         Ok(())
     }
 
@@ -399,12 +476,17 @@ impl Store {
         let previous = self
             .tree()?
             .insert(key_n(DEAD, id, dl.seq), serde_json::to_vec(dl)?)?;
+        let _ = self.wrote();
         Ok(previous.is_none())
     }
 
     /// Removes a dead letter; answers whether there was one.
     pub fn remove_dead_letter(&self, id: &Uuid, seq: u64) -> Result<bool, StoreError> {
-        Ok(self.tree()?.remove(key_n(DEAD, id, seq))?.is_some())
+        let removed = self.tree()?.remove(key_n(DEAD, id, seq))?.is_some();
+        if removed {
+            let _ = self.wrote();
+        }
+        Ok(removed)
     }
 
     /// Removes the `n` dead letters with the lowest seqs (the oldest messages) in one batch;
@@ -419,6 +501,7 @@ impl Store {
             batch.remove(k);
         }
         tree.apply_batch(batch)?;
+        let _ = self.wrote();
         Ok(seqs)
     }
 
@@ -467,14 +550,15 @@ impl Store {
         }
     }
 
-    /// Stores a message's retry state (a sled insert; made durable by the next `sync_aux`).
+    /// Stores a message's retry state (a sled insert; made durable by the next sync): answers
+    /// the ticket to wait for before the attempt it announces.
     pub fn put_retry_state(
         &self,
         kind: RetryKind,
         id: &Uuid,
         seq: u64,
         state: &RetryState,
-    ) -> Result<(), StoreError> {
+    ) -> Result<Ticket, StoreError> {
         self.put(key_n(kind.prefix(), id, seq), state)
     }
 
@@ -486,6 +570,7 @@ impl Store {
         seq: u64,
     ) -> Result<(), StoreError> {
         self.tree()?.remove(key_n(kind.prefix(), id, seq))?;
+        let _ = self.wrote();
         Ok(())
     }
 
@@ -515,7 +600,7 @@ impl Store {
         attempt: &Attempt,
         keep: u64,
     ) -> Result<(), StoreError> {
-        self.put(key_n(ATTEMPT, id, n), attempt)?;
+        let _ = self.put(key_n(ATTEMPT, id, n), attempt)?;
         if n > keep {
             self.tree()?.remove(key_n(ATTEMPT, id, n - keep))?;
         }

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::glob;
 use crate::log::Record;
 
 /// How deliveries of one subscription relate to each other.
@@ -38,7 +39,8 @@ pub enum Status {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Filter {
-    /// Event type globs (`*` matches any run of characters): `meeting.*`, `statement.made`.
+    /// Event type globs ([`crate::glob`]: `*` matches any run of characters, dots included):
+    /// `meeting.*`, `*.held`, `statement.made`.
     #[serde(default)]
     pub types: Vec<String>,
     /// Stream name prefixes: `process/`, `registry/sources`.
@@ -52,7 +54,7 @@ pub struct Filter {
 impl Filter {
     /// Whether a record passes the filter.
     pub fn matches(&self, rec: &Record) -> bool {
-        (self.types.is_empty() || self.types.iter().any(|g| glob(g, &rec.event_type)))
+        (self.types.is_empty() || self.types.iter().any(|g| glob::matches(g, &rec.event_type)))
             && (self.streams.is_empty() || self.streams.iter().any(|p| rec.stream.starts_with(p)))
             && (self.processes.is_empty()
                 || rec
@@ -60,26 +62,6 @@ impl Filter {
                     .as_ref()
                     .is_some_and(|p| self.processes.iter().any(|q| q == p)))
     }
-}
-
-/// Glob match where `*` stands for any (possibly empty) run of characters.
-pub fn glob(pattern: &str, text: &str) -> bool {
-    let parts: Vec<&str> = pattern.split('*').collect();
-    if parts.len() == 1 {
-        return pattern == text;
-    }
-    let (first, last) = (parts[0], parts[parts.len() - 1]);
-    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
-        return false;
-    }
-    let mut rest = &text[first.len()..text.len() - last.len()];
-    for mid in &parts[1..parts.len() - 1] {
-        match rest.find(mid) {
-            Some(i) => rest = &rest[i + mid.len()..],
-            None => return false,
-        }
-    }
-    true
 }
 
 /// A signing secret, in memory. It keys the HMAC, so it cannot be hashed; the store keeps it
@@ -274,21 +256,4 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn globs_match_prefixes_suffixes_and_exact_types() {
-        assert!(glob("meeting.*", "meeting.held"));
-        assert!(!glob("meeting.*", "statement.made"));
-        assert!(glob("*", "anything"));
-        assert!(glob("*.made", "statement.made"));
-        assert!(glob("talks.*_changed", "talks.status_changed"));
-        assert!(glob("statement.made", "statement.made"));
-        assert!(!glob("statement.made", "statement.made2"));
-        assert!(!glob("a*a", "a"));
-    }
 }

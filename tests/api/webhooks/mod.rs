@@ -2,6 +2,8 @@
 //! server. Each file is one concern; `support` holds the receiver and the helpers.
 
 mod at_rest;
+mod bad_url;
+mod crash_budget;
 mod dead_letters;
 mod delivery;
 mod failures;
@@ -11,4 +13,5 @@ mod restart;
 mod rotation;
 mod signing;
 mod support;
+mod type_globs;
 mod verifier;

@@ -1,0 +1,61 @@
+//! What every delivery task shares (the log, the store, the settings, the instruments, the
+//! HTTP client for IP targets) and the syncer that makes the store's writes durable every
+//! `cursor_sync_ms`. This module must never write to the log, and never sync more often than
+//! the store has writes to cover.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::log::{Log, LogError};
+use crate::webhook::WebhookConfig;
+use crate::webhook::metrics::WebhookMetrics;
+use crate::webhook::store::{Store, SyncError};
+
+/// What every delivery task shares.
+pub(crate) struct Ctx {
+    /// The log (read only).
+    pub log: Log,
+    /// The `webhooks` tree.
+    pub store: Store,
+    /// Settings.
+    pub config: WebhookConfig,
+    /// Instruments.
+    pub metrics: WebhookMetrics,
+    /// The client for targets given as IP literals (nothing to resolve, so nothing to pin);
+    /// shared so connections are kept alive across subscriptions.
+    pub ip_client: reqwest::Client,
+}
+
+/// The HTTP client settings every target gets: no redirects, no proxy (a proxy would connect
+/// to addresses the guard never saw), timeouts.
+pub(crate) fn client_builder(config: &WebhookConfig) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .no_proxy()
+        .timeout(Duration::from_millis(config.timeout_ms))
+        .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
+        .tcp_nodelay(true)
+        .user_agent(concat!("Annals-Webhooks/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Makes moved cursors and retry states durable every `cursor_sync_ms` (one flush +
+/// fdatasync for many writes); delivery tasks waiting for a retry state to be durable are
+/// released by it.
+pub(crate) async fn sync_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
+    let every = Duration::from_millis(ctx.config.cursor_sync_ms);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        if ctx.store.is_dirty() {
+            match ctx.store.sync().await {
+                Ok(()) => {}
+                Err(SyncError::Log(LogError::Closed)) => return,
+                Err(e) => tracing::error!(error = %e, "cannot make webhook cursors durable"),
+            }
+        }
+    }
+}

@@ -1,0 +1,326 @@
+//! Delivery: one task per active subscription reads the log after its cursor, in steps of at
+//! most `read_batch` records, skips what its filter refuses, POSTs what it accepts (signed,
+//! through the target guard, paced by the rate limit, retried on the schedule) and moves the
+//! cursor only past records that are settled (examined and refused by the filter, delivered,
+//! or dead-lettered in parallel mode). The log is the outbox: nothing is queued anywhere else,
+//! so a restart resumes from the cursor; a message that has failed keeps its attempt count
+//! and next due time in the store, so a restart goes on with its schedule instead of starting
+//! it over. Dead letters are capped per subscription, the oldest evicted first. This module
+//! must never write to the log, never wait on another subscription, never examine an
+//! unbounded run of records without yielding, and never log a secret or a body.
+//!
+//! The parts: `context` (what every task shares, and the syncer), `task` (one subscription's
+//! shared state), `message` (a message and how it settled), `settle` (one message on its
+//! retry schedule), `retry_state` (its place in the schedule), `send` (one HTTP attempt).
+
+mod context;
+mod message;
+mod retry_state;
+mod send;
+mod settle;
+mod task;
+
+use std::collections::{BTreeSet, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub(crate) use context::{Ctx, client_builder, sync_loop};
+use message::{Delivery, Msg, Outcome};
+use retry_state::Exhaust;
+use settle::settle;
+use task::{Pacer, SubCtx};
+
+use super::guard;
+use super::store::{RetryKind, StoreError};
+use super::subscription::{DeadLetter, Mode, Status, Subscription, ms_to_rfc3339, now_ms};
+use crate::log::LogError;
+
+/// Why a delivery task stopped on its own.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RunError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+}
+
+/// A running delivery task and the switch that stops it.
+pub(crate) struct Worker {
+    stop: watch::Sender<bool>,
+    handle: JoinHandle<()>,
+}
+
+impl Worker {
+    /// Stops the task and waits until it is gone. In-flight requests are dropped; their
+    /// messages stay after the cursor and are sent again by the next run (same webhook-id).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.handle.await
+            && e.is_panic()
+        {
+            tracing::error!("a webhook delivery task panicked");
+        }
+    }
+}
+
+/// Starts the delivery task of an active subscription.
+pub(crate) fn spawn(ctx: Arc<Ctx>, sub: Subscription) -> Worker {
+    let (stop, mut stop_rx) = watch::channel(false);
+    let id = sub.id;
+    let handle = tokio::spawn(async move {
+        tokio::select! {
+            result = run(ctx, sub) => if let Err(e) = result {
+                tracing::error!(subscription = %id, error = %e, "webhook delivery task stopped");
+            },
+            _ = stop_rx.wait_for(|s| *s) => {}
+        }
+    });
+    Worker { stop, handle }
+}
+
+/// Stops the subscription for `reason`: counted, logged, and stored with its status, the
+/// reason and the time of the change (the store counts the write, so the syncer makes it
+/// durable).
+fn stop(
+    ctx: &Ctx,
+    sub: &mut Subscription,
+    status: Status,
+    reason: String,
+) -> Result<(), StoreError> {
+    tracing::warn!(subscription = %sub.id, ?status, %reason, "webhook subscription stopped");
+    Delivery::stopped(status).count(&ctx.metrics);
+    sub.status = status;
+    sub.status_reason = Some(reason);
+    sub.updated_at = ms_to_rfc3339(now_ms());
+    ctx.store.put_subscription(sub)
+}
+
+type Pending = Pin<Box<dyn Future<Output = (bool, u64, Outcome)> + Send>>;
+
+/// The delivery loop of one subscription.
+async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
+    let id = sub.id;
+    let url = match guard::parse(&sub.url) {
+        Ok(u) => u,
+        Err(e) => {
+            // Stored URLs were checked at creation; one that no longer parses (a store written
+            // by an earlier version, or by hand) cannot deliver.
+            let mut sub = sub;
+            return Ok(stop(&ctx, &mut sub, Status::Disabled, e.to_string())?);
+        }
+    };
+    let k = match sub.mode {
+        Mode::Ordered => 1,
+        Mode::Parallel => sub.max_in_flight.clamp(1, ctx.config.max_in_flight) as usize,
+    };
+    let lag = ctx.metrics.lag.with_label_values(&[&id.to_string()]);
+    let evicted = ctx
+        .metrics
+        .dead_letters_evicted
+        .with_label_values(&[&id.to_string()]);
+    let letters = ctx.store.dead_letters(&id)?;
+    let s = Arc::new(SubCtx {
+        url,
+        mode: sub.mode,
+        pacer: Pacer {
+            interval: sub
+                .rate_limit_per_sec
+                .filter(|r| *r > 0)
+                .map(|r| Duration::from_secs_f64(1.0 / f64::from(r))),
+            next: std::sync::Mutex::new(tokio::time::Instant::now()),
+        },
+        attempt_no: AtomicU64::new(ctx.store.last_attempt_number(&id)?),
+        dead_count: AtomicU64::new(letters.len() as u64),
+        evicted,
+        restored: std::sync::Mutex::new(BTreeSet::new()),
+        client: std::sync::Mutex::new(None),
+        lag,
+        sub: std::sync::Mutex::new(sub),
+    });
+    let mut cursor = ctx.store.cursor(&id)?;
+    let mut next = cursor + 1;
+    let mut buffer: VecDeque<Msg> = VecDeque::new();
+    let mut in_flight: BTreeSet<u64> = BTreeSet::new();
+    let mut pending: FuturesUnordered<Pending> = FuturesUnordered::new();
+
+    // Retry states of messages the cursor has passed (a replay moved it) are stale, and so
+    // are those of redeliveries no longer queued.
+    let mut restored = BTreeSet::new();
+    for seq in ctx.store.retry_seqs(RetryKind::Cursor, &id)? {
+        if seq <= cursor {
+            ctx.store.remove_retry_state(RetryKind::Cursor, &id, seq)?;
+        } else {
+            restored.insert(seq);
+        }
+    }
+    *s.restored.lock().unwrap_or_else(|e| e.into_inner()) = restored;
+    let queued: BTreeSet<u64> = letters
+        .iter()
+        .filter(|d| d.redeliver)
+        .map(|d| d.seq)
+        .collect();
+    for seq in ctx.store.retry_seqs(RetryKind::Redelivery, &id)? {
+        if !queued.contains(&seq) {
+            ctx.store
+                .remove_retry_state(RetryKind::Redelivery, &id, seq)?;
+        }
+    }
+    // Dead letters queued for redelivery run beside the cursor; they never move it. They are
+    // started at most `k` at a time, like the cursor's own messages, so "redeliver all" never
+    // opens thousands of requests to one target at once.
+    let mut redo: VecDeque<DeadLetter> = letters.into_iter().filter(|d| d.redeliver).collect();
+    let mut redo_in_flight = 0usize;
+    // The cap may have been lowered since the last run. Failing that, the next dead letter
+    // tries again; delivery need not wait for it.
+    if let Err(e) = s.trim_dead_letters(&ctx) {
+        tracing::error!(subscription = %id, error = %e, "cannot evict old dead letters");
+    }
+
+    let mut head_rx = ctx.log.subscribe();
+    loop {
+        while redo_in_flight < k {
+            let Some(dl) = redo.pop_front() else { break };
+            match ctx.log.get(dl.seq)? {
+                Some(recorded) => match recorded.record().map(|r| Msg::new(&r, &recorded)) {
+                    Ok(Ok(msg)) => {
+                        redo_in_flight += 1;
+                        pending.push(Box::pin(settle(
+                            ctx.clone(),
+                            s.clone(),
+                            msg,
+                            Exhaust::DeadLetter { prior: dl.attempts },
+                            true,
+                        )));
+                    }
+                    _ => tracing::error!(seq = dl.seq, "dead letter record does not parse"),
+                },
+                None => {
+                    if ctx.store.remove_dead_letter(&id, dl.seq)? {
+                        s.dead_count.fetch_sub(1, Ordering::AcqRel);
+                    }
+                }
+            }
+        }
+        let head = head_rx.borrow_and_update().seq;
+        // At most one read per turn: a read examines at most `read_batch` records, and the
+        // turn ends by yielding, so a filter that refuses a long run of records never holds
+        // the thread for longer than one step.
+        let mut read_this_turn = false;
+        while in_flight.len() < k {
+            if buffer.is_empty() && next <= head && !read_this_turn {
+                let (msgs, after) = read(&ctx, &s, next)?;
+                read_this_turn = true;
+                next = after;
+                buffer.extend(msgs);
+            }
+            let Some(msg) = buffer.pop_front() else {
+                break;
+            };
+            in_flight.insert(msg.seq);
+            pending.push(Box::pin(settle(
+                ctx.clone(),
+                s.clone(),
+                msg,
+                Exhaust::ByMode,
+                false,
+            )));
+        }
+        // Everything before the oldest unsettled message is settled, and so is every record
+        // examined and refused by the filter: the cursor moves past them, step by step.
+        let settled = in_flight
+            .first()
+            .or(buffer.front().map(|m| &m.seq))
+            .map(|seq| seq - 1)
+            .unwrap_or(next - 1);
+        if settled > cursor {
+            ctx.store.set_cursor(&id, settled)?;
+            cursor = settled;
+        }
+        s.lag.set(head.saturating_sub(cursor) as i64);
+        let can_send = in_flight.len() < k && buffer.is_empty();
+        // More of the log to examine: go on after letting everything else run.
+        let more = can_send && next <= head;
+        // Nothing left to examine: wait for the head to move.
+        let room = can_send && next > head;
+        if pending.is_empty() && !more {
+            if head_rx.changed().await.is_err() {
+                return Ok(());
+            }
+            continue;
+        }
+        tokio::select! {
+            done = pending.next(), if !pending.is_empty() => {
+                let Some((redelivery, seq, outcome)) = done else { continue };
+                if redelivery {
+                    redo_in_flight = redo_in_flight.saturating_sub(1);
+                } else {
+                    in_flight.remove(&seq);
+                }
+                match outcome {
+                    Outcome::Delivered => {
+                        if redelivery && ctx.store.remove_dead_letter(&id, seq)? {
+                            s.dead_count.fetch_sub(1, Ordering::AcqRel);
+                        }
+                    }
+                    Outcome::DeadLettered => {}
+                    Outcome::Stop(status, reason) => {
+                        let mut sub = s.sub.lock().unwrap_or_else(|e| e.into_inner());
+                        return Ok(stop(&ctx, &mut sub, status, reason)?);
+                    }
+                }
+            }
+            // In-flight deliveries are polled above while the scan goes on.
+            _ = tokio::task::yield_now(), if more => {}
+            changed = head_rx.changed(), if room => {
+                if changed.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Examines the next `read_batch` records after `from` (bounded by the durable head), matching
+/// or not, and answers the messages among them and the seq after the last one examined. The
+/// bound is on records examined, not on matches, so a rare filter costs one bounded step per
+/// call however far the next match is.
+fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
+    let filter = s
+        .sub
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .filter
+        .clone();
+    // Every record is kept so that at most `read_batch` are examined; the filter runs below.
+    let (records, after) = ctx.log.read_range(from, ctx.config.read_batch, |_| true)?;
+    let mut msgs = Vec::new();
+    for recorded in &records {
+        let rec = match recorded.record() {
+            Ok(rec) => rec,
+            Err(e) => {
+                tracing::error!(seq = recorded.seq, error = %e, "stored record does not parse; not delivered");
+                continue;
+            }
+        };
+        if !filter.matches(&rec) {
+            continue;
+        }
+        match Msg::new(&rec, recorded) {
+            Ok(m) => msgs.push(m),
+            Err(e) => {
+                tracing::error!(seq = recorded.seq, error = %e, "cannot build a webhook body")
+            }
+        }
+    }
+    Ok((msgs, after))
+}

@@ -1,0 +1,256 @@
+//! One HTTP attempt: signed per Standard Webhooks, through a client that connects only to
+//! addresses the target guard has just checked, its answer read no further than the caps, its
+//! outcome counted and kept in the attempts ring. This module must never follow a redirect,
+//! never send unsigned, and never log a secret or a body.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::context::Ctx;
+use super::message::Msg;
+use super::task::SubCtx;
+use crate::webhook::retry;
+use crate::webhook::signing;
+use crate::webhook::subscription::{Attempt, ms_to_rfc3339, now_ms};
+
+/// One attempt's verdict.
+pub(super) enum Verdict {
+    /// A 2xx: delivered.
+    Success,
+    /// A 410: the target wants no more.
+    Gone,
+    /// Anything else: try again on the schedule.
+    Failed {
+        /// What went wrong.
+        error: String,
+        /// The target's `Retry-After` (429 and 503), within bounds.
+        retry_after: Option<Duration>,
+    },
+}
+
+/// What became of one attempt, as `webhook_attempts_total` counts it (its labels come from
+/// here, nowhere else).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum AttemptOutcome {
+    /// A 2xx.
+    Success,
+    /// Another status (redirects included: they are never followed).
+    HttpError,
+    /// A 410.
+    Gone,
+    /// No answer within `webhooks.timeout_ms`.
+    Timeout,
+    /// The connection or the request failed.
+    ConnectError,
+    /// The target guard refused the target.
+    Refused,
+    /// No secret to sign with: never sent.
+    Unsigned,
+}
+
+impl AttemptOutcome {
+    /// The metric label.
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            AttemptOutcome::Success => "success",
+            AttemptOutcome::HttpError => "http_error",
+            AttemptOutcome::Gone => "gone",
+            AttemptOutcome::Timeout => "timeout",
+            AttemptOutcome::ConnectError => "connect_error",
+            AttemptOutcome::Refused => "refused",
+            AttemptOutcome::Unsigned => "unsigned",
+        }
+    }
+
+    /// The attempts ring's `outcome`: `success` or `failure`.
+    fn recorded(self) -> &'static str {
+        if self == AttemptOutcome::Success {
+            "success"
+        } else {
+            "failure"
+        }
+    }
+}
+
+/// One HTTP attempt, recorded in the attempts ring and the metrics.
+pub(super) async fn attempt(ctx: &Ctx, s: &SubCtx, msg: &Msg, number: u32) -> Verdict {
+    let id = s.id();
+    let at = ms_to_rfc3339(now_ms());
+    let start = Instant::now();
+    let result = send(ctx, s, msg).await;
+    let latency = start.elapsed();
+    ctx.metrics.attempt_seconds.observe(latency.as_secs_f64());
+    let (verdict, status, error, response, outcome) = match result {
+        Ok((status, retry_after, preview)) => {
+            let preview = Some(String::from_utf8_lossy(&preview).into_owned());
+            if (200..300).contains(&status) {
+                (
+                    Verdict::Success,
+                    Some(status),
+                    None,
+                    preview,
+                    AttemptOutcome::Success,
+                )
+            } else if status == 410 {
+                (
+                    Verdict::Gone,
+                    Some(status),
+                    Some("HTTP 410 Gone".to_string()),
+                    preview,
+                    AttemptOutcome::Gone,
+                )
+            } else {
+                let error = if (300..400).contains(&status) {
+                    format!("HTTP {status} (redirects are not followed)")
+                } else {
+                    format!("HTTP {status}")
+                };
+                (
+                    Verdict::Failed {
+                        error: error.clone(),
+                        retry_after,
+                    },
+                    Some(status),
+                    Some(error),
+                    preview,
+                    AttemptOutcome::HttpError,
+                )
+            }
+        }
+        Err((outcome, error)) => (
+            Verdict::Failed {
+                error: error.clone(),
+                retry_after: None,
+            },
+            None,
+            Some(error),
+            None,
+            outcome,
+        ),
+    };
+    ctx.metrics
+        .attempts
+        .with_label_values(&[outcome.label()])
+        .inc();
+    tracing::info!(
+        target: "annals::webhook",
+        subscription = %id,
+        seq = msg.seq,
+        webhook_id = %msg.event_id,
+        attempt = number,
+        status = status.unwrap_or(0),
+        outcome = outcome.label(),
+        error = error.as_deref().unwrap_or(""),
+        micros = latency.as_micros() as u64,
+        "webhook attempt"
+    );
+    let record = Attempt {
+        at,
+        seq: msg.seq,
+        event_id: msg.event_id.clone(),
+        attempt: number,
+        outcome: outcome.recorded().into(),
+        status,
+        latency_ms: latency.as_secs_f64() * 1000.0,
+        error,
+        response,
+    };
+    let n = s.attempt_no.fetch_add(1, Ordering::AcqRel) + 1;
+    if let Err(e) = ctx
+        .store
+        .push_attempt(&id, n, &record, ctx.config.attempts_kept as u64)
+    {
+        tracing::error!(error = %e, "cannot record a webhook attempt");
+    }
+    verdict
+}
+
+/// Sends the request; answers (status, Retry-After, first bytes) or (outcome, error).
+async fn send(
+    ctx: &Ctx,
+    s: &SubCtx,
+    msg: &Msg,
+) -> Result<(u16, Option<Duration>, Vec<u8>), (AttemptOutcome, String)> {
+    let client = s
+        .client(ctx)
+        .await
+        .map_err(|e| (AttemptOutcome::Refused, e))?;
+    let timestamp = (now_ms() / 1000) as i64;
+    let keys = s.keys();
+    if keys.is_empty() {
+        // Only a subscription whose unreadable secrets were dropped has none, and it is
+        // disabled until rotated; still, nothing is ever sent unsigned.
+        return Err((
+            AttemptOutcome::Unsigned,
+            "no secret to sign with; rotate the subscription's secret".into(),
+        ));
+    }
+    let signature = signing::signature_header(&keys, &msg.event_id, timestamp, &msg.body);
+    let mut resp = client
+        .post(s.url.clone())
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .header("webhook-id", &msg.event_id)
+        .header("webhook-timestamp", timestamp.to_string())
+        .header("webhook-signature", signature)
+        .body(msg.body.clone())
+        .send()
+        .await
+        .map_err(describe)?;
+    let status = resp.status().as_u16();
+    let retry_after = if status == 429 || status == 503 {
+        resp.headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                retry::retry_after(v, Duration::from_secs(ctx.config.retry_after_max_secs))
+            })
+    } else {
+        None
+    };
+    // Read no more than the cap: a target cannot make us buffer an endless answer.
+    let mut preview = Vec::new();
+    let mut read = 0usize;
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                read += chunk.len();
+                let room = ctx
+                    .config
+                    .response_preview_bytes
+                    .saturating_sub(preview.len());
+                preview.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if read >= ctx.config.max_response_bytes {
+                    break;
+                }
+            }
+            Ok(None) => break,
+            // The status already arrived; a broken body does not change the verdict.
+            Err(_) => break,
+        }
+    }
+    Ok((status, retry_after, preview))
+}
+
+fn describe(e: reqwest::Error) -> (AttemptOutcome, String) {
+    if e.is_timeout() {
+        (AttemptOutcome::Timeout, "timed out".to_string())
+    } else if e.is_connect() {
+        (
+            AttemptOutcome::ConnectError,
+            format!("connection failed: {}", root_cause(&e)),
+        )
+    } else {
+        (
+            AttemptOutcome::ConnectError,
+            format!("request failed: {}", root_cause(&e)),
+        )
+    }
+}
+
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}

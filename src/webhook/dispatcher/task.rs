@@ -1,0 +1,173 @@
+//! The state one subscription's delivery task shares among its messages in flight: the parsed
+//! target and its pinned client, the rate limit, the stored subscription (failing since, status),
+//! the dead-letter count and cap, and the retry states found at start. This module must never
+//! hold a lock across an await.
+
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use prometheus::{IntCounter, IntGauge};
+use reqwest::Url;
+
+use super::context::{Ctx, client_builder};
+use crate::webhook::guard::{self, Checked};
+use crate::webhook::signing;
+use crate::webhook::store::StoreError;
+use crate::webhook::subscription::{Mode, Subscription, ms_to_rfc3339, now_ms};
+
+/// Paces attempts to the subscription's rate limit (a virtual clock: no burst).
+pub(super) struct Pacer {
+    pub(super) interval: Option<Duration>,
+    /// The earliest start of the next attempt. A std mutex: held for two instructions, never
+    /// across an await.
+    pub(super) next: std::sync::Mutex<tokio::time::Instant>,
+}
+
+impl Pacer {
+    pub(super) async fn wait(&self) {
+        let Some(interval) = self.interval else {
+            return;
+        };
+        let at = {
+            let mut next = self.next.lock().unwrap_or_else(|e| e.into_inner());
+            let at = (*next).max(tokio::time::Instant::now());
+            *next = at + interval;
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+}
+
+/// Per-subscription state shared by its in-flight deliveries (all inside one task).
+pub(super) struct SubCtx {
+    pub(super) url: Url,
+    pub(super) mode: Mode,
+    /// The stored record; deliveries update `failing_since_ms` and the status through it. A
+    /// std mutex: never held across an await.
+    pub(super) sub: std::sync::Mutex<Subscription>,
+    pub(super) pacer: Pacer,
+    pub(super) attempt_no: AtomicU64,
+    /// Dead letters stored for this subscription. Counted once when the task starts; every
+    /// later change to them is made by this task (an operator's change stops it first).
+    pub(super) dead_count: AtomicU64,
+    /// This subscription's `webhook_dead_letters_evicted_total`.
+    pub(super) evicted: IntCounter,
+    /// Seqs after the cursor whose retry state was stored when the task started (taken as
+    /// their messages are read again). A std mutex: never held across an await.
+    pub(super) restored: std::sync::Mutex<BTreeSet<u64>>,
+    /// The client pinned to the last checked addresses of a named host (reused while the
+    /// host resolves to the same set, so connections stay alive).
+    pub(super) client: std::sync::Mutex<Option<(Checked, reqwest::Client)>>,
+    pub(super) lag: IntGauge,
+}
+
+impl SubCtx {
+    pub(super) fn id(&self) -> uuid::Uuid {
+        self.sub.lock().unwrap_or_else(|e| e.into_inner()).id
+    }
+
+    pub(super) fn keys(&self) -> Vec<Vec<u8>> {
+        let sub = self.sub.lock().unwrap_or_else(|e| e.into_inner());
+        sub.signing_secrets(now_ms())
+            .into_iter()
+            .filter_map(|s| signing::decode_secret(s).ok())
+            .collect()
+    }
+
+    /// A client that connects only to addresses the guard has just checked.
+    pub(super) async fn client(&self, ctx: &Ctx) -> Result<reqwest::Client, String> {
+        let checked = guard::check(&self.url, ctx.config.allow_private_targets)
+            .await
+            .map_err(|e| format!("target refused: {e}"))?;
+        let Some(host) = checked.host.clone() else {
+            return Ok(ctx.ip_client.clone());
+        };
+        let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((c, client)) = slot.as_ref()
+            && c.addrs == checked.addrs
+        {
+            return Ok(client.clone());
+        }
+        let client = client_builder(&ctx.config)
+            .resolve_to_addrs(&host, &checked.addrs)
+            .build()
+            .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        *slot = Some((checked, client.clone()));
+        Ok(client)
+    }
+
+    pub(super) fn save(
+        &self,
+        ctx: &Ctx,
+        change: impl FnOnce(&mut Subscription),
+    ) -> Result<(), StoreError> {
+        let mut sub = self.sub.lock().unwrap_or_else(|e| e.into_inner());
+        change(&mut sub);
+        ctx.store.put_subscription(&sub)
+    }
+
+    /// Evicts the oldest dead letters (lowest seqs) beyond
+    /// `webhooks.max_dead_letters_per_subscription`, so the store stays bounded.
+    pub(super) fn trim_dead_letters(&self, ctx: &Ctx) -> Result<(), StoreError> {
+        let cap = ctx.config.max_dead_letters_per_subscription as u64;
+        let count = self.dead_count.load(Ordering::Acquire);
+        if count <= cap {
+            return Ok(());
+        }
+        let id = self.id();
+        let evicted = ctx
+            .store
+            .evict_oldest_dead_letters(&id, (count - cap) as usize)?;
+        let n = evicted.len() as u64;
+        self.dead_count.fetch_sub(n, Ordering::AcqRel);
+        self.evicted.inc_by(n);
+        tracing::warn!(
+            subscription = %id,
+            evicted = n,
+            lowest_seq = evicted.first().copied().unwrap_or(0),
+            highest_seq = evicted.last().copied().unwrap_or(0),
+            max = cap,
+            "oldest webhook dead letters evicted (webhooks.max_dead_letters_per_subscription reached)"
+        );
+        Ok(())
+    }
+
+    pub(super) fn mark_healthy(&self, ctx: &Ctx) {
+        let failing = self
+            .sub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failing_since_ms
+            .is_some();
+        if failing && let Err(e) = self.save(ctx, |s| s.failing_since_ms = None) {
+            tracing::error!(error = %e, "cannot record a healthy subscription");
+        }
+    }
+
+    /// Notes a failure; returns the reason to disable once it has only failed for too long.
+    pub(super) fn mark_failing(&self, ctx: &Ctx) -> Option<String> {
+        let now = now_ms();
+        let since = self
+            .sub
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .failing_since_ms;
+        match since {
+            None => {
+                if let Err(e) = self.save(ctx, |s| s.failing_since_ms = Some(now)) {
+                    tracing::error!(error = %e, "cannot record a failing subscription");
+                }
+                None
+            }
+            Some(t) if now.saturating_sub(t) >= ctx.config.disable_after_failing_secs * 1000 => {
+                Some(format!(
+                    "every attempt has failed since {} (webhooks.disable_after_failing_secs = {})",
+                    ms_to_rfc3339(t),
+                    ctx.config.disable_after_failing_secs
+                ))
+            }
+            Some(_) => None,
+        }
+    }
+}
