@@ -21,7 +21,7 @@ use std::time::Instant;
 use annals::log::Durability;
 use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References, raw};
 use annals::metrics::Metrics;
-use annals::projection::knowledge::Fact;
+use annals::projection::fact::Fact;
 use annals::projection::{self, Knowledge, KnownAt, Query};
 use serde_json::json;
 use uuid::Uuid;

@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::log::{Recorded, raw};
 use crate::projection::asof::{self, Cut};
-use crate::projection::knowledge::{Fact, Knowledge};
+use crate::projection::fact::Fact;
+use crate::projection::knowledge::Knowledge;
 
 /// Why a replay could not be done.
 #[derive(Debug, thiserror::Error)]

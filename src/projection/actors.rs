@@ -187,6 +187,22 @@ mod tests {
     }
 
     #[test]
+    fn the_types_whose_schema_has_a_role_field_are_the_types_that_name_actors() {
+        let schemas = crate::event::Schemas::load().unwrap();
+        let role_fields: Vec<&str> = SINGLE
+            .iter()
+            .chain(MANY)
+            .map(|(field, _)| *field)
+            .chain(["participants"])
+            .collect();
+        for kind in crate::event::EventKind::ALL {
+            let properties = &schemas.document(kind.name()).unwrap()["properties"];
+            let has_role = role_fields.iter().any(|f| properties.get(f).is_some());
+            assert_eq!(has_role, kind.names_actors(), "{kind}");
+        }
+    }
+
+    #[test]
     fn a_correction_that_replaces_the_speaker_takes_the_fact_from_the_old_speaker_from_then_on() {
         let mut k = Knowledge::new();
         let statement = record(1, &json!({"speaker": "actor:x", "content": "c"}));

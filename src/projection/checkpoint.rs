@@ -9,7 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::knowledge::{Fact, Knowledge, StoredFact};
+use super::fact::{Fact, StoredFact};
+use super::knowledge::Knowledge;
 use crate::log::{Log, LogError, Recorded};
 
 const META: &[u8] = b"meta";

@@ -13,7 +13,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::checkpoint;
-use super::knowledge::{Fact, Knowledge};
+use super::fact::Fact;
+use super::knowledge::Knowledge;
 use super::{NAMES, ProjectionConfig, ProjectionError};
 use crate::log::{Log, Recorded};
 use crate::metrics::Metrics;

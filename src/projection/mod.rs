@@ -10,6 +10,7 @@ pub mod audit;
 pub mod calendar;
 pub mod checkpoint;
 mod engine;
+pub mod fact;
 pub mod knowledge;
 pub mod negotiation;
 pub mod sources;
