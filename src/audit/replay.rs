@@ -97,7 +97,7 @@ pub fn view(
         "calendar" => crate::projection::calendar::view(k, &cut, None),
         "actors" => crate::projection::actors::view(k, &cut),
         "sources" => crate::projection::sources::view(k, &cut),
-        "audit" => crate::projection::audit::view(k, &cut),
+        "audit" => crate::projection::history::view(k, &cut),
         other => {
             return Err(ReplayError::Usage(format!(
                 "unknown projection `{other}` (one of {})",

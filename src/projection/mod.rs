@@ -1,16 +1,16 @@
 //! Projections: pure folds of the log into read models, with checkpoints, rebuilds and as-of
 //! queries. One follower task folds every record once into the shared knowledge layer
 //! ([`knowledge`]); the read models ([`negotiation`], [`calendar`], [`actors`], [`sources`],
-//! [`audit`]) are views of it computed at query time for a cut (`known_at`, `valid_at`). This
+//! [`history`]) are views of it computed at query time for a cut (`known_at`, `valid_at`). This
 //! module must never write to the log: it only reads records and keeps its own aux tree.
 
 pub mod actors;
 pub mod asof;
-pub mod audit;
 pub mod calendar;
 pub mod checkpoint;
 mod engine;
 pub mod fact;
+pub mod history;
 pub mod knowledge;
 pub mod negotiation;
 pub mod sources;
@@ -28,7 +28,7 @@ pub const NAMES: &[&str] = &[
     calendar::NAME,
     actors::NAME,
     sources::NAME,
-    audit::NAME,
+    history::NAME,
 ];
 
 /// Projection settings (`[projections]`); every key is documented in `config/default.toml`.
@@ -125,7 +125,7 @@ pub fn answer(
         (sources::NAME, None) => sources::view(k, &cut),
         (sources::NAME, Some(s)) => sources::source(k, &cut, s)
             .ok_or_else(|| missing(format!("no source `{s}` is known at seq {seq}")))?,
-        (audit::NAME, None) => audit::view(k, &cut),
+        (history::NAME, None) => history::view(k, &cut),
         (n, _) if NAMES.contains(&n) => {
             return Err(missing(format!("projection `{n}` has no per-entity route")));
         }
