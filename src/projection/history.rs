@@ -89,7 +89,7 @@ fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
 pub fn view(k: &Knowledge, cut: &Cut) -> Value {
     let mut ixs: Vec<Ix> = CHANGES
         .iter()
-        .flat_map(|kind| k.of_kind(kind.name()).iter().copied())
+        .flat_map(|kind| k.of_kind(*kind).iter().copied())
         .filter(|&ix| k.known(ix, cut.seq))
         .collect();
     ixs.sort_unstable();

@@ -215,8 +215,11 @@ impl Knowledge {
     }
 
     /// The facts of a type, in seq order.
-    pub fn of_kind(&self, kind: &str) -> &[Ix] {
-        self.by_kind.get(kind).map(Vec::as_slice).unwrap_or(&[])
+    pub fn of_kind(&self, kind: EventKind) -> &[Ix] {
+        self.by_kind
+            .get(kind.name())
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 
     /// The facts of a process, in seq order.
