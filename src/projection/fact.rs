@@ -15,7 +15,7 @@ use smallvec::SmallVec;
 
 use crate::event::EventKind;
 
-/// A span of [`Fact::text`]: (start, end) byte offsets.
+/// A span of a fact's text (its record, then its unescaped `extra`): (start, end) byte offsets.
 pub type Span = (u32, u32);
 
 /// What a [`Ref`] names. Saves store it as its one-byte discriminant (the bare `u8` the
@@ -56,7 +56,7 @@ impl<'de> Deserialize<'de> for Role {
     }
 }
 
-/// A reference a fact makes (an actor, a source), as a role and a span of [`Fact::text`].
+/// A reference a fact makes (an actor, a source), as a role and a span of the fact's text.
 /// Kept with the fact so that indexing it (and loading it from a save) never parses the
 /// payload again.
 pub type Ref = (Role, u32, u32);
