@@ -569,16 +569,45 @@ pub(super) mod tests {
         );
         let fact = Fact::parse(1, &bytes).unwrap();
         let stored = fact.stored();
+        // Saves hold the spans by position, in this order, over the record then `extra`.
+        let text = format!("{}{}", std::str::from_utf8(&bytes).unwrap(), stored.extra);
+        let at = |i: usize| {
+            let (a, b) = stored.spans[i];
+            &text[a as usize..b as usize]
+        };
+        assert_eq!(
+            (0..SPANS).map(at).collect::<Vec<_>>(),
+            [
+                A,
+                "meeting.held",
+                "2026-01-01T00:00:00.000000Z",
+                "t",
+                r#"{"precision":"unknown"}"#,
+                "p",
+                r#"{"meeting_id":"meeting:m","participants":[{"actor":"actor:a"},{"actor":"org:x"}]}"#,
+                r#"[{"source":"src:a","relation":"reports"}]"#,
+                "",
+            ]
+        );
         let earlier = StoredFactV2 {
             seq: stored.seq,
             record_len: stored.record_len,
             extra: stored.extra.clone(),
             spans: stored.spans,
             has_process: stored.has_process,
+            // The bytes saves held before roles were an enum (`ROLE_ACTOR = 0`...).
             refs: stored
                 .refs
                 .iter()
-                .map(|&(r, a, b)| (r as u8, a, b))
+                .map(|&(role, a, b)| {
+                    let byte = match role {
+                        Role::Actor => 0,
+                        Role::Source => 1,
+                        Role::PatchActor => 2,
+                        Role::Target => 3,
+                    };
+                    (byte, a, b)
+                })
                 .collect(),
         };
         let earlier = postcard::to_allocvec(&earlier).unwrap();
