@@ -5,8 +5,8 @@
 //! 3. the projection fold over the same raw scan on one thread (the single-core cost);
 //! 4. the engine's paths through the Log: the rebuild's fold (`fold_log`: read, parse on the
 //!    rayon pool, insert, as overlapping stages) on a warm cache; the offline rebuild
-//!    (`rebuild_offline`: fold + checkpoint generation write) on a cold and a warm cache; a
-//!    restart's checkpoint load;
+//!    (`rebuild_offline`: fold + save generation write) on a cold and a warm cache; a
+//!    restart's load of the saved fold;
 //! 5. query latency on the 1M-event knowledge (negotiation view of one of 4 processes, actor
 //!    view of one of 50 actors, limit 100): now, and as of random `known_at` seqs.
 //!
@@ -21,7 +21,7 @@ use std::time::Instant;
 use annals::log::Durability;
 use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References, raw};
 use annals::metrics::Metrics;
-use annals::projection::knowledge::Fact;
+use annals::projection::fact::Fact;
 use annals::projection::{self, Knowledge, KnownAt, Query};
 use serde_json::json;
 use uuid::Uuid;
@@ -219,10 +219,10 @@ fn main() -> Res<()> {
         (cold_scan, scan, fold, bytes)
     };
 
-    // 4. The engine's paths through the Log: the offline rebuild (fold + checkpoint generation
+    // 4. The engine's paths through the Log: the offline rebuild (fold + save generation
     //    write) on a cold sled cache (as after a start), the rebuild's fold and the whole
     //    rebuild again on a warm cache (as the ceiling was measured), and a restart's load of
-    //    the checkpoint the rebuild wrote.
+    //    the save the rebuild wrote.
     let paths = rt.block_on(async {
         let (log, writer) = open(dir)?;
         let config = annals::Config::defaults().expect("defaults").projections;
@@ -240,10 +240,10 @@ fn main() -> Res<()> {
         let rebuild_warm = folded as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
         let tree = log.aux_tree("projections")?;
-        let (meta, loaded) = projection::checkpoint::load(&tree, &log)?;
+        let (meta, loaded) = projection::save::load(&tree, &log)?;
         let load = meta.seq as f64 / t.elapsed().as_secs_f64();
         if loaded.facts().len() != k.facts().len() {
-            return Err("the loaded checkpoint differs from the fold".into());
+            return Err("the loaded save differs from the fold".into());
         }
         drop((tree, loaded));
         log.close().await;
@@ -299,9 +299,9 @@ fn main() -> Res<()> {
     );
     for (label, rate) in [
         ("rebuild fold (fold_log), warm cache", paths.fold),
-        ("rebuild incl. checkpoint write, warm", paths.rebuild_warm),
-        ("rebuild incl. checkpoint write, cold", paths.rebuild_cold),
-        ("restart: load the checkpoint", paths.load),
+        ("rebuild incl. save write, warm", paths.rebuild_warm),
+        ("rebuild incl. save write, cold", paths.rebuild_cold),
+        ("restart: load the saved fold", paths.load),
     ] {
         println!(
             "  {label:<38}{rate:>12.0} events/s  ({:.0}% of the scan)",

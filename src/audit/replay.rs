@@ -9,7 +9,8 @@ use serde_json::Value;
 
 use crate::log::{Recorded, raw};
 use crate::projection::asof::{self, Cut};
-use crate::projection::knowledge::{Fact, Knowledge};
+use crate::projection::fact::Fact;
+use crate::projection::knowledge::Knowledge;
 
 /// Why a replay could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +97,7 @@ pub fn view(
         "calendar" => crate::projection::calendar::view(k, &cut, None),
         "actors" => crate::projection::actors::view(k, &cut),
         "sources" => crate::projection::sources::view(k, &cut),
-        "audit" => crate::projection::audit::view(k, &cut),
+        "audit" => crate::projection::history::view(k, &cut),
         other => {
             return Err(ReplayError::Usage(format!(
                 "unknown projection `{other}` (one of {})",

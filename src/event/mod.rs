@@ -2,6 +2,7 @@
 //! schema, turning a request body into [`NewEvent`]s for the log. This module must never touch
 //! storage; whatever needs the log's state (references, versions) is checked by the writer.
 
+pub mod kind;
 pub mod rules;
 pub mod schema;
 
@@ -10,6 +11,7 @@ use uuid::Uuid;
 
 use crate::limits::Limits;
 use crate::log::{ExpectedVersion, NewEvent};
+pub use kind::EventKind;
 pub use schema::{FieldError, Schemas};
 
 /// Why a submission was refused before reaching the log.

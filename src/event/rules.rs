@@ -6,23 +6,15 @@
 use serde_json::Value;
 use uuid::Uuid;
 
+use super::kind::EventKind;
 use super::schema::FieldError;
 use crate::log::{References, Requirement};
 
-/// Types that need no evidence item: a source registration is its own evidence; source
-/// assessments and knowledge corrections are the coder's acts, backed by their `reason`.
-const NO_EVIDENCE_NEEDED: &[&str] = &[
-    "source.registered",
-    "source.assessed",
-    "source.corrected",
-    "source.withdrawn",
-    "event.corrected",
-    "event.retracted",
-];
-
-/// Whether events of `event_type` must carry at least one evidence item.
+/// Whether events of `event_type` must carry at least one evidence item (a type this build
+/// does not know does: its schema check has already refused it, and this keeps the refusal
+/// complete).
 pub fn needs_evidence(event_type: &str) -> bool {
-    !NO_EVIDENCE_NEEDED.contains(&event_type)
+    EventKind::from_name(event_type).is_none_or(EventKind::needs_evidence)
 }
 
 /// The registry keys an event declares and the references it requires. `base` is the event's
@@ -34,23 +26,18 @@ pub fn references(
     base: &str,
 ) -> Result<References, Vec<FieldError>> {
     let mut refs = References::default();
+    let kind = EventKind::from_name(event_type);
     let str_at = |field: &str| data.get(field).and_then(Value::as_str);
-    let declared = match event_type {
-        "source.registered" => Some(("source", "source_id")),
-        "actor.registered" => Some(("entity", "actor_id")),
-        "issue.defined" => Some(("entity", "issue_id")),
-        _ => None,
-    };
-    if let Some((kind, field)) = declared
-        && let Some(id) = str_at(field)
+    if let Some(declares) = kind.and_then(EventKind::declares)
+        && let Some(id) = str_at(declares.field)
     {
-        refs.declares
-            .push((format!("{kind}:{id}"), format!("{base}/data/{field}")));
+        refs.declares.push((
+            format!("{}:{id}", declares.registry),
+            format!("{base}/data/{}", declares.field),
+        ));
     }
-    if matches!(
-        event_type,
-        "source.assessed" | "source.corrected" | "source.withdrawn"
-    ) && let Some(id) = str_at("source_id")
+    if kind.is_some_and(EventKind::requires_registered_source)
+        && let Some(id) = str_at("source_id")
     {
         refs.requires.push(Requirement::Key {
             key: format!("source:{id}"),
@@ -58,7 +45,7 @@ pub fn references(
         });
     }
     let mut errors = Vec::new();
-    if matches!(event_type, "event.corrected" | "event.retracted")
+    if kind.is_some_and(EventKind::targets_event)
         && let Some(target) = str_at("target")
     {
         match Uuid::parse_str(target) {

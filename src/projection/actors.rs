@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
 use super::knowledge::{Ix, Knowledge, dedup};
+use crate::event::EventKind;
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "actors";
@@ -62,7 +63,9 @@ fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
     k.of_actor(actor)
         .iter()
         .copied()
-        .filter(|&ix| k.fact(ix).kind() == "actor.registered" && k.visible(ix, cut.seq))
+        .filter(|&ix| {
+            k.fact(ix).event_kind() == Some(EventKind::ActorRegistered) && k.visible(ix, cut.seq)
+        })
         .map(|ix| k.data_at(ix, cut.seq))
         .find(|d| d.get("actor_id").and_then(Value::as_str) == Some(actor))
 }
@@ -72,7 +75,7 @@ fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
 pub fn actor(k: &Knowledge, cut: &Cut, actor: &str, limit: usize) -> Option<Value> {
     let mut events: Vec<(String, u64, Ix, Option<Value>)> = Vec::new();
     for ix in dedup(k.of_actor(actor)) {
-        if !k.visible(ix, cut.seq) || k.fact(ix).kind() == "actor.registered" {
+        if !k.visible(ix, cut.seq) || k.fact(ix).event_kind() == Some(EventKind::ActorRegistered) {
             continue;
         }
         let occurred = k.occurred(ix);
@@ -137,7 +140,10 @@ pub fn view(k: &Knowledge, cut: &Cut) -> Value {
             let reg = registration(k, cut, a);
             let count = dedup(k.of_actor(a))
                 .into_iter()
-                .filter(|&ix| k.visible(ix, cut.seq) && k.fact(ix).kind() != "actor.registered")
+                .filter(|&ix| {
+                    k.visible(ix, cut.seq)
+                        && k.fact(ix).event_kind() != Some(EventKind::ActorRegistered)
+                })
                 .count();
             (reg.is_some() || count > 0).then(|| {
                 json!({
@@ -183,6 +189,22 @@ mod tests {
         assert_eq!(found.len(), payloads.len(), "{found:?}");
         for ix in found {
             assert!(!roles(&k.data_at(ix, u64::MAX), "actor:x").is_empty());
+        }
+    }
+
+    #[test]
+    fn the_types_whose_schema_has_a_role_field_are_the_types_that_name_actors() {
+        let schemas = crate::event::Schemas::load().unwrap();
+        let role_fields: Vec<&str> = SINGLE
+            .iter()
+            .chain(MANY)
+            .map(|(field, _)| *field)
+            .chain(["participants"])
+            .collect();
+        for kind in crate::event::EventKind::ALL {
+            let properties = &schemas.document(kind.name()).unwrap()["properties"];
+            let has_role = role_fields.iter().any(|f| properties.get(f).is_some());
+            assert_eq!(has_role, kind.names_actors(), "{kind}");
         }
     }
 

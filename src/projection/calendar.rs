@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
 use super::knowledge::{Ix, Knowledge};
+use crate::event::EventKind;
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "calendar";
@@ -16,7 +17,7 @@ pub const NAME: &str = "calendar";
 pub(crate) fn facts_of<'k>(
     k: &'k Knowledge,
     cut: &'k Cut,
-    kind: &str,
+    kind: EventKind,
     process: Option<&'k str>,
 ) -> impl Iterator<Item = Ix> + 'k {
     // Facts are indexed in seq order: those recorded after the cut are cut off by a binary
@@ -63,7 +64,7 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
     let mut location = d.get("location").cloned().unwrap_or(Value::Null);
     let mut history = Vec::new();
     let mut last_status: Option<String> = None;
-    for c in facts_of(k, cut, "talks.status_changed", None) {
+    for c in facts_of(k, cut, EventKind::TalksStatusChanged, None) {
         let cd = k.data_at(c, cut.seq);
         if cd.get("talks_id").and_then(Value::as_str) != Some(id) {
             continue;
@@ -83,7 +84,7 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
             "seq": k.fact(c).seq,
         }));
     }
-    let held_by = facts_of(k, cut, "meeting.held", None).find_map(|m| {
+    let held_by = facts_of(k, cut, EventKind::MeetingHeld, None).find_map(|m| {
         let md = k.data_at(m, cut.seq);
         (md.get("fulfils").and_then(Value::as_str) == Some(id))
             .then(|| md.get("meeting_id").cloned().unwrap_or(Value::Null))
@@ -126,7 +127,7 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
 
 /// Meetings by when they occurred, then talks by planned start.
 pub fn view(k: &Knowledge, cut: &Cut, process: Option<&str>) -> Value {
-    let mut meetings: Vec<(String, u64, Value)> = facts_of(k, cut, "meeting.held", process)
+    let mut meetings: Vec<(String, u64, Value)> = facts_of(k, cut, EventKind::MeetingHeld, process)
         .map(|ix| {
             (
                 asof::sort_key(&k.occurred(ix)),
@@ -136,7 +137,7 @@ pub fn view(k: &Knowledge, cut: &Cut, process: Option<&str>) -> Value {
         })
         .collect();
     meetings.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let mut talks: Vec<(String, u64, Value)> = facts_of(k, cut, "talks.scheduled", process)
+    let mut talks: Vec<(String, u64, Value)> = facts_of(k, cut, EventKind::TalksScheduled, process)
         .map(|ix| {
             let t = talks_json(k, ix, cut);
             let start = t["planned"]["start"].as_str().unwrap_or("~").to_string();

@@ -1,5 +1,5 @@
-//! The projection engine: loads the checkpoint, catches up from the log, follows the durable
-//! head, checkpoints every N events or T ms, rebuilds from seq 1 in the background and swaps
+//! The projection engine: loads the saved fold, catches up from the log, follows the durable
+//! head, saves every N events or T ms, rebuilds from seq 1 in the background and swaps
 //! the result in atomically. One follower task folds each record once for every read model.
 //! This module must never write to the log, and never let a query see a half-applied batch.
 
@@ -12,8 +12,9 @@ use rayon::prelude::*;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::checkpoint;
-use super::knowledge::{Fact, Knowledge};
+use super::fact::Fact;
+use super::knowledge::Knowledge;
+use super::save;
 use super::{NAMES, ProjectionConfig, ProjectionError};
 use crate::log::{Log, Recorded};
 use crate::metrics::Metrics;
@@ -29,10 +30,11 @@ pub struct Status {
     pub head: u64,
     /// `head - seq`.
     pub lag: u64,
-    /// Records folded from the log since this process started (a restart from a checkpoint
+    /// Records folded from the log since this process started (a restart from a save
     /// replays only the tail; a rebuild's fold is not counted here).
     pub replayed_since_start: u64,
-    /// The seq of the last durable checkpoint.
+    /// The seq of the last durable save (the name predates "save" and is part of the HTTP
+    /// contract).
     pub last_checkpoint_seq: u64,
     /// Whether a rebuild is running.
     pub rebuilding: bool,
@@ -44,7 +46,7 @@ pub struct Status {
 #[derive(Clone)]
 struct ProjMetrics {
     applied: IntCounter,
-    checkpoint_seconds: Histogram,
+    save_seconds: Histogram,
     lag: IntGauge,
     seq: IntGauge,
     rebuilds: IntCounter,
@@ -57,10 +59,11 @@ impl ProjMetrics {
                 "projection_events_applied_total",
                 "Records folded into the projections (follower and rebuilds)",
             )?,
-            checkpoint_seconds: Histogram::with_opts(
+            save_seconds: Histogram::with_opts(
                 HistogramOpts::new(
+                    // The metric's name predates "save" and is kept for its dashboards.
                     "projection_checkpoint_seconds",
-                    "Seconds to write and sync one projection checkpoint",
+                    "Seconds to write and sync one projection save",
                 )
                 .buckets(vec![0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
             )?,
@@ -69,7 +72,7 @@ impl ProjMetrics {
             rebuilds: IntCounter::new("projection_rebuilds_total", "Completed rebuilds")?,
         };
         metrics.register(Box::new(m.applied.clone()))?;
-        metrics.register(Box::new(m.checkpoint_seconds.clone()))?;
+        metrics.register(Box::new(m.save_seconds.clone()))?;
         metrics.register(Box::new(m.lag.clone()))?;
         metrics.register(Box::new(m.seq.clone()))?;
         metrics.register(Box::new(m.rebuilds.clone()))?;
@@ -79,38 +82,38 @@ impl ProjMetrics {
 
 /// What the follower owns between steps; a rebuild takes it to pause the follower.
 struct Cursor {
-    /// Checkpoint generation in the aux tree.
+    /// Save generation in the aux tree.
     generation: u32,
-    /// Seq of the last durable checkpoint.
-    checkpoint_seq: u64,
-    /// Records folded since that checkpoint.
-    since_checkpoint: u64,
+    /// Seq of the last durable save.
+    saved_seq: u64,
+    /// Records folded since that save.
+    since_save: u64,
     /// When it was written.
-    last_checkpoint: Instant,
+    last_save: Instant,
 }
 
 struct Inner {
     log: Log,
     config: ProjectionConfig,
-    /// Set by [`Engine::halt`]: stop without the final checkpoint, as a crash would.
-    skip_final_checkpoint: AtomicBool,
+    /// Set by [`Engine::halt`]: stop without the final save, as a crash would.
+    skip_final_save: AtomicBool,
     /// The current knowledge. A std lock, not a tokio one: no `.await` is ever held inside;
     /// the follower applies a whole batch under one write lock, so a query (read lock) sees
     /// the state before or after a batch, never within it.
     state: RwLock<Knowledge>,
     /// The seq `state` reflects, published after each batch (what `?min_seq=` waits on).
     applied: watch::Sender<u64>,
-    /// Held by the follower during each step and each checkpoint; a rebuild holds it for the
+    /// Held by the follower during each step and each save; a rebuild holds it for the
     /// hand-over, so no record is folded twice or skipped across the swap.
     cursor: tokio::sync::Mutex<Cursor>,
     /// Records folded by the follower since start.
     replayed: AtomicU64,
-    /// Mirror of `Cursor::checkpoint_seq` for status without taking the async lock.
-    checkpoint_seq: AtomicU64,
+    /// Mirror of `Cursor::saved_seq` for status without taking the async lock.
+    saved_seq: AtomicU64,
     rebuilding: AtomicBool,
     rebuilds: AtomicU64,
     metrics: ProjMetrics,
-    /// Flips to true on shutdown; the follower writes a final checkpoint and stops.
+    /// Flips to true on shutdown; the follower writes a final save and stops.
     stop: watch::Sender<bool>,
     follower: std::sync::Mutex<Option<JoinHandle<()>>>,
     rebuild_task: std::sync::Mutex<Option<JoinHandle<()>>>,
@@ -160,31 +163,31 @@ impl Inner {
         Ok(n)
     }
 
-    /// Writes the facts folded since the last checkpoint and makes them durable (blocking).
-    fn checkpoint(&self, cursor: &mut Cursor) -> Result<(), ProjectionError> {
+    /// Writes the facts folded since the last save and makes them durable (blocking).
+    fn save(&self, cursor: &mut Cursor) -> Result<(), ProjectionError> {
         let started = Instant::now();
         let meta = {
             let st = self.read();
-            if st.seq == cursor.checkpoint_seq {
+            if st.seq == cursor.saved_seq {
                 return Ok(());
             }
-            checkpoint::append(
+            save::append(
                 &self.tree()?,
                 &self.log,
                 cursor.generation,
                 &st,
-                cursor.checkpoint_seq,
+                cursor.saved_seq,
             )?
         };
         self.log.sync_aux()?;
-        cursor.checkpoint_seq = meta.seq;
-        cursor.since_checkpoint = 0;
-        cursor.last_checkpoint = Instant::now();
-        self.checkpoint_seq.store(meta.seq, Ordering::Relaxed);
+        cursor.saved_seq = meta.seq;
+        cursor.since_save = 0;
+        cursor.last_save = Instant::now();
+        self.saved_seq.store(meta.seq, Ordering::Relaxed);
         self.metrics
-            .checkpoint_seconds
+            .save_seconds
             .observe(started.elapsed().as_secs_f64());
-        tracing::debug!(seq = meta.seq, "projection checkpoint written");
+        tracing::debug!(seq = meta.seq, "projection saved");
         Ok(())
     }
 }
@@ -307,7 +310,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl Engine {
-    /// Loads the checkpoint and starts following the log. Must be called within a tokio
+    /// Loads the saved fold and starts following the log. Must be called within a tokio
     /// runtime (it spawns the follower task).
     pub fn start(
         log: Log,
@@ -317,23 +320,23 @@ impl Engine {
         let metrics = ProjMetrics::new(metrics)?;
         let tree = log.aux_tree("projections")?;
         let head = log.head().seq;
-        let (meta, knowledge) = match checkpoint::load(&tree, &log) {
+        let (meta, knowledge) = match save::load(&tree, &log) {
             Ok(loaded) => loaded,
             Err(
-                e @ (checkpoint::CheckpointError::Mismatch(_)
-                | checkpoint::CheckpointError::Corrupt(..)
-                | checkpoint::CheckpointError::Incomplete { .. }),
+                e @ (save::SaveError::Mismatch(_)
+                | save::SaveError::Corrupt(..)
+                | save::SaveError::Incomplete { .. }),
             ) => {
-                // A checkpoint is derived data and the log is the truth: one that describes
+                // A save is derived data and the log is the truth: one that describes
                 // another history (a folder restored from another copy), or that is damaged,
                 // is replaced by a fold from seq 1 rather than stopping the service or
                 // answering from a state the log does not support.
                 tracing::error!(
                     error = %e,
                     head,
-                    "projection checkpoint unusable; discarding it and folding the log from seq 1"
+                    "projection save unusable; discarding it and folding the log from seq 1"
                 );
-                (checkpoint::discard(&tree, &log)?, Knowledge::new())
+                (save::discard(&tree, &log)?, Knowledge::new())
             }
             Err(e) => return Err(e.into()),
         };
@@ -341,7 +344,7 @@ impl Engine {
             seq = meta.seq,
             head,
             tail = head - meta.seq,
-            "projections resume from checkpoint"
+            "projections resume from their save"
         );
         metrics.seq.set(meta.seq as i64);
         let (applied, _) = watch::channel(meta.seq);
@@ -349,17 +352,17 @@ impl Engine {
         let inner = Arc::new(Inner {
             log,
             config,
-            skip_final_checkpoint: AtomicBool::new(false),
+            skip_final_save: AtomicBool::new(false),
             state: RwLock::new(knowledge),
             applied,
             cursor: tokio::sync::Mutex::new(Cursor {
                 generation: meta.generation,
-                checkpoint_seq: meta.seq,
-                since_checkpoint: 0,
-                last_checkpoint: Instant::now(),
+                saved_seq: meta.seq,
+                since_save: 0,
+                last_save: Instant::now(),
             }),
             replayed: AtomicU64::new(0),
-            checkpoint_seq: AtomicU64::new(meta.seq),
+            saved_seq: AtomicU64::new(meta.seq),
             rebuilding: AtomicBool::new(false),
             rebuilds: AtomicU64::new(0),
             metrics,
@@ -372,7 +375,7 @@ impl Engine {
         Ok(Engine { inner })
     }
 
-    /// Stops following and writes a final checkpoint; waits for a running rebuild to stop.
+    /// Stops following and writes a final save; waits for a running rebuild to stop.
     /// Idempotent.
     pub async fn shutdown(&self) {
         self.inner.stop.send_replace(true);
@@ -400,12 +403,10 @@ impl Engine {
         }
     }
 
-    /// Stops following WITHOUT the final checkpoint, as a crash would (tests use this to
-    /// check that a restart replays exactly the tail after the last checkpoint).
+    /// Stops following WITHOUT the final save, as a crash would (tests use this to check
+    /// that a restart replays exactly the tail after the last save).
     pub async fn halt(&self) {
-        self.inner
-            .skip_final_checkpoint
-            .store(true, Ordering::Release);
+        self.inner.skip_final_save.store(true, Ordering::Release);
         self.shutdown().await;
     }
 
@@ -455,7 +456,7 @@ impl Engine {
                 head,
                 lag: head.saturating_sub(seq),
                 replayed_since_start: i.replayed.load(Ordering::Relaxed),
-                last_checkpoint_seq: i.checkpoint_seq.load(Ordering::Relaxed),
+                last_checkpoint_seq: i.saved_seq.load(Ordering::Relaxed),
                 rebuilding: i.rebuilding.load(Ordering::Relaxed),
                 rebuilds: i.rebuilds.load(Ordering::Relaxed),
             })
@@ -513,8 +514,8 @@ impl Engine {
     }
 }
 
-/// The follower: catch up, then follow the head; checkpoint by count and by time; on stop,
-/// a final checkpoint.
+/// The follower: catch up, then follow the head; save by count and by time; on stop, a
+/// final save.
 async fn follow(inner: Arc<Inner>) {
     let mut head = inner.log.subscribe();
     let mut stop = inner.stop.subscribe();
@@ -538,11 +539,11 @@ async fn follow(inner: Arc<Inner>) {
                 0
             }
         };
-        cursor.since_checkpoint += n;
-        let due = cursor.since_checkpoint >= every_events
-            || (cursor.since_checkpoint > 0 && cursor.last_checkpoint.elapsed() >= every);
+        cursor.since_save += n;
+        let due = cursor.since_save >= every_events
+            || (cursor.since_save > 0 && cursor.last_save.elapsed() >= every);
         if due {
-            checkpoint_now(&inner, cursor).await;
+            save_now(&inner, cursor).await;
         } else {
             drop(cursor);
         }
@@ -563,37 +564,37 @@ async fn follow(inner: Arc<Inner>) {
         }
     }
     let cursor = inner.cursor.lock().await;
-    if !inner.skip_final_checkpoint.load(Ordering::Acquire) {
-        checkpoint_now(&inner, cursor).await;
+    if !inner.skip_final_save.load(Ordering::Acquire) {
+        save_now(&inner, cursor).await;
     }
     tracing::info!(seq = *inner.applied.borrow(), "projection follower stopped");
 }
 
-/// Writes a checkpoint off the async workers, holding the cursor throughout.
-async fn checkpoint_now(inner: &Arc<Inner>, cursor: tokio::sync::MutexGuard<'_, Cursor>) {
+/// Writes a save off the async workers, holding the cursor throughout.
+async fn save_now(inner: &Arc<Inner>, cursor: tokio::sync::MutexGuard<'_, Cursor>) {
     let mut c = Cursor {
         generation: cursor.generation,
-        checkpoint_seq: cursor.checkpoint_seq,
-        since_checkpoint: cursor.since_checkpoint,
-        last_checkpoint: cursor.last_checkpoint,
+        saved_seq: cursor.saved_seq,
+        since_save: cursor.since_save,
+        last_save: cursor.last_save,
     };
     let i2 = inner.clone();
     let result = tokio::task::spawn_blocking(move || {
-        let r = i2.checkpoint(&mut c);
+        let r = i2.save(&mut c);
         (c, r)
     })
     .await;
     let mut cursor = cursor;
     match result {
         Ok((c, Ok(()))) => *cursor = c,
-        Ok((_, Err(e))) => tracing::error!(error = %e, "projection checkpoint failed"),
-        Err(e) => tracing::error!(error = %e, "projection checkpoint panicked"),
+        Ok((_, Err(e))) => tracing::error!(error = %e, "projection save failed"),
+        Err(e) => tracing::error!(error = %e, "projection save panicked"),
     }
 }
 
 /// Folds from seq 1 into fresh knowledge while the old state keeps answering, writes it as a
-/// new checkpoint generation, then pauses the follower, folds the last records, flips the
-/// checkpoint and swaps the state in. Returns the seq swapped in.
+/// new save generation, then pauses the follower, folds the last records, flips the save
+/// and swaps the state in. Returns the seq swapped in.
 async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     let batch = inner.config.batch_events.max(1) * 8;
     // Phase 1: the bulk, with the follower running.
@@ -619,7 +620,7 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     let written = fresh.seq;
     let (tree, k) = (inner.tree()?, fresh);
     let fresh = blocking(move || {
-        checkpoint::write_generation(&tree, generation, &k, 0)?;
+        save::write_generation(&tree, generation, &k, 0)?;
         Ok(k)
     })
     .await?;
@@ -630,8 +631,8 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
         let mut k = fresh;
         fold_until_head(&i2.log, &mut k, batch, u64::MAX, |_| {})?;
         let tree = i2.tree()?;
-        checkpoint::write_generation(&tree, generation, &k, written)?;
-        let meta = checkpoint::append(&tree, &i2.log, generation, &k, k.seq)?;
+        save::write_generation(&tree, generation, &k, written)?;
+        let meta = save::append(&tree, &i2.log, generation, &k, k.seq)?;
         i2.log.sync_aux()?;
         Ok((k, meta))
     })
@@ -643,23 +644,23 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     let old = std::mem::replace(&mut *inner.write(), fresh);
     inner.applied.send_replace(seq);
     cursor.generation = meta.generation;
-    cursor.checkpoint_seq = meta.seq;
-    cursor.since_checkpoint = 0;
-    cursor.last_checkpoint = Instant::now();
-    inner.checkpoint_seq.store(meta.seq, Ordering::Relaxed);
+    cursor.saved_seq = meta.seq;
+    cursor.since_save = 0;
+    cursor.last_save = Instant::now();
+    inner.saved_seq.store(meta.seq, Ordering::Relaxed);
     inner.metrics.seq.set(seq as i64);
     drop(cursor);
     let tree = inner.tree()?;
     blocking(move || {
         drop(old);
-        Ok(checkpoint::drop_generation(&tree, old_generation)?)
+        Ok(save::drop_generation(&tree, old_generation)?)
     })
     .await?;
     Ok(seq)
 }
 
 /// The offline rebuild (`annals rebuild`): folds the whole log of an open (idle) data folder
-/// from seq 1, writes it as a new checkpoint generation and makes it current. `progress` gets
+/// from seq 1, writes it as a new save generation and makes it current. `progress` gets
 /// the seq reached after each batch. Returns how many records were folded.
 pub async fn rebuild_offline(
     log: &Log,
@@ -670,14 +671,14 @@ pub async fn rebuild_offline(
     let batch = config.batch_events.max(1) * 8;
     blocking(move || {
         let tree = log.aux_tree("projections")?;
-        let old = checkpoint::meta(&tree)?;
+        let old = save::meta(&tree)?;
         let mut k = Knowledge::new();
         let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
         let generation = old.generation + 1;
-        checkpoint::write_generation(&tree, generation, &k, 0)?;
-        checkpoint::append(&tree, &log, generation, &k, k.seq)?;
+        save::write_generation(&tree, generation, &k, 0)?;
+        save::append(&tree, &log, generation, &k, k.seq)?;
         log.sync_aux()?;
-        checkpoint::drop_generation(&tree, old.generation)?;
+        save::drop_generation(&tree, old.generation)?;
         log.sync_aux()?;
         tracing::info!(seq = k.seq, records = n, "projections rebuilt offline");
         Ok(n)

@@ -1,17 +1,18 @@
-//! Projections: pure folds of the log into read models, with checkpoints, rebuilds and as-of
-//! queries. One follower task folds every record once into the shared knowledge layer
+//! Projections: pure folds of the log into read models, with saves (the fold persisted, so a
+//! restart folds only the tail), rebuilds and as-of queries. One follower task folds every record once into the shared knowledge layer
 //! ([`knowledge`]); the read models ([`negotiation`], [`calendar`], [`actors`], [`sources`],
-//! [`audit`]) are views of it computed at query time for a cut (`known_at`, `valid_at`). This
+//! [`history`]) are views of it computed at query time for a cut (`known_at`, `valid_at`). This
 //! module must never write to the log: it only reads records and keeps its own aux tree.
 
 pub mod actors;
 pub mod asof;
-pub mod audit;
 pub mod calendar;
-pub mod checkpoint;
 mod engine;
+pub mod fact;
+pub mod history;
 pub mod knowledge;
 pub mod negotiation;
+pub mod save;
 pub mod sources;
 
 use serde::{Deserialize, Serialize};
@@ -27,16 +28,17 @@ pub const NAMES: &[&str] = &[
     calendar::NAME,
     actors::NAME,
     sources::NAME,
-    audit::NAME,
+    history::NAME,
 ];
 
 /// Projection settings (`[projections]`); every key is documented in `config/default.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectionConfig {
-    /// Write a checkpoint after this many events have been folded since the last one.
+    /// Save the fold after this many events have been folded since the last save (the key's
+    /// name predates "save" and is kept: it is configuration people have written).
     pub checkpoint_every_events: u64,
-    /// Write a checkpoint at least this often (milliseconds) while events keep coming.
+    /// Save the fold at least this often (milliseconds) while events keep coming.
     pub checkpoint_every_ms: u64,
     /// Records the follower reads and folds per step (one write-lock hold per step).
     pub batch_events: usize,
@@ -54,9 +56,9 @@ pub enum ProjectionError {
     /// Reading the log failed.
     #[error("projections: {0}")]
     Log(#[from] crate::log::LogError),
-    /// Reading or writing a checkpoint failed.
+    /// Reading or writing the saved fold failed.
     #[error("projections: {0}")]
-    Checkpoint(#[from] checkpoint::CheckpointError),
+    Save(#[from] save::SaveError),
     /// Folding a record failed.
     #[error("projections: {0}")]
     Fold(#[from] knowledge::FoldError),
@@ -124,7 +126,7 @@ pub fn answer(
         (sources::NAME, None) => sources::view(k, &cut),
         (sources::NAME, Some(s)) => sources::source(k, &cut, s)
             .ok_or_else(|| missing(format!("no source `{s}` is known at seq {seq}")))?,
-        (audit::NAME, None) => audit::view(k, &cut),
+        (history::NAME, None) => history::view(k, &cut),
         (n, _) if NAMES.contains(&n) => {
             return Err(missing(format!("projection `{n}` has no per-entity route")));
         }

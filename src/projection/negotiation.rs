@@ -12,36 +12,42 @@ use serde_json::{Value, json};
 use super::asof::{self, Cut};
 use super::calendar::{self, facts_of};
 use super::knowledge::{Ix, Knowledge};
+use crate::event::EventKind;
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "negotiation";
 
 /// Types whose facts belong to a negotiation view.
-const KINDS: &[&str] = &[
-    "meeting.held",
-    "plan.proposed",
-    "plan.revised",
-    "issue.status_changed",
-    "position.stated",
-    "talks.scheduled",
-    "agreement.reached",
+const KINDS: [EventKind; 7] = [
+    EventKind::MeetingHeld,
+    EventKind::PlanProposed,
+    EventKind::PlanRevised,
+    EventKind::IssueStatusChanged,
+    EventKind::PositionStated,
+    EventKind::TalksScheduled,
+    EventKind::AgreementReached,
 ];
 
 /// The id field that names the thing a fact of each type is about (for contested claims).
-fn entity_field(kind: &str) -> Option<&'static str> {
-    Some(match kind {
-        "meeting.held" => "meeting_id",
-        "position.stated" => "position_id",
-        "talks.scheduled" => "talks_id",
-        "agreement.reached" => "agreement_id",
-        "plan.proposed" | "plan.revised" => "plan_id",
+fn entity_field(kind: Option<EventKind>) -> Option<&'static str> {
+    Some(match kind? {
+        EventKind::MeetingHeld => "meeting_id",
+        EventKind::PositionStated => "position_id",
+        EventKind::TalksScheduled => "talks_id",
+        EventKind::AgreementReached => "agreement_id",
+        EventKind::PlanProposed | EventKind::PlanRevised => "plan_id",
         _ => return None,
     })
 }
 
+/// Whether a type is a version of a plan (its claims are per plan and version).
+fn is_plan(kind: Option<EventKind>) -> bool {
+    matches!(kind, Some(EventKind::PlanProposed | EventKind::PlanRevised))
+}
+
 /// Issue labels from `issue.defined`, as known at the cut.
 fn issue_labels(k: &Knowledge, cut: &Cut) -> BTreeMap<String, Value> {
-    k.of_kind("issue.defined")
+    k.of_kind(EventKind::IssueDefined)
         .iter()
         .filter(|&&ix| k.visible(ix, cut.seq))
         .filter_map(|&ix| {
@@ -76,7 +82,7 @@ fn attributions(k: &Knowledge, ix: Ix) -> Value {
 pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
     let mut ixs: Vec<Ix> = KINDS
         .iter()
-        .flat_map(|kind| facts_of(k, cut, kind, Some(process)))
+        .flat_map(|kind| facts_of(k, cut, *kind, Some(process)))
         .collect();
     if ixs.is_empty() && !k.of_process(process).iter().any(|&i| k.known(i, cut.seq)) {
         return None;
@@ -97,10 +103,10 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
         let f = k.fact(ix);
         let d = k.data_at(ix, cut.seq);
         let s = |key: &str| d.get(key).and_then(Value::as_str).map(str::to_string);
-        if let Some(field) = entity_field(f.kind())
+        if let Some(field) = entity_field(f.event_kind())
             && let Some(id) = s(field)
         {
-            let key = if f.kind().starts_with("plan.") {
+            let key = if is_plan(f.event_kind()) {
                 format!("{id}@v{}", d["version"])
             } else {
                 id
@@ -110,8 +116,8 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                 .or_default()
                 .push((ix, d.clone()));
         }
-        match f.kind() {
-            "meeting.held" => {
+        match f.event_kind() {
+            Some(EventKind::MeetingHeld) => {
                 for p in d["participants"].as_array().into_iter().flatten() {
                     let side = p.get("side").and_then(Value::as_str);
                     if p.get("role").and_then(Value::as_str) == Some("mediator") {
@@ -130,7 +136,7 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                     last_meeting = Some((key, f.seq, ix));
                 }
             }
-            "plan.proposed" | "plan.revised" => {
+            Some(EventKind::PlanProposed | EventKind::PlanRevised) => {
                 if let Some(id) = s("plan_id") {
                     let version = d["version"].as_u64().unwrap_or(0);
                     let newer = plans
@@ -141,12 +147,12 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                     }
                 }
             }
-            "issue.status_changed" => {
+            Some(EventKind::IssueStatusChanged) => {
                 if let (Some(issue), Some(by)) = (s("issue_id"), s("assessed_by")) {
                     issues.entry(issue).or_default().insert(by, (ix, d.clone()));
                 }
             }
-            "position.stated" => {
+            Some(EventKind::PositionStated) => {
                 if let (Some(holder), Some(issue)) = (s("holder"), s("issue")) {
                     if let (Some(pid), Some(to)) = (s("position_id"), s("responds_to")) {
                         answered_by.entry(to).or_default().push(pid);
@@ -157,7 +163,7 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                         .push((ix, d.clone()));
                 }
             }
-            "talks.scheduled" => {
+            Some(EventKind::TalksScheduled) => {
                 for p in d["parties"].as_array().into_iter().flatten() {
                     if let Some(p) = p.as_str() {
                         parties.insert(p.to_string());
@@ -165,7 +171,7 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                 }
                 talks.push((s("talks_id").unwrap_or_default(), ix));
             }
-            "agreement.reached" => {
+            Some(EventKind::AgreementReached) => {
                 for p in d["parties"].as_array().into_iter().flatten() {
                     if let Some(p) = p.as_str() {
                         parties.insert(p.to_string());

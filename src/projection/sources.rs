@@ -12,16 +12,17 @@ use serde_json::{Value, json};
 
 use super::asof::Cut;
 use super::knowledge::{Ix, Knowledge, dedup};
+use crate::event::EventKind;
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "sources";
 
-const ABOUT_SOURCE: &[&str] = &[
-    "source.registered",
-    "source.assessed",
-    "source.corrected",
-    "source.withdrawn",
-];
+/// Whether a fact is about a source itself rather than a claim citing it.
+fn about_source(k: &Knowledge, ix: Ix) -> bool {
+    k.fact(ix)
+        .event_kind()
+        .is_some_and(EventKind::is_about_source)
+}
 
 /// Who an evidence item's claim comes from: the end of its attribution chain, else the source.
 fn originator(item: &Value) -> Option<String> {
@@ -55,7 +56,7 @@ fn source_facts(k: &Knowledge, cut: &Cut, id: &str) -> SourceFacts {
     };
     for ix in dedup(k.of_source(id)) {
         let f = k.fact(ix);
-        if !ABOUT_SOURCE.contains(&f.kind()) || !k.visible(ix, cut.seq) {
+        if !about_source(k, ix) || !k.visible(ix, cut.seq) {
             continue;
         }
         let d = k.data_at(ix, cut.seq);
@@ -70,8 +71,8 @@ fn source_facts(k: &Knowledge, cut: &Cut, id: &str) -> SourceFacts {
             }
             v
         };
-        match f.kind() {
-            "source.registered" => {
+        match f.event_kind() {
+            Some(EventKind::SourceRegistered) => {
                 if let Some(r) = d.get("reliability").filter(|r| r.get("grade").is_some()) {
                     s.grades.push(stamp(
                         json!({"grade": r.get("grade"), "basis": r.get("basis")}),
@@ -79,10 +80,10 @@ fn source_facts(k: &Knowledge, cut: &Cut, id: &str) -> SourceFacts {
                 }
                 s.registration = Some(d);
             }
-            "source.assessed" => s.grades.push(stamp(json!({
+            Some(EventKind::SourceAssessed) => s.grades.push(stamp(json!({
                 "grade": d.get("grade"), "basis": d.get("basis"), "scope": d.get("scope"),
             }))),
-            "source.corrected" => s.corrections.push(stamp(d)),
+            Some(EventKind::SourceCorrected) => s.corrections.push(stamp(d)),
             _ => s.withdrawals.push(stamp(d)),
         }
     }
@@ -107,8 +108,7 @@ pub fn source(k: &Knowledge, cut: &Cut, id: &str) -> Option<Value> {
     let mut claims = Vec::new();
     let mut corroborated = 0usize;
     for ix in dedup(k.of_source(id)) {
-        let f = k.fact(ix);
-        if ABOUT_SOURCE.contains(&f.kind()) || !k.visible(ix, cut.seq) {
+        if about_source(k, ix) || !k.visible(ix, cut.seq) {
             continue;
         }
         claims.push(claim(k, cut, ix, id, grade.as_deref(), &mut corroborated));

@@ -74,8 +74,8 @@ async fn a_correction_changes_the_current_view_but_not_a_view_as_of_before_it() 
     .await;
     assert_eq!(contents(&by_time), ["Statement number 1."]);
 
-    let audit = view(&app, "/projections/audit", fix_seq).await;
-    let change = &audit["changes"][0];
+    let history = view(&app, "/projections/audit", fix_seq).await;
+    let change = &history["changes"][0];
     assert_eq!(change["change"], "correction");
     assert_eq!(change["target"], id.as_str());
     assert_eq!(change["before"]["content"], "Statement number 1.");
@@ -84,7 +84,7 @@ async fn a_correction_changes_the_current_view_but_not_a_view_as_of_before_it() 
 }
 
 #[tokio::test]
-async fn a_retraction_hides_the_event_from_the_default_view_and_shows_it_in_audit() {
+async fn a_retraction_hides_the_event_from_the_default_view_and_shows_it_in_the_history() {
     let app = spawn_app().await;
     app.seed().await;
     appended(app.append("process/ru-ua-peace", &statement(1)).await).await;
@@ -105,8 +105,8 @@ async fn a_retraction_hides_the_event_from_the_default_view_and_shows_it_in_audi
         ["Statement number 1.", "Statement number 2."]
     );
 
-    let audit = view(&app, "/projections/audit", r_seq).await;
-    let change = &audit["changes"][0];
+    let history = view(&app, "/projections/audit", r_seq).await;
+    let change = &history["changes"][0];
     assert_eq!(change["change"], "retraction");
     assert_eq!(change["target"], id2.as_str());
     assert_eq!(change["target_type"], "statement.made");

@@ -1,5 +1,5 @@
 //! `annals rebuild`, the offline rebuild, with the real binary on real data folders: it folds
-//! the whole log into a new checkpoint generation that a restarted server resumes from
+//! the whole log into a new save generation that a restarted server resumes from
 //! without replaying anything; it refuses an unknown projection name; and it fails cleanly,
 //! leaving the server alone, when a running server holds the folder.
 
@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use annals::projection::checkpoint::{self, Meta};
+use annals::projection::save::{self, Meta};
 use serde_json::{Value, json};
 
 use super::inproc::is_chunk_of;
@@ -42,12 +42,12 @@ async fn views(app: &DemoServer, head: u64) -> Vec<Value> {
     out
 }
 
-/// Reads the projections' checkpoint of a stopped folder: its meta and every key of its tree.
-fn stored_checkpoint(dir: &Path) -> (Meta, Vec<Vec<u8>>) {
+/// Reads the projections' save of a stopped folder: its meta and every key of its tree.
+fn stored_save(dir: &Path) -> (Meta, Vec<Vec<u8>>) {
     wait_until_released(dir);
     let db = sled::open(dir).unwrap();
     let tree = db.open_tree("projections").unwrap();
-    let meta = checkpoint::meta(&tree).unwrap();
+    let meta = save::meta(&tree).unwrap();
     let keys = tree.iter().keys().map(|k| k.unwrap().to_vec()).collect();
     drop(tree);
     drop(db);
@@ -97,8 +97,8 @@ async fn annals_rebuild_on_a_stopped_folder_folds_every_event_and_a_restart_repl
     assert!(head > 4, "the demo data is loaded: head {head}");
     let before = views(&app, head).await;
     app.server.stop().await;
-    let (old, _) = stored_checkpoint(dir.path());
-    assert_eq!(old.seq, head, "the graceful stop checkpointed the head");
+    let (old, _) = stored_save(dir.path());
+    assert_eq!(old.seq, head, "the graceful stop saved the head");
 
     let (code, out, err) = run_cli_within(
         &["rebuild", "--data-dir", arg(dir.path())],
@@ -113,7 +113,7 @@ async fn annals_rebuild_on_a_stopped_folder_folds_every_event_and_a_restart_repl
     );
 
     // A new generation, complete up to the head, in the current layout; the old one is gone.
-    let (new, keys) = stored_checkpoint(dir.path());
+    let (new, keys) = stored_save(dir.path());
     assert_eq!(new.generation, old.generation + 1, "{new:?}");
     assert_eq!(new.seq, head, "{new:?}");
     assert_eq!(new.format, 2, "{new:?}");

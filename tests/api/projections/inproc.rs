@@ -1,4 +1,4 @@
-//! Helpers for the in-process projection tests (engine, checkpoint layout, CLI rebuild): a
+//! Helpers for the in-process projection tests (engine, save layout, CLI rebuild): a
 //! real log over a temp folder, events built without HTTP, and the engine's catch-up.
 
 use annals::log::Durability;
@@ -60,7 +60,7 @@ pub fn full_fold(log: &Log) -> Knowledge {
     k
 }
 
-/// Whether `key` is a chunk of checkpoint generation `generation` (`c`, generation as u32
+/// Whether `key` is a chunk of save generation `generation` (`c`, generation as u32
 /// big-endian, first seq as u64 big-endian).
 pub fn is_chunk_of(key: &[u8], generation: u32) -> bool {
     key.len() == 13 && key[0] == b'c' && key[1..5] == generation.to_be_bytes()

@@ -1,15 +1,15 @@
 //! Projection tests (issue 3): the read models through HTTP on the demo data, as-of cuts,
-//! corrections and retractions, rebuilds under load, restarts from checkpoints, and the
+//! corrections and retractions, rebuilds under load, restarts from saves, and the
 //! incremental fold against a full rebuild (proptest, in-process).
 
 mod asof;
-mod checkpoint_format;
 mod cli_rebuild;
 mod demo;
 mod engine;
 mod inproc;
 mod rebuild;
 mod restart;
+mod save_format;
 
 use serde_json::Value;
 

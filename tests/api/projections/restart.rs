@@ -1,4 +1,4 @@
-//! A restart resumes from the checkpoint: it replays only the tail, never the whole log.
+//! A restart resumes from the save: it replays only the tail, never the whole log.
 
 use serde_json::json;
 
@@ -14,7 +14,7 @@ async fn append_statements(app: &TestApp, from: u64, n: u64) {
 }
 
 #[tokio::test]
-async fn a_graceful_restart_resumes_from_the_final_checkpoint_and_replays_nothing() {
+async fn a_graceful_restart_resumes_from_the_final_save_and_replays_nothing() {
     let mut app = spawn_app_with(|c| {
         c.with(json!({"projections": {"checkpoint_every_events": 5}}))
             .unwrap()
@@ -39,7 +39,7 @@ async fn a_graceful_restart_resumes_from_the_final_checkpoint_and_replays_nothin
 }
 
 #[tokio::test]
-async fn after_a_crash_a_restart_replays_exactly_the_events_after_the_last_checkpoint() {
+async fn after_a_crash_a_restart_replays_exactly_the_events_after_the_last_save() {
     let data = tempfile::tempdir().unwrap();
     let conf = tempfile::tempdir().unwrap();
     let keys = TestKeys::new();
@@ -63,17 +63,17 @@ async fn after_a_crash_a_restart_replays_exactly_the_events_after_the_last_check
         post_json(&base, append, &process, json!({"events": events})).await,
         201
     );
-    // Wait (bounded) for the checkpoint that covers the first 25 events.
-    let mut checkpointed = 0;
+    // Wait (bounded) for the save that covers the first 25 events.
+    let mut saved = 0;
     for _ in 0..200 {
         let v = get_json(&base, read, "/projections").await;
-        checkpointed = v["projections"][0]["last_checkpoint_seq"].as_u64().unwrap();
-        if checkpointed == 25 {
+        saved = v["projections"][0]["last_checkpoint_seq"].as_u64().unwrap();
+        if saved == 25 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(25)).await;
     }
-    assert_eq!(checkpointed, 25);
+    assert_eq!(saved, 25);
     for n in 100..103 {
         assert_eq!(post_json(&base, append, &process, statement(n)).await, 201);
     }
@@ -159,7 +159,7 @@ async fn a_kill_9_during_a_rebuild_leaves_a_state_that_answers_as_before() {
     server.kill9();
 
     // Whether the kill landed before, during or after the swap, the restarted server answers
-    // exactly as before: from the old checkpoint or the new one, never a mix.
+    // exactly as before: from the old save or the new one, never a mix.
     let server = BinaryServer::start(data.path(), &path);
     for (p, expected) in paths.iter().zip(&before) {
         assert_eq!(

@@ -1,15 +1,18 @@
-//! Checkpoints of the knowledge layer in the `projections` aux tree, beside the log. A
-//! checkpoint stores what the fold derived from each record (field spans, references), never
-//! the record itself: the log already holds it, so loading a checkpoint is a scan of the log
-//! joined with the stored chunks, with no JSON parsed. Facts are immutable once folded (a
-//! correction is its own fact), so checkpoints are append-only: each writes one chunk (the
-//! facts folded since the previous one) and the new `meta` in ONE atomic sled batch. A rebuild
-//! writes a whole new generation under its own key prefix and flips `meta` last, so a crash
-//! mid-rebuild leaves the old checkpoint intact. This module must never write to the log.
+//! The saved fold: the knowledge layer persisted in the `projections` aux tree, beside the
+//! log, so a restart folds only the tail. (A "checkpoint" is something else: the signed
+//! Merkle checkpoint of `src/audit/`.) A save stores what the fold derived from each record
+//! (field spans, references), never the record itself: the log already holds it, so loading a
+//! save is a scan of the log joined with the stored chunks, with no JSON parsed. Facts are
+//! immutable once folded (a correction is its own fact), so saves are append-only: each
+//! writes one chunk (the facts folded since the previous save) and the new `meta` in ONE
+//! atomic sled batch. A rebuild writes a whole new generation under its own key prefix and
+//! flips `meta` last, so a crash mid-rebuild leaves the old save intact. This module must
+//! never write to the log.
 
 use serde::{Deserialize, Serialize};
 
-use super::knowledge::{Fact, Knowledge, StoredFact};
+use super::fact::{Fact, StoredFact};
+use super::knowledge::Knowledge;
 use crate::log::{Log, LogError, Recorded};
 
 const META: &[u8] = b"meta";
@@ -38,7 +41,7 @@ pub struct Meta {
     #[serde(default = "format_1")]
     pub format: u32,
     /// The log's chain hash at `seq` (hex), which commits to every record up to it: a
-    /// checkpoint is loaded only over the very history it was folded from.
+    /// save is loaded only over the very history it was folded from.
     #[serde(default)]
     pub head_hash: Option<String>,
 }
@@ -61,23 +64,23 @@ struct Chunk {
     facts: Vec<StoredFact>,
 }
 
-/// A checkpoint could not be read or written.
+/// A save could not be read or written.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub enum SaveError {
     /// sled failed.
-    #[error("checkpoint storage: {0}")]
+    #[error("projection save storage: {0}")]
     Storage(#[from] sled::Error),
     /// Reading the log failed.
-    #[error("checkpoint: {0}")]
+    #[error("projection save: {0}")]
     Log(#[from] LogError),
     /// The stored meta does not parse.
-    #[error("checkpoint meta does not parse: {0}")]
+    #[error("projection save meta does not parse: {0}")]
     Meta(serde_json::Error),
     /// A stored chunk does not parse (written by an incompatible version, or corrupt).
-    #[error("checkpoint chunk {0} does not parse: {1}")]
+    #[error("projection save chunk {0} does not parse: {1}")]
     Corrupt(String, postcard::Error),
     /// The chunks do not cover every seq up to the meta's (some are missing).
-    #[error("checkpoint chunks cover {have} of the {want} records up to its seq")]
+    #[error("projection save chunks cover {have} of the {want} records up to its seq")]
     Incomplete {
         /// Facts and skipped records found.
         have: u64,
@@ -85,13 +88,13 @@ pub enum CheckpointError {
         want: u64,
     },
     /// A stored key is not what the layout says.
-    #[error("checkpoint key {0} is malformed")]
+    #[error("projection save key {0} is malformed")]
     BadKey(String),
-    /// The checkpoint describes records the log does not hold (a restored or replaced folder).
-    #[error("checkpoint does not match the log at seq {0}")]
+    /// The save describes records the log does not hold (a restored or replaced folder).
+    #[error("projection save does not match the log at seq {0}")]
     Mismatch(u64),
     /// Serialising failed (a build defect).
-    #[error("checkpoint serialisation: {0}")]
+    #[error("projection save serialisation: {0}")]
     Encode(String),
 }
 
@@ -110,10 +113,10 @@ fn gen_prefix(generation: u32) -> [u8; 5] {
     k
 }
 
-/// The stored meta, or the empty checkpoint.
-pub fn meta(tree: &sled::Tree) -> Result<Meta, CheckpointError> {
+/// The stored meta, or the empty save.
+pub fn meta(tree: &sled::Tree) -> Result<Meta, SaveError> {
     match tree.get(META)? {
-        Some(v) => serde_json::from_slice(&v).map_err(CheckpointError::Meta),
+        Some(v) => serde_json::from_slice(&v).map_err(SaveError::Meta),
         None => Ok(Meta::default()),
     }
 }
@@ -127,7 +130,7 @@ struct LogCursor<'a> {
 
 impl LogCursor<'_> {
     /// The record at `seq` (which must not be below any seq asked before).
-    fn at(&mut self, seq: u64) -> Result<Option<Recorded>, CheckpointError> {
+    fn at(&mut self, seq: u64) -> Result<Option<Recorded>, SaveError> {
         loop {
             for r in self.buffer.by_ref() {
                 if r.seq == seq {
@@ -151,27 +154,27 @@ impl LogCursor<'_> {
 }
 
 /// The log's chain hash at `seq`, hex (`None` before seq 1).
-fn hash_at(log: &Log, seq: u64) -> Result<Option<String>, CheckpointError> {
+fn hash_at(log: &Log, seq: u64) -> Result<Option<String>, SaveError> {
     if seq == 0 {
         return Ok(None);
     }
-    let record = log.get(seq)?.ok_or(CheckpointError::Mismatch(seq))?;
+    let record = log.get(seq)?.ok_or(SaveError::Mismatch(seq))?;
     Ok(Some(hex::encode(record.hash)))
 }
 
-/// Loads the current checkpoint into fresh knowledge (joining each stored fact with its record
+/// Loads the current save into fresh knowledge (joining each stored fact with its record
 /// from `log`), and removes what a rebuild that never finished left behind (other
-/// generations, older layouts). A checkpoint in an older layout loads as empty knowledge in a
-/// new generation, so the follower folds the log from seq 1 once. A checkpoint folded from
+/// generations, older layouts). A save in an older layout loads as empty knowledge in a
+/// new generation, so the follower folds the log from seq 1 once. A save folded from
 /// another history than the log's (`Mismatch`), or with chunks missing or unreadable, is an
 /// error: the caller discards it with [`discard`].
-pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), CheckpointError> {
+pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), SaveError> {
     let mut m = meta(tree)?;
     let mut k = Knowledge::new();
     if m.format != FORMAT {
         tracing::warn!(
             format = m.format,
-            "projection checkpoint has an older layout; folding the log again"
+            "projection save has an older layout; folding the log again"
         );
         m = Meta {
             generation: m.generation + 1,
@@ -179,7 +182,7 @@ pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), Checkpoin
         };
     } else {
         if m.seq > log.head().seq || hash_at(log, m.seq)? != m.head_hash {
-            return Err(CheckpointError::Mismatch(m.seq));
+            return Err(SaveError::Mismatch(m.seq));
         }
         k.reserve(m.seq as usize);
         let mut cursor = LogCursor {
@@ -190,22 +193,22 @@ pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), Checkpoin
         for item in tree.scan_prefix(gen_prefix(m.generation)) {
             let (key, value) = item?;
             let chunk: Chunk = postcard::from_bytes(&value)
-                .map_err(|e| CheckpointError::Corrupt(hex::encode(&key), e))?;
+                .map_err(|e| SaveError::Corrupt(hex::encode(&key), e))?;
             for stored in chunk.facts {
                 let seq = stored.seq();
                 if seq > m.seq {
                     break;
                 }
-                let record = cursor.at(seq)?.ok_or(CheckpointError::Mismatch(seq))?;
+                let record = cursor.at(seq)?.ok_or(SaveError::Mismatch(seq))?;
                 let fact: Fact = stored
                     .into_fact(seq, record.bytes)
-                    .ok_or(CheckpointError::Mismatch(seq))?;
+                    .ok_or(SaveError::Mismatch(seq))?;
                 k.insert(fact);
             }
         }
         let have = k.facts().len() as u64 + m.skipped;
         if have != m.seq {
-            return Err(CheckpointError::Incomplete { have, want: m.seq });
+            return Err(SaveError::Incomplete { have, want: m.seq });
         }
         k.seq = m.seq;
         k.skipped = m.skipped;
@@ -224,17 +227,17 @@ pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), Checkpoin
     Ok((m, k))
 }
 
-fn encode(facts: &[Fact]) -> Result<Vec<u8>, CheckpointError> {
+fn encode(facts: &[Fact]) -> Result<Vec<u8>, SaveError> {
     let chunk = Chunk {
         facts: facts.iter().map(Fact::stored).collect(),
     };
-    postcard::to_allocvec(&chunk).map_err(|e| CheckpointError::Encode(e.to_string()))
+    postcard::to_allocvec(&chunk).map_err(|e| SaveError::Encode(e.to_string()))
 }
 
-/// Replaces an unusable checkpoint by an empty one in the next generation, in ONE batch (so a
+/// Replaces an unusable save by an empty one in the next generation, in ONE batch (so a
 /// crash right after leaves nothing that claims records it does not hold), and makes it
 /// durable. Returns the new meta: the caller folds the log from seq 1.
-pub fn discard(tree: &sled::Tree, log: &Log) -> Result<Meta, CheckpointError> {
+pub fn discard(tree: &sled::Tree, log: &Log) -> Result<Meta, SaveError> {
     let old = meta(tree).unwrap_or_default();
     let fresh = Meta {
         generation: old.generation + 1,
@@ -247,7 +250,7 @@ pub fn discard(tree: &sled::Tree, log: &Log) -> Result<Meta, CheckpointError> {
     }
     batch.insert(
         META,
-        serde_json::to_vec(&fresh).map_err(|e| CheckpointError::Encode(e.to_string()))?,
+        serde_json::to_vec(&fresh).map_err(|e| SaveError::Encode(e.to_string()))?,
     );
     tree.apply_batch(batch)?;
     log.sync_aux()?;
@@ -263,7 +266,7 @@ pub fn append(
     generation: u32,
     k: &Knowledge,
     from_seq: u64,
-) -> Result<Meta, CheckpointError> {
+) -> Result<Meta, SaveError> {
     let mut batch = sled::Batch::default();
     let start = k.facts().partition_point(|f| f.seq <= from_seq);
     let facts = &k.facts()[start..];
@@ -279,7 +282,7 @@ pub fn append(
     };
     batch.insert(
         META,
-        serde_json::to_vec(&m).map_err(|e| CheckpointError::Encode(e.to_string()))?,
+        serde_json::to_vec(&m).map_err(|e| SaveError::Encode(e.to_string()))?,
     );
     tree.apply_batch(batch)?;
     Ok(m)
@@ -292,7 +295,7 @@ pub fn write_generation(
     generation: u32,
     k: &Knowledge,
     from_seq: u64,
-) -> Result<(), CheckpointError> {
+) -> Result<(), SaveError> {
     let start = k.facts().partition_point(|f| f.seq <= from_seq);
     for chunk in k.facts()[start..].chunks(CHUNK_FACTS) {
         if let Some(first) = chunk.first() {
@@ -303,7 +306,7 @@ pub fn write_generation(
 }
 
 /// Removes every chunk of a generation (after a rebuild replaced it).
-pub fn drop_generation(tree: &sled::Tree, generation: u32) -> Result<(), CheckpointError> {
+pub fn drop_generation(tree: &sled::Tree, generation: u32) -> Result<(), SaveError> {
     let mut batch = sled::Batch::default();
     for item in tree.scan_prefix(gen_prefix(generation)) {
         let (key, _) = item?;

@@ -1,19 +1,19 @@
-//! The checkpoint layout in the `projections` aux tree, in-process: `meta` is JSON
+//! The save layout in the `projections` aux tree, in-process: `meta` is JSON
 //! `{generation, seq, skipped, format, head_hash}` and each chunk, under `c` + generation (u32 BE) + first
-//! seq (u64 BE), holds the facts folded since the previous checkpoint. A checkpoint the engine
+//! seq (u64 BE), holds the facts folded since the previous save. A save the engine
 //! cannot trust (an older layout, another history) is discarded and the log folded again from
 //! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
-//! the truth, a checkpoint only saves time.
+//! the truth; a save only spares a fold from seq 1.
 
 use annals::log::{Log, WriterGuard};
 use annals::metrics::Metrics;
-use annals::projection::checkpoint::{self, Meta};
+use annals::projection::save::{self, Meta};
 use annals::projection::{self, Engine, ProjectionConfig};
 use serde_json::{Value, json};
 
 use super::inproc::{append, caught_up, event, full_fold, is_chunk_of, open};
 
-/// Checkpoints every 4 events, so a log of a dozen holds several chunks.
+/// Saves every 4 events, so a log of a dozen holds several chunks.
 fn config() -> ProjectionConfig {
     ProjectionConfig {
         checkpoint_every_events: 4,
@@ -29,7 +29,7 @@ fn start(log: &Log) -> Engine {
 }
 
 /// Lets the engine reach the head, then stops it gracefully (the follower writes its final
-/// checkpoint). Returns how many records it folded and its views, read after the stop.
+/// save). Returns how many records it folded and its views, read after the stop.
 async fn run_to_head(engine: Engine, log: &Log) -> (u64, Value) {
     caught_up(&engine, log).await;
     engine.shutdown().await;
@@ -87,10 +87,10 @@ fn tree(log: &Log) -> sled::Tree {
 }
 
 fn meta(log: &Log) -> Meta {
-    checkpoint::meta(&tree(log)).unwrap()
+    save::meta(&tree(log)).unwrap()
 }
 
-/// Every key and value of the checkpoint tree.
+/// Every key and value of the save tree.
 fn entries(log: &Log) -> Vec<(Vec<u8>, Vec<u8>)> {
     tree(log)
         .iter()
@@ -116,12 +116,9 @@ fn assert_only_generation(log: &Log, generation: u32) {
     }
 }
 
-/// Folds `says` into a fresh folder and checkpoints it at a graceful stop; returns the
-/// folder, its views and its whole checkpoint tree.
-async fn checkpointed_folder(
-    says: &str,
-    n: u64,
-) -> (tempfile::TempDir, Value, Vec<(Vec<u8>, Vec<u8>)>) {
+/// Folds `says` into a fresh folder and saves it at a graceful stop; returns the
+/// folder, its views and its whole save tree.
+async fn saved_folder(says: &str, n: u64) -> (tempfile::TempDir, Value, Vec<(Vec<u8>, Vec<u8>)>) {
     let dir = tempfile::tempdir().unwrap();
     let (log, writer) = open(dir.path());
     let head = tell(&log, "actor:a", says, n).await;
@@ -135,8 +132,8 @@ async fn checkpointed_folder(
 }
 
 #[tokio::test]
-async fn a_checkpoint_in_the_old_layout_is_discarded_and_the_log_folded_again() {
-    let (dir, before, _) = checkpointed_folder("said", 12).await;
+async fn a_save_in_the_old_layout_is_discarded_and_the_log_folded_again() {
+    let (dir, before, _) = saved_folder("said", 12).await;
     let (log, writer) = open(dir.path());
     let head = log.head().seq;
     let old = meta(&log);
@@ -187,14 +184,14 @@ async fn a_checkpoint_in_the_old_layout_is_discarded_and_the_log_folded_again() 
     assert_only_generation(&log, m.generation);
     close(log, writer).await;
 
-    // And that checkpoint is trusted: a restart replays nothing.
+    // And that save is trusted: a restart replays nothing.
     let (log, writer) = open(dir.path());
     assert_eq!(run_to_head(start(&log), &log).await, (0, before));
     assert!(tree(&log).get(&junk).unwrap().is_none());
     close(log, writer).await;
 }
 
-/// Copies a checkpoint tree into the folder of another log, starts the engine there, and
+/// Copies a save tree into the folder of another log, starts the engine there, and
 /// checks that it folded that log from seq 1 into the generation after the copied one.
 async fn assert_transplant_discarded(
     stored: Vec<(Vec<u8>, Vec<u8>)>,
@@ -236,14 +233,14 @@ async fn assert_transplant_discarded(
     assert_eq!(
         run_to_head(start(&log), &log).await,
         (0, views),
-        "the new checkpoint is trusted"
+        "the new save is trusted"
     );
     close(log, writer).await;
 }
 
 #[tokio::test]
-async fn a_checkpoint_that_does_not_match_the_log_is_discarded() {
-    let (_a, a_views, stored) = checkpointed_folder("said", 12).await;
+async fn a_save_that_does_not_match_the_log_is_discarded() {
+    let (_a, a_views, stored) = saved_folder("said", 12).await;
     // The same number of records, saying other things (at other lengths).
     assert_transplant_discarded(
         stored,
@@ -256,15 +253,15 @@ async fn a_checkpoint_that_does_not_match_the_log_is_discarded() {
 }
 
 #[tokio::test]
-async fn a_checkpoint_of_another_history_with_records_of_the_same_lengths_is_discarded() {
-    let (_a, a_views, stored) = checkpointed_folder("said", 12).await;
+async fn a_save_of_another_history_with_records_of_the_same_lengths_is_discarded() {
+    let (_a, a_views, stored) = saved_folder("said", 12).await;
     // Every record has the length of its counterpart: only the chain hash tells them apart.
     assert_transplant_discarded(stored, &a_views, "actor:c", "said", 12).await;
 }
 
 #[tokio::test]
-async fn a_crash_right_after_a_checkpoint_was_discarded_still_folds_every_record() {
-    let (_a, _, stored) = checkpointed_folder("said", 12).await;
+async fn a_crash_right_after_a_save_was_discarded_still_folds_every_record() {
+    let (_a, _, stored) = saved_folder("said", 12).await;
     let dir = tempfile::tempdir().unwrap();
     let (log, writer) = open(dir.path());
     tell(&log, "actor:b", "told another story", 20).await;
@@ -275,8 +272,8 @@ async fn a_crash_right_after_a_checkpoint_was_discarded_still_folds_every_record
         }
     }
     log.sync_aux().unwrap();
-    // Start (the copied checkpoint is discarded) and stop at once as a crash would, most
-    // likely before the first checkpoint of the new generation.
+    // Start (the copied save is discarded) and stop at once as a crash would, most
+    // likely before the first save of the new generation.
     start(&log).halt().await;
     close(log, writer).await;
 
@@ -291,15 +288,15 @@ async fn a_crash_right_after_a_checkpoint_was_discarded_still_folds_every_record
 }
 
 #[tokio::test]
-async fn a_checkpoint_ahead_of_the_log_is_discarded() {
-    let (_a, a_views, stored) = checkpointed_folder("said", 12).await;
-    // A shorter log: the checkpoint covers seqs it does not hold.
+async fn a_save_ahead_of_the_log_is_discarded() {
+    let (_a, a_views, stored) = saved_folder("said", 12).await;
+    // A shorter log: the save covers seqs it does not hold.
     assert_transplant_discarded(stored, &a_views, "actor:b", "said", 5).await;
 }
 
 #[tokio::test]
-async fn a_corrupt_checkpoint_chunk_is_discarded_and_the_log_folded_again() {
-    let (dir, _, stored) = checkpointed_folder("said", 12).await;
+async fn a_corrupt_save_chunk_is_discarded_and_the_log_folded_again() {
+    let (dir, _, stored) = saved_folder("said", 12).await;
     let (log, writer) = open(dir.path());
     let (key, _) = stored.iter().find(|(k, _)| k[0] == b'c').cloned().unwrap();
     tree(&log).insert(key.as_slice(), &[0xffu8; 4][..]).unwrap();
@@ -307,7 +304,7 @@ async fn a_corrupt_checkpoint_chunk_is_discarded_and_the_log_folded_again() {
     let head = log.head().seq;
     let generation = meta(&log).generation;
 
-    // A checkpoint is derived data: the engine starts, folds the log from seq 1 and answers
+    // A save is derived data: the engine starts, folds the log from seq 1 and answers
     // what a fresh fold answers; the corrupt chunk is gone.
     let fresh = fresh_views(&log);
     assert_eq!(run_to_head(start(&log), &log).await, (head, fresh.clone()));
@@ -318,14 +315,13 @@ async fn a_corrupt_checkpoint_chunk_is_discarded_and_the_log_folded_again() {
 }
 
 #[tokio::test]
-async fn a_crash_after_a_rebuild_wrote_its_generation_but_before_the_flip_keeps_the_old_checkpoint()
-{
-    let (dir, before, _) = checkpointed_folder("said", 12).await;
+async fn a_crash_after_a_rebuild_wrote_its_generation_but_before_the_flip_keeps_the_old_save() {
+    let (dir, before, _) = saved_folder("said", 12).await;
     let (log, writer) = open(dir.path());
     let old = meta(&log);
     // What a rebuild writes before it flips `meta`: the whole next generation.
     let fresh = full_fold(&log);
-    checkpoint::write_generation(&tree(&log), old.generation + 1, &fresh, 0).unwrap();
+    save::write_generation(&tree(&log), old.generation + 1, &fresh, 0).unwrap();
     log.sync_aux().unwrap();
     assert!(
         entries(&log)
@@ -333,7 +329,7 @@ async fn a_crash_after_a_rebuild_wrote_its_generation_but_before_the_flip_keeps_
             .any(|(k, _)| is_chunk_of(k, old.generation + 1)),
         "the unfinished generation is on disk"
     );
-    // The crash: nothing flipped. A restart resumes from the old checkpoint, replays nothing,
+    // The crash: nothing flipped. A restart resumes from the old save, replays nothing,
     // and removes the unfinished generation.
     close(log, writer).await;
     let (log, writer) = open(dir.path());

@@ -1,24 +1,28 @@
-//! The `audit` read model: every change of knowledge (corrections, retractions, source
-//! re-grades, source corrections and withdrawals) in the order it was recorded, with the values
-//! before and after, and who recorded it when. Retracted events, hidden from every other view,
-//! are shown here with the reason. This module must never hide an entry: a retracted
-//! correction is listed and marked, not dropped.
+//! The history of knowledge, a read model served as `/projections/audit`: every change of
+//! knowledge (corrections, retractions, source re-grades, source corrections and withdrawals)
+//! in the order it was recorded, with the values before and after, and who recorded it when.
+//! Retracted events, hidden from every other view, are shown here with the reason. (It is not
+//! the audit of the log itself: that is `src/audit/`, signed checkpoints and proofs.) This
+//! module must never hide an entry: a retracted correction is listed and marked, not dropped.
 
 use serde_json::{Value, json};
 
 use super::asof::Cut;
 use super::knowledge::{Ix, Knowledge};
 use super::sources;
+use crate::event::EventKind;
 
-/// The name of this projection in routes and status.
+/// The name of this projection in routes and status. It predates the module's name and is
+/// part of the HTTP contract (`/projections/audit`), so it stays.
 pub const NAME: &str = "audit";
 
-const KINDS: &[&str] = &[
-    "event.corrected",
-    "event.retracted",
-    "source.assessed",
-    "source.corrected",
-    "source.withdrawn",
+/// The types that change knowledge.
+const CHANGES: [EventKind; 5] = [
+    EventKind::EventCorrected,
+    EventKind::EventRetracted,
+    EventKind::SourceAssessed,
+    EventKind::SourceCorrected,
+    EventKind::SourceWithdrawn,
 ];
 
 fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
@@ -38,14 +42,16 @@ fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
         .and_then(Value::as_str)
         .and_then(|t| k.by_id(t));
     let target_type = target.map(|t| k.fact(t).kind().to_string());
-    let (change, before, after) = match f.kind() {
-        "event.corrected" => (
+    let (change, before, after) = match f.event_kind() {
+        Some(EventKind::EventCorrected) => (
             "correction",
             target.map(|t| k.data_at(t, f.seq - 1)),
             target.map(|t| k.data_at(t, f.seq)),
         ),
-        "event.retracted" => ("retraction", target.map(|t| k.data_at(t, f.seq - 1)), None),
-        "source.assessed" => {
+        Some(EventKind::EventRetracted) => {
+            ("retraction", target.map(|t| k.data_at(t, f.seq - 1)), None)
+        }
+        Some(EventKind::SourceAssessed) => {
             let id = d["source_id"].as_str().unwrap_or("");
             (
                 "regrade",
@@ -53,7 +59,7 @@ fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
                 Some(json!({"grade": sources::grade_at(k, &at_cut, id)})),
             )
         }
-        "source.corrected" => ("source_correction", None, None),
+        Some(EventKind::SourceCorrected) => ("source_correction", None, None),
         _ => (
             "source_withdrawal",
             Some(json!({"withdrawn": false})),
@@ -81,9 +87,9 @@ fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
 
 /// Every change of knowledge recorded by the cut, oldest first.
 pub fn view(k: &Knowledge, cut: &Cut) -> Value {
-    let mut ixs: Vec<Ix> = KINDS
+    let mut ixs: Vec<Ix> = CHANGES
         .iter()
-        .flat_map(|kind| k.of_kind(kind).iter().copied())
+        .flat_map(|kind| k.of_kind(*kind).iter().copied())
         .filter(|&ix| k.known(ix, cut.seq))
         .collect();
     ixs.sort_unstable();

@@ -1,0 +1,645 @@
+//! One recorded event as the projections keep it ([`Fact`]): the stored record itself, the
+//! byte spans of the envelope fields the views read, and the references (actors, sources)
+//! the knowledge index files it under, all found by one borrowed scan of the record; and what
+//! a save keeps of it ([`StoredFact`]). Parsing is pure, so facts of different records are
+//! parsed in parallel. This module must never index facts (that is `knowledge.rs`), never
+//! parse more of a record than the views and indexes need, and never change the encoding of
+//! [`StoredFact`] without bumping the save layout (`save.rs`).
+
+use std::borrow::Cow;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
+use serde_json::value::RawValue;
+use smallvec::SmallVec;
+
+use crate::event::EventKind;
+
+/// A span of a fact's text (its record, then its unescaped `extra`): (start, end) byte offsets.
+pub type Span = (u32, u32);
+
+/// What a [`Ref`] names. Saves store it as its one-byte discriminant (the bare `u8` the
+/// format has always held), so the values must never change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Role {
+    /// An actor or organisation the payload names.
+    Actor = 0,
+    /// A source the evidence cites, or the source a source event is about.
+    Source = 1,
+    /// An actor-like string inside a correction's patch: indexed under the corrected fact.
+    PatchActor = 2,
+    /// The target of a correction or retraction (kept in the spans, never in the refs).
+    Target = 3,
+}
+
+impl Role {
+    /// The role with this discriminant, if any.
+    fn from_u8(b: u8) -> Option<Role> {
+        [Role::Actor, Role::Source, Role::PatchActor, Role::Target]
+            .into_iter()
+            .find(|r| *r as u8 == b)
+    }
+}
+
+impl Serialize for Role {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u8(*self as u8)
+    }
+}
+
+impl<'de> Deserialize<'de> for Role {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Role, D::Error> {
+        let b = u8::deserialize(d)?;
+        Role::from_u8(b)
+            .ok_or_else(|| serde::de::Error::custom(format_args!("no reference role {b}")))
+    }
+}
+
+/// A reference a fact makes (an actor, a source), as a role and a span of the fact's text.
+/// Kept with the fact so that indexing it (and loading it from a save) never parses the
+/// payload again.
+pub type Ref = (Role, u32, u32);
+
+/// A fact's references: most facts name one actor and one source, so two fit without a heap
+/// allocation per fact.
+pub type RefList = SmallVec<[Ref; 2]>;
+
+/// An envelope field whose span a fact keeps; the discriminant is its position in
+/// `Fact::spans`. Saves store the spans in this order, so it must never change.
+#[derive(Debug, Clone, Copy)]
+#[repr(usize)]
+enum Field {
+    Id = 0,
+    Kind = 1,
+    RecordedAt = 2,
+    RecordedBy = 3,
+    /// JSON text.
+    Occurred = 4,
+    /// Empty when the record has no process.
+    Process = 5,
+    /// JSON text.
+    Data = 6,
+    /// JSON text.
+    Evidence = 7,
+    /// The event id a correction or retraction targets (empty for other types).
+    Target = 8,
+}
+
+/// Number of spans a fact keeps.
+const SPANS: usize = Field::Target as usize + 1;
+
+/// One recorded event as the projections keep it: the stored record itself (a view of the
+/// log's value, never a copy), with the byte spans of the fields the views use (`occurred`,
+/// `data` and `evidence` are JSON text, parsed only when a view needs them) and of the
+/// references the indexes use. A string written with escapes is unescaped once into `extra`,
+/// whose spans start after the record, so every accessor is a plain slice.
+#[derive(Debug, Clone)]
+pub struct Fact {
+    /// Global position.
+    pub seq: u64,
+    /// The stored record JSON.
+    record: sled::IVec,
+    /// Unescaped string fields (spans from `record.len()` on point here).
+    extra: Box<str>,
+    /// The spans of the fields a [`Field`] names, at its position.
+    spans: [Span; SPANS],
+    /// Whether the record has a process.
+    has_process: bool,
+    /// The type, when this build knows it: reading it, which every view filter does, then
+    /// costs no UTF-8 check of the record (`None`: the span is read).
+    kind: Option<EventKind>,
+    /// The actors and sources the fact names, in indexing order.
+    refs: RefList,
+}
+
+impl PartialEq for Fact {
+    fn eq(&self, other: &Fact) -> bool {
+        self.seq == other.seq && self.record == other.record
+    }
+}
+
+/// A fact as a save stores it: everything but the record itself, which the log holds.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct StoredFact {
+    seq: u64,
+    record_len: u32,
+    extra: String,
+    spans: [Span; SPANS],
+    has_process: bool,
+    refs: RefList,
+}
+
+impl StoredFact {
+    /// The seq of the record it describes.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Joins the stored description with the record (from the log), or `None` when they do
+    /// not belong together (the log holds a different record than was saved).
+    pub fn into_fact(self, seq: u64, record: sled::IVec) -> Option<Fact> {
+        if seq != self.seq || record.len() != self.record_len as usize {
+            return None;
+        }
+        let len = (record.len() + self.extra.len()) as u32;
+        let in_bounds = |(a, b): Span| a <= b && b <= len;
+        if !self.spans.iter().all(|&s| in_bounds(s))
+            || !self.refs.iter().all(|&(_, a, b)| in_bounds((a, b)))
+        {
+            return None;
+        }
+        let mut fact = Fact {
+            seq,
+            record,
+            extra: self.extra.into_boxed_str(),
+            spans: self.spans,
+            has_process: self.has_process,
+            kind: None,
+            refs: self.refs,
+        };
+        fact.kind = EventKind::from_name(fact.span(Field::Kind));
+        Some(fact)
+    }
+}
+
+impl Fact {
+    fn span(&self, field: Field) -> &str {
+        self.slice(self.spans[field as usize])
+    }
+
+    /// The text of a span: of the record, or of `extra` past its end. Spans are char
+    /// boundaries of a validated record, so the per-span check never fails in practice; if
+    /// it did, the field reads as empty rather than panicking.
+    fn slice(&self, (a, b): Span) -> &str {
+        let (a, b) = (a as usize, b as usize);
+        let n = self.record.len();
+        if b <= n {
+            self.record
+                .get(a..b)
+                .and_then(|s| std::str::from_utf8(s).ok())
+                .unwrap_or("")
+        } else {
+            self.extra.get(a.saturating_sub(n)..b - n).unwrap_or("")
+        }
+    }
+
+    /// The stored record bytes.
+    pub fn record(&self) -> &[u8] {
+        &self.record
+    }
+
+    /// What a save keeps of this fact (everything but the record).
+    pub fn stored(&self) -> StoredFact {
+        StoredFact {
+            seq: self.seq,
+            record_len: self.record.len() as u32,
+            extra: self.extra.to_string(),
+            spans: self.spans,
+            has_process: self.has_process,
+            refs: self.refs.clone(),
+        }
+    }
+
+    /// Event id.
+    pub fn id(&self) -> &str {
+        self.span(Field::Id)
+    }
+
+    /// Event type, as recorded.
+    pub fn kind(&self) -> &str {
+        match self.kind {
+            Some(kind) => kind.name(),
+            None => self.span(Field::Kind),
+        }
+    }
+
+    /// Event type, or `None` for a type this build does not know.
+    pub fn event_kind(&self) -> Option<EventKind> {
+        self.kind
+    }
+
+    /// Transaction time.
+    pub fn recorded_at(&self) -> &str {
+        self.span(Field::RecordedAt)
+    }
+
+    /// Who recorded it.
+    pub fn recorded_by(&self) -> &str {
+        self.span(Field::RecordedBy)
+    }
+
+    /// When it happened, as recorded (JSON text).
+    pub fn occurred_json(&self) -> &str {
+        self.span(Field::Occurred)
+    }
+
+    /// The negotiation it belongs to.
+    pub fn process(&self) -> Option<&str> {
+        self.has_process.then(|| self.span(Field::Process))
+    }
+
+    /// The payload as recorded, before any correction (JSON text).
+    pub fn data_json(&self) -> &str {
+        self.span(Field::Data)
+    }
+
+    /// The evidence as recorded (JSON text).
+    pub fn evidence_json(&self) -> &str {
+        self.span(Field::Evidence)
+    }
+
+    /// The event id a correction or retraction targets (empty for other types).
+    pub(super) fn target(&self) -> &str {
+        self.span(Field::Target)
+    }
+
+    /// Builds a fact from a stored record (copying it), or `None` if it does not parse as an
+    /// envelope.
+    pub fn parse(seq: u64, bytes: &[u8]) -> Option<Fact> {
+        Fact::parse_owned(seq, sled::IVec::from(bytes))
+    }
+
+    /// Builds a fact from a stored record it keeps (a shared view, no copy), or `None` if it
+    /// does not parse as an envelope. Pure: facts of different records can be parsed in
+    /// parallel.
+    pub fn parse_owned(seq: u64, record: sled::IVec) -> Option<Fact> {
+        // No separate UTF-8 pass over the record: the parser checks every string it borrows
+        // and every raw value it keeps, which is all a fact ever reads.
+        let (spans, has_process, kind, refs, extra) = Fact::scan(seq, &record)?;
+        Some(Fact {
+            seq,
+            record,
+            extra: extra.into_boxed_str(),
+            spans,
+            has_process,
+            kind,
+            refs,
+        })
+    }
+
+    /// The references the fact makes, in indexing order, with their text.
+    pub(super) fn refs(&self) -> impl Iterator<Item = (Role, &str)> {
+        self.refs
+            .iter()
+            .map(|&(role, a, b)| (role, self.slice((a, b))))
+    }
+
+    /// Finds the spans and references of a record; strings that are not verbatim slices of
+    /// `text` (escaped ones) go to the returned `extra`, which follows the record.
+    #[allow(clippy::type_complexity)]
+    fn scan(
+        seq: u64,
+        text: &[u8],
+    ) -> Option<([Span; SPANS], bool, Option<EventKind>, RefList, String)> {
+        let view: EnvelopeView = serde_json::from_slice(text).ok()?;
+        if view.seq != seq {
+            return None;
+        }
+        let base = text.as_ptr() as usize;
+        let mut extra = String::new();
+        // A str borrowed from `text` is a span of it; anything else is appended to `extra`.
+        let place = |s: &str, extra: &mut String| -> Span {
+            let at = s.as_ptr() as usize;
+            if at >= base && at + s.len() <= base + text.len() {
+                ((at - base) as u32, (at - base + s.len()) as u32)
+            } else {
+                let at = text.len() + extra.len();
+                extra.push_str(s);
+                (at as u32, (at + s.len()) as u32)
+            }
+        };
+        let raw = |r: &RawValue| -> Span {
+            let g = r.get();
+            let at = g.as_ptr() as usize - base;
+            (at as u32, (at + g.len()) as u32)
+        };
+        let mut spans = [(0, 0); SPANS];
+        spans[Field::Id as usize] = place(&view.id, &mut extra);
+        spans[Field::Kind as usize] = place(&view.kind, &mut extra);
+        spans[Field::RecordedAt as usize] = place(&view.recorded_at, &mut extra);
+        spans[Field::RecordedBy as usize] = place(&view.recorded_by, &mut extra);
+        spans[Field::Occurred as usize] = raw(view.occurred);
+        if let Some(p) = &view.process {
+            spans[Field::Process as usize] = place(p, &mut extra);
+        }
+        spans[Field::Data as usize] = raw(view.data);
+        spans[Field::Evidence as usize] = raw(view.evidence);
+        let kind = EventKind::from_name(&view.kind);
+        let data = view.data.get();
+        let mut refs = RefList::new();
+        let mut add = |role: Role, s: &str, refs: &mut RefList| {
+            let (a, b) = place(s, &mut extra);
+            refs.push((role, a, b));
+        };
+        let about_source = kind.is_some_and(EventKind::is_about_source);
+        if (about_source || kind.is_some_and(EventKind::names_actors))
+            && let Ok(r) = serde_json::from_str::<Refs>(data)
+        {
+            for one in [
+                &r.speaker,
+                &r.holder,
+                &r.assessed_by,
+                &r.proposer,
+                &r.announced_by,
+                &r.actor_id,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                add(Role::Actor, one, &mut refs);
+            }
+            for many in [&r.parties, &r.founders, &r.joint_with, &r.co_proposers] {
+                for one in many {
+                    add(Role::Actor, one, &mut refs);
+                }
+            }
+            for p in &r.participants {
+                add(Role::Actor, &p.actor, &mut refs);
+            }
+            if about_source && let Some(s) = &r.source_id {
+                add(Role::Source, s, &mut refs);
+            }
+        }
+        if let Ok(items) = serde_json::from_str::<SmallVec<[EvidenceRef; 2]>>(view.evidence.get()) {
+            for item in &items {
+                add(Role::Source, &item.source, &mut refs);
+            }
+        }
+        if kind.is_some_and(EventKind::targets_event) {
+            if let Ok(t) = serde_json::from_str::<TargetRef>(data) {
+                let mut target = RefList::new();
+                add(Role::Target, &t.target, &mut target);
+                if let Some(&(_, a, b)) = target.first() {
+                    spans[Field::Target as usize] = (a, b);
+                }
+            }
+            if kind == Some(EventKind::EventCorrected)
+                && let Ok(p) = serde_json::from_str::<PatchRefs>(data)
+            {
+                // A correction may name actors the original did not. Every actor-like
+                // string its patch writes is indexed under the corrected fact; the views
+                // re-check the effective data, so a string that is not a role costs nothing.
+                let mut found = Vec::new();
+                for op in &p.patch {
+                    if let Some(v) = &op.value {
+                        actor_strings(v, &mut found);
+                    }
+                }
+                for s in &found {
+                    add(Role::PatchActor, s, &mut refs);
+                }
+            }
+        }
+        Some((spans, view.process.is_some(), kind, refs, extra))
+    }
+}
+
+/// Collects every string in `v` that names an actor or organisation.
+fn actor_strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) if is_actor(s) => out.push(s.clone()),
+        Value::Array(a) => a.iter().for_each(|x| actor_strings(x, out)),
+        Value::Object(o) => o.values().for_each(|x| actor_strings(x, out)),
+        _ => {}
+    }
+}
+
+/// Whether a string names an actor or organisation (by its id's prefix).
+pub(super) fn is_actor(s: &str) -> bool {
+    s.starts_with("actor:") || s.starts_with("org:")
+}
+
+/// The stored envelope, borrowed: only what a [`Fact`] keeps (serde skips the rest unparsed).
+#[derive(Deserialize)]
+struct EnvelopeView<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    seq: u64,
+    #[serde(rename = "type", borrow)]
+    kind: Cow<'a, str>,
+    #[serde(borrow)]
+    recorded_at: Cow<'a, str>,
+    #[serde(borrow)]
+    recorded_by: Cow<'a, str>,
+    #[serde(borrow)]
+    occurred: &'a RawValue,
+    #[serde(default, borrow)]
+    process: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    data: &'a RawValue,
+    #[serde(borrow)]
+    evidence: &'a RawValue,
+}
+
+/// The actor and source references of a payload, borrowed. Only the fields of the types that
+/// carry references are read; everything else is skipped by serde without being built. The
+/// actor fields must be the ones `actors::roles` reads (a test there holds them equal): the
+/// actor view trusts this index for facts that were never corrected.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Refs<'a> {
+    #[serde(borrow)]
+    speaker: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    holder: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    assessed_by: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    proposer: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    announced_by: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    actor_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    source_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    parties: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    founders: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    joint_with: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    co_proposers: Vec<Cow<'a, str>>,
+    #[serde(borrow)]
+    participants: Vec<ParticipantRef<'a>>,
+}
+
+#[derive(Deserialize)]
+struct ParticipantRef<'a> {
+    #[serde(borrow)]
+    actor: Cow<'a, str>,
+}
+
+/// An evidence item's source, borrowed.
+#[derive(Deserialize)]
+struct EvidenceRef<'a> {
+    #[serde(borrow)]
+    source: Cow<'a, str>,
+}
+
+/// The target of a correction or retraction, borrowed.
+#[derive(Deserialize)]
+struct TargetRef<'a> {
+    #[serde(borrow)]
+    target: Cow<'a, str>,
+}
+
+/// The values a correction's patch writes.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PatchRefs {
+    patch: Vec<PatchOpRef>,
+}
+
+#[derive(Deserialize)]
+struct PatchOpRef {
+    #[serde(default)]
+    value: Option<Value>,
+}
+
+#[cfg(test)]
+pub(super) mod tests {
+    use super::*;
+
+    /// A stored record of `kind` with `data`, process `p` and one evidence item citing `src:a`.
+    pub(in crate::projection) fn record(seq: u64, id: &str, kind: &str, data: &str) -> Vec<u8> {
+        format!(
+            r#"{{"id":"{id}","seq":{seq},"stream":"s","version":{seq},"type":"{kind}","schema_version":1,"recorded_at":"2026-01-0{seq}T00:00:00.000000Z","recorded_by":"t","occurred":{{"precision":"unknown"}},"process":"p","data":{data},"evidence":[{{"source":"src:a","relation":"reports"}}],"prev_hash":"00"}}"#
+        )
+        .into_bytes()
+    }
+
+    pub(in crate::projection) const A: &str = "019be826-9000-701f-91c2-d6a7f0a1c8e9";
+
+    #[test]
+    fn escaped_strings_are_read_unescaped_and_survive_a_save_round_trip() {
+        // `\u0061` is `a`: the speaker is `actor:a` and the process `p"q`.
+        let bytes = record(
+            1,
+            A,
+            "statement.made",
+            r#"{"statement_id":"statement:x","speaker":"actor:\u0061","content":"c"}"#,
+        );
+        let text = String::from_utf8(bytes)
+            .unwrap()
+            .replace(r#""process":"p""#, r#""process":"p\"q""#);
+        let fact = Fact::parse(1, text.as_bytes()).unwrap();
+        assert_eq!(fact.process(), Some("p\"q"));
+        let back = fact
+            .stored()
+            .into_fact(1, sled::IVec::from(text.as_bytes()))
+            .unwrap();
+        assert_eq!(back.process(), Some("p\"q"));
+        assert_eq!(back.id(), A);
+        let mut k = crate::projection::Knowledge::new();
+        k.insert(back);
+        assert_eq!(k.of_actor("actor:a"), &[0]);
+        assert_eq!(k.of_process("p\"q"), &[0]);
+    }
+
+    #[test]
+    fn a_saved_fact_is_refused_for_a_record_it_does_not_describe() {
+        let one = record(1, A, "statement.made", r#"{"speaker":"actor:a"}"#);
+        let other = record(1, A, "statement.made", r#"{"speaker":"actor:bb"}"#);
+        let stored = Fact::parse(1, &one).unwrap().stored();
+        assert!(stored.into_fact(1, sled::IVec::from(other)).is_none());
+        let stored = Fact::parse(1, &one).unwrap().stored();
+        assert!(stored.into_fact(2, sled::IVec::from(one)).is_none());
+    }
+
+    /// [`StoredFact`] as saves have always encoded it: roles as bare bytes.
+    #[derive(Serialize)]
+    struct StoredFactV2 {
+        seq: u64,
+        record_len: u32,
+        extra: String,
+        spans: [Span; SPANS],
+        has_process: bool,
+        refs: Vec<(u8, u32, u32)>,
+    }
+
+    #[test]
+    fn a_stored_fact_encodes_as_saves_always_have_so_earlier_saves_still_load() {
+        let bytes = record(
+            1,
+            A,
+            "meeting.held",
+            r#"{"meeting_id":"meeting:m","participants":[{"actor":"actor:a"},{"actor":"org:x"}]}"#,
+        );
+        let fact = Fact::parse(1, &bytes).unwrap();
+        let stored = fact.stored();
+        // Saves hold the spans by position, in this order, over the record then `extra`.
+        let text = format!("{}{}", std::str::from_utf8(&bytes).unwrap(), stored.extra);
+        let at = |i: usize| {
+            let (a, b) = stored.spans[i];
+            &text[a as usize..b as usize]
+        };
+        assert_eq!(
+            (0..SPANS).map(at).collect::<Vec<_>>(),
+            [
+                A,
+                "meeting.held",
+                "2026-01-01T00:00:00.000000Z",
+                "t",
+                r#"{"precision":"unknown"}"#,
+                "p",
+                r#"{"meeting_id":"meeting:m","participants":[{"actor":"actor:a"},{"actor":"org:x"}]}"#,
+                r#"[{"source":"src:a","relation":"reports"}]"#,
+                "",
+            ]
+        );
+        let earlier = StoredFactV2 {
+            seq: stored.seq,
+            record_len: stored.record_len,
+            extra: stored.extra.clone(),
+            spans: stored.spans,
+            has_process: stored.has_process,
+            // The bytes saves held before roles were an enum (`ROLE_ACTOR = 0`...).
+            refs: stored
+                .refs
+                .iter()
+                .map(|&(role, a, b)| {
+                    let byte = match role {
+                        Role::Actor => 0,
+                        Role::Source => 1,
+                        Role::PatchActor => 2,
+                        Role::Target => 3,
+                    };
+                    (byte, a, b)
+                })
+                .collect(),
+        };
+        let earlier = postcard::to_allocvec(&earlier).unwrap();
+        assert_eq!(postcard::to_allocvec(&stored).unwrap(), earlier);
+        let loaded: StoredFact = postcard::from_bytes(&earlier).unwrap();
+        let back = loaded.into_fact(1, sled::IVec::from(bytes)).unwrap();
+        let refs: Vec<(Role, &str)> = back.refs().collect();
+        assert_eq!(
+            refs,
+            [
+                (Role::Actor, "actor:a"),
+                (Role::Actor, "org:x"),
+                (Role::Source, "src:a")
+            ]
+        );
+        assert_eq!(back.event_kind(), Some(EventKind::MeetingHeld));
+    }
+
+    #[test]
+    fn the_role_bytes_are_the_ones_saves_hold() {
+        assert_eq!(
+            [Role::Actor, Role::Source, Role::PatchActor, Role::Target].map(|r| r as u8),
+            [0, 1, 2, 3]
+        );
+        assert!(postcard::from_bytes::<Role>(&[4]).is_err());
+    }
+
+    #[test]
+    fn a_type_this_build_does_not_know_reads_from_the_record() {
+        let bytes = record(1, A, "meeting.planned", "{}");
+        let fact = Fact::parse(1, &bytes).unwrap();
+        assert_eq!(fact.event_kind(), None);
+        assert_eq!(fact.kind(), "meeting.planned");
+    }
+}
