@@ -99,38 +99,26 @@ struct Shared {
     dir: PathBuf,
     head: watch::Receiver<Head>,
     failed: Arc<AtomicBool>,
+    /// The writer thread, owned by the log as mini-redis's `DbDropGuard` owns its purge task:
+    /// [`Log::close`] joins it. An async lock, held across the join, so that a second close
+    /// waits for the first instead of returning while the store is still held.
+    writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// A handle to the log: cheap to clone, shared by every reader; appends go to the writer.
+///
+/// The log owns its writer thread. [`Log::close`] is the one way to stop it: it returns once
+/// the last group is durable and the folder is let go. Dropping every handle without closing
+/// also stops the writer (its queue closes, so it flushes and ends), but nobody waits for it.
 #[derive(Clone)]
 pub struct Log {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
 }
 
-/// Owns the writer thread; dropping every [`Log`] handle and then calling [`WriterGuard::join`]
-/// waits until the last group is durable and the thread has let go of the store.
-pub struct WriterGuard {
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl WriterGuard {
-    /// Waits for the writer thread to finish (after every `Log` handle is dropped).
-    pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
-            // A panicked writer has nothing left to flush; its panic was already logged.
-            let _ = t.join();
-        }
-    }
-}
-
 impl Log {
     /// Opens (or creates) the log in `dir` and starts its writer thread.
-    pub fn open(
-        dir: &Path,
-        options: LogConfig,
-        metrics: Metrics,
-    ) -> Result<(Log, WriterGuard), LogError> {
+    pub fn open(dir: &Path, options: LogConfig, metrics: Metrics) -> Result<Log, LogError> {
         Self::open_with(dir, options, metrics, true)
     }
 
@@ -142,7 +130,7 @@ impl Log {
         dir: &Path,
         options: LogConfig,
         metrics: Metrics,
-    ) -> Result<(Log, WriterGuard), LogError> {
+    ) -> Result<Log, LogError> {
         Self::open_with(dir, options, metrics, false)
     }
 
@@ -151,7 +139,7 @@ impl Log {
         options: LogConfig,
         metrics: Metrics,
         merkle: bool,
-    ) -> Result<(Log, WriterGuard), LogError> {
+    ) -> Result<Log, LogError> {
         let db = open_db(dir, sled::Mode::HighThroughput)?;
         let tree = db.open_tree("log")?;
         let head = read_head(&tree)?;
@@ -175,20 +163,16 @@ impl Log {
         let thread = std::thread::Builder::new()
             .name("annals-writer".into())
             .spawn(move || writer.run(rx))?;
-        Ok((
-            Log {
-                shared: Arc::new(Shared {
-                    store: std::sync::RwLock::new(Some((db, tree))),
-                    dir: dir.to_path_buf(),
-                    head: head_rx,
-                    failed,
-                }),
-                tx,
-            },
-            WriterGuard {
-                thread: Some(thread),
-            },
-        ))
+        Ok(Log {
+            shared: Arc::new(Shared {
+                store: std::sync::RwLock::new(Some((db, tree))),
+                dir: dir.to_path_buf(),
+                head: head_rx,
+                failed,
+                writer: tokio::sync::Mutex::new(Some(thread)),
+            }),
+            tx,
+        })
     }
 
     /// Appends one request; answers once it is durable (or refused).
@@ -230,16 +214,37 @@ impl Log {
             .map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
     }
 
-    /// Makes the writer finish what is queued, flush and stop, then lets go of the store,
-    /// even while other handles (say, a connection that has not closed yet) still exist:
-    /// appends and reads through any handle fail from then on.
+    /// Makes the writer finish what is queued, flush and stop, and returns once the writer
+    /// thread has ended and the store (with sled's lock on the folder) is let go, even while
+    /// other handles (say, a connection that has not closed yet) still exist: appends and
+    /// reads through any handle fail from then on. Closing a closed log does nothing.
     pub async fn close(&self) {
+        let mut writer = self.shared.writer.lock().await;
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Command::Close(reply)).await.is_ok() {
             let _ = rx.await;
         }
-        let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
-        store.take();
+        let thread = writer.take();
+        let store = {
+            let mut store = self.shared.store.write().unwrap_or_else(|e| e.into_inner());
+            store.take()
+        };
+        let dir = self.shared.dir.clone();
+        // Joining, and dropping the last store handle (sled joins its flusher), both block.
+        let released = tokio::task::spawn_blocking(move || {
+            if let Some(thread) = thread
+                && thread.join().is_err()
+            {
+                // A panicked writer has nothing left to flush; its panic was already logged.
+                tracing::error!("the writer thread panicked");
+            }
+            drop(store);
+            wait_until_released(&dir);
+        })
+        .await;
+        if let Err(e) = released {
+            tracing::error!(error = %e, "closing the log did not finish");
+        }
     }
 
     /// A named sled tree beside the log, for state derived from it (projection checkpoints,
@@ -506,6 +511,33 @@ fn open_db(dir: &Path, mode: sled::Mode) -> Result<sled::Db, LogError> {
             }
         }
     }
+}
+
+/// Waits (at most about two seconds) until nothing holds sled's lock on the folder: sled
+/// 0.34 closes its file a moment after the last handle is dropped (spacejam/sled#1289), from
+/// one of its own threads, and the next opener may be another process that does not retry.
+/// A handle still held elsewhere in the process (which the invariants forbid) only costs the
+/// wait and a warning.
+fn wait_until_released(dir: &Path) {
+    let Ok(file) = std::fs::File::open(dir.join("db")) else {
+        return;
+    };
+    for _ in 0..400 {
+        match file.try_lock() {
+            Ok(()) => {
+                let _ = file.unlock();
+                return;
+            }
+            Err(std::fs::TryLockError::WouldBlock) => {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                tracing::warn!(error = %e, "cannot check whether the data folder is released");
+                return;
+            }
+        }
+    }
+    tracing::warn!(dir = %dir.display(), "the data folder is still locked after the log closed");
 }
 
 fn corrupt(key: &[u8]) -> LogError {

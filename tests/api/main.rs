@@ -13,6 +13,7 @@ mod demo;
 mod durability;
 mod idempotency;
 mod live;
+mod log_close;
 mod openapi;
 mod projections;
 mod webhooks;

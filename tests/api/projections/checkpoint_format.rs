@@ -5,7 +5,7 @@
 //! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
 //! the truth, a checkpoint only saves time.
 
-use annals::log::{Log, WriterGuard};
+use annals::log::Log;
 use annals::metrics::Metrics;
 use annals::projection::checkpoint::{self, Meta};
 use annals::projection::{self, Engine, ProjectionConfig};
@@ -37,14 +37,6 @@ async fn run_to_head(engine: Engine, log: &Log) -> (u64, Value) {
         engine.status()[0].replayed_since_start,
         engine.read(projection::all_views),
     )
-}
-
-async fn close(log: Log, writer: WriterGuard) {
-    log.close().await;
-    drop(log);
-    tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .unwrap();
 }
 
 /// Registers a source, then appends `n` statements by `speaker` saying `says` (numbered).
@@ -123,21 +115,21 @@ async fn checkpointed_folder(
     n: u64,
 ) -> (tempfile::TempDir, Value, Vec<(Vec<u8>, Vec<u8>)>) {
     let dir = tempfile::tempdir().unwrap();
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let head = tell(&log, "actor:a", says, n).await;
     let (_, views) = run_to_head(start(&log), &log).await;
     let m = meta(&log);
     assert_eq!((m.seq, m.format), (head, 2), "{m:?}");
     assert_only_generation(&log, m.generation);
     let stored = entries(&log);
-    close(log, writer).await;
+    log.close().await;
     (dir, views, stored)
 }
 
 #[tokio::test]
 async fn a_checkpoint_in_the_old_layout_is_discarded_and_the_log_folded_again() {
     let (dir, before, _) = checkpointed_folder("said", 12).await;
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let head = log.head().seq;
     let old = meta(&log);
 
@@ -158,10 +150,10 @@ async fn a_checkpoint_in_the_old_layout_is_discarded_and_the_log_folded_again() 
         1,
         "a meta without `format` reads as format 1"
     );
-    close(log, writer).await;
+    log.close().await;
 
     // The old layout is not loaded: every record is folded again, to the same views.
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let engine = start(&log);
     assert!(
         tree(&log).get(&junk).unwrap().is_none(),
@@ -185,13 +177,13 @@ async fn a_checkpoint_in_the_old_layout_is_discarded_and_the_log_folded_again() 
         }
     );
     assert_only_generation(&log, m.generation);
-    close(log, writer).await;
+    log.close().await;
 
     // And that checkpoint is trusted: a restart replays nothing.
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     assert_eq!(run_to_head(start(&log), &log).await, (0, before));
     assert!(tree(&log).get(&junk).unwrap().is_none());
-    close(log, writer).await;
+    log.close().await;
 }
 
 /// Copies a checkpoint tree into the folder of another log, starts the engine there, and
@@ -204,7 +196,7 @@ async fn assert_transplant_discarded(
     n: u64,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let head = tell(&log, speaker, says, n).await;
     {
         let t = tree(&log);
@@ -230,15 +222,15 @@ async fn assert_transplant_discarded(
         (copied.generation + 1, head, 2)
     );
     assert_only_generation(&log, m.generation);
-    close(log, writer).await;
+    log.close().await;
 
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     assert_eq!(
         run_to_head(start(&log), &log).await,
         (0, views),
         "the new checkpoint is trusted"
     );
-    close(log, writer).await;
+    log.close().await;
 }
 
 #[tokio::test]
@@ -266,7 +258,7 @@ async fn a_checkpoint_of_another_history_with_records_of_the_same_lengths_is_dis
 async fn a_crash_right_after_a_checkpoint_was_discarded_still_folds_every_record() {
     let (_a, _, stored) = checkpointed_folder("said", 12).await;
     let dir = tempfile::tempdir().unwrap();
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     tell(&log, "actor:b", "told another story", 20).await;
     {
         let t = tree(&log);
@@ -278,16 +270,16 @@ async fn a_crash_right_after_a_checkpoint_was_discarded_still_folds_every_record
     // Start (the copied checkpoint is discarded) and stop at once as a crash would, most
     // likely before the first checkpoint of the new generation.
     start(&log).halt().await;
-    close(log, writer).await;
+    log.close().await;
 
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let (_, views) = run_to_head(start(&log), &log).await;
     assert_eq!(
         views,
         fresh_views(&log),
         "no record was lost across the crash"
     );
-    close(log, writer).await;
+    log.close().await;
 }
 
 #[tokio::test]
@@ -300,7 +292,7 @@ async fn a_checkpoint_ahead_of_the_log_is_discarded() {
 #[tokio::test]
 async fn a_corrupt_checkpoint_chunk_is_discarded_and_the_log_folded_again() {
     let (dir, _, stored) = checkpointed_folder("said", 12).await;
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let (key, _) = stored.iter().find(|(k, _)| k[0] == b'c').cloned().unwrap();
     tree(&log).insert(key.as_slice(), &[0xffu8; 4][..]).unwrap();
     log.sync_aux().unwrap();
@@ -314,14 +306,14 @@ async fn a_corrupt_checkpoint_chunk_is_discarded_and_the_log_folded_again() {
     assert!(tree(&log).get(&key).unwrap().is_none());
     assert_eq!(meta(&log).generation, generation + 1);
     assert_eq!(run_to_head(start(&log), &log).await, (0, fresh));
-    close(log, writer).await;
+    log.close().await;
 }
 
 #[tokio::test]
 async fn a_crash_after_a_rebuild_wrote_its_generation_but_before_the_flip_keeps_the_old_checkpoint()
 {
     let (dir, before, _) = checkpointed_folder("said", 12).await;
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let old = meta(&log);
     // What a rebuild writes before it flips `meta`: the whole next generation.
     let fresh = full_fold(&log);
@@ -335,10 +327,10 @@ async fn a_crash_after_a_rebuild_wrote_its_generation_but_before_the_flip_keeps_
     );
     // The crash: nothing flipped. A restart resumes from the old checkpoint, replays nothing,
     // and removes the unfinished generation.
-    close(log, writer).await;
-    let (log, writer) = open(dir.path());
+    log.close().await;
+    let log = open(dir.path());
     assert_eq!(run_to_head(start(&log), &log).await, (0, before));
     assert_eq!(meta(&log), old);
     assert_only_generation(&log, old.generation);
-    close(log, writer).await;
+    log.close().await;
 }
