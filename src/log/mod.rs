@@ -160,6 +160,7 @@ impl Log {
         let mut writer = writer;
         writer.merkle = merkle;
         writer.load_merkle()?;
+        writer.load_clock()?;
         let thread = std::thread::Builder::new()
             .name("annals-writer".into())
             .spawn(move || writer.run(rx))?;

@@ -15,13 +15,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::layout;
 use super::merkle::{self, Frontier};
-use super::{AppendError, Appended, Command, Head, LogConfig};
+use super::record::Recorded;
+use super::{AppendError, Appended, Command, Head, LogConfig, LogError};
 use crate::metrics::Metrics;
-use stage::{Overlay, StreamHead};
+use stage::{Overlay, Stamp, StreamHead};
 
 type AppendReply = oneshot::Sender<Result<Appended, AppendError>>;
 type RestoreReply = oneshot::Sender<Result<Head, AppendError>>;
@@ -49,7 +51,8 @@ pub(super) struct Writer {
     synced_blobs: HashSet<std::ffi::OsString>,
     /// The blobs folder's mtime when it was last listed.
     blobs_mtime: Option<std::time::SystemTime>,
-    /// `recorded_at` never goes backwards, even if the wall clock does.
+    /// `recorded_at` never goes backwards, even if the wall clock does: seeded from the head
+    /// record on open (`load_clock`), raised by every group, never lowered.
     last_recorded_at: OffsetDateTime,
     /// The Merkle right edge of the durable log.
     frontier: Frontier,
@@ -124,6 +127,34 @@ impl Writer {
         Ok(())
     }
 
+    /// Seeds `last_recorded_at` from the head record, so that neither a restart with a clock
+    /// that stepped back nor one after restoring later-stamped records stamps a new record
+    /// earlier than the head.
+    pub(super) fn load_clock(&mut self) -> Result<(), LogError> {
+        if self.head.seq == 0 {
+            return Ok(());
+        }
+        let key = layout::event_key(self.head.seq);
+        let what = || LogError::Corrupt(format!("head record {}", self.head.seq));
+        let stored = self.tree.get(key)?.ok_or_else(what)?;
+        let record = Recorded::from_stored(self.head.seq, &stored)
+            .ok_or_else(what)?
+            .record()
+            .map_err(|_| what())?;
+        // A restore keeps a stamp that does not parse (as it does for the clock), so such a
+        // head only leaves the clock where it is; it must not keep the log from opening.
+        match OffsetDateTime::parse(&record.recorded_at, &Rfc3339) {
+            Ok(at) => self.last_recorded_at = self.last_recorded_at.max(at),
+            Err(e) => tracing::warn!(
+                seq = self.head.seq,
+                recorded_at = %record.recorded_at,
+                error = %e,
+                "the head record's recorded_at does not parse"
+            ),
+        }
+        Ok(())
+    }
+
     /// Runs until every sender is gone, one group at a time.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut closed = None;
@@ -169,12 +200,11 @@ impl Writer {
             }
             return;
         }
-        let now = OffsetDateTime::now_utc().max(self.last_recorded_at);
-        let recorded_at = format_time(now);
         let mut overlay = Overlay {
             next_seq: self.head.seq + 1,
             head_hash: self.head.hash,
             frontier: self.frontier.clone(),
+            stamp: Stamp::new(OffsetDateTime::now_utc().max(self.last_recorded_at)),
             ..Overlay::default()
         };
         let mut owed = Vec::with_capacity(group.len());
@@ -190,6 +220,7 @@ impl Writer {
                     let staged = if aborted {
                         Err(AppendError::Aborted)
                     } else {
+                        let recorded_at = overlay.stamp.text.clone();
                         self.stage_append(append, &recorded_at, &mut overlay)
                     };
                     if staged.is_err()
@@ -273,7 +304,8 @@ impl Writer {
         self.metrics.group_events.observe(event_count as f64);
         self.metrics.events_appended.inc_by(event_count);
         self.metrics.head_seq.set(new_head.seq as i64);
-        self.last_recorded_at = now;
+        // Never lowered: the stamp started from it and only rose.
+        self.last_recorded_at = overlay.stamp.at;
         for (name, head) in overlay.streams {
             self.streams.insert(name, head);
         }

@@ -16,4 +16,5 @@ mod live;
 mod log_close;
 mod openapi;
 mod projections;
+mod recorded_at;
 mod webhooks;

@@ -38,6 +38,37 @@ pub(super) struct Overlay {
     pub(super) head_hash: Hash,
     /// The Merkle right edge after what is staged.
     pub(super) frontier: Frontier,
+    /// The `recorded_at` of appends staged from here on: a restore of later-stamped records
+    /// raises it, so an append after it in the same group is not stamped earlier.
+    pub(super) stamp: Stamp,
+}
+
+/// A `recorded_at`, as a time and as the text the records carry.
+pub(super) struct Stamp {
+    pub(super) at: OffsetDateTime,
+    pub(super) text: String,
+}
+
+impl Stamp {
+    pub(super) fn new(at: OffsetDateTime) -> Stamp {
+        Stamp {
+            at,
+            text: super::format_time(at),
+        }
+    }
+
+    /// Moves the stamp to `at` if that is later; never back.
+    fn raise(&mut self, at: OffsetDateTime) {
+        if at > self.at {
+            *self = Stamp::new(at);
+        }
+    }
+}
+
+impl Default for Stamp {
+    fn default() -> Stamp {
+        Stamp::new(OffsetDateTime::UNIX_EPOCH)
+    }
 }
 
 impl Writer {
@@ -339,6 +370,7 @@ impl Writer {
         let mut keys: HashSet<String> = HashSet::new();
         let mut ids: Vec<(Record, Position)> = Vec::new();
         let mut frontier = overlay.frontier.clone();
+        let mut latest = overlay.stamp.at;
         for r in records {
             let rec = r.record;
             let mismatch = |reason: String| AppendError::RestoreMismatch {
@@ -437,7 +469,7 @@ impl Writer {
                 recorded_at: rec.recorded_at.clone(),
             };
             if let Ok(t) = OffsetDateTime::parse(&rec.recorded_at, &Rfc3339) {
-                self.last_recorded_at = self.last_recorded_at.max(t);
+                latest = latest.max(t);
             }
             ids.push((rec, pos));
             seq += 1;
@@ -457,6 +489,7 @@ impl Writer {
         overlay.next_seq = seq;
         overlay.head_hash = hash;
         overlay.frontier = frontier;
+        overlay.stamp.raise(latest);
         Ok(Head { seq: seq - 1, hash })
     }
 }
