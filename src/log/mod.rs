@@ -45,7 +45,13 @@ pub struct Head {
 pub enum LogError {
     /// sled failed.
     #[error("storage error: {0}")]
-    Storage(#[from] sled::Error),
+    Storage(sled::Error),
+    /// A tree is not in the store (sled was asked for one that has been dropped).
+    #[error("the tree `{0}` is missing from the store")]
+    MissingTree(String),
+    /// A name that is not an auxiliary tree's (the log's own tree is never handed out).
+    #[error("`{0}` is not an auxiliary tree: the log's own tree is never handed out")]
+    NotAuxiliary(String),
     /// A stored value is not what the layout says (corruption).
     #[error("corrupt record at {0}")]
     Corrupt(String),
@@ -70,7 +76,21 @@ pub enum LogError {
     Closed,
     /// The writer thread could not be started.
     #[error("cannot start the writer: {0}")]
-    Writer(#[from] std::io::Error),
+    Writer(std::io::Error),
+    /// Auxiliary writes could not be made durable (the `fdatasync` of the data file failed).
+    #[error("cannot make auxiliary writes durable: {0}")]
+    Sync(std::io::Error),
+}
+
+impl From<sled::Error> for LogError {
+    fn from(e: sled::Error) -> LogError {
+        match e {
+            sled::Error::CollectionNotFound(name) => {
+                LogError::MissingTree(String::from_utf8_lossy(&name).into_owned())
+            }
+            other => LogError::Storage(other),
+        }
+    }
 }
 
 /// A stream's name, version and last seq.
@@ -163,7 +183,8 @@ impl Log {
         writer.load_clock()?;
         let thread = std::thread::Builder::new()
             .name("annals-writer".into())
-            .spawn(move || writer.run(rx))?;
+            .spawn(move || writer.run(rx))
+            .map_err(LogError::Writer)?;
         Ok(Log {
             shared: Arc::new(Shared {
                 store: std::sync::RwLock::new(Some((db, tree))),
@@ -252,9 +273,7 @@ impl Log {
     /// webhook cursors). The log's own tree is never handed out.
     pub fn aux_tree(&self, name: &str) -> Result<sled::Tree, LogError> {
         if name == "log" {
-            return Err(LogError::Corrupt(
-                "the log tree is not an auxiliary tree".into(),
-            ));
+            return Err(LogError::NotAuxiliary(name.into()));
         }
         let store = self.shared.store.read().unwrap_or_else(|e| e.into_inner());
         match store.as_ref() {
@@ -277,7 +296,7 @@ impl Log {
         db.flush()?;
         std::fs::File::open(self.shared.dir.join("db"))
             .and_then(|f| f.sync_data())
-            .map_err(LogError::Writer)?;
+            .map_err(LogError::Sync)?;
         Ok(())
     }
 
@@ -601,5 +620,37 @@ pub mod raw {
             .get(layout::id_key(id))?
             .and_then(|v| layout::read_u64(&v))
             == Some(seq))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tree_dropped_through_sled_reads_as_missing_not_as_a_storage_fault() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            durability: Durability::Os,
+            max_group_events: 64,
+            queue_capacity: 8,
+        };
+        let log = Log::open(dir.path(), config, Metrics::new().unwrap()).unwrap();
+        let tree = log.aux_tree("webhooks").unwrap();
+        let db = log.shared.store.read().unwrap().as_ref().unwrap().0.clone();
+        assert!(db.drop_tree("webhooks").unwrap());
+        drop(db);
+
+        let err = LogError::from(tree.insert("k", "v").unwrap_err());
+        assert!(
+            matches!(&err, LogError::MissingTree(name) if name == "webhooks"),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "the tree `webhooks` is missing from the store"
+        );
+        drop(tree);
+        log.close().await;
     }
 }

@@ -14,6 +14,7 @@ mod durability;
 mod idempotency;
 mod live;
 mod log_close;
+mod log_errors;
 mod openapi;
 mod projections;
 mod recorded_at;
