@@ -96,7 +96,7 @@ async fn main() {
         for merkle in [true, false] {
             let dir = tempfile::tempdir().expect("tempdir");
             let metrics = Metrics::new().expect("metrics");
-            let (log, writer) = if merkle {
+            let log = if merkle {
                 Log::open(dir.path(), options(Durability::Fsync), metrics)
             } else {
                 Log::open_without_merkle_for_benchmarks(
@@ -113,10 +113,7 @@ async fn main() {
             } else {
                 without.push(rate)
             }
-            drop(log);
-            tokio::task::spawn_blocking(move || writer.join())
-                .await
-                .expect("join");
+            log.close().await;
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
@@ -128,7 +125,7 @@ async fn main() {
 
     println!("--- proofs on a log of {records} records (built with durability os) ---");
     let dir = tempfile::tempdir().expect("tempdir");
-    let (log, writer) = Log::open(
+    let log = Log::open(
         dir.path(),
         options(Durability::Os),
         Metrics::new().expect("metrics"),
@@ -177,8 +174,5 @@ async fn main() {
             pct(v, 0.99)
         );
     }
-    drop(log);
-    tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .expect("join");
+    log.close().await;
 }

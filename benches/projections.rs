@@ -115,7 +115,7 @@ async fn fill(log: &Log, n: u64) -> Res<()> {
     Ok(())
 }
 
-fn open(dir: &std::path::Path) -> Res<(Log, annals::log::WriterGuard)> {
+fn open(dir: &std::path::Path) -> Res<Log> {
     Ok(Log::open(
         dir,
         LogConfig {
@@ -173,7 +173,7 @@ fn main() -> Res<()> {
     // 1. Fill (a kept folder only once; its size must match ANNALS_BENCH_EVENTS).
     let t = Instant::now();
     rt.block_on(async {
-        let (log, writer) = open(dir)?;
+        let log = open(dir)?;
         let have = log.head().seq;
         if have == 0 {
             fill(&log, n).await?;
@@ -181,8 +181,6 @@ fn main() -> Res<()> {
             return Err(format!("{} holds {have} events, not {n}", dir.display()).into());
         }
         log.close().await;
-        drop(log);
-        writer.join();
         Res::Ok(())
     })?;
     eprintln!("filled {n} events in {:.1} s", t.elapsed().as_secs_f64());
@@ -224,7 +222,7 @@ fn main() -> Res<()> {
     //    rebuild again on a warm cache (as the ceiling was measured), and a restart's load of
     //    the save the rebuild wrote.
     let paths = rt.block_on(async {
-        let (log, writer) = open(dir)?;
+        let log = open(dir)?;
         let config = annals::Config::defaults().expect("defaults").projections;
         let t = Instant::now();
         let folded = projection::rebuild_offline(&log, &config, |_| {}).await?;
@@ -247,8 +245,6 @@ fn main() -> Res<()> {
         }
         drop((tree, loaded));
         log.close().await;
-        drop(log);
-        tokio::task::spawn_blocking(move || writer.join()).await?;
         Res::Ok(Paths {
             rss_growth,
             rebuild_cold,

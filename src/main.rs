@@ -459,7 +459,7 @@ async fn import_cmd(config: Config, file: Option<PathBuf>, principal: &str) -> E
         Err(e) => return fail(e),
     };
     let validator = Validator::new(schemas, config.limits.clone());
-    let (log, writer) = match open_offline(&dir, &config, metrics, "import") {
+    let log = match open_offline(&dir, &config, metrics, "import") {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -470,8 +470,7 @@ async fn import_cmd(config: Config, file: Option<PathBuf>, principal: &str) -> E
                 import::import(&log, &validator, BufReader::new(f), principal, len).await
             }
             Err(e) => {
-                drop(log);
-                writer.join();
+                log.close().await;
                 return fail(format!("cannot open {}: {e}", path.display()));
             }
         },
@@ -484,8 +483,7 @@ async fn import_cmd(config: Config, file: Option<PathBuf>, principal: &str) -> E
         }
     };
     let head = log.head();
-    drop(log);
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+    log.close().await;
     match result {
         Ok(s) => {
             eprintln!(
@@ -520,7 +518,7 @@ async fn rebuild_cmd(config: Config, name: Option<String>) -> ExitCode {
         Ok(m) => m,
         Err(e) => return fail(e),
     };
-    let (log, writer) = match open_offline(&dir, &config, metrics, "rebuild") {
+    let log = match open_offline(&dir, &config, metrics, "rebuild") {
         Ok(x) => x,
         Err(code) => return code,
     };
@@ -543,8 +541,6 @@ async fn rebuild_cmd(config: Config, name: Option<String>) -> ExitCode {
     .await;
     bar.finish_and_clear();
     log.close().await;
-    drop(log);
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
     match result {
         Ok(n) => {
             eprintln!(
@@ -563,7 +559,7 @@ fn open_offline(
     config: &Config,
     metrics: Metrics,
     command: &str,
-) -> Result<(Log, annals::log::WriterGuard), ExitCode> {
+) -> Result<Log, ExitCode> {
     Log::open(dir, config.log.clone(), metrics).map_err(|e| {
         fail(format!(
             "{e}\n(is a server running on this folder? `annals {command}` needs it stopped)"

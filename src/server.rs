@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::event::{Schemas, Validator};
 use crate::keys::KeyEntry;
 use crate::keys::{self, KeyRing, Scope};
-use crate::log::{Log, WriterGuard};
+use crate::log::Log;
 use crate::metrics::Metrics;
 use crate::{projection, webhook};
 
@@ -70,7 +70,6 @@ pub struct Server {
     log: Log,
     shutdown: watch::Sender<bool>,
     http: JoinHandle<()>,
-    writer: WriterGuard,
     projections: projection::Engine,
     webhooks: webhook::Service,
     checkpoints: Checkpointer,
@@ -87,7 +86,7 @@ impl Server {
         let dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
         let metrics = Metrics::new()?;
-        let (log, writer) = Log::open(&dir, config.log.clone(), metrics.clone())?;
+        let log = Log::open(&dir, config.log.clone(), metrics.clone())?;
         let validator = Validator::new(Schemas::load()?, config.limits.clone());
         let mut entries = config.auth.keys.clone();
         entries.extend(options.extra_keys.iter().cloned());
@@ -112,7 +111,7 @@ impl Server {
                 .await;
                 let summary = match imported {
                     Ok(s) => s,
-                    Err(e) => return Err(abandon(e.into(), log, writer, None, None, None).await),
+                    Err(e) => return Err(abandon(e.into(), log, None, None, None).await),
                 };
                 demo_loaded = summary.appended;
                 tracing::info!(events = demo_loaded, "demo data loaded");
@@ -134,21 +133,21 @@ impl Server {
         let projections =
             match projection::Engine::start(log.clone(), config.projections.clone(), &metrics) {
                 Ok(p) => p,
-                Err(e) => return Err(abandon(e.into(), log, writer, None, None, None).await),
+                Err(e) => return Err(abandon(e.into(), log, None, None, None).await),
             };
         let webhooks =
             match webhook::Service::start(log.clone(), config.webhooks.clone(), &dir, &metrics) {
                 Ok(w) => w,
                 Err(e) => {
                     let started = Some(&projections);
-                    return Err(abandon(e.into(), log, writer, started, None, None).await);
+                    return Err(abandon(e.into(), log, started, None, None).await);
                 }
             };
         let checkpoints = match Checkpointer::start(log.clone(), &config.audit, &dir) {
             Ok(c) => c,
             Err(e) => {
                 let (p, w) = (Some(&projections), Some(&webhooks));
-                return Err(abandon(e.into(), log, writer, p, w, None).await);
+                return Err(abandon(e.into(), log, p, w, None).await);
             }
         };
         let (shutdown, shutdown_rx) = watch::channel(false);
@@ -175,7 +174,7 @@ impl Server {
             Err(e) => {
                 let e = StartError::Bind(config.server.listen, e.to_string());
                 let (p, w, c) = (Some(&projections), Some(&webhooks), Some(&checkpoints));
-                return Err(abandon(e, log, writer, p, w, c).await);
+                return Err(abandon(e, log, p, w, c).await);
             }
         };
         let http = tokio::spawn(server);
@@ -185,7 +184,6 @@ impl Server {
             log,
             shutdown,
             http,
-            writer,
             projections,
             webhooks,
             checkpoints,
@@ -225,16 +223,8 @@ impl Server {
         self.checkpoints.shutdown().await;
         self.webhooks.shutdown().await;
         self.projections.shutdown().await;
-        close_log(self.log, self.writer).await;
+        self.log.close().await;
     }
-}
-
-/// Closes the log and waits for the writer to flush and let go of the store.
-async fn close_log(log: Log, writer: WriterGuard) {
-    log.close().await;
-    drop(log);
-    // Joining blocks until the writer has flushed and let go of the store.
-    let _ = tokio::task::spawn_blocking(move || writer.join()).await;
 }
 
 /// Undoes a start that failed part-way: stops what had started, closes the log, and answers
@@ -242,7 +232,6 @@ async fn close_log(log: Log, writer: WriterGuard) {
 async fn abandon(
     error: StartError,
     log: Log,
-    writer: WriterGuard,
     projections: Option<&projection::Engine>,
     webhooks: Option<&webhook::Service>,
     checkpoints: Option<&Checkpointer>,
@@ -256,6 +245,6 @@ async fn abandon(
     if let Some(p) = projections {
         p.shutdown().await;
     }
-    close_log(log, writer).await;
+    log.close().await;
     error
 }

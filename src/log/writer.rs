@@ -1,8 +1,11 @@
-//! The single writer: a dedicated thread that owns every append. It drains what is queued,
-//! checks each request against the log and against the requests before it in the same group,
-//! writes the whole group in one atomic sled batch, makes it durable, and only then answers
-//! and moves the durable head. It must never answer success before the group is durable, and
-//! never write part of a request.
+//! The single writer: a dedicated thread that owns every append. Its group loop (here) drains
+//! what is queued, has each request checked and staged against the log and against the
+//! requests before it in the same group (`stage`), writes the whole group in one atomic sled
+//! batch, makes it durable (`durable`), and only then answers and moves the durable head. It
+//! must never answer success before the group is durable, and never write part of a request.
+
+mod durable;
+mod stage;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -14,38 +17,13 @@ use std::time::Instant;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot, watch};
-use uuid::Uuid;
 
 use super::layout;
 use super::merkle::{self, Frontier};
-use super::record::{self, Hash, Record};
-use super::{
-    Append, AppendError, Appended, Command, Durability, ExpectedVersion, Head, LogConfig, Position,
-    Requirement, Restore,
-};
+use super::record::Recorded;
+use super::{AppendError, Appended, Command, Head, LogConfig, LogError};
 use crate::metrics::Metrics;
-
-/// A stream's head as the writer tracks it.
-#[derive(Debug, Clone, Copy)]
-struct StreamHead {
-    version: u64,
-    last_seq: u64,
-}
-
-/// What the current group has staged but not yet written: later requests in the same group
-/// must see it, and a refused request must leave it untouched.
-#[derive(Default)]
-struct Overlay {
-    streams: HashMap<String, StreamHead>,
-    /// Event ids staged in this group: id → (record, position).
-    ids: HashMap<Uuid, (Record, Position)>,
-    keys: HashSet<String>,
-    writes: Vec<(Vec<u8>, Vec<u8>)>,
-    next_seq: u64,
-    head_hash: Hash,
-    /// The Merkle right edge after what is staged.
-    frontier: Frontier,
-}
+use stage::{Overlay, Stamp, StreamHead};
 
 type AppendReply = oneshot::Sender<Result<Appended, AppendError>>;
 type RestoreReply = oneshot::Sender<Result<Head, AppendError>>;
@@ -73,7 +51,8 @@ pub(super) struct Writer {
     synced_blobs: HashSet<std::ffi::OsString>,
     /// The blobs folder's mtime when it was last listed.
     blobs_mtime: Option<std::time::SystemTime>,
-    /// `recorded_at` never goes backwards, even if the wall clock does.
+    /// `recorded_at` never goes backwards, even if the wall clock does: seeded from the head
+    /// record on open (`load_clock`), raised by every group, never lowered.
     last_recorded_at: OffsetDateTime,
     /// The Merkle right edge of the durable log.
     frontier: Frontier,
@@ -148,6 +127,34 @@ impl Writer {
         Ok(())
     }
 
+    /// Seeds `last_recorded_at` from the head record, so that neither a restart with a clock
+    /// that stepped back nor one after restoring later-stamped records stamps a new record
+    /// earlier than the head.
+    pub(super) fn load_clock(&mut self) -> Result<(), LogError> {
+        if self.head.seq == 0 {
+            return Ok(());
+        }
+        let key = layout::event_key(self.head.seq);
+        let what = || LogError::Corrupt(format!("head record {}", self.head.seq));
+        let stored = self.tree.get(key)?.ok_or_else(what)?;
+        let record = Recorded::from_stored(self.head.seq, &stored)
+            .ok_or_else(what)?
+            .record()
+            .map_err(|_| what())?;
+        // A restore keeps a stamp that does not parse (as it does for the clock), so such a
+        // head only leaves the clock where it is; it must not keep the log from opening.
+        match OffsetDateTime::parse(&record.recorded_at, &Rfc3339) {
+            Ok(at) => self.last_recorded_at = self.last_recorded_at.max(at),
+            Err(e) => tracing::warn!(
+                seq = self.head.seq,
+                recorded_at = %record.recorded_at,
+                error = %e,
+                "the head record's recorded_at does not parse"
+            ),
+        }
+        Ok(())
+    }
+
     /// Runs until every sender is gone, one group at a time.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         let mut closed = None;
@@ -193,12 +200,11 @@ impl Writer {
             }
             return;
         }
-        let now = OffsetDateTime::now_utc().max(self.last_recorded_at);
-        let recorded_at = format_time(now);
         let mut overlay = Overlay {
             next_seq: self.head.seq + 1,
             head_hash: self.head.hash,
             frontier: self.frontier.clone(),
+            stamp: Stamp::new(OffsetDateTime::now_utc().max(self.last_recorded_at)),
             ..Overlay::default()
         };
         let mut owed = Vec::with_capacity(group.len());
@@ -214,6 +220,7 @@ impl Writer {
                     let staged = if aborted {
                         Err(AppendError::Aborted)
                     } else {
+                        let recorded_at = overlay.stamp.text.clone();
                         self.stage_append(append, &recorded_at, &mut overlay)
                     };
                     if staged.is_err()
@@ -297,7 +304,8 @@ impl Writer {
         self.metrics.group_events.observe(event_count as f64);
         self.metrics.events_appended.inc_by(event_count);
         self.metrics.head_seq.set(new_head.seq as i64);
-        self.last_recorded_at = now;
+        // Never lowered: the stamp started from it and only rose.
+        self.last_recorded_at = overlay.stamp.at;
         for (name, head) in overlay.streams {
             self.streams.insert(name, head);
         }
@@ -337,488 +345,6 @@ impl Writer {
             }
         }
     }
-
-    /// One atomic batch, sled's flush, then fdatasync of sled's data file: sled 0.34 flushes
-    /// with sync_file_range, which does not empty the disk's write cache.
-    fn make_durable(&mut self, batch: sled::Batch) -> Result<(), std::io::Error> {
-        self.tree.apply_batch(batch).map_err(sled_io)?;
-        self.db.flush().map_err(sled_io)?;
-        if self.options.durability == Durability::Fsync {
-            if self.data_file.is_none() {
-                self.data_file = Some(File::open(self.dir.join("db"))?);
-                // The folder entry of a new `db` file must be durable too.
-                File::open(&self.dir)?.sync_all()?;
-            }
-            if let Some(f) = &self.data_file {
-                f.sync_data()?;
-            }
-            self.sync_new_blobs()?;
-        }
-        Ok(())
-    }
-
-    /// sled 0.34 writes pages larger than a quarter segment to `blobs/<lsn>` files and never
-    /// syncs them; a group whose pages went there is durable only once they are synced.
-    /// An empty folder costs one `readdir`.
-    fn sync_new_blobs(&mut self) -> Result<(), std::io::Error> {
-        let blobs = self.dir.join("blobs");
-        // A new file changes the folder's mtime: one stat per group instead of a listing.
-        let mtime = std::fs::metadata(&blobs).and_then(|m| m.modified()).ok();
-        if mtime.is_some() && mtime == self.blobs_mtime {
-            return Ok(());
-        }
-        self.blobs_mtime = mtime;
-        let entries = match std::fs::read_dir(&blobs) {
-            Ok(e) => e,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(e),
-        };
-        let mut present = HashSet::new();
-        let mut synced_any = false;
-        for entry in entries {
-            let name = entry?.file_name();
-            if !self.synced_blobs.contains(&name) {
-                File::open(blobs.join(&name))?.sync_data()?;
-                synced_any = true;
-            }
-            present.insert(name);
-        }
-        if synced_any {
-            File::open(&blobs)?.sync_all()?;
-        }
-        // Forget blobs sled has collected since.
-        self.synced_blobs = present;
-        Ok(())
-    }
-
-    fn stream_head(&mut self, stream: &str, overlay: &Overlay) -> Option<StreamHead> {
-        if let Some(h) = overlay.streams.get(stream) {
-            return Some(*h);
-        }
-        if let Some(h) = self.streams.get(stream) {
-            return Some(*h);
-        }
-        let v = self.tree.get(layout::stream_head_key(stream)).ok()??;
-        let head = StreamHead {
-            version: layout::read_u64(&v)?,
-            last_seq: layout::read_u64(&v[8..])?,
-        };
-        self.streams.insert(stream.to_string(), head);
-        Some(head)
-    }
-
-    /// The record and position of an id already in the log or staged in this group.
-    fn existing(&self, id: &Uuid, overlay: &Overlay) -> Result<Option<(Record, Position)>, String> {
-        if let Some((r, p)) = overlay.ids.get(id) {
-            return Ok(Some((r.clone(), p.clone())));
-        }
-        let Some(v) = self
-            .tree
-            .get(layout::id_key(id))
-            .map_err(|e| e.to_string())?
-        else {
-            return Ok(None);
-        };
-        let seq = layout::read_u64(&v).ok_or("corrupt id index")?;
-        let stored = self
-            .tree
-            .get(layout::event_key(seq))
-            .map_err(|e| e.to_string())?
-            .ok_or("id index points at a missing record")?;
-        let rec = record::Recorded::from_stored(seq, &stored).ok_or("corrupt record")?;
-        let parsed = rec.record().map_err(|e| e.to_string())?;
-        let position = Position {
-            id: *id,
-            seq,
-            version: parsed.version,
-            hash: rec.hash,
-            recorded_at: parsed.recorded_at.clone(),
-        };
-        Ok(Some((parsed, position)))
-    }
-
-    fn key_exists(&self, key: &str, overlay: &Overlay) -> Result<Option<u64>, String> {
-        if overlay.keys.contains(key) {
-            return Ok(Some(0));
-        }
-        match self
-            .tree
-            .get(layout::registry_key(key))
-            .map_err(|e| e.to_string())?
-        {
-            Some(v) => Ok(Some(layout::read_u64(&v).unwrap_or(0))),
-            None => Ok(None),
-        }
-    }
-
-    /// Checks one request and stages its writes; on refusal the overlay is unchanged.
-    fn stage_append(
-        &mut self,
-        append: Append,
-        recorded_at: &str,
-        overlay: &mut Overlay,
-    ) -> Result<Appended, AppendError> {
-        let current = self.stream_head(&append.stream, overlay);
-        // Idempotency first: a repeated request answers with the original positions even if
-        // the stream has moved on since.
-        let mut duplicates = Vec::new();
-        let mut seen = HashSet::new();
-        for (index, ev) in append.events.iter().enumerate() {
-            if !seen.insert(ev.id) {
-                return Err(AppendError::DuplicateInRequest { index, id: ev.id });
-            }
-            // A server-minted UUIDv7 cannot already be in the log: skip the lookup.
-            let found = if ev.client_id {
-                self.existing(&ev.id, overlay)
-                    .map_err(AppendError::Unavailable)?
-            } else {
-                None
-            };
-            if let Some((rec, pos)) = found {
-                let candidate = Record {
-                    stream: append.stream.clone(),
-                    event_type: ev.event_type.clone(),
-                    schema_version: ev.schema_version,
-                    occurred: ev.occurred.clone(),
-                    process: ev.process.clone(),
-                    data: ev.data.clone(),
-                    evidence: ev.evidence.clone(),
-                    meta: ev.meta.clone(),
-                    ..rec.clone()
-                };
-                if candidate.content() != rec.content() {
-                    return Err(AppendError::IdConflict {
-                        index,
-                        id: ev.id,
-                        seq: pos.seq,
-                    });
-                }
-                duplicates.push((index, pos));
-            }
-        }
-        if !duplicates.is_empty() {
-            if duplicates.len() == append.events.len() {
-                let stream_version = current.map(|h| h.version).unwrap_or(0);
-                return Ok(Appended {
-                    positions: duplicates.into_iter().map(|(_, p)| p).collect(),
-                    stream_version,
-                    duplicate: true,
-                });
-            }
-            let (index, pos) = &duplicates[0];
-            return Err(AppendError::PartialDuplicate {
-                index: *index,
-                id: pos.id,
-            });
-        }
-
-        let current_version = current.map(|h| h.version).unwrap_or(0);
-        let ok = match append.expected {
-            ExpectedVersion::Any => true,
-            ExpectedVersion::NoStream => current.is_none(),
-            ExpectedVersion::Exists => current.is_some(),
-            ExpectedVersion::Exact(n) => n == current_version,
-        };
-        if !ok {
-            return Err(AppendError::WrongExpectedVersion {
-                stream: append.stream.clone(),
-                expected: append.expected,
-                current: current_version,
-            });
-        }
-
-        // References: earlier events of this request count as existing.
-        let mut local_keys: HashSet<&str> = HashSet::new();
-        let mut local_ids: HashSet<Uuid> = HashSet::new();
-        for (index, ev) in append.events.iter().enumerate() {
-            for req in &ev.refs.requires {
-                match req {
-                    Requirement::Key { key, pointer } => {
-                        let found = local_keys.contains(key.as_str())
-                            || self
-                                .key_exists(key, overlay)
-                                .map_err(AppendError::Unavailable)?
-                                .is_some();
-                        if !found {
-                            return Err(AppendError::MissingReference {
-                                index,
-                                pointer: pointer.clone(),
-                                what: describe_key(key),
-                            });
-                        }
-                    }
-                    Requirement::Event { id, pointer } => {
-                        let found = local_ids.contains(id)
-                            || self
-                                .existing(id, overlay)
-                                .map_err(AppendError::Unavailable)?
-                                .is_some();
-                        if !found {
-                            return Err(AppendError::MissingReference {
-                                index,
-                                pointer: pointer.clone(),
-                                what: format!("event {id}"),
-                            });
-                        }
-                    }
-                }
-            }
-            for (key, pointer) in &ev.refs.declares {
-                let prior = if local_keys.contains(key.as_str()) {
-                    Some(0)
-                } else {
-                    self.key_exists(key, overlay)
-                        .map_err(AppendError::Unavailable)?
-                };
-                if let Some(seq) = prior {
-                    return Err(AppendError::AlreadyDeclared {
-                        index,
-                        pointer: pointer.clone(),
-                        key: key.clone(),
-                        seq,
-                    });
-                }
-                local_keys.insert(key);
-            }
-            local_ids.insert(ev.id);
-        }
-
-        // Accepted: build the records and stage them.
-        let mut seq = overlay.next_seq;
-        let mut hash = overlay.head_hash;
-        let mut version = current_version;
-        let mut staged = Vec::with_capacity(append.events.len() * 3 + 1);
-        let mut staged_ids = Vec::with_capacity(append.events.len());
-        let mut positions = Vec::with_capacity(append.events.len());
-        let mut frontier = overlay.frontier.clone();
-        let mut declared = Vec::new();
-        let Append {
-            stream,
-            events,
-            principal,
-            ..
-        } = append;
-        for ev in events {
-            version += 1;
-            // Fields move into the record: no copy of the payload on the hot path.
-            let rec = Record {
-                id: ev.id,
-                seq,
-                stream: stream.clone(),
-                version,
-                event_type: ev.event_type,
-                schema_version: ev.schema_version,
-                recorded_at: recorded_at.to_string(),
-                recorded_by: principal.clone(),
-                occurred: ev.occurred,
-                process: ev.process,
-                data: ev.data,
-                evidence: ev.evidence,
-                meta: ev.meta,
-                prev_hash: hex::encode(hash),
-            };
-            let bytes = rec
-                .to_bytes()
-                .map_err(|e| AppendError::Unavailable(format!("cannot encode record: {e}")))?;
-            hash = record::chain(&hash, &bytes);
-            if self.merkle {
-                stage_merkle(&mut frontier, &bytes, &mut staged);
-            }
-            let mut value = Vec::with_capacity(32 + bytes.len());
-            value.extend_from_slice(&hash);
-            value.extend_from_slice(&bytes);
-            staged.push((layout::event_key(seq).to_vec(), value));
-            staged.push((
-                layout::stream_key(&stream, version),
-                seq.to_be_bytes().to_vec(),
-            ));
-            staged.push((layout::id_key(&ev.id).to_vec(), seq.to_be_bytes().to_vec()));
-            for (key, _) in ev.refs.declares {
-                staged.push((layout::registry_key(&key), seq.to_be_bytes().to_vec()));
-                declared.push(key);
-            }
-            let position = Position {
-                id: ev.id,
-                seq,
-                version,
-                hash,
-                recorded_at: recorded_at.to_string(),
-            };
-            positions.push(position.clone());
-            staged_ids.push((rec, position));
-            seq += 1;
-        }
-        staged.push((
-            layout::stream_head_key(&stream),
-            layout::stream_head_value(version, seq - 1).to_vec(),
-        ));
-
-        // Commit the staging into the overlay.
-        overlay.writes.extend(staged);
-        for (rec, pos) in staged_ids {
-            overlay.ids.insert(rec.id, (rec, pos));
-        }
-        overlay.keys.extend(declared);
-        overlay.streams.insert(
-            stream,
-            StreamHead {
-                version,
-                last_seq: seq - 1,
-            },
-        );
-        overlay.next_seq = seq;
-        overlay.head_hash = hash;
-        overlay.frontier = frontier;
-        Ok(Appended {
-            positions,
-            stream_version: version,
-            duplicate: false,
-        })
-    }
-
-    /// Checks exported records continue the log exactly and stages them verbatim.
-    fn stage_restore(
-        &mut self,
-        records: Vec<Restore>,
-        overlay: &mut Overlay,
-    ) -> Result<Head, AppendError> {
-        let mut seq = overlay.next_seq;
-        let mut hash = overlay.head_hash;
-        let mut staged = Vec::new();
-        let mut streams: HashMap<String, StreamHead> = HashMap::new();
-        let mut keys: HashSet<String> = HashSet::new();
-        let mut ids: Vec<(Record, Position)> = Vec::new();
-        let mut frontier = overlay.frontier.clone();
-        for r in records {
-            let rec = r.record;
-            let mismatch = |reason: String| AppendError::RestoreMismatch {
-                seq: rec.seq,
-                reason,
-            };
-            if rec.seq != seq {
-                return Err(mismatch(format!("expected seq {seq}")));
-            }
-            if rec.prev_hash != hex::encode(hash) {
-                return Err(mismatch("prev_hash does not continue the chain".into()));
-            }
-            let current = match streams.get(&rec.stream) {
-                Some(h) => Some(*h),
-                None => self.stream_head(&rec.stream, overlay),
-            };
-            let expected_version = current.map(|h| h.version).unwrap_or(0) + 1;
-            if rec.version != expected_version {
-                return Err(mismatch(format!(
-                    "stream `{}` version should be {expected_version}",
-                    rec.stream
-                )));
-            }
-            if self
-                .existing(&rec.id, overlay)
-                .map_err(AppendError::Unavailable)?
-                .is_some()
-                || ids.iter().any(|(x, _)| x.id == rec.id)
-            {
-                return Err(mismatch(format!("event id {} is already present", rec.id)));
-            }
-            for req in &r.refs.requires {
-                let found = match req {
-                    Requirement::Key { key, .. } => {
-                        keys.contains(key)
-                            || self
-                                .key_exists(key, overlay)
-                                .map_err(AppendError::Unavailable)?
-                                .is_some()
-                    }
-                    Requirement::Event { id, .. } => {
-                        ids.iter().any(|(x, _)| x.id == *id)
-                            || self
-                                .existing(id, overlay)
-                                .map_err(AppendError::Unavailable)?
-                                .is_some()
-                    }
-                };
-                if !found {
-                    return Err(mismatch(
-                        "it references something not yet in the log".into(),
-                    ));
-                }
-            }
-            let bytes = rec
-                .to_bytes()
-                .map_err(|e| AppendError::Unavailable(format!("cannot encode record: {e}")))?;
-            let computed = record::chain(&hash, &bytes);
-            if computed != r.hash {
-                return Err(mismatch(
-                    "its hash does not match its content (altered export?)".into(),
-                ));
-            }
-            hash = computed;
-            if self.merkle {
-                stage_merkle(&mut frontier, &bytes, &mut staged);
-            }
-            let mut value = Vec::with_capacity(32 + bytes.len());
-            value.extend_from_slice(&hash);
-            value.extend_from_slice(&bytes);
-            staged.push((layout::event_key(seq).to_vec(), value));
-            staged.push((
-                layout::stream_key(&rec.stream, rec.version),
-                seq.to_be_bytes().to_vec(),
-            ));
-            staged.push((layout::id_key(&rec.id).to_vec(), seq.to_be_bytes().to_vec()));
-            for (key, _) in &r.refs.declares {
-                if keys.contains(key) || self.key_exists(key, overlay).ok().flatten().is_some() {
-                    return Err(mismatch(format!("`{key}` is already registered")));
-                }
-                keys.insert(key.clone());
-                staged.push((layout::registry_key(key), seq.to_be_bytes().to_vec()));
-            }
-            streams.insert(
-                rec.stream.clone(),
-                StreamHead {
-                    version: rec.version,
-                    last_seq: seq,
-                },
-            );
-            let pos = Position {
-                id: rec.id,
-                seq,
-                version: rec.version,
-                hash,
-                recorded_at: rec.recorded_at.clone(),
-            };
-            if let Ok(t) = OffsetDateTime::parse(&rec.recorded_at, &Rfc3339) {
-                self.last_recorded_at = self.last_recorded_at.max(t);
-            }
-            ids.push((rec, pos));
-            seq += 1;
-        }
-        for (name, head) in &streams {
-            staged.push((
-                layout::stream_head_key(name),
-                layout::stream_head_value(head.version, head.last_seq).to_vec(),
-            ));
-        }
-        overlay.writes.extend(staged);
-        overlay.streams.extend(streams);
-        overlay.keys.extend(keys);
-        for (rec, pos) in ids {
-            overlay.ids.insert(rec.id, (rec, pos));
-        }
-        overlay.next_seq = seq;
-        overlay.head_hash = hash;
-        overlay.frontier = frontier;
-        Ok(Head { seq: seq - 1, hash })
-    }
-}
-
-/// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
-/// `STORED_FROM_LEVEL` up; lower ones are recomputed from the records when needed.
-fn stage_merkle(frontier: &mut Frontier, bytes: &[u8], staged: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-    for (level, index, h) in frontier.push(merkle::leaf_hash(bytes)) {
-        if level >= merkle::STORED_FROM_LEVEL {
-            staged.push((layout::merkle_key(level, index).to_vec(), h.to_vec()));
-        }
-    }
 }
 
 fn command_events(cmd: &Command) -> usize {
@@ -843,13 +369,6 @@ fn refuse(cmd: Command, why: &str) {
     }
 }
 
-fn sled_io(e: sled::Error) -> std::io::Error {
-    match e {
-        sled::Error::Io(io) => io,
-        other => std::io::Error::other(other.to_string()),
-    }
-}
-
 /// `2026-01-23T10:00:00.123456Z`: RFC 3339, UTC, always six fractional digits so that
 /// timestamps sort as strings.
 pub(crate) fn format_time(t: OffsetDateTime) -> String {
@@ -864,12 +383,4 @@ pub(crate) fn format_time(t: OffsetDateTime) -> String {
         t.second(),
         t.microsecond()
     )
-}
-
-/// `source:src:x` → "source `src:x`".
-fn describe_key(key: &str) -> String {
-    match key.split_once(':') {
-        Some((kind, id)) => format!("{kind} `{id}`"),
-        None => format!("`{key}`"),
-    }
 }

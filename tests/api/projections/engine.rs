@@ -2,7 +2,7 @@
 //! built incrementally (with restarts, graceful or crash-like, at random points) equals the
 //! state a full rebuild folds from seq 1.
 
-use annals::log::{Log, NewEvent, WriterGuard};
+use annals::log::{Log, NewEvent};
 use annals::metrics::Metrics;
 use annals::projection::{self, Engine, ProjectionConfig};
 use proptest::prelude::*;
@@ -116,23 +116,19 @@ fn config() -> ProjectionConfig {
     }
 }
 
-async fn close(engine: Engine, log: Log, writer: WriterGuard, crash: bool) {
+async fn close(engine: Engine, log: Log, crash: bool) {
     if crash {
         engine.halt().await;
     } else {
         engine.shutdown().await;
     }
     log.close().await;
-    drop(log);
     drop(engine);
-    tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .unwrap();
 }
 
 async fn run(ops: Vec<Op>, restarts: Vec<(usize, bool)>) -> (Value, Value, u64) {
     let dir = tempfile::tempdir().unwrap();
-    let (mut log, mut writer) = open(dir.path());
+    let mut log = open(dir.path());
     let mut engine = Engine::start(log.clone(), config(), &Metrics::new().unwrap()).unwrap();
     let mut facts = Vec::new();
     let mut stream_events = Vec::new();
@@ -155,8 +151,8 @@ async fn run(ops: Vec<Op>, restarts: Vec<(usize, bool)>) -> (Value, Value, u64) 
                 if !crash {
                     caught_up(&engine, &log).await;
                 }
-                close(engine, log, writer, crash).await;
-                (log, writer) = open(dir.path());
+                close(engine, log, crash).await;
+                log = open(dir.path());
                 engine = Engine::start(log.clone(), config(), &Metrics::new().unwrap()).unwrap();
             }
         }
@@ -169,7 +165,7 @@ async fn run(ops: Vec<Op>, restarts: Vec<(usize, bool)>) -> (Value, Value, u64) 
         k.seq
     });
     let rebuilt = projection::all_views(&full_fold(&log));
-    close(engine, log, writer, false).await;
+    close(engine, log, false).await;
     (incremental, rebuilt, facts_equal)
 }
 

@@ -2,14 +2,14 @@
 //! real log over a temp folder, events built without HTTP, and the engine's catch-up.
 
 use annals::log::Durability;
-use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References, WriterGuard};
+use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References};
 use annals::metrics::Metrics;
 use annals::projection::{Engine, Knowledge};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// Opens the log of `dir` with its writer.
-pub fn open(dir: &std::path::Path) -> (Log, WriterGuard) {
+pub fn open(dir: &std::path::Path) -> Log {
     Log::open(
         dir,
         LogConfig {

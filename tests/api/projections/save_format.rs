@@ -5,7 +5,7 @@
 //! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
 //! the truth; a save only spares a fold from seq 1.
 
-use annals::log::{Log, WriterGuard};
+use annals::log::Log;
 use annals::metrics::Metrics;
 use annals::projection::save::{self, Meta};
 use annals::projection::{self, Engine, ProjectionConfig};
@@ -37,14 +37,6 @@ async fn run_to_head(engine: Engine, log: &Log) -> (u64, Value) {
         engine.status()[0].replayed_since_start,
         engine.read(projection::all_views),
     )
-}
-
-async fn close(log: Log, writer: WriterGuard) {
-    log.close().await;
-    drop(log);
-    tokio::task::spawn_blocking(move || writer.join())
-        .await
-        .unwrap();
 }
 
 /// Registers a source, then appends `n` statements by `speaker` saying `says` (numbered).
@@ -120,21 +112,21 @@ fn assert_only_generation(log: &Log, generation: u32) {
 /// folder, its views and its whole save tree.
 async fn saved_folder(says: &str, n: u64) -> (tempfile::TempDir, Value, Vec<(Vec<u8>, Vec<u8>)>) {
     let dir = tempfile::tempdir().unwrap();
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let head = tell(&log, "actor:a", says, n).await;
     let (_, views) = run_to_head(start(&log), &log).await;
     let m = meta(&log);
     assert_eq!((m.seq, m.format), (head, 2), "{m:?}");
     assert_only_generation(&log, m.generation);
     let stored = entries(&log);
-    close(log, writer).await;
+    log.close().await;
     (dir, views, stored)
 }
 
 #[tokio::test]
 async fn a_save_in_the_old_layout_is_discarded_and_the_log_folded_again() {
     let (dir, before, _) = saved_folder("said", 12).await;
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let head = log.head().seq;
     let old = meta(&log);
 
@@ -155,10 +147,10 @@ async fn a_save_in_the_old_layout_is_discarded_and_the_log_folded_again() {
         1,
         "a meta without `format` reads as format 1"
     );
-    close(log, writer).await;
+    log.close().await;
 
     // The old layout is not loaded: every record is folded again, to the same views.
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let engine = start(&log);
     assert!(
         tree(&log).get(&junk).unwrap().is_none(),
@@ -182,13 +174,13 @@ async fn a_save_in_the_old_layout_is_discarded_and_the_log_folded_again() {
         }
     );
     assert_only_generation(&log, m.generation);
-    close(log, writer).await;
+    log.close().await;
 
     // And that save is trusted: a restart replays nothing.
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     assert_eq!(run_to_head(start(&log), &log).await, (0, before));
     assert!(tree(&log).get(&junk).unwrap().is_none());
-    close(log, writer).await;
+    log.close().await;
 }
 
 /// Copies a save tree into the folder of another log, starts the engine there, and
@@ -201,7 +193,7 @@ async fn assert_transplant_discarded(
     n: u64,
 ) {
     let dir = tempfile::tempdir().unwrap();
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let head = tell(&log, speaker, says, n).await;
     {
         let t = tree(&log);
@@ -227,15 +219,15 @@ async fn assert_transplant_discarded(
         (copied.generation + 1, head, 2)
     );
     assert_only_generation(&log, m.generation);
-    close(log, writer).await;
+    log.close().await;
 
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     assert_eq!(
         run_to_head(start(&log), &log).await,
         (0, views),
         "the new save is trusted"
     );
-    close(log, writer).await;
+    log.close().await;
 }
 
 #[tokio::test]
@@ -263,7 +255,7 @@ async fn a_save_of_another_history_with_records_of_the_same_lengths_is_discarded
 async fn a_crash_right_after_a_save_was_discarded_still_folds_every_record() {
     let (_a, _, stored) = saved_folder("said", 12).await;
     let dir = tempfile::tempdir().unwrap();
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     tell(&log, "actor:b", "told another story", 20).await;
     {
         let t = tree(&log);
@@ -275,16 +267,16 @@ async fn a_crash_right_after_a_save_was_discarded_still_folds_every_record() {
     // Start (the copied save is discarded) and stop at once as a crash would, most
     // likely before the first save of the new generation.
     start(&log).halt().await;
-    close(log, writer).await;
+    log.close().await;
 
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let (_, views) = run_to_head(start(&log), &log).await;
     assert_eq!(
         views,
         fresh_views(&log),
         "no record was lost across the crash"
     );
-    close(log, writer).await;
+    log.close().await;
 }
 
 #[tokio::test]
@@ -297,7 +289,7 @@ async fn a_save_ahead_of_the_log_is_discarded() {
 #[tokio::test]
 async fn a_corrupt_save_chunk_is_discarded_and_the_log_folded_again() {
     let (dir, _, stored) = saved_folder("said", 12).await;
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let (key, _) = stored.iter().find(|(k, _)| k[0] == b'c').cloned().unwrap();
     tree(&log).insert(key.as_slice(), &[0xffu8; 4][..]).unwrap();
     log.sync_aux().unwrap();
@@ -311,13 +303,13 @@ async fn a_corrupt_save_chunk_is_discarded_and_the_log_folded_again() {
     assert!(tree(&log).get(&key).unwrap().is_none());
     assert_eq!(meta(&log).generation, generation + 1);
     assert_eq!(run_to_head(start(&log), &log).await, (0, fresh));
-    close(log, writer).await;
+    log.close().await;
 }
 
 #[tokio::test]
 async fn a_crash_after_a_rebuild_wrote_its_generation_but_before_the_flip_keeps_the_old_save() {
     let (dir, before, _) = saved_folder("said", 12).await;
-    let (log, writer) = open(dir.path());
+    let log = open(dir.path());
     let old = meta(&log);
     // What a rebuild writes before it flips `meta`: the whole next generation.
     let fresh = full_fold(&log);
@@ -331,10 +323,10 @@ async fn a_crash_after_a_rebuild_wrote_its_generation_but_before_the_flip_keeps_
     );
     // The crash: nothing flipped. A restart resumes from the old save, replays nothing,
     // and removes the unfinished generation.
-    close(log, writer).await;
-    let (log, writer) = open(dir.path());
+    log.close().await;
+    let log = open(dir.path());
     assert_eq!(run_to_head(start(&log), &log).await, (0, before));
     assert_eq!(meta(&log), old);
     assert_only_generation(&log, old.generation);
-    close(log, writer).await;
+    log.close().await;
 }

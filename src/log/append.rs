@@ -1,0 +1,235 @@
+//! What an append is made of and what it answers: the request (`Append`, `NewEvent`, the
+//! expected version, the references type rules computed), a restore of exported records, the
+//! positions and the refusals. Plain data: this module must never touch the store or the
+//! writer's state, so the writer is the only place where an append is decided.
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use serde_json::Value;
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+use super::record::{Hash, Record};
+
+/// What the client expects a stream's version to be before its append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpectedVersion {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream must exist.
+    Exists,
+    /// The stream's version must be exactly this (0 means: no stream yet).
+    Exact(u64),
+}
+
+impl std::fmt::Display for ExpectedVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ExpectedVersion::Any => f.write_str("any"),
+            ExpectedVersion::NoStream => f.write_str("no_stream"),
+            ExpectedVersion::Exists => f.write_str("exists"),
+            ExpectedVersion::Exact(n) => write!(f, "{n}"),
+        }
+    }
+}
+
+/// A reference an event needs to exist before it, with where in the request it was made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Requirement {
+    /// A registry key (e.g. `source:src:x`) must have been declared.
+    Key {
+        /// The registry key.
+        key: String,
+        /// JSON pointer (within the event) of the referring field.
+        pointer: String,
+    },
+    /// An event with this id must be in the log.
+    Event {
+        /// The referenced event id.
+        id: Uuid,
+        /// JSON pointer (within the event) of the referring field.
+        pointer: String,
+    },
+}
+
+/// Registry keys an event declares and references it needs; computed by `event::rules`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct References {
+    /// Keys this event registers, each once in the log's lifetime: (key, pointer).
+    pub declares: Vec<(String, String)>,
+    /// What must exist before this event.
+    pub requires: Vec<Requirement>,
+}
+
+/// A validated event on its way into the log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Event id: client-chosen, or a fresh UUIDv7.
+    pub id: Uuid,
+    /// Event type.
+    pub event_type: String,
+    /// Schema version.
+    pub schema_version: u32,
+    /// When it happened.
+    pub occurred: Value,
+    /// The negotiation it belongs to.
+    pub process: Option<String>,
+    /// Payload.
+    pub data: Value,
+    /// Evidence items.
+    pub evidence: Value,
+    /// Meta.
+    pub meta: Option<Value>,
+    /// References to check at append time.
+    pub refs: References,
+    /// Whether the client chose the id (only then can it already be in the log).
+    pub client_id: bool,
+}
+
+/// One append request: all of its events land together or none does.
+#[derive(Debug, Clone)]
+pub struct Append {
+    /// Target stream.
+    pub stream: String,
+    /// Optimistic concurrency check.
+    pub expected: ExpectedVersion,
+    /// The events, in order.
+    pub events: Vec<NewEvent>,
+    /// Who appends (recorded as `recorded_by`).
+    pub principal: String,
+    /// A flag shared by a pipeline of appends (import): once the writer refuses one of them it
+    /// sets the flag and refuses every later one, so nothing after a bad line is written even
+    /// though the lines were queued before the refusal was known.
+    pub abort_on_refusal: Option<Arc<AtomicBool>>,
+}
+
+/// Where an appended event landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Position {
+    /// Event id.
+    pub id: Uuid,
+    /// Global seq.
+    pub seq: u64,
+    /// Stream version.
+    pub version: u64,
+    /// Chain hash.
+    pub hash: Hash,
+    /// Transaction time.
+    pub recorded_at: String,
+}
+
+/// The answer to a successful append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Appended {
+    /// Positions, one per event, in request order.
+    pub positions: Vec<Position>,
+    /// The stream's version after the append.
+    pub stream_version: u64,
+    /// True when every event was already in the log with the same content.
+    pub duplicate: bool,
+}
+
+/// A record from an export, to be restored verbatim (import keeps ids, seqs and hashes).
+#[derive(Debug, Clone)]
+pub struct Restore {
+    /// The record.
+    pub record: Record,
+    /// The hash the export claims for it.
+    pub hash: Hash,
+    /// References to check, as for an append.
+    pub refs: References,
+}
+
+/// Why an append was refused. Nothing of a refused request was written.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The stream's version did not match the expectation.
+    #[error("stream `{stream}` is at version {current}, expected {expected}")]
+    WrongExpectedVersion {
+        /// Stream name.
+        stream: String,
+        /// What the client expected.
+        expected: ExpectedVersion,
+        /// The stream's current version (0 if it does not exist).
+        current: u64,
+    },
+    /// An event id is already in the log with different content.
+    #[error("event id {id} is already in the log (seq {seq}) with different content")]
+    IdConflict {
+        /// Index of the event in the request.
+        index: usize,
+        /// The id.
+        id: Uuid,
+        /// Where the original is.
+        seq: u64,
+    },
+    /// Some events of the request are already in the log and some are not.
+    #[error(
+        "event {index} ({id}) is already in the log but other events of the request are not; resend only the new ones"
+    )]
+    PartialDuplicate {
+        /// Index of the first duplicate.
+        index: usize,
+        /// Its id.
+        id: Uuid,
+    },
+    /// The same id appears twice in one request.
+    #[error("event id {id} appears more than once in the request")]
+    DuplicateInRequest {
+        /// Index of the second occurrence.
+        index: usize,
+        /// The id.
+        id: Uuid,
+    },
+    /// A referenced registry key or event does not exist.
+    #[error("{what} does not exist in the log")]
+    MissingReference {
+        /// Index of the event in the request.
+        index: usize,
+        /// Pointer within the event.
+        pointer: String,
+        /// What is missing, in words.
+        what: String,
+    },
+    /// A registry key is declared a second time.
+    #[error("`{key}` is already registered (seq {seq})")]
+    AlreadyDeclared {
+        /// Index of the event in the request.
+        index: usize,
+        /// Pointer within the event.
+        pointer: String,
+        /// The key.
+        key: String,
+        /// Where it was first declared (0: earlier in this request or group).
+        seq: u64,
+    },
+    /// A restored record does not continue the log (import of an export).
+    #[error("record {seq} cannot be restored: {reason}")]
+    RestoreMismatch {
+        /// Seq of the record.
+        seq: u64,
+        /// What did not match.
+        reason: String,
+    },
+    /// An earlier append of the same pipeline was refused, so this one was not attempted.
+    #[error("not attempted: an earlier append of the same import was refused")]
+    Aborted,
+    /// The writer is gone or has failed; the log accepts no more appends until restart.
+    #[error("the log writer is unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The pending answer to a queued append.
+pub struct Ticket(pub(super) oneshot::Receiver<Result<Appended, AppendError>>);
+
+impl Ticket {
+    /// Waits until the append is durable (or refused).
+    pub async fn wait(self) -> Result<Appended, AppendError> {
+        self.0
+            .await
+            .map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
+    }
+}

@@ -1,0 +1,71 @@
+//! The writer's durability: one atomic sled batch, sled's flush, then `fdatasync` of the data
+//! file and of any new `blobs/` file. A group must never be reported durable before every one
+//! of these calls has returned.
+
+use std::collections::HashSet;
+use std::fs::File;
+
+use super::super::Durability;
+use super::Writer;
+
+impl Writer {
+    /// One atomic batch, sled's flush, then fdatasync of sled's data file: sled 0.34 flushes
+    /// with sync_file_range, which does not empty the disk's write cache.
+    pub(super) fn make_durable(&mut self, batch: sled::Batch) -> Result<(), std::io::Error> {
+        self.tree.apply_batch(batch).map_err(sled_io)?;
+        self.db.flush().map_err(sled_io)?;
+        if self.options.durability == Durability::Fsync {
+            if self.data_file.is_none() {
+                self.data_file = Some(File::open(self.dir.join("db"))?);
+                // The folder entry of a new `db` file must be durable too.
+                File::open(&self.dir)?.sync_all()?;
+            }
+            if let Some(f) = &self.data_file {
+                f.sync_data()?;
+            }
+            self.sync_new_blobs()?;
+        }
+        Ok(())
+    }
+
+    /// sled 0.34 writes pages larger than a quarter segment to `blobs/<lsn>` files and never
+    /// syncs them; a group whose pages went there is durable only once they are synced.
+    /// An empty folder costs one `readdir`.
+    fn sync_new_blobs(&mut self) -> Result<(), std::io::Error> {
+        let blobs = self.dir.join("blobs");
+        // A new file changes the folder's mtime: one stat per group instead of a listing.
+        let mtime = std::fs::metadata(&blobs).and_then(|m| m.modified()).ok();
+        if mtime.is_some() && mtime == self.blobs_mtime {
+            return Ok(());
+        }
+        self.blobs_mtime = mtime;
+        let entries = match std::fs::read_dir(&blobs) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        let mut present = HashSet::new();
+        let mut synced_any = false;
+        for entry in entries {
+            let name = entry?.file_name();
+            if !self.synced_blobs.contains(&name) {
+                File::open(blobs.join(&name))?.sync_data()?;
+                synced_any = true;
+            }
+            present.insert(name);
+        }
+        if synced_any {
+            File::open(&blobs)?.sync_all()?;
+        }
+        // Forget blobs sled has collected since.
+        self.synced_blobs = present;
+        Ok(())
+    }
+}
+
+fn sled_io(e: sled::Error) -> std::io::Error {
+    match e {
+        sled::Error::Io(io) => io,
+        other => std::io::Error::other(other.to_string()),
+    }
+}
