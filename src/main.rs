@@ -367,15 +367,15 @@ async fn run(cli: Cli) -> ExitCode {
             action: KeysAction::New { scopes, principal },
         } => {
             let key = keys::generate();
-            let scopes: Vec<String> = scopes
-                .iter()
-                .map(|s| format!("\"{}\"", s.as_str()))
-                .collect();
+            let entry = keys::KeyEntry {
+                principal,
+                hash: key.hash,
+                scopes,
+            };
             let text = format!(
-                "key: {}\n\n# Paste into your config (the key itself is not stored anywhere):\n[[auth.keys]]\nprincipal = \"{principal}\"\nhash = \"{}\"\nscopes = [{}]\n",
+                "key: {}\n\n# Paste into your config (the key itself is not stored anywhere):\n{}",
                 key.key,
-                key.hash,
-                scopes.join(", ")
+                entry.to_toml()
             );
             // A closed pipe (`| head -1`) is not an error worth a panic.
             let _ = std::io::stdout().lock().write_all(text.as_bytes());
