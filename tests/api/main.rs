@@ -11,6 +11,7 @@ mod concurrency;
 mod config;
 mod demo;
 mod durability;
+mod export_online;
 mod idempotency;
 mod live;
 mod openapi;
