@@ -52,3 +52,21 @@ impl CliError {
         ExitCode::from(self.code())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::CliError;
+
+    #[test]
+    fn usage_and_configuration_errors_exit_2_failures_and_verdicts_exit_1() {
+        assert_eq!(CliError::usage("bad flag").code(), 2);
+        let config = annals::config::Config::load(Some(std::path::Path::new("/no/such.toml")))
+            .expect_err("a missing config file is refused");
+        assert_eq!(CliError::from(config).code(), 2);
+        assert_eq!(CliError::failed("disk full").code(), 1);
+        assert_eq!(
+            CliError::Verdict("FAILED at seq 4: changed".into()).code(),
+            1
+        );
+    }
+}
