@@ -30,6 +30,44 @@ pub struct KeyEntry {
     pub scopes: Vec<Scope>,
 }
 
+impl KeyEntry {
+    /// The entry as an `[[auth.keys]]` block of a TOML config: what `annals keys new` prints to
+    /// paste, and what test configs are made of, so the two can never drift apart.
+    pub fn to_toml(&self) -> String {
+        let scopes: Vec<String> = self
+            .scopes
+            .iter()
+            .map(|s| toml_string(s.as_str()))
+            .collect();
+        format!(
+            "[[auth.keys]]\nprincipal = {}\nhash = {}\nscopes = [{}]\n",
+            toml_string(&self.principal),
+            toml_string(&self.hash),
+            scopes.join(", ")
+        )
+    }
+}
+
+/// A TOML basic string. The principal is free text typed by an operator: a quote or a
+/// backslash written bare would make the pasted block break the config.
+fn toml_string(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04X}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// What a key may do. `Admin` implies the other two.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -179,6 +217,37 @@ mod tests {
         assert!(!p.allows(Scope::Read));
         assert!(ring.lookup("ak_wrong").is_none());
         assert!(!format!("{k:?}").contains(&k.key));
+    }
+
+    #[test]
+    fn a_key_entry_written_as_toml_reads_back_as_the_same_entry_whatever_its_principal() {
+        use figment::providers::Format;
+        #[derive(Deserialize)]
+        struct File {
+            auth: AuthConfig,
+        }
+        for principal in [
+            "desk",
+            "news \"desk\" \\ one",
+            "tab\there",
+            "line\nbreak\u{7f}",
+        ] {
+            let entry = KeyEntry {
+                principal: principal.into(),
+                hash: generate().hash,
+                scopes: vec![Scope::Read, Scope::Append],
+            };
+            let text = entry.to_toml();
+            let file: File = figment::Figment::from(figment::providers::Toml::string(&text))
+                .extract()
+                .unwrap_or_else(|e| panic!("{principal:?}: {e}\n{text}"));
+            let [read] = &file.auth.keys[..] else {
+                panic!("one entry expected: {text}");
+            };
+            assert_eq!(read.principal, principal);
+            assert_eq!(read.hash, entry.hash);
+            assert_eq!(read.scopes, entry.scopes);
+        }
     }
 
     #[test]

@@ -178,14 +178,7 @@ impl From<InputError> for Problem {
             InputError::Invalid(errors) => {
                 let detail = errors
                     .first()
-                    .map(|f| {
-                        let at = if f.pointer.is_empty() {
-                            "/"
-                        } else {
-                            &f.pointer
-                        };
-                        format!("{at}: {}", f.message)
-                    })
+                    .map(FieldError::to_string)
                     .unwrap_or_default();
                 Problem::new(
                     StatusCode::UNPROCESSABLE_ENTITY,

@@ -59,14 +59,7 @@ fn describe(e: InputError) -> String {
     match e {
         InputError::Invalid(errors) => errors
             .iter()
-            .map(|f| {
-                let at = if f.pointer.is_empty() {
-                    "/"
-                } else {
-                    &f.pointer
-                };
-                format!("{at}: {}", f.message)
-            })
+            .map(ToString::to_string)
             .collect::<Vec<_>>()
             .join("; "),
         other => other.to_string(),

@@ -1,12 +1,14 @@
 //! Tools that read the whole log: export, import and chain verification. They work on a data
-//! folder directly (offline) or through a running [`Log`](crate::log::Log). This module must
-//! never change a stored record: import only appends through the writer.
+//! folder directly (offline), through a running [`Log`](crate::log::Log), or over HTTP against
+//! a running server (`remote`). This module must never change a stored record: import only
+//! appends through the writer.
 
 pub mod checkpoint;
 pub mod checkpointer;
 pub mod export;
 pub mod import;
 pub mod offline;
+pub mod remote;
 pub mod replay;
 pub mod verify;
 
@@ -14,8 +16,9 @@ pub use checkpointer::AuditConfig;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-/// A progress bar on stderr that draws only when stderr is a terminal (pipes stay clean).
-pub(crate) fn progress(len: Option<u64>, what: &str) -> ProgressBar {
+/// A progress bar on stderr that draws only when stderr is a terminal (pipes stay clean):
+/// the one every long command shows (export, import, rebuild). With no `len`, it counts.
+pub fn progress(len: Option<u64>, what: &str) -> ProgressBar {
     let bar = match len {
         Some(n) => ProgressBar::with_draw_target(Some(n), ProgressDrawTarget::stderr()),
         None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),

@@ -20,6 +20,20 @@ pub struct FieldError {
     pub message: String,
 }
 
+/// `pointer: message`, the one way a field error is put in a sentence (a problem's `detail`,
+/// an import's refusal). An empty pointer is the whole document, written `/` so that the
+/// sentence never starts with a bare colon.
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let at = if self.pointer.is_empty() {
+            "/"
+        } else {
+            &self.pointer
+        };
+        write!(f, "{at}: {}", self.message)
+    }
+}
+
 /// A schema set that failed to compile (a broken build, never bad input).
 #[derive(Debug, thiserror::Error)]
 #[error("schema {name} does not compile: {reason}")]
@@ -143,4 +157,23 @@ fn collect(validator: &Validator, instance: &Value, base: &str) -> Vec<FieldErro
             message: e.to_string(),
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::FieldError;
+
+    #[test]
+    fn a_field_error_reads_pointer_then_message_and_the_whole_document_is_a_slash() {
+        let field = FieldError {
+            pointer: "/data/speaker".into(),
+            message: "must be a string".into(),
+        };
+        assert_eq!(field.to_string(), "/data/speaker: must be a string");
+        let whole = FieldError {
+            pointer: String::new(),
+            message: "must be an object".into(),
+        };
+        assert_eq!(whole.to_string(), "/: must be an object");
+    }
 }

@@ -50,23 +50,9 @@ impl TestKeys {
         }
     }
 
-    /// The `[[auth.keys]]` TOML for a config file.
+    /// The `[[auth.keys]]` TOML for a config file, written as `annals keys new` writes it.
     pub fn toml(&self) -> String {
-        let mut out = String::new();
-        for e in &self.entries {
-            let scopes: Vec<String> = e
-                .scopes
-                .iter()
-                .map(|s| format!("\"{}\"", s.as_str()))
-                .collect();
-            out.push_str(&format!(
-                "[[auth.keys]]\nprincipal = \"{}\"\nhash = \"{}\"\nscopes = [{}]\n\n",
-                e.principal,
-                e.hash,
-                scopes.join(", ")
-            ));
-        }
-        out
+        self.entries.iter().map(|e| e.to_toml() + "\n").collect()
     }
 }
 

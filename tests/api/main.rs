@@ -12,6 +12,7 @@ mod config;
 mod demo;
 mod demo_server;
 mod durability;
+mod export_online;
 mod idempotency;
 mod live;
 mod log_close;

@@ -1,0 +1,105 @@
+//! `annals serve`: start the server, print the lines tools read (the address, then the demo
+//! key), and stop gracefully on Ctrl-C or SIGTERM. It must never print anything else on
+//! stdout: scripts and tests read its first lines.
+
+use std::io::Write;
+use std::net::SocketAddr;
+
+use clap::Args;
+
+use annals::config::Config;
+use annals::{Server, StartOptions};
+
+use super::{CliError, Common, load_config};
+
+/// `annals serve` arguments.
+#[derive(Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Listen address (overrides server.listen); port 0 picks a free port.
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// Load the demo data into an empty data folder and print a key valid for this process.
+    #[arg(long)]
+    demo: bool,
+}
+
+/// Runs the server until a shutdown signal.
+pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+    init_tracing(&args.common.log_format);
+    let config = load_config(&args.common, args.listen)?;
+    run(config, args.demo).await
+}
+
+fn init_tracing(format: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ANNALS_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(config: Config, demo: bool) -> Result<(), CliError> {
+    let server = match Server::start(
+        config,
+        StartOptions {
+            demo,
+            ..StartOptions::default()
+        },
+    )
+    .await
+    {
+        Ok(s) => s,
+        // An unusable key file (the webhook secret key, the checkpoint signing key) is a
+        // configuration error, like a bad value.
+        Err(annals::server::StartError::Webhook(e)) if e.is_config() => {
+            return Err(CliError::usage(e));
+        }
+        Err(annals::server::StartError::Checkpoints(
+            annals::audit::checkpointer::CheckpointerError::Key(e),
+        )) => {
+            return Err(CliError::usage(e));
+        }
+        Err(e) => return Err(CliError::failed(e)),
+    };
+    // Tools read these lines: the address first, then the demo key.
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "listening on http://{}", server.addr());
+    if let Some(key) = &server.demo_key {
+        let _ = writeln!(out, "demo key: {key}");
+    }
+    let _ = out.flush();
+    drop(out);
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    server.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {},
+                    _ = term.recv() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
