@@ -2,16 +2,75 @@
 //! require a key for what a client needs before it has one (health, OpenAPI, schemas).
 
 use serde_json::json;
-use warp::Reply;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
+use warp::{Filter, Reply};
 
+use super::auth::with_scope;
 use super::problem::Problem;
-use super::{Shared, json_response};
-use crate::keys::Scope;
+use super::{Shared, json_response, other_methods, with_state};
+use crate::keys::{Principal, Scope};
+
+/// Health, head, metrics, the OpenAPI document and the schemas (all GET only).
+pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
+    let health = warp::path!("healthz")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|st: Shared| health(&st))
+        .or(warp::path!("healthz").and(other_methods("GET")))
+        .unify();
+    let head = warp::path!("log")
+        .and(warp::get())
+        .and(with_scope(state.clone(), Scope::Read))
+        .and(with_state(state.clone()))
+        .map(|_: Principal, st: Shared| head(&st))
+        .or(warp::path!("log").and(other_methods("GET")))
+        .unify();
+    let metrics = warp::path!("metrics")
+        .and(warp::get())
+        .and(with_scope(state.clone(), Scope::Read))
+        .and(with_state(state.clone()))
+        .map(|_: Principal, st: Shared| metrics(&st))
+        .or(warp::path!("metrics").and(other_methods("GET")))
+        .unify();
+    let openapi = warp::path!("openapi.json")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|st: Shared| openapi(&st))
+        .or(warp::path!("openapi.json").and(other_methods("GET")))
+        .unify();
+    let schema_list = warp::path!("schemas")
+        .and(warp::get())
+        .and(with_state(state.clone()))
+        .map(|st: Shared| schema_list(&st))
+        .or(warp::path!("schemas").and(other_methods("GET")))
+        .unify();
+    let schema_one = warp::path!("schemas" / String)
+        .and(warp::get())
+        .and(with_state(state))
+        .map(|name: String, st: Shared| schema(&st, &name))
+        .or(warp::path!("schemas" / String)
+            .and(other_methods("GET"))
+            .map(|_, r| r))
+        .unify();
+    health
+        .or(head)
+        .unify()
+        .or(metrics)
+        .unify()
+        .boxed()
+        .or(openapi)
+        .unify()
+        .or(schema_list)
+        .unify()
+        .or(schema_one)
+        .unify()
+        .boxed()
+}
 
 /// `GET /healthz`: 200 once appends are accepted, 503 if the writer has failed.
-pub fn health(st: &Shared) -> Response {
+fn health(st: &Shared) -> Response {
     if st.log.is_failed() {
         return json_response(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -26,10 +85,7 @@ pub fn health(st: &Shared) -> Response {
 }
 
 /// `GET /log`: the durable head.
-pub fn head(st: &Shared, auth: Option<&str>) -> Response {
-    if let Err(p) = st.auth.require(auth, Scope::Read) {
-        return p.into_response();
-    }
+fn head(st: &Shared) -> Response {
     let h = st.log.head();
     json_response(
         StatusCode::OK,
@@ -38,10 +94,7 @@ pub fn head(st: &Shared, auth: Option<&str>) -> Response {
 }
 
 /// `GET /metrics`: Prometheus text.
-pub fn metrics(st: &Shared, auth: Option<&str>) -> Response {
-    if let Err(p) = st.auth.require(auth, Scope::Read) {
-        return p.into_response();
-    }
+fn metrics(st: &Shared) -> Response {
     let mut resp = Response::new(st.metrics.render().into());
     resp.headers_mut().insert(
         warp::http::header::CONTENT_TYPE,
@@ -51,7 +104,7 @@ pub fn metrics(st: &Shared, auth: Option<&str>) -> Response {
 }
 
 /// `GET /openapi.json`.
-pub fn openapi(st: &Shared) -> Response {
+fn openapi(st: &Shared) -> Response {
     match st.validator.schemas().document("openapi") {
         Some(doc) => json_response(StatusCode::OK, doc.to_string()),
         None => Problem::not_found("no OpenAPI document was built in").into_response(),
@@ -59,7 +112,7 @@ pub fn openapi(st: &Shared) -> Response {
 }
 
 /// `GET /schemas`: the names of every schema.
-pub fn schema_list(st: &Shared) -> Response {
+fn schema_list(st: &Shared) -> Response {
     let names: Vec<&str> = st
         .validator
         .schemas()
@@ -70,7 +123,7 @@ pub fn schema_list(st: &Shared) -> Response {
 }
 
 /// `GET /schemas/{name}`: one schema, by event type or by name.
-pub fn schema(st: &Shared, name: &str) -> Response {
+fn schema(st: &Shared, name: &str) -> Response {
     let name = name.strip_suffix(".json").unwrap_or(name);
     match st.validator.schemas().document(name) {
         Some(doc) if name != "openapi" => json_response(StatusCode::OK, doc.to_string()),
