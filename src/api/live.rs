@@ -63,7 +63,17 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
 
 /// The live feed handler.
 fn feed(st: Shared, last_event_id: Option<String>, query: &Query) -> Response {
-    let from = match (query.get("from"), last_event_id) {
+    // `from` is checked even when Last-Event-ID overrides it: a malformed request is refused
+    // whichever parameter would have won.
+    let from_param = match query.get("from").map(|f| (f, f.parse::<u64>())) {
+        None => None,
+        Some((_, Ok(n))) => Some(n.max(1)),
+        Some((f, Err(_))) => {
+            return Problem::bad_query("from", format!("`from` must be a seq (got `{f}`)"))
+                .into_response();
+        }
+    };
+    let from = match (from_param, last_event_id) {
         // A reconnecting browser resumes after the last record it saw.
         (_, Some(last)) => match last.trim().parse::<u64>() {
             Ok(n) => n.saturating_add(1),
@@ -72,13 +82,7 @@ fn feed(st: Shared, last_event_id: Option<String>, query: &Query) -> Response {
                     .into_response();
             }
         },
-        (Some(f), None) => match f.parse::<u64>() {
-            Ok(n) => n.max(1),
-            Err(_) => {
-                return Problem::bad_query("from", format!("`from` must be a seq (got `{f}`)"))
-                    .into_response();
-            }
-        },
+        (Some(f), None) => f,
         (None, None) => st.log.head().seq + 1,
     };
     let filter = match type_param(query) {

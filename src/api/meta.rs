@@ -1,6 +1,8 @@
 //! Service routes: health, head, metrics, the OpenAPI document and the schemas. They must never
 //! require a key for what a client needs before it has one (health, OpenAPI, schemas).
 
+use std::sync::OnceLock;
+
 use serde_json::json;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -103,10 +105,18 @@ fn metrics(st: &Shared) -> Response {
     resp
 }
 
-/// `GET /openapi.json`.
+/// `GET /openapi.json`: the document with the schemas it refers to embedded, bundled once
+/// (the schemas are compiled in, so every server of the process serves the same one).
 fn openapi(st: &Shared) -> Response {
-    match st.validator.schemas().document("openapi") {
-        Some(doc) => json_response(StatusCode::OK, doc.to_string()),
+    static BUNDLED: OnceLock<Option<String>> = OnceLock::new();
+    let schemas = st.validator.schemas();
+    let bundled = BUNDLED.get_or_init(|| {
+        schemas
+            .document("openapi")
+            .map(|doc| super::openapi::bundle(doc, |name| schemas.document(name)).to_string())
+    });
+    match bundled {
+        Some(doc) => json_response(StatusCode::OK, doc.clone()),
         None => Problem::not_found("no OpenAPI document was built in").into_response(),
     }
 }

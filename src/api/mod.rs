@@ -8,6 +8,7 @@ mod events;
 mod export;
 mod live;
 mod meta;
+mod openapi;
 pub mod problem;
 mod projections;
 mod proofs;

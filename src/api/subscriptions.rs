@@ -272,9 +272,10 @@ fn invalid_problem(pointer: String, message: String) -> Problem {
 /// The only place webhook errors become problem details.
 fn problem(e: WebhookError) -> Problem {
     match e {
-        WebhookError::NotFound(_) | WebhookError::NoDeadLetter { .. } => {
-            Problem::not_found(e.to_string())
-        }
+        WebhookError::NotFound(_) => Problem::not_found(e.to_string()),
+        // The route exists and so does the subscription: a `seq` naming no dead letter is a
+        // refused body field, not a missing resource.
+        WebhookError::NoDeadLetter { .. } => invalid_problem("/seq".into(), e.to_string()),
         WebhookError::Invalid { pointer, message } => invalid_problem(pointer, message),
         WebhookError::Target(ref g) => {
             let message = g.to_string();
