@@ -14,7 +14,7 @@ use warp::reply::Response;
 
 use super::auth::with_scope;
 use super::problem::Problem;
-use super::{Query, Shared, json_response, other_methods, query, with_state};
+use super::{Query, Shared, json_response, other_methods, query, reply, with_state};
 use crate::keys::{Principal, Scope};
 use crate::log::LogError;
 
@@ -47,10 +47,6 @@ fn required(q: &Query, name: &str) -> Result<u64, Problem> {
 
 fn hexes(path: &[[u8; 32]]) -> Vec<String> {
     path.iter().map(hex::encode).collect()
-}
-
-fn reply(r: Result<Response, Problem>) -> Response {
-    r.unwrap_or_else(|p| p.into_response())
 }
 
 /// `GET /audit/root?size=`.

@@ -138,7 +138,7 @@ async fn bad_projection_queries_get_problems_naming_what_is_wrong() {
     let resp = app.get("/projections/actors/actor:nobody").await;
     assert_eq!(resp.status(), 404);
 
-    // A seq the log has not reached is the client's mistake, not a lag (see min_seq.rs).
+    // A seq the log has not reached is the client's mistake, not a lag (see contract.rs).
     let resp = app.get("/projections/audit?min_seq=999999").await;
     assert_eq!(resp.status(), 422);
     let p: Value = resp.json().await.unwrap();
