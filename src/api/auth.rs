@@ -1,9 +1,36 @@
-//! Bearer-key authentication and scope checks. Handlers call [`Auth::require`] first. This
-//! module must never log, echo or store the presented key.
+//! Bearer-key authentication and scope checks. Every protected route puts [`with_scope`] right
+//! after its path and method, so no handler checks a key by hand. This module must never log,
+//! echo or store the presented key.
 
+use std::convert::Infallible;
+
+use warp::Filter;
+use warp::http::StatusCode;
+
+use super::{Shared, with_state};
 use crate::api::problem::Problem;
 use crate::keys::{KeyRing, Principal, Scope};
-use warp::http::StatusCode;
+
+/// The `Authorization` header, if any (an unreadable one counts as absent: a 401, not a 400).
+fn authorization() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
+    warp::header::optional::<String>("authorization")
+        .or_else(|_| async { Ok::<_, Infallible>((None,)) })
+}
+
+/// Yields the principal behind the request's key if it has `scope`; otherwise rejects with the
+/// 401 or 403 problem of [`Auth::require`], which `problem::recover` answers.
+pub fn with_scope(
+    state: Shared,
+    scope: Scope,
+) -> impl Filter<Extract = (Principal,), Error = warp::Rejection> + Clone {
+    authorization().and(with_state(state)).and_then(
+        move |auth: Option<String>, st: Shared| async move {
+            st.auth
+                .require(auth.as_deref(), scope)
+                .map_err(warp::reject::custom)
+        },
+    )
+}
 
 /// The configured keys plus any process-lifetime key (the `--demo` key).
 pub struct Auth {

@@ -1,137 +1,77 @@
-//! Handlers for appending and reading events and streams. They authenticate, parse, call the
-//! validator and the log, and shape JSON. They must never decide what is valid (that is
-//! `event/`) or how things are stored (that is `log/`).
+//! Routes under `/events`: the whole log by seq (with a type filter) and one event by id, plus
+//! the type filter the live feed shares. Handlers parse, read the log and shape JSON. They must
+//! never decide what is valid (that is `event/`) or how things are stored (that is `log/`).
 
-use serde_json::json;
 use uuid::Uuid;
-use warp::Reply;
+use warp::Filter;
+use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
-use super::problem::{Problem, from_append};
-use super::{Query, Shared, json_response, read_body};
-use crate::event::{self, InputError};
-use crate::keys::Scope;
-use crate::log::{Append, Recorded};
+use super::auth::with_scope;
+use super::problem::Problem;
+use super::{Query, Shared, json_response, other_methods, query, reply, with_state};
+use crate::keys::{Principal, Scope};
+use crate::log::Recorded;
 
-/// Decodes the stream name from the path tail after `/streams/` (raw or percent-encoded),
-/// requiring it to end in `/events`.
-fn stream_from_tail(tail: &str) -> Option<String> {
-    let decoded = percent_encoding::percent_decode_str(tail)
-        .decode_utf8()
-        .ok()?
-        .into_owned();
-    // No trimming: `process/x/` has an empty last segment and must be refused, not renamed.
-    Some(decoded.strip_suffix("/events")?.to_string())
+/// `GET /events` and `GET /events/{id}` (the live feed, `/events/live`, is `live::routes`).
+pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
+    let all = warp::path!("events")
+        .and(warp::get())
+        .and(with_scope(state.clone(), Scope::Read))
+        .and(query())
+        .and(with_state(state.clone()))
+        .map(|_: Principal, q: Query, st: Shared| read_all(&st, &q));
+    let by_id = warp::path!("events" / String)
+        .and(warp::get())
+        .and(with_scope(state.clone(), Scope::Read))
+        .and(with_state(state))
+        .map(|id: String, _: Principal, st: Shared| get_by_id(&st, &id));
+    all.or(warp::path!("events").and(other_methods("GET")))
+        .unify()
+        .or(by_id)
+        .unify()
+        .or(warp::path!("events" / String)
+            .and(other_methods("GET"))
+            .map(|_, r| r))
+        .unify()
+        .boxed()
 }
 
-fn reply(result: Result<Response, Problem>) -> Response {
-    match result {
-        Ok(r) => r,
-        Err(p) => p.into_response(),
+/// Whether a `type` parameter is what the OpenAPI document's pattern for it allows: a
+/// comma-separated list of `*`, exact types and `.*` globs. A malformed filter is a client's
+/// mistake to be told about, not a filter that quietly matches nothing.
+pub fn valid_type_param(value: &str) -> bool {
+    // The document's `$` is a Python/ECMA `$`, which also matches before one final newline.
+    let value = value.strip_suffix('\n').unwrap_or(value);
+    // Each item is one glob of `crate::glob`: a lowercase letter or `*` first, then lowercase
+    // letters, digits, `_`, `.` and `*`.
+    value.split(',').all(|item| {
+        let mut chars = item.chars();
+        chars
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '*')
+            && chars.all(|c| {
+                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '.' | '*')
+            })
+    })
+}
+
+/// The `type` parameter as a filter; a 400 naming it if malformed.
+pub fn type_param(query: &Query) -> Result<TypeFilter, Problem> {
+    match query.get("type") {
+        Some(t) if !valid_type_param(t) => Err(Problem::bad_query(
+            "type",
+            format!(
+                "`type` must be a comma-separated list of event types (`meeting.held`) or globs where `*` matches any run of characters (`meeting.*`, `*.held`, `*`) (got `{t}`)"
+            ),
+        )),
+        t => Ok(TypeFilter::parse(t)),
     }
 }
 
-/// `POST /streams/{stream}/events`.
-pub async fn append(
-    st: Shared,
-    tail: String,
-    auth: Option<String>,
-    content_type: Option<String>,
-    content_length: Option<u64>,
-    query: Query,
-    body: impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>> + Unpin,
-) -> Response {
-    reply(
-        async {
-            if tail.is_empty() {
-                return Err(Problem::new(
-                    StatusCode::METHOD_NOT_ALLOWED,
-                    "method-not-allowed",
-                    "Method not allowed",
-                    "/streams lists streams (GET); append with POST /streams/{stream}/events",
-                )
-                .header(warp::http::header::ALLOW, "GET"));
-            }
-            let principal = st.auth.require(auth.as_deref(), Scope::Append)?;
-            let stream = stream_from_tail(&tail)
-                .ok_or_else(|| Problem::not_found("append to /streams/{stream}/events"))?;
-            event::check_stream_name(&stream, st.limits())?;
-            let json_type = content_type.as_deref().is_some_and(|ct| {
-                let mime = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                mime == "application/json"
-                    || (mime.starts_with("application/") && mime.ends_with("+json"))
-            });
-            if !json_type {
-                return Err(Problem::new(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "unsupported-media-type",
-                    "Unsupported content type",
-                    format!(
-                        "send Content-Type: application/json (got {})",
-                        content_type.as_deref().unwrap_or("none")
-                    ),
-                ));
-            }
-            let bytes = read_body(content_length, body, st.limits().max_body_bytes).await?;
-            let value = event::parse_json(&bytes)?;
-            let single = value.get("events").is_none();
-            let submission = st
-                .validator
-                .submission(&value, query.get("expected_version").map(String::as_str))?;
-            let append = Append {
-                stream: stream.clone(),
-                expected: submission.expected,
-                events: submission.events,
-                principal: principal.name,
-                abort_on_refusal: None,
-            };
-            let appended = st.log.append(append).await.map_err(|e| {
-                from_append(e, |i| {
-                    if single {
-                        String::new()
-                    } else {
-                        format!("/events/{i}")
-                    }
-                })
-            })?;
-            let events: Vec<_> = appended
-                .positions
-                .iter()
-                .map(|p| {
-                    json!({
-                        "id": p.id,
-                        "seq": p.seq,
-                        "version": p.version,
-                        "hash": hex::encode(p.hash),
-                        "recorded_at": p.recorded_at,
-                        "duplicate": appended.duplicate,
-                    })
-                })
-                .collect();
-            let status = if appended.duplicate {
-                StatusCode::OK
-            } else {
-                StatusCode::CREATED
-            };
-            let body = json!({
-                "stream": stream,
-                "stream_version": appended.stream_version,
-                "events": events,
-            });
-            Ok(json_response(status, body.to_string()))
-        }
-        .await,
-    )
-}
-
 /// Parses an optional integer query parameter within bounds.
-fn int_param(query: &Query, name: &str, default: u64, min: u64) -> Result<u64, Problem> {
+pub(super) fn int_param(query: &Query, name: &str, default: u64, min: u64) -> Result<u64, Problem> {
     match query.get(name) {
         None => Ok(default),
         Some(s) => match s.parse::<u64>() {
@@ -144,7 +84,8 @@ fn int_param(query: &Query, name: &str, default: u64, min: u64) -> Result<u64, P
     }
 }
 
-fn limit_param(st: &Shared, query: &Query) -> Result<usize, Problem> {
+/// The `limit` parameter: at least 1, clamped to `limits.max_read_limit`.
+pub(super) fn limit_param(st: &Shared, query: &Query) -> Result<usize, Problem> {
     let max = st.limits().max_read_limit as u64;
     Ok(int_param(query, "limit", 100.min(max), 1)?.min(max) as usize)
 }
@@ -185,7 +126,8 @@ impl TypeFilter {
     }
 }
 
-fn envelopes(records: &[Recorded]) -> String {
+/// Records as a JSON array of envelopes, spliced from the stored bytes.
+pub(super) fn envelopes(records: &[Recorded]) -> String {
     let mut out = String::from("[");
     for (i, r) in records.iter().enumerate() {
         if i > 0 {
@@ -198,12 +140,11 @@ fn envelopes(records: &[Recorded]) -> String {
 }
 
 /// `GET /events?from=&limit=&type=`.
-pub fn read_all(st: &Shared, auth: Option<&str>, query: &Query) -> Response {
+fn read_all(st: &Shared, query: &Query) -> Response {
     reply((|| {
-        st.auth.require(auth, Scope::Read)?;
         let from = int_param(query, "from", 1, 1)?;
         let limit = limit_param(st, query)?;
-        let filter = TypeFilter::parse(query.get("type"));
+        let filter = type_param(query)?;
         let head = st.log.head().seq;
         // Unfiltered, `limit` bounds the work; filtered, the search window does.
         let window = if filter.is_all() {
@@ -230,77 +171,9 @@ pub fn read_all(st: &Shared, auth: Option<&str>, query: &Query) -> Response {
     })())
 }
 
-/// `GET /streams/{stream}/events?from=&limit=`.
-pub fn read_stream(st: &Shared, tail: &str, auth: Option<&str>, query: &Query) -> Response {
-    reply((|| {
-        st.auth.require(auth, Scope::Read)?;
-        let stream = stream_from_tail(tail)
-            .ok_or_else(|| Problem::not_found("read a stream at /streams/{stream}/events"))?;
-        event::check_stream_name(&stream, st.limits()).map_err(|e: InputError| Problem::from(e))?;
-        let from = int_param(query, "from", 1, 1)?;
-        let limit = limit_param(st, query)?;
-        let Some(info) = st
-            .log
-            .stream_info(&stream)
-            .map_err(|e| Problem::storage(&e))?
-        else {
-            return Err(Problem::not_found(format!(
-                "stream `{stream}` does not exist"
-            )));
-        };
-        let items = st
-            .log
-            .read_stream(&stream, from, limit)
-            .map_err(|e| Problem::storage(&e))?;
-        let last = items.last().map(|(v, _)| *v);
-        let records: Vec<Recorded> = items.into_iter().map(|(_, r)| r).collect();
-        let next = match last {
-            Some(v) if v < info.version => (v + 1).to_string(),
-            _ => "null".into(),
-        };
-        Ok(json_response(
-            StatusCode::OK,
-            format!(
-                "{{\"stream\":{},\"version\":{},\"events\":{},\"next\":{next}}}",
-                json!(stream),
-                info.version,
-                envelopes(&records)
-            ),
-        ))
-    })())
-}
-
-/// `GET /streams?prefix=&after=&limit=`.
-pub fn list_streams(st: &Shared, auth: Option<&str>, query: &Query) -> Response {
-    reply((|| {
-        st.auth.require(auth, Scope::Read)?;
-        let limit = limit_param(st, query)?;
-        let prefix = query.get("prefix").map(String::as_str).unwrap_or("");
-        let after = query.get("after").map(String::as_str);
-        let streams = st
-            .log
-            .streams(prefix, after, limit)
-            .map_err(|e| Problem::storage(&e))?;
-        let next = if streams.len() >= limit {
-            streams.last().map(|s| json!(s.name)).unwrap_or(json!(null))
-        } else {
-            json!(null)
-        };
-        let list: Vec<_> = streams
-            .iter()
-            .map(|s| json!({"name": s.name, "version": s.version, "last_seq": s.last_seq}))
-            .collect();
-        Ok(json_response(
-            StatusCode::OK,
-            json!({"streams": list, "next": next}).to_string(),
-        ))
-    })())
-}
-
 /// `GET /events/{id}`.
-pub fn get_by_id(st: &Shared, id: &str, auth: Option<&str>) -> Response {
+fn get_by_id(st: &Shared, id: &str) -> Response {
     reply((|| {
-        st.auth.require(auth, Scope::Read)?;
         let uuid = Uuid::parse_str(id)
             .map_err(|_| Problem::not_found(format!("`{id}` is not an event id (UUID)")))?;
         match st.log.get_by_id(&uuid).map_err(|e| Problem::storage(&e))? {
@@ -315,24 +188,38 @@ mod tests {
     use super::*;
 
     #[test]
-    fn stream_names_come_raw_or_percent_encoded() {
-        assert_eq!(
-            stream_from_tail("process%2Fru-ua-peace/events").as_deref(),
-            Some("process/ru-ua-peace")
-        );
-        assert_eq!(
-            stream_from_tail("process/ru-ua-peace/events").as_deref(),
-            Some("process/ru-ua-peace")
-        );
-        assert_eq!(stream_from_tail("process/ru-ua-peace"), None);
-    }
-
-    #[test]
     fn type_filter_matches_exact_and_glob() {
         let f = TypeFilter::parse(Some(&"meeting.*,statement.made".to_string()));
         assert!(f.matches("meeting.held"));
         assert!(f.matches("statement.made"));
         assert!(!f.matches("position.stated"));
         assert!(TypeFilter::parse(None).matches("anything"));
+    }
+
+    #[test]
+    fn a_type_parameter_is_valid_only_as_the_document_spells_it() {
+        for ok in [
+            "meeting.held",
+            "meeting.*",
+            "*",
+            "meeting.*,statement.made",
+            "*.held",
+            "meeting*",
+            "a\n",
+        ] {
+            assert!(valid_type_param(ok), "{ok:?}");
+        }
+        for bad in [
+            "0.5",
+            "",
+            "Meeting",
+            "meeting.Held",
+            "a,,b",
+            "a, b",
+            "a\n\n",
+            "meeting?",
+        ] {
+            assert!(!valid_type_param(bad), "{bad:?}");
+        }
     }
 }

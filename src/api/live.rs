@@ -12,10 +12,14 @@ use warp::Reply;
 use warp::reply::Response;
 use warp::sse::Event;
 
-use super::events::TypeFilter;
+use warp::Filter;
+use warp::filters::BoxedFilter;
+
+use super::auth::with_scope;
+use super::events::type_param;
 use super::problem::Problem;
-use super::{Query, Shared, keep_alive};
-use crate::keys::Scope;
+use super::{Query, Shared, keep_alive, optional_header, other_methods, query, with_state};
+use crate::keys::{Principal, Scope};
 
 /// Live feed settings (`[live]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -43,17 +47,33 @@ fn error_event(problem: &Problem) -> Event {
         .data(problem.body().to_string())
 }
 
+/// `GET /events/live`.
+pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
+    warp::path!("events" / "live")
+        .and(warp::get())
+        .and(with_scope(state.clone(), Scope::Read))
+        .and(optional_header::<String>("last-event-id"))
+        .and(query())
+        .and(with_state(state))
+        .map(|_: Principal, last_id, q: Query, st: Shared| feed(st, last_id, &q))
+        .or(warp::path!("events" / "live").and(other_methods("GET")))
+        .unify()
+        .boxed()
+}
+
 /// The live feed handler.
-pub fn feed(
-    st: Shared,
-    auth: Option<&str>,
-    last_event_id: Option<String>,
-    query: &Query,
-) -> Response {
-    if let Err(p) = st.auth.require(auth, Scope::Read) {
-        return p.into_response();
-    }
-    let from = match (query.get("from"), last_event_id) {
+fn feed(st: Shared, last_event_id: Option<String>, query: &Query) -> Response {
+    // `from` is checked even when Last-Event-ID overrides it: a malformed request is refused
+    // whichever parameter would have won.
+    let from_param = match query.get("from").map(|f| (f, f.parse::<u64>())) {
+        None => None,
+        Some((_, Ok(n))) => Some(n.max(1)),
+        Some((f, Err(_))) => {
+            return Problem::bad_query("from", format!("`from` must be a seq (got `{f}`)"))
+                .into_response();
+        }
+    };
+    let from = match (from_param, last_event_id) {
         // A reconnecting browser resumes after the last record it saw.
         (_, Some(last)) => match last.trim().parse::<u64>() {
             Ok(n) => n.saturating_add(1),
@@ -62,16 +82,13 @@ pub fn feed(
                     .into_response();
             }
         },
-        (Some(f), None) => match f.parse::<u64>() {
-            Ok(n) => n.max(1),
-            Err(_) => {
-                return Problem::bad_query("from", format!("`from` must be a seq (got `{f}`)"))
-                    .into_response();
-            }
-        },
+        (Some(f), None) => f,
         (None, None) => st.log.head().seq + 1,
     };
-    let filter = TypeFilter::parse(query.get("type"));
+    let filter = match type_param(query) {
+        Ok(f) => f,
+        Err(p) => return p.into_response(),
+    };
     let interval = keep_alive(&st.live);
     let stream = async_stream::stream! {
         let state = st.clone();

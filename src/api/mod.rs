@@ -1,14 +1,18 @@
-//! The HTTP API: warp filters that route requests to handlers, one file per resource. Filters
-//! only match paths and extract inputs; handlers authenticate, call into `event/` and `log/`,
-//! and shape the reply. This module must never hold business rules or storage details.
+//! The HTTP API: one `routes()` per resource (its own file), composed here. Filters match the
+//! path and method, check the key (`auth::with_scope`) and extract inputs; handlers call into
+//! `event/`, `log/` and the downstream services, and shape the reply. This module must never
+//! hold business rules or storage details.
 
-mod audit;
 pub mod auth;
 mod events;
+mod export;
 mod live;
 mod meta;
+mod openapi;
 pub mod problem;
 mod projections;
+mod proofs;
+mod streams;
 mod subscriptions;
 
 pub use live::LiveConfig;
@@ -20,7 +24,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::sync::watch;
 use warp::Filter;
-use warp::http::StatusCode;
+use warp::http::{Method, StatusCode};
 use warp::reply::Response;
 
 use crate::event::Validator;
@@ -65,12 +69,6 @@ fn with_state(
     state: Shared,
 ) -> impl Filter<Extract = (Shared,), Error = std::convert::Infallible> + Clone {
     warp::any().map(move || state.clone())
-}
-
-fn authorization()
--> impl Filter<Extract = (Option<String>,), Error = std::convert::Infallible> + Clone {
-    warp::header::optional::<String>("authorization")
-        .or_else(|_| async { Ok::<_, std::convert::Infallible>((None,)) })
 }
 
 fn query() -> impl Filter<Extract = (Query,), Error = warp::Rejection> + Clone {
@@ -119,137 +117,31 @@ async fn read_body(
     Ok(Bytes::from(buf))
 }
 
-/// Every route, with problem-details recovery and request logging.
+/// Every route, with problem-details recovery and request logging. Each resource owns its
+/// paths in its own `routes()`; this only composes them.
 pub fn routes(
     state: Shared,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let metrics = state.metrics.clone();
-
-    let append = warp::path("streams")
-        .and(warp::post())
-        .and(warp::path::tail())
-        .and(authorization())
-        .and(
-            warp::header::optional::<String>("content-type")
-                .or_else(|_| async { Ok::<_, std::convert::Infallible>((None,)) }),
-        )
-        .and(
-            warp::header::optional::<u64>("content-length")
-                .or_else(|_| async { Ok::<_, std::convert::Infallible>((None,)) }),
-        )
-        .and(query())
-        .and(warp::body::stream())
-        .and(with_state(state.clone()))
-        .then(
-            |tail: warp::path::Tail, auth, ctype, clen, q, body, st: Shared| async move {
-                events::append(st, tail.as_str().to_string(), auth, ctype, clen, q, body).await
-            },
-        );
-
-    let stream_read = warp::path("streams")
-        .and(warp::get())
-        .and(warp::path::tail())
-        .and(authorization())
-        .and(query())
-        .and(with_state(state.clone()))
-        .map(
-            |tail: warp::path::Tail, auth: Option<String>, q, st: Shared| {
-                if tail.as_str().is_empty() {
-                    events::list_streams(&st, auth.as_deref(), &q)
-                } else {
-                    events::read_stream(&st, tail.as_str(), auth.as_deref(), &q)
-                }
-            },
-        );
-
-    let live = warp::path!("events" / "live")
-        .and(warp::get())
-        .and(authorization())
-        .and(
-            warp::header::optional::<String>("last-event-id")
-                .or_else(|_| async { Ok::<_, std::convert::Infallible>((None,)) }),
-        )
-        .and(query())
-        .and(with_state(state.clone()))
-        .map(|auth: Option<String>, last_id, q, st: Shared| {
-            live::feed(st, auth.as_deref(), last_id, &q)
-        });
-
-    let all = warp::path!("events")
-        .and(warp::get())
-        .and(authorization())
-        .and(query())
-        .and(with_state(state.clone()))
-        .map(|auth: Option<String>, q, st: Shared| events::read_all(&st, auth.as_deref(), &q));
-
-    let by_id = warp::path!("events" / String)
-        .and(warp::get())
-        .and(authorization())
-        .and(with_state(state.clone()))
-        .map(|id: String, auth: Option<String>, st: Shared| {
-            events::get_by_id(&st, &id, auth.as_deref())
-        });
-
-    let head = warp::path!("log")
-        .and(warp::get())
-        .and(authorization())
-        .and(with_state(state.clone()))
-        .map(|auth: Option<String>, st: Shared| meta::head(&st, auth.as_deref()));
-
-    let health = warp::path!("healthz")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .map(|st: Shared| meta::health(&st));
-
-    let metrics_route = warp::path!("metrics")
-        .and(warp::get())
-        .and(authorization())
-        .and(with_state(state.clone()))
-        .map(|auth: Option<String>, st: Shared| meta::metrics(&st, auth.as_deref()));
-
-    let openapi = warp::path!("openapi.json")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .map(|st: Shared| meta::openapi(&st));
-
-    let schema_list = warp::path!("schemas")
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .map(|st: Shared| meta::schema_list(&st));
-
-    let schema_one = warp::path!("schemas" / String)
-        .and(warp::get())
-        .and(with_state(state.clone()))
-        .map(|name: String, st: Shared| meta::schema(&st, &name));
-
-    // Boxed in groups: one long chain of `or` makes a type too deep for release builds.
-    let core = append
-        .or(stream_read)
+    // Boxed in groups: one long chain of `or` makes a type too deep for release builds (E0275).
+    // `live` precedes `events`, whose `/events/{id}` would otherwise take `/events/live`.
+    let log = streams::routes(state.clone())
+        .or(live::routes(state.clone()))
         .unify()
-        .or(live)
+        .or(events::routes(state.clone()))
         .unify()
-        .or(all)
-        .unify()
-        .or(by_id)
-        .unify()
-        .or(head)
-        .unify()
-        .or(health)
-        .unify()
-        .or(metrics_route)
-        .unify()
-        .or(openapi)
-        .unify()
-        .or(schema_list)
-        .unify()
-        .or(schema_one)
+        .or(export::routes(state.clone()))
         .unify()
         .boxed();
-    core.or(audit::routes(state.clone()))
-        .unify()
-        .or(projections::routes(state.clone()))
-        .unify()
+    let downstream = projections::routes(state.clone())
         .or(subscriptions::routes(state.clone()))
+        .unify()
+        .or(proofs::routes(state.clone()))
+        .unify()
+        .boxed();
+    log.or(downstream)
+        .unify()
+        .or(meta::routes(state))
         .unify()
         .recover(problem::recover)
         .unify()
@@ -269,6 +161,39 @@ pub fn routes(
                 "request"
             );
         }))
+}
+
+/// Put last on a path, after its routes: any method but `allow` (a comma-separated list, as
+/// the `Allow` header spells it) is a 405 naming them. An allowed method steps aside as a 404,
+/// so the rejection of the route that matched it (a refused key, say) is the one answered.
+fn other_methods(
+    allow: &'static str,
+) -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::method().and_then(move |method: Method| async move { refuse_method(allow, &method) })
+}
+
+/// The 405 of [`other_methods`] for a path whose methods are known only once it is parsed.
+fn refuse_method(allow: &str, method: &Method) -> Result<Response, warp::Rejection> {
+    if allow.split(", ").any(|m| m == method.as_str()) {
+        Err(warp::reject::not_found())
+    } else {
+        Ok(warp::Reply::into_response(problem::method_not_allowed(
+            allow,
+        )))
+    }
+}
+
+/// An optional header; an unreadable one counts as absent.
+fn optional_header<T: std::str::FromStr + Send + 'static>(
+    name: &'static str,
+) -> impl Filter<Extract = (Option<T>,), Error = std::convert::Infallible> + Clone {
+    warp::header::optional::<T>(name)
+        .or_else(|_| async { Ok::<_, std::convert::Infallible>((None,)) })
+}
+
+/// A handler's result as a reply.
+fn reply(result: Result<Response, Problem>) -> Response {
+    result.unwrap_or_else(warp::Reply::into_response)
 }
 
 /// Keep-alive interval for the live feed.

@@ -12,11 +12,14 @@ use warp::{Rejection, Reply};
 use crate::event::{FieldError, InputError};
 use crate::log::{AppendError, LogError};
 
-/// A problem detail document (boxed: it travels in `Result::Err` through every handler).
-#[derive(Debug)]
+/// A problem detail document (boxed: it travels in `Result::Err` through every handler, and
+/// as a warp rejection out of filters such as `auth::with_scope`).
+#[derive(Debug, Clone)]
 pub struct Problem(Box<Inner>);
 
-#[derive(Debug)]
+impl warp::reject::Reject for Problem {}
+
+#[derive(Debug, Clone)]
 struct Inner {
     status: StatusCode,
     slug: &'static str,
@@ -264,9 +267,23 @@ pub fn from_append(e: AppendError, base: impl Fn(usize) -> String) -> Problem {
     }
 }
 
-/// Maps warp's own rejections (no route, wrong method...) to problems.
+/// 405 naming the methods the path supports in `Allow` (RFC 9110 requires the header).
+pub fn method_not_allowed(allow: &str) -> Problem {
+    Problem::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "Method not allowed",
+        format!("this route accepts {allow} only; see /openapi.json"),
+    )
+    .header(header::ALLOW, allow)
+}
+
+/// Maps rejections to problems: a filter's own problem (a refused key) as it is, then warp's
+/// (no route, wrong method...).
 pub async fn recover(rejection: Rejection) -> Result<Response, Infallible> {
-    let problem = if rejection.is_not_found() {
+    let problem = if let Some(p) = rejection.find::<Problem>() {
+        p.clone()
+    } else if rejection.is_not_found() {
         Problem::not_found("no such route; see /openapi.json")
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         Problem::new(

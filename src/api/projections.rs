@@ -9,39 +9,86 @@ use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode, header};
 use warp::reply::Response;
 
+use super::auth::with_scope;
 use super::problem::Problem;
-use super::{Query, Shared, authorization, json_response, query, with_state};
-use crate::keys::Scope;
+use super::{Query, Shared, json_response, other_methods, query, refuse_method, reply, with_state};
+use crate::keys::{Principal, Scope};
 use crate::projection::{self, ProjectionError, asof};
 
-/// The projection routes: one filter for every method under `/projections`, so a wrong method
-/// on a known path is a 405 problem rather than a fall-through 404.
+/// The projection routes. Path segments arrive percent-encoded (`actor%3Atrump`) and are
+/// decoded by the handlers.
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
-    warp::path("projections")
-        .and(warp::path::tail())
-        .and(warp::method())
-        .and(authorization())
+    let read = || with_scope(state.clone(), Scope::Read);
+    let st = || with_state(state.clone());
+    let status = warp::path!("projections")
+        .and(warp::get())
+        .and(read())
         .and(query())
-        .and(with_state(state))
+        .and(st())
+        .then(|_: Principal, q: Query, st: Shared| async move { reply(status(&st, &q).await) })
+        .or(warp::path!("projections").and(other_methods("GET")))
+        .unify();
+    let rebuild = warp::path!("projections" / String / "rebuild")
+        .and(warp::post())
+        .and(with_scope(state.clone(), Scope::Admin))
+        .and(st())
+        .map(|name: String, _: Principal, st: Shared| reply(rebuild(&st, &name)));
+    let one = warp::path!("projections" / String)
+        .and(warp::get())
+        .and(read())
+        .and(query())
+        .and(st())
         .then(
-            |tail: warp::path::Tail, method: Method, auth: Option<String>, q: Query, st: Shared| async move {
-                match handle(&st, tail.as_str(), &method, auth.as_deref(), &q).await {
-                    Ok(r) => r,
-                    Err(p) => warp::Reply::into_response(p),
-                }
+            |name: String, _: Principal, q: Query, st: Shared| async move {
+                reply(view(&st, &q, &name, None).await)
             },
         )
+        .or(warp::path!("projections" / String)
+            .and(other_methods("GET"))
+            .map(|_, r| r))
+        .unify();
+    // A process may be named `rebuild` (process ids are bare words): GET reads it, as
+    // `/projections/negotiation/{process}` documents. Actor and source ids carry a prefix, so
+    // on every other read model `rebuild` is only the action.
+    let entity = warp::path!("projections" / String / String)
+        .and_then(|name: String, entity: String| async move {
+            if entity == "rebuild" && name != projection::negotiation::NAME {
+                Err(warp::reject::not_found())
+            } else {
+                Ok((name, entity))
+            }
+        })
+        .untuple_one()
+        .and(warp::get())
+        .and(read())
+        .and(query())
+        .and(st())
+        .then(
+            |name: String, entity: String, _: Principal, q: Query, st: Shared| async move {
+                reply(view(&st, &q, &name, Some(&entity)).await)
+            },
+        );
+    let others = warp::path!("projections" / String / String)
+        .and(warp::method())
+        .and_then(|name: String, last: String, method: Method| async move {
+            let allow = match last.as_str() {
+                "rebuild" if name == projection::negotiation::NAME => "GET, POST",
+                "rebuild" => "POST",
+                _ => "GET",
+            };
+            refuse_method(allow, &method)
+        });
+    status
+        .or(rebuild)
+        .unify()
+        .or(one)
+        .unify()
         .boxed()
-}
-
-fn method_not_allowed(allow: &'static str) -> Problem {
-    Problem::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method-not-allowed",
-        "Method not allowed",
-        format!("this projection route accepts {allow} only; see /openapi.json"),
-    )
-    .header(header::ALLOW, allow)
+        .or(entity)
+        .unify()
+        .or(others)
+        .unify()
+        .boxed()
 }
 
 /// Turns an engine error into a problem.
@@ -85,64 +132,34 @@ fn decode(segment: &str) -> Result<String, Problem> {
         .map_err(|_| Problem::not_found("path segments must be UTF-8"))
 }
 
-async fn handle(
-    st: &Shared,
-    tail: &str,
-    method: &Method,
-    auth: Option<&str>,
-    q: &Query,
-) -> Result<Response, Problem> {
-    let segments: Vec<String> = if tail.is_empty() {
-        Vec::new()
-    } else {
-        tail.trim_end_matches('/')
-            .split('/')
-            .map(decode)
-            .collect::<Result<_, _>>()?
-    };
-    let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
-    match segs.as_slice() {
-        // A process may be named `rebuild` (process ids are bare words): GET reads it, as
-        // `/projections/negotiation/{process}` documents. Actor and source ids carry a prefix,
-        // so on every other read model `rebuild` is only the action.
-        [name, "rebuild"] if method == Method::GET && *name == projection::negotiation::NAME => {
-            view(st, auth, q, name, Some("rebuild")).await
-        }
-        [_, "rebuild"] if method != Method::POST => Err(method_not_allowed("POST")),
-        [name, "rebuild"] => {
-            st.auth.require(auth, Scope::Admin)?;
-            st.projections.rebuild(name).map_err(problem)?;
-            Ok(json_response(
-                StatusCode::ACCEPTED,
-                json!({
-                    "projection": name,
-                    "rebuilding": true,
-                    "as_of_seq": st.projections.seq(),
-                    "status": "/projections",
-                })
-                .to_string(),
-            ))
-        }
-        _ if method != Method::GET => Err(method_not_allowed("GET")),
-        [] => {
-            st.auth.require(auth, Scope::Read)?;
-            wait_min_seq(st, q).await?;
-            let status = st.projections.status();
-            Ok(json_response(
-                StatusCode::OK,
-                json!({
-                    "as_of_seq": st.projections.seq(),
-                    "projections": status,
-                })
-                .to_string(),
-            ))
-        }
-        [name] => view(st, auth, q, name, None).await,
-        [name, entity] => view(st, auth, q, name, Some(entity)).await,
-        _ => Err(Problem::not_found(
-            "unknown projection path; see GET /projections",
-        )),
-    }
+/// `GET /projections`: each read model's state.
+async fn status(st: &Shared, q: &Query) -> Result<Response, Problem> {
+    wait_min_seq(st, q).await?;
+    let status = st.projections.status();
+    Ok(json_response(
+        StatusCode::OK,
+        json!({
+            "as_of_seq": st.projections.seq(),
+            "projections": status,
+        })
+        .to_string(),
+    ))
+}
+
+/// `POST /projections/{name}/rebuild`.
+fn rebuild(st: &Shared, name: &str) -> Result<Response, Problem> {
+    let name = decode(name)?;
+    st.projections.rebuild(&name).map_err(problem)?;
+    Ok(json_response(
+        StatusCode::ACCEPTED,
+        json!({
+            "projection": name,
+            "rebuilding": true,
+            "as_of_seq": st.projections.seq(),
+            "status": "/projections",
+        })
+        .to_string(),
+    ))
 }
 
 /// Waits (briefly) for the projections to reach `?min_seq=`, for read-your-writes.
@@ -154,6 +171,23 @@ async fn wait_min_seq(st: &Shared, q: &Query) -> Result<(), Problem> {
                 format!("`min_seq` must be an integer >= 0 (got `{s}`)"),
             )
         })?;
+        // A seq no one has written yet is the client's mistake, not a lag to wait out: 503
+        // is for what the log holds and the projections have yet to fold.
+        let head = st.log.head().seq;
+        if min > head {
+            return Err(Problem::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "beyond-head",
+                "Beyond the log",
+                format!("`min_seq` is {min}, but the log holds {head} records"),
+            )
+            .with("min_seq", json!(min))
+            .with("head", json!(head))
+            .with_errors(vec![crate::event::FieldError {
+                pointer: "?min_seq".into(),
+                message: format!("must be at most the log's head, {head}"),
+            }]));
+        }
         st.projections.wait_for(min).await.map_err(problem)?;
     }
     Ok(())
@@ -162,12 +196,13 @@ async fn wait_min_seq(st: &Shared, q: &Query) -> Result<(), Problem> {
 /// Parses the query, waits for `min_seq`, and answers a view.
 async fn view(
     st: &Shared,
-    auth: Option<&str>,
     q: &Query,
     name: &str,
     entity: Option<&str>,
 ) -> Result<Response, Problem> {
-    st.auth.require(auth, Scope::Read)?;
+    let name = decode(name)?;
+    let entity = entity.map(decode).transpose()?;
+    let (name, entity) = (name.as_str(), entity.as_deref());
     if !projection::NAMES.contains(&name) {
         return Err(problem(ProjectionError::UnknownProjection(
             name.to_string(),

@@ -12,10 +12,14 @@ use warp::filters::BoxedFilter;
 use warp::http::{Method, StatusCode, header};
 use warp::reply::Response;
 
+use super::auth::with_scope;
 use super::problem::Problem;
-use super::{Query, Shared, authorization, json_response, read_body, with_state};
+use super::{
+    Query, Shared, json_response, optional_header, other_methods, read_body, refuse_method, reply,
+    with_state,
+};
 use crate::event::{FieldError, parse_json};
-use crate::keys::Scope;
+use crate::keys::{Principal, Scope};
 use crate::webhook::{NewSubscription, SubscriptionPatch, WebhookError};
 
 /// Attempts answered by default.
@@ -24,17 +28,55 @@ const ATTEMPTS_DEFAULT: usize = 50;
 /// Dead letters per page by default (at most `limits.max_read_limit`).
 const DEAD_LETTERS_DEFAULT: u64 = 100;
 
-/// The subscription routes. Paths are matched here rather than with one warp filter per
-/// route, so a known path with a wrong method is a 405 naming the allowed ones.
+/// The subscription routes, all with the `admin` scope. Each path answers a wrong method with
+/// a 405 naming the allowed ones, before any key is checked.
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
-    warp::path("subscriptions")
-        .and(warp::path::tail())
-        .and(warp::method())
-        .and(authorization())
-        .and(
-            warp::header::optional::<u64>("content-length")
-                .or_else(|_| async { Ok::<_, std::convert::Infallible>((None,)) }),
+    use warp::{delete, get, patch, path, post};
+    let id = || path!("subscriptions" / String);
+    let ops = path!("subscriptions")
+        .and(get())
+        .map(|| Route::List)
+        .or(path!("subscriptions").and(post()).map(|| Route::Create))
+        .unify()
+        .or(id().and(get()).map(Route::Get))
+        .unify()
+        .or(id().and(patch()).map(Route::Update))
+        .unify()
+        .or(id().and(delete()).map(Route::Delete))
+        .unify()
+        .boxed()
+        .or(path!("subscriptions" / String / String)
+            .and(post())
+            .and_then(|id: String, action: String| async move {
+                match action.as_str() {
+                    "pause" => Ok(Route::Pause(id)),
+                    "resume" => Ok(Route::Resume(id)),
+                    "rotate-secret" => Ok(Route::Rotate(id)),
+                    "replay" => Ok(Route::Replay(id)),
+                    _ => Err(warp::reject::not_found()),
+                }
+            }))
+        .unify()
+        .or(path!("subscriptions" / String / String)
+            .and(get())
+            .and_then(|id: String, what: String| async move {
+                match what.as_str() {
+                    "dead-letters" => Ok(Route::DeadLetters(id)),
+                    "attempts" => Ok(Route::Attempts(id)),
+                    _ => Err(warp::reject::not_found()),
+                }
+            }))
+        .unify()
+        .or(
+            path!("subscriptions" / String / "dead-letters" / "redeliver")
+                .and(post())
+                .map(Route::Redeliver),
         )
+        .unify()
+        .boxed();
+    let handled = ops
+        .and(with_scope(state.clone(), Scope::Admin))
+        .and(optional_header::<u64>("content-length"))
         .and(
             warp::query::<Query>()
                 .or_else(|_| async { Ok::<_, std::convert::Infallible>((Query::new(),)) }),
@@ -42,26 +84,33 @@ pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
         .and(warp::body::stream())
         .and(with_state(state))
         .then(
-            |tail: warp::path::Tail,
-             method: Method,
-             auth: Option<String>,
-             clen: Option<u64>,
-             q: Query,
-             body,
-             st: Shared| async move {
-                let segments: Vec<String> = tail
-                    .as_str()
-                    .split('/')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_string)
-                    .collect();
-                match handle(st, segments, method, auth, clen, q, body).await {
-                    Ok(r) => r,
-                    Err(p) => warp::Reply::into_response(p),
-                }
+            |route: Route, _: Principal, clen: Option<u64>, q: Query, body, st: Shared| async move {
+                reply(handle(st, route, clen, q, body).await)
             },
+        );
+    let others = path!("subscriptions")
+        .and(other_methods("GET, POST"))
+        .or(id().and(other_methods("GET, PATCH, DELETE")).map(|_, r| r))
+        .unify()
+        .or(path!("subscriptions" / String / String)
+            .and(warp::method())
+            .and_then(|_: String, last: String, method: Method| async move {
+                match last.as_str() {
+                    "pause" | "resume" | "rotate-secret" | "replay" => {
+                        refuse_method("POST", &method)
+                    }
+                    "dead-letters" | "attempts" => refuse_method("GET", &method),
+                    _ => Err(warp::reject::not_found()),
+                }
+            }))
+        .unify()
+        .or(
+            path!("subscriptions" / String / "dead-letters" / "redeliver")
+                .and(other_methods("POST"))
+                .map(|_, r| r),
         )
-        .boxed()
+        .unify();
+    handled.or(others).unify().boxed()
 }
 
 /// The operations, by path shape.
@@ -80,80 +129,17 @@ enum Route {
     Attempts(String),
 }
 
-fn route(segments: &[String], method: &Method) -> Result<Route, Problem> {
-    let s: Vec<&str> = segments.iter().map(String::as_str).collect();
-    let allowed = |allow: &'static str| {
-        Problem::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method-not-allowed",
-            "Method not allowed",
-            format!("this route accepts {allow}; see /openapi.json"),
-        )
-        .header(header::ALLOW, allow)
-    };
-    let m = method.clone();
-    Ok(match s.as_slice() {
-        [] => match m {
-            Method::GET => Route::List,
-            Method::POST => Route::Create,
-            _ => return Err(allowed("GET, POST")),
-        },
-        [id] => match m {
-            Method::GET => Route::Get(id.to_string()),
-            Method::PATCH => Route::Update(id.to_string()),
-            Method::DELETE => Route::Delete(id.to_string()),
-            _ => return Err(allowed("GET, PATCH, DELETE")),
-        },
-        [
-            id,
-            action @ ("pause" | "resume" | "rotate-secret" | "replay"),
-        ] => {
-            if m != Method::POST {
-                return Err(allowed("POST"));
-            }
-            let id = id.to_string();
-            match *action {
-                "pause" => Route::Pause(id),
-                "resume" => Route::Resume(id),
-                "rotate-secret" => Route::Rotate(id),
-                _ => Route::Replay(id),
-            }
-        }
-        [id, what @ ("dead-letters" | "attempts")] => {
-            if m != Method::GET {
-                return Err(allowed("GET"));
-            }
-            if *what == "attempts" {
-                Route::Attempts(id.to_string())
-            } else {
-                Route::DeadLetters(id.to_string())
-            }
-        }
-        [id, "dead-letters", "redeliver"] => {
-            if m != Method::POST {
-                return Err(allowed("POST"));
-            }
-            Route::Redeliver(id.to_string())
-        }
-        _ => return Err(Problem::not_found("no such route; see /openapi.json")),
-    })
-}
-
 fn ok(v: Value) -> Result<Response, Problem> {
     Ok(json_response(StatusCode::OK, v.to_string()))
 }
 
 async fn handle(
     st: Shared,
-    segments: Vec<String>,
-    method: Method,
-    auth: Option<String>,
+    route: Route,
     content_length: Option<u64>,
     query: Query,
     body: impl futures_util::Stream<Item = Result<impl bytes::Buf, warp::Error>> + Unpin,
 ) -> Result<Response, Problem> {
-    let route = route(&segments, &method)?;
-    st.auth.require(auth.as_deref(), Scope::Admin)?;
     let bytes = read_body(content_length, body, st.limits().max_body_bytes).await?;
     let hooks = &st.webhooks;
     match route {
@@ -273,22 +259,23 @@ fn parse_body<T: DeserializeOwned>(bytes: &Bytes, empty_ok: bool) -> Result<T, P
 }
 
 fn invalid_problem(pointer: String, message: String) -> Problem {
-    let at = if pointer.is_empty() { "/" } else { &pointer };
+    let error = FieldError { pointer, message };
     Problem::new(
         StatusCode::UNPROCESSABLE_ENTITY,
         "validation-failed",
         "The subscription request is not acceptable",
-        format!("{at}: {message}"),
+        error.to_string(),
     )
-    .with_errors(vec![FieldError { pointer, message }])
+    .with_errors(vec![error])
 }
 
 /// The only place webhook errors become problem details.
 fn problem(e: WebhookError) -> Problem {
     match e {
-        WebhookError::NotFound(_) | WebhookError::NoDeadLetter { .. } => {
-            Problem::not_found(e.to_string())
-        }
+        WebhookError::NotFound(_) => Problem::not_found(e.to_string()),
+        // The route exists and so does the subscription: a `seq` naming no dead letter is a
+        // refused body field, not a missing resource.
+        WebhookError::NoDeadLetter { .. } => invalid_problem("/seq".into(), e.to_string()),
         WebhookError::Invalid { pointer, message } => invalid_problem(pointer, message),
         WebhookError::Target(ref g) => {
             let message = g.to_string();

@@ -17,6 +17,12 @@ pub enum ExportError {
     Io(#[from] std::io::Error),
 }
 
+/// Writes one record as its export line; `GET /export` writes the same lines through this.
+pub fn write_record(out: &mut impl Write, rec: &Recorded) -> std::io::Result<()> {
+    out.write_all(rec.envelope_json().as_bytes())?;
+    out.write_all(b"\n")
+}
+
 /// Writes every record of the store in `dir` to `out`; returns how many.
 pub fn export(dir: &Path, out: &mut impl Write) -> Result<u64, ExportError> {
     let (_db, tree) = raw::open_tree(dir)?;
@@ -27,8 +33,7 @@ pub fn export(dir: &Path, out: &mut impl Write) -> Result<u64, ExportError> {
         let (seq, value) = item?;
         let rec = Recorded::from_stored(seq, &value)
             .ok_or_else(|| LogError::Corrupt(format!("record {seq}")))?;
-        out.write_all(rec.envelope_json().as_bytes())?;
-        out.write_all(b"\n")?;
+        write_record(out, &rec)?;
         n += 1;
         bar.inc(1);
     }

@@ -44,6 +44,7 @@ async fn protected_routes(app: &TestApp) -> Vec<Route> {
         route(Method::GET, "/events/live?from=1".into(), "read"),
         route(Method::GET, "/log".into(), "read"),
         route(Method::GET, "/metrics".into(), "read"),
+        route(Method::GET, "/export".into(), "read"),
     ]
 }
 

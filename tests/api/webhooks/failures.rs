@@ -226,8 +226,9 @@ async fn in_parallel_mode_exhausted_messages_become_dead_letters_delivery_goes_o
             .is_empty()
     })
     .await;
+    // The subscription exists: a seq with no dead letter is a refused body field.
     let (status, _) = post(&app, &format!("{dl_path}/redeliver"), json!({"seq": 999})).await;
-    assert_eq!(status, 404);
+    assert_eq!(status, 422);
 }
 
 #[tokio::test]

@@ -1,6 +1,7 @@
 //! Routes under `/audit`: Merkle roots, inclusion and consistency proofs (RFC 9162 paths, hex
-//! encoded), signed checkpoints, the public key, and replay of a span with proofs. They must
-//! never answer for a size beyond the durable head.
+//! encoded), signed checkpoints, the public key, and replay of a span with proofs. (Named for
+//! what it serves; `src/audit/` is the offline tooling and the checkpointer.) They must never
+//! answer for a size beyond the durable head.
 
 use std::convert::Infallible;
 
@@ -11,9 +12,10 @@ use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
 use warp::reply::Response;
 
+use super::auth::with_scope;
 use super::problem::Problem;
-use super::{Query, Shared, authorization, json_response, query, with_state};
-use crate::keys::Scope;
+use super::{Query, Shared, json_response, other_methods, query, reply, with_state};
+use crate::keys::{Principal, Scope};
 use crate::log::LogError;
 
 fn proof_error(e: LogError) -> Problem {
@@ -47,14 +49,9 @@ fn hexes(path: &[[u8; 32]]) -> Vec<String> {
     path.iter().map(hex::encode).collect()
 }
 
-fn reply(r: Result<Response, Problem>) -> Response {
-    r.unwrap_or_else(|p| p.into_response())
-}
-
 /// `GET /audit/root?size=`.
-fn root(st: &Shared, auth: Option<&str>, q: &Query) -> Response {
+fn root(st: &Shared, q: &Query) -> Response {
     reply((|| {
-        st.auth.require(auth, Scope::Read)?;
         let size = u64_param(q, "size")?.unwrap_or_else(|| st.log.head().seq);
         let root = st.log.merkle_root(size).map_err(proof_error)?;
         Ok(json_response(
@@ -65,9 +62,8 @@ fn root(st: &Shared, auth: Option<&str>, q: &Query) -> Response {
 }
 
 /// `GET /audit/proof/inclusion?seq=&size=`.
-fn inclusion(st: &Shared, auth: Option<&str>, q: &Query) -> Response {
+fn inclusion(st: &Shared, q: &Query) -> Response {
     reply((|| {
-        st.auth.require(auth, Scope::Read)?;
         let seq = required(q, "seq")?;
         let size = u64_param(q, "size")?.unwrap_or_else(|| st.log.head().seq);
         let path = st.log.inclusion_proof(seq, size).map_err(proof_error)?;
@@ -93,9 +89,8 @@ fn inclusion(st: &Shared, auth: Option<&str>, q: &Query) -> Response {
 }
 
 /// `GET /audit/proof/consistency?from=&to=`.
-fn consistency(st: &Shared, auth: Option<&str>, q: &Query) -> Response {
+fn consistency(st: &Shared, q: &Query) -> Response {
     reply((|| {
-        st.auth.require(auth, Scope::Read)?;
         let from = required(q, "from")?;
         let to = u64_param(q, "to")?.unwrap_or_else(|| st.log.head().seq);
         let path = st.log.consistency_proof(from, to).map_err(proof_error)?;
@@ -116,44 +111,38 @@ fn consistency(st: &Shared, auth: Option<&str>, q: &Query) -> Response {
 }
 
 /// `GET /audit/checkpoint`: the latest signed checkpoint.
-fn latest(st: &Shared, auth: Option<&str>) -> Response {
-    reply((|| {
-        st.auth.require(auth, Scope::Read)?;
-        match st.checkpoints.latest() {
-            Ok(Some(cp)) => Ok(json_response(StatusCode::OK, json!(cp).to_string())),
-            Ok(None) => Err(Problem::not_found(
-                "no checkpoint yet: POST /audit/checkpoint (admin) makes one",
-            )),
-            Err(e) => {
-                tracing::error!(error = %e, "reading checkpoint");
-                Err(Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage-unavailable",
-                    "Storage unavailable",
-                    "the checkpoint could not be read; see the server log",
-                ))
-            }
+fn latest(st: &Shared) -> Response {
+    reply(match st.checkpoints.latest() {
+        Ok(Some(cp)) => Ok(json_response(StatusCode::OK, json!(cp).to_string())),
+        Ok(None) => Err(Problem::not_found(
+            "no checkpoint yet: POST /audit/checkpoint (admin) makes one",
+        )),
+        Err(e) => {
+            tracing::error!(error = %e, "reading checkpoint");
+            Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "Storage unavailable",
+                "the checkpoint could not be read; see the server log",
+            ))
         }
-    })())
+    })
 }
 
 /// `POST /audit/checkpoint`: sign the current head now.
-fn make(st: &Shared, auth: Option<&str>) -> Response {
-    reply((|| {
-        st.auth.require(auth, Scope::Admin)?;
-        match st.checkpoints.checkpoint_now() {
-            Ok(cp) => Ok(json_response(StatusCode::CREATED, json!(cp).to_string())),
-            Err(e) => {
-                tracing::error!(error = %e, "signing checkpoint");
-                Err(Problem::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "storage-unavailable",
-                    "Checkpoint failed",
-                    "the checkpoint could not be written; see the server log",
-                ))
-            }
+fn make(st: &Shared) -> Response {
+    reply(match st.checkpoints.checkpoint_now() {
+        Ok(cp) => Ok(json_response(StatusCode::CREATED, json!(cp).to_string())),
+        Err(e) => {
+            tracing::error!(error = %e, "signing checkpoint");
+            Err(Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage-unavailable",
+                "Checkpoint failed",
+                "the checkpoint could not be written; see the server log",
+            ))
         }
-    })())
+    })
 }
 
 /// `GET /audit/public-key` (public: auditors need it before anything else).
@@ -173,9 +162,8 @@ fn public_key(st: &Shared) -> Response {
 
 /// `GET /audit/replay?from=&to=`: NDJSON, one line per record with its inclusion proof in the
 /// tree of size `to`.
-fn replay(st: Shared, auth: Option<&str>, q: &Query) -> Response {
+fn replay(st: Shared, q: &Query) -> Response {
     let prepared = (|| {
-        st.auth.require(auth, Scope::Read)?;
         let head = st.log.head().seq;
         let from = u64_param(q, "from")?.unwrap_or(1).max(1);
         let to = u64_param(q, "to")?.unwrap_or(head);
@@ -226,52 +214,68 @@ fn replay(st: Shared, auth: Option<&str>, q: &Query) -> Response {
 
 /// Every `/audit` route.
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
+    let read = || with_scope(state.clone(), Scope::Read);
+    let st = || with_state(state.clone());
     let get_root = warp::path!("audit" / "root")
         .and(warp::get())
-        .and(authorization())
+        .and(read())
         .and(query())
-        .and(with_state(state.clone()))
-        .map(|a: Option<String>, q: Query, st: Shared| root(&st, a.as_deref(), &q));
+        .and(st())
+        .map(|_: Principal, q: Query, st: Shared| root(&st, &q))
+        .or(warp::path!("audit" / "root").and(other_methods("GET")))
+        .unify();
     let get_inclusion = warp::path!("audit" / "proof" / "inclusion")
         .and(warp::get())
-        .and(authorization())
+        .and(read())
         .and(query())
-        .and(with_state(state.clone()))
-        .map(|a: Option<String>, q: Query, st: Shared| inclusion(&st, a.as_deref(), &q));
+        .and(st())
+        .map(|_: Principal, q: Query, st: Shared| inclusion(&st, &q))
+        .or(warp::path!("audit" / "proof" / "inclusion").and(other_methods("GET")))
+        .unify();
     let get_consistency = warp::path!("audit" / "proof" / "consistency")
         .and(warp::get())
-        .and(authorization())
+        .and(read())
         .and(query())
-        .and(with_state(state.clone()))
-        .map(|a: Option<String>, q: Query, st: Shared| consistency(&st, a.as_deref(), &q));
+        .and(st())
+        .map(|_: Principal, q: Query, st: Shared| consistency(&st, &q))
+        .or(warp::path!("audit" / "proof" / "consistency").and(other_methods("GET")))
+        .unify();
     let get_checkpoint = warp::path!("audit" / "checkpoint")
         .and(warp::get())
-        .and(authorization())
-        .and(with_state(state.clone()))
-        .map(|a: Option<String>, st: Shared| latest(&st, a.as_deref()));
+        .and(read())
+        .and(st())
+        .map(|_: Principal, st: Shared| latest(&st));
     let post_checkpoint = warp::path!("audit" / "checkpoint")
         .and(warp::post())
-        .and(authorization())
-        .and(with_state(state.clone()))
-        .map(|a: Option<String>, st: Shared| make(&st, a.as_deref()));
+        .and(with_scope(state.clone(), Scope::Admin))
+        .and(st())
+        .map(|_: Principal, st: Shared| make(&st));
+    let checkpoint = get_checkpoint
+        .or(post_checkpoint)
+        .unify()
+        .or(warp::path!("audit" / "checkpoint").and(other_methods("GET, POST")))
+        .unify();
     let get_key = warp::path!("audit" / "public-key")
         .and(warp::get())
-        .and(with_state(state.clone()))
-        .map(|st: Shared| public_key(&st));
+        .and(st())
+        .map(|st: Shared| public_key(&st))
+        .or(warp::path!("audit" / "public-key").and(other_methods("GET")))
+        .unify();
     let get_replay = warp::path!("audit" / "replay")
         .and(warp::get())
-        .and(authorization())
+        .and(read())
         .and(query())
-        .and(with_state(state))
-        .map(|a: Option<String>, q: Query, st: Shared| replay(st, a.as_deref(), &q));
+        .and(st())
+        .map(|_: Principal, q: Query, st: Shared| replay(st, &q))
+        .or(warp::path!("audit" / "replay").and(other_methods("GET")))
+        .unify();
     get_root
         .or(get_inclusion)
         .unify()
         .or(get_consistency)
         .unify()
-        .or(get_checkpoint)
-        .unify()
-        .or(post_checkpoint)
+        .boxed()
+        .or(checkpoint)
         .unify()
         .or(get_key)
         .unify()
