@@ -10,8 +10,8 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api::{self, State, auth::Auth};
-use crate::audit::checkpointer::{Checkpointer, CheckpointerError};
 use crate::audit::import;
+use crate::audit::signer::{Signer, SignerError};
 use crate::config::Config;
 use crate::event::{Schemas, Validator};
 use crate::keys::KeyEntry;
@@ -49,7 +49,7 @@ pub enum StartError {
     Webhook(#[from] webhook::WebhookError),
     /// The checkpoint signing key could not be loaded.
     #[error(transparent)]
-    Checkpoints(#[from] CheckpointerError),
+    Checkpoints(#[from] SignerError),
     /// The demo data did not load.
     #[error("demo data: {0}")]
     Demo(#[from] import::ImportError),
@@ -72,7 +72,7 @@ pub struct Server {
     http: JoinHandle<()>,
     projections: projection::Engine,
     webhooks: webhook::Service,
-    checkpoints: Checkpointer,
+    checkpoints: Signer,
     grace: std::time::Duration,
     /// The `--demo` key (read, append, admin), valid for this process.
     pub demo_key: Option<String>,
@@ -143,7 +143,7 @@ impl Server {
                     return Err(abandon(e.into(), log, started, None, None).await);
                 }
             };
-        let checkpoints = match Checkpointer::start(log.clone(), &config.audit, &dir) {
+        let checkpoints = match Signer::start(log.clone(), &config.audit, &dir) {
             Ok(c) => c,
             Err(e) => {
                 let (p, w) = (Some(&projections), Some(&webhooks));
@@ -234,7 +234,7 @@ async fn abandon(
     log: Log,
     projections: Option<&projection::Engine>,
     webhooks: Option<&webhook::Service>,
-    checkpoints: Option<&Checkpointer>,
+    checkpoints: Option<&Signer>,
 ) -> StartError {
     if let Some(c) = checkpoints {
         c.shutdown().await;

@@ -53,7 +53,7 @@ pub struct State {
     /// Webhook subscriptions and delivery.
     pub webhooks: crate::webhook::Service,
     /// Signed checkpoints.
-    pub checkpoints: crate::audit::checkpointer::Checkpointer,
+    pub checkpoints: crate::audit::signer::Signer,
 }
 
 impl State {

@@ -1,6 +1,6 @@
 //! Routes under `/audit`: Merkle roots, inclusion and consistency proofs (RFC 9162 paths, hex
 //! encoded), signed checkpoints, the public key, and replay of a span with proofs. (Named for
-//! what it serves; `src/audit/` is the offline tooling and the checkpointer.) They must never
+//! what it serves; `src/audit/` is the offline tooling and the signer.) They must never
 //! answer for a size beyond the durable head.
 
 use std::convert::Infallible;

@@ -4,15 +4,15 @@
 //! appends through the writer.
 
 pub mod checkpoint;
-pub mod checkpointer;
 pub mod export;
 pub mod import;
 pub mod offline;
 pub mod remote;
 pub mod replay;
+pub mod signer;
 pub mod verify;
 
-pub use checkpointer::AuditConfig;
+pub use signer::AuditConfig;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 

@@ -61,9 +61,9 @@ async fn run(config: Config, demo: bool) -> Result<(), CliError> {
         Err(annals::server::StartError::Webhook(e)) if e.is_config() => {
             return Err(CliError::usage(e));
         }
-        Err(annals::server::StartError::Checkpoints(
-            annals::audit::checkpointer::CheckpointerError::Key(e),
-        )) => {
+        Err(annals::server::StartError::Checkpoints(annals::audit::signer::SignerError::Key(
+            e,
+        ))) => {
             return Err(CliError::usage(e));
         }
         Err(e) => return Err(CliError::failed(e)),

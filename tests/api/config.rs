@@ -305,7 +305,7 @@ fn the_annals_log_filter_variable_is_not_read_as_configuration() {
 async fn a_start_that_fails_part_way_stops_what_it_started_and_gives_the_folder_back() {
     let dir = tempfile::tempdir().unwrap();
     // The listen address is taken: the start fails at its last step, after the log, the
-    // projections, the webhooks and the checkpointer have started.
+    // projections, the webhooks and the signer have started.
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let busy = test_config(dir.path())
         .with(json!({"server": {"listen": taken.local_addr().unwrap().to_string()}}))

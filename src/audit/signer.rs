@@ -1,4 +1,4 @@
-//! The server's checkpointer: signs the log's (size, root, time) on an interval and on demand,
+//! The signer: the server task that signs the log's (size, root, time) on an interval and on demand,
 //! and keeps every checkpoint it made in the `audit` tree beside the log. It must never sign
 //! a size beyond the durable head, and never hold the store open after shutdown.
 
@@ -38,7 +38,7 @@ impl AuditConfig {
 
 /// Why a checkpoint could not be made or read.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointerError {
+pub enum SignerError {
     /// Key trouble.
     #[error(transparent)]
     Key(#[from] CheckpointError),
@@ -59,7 +59,7 @@ struct Inner {
 
 /// Signs and stores checkpoints. Cheap to clone.
 #[derive(Clone)]
-pub struct Checkpointer {
+pub struct Signer {
     inner: Arc<Inner>,
 }
 
@@ -71,13 +71,9 @@ fn key_of(size: u64) -> [u8; 9] {
     k
 }
 
-impl Checkpointer {
+impl Signer {
     /// Loads (or creates) the signing key and starts the interval task.
-    pub fn start(
-        log: Log,
-        config: &AuditConfig,
-        data_dir: &Path,
-    ) -> Result<Checkpointer, CheckpointerError> {
+    pub fn start(log: Log, config: &AuditConfig, data_dir: &Path) -> Result<Signer, SignerError> {
         let path = config.key_path(data_dir);
         if !path.exists() {
             let public = checkpoint::generate_key_file(&path)?;
@@ -85,7 +81,7 @@ impl Checkpointer {
         }
         let key = checkpoint::load_key_file(&path)?;
         let (stop, stop_rx) = watch::channel(false);
-        let me = Checkpointer {
+        let me = Signer {
             inner: Arc::new(Inner {
                 log,
                 key,
@@ -129,14 +125,13 @@ impl Checkpointer {
     }
 
     /// Signs the current durable head and stores the checkpoint (durably).
-    pub fn checkpoint_now(&self) -> Result<Checkpoint, CheckpointerError> {
+    pub fn checkpoint_now(&self) -> Result<Checkpoint, SignerError> {
         let log = &self.inner.log;
         let size = log.head().seq;
         let root = log.merkle_root(size)?;
         let timestamp = crate::log::now_rfc3339();
         let cp = checkpoint::sign(&self.inner.key, size, &root, &timestamp);
-        let bytes =
-            serde_json::to_vec(&cp).map_err(|e| CheckpointerError::Corrupt(e.to_string()))?;
+        let bytes = serde_json::to_vec(&cp).map_err(|e| SignerError::Corrupt(e.to_string()))?;
         log.aux_tree("audit")?
             .insert(key_of(size), bytes)
             .map_err(LogError::from)?;
@@ -145,14 +140,14 @@ impl Checkpointer {
     }
 
     /// The latest stored checkpoint.
-    pub fn latest(&self) -> Result<Option<Checkpoint>, CheckpointerError> {
+    pub fn latest(&self) -> Result<Option<Checkpoint>, SignerError> {
         let tree = self.inner.log.aux_tree("audit")?;
         match tree.scan_prefix([b'c']).next_back() {
             Some(item) => {
                 let (_, v) = item.map_err(LogError::from)?;
                 serde_json::from_slice(&v)
                     .map(Some)
-                    .map_err(|e| CheckpointerError::Corrupt(e.to_string()))
+                    .map_err(|e| SignerError::Corrupt(e.to_string()))
             }
             None => Ok(None),
         }
