@@ -75,8 +75,13 @@ pub struct VerifyConsistencyArgs {
     /// Ask this server for the consistency proof (e.g. http://127.0.0.1:8080).
     #[arg(long, conflicts_with = "export")]
     server: Option<String>,
-    /// API key for --server (read scope).
-    #[arg(long, env = "ANNALS_API_KEY")]
+    /// API key for --server (read scope); `--api-key` is accepted as before.
+    #[arg(
+        long = "key",
+        alias = "api-key",
+        env = "ANNALS_KEY",
+        hide_env_values = true
+    )]
     api_key: Option<String>,
     /// Or recompute both roots from this export instead of asking a server.
     #[arg(long)]
