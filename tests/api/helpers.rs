@@ -331,3 +331,55 @@ pub fn wait_until_released(dir: &Path) {
         }
     }
 }
+
+/// A Python package for a test that checks Annals with an outside tool: importable from
+/// `<target>/<folder>` (`$CARGO_TARGET_DIR` or `target/`), installed there with pip on first use
+/// (PyPI is the only network this needs), so a fresh clone needs nothing installed by hand.
+/// Each package gets its own folder: compiled dependencies are pinned to the interpreter that
+/// installed them. Returns the folder, for `PYTHONPATH`.
+pub fn python_package(folder: &str, import: &str, requirement: &str) -> PathBuf {
+    let dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"))
+        .join(folder);
+    let importable = |dir: &PathBuf| {
+        std::process::Command::new("python3")
+            .args(["-c", &format!("import {import}")])
+            .env("PYTHONPATH", dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    };
+    if !importable(&dir) {
+        let out = std::process::Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .arg(requirement)
+            .output()
+            .unwrap_or_else(|e| panic!("python3 is needed for {requirement}: {e}"));
+        assert!(
+            out.status.success(),
+            "pip install {requirement} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(
+            importable(&dir),
+            "{requirement} installed but not importable"
+        );
+    }
+    dir
+}
+
+/// Opens the log of `dir` in-process with the shipped `[log]` settings but `durability`.
+pub fn open_log(dir: &Path, durability: annals::log::Durability) -> annals::log::Log {
+    let mut config = Config::defaults().unwrap().log;
+    config.durability = durability;
+    annals::log::Log::open(dir, config, annals::metrics::Metrics::new().unwrap()).unwrap()
+}

@@ -3,24 +3,13 @@
 //! same log (a draining connection, a downstream task) are still alive.
 
 use annals::log::{
-    Append, AppendError, Durability, ExpectedVersion, Log, LogConfig, LogError, NewEvent,
-    References,
+    Append, AppendError, Durability, ExpectedVersion, Log, LogError, NewEvent, References,
 };
-use annals::metrics::Metrics;
 use serde_json::json;
 use uuid::Uuid;
 
 fn open(dir: &std::path::Path) -> Log {
-    Log::open(
-        dir,
-        LogConfig {
-            durability: Durability::Fsync,
-            max_group_events: 64,
-            queue_capacity: 8,
-        },
-        Metrics::new().unwrap(),
-    )
-    .unwrap()
+    crate::helpers::open_log(dir, Durability::Fsync)
 }
 
 fn source(n: u32) -> Append {

@@ -1,20 +1,10 @@
 //! The log's errors say what went wrong: a failed `fdatasync` of auxiliary writes is not "cannot
 //! start the writer", and the log's own tree asked for as an auxiliary tree is not corruption.
 
-use annals::log::{Durability, Log, LogConfig, LogError};
-use annals::metrics::Metrics;
+use annals::log::{Durability, Log, LogError};
 
 fn open(dir: &std::path::Path) -> Log {
-    Log::open(
-        dir,
-        LogConfig {
-            durability: Durability::Fsync,
-            max_group_events: 64,
-            queue_capacity: 8,
-        },
-        Metrics::new().unwrap(),
-    )
-    .unwrap()
+    crate::helpers::open_log(dir, Durability::Fsync)
 }
 
 #[tokio::test]

@@ -17,52 +17,13 @@ use crate::helpers::test_config;
 /// (the append route's event schema is the slow one to generate); see the report.
 const MAX_EXAMPLES: &str = "10";
 
-/// Where the Python package lives: `$CARGO_TARGET_DIR/pydeps-schemathesis` or
-/// `target/pydeps-schemathesis` (apart from `pydeps`: its compiled dependencies are pinned to
-/// the interpreter that installed them).
-fn pydeps() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("pydeps-schemathesis")
-}
-
-/// Installs schemathesis 4 unless it is already importable from [`pydeps`].
+/// `schemathesis==4.*`, installed under `<target>/pydeps-schemathesis` on first use.
 fn ensure_schemathesis() -> PathBuf {
-    let dir = pydeps();
-    let importable = |dir: &PathBuf| {
-        Command::new("python3")
-            .args(["-c", "import schemathesis.cli"])
-            .env("PYTHONPATH", dir)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !importable(&dir) {
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg("schemathesis==4.*")
-            .output()
-            .expect("python3 is needed for schemathesis");
-        assert!(
-            out.status.success(),
-            "pip install schemathesis failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            importable(&dir),
-            "schemathesis installed but not importable"
-        );
-    }
-    dir
+    crate::helpers::python_package(
+        "pydeps-schemathesis",
+        "schemathesis.cli",
+        "schemathesis==4.*",
+    )
 }
 
 /// What schemathesis is told beyond the command line.

@@ -2,24 +2,14 @@
 //! real log over a temp folder, events built without HTTP, and the engine's catch-up.
 
 use annals::log::Durability;
-use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References};
-use annals::metrics::Metrics;
+use annals::log::{Append, ExpectedVersion, Log, NewEvent, References};
 use annals::projection::{Engine, Knowledge};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 /// Opens the log of `dir` with its writer.
 pub fn open(dir: &std::path::Path) -> Log {
-    Log::open(
-        dir,
-        LogConfig {
-            durability: Durability::Os,
-            max_group_events: 256,
-            queue_capacity: 64,
-        },
-        Metrics::new().unwrap(),
-    )
-    .unwrap()
+    crate::helpers::open_log(dir, Durability::Os)
 }
 
 /// An event of process `p`, occurred on 22 January 2026.

@@ -2,8 +2,6 @@
 //! state equals a fresh fold of the log, and no event is missed at the hand-over.
 
 use annals::log::Durability;
-use annals::log::{Log, LogConfig};
-use annals::metrics::Metrics;
 use annals::projection::{self, Knowledge};
 use serde_json::{Value, json};
 
@@ -86,16 +84,7 @@ async fn a_rebuild_under_concurrent_appends_and_queries_swaps_in_a_complete_stat
 
     // The swapped-in state equals a fresh fold of the same log.
     let dir = app.stop().await;
-    let log = Log::open(
-        dir.path(),
-        LogConfig {
-            durability: Durability::Os,
-            max_group_events: 64,
-            queue_capacity: 8,
-        },
-        Metrics::new().unwrap(),
-    )
-    .unwrap();
+    let log = crate::helpers::open_log(dir.path(), Durability::Os);
     let mut k = Knowledge::new();
     let (records, _) = log.read_range(1, usize::MAX, |_| true).unwrap();
     for r in records {

@@ -9,50 +9,9 @@ use serde_json::json;
 
 use super::support::*;
 
-/// Where the Python package lives: `$CARGO_TARGET_DIR/pydeps` or `target/pydeps`.
-fn pydeps() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target"));
-    target.join("pydeps")
-}
-
-/// Installs `standardwebhooks` unless it is already importable from [`pydeps`].
+/// `standardwebhooks`, installed under `<target>/pydeps` on first use.
 fn ensure_verifier() -> PathBuf {
-    let dir = pydeps();
-    let importable = |dir: &PathBuf| {
-        Command::new("python3")
-            .args(["-c", "import standardwebhooks.webhooks"])
-            .env("PYTHONPATH", dir)
-            .status()
-            .map(|s| s.success())
-            .unwrap_or(false)
-    };
-    if !importable(&dir) {
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg("standardwebhooks")
-            .output()
-            .expect("python3 is needed for the official verifier");
-        assert!(
-            out.status.success(),
-            "pip install standardwebhooks failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(
-            importable(&dir),
-            "standardwebhooks installed but not importable"
-        );
-    }
-    dir
+    crate::helpers::python_package("pydeps", "standardwebhooks.webhooks", "standardwebhooks")
 }
 
 const SCRIPT: &str = r#"
