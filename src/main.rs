@@ -257,13 +257,18 @@ async fn run(cli: Cli) -> ExitCode {
                 Some(path) => std::fs::File::create(&path)
                     .map_err(|e| format!("cannot create {}: {e}", path.display()))
                     .and_then(|f| {
-                        export::export(&config.server.data_dir, &mut std::io::BufWriter::new(f))
-                            .map_err(|e| e.to_string())
+                        export::export(
+                            &config.server.data_dir,
+                            &config.log,
+                            &mut std::io::BufWriter::new(f),
+                        )
+                        .map_err(|e| e.to_string())
                     }),
                 None => {
                     let stdout = std::io::stdout();
                     let mut out = std::io::BufWriter::new(stdout.lock());
-                    export::export(&config.server.data_dir, &mut out).map_err(|e| e.to_string())
+                    export::export(&config.server.data_dir, &config.log, &mut out)
+                        .map_err(|e| e.to_string())
                 }
             };
             match result {
@@ -287,7 +292,7 @@ async fn run(cli: Cli) -> ExitCode {
                 Ok(c) => c,
                 Err(code) => return code,
             };
-            match verify::verify_dir(&config.server.data_dir) {
+            match verify::verify_dir(&config.server.data_dir, &config.log) {
                 Ok(report) => match report.first_bad {
                     None => {
                         println!(
@@ -345,7 +350,7 @@ async fn run(cli: Cli) -> ExitCode {
                         Ok(c) => c,
                         Err(code) => return code,
                     };
-                    replay::from_dir(&config.server.data_dir)
+                    replay::from_dir(&config.server.data_dir, &config.log)
                 }
             };
             let result = knowledge

@@ -345,3 +345,11 @@ pub fn wait_until_released(dir: &Path) {
         }
     }
 }
+
+/// Opens a stopped data folder's sled store directly (to inspect or tamper with it), with the
+/// shipped `[log]` settings: a plain `sled::open` uses sled's defaults, which would refuse a
+/// compressed folder.
+pub fn open_store(dir: &Path) -> sled::Db {
+    let log = annals::config::Config::defaults().unwrap().log;
+    annals::log::raw::open_tree(dir, &log).unwrap().0
+}

@@ -11,6 +11,9 @@ fn open(dir: &std::path::Path) -> Log {
             durability: Durability::Fsync,
             max_group_events: 64,
             queue_capacity: 8,
+            cache_capacity_bytes: 64 << 20,
+            compression: true,
+            compression_level: 3,
         },
         Metrics::new().unwrap(),
     )

@@ -19,4 +19,6 @@ mod log_errors;
 mod openapi;
 mod projections;
 mod recorded_at;
+mod store_cache;
+mod store_disk;
 mod webhooks;

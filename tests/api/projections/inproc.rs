@@ -16,6 +16,9 @@ pub fn open(dir: &std::path::Path) -> Log {
             durability: Durability::Os,
             max_group_events: 256,
             queue_capacity: 64,
+            cache_capacity_bytes: 64 << 20,
+            compression: true,
+            compression_level: 3,
         },
         Metrics::new().unwrap(),
     )

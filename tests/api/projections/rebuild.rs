@@ -92,6 +92,9 @@ async fn a_rebuild_under_concurrent_appends_and_queries_swaps_in_a_complete_stat
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,
+            cache_capacity_bytes: 64 << 20,
+            compression: true,
+            compression_level: 3,
         },
         Metrics::new().unwrap(),
     )
