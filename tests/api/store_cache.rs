@@ -127,3 +127,20 @@ fn reading_a_log_far_larger_than_the_cache_keeps_memory_near_the_configured_boun
         "a 1 MiB cache does not hold the log: {small}"
     );
 }
+
+#[test]
+fn a_zero_or_absurd_cache_capacity_stops_every_command_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (value, command) in [("0", "verify"), ("2199023255553", "export"), ("0", "serve")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_annals"))
+            .args([command, "--data-dir", dir.path().to_str().unwrap()])
+            .env("ANNALS_LOG", "warn")
+            .env("ANNALS_LOG__CACHE_CAPACITY_BYTES", value)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{command}: {stderr}");
+        assert!(stderr.contains("log.cache_capacity_bytes"), "{stderr}");
+    }
+    assert!(!dir.path().join("db").exists(), "nothing opened the folder");
+}
