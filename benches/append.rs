@@ -635,9 +635,15 @@ fn key_entry() -> (String, KeyEntry) {
 }
 
 fn test_config(dir: &Path, durability: &str) -> Res<Config> {
+    let mut log = json!({"durability": durability});
+    // `ANNALS_BENCH_COMPRESSION=false` measures the folder as it was before compression, so
+    // compression's cost can be read from two runs.
+    if let Ok(v) = std::env::var("ANNALS_BENCH_COMPRESSION") {
+        log["compression"] = json!(v.trim() != "false");
+    }
     Ok(Config::defaults()?.with(json!({
         "server": {"listen": "127.0.0.1:0", "data_dir": dir},
-        "log": {"durability": durability}
+        "log": log
     }))?)
 }
 

@@ -45,6 +45,9 @@ fn options(durability: Durability) -> LogConfig {
         durability,
         max_group_events: 512,
         queue_capacity: 4096,
+        cache_capacity_bytes: 64 << 20,
+        compression: true,
+        compression_level: 3,
     }
 }
 

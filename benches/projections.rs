@@ -122,6 +122,9 @@ fn open(dir: &std::path::Path) -> Res<Log> {
             durability: Durability::Os,
             max_group_events: 8192,
             queue_capacity: 64,
+            cache_capacity_bytes: 64 << 20,
+            compression: true,
+            compression_level: 3,
         },
         Metrics::new()?,
     )?)
@@ -187,7 +190,7 @@ fn main() -> Res<()> {
 
     // 2. Bare sled scan (ceiling) and 3. the fold over the same scan.
     let (cold_scan_rate, scan_rate, fold_rate, bytes) = {
-        let (_db, tree) = raw::open_tree(dir)?;
+        let (_db, tree) = raw::open_tree(dir, &annals::config::Config::defaults()?.log)?;
         // The first pass after opening reads every page into sled's cache (the cold ceiling);
         // it also warms the cache so the loops after it read from memory alike.
         let t = Instant::now();

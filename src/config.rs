@@ -146,6 +146,7 @@ impl Config {
                 self.live.max_lag
             )));
         }
+        self.log.check().map_err(|e| ConfigError(e.to_string()))?;
         // The webhook rules live with the webhook settings; checked here so that a bad value
         // is a configuration error (exit 2) like any other, before anything starts.
         self.webhooks

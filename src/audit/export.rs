@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::path::Path;
 
-use crate::log::{LogError, Recorded, raw};
+use crate::log::{LogConfig, LogError, Recorded, raw};
 
 /// Why an export failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,9 +23,10 @@ pub fn write_record(out: &mut impl Write, rec: &Recorded) -> std::io::Result<()>
     out.write_all(b"\n")
 }
 
-/// Writes every record of the store in `dir` to `out`; returns how many.
-pub fn export(dir: &Path, out: &mut impl Write) -> Result<u64, ExportError> {
-    let (_db, tree) = raw::open_tree(dir)?;
+/// Writes every record of the store in `dir` (opened with the `[log]` store settings) to
+/// `out`; returns how many.
+pub fn export(dir: &Path, options: &LogConfig, out: &mut impl Write) -> Result<u64, ExportError> {
+    let (_db, tree) = raw::open_tree(dir, options)?;
     let head = raw::head(&tree)?;
     let bar = super::progress(Some(head.seq), "exporting");
     let mut n = 0;

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use crate::log::{Recorded, raw};
+use crate::log::{LogConfig, Recorded, raw};
 use crate::projection::asof::{self, Cut};
 use crate::projection::fact::Fact;
 use crate::projection::knowledge::Knowledge;
@@ -27,8 +27,9 @@ pub enum ReplayError {
 pub const PROJECTIONS: &[&str] = &["negotiation", "calendar", "actors", "sources", "audit"];
 
 /// Folds every record of a stopped data folder.
-pub fn from_dir(dir: &Path) -> Result<Knowledge, ReplayError> {
-    let (_db, tree) = raw::open_tree(dir).map_err(|e| ReplayError::Input(e.to_string()))?;
+pub fn from_dir(dir: &Path, options: &LogConfig) -> Result<Knowledge, ReplayError> {
+    let (_db, tree) =
+        raw::open_tree(dir, options).map_err(|e| ReplayError::Input(e.to_string()))?;
     let head = raw::head(&tree).map_err(|e| ReplayError::Input(e.to_string()))?;
     let bar = super::progress(Some(head.seq), "replaying");
     let mut k = Knowledge::new();

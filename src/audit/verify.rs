@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use crate::log::record::{self, GENESIS, Hash, Record};
-use crate::log::{Head, LogError, raw};
+use crate::log::{Head, LogConfig, LogError, raw};
 
 /// What verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,8 +18,8 @@ pub struct Report {
 }
 
 /// Verifies the store in `dir`.
-pub fn verify_dir(dir: &Path) -> Result<Report, LogError> {
-    let (_db, tree) = raw::open_tree(dir)?;
+pub fn verify_dir(dir: &Path, options: &LogConfig) -> Result<Report, LogError> {
+    let (_db, tree) = raw::open_tree(dir, options)?;
     verify_tree(&tree)
 }
 

@@ -69,13 +69,18 @@ pub async fn export(args: ExportArgs) -> Result<(), CliError> {
                 Some(path) => std::fs::File::create(&path)
                     .map_err(|e| format!("cannot create {}: {e}", path.display()))
                     .and_then(|f| {
-                        export::export(&config.server.data_dir, &mut std::io::BufWriter::new(f))
-                            .map_err(|e| e.to_string())
+                        export::export(
+                            &config.server.data_dir,
+                            &config.log,
+                            &mut std::io::BufWriter::new(f),
+                        )
+                        .map_err(|e| e.to_string())
                     }),
                 None => {
                     let stdout = std::io::stdout();
                     let mut out = std::io::BufWriter::new(stdout.lock());
-                    export::export(&config.server.data_dir, &mut out).map_err(|e| e.to_string())
+                    export::export(&config.server.data_dir, &config.log, &mut out)
+                        .map_err(|e| e.to_string())
                 }
             };
             result.map(|_| ()).map_err(CliError::Failed)

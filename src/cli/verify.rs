@@ -22,7 +22,8 @@ pub struct VerifyArgs {
 /// Walks the chain of the data folder and prints the verdict.
 pub fn verify(args: VerifyArgs) -> Result<(), CliError> {
     let config = load_config(&args.common, None)?;
-    let report = verify::verify_dir(&config.server.data_dir).map_err(CliError::failed)?;
+    let report =
+        verify::verify_dir(&config.server.data_dir, &config.log).map_err(CliError::failed)?;
     match report.first_bad {
         None => {
             println!(

@@ -160,7 +160,7 @@ impl Log {
         metrics: Metrics,
         merkle: bool,
     ) -> Result<Log, LogError> {
-        let db = open_db(dir, sled::Mode::HighThroughput)?;
+        let db = open_db(dir, sled::Mode::HighThroughput, &options)?;
         let tree = db.open_tree("log")?;
         let head = read_head(&tree)?;
         metrics.head_seq.set(head.seq as i64);
@@ -508,13 +508,31 @@ impl Log {
     }
 }
 
-/// Opens sled, retrying briefly while the folder's lock is still held: sled releases it a
-/// moment after the last handle of a previous open is dropped (a restart in one process).
-/// A folder held by another live process still fails, after about two seconds.
-fn open_db(dir: &Path, mode: sled::Mode) -> Result<sled::Db, LogError> {
+/// Opens sled with the configured cache bound and compression, retrying briefly while the
+/// folder's lock is still held: sled releases it a moment after the last handle of a previous
+/// open is dropped (a restart in one process). A folder held by another live process still
+/// fails, after about two seconds.
+fn open_db(dir: &Path, mode: sled::Mode, options: &LogConfig) -> Result<sled::Db, LogError> {
+    let compression = folder_compression(dir)?.unwrap_or(options.compression);
+    if compression != options.compression {
+        tracing::warn!(
+            dir = %dir.display(),
+            folder = compression,
+            configured = options.compression,
+            "log.compression applies to new data folders only; this folder keeps the setting it \
+             was created with (to change it, `annals export` this folder and `annals import` \
+             the export into a new one)"
+        );
+    }
+    let config = sled::Config::new()
+        .path(dir)
+        .mode(mode)
+        .cache_capacity(options.cache_capacity_bytes)
+        .use_compression(compression)
+        .compression_factor(options.compression_level);
     let mut attempt = 0;
     loop {
-        match sled::Config::new().path(dir).mode(mode).open() {
+        match config.open() {
             Ok(db) => return Ok(db),
             // sled reports its lock as an `Other` I/O error with this message.
             Err(sled::Error::Io(e))
@@ -531,6 +549,31 @@ fn open_db(dir: &Path, mode: sled::Mode) -> Result<sled::Db, LogError> {
             }
         }
     }
+}
+
+/// Whether an existing folder was created with compression, from the `conf` file sled writes
+/// when it creates a folder (`use_compression: true`); `None` for a new folder. sled refuses
+/// to open a folder with the other setting, so an uncompressed folder made before compression
+/// was the default must keep being opened uncompressed.
+fn folder_compression(dir: &Path) -> Result<Option<bool>, LogError> {
+    let text = match std::fs::read(dir.join("conf")) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(LogError::Open {
+                path: dir.to_path_buf(),
+                source: sled::Error::Io(e),
+            });
+        }
+    };
+    // The text lines are followed by a 4-byte CRC, which sled checks itself.
+    let found = text.split(|b| *b == b'\n').find_map(|line| match line {
+        b"use_compression: true" => Some(true),
+        b"use_compression: false" => Some(false),
+        _ => None,
+    });
+    // A `conf` without the line is one sled treats as missing (it rewrites it).
+    Ok(found)
 }
 
 /// Waits (at most about two seconds) until nothing holds sled's lock on the folder: sled
@@ -586,9 +629,10 @@ fn read_head(tree: &sled::Tree) -> Result<Head, LogError> {
 pub mod raw {
     use super::*;
 
-    /// Opens the store read-write (sled has no read-only mode) without starting a writer.
-    pub fn open_tree(dir: &Path) -> Result<(sled::Db, sled::Tree), LogError> {
-        let db = open_db(dir, sled::Mode::LowSpace)?;
+    /// Opens the store read-write (sled has no read-only mode) without starting a writer,
+    /// with the configured cache bound and compression.
+    pub fn open_tree(dir: &Path, options: &LogConfig) -> Result<(sled::Db, sled::Tree), LogError> {
+        let db = open_db(dir, sled::Mode::LowSpace, options)?;
         let tree = db.open_tree("log")?;
         Ok((db, tree))
     }
@@ -634,6 +678,9 @@ mod tests {
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,
+            cache_capacity_bytes: 1 << 20,
+            compression: true,
+            compression_level: 3,
         };
         let log = Log::open(dir.path(), config, Metrics::new().unwrap()).unwrap();
         let tree = log.aux_tree("webhooks").unwrap();

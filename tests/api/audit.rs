@@ -363,7 +363,7 @@ async fn verify_export_holds_for_a_true_export_and_names_the_first_bad_seq_of_a_
 /// Opens the stopped folder's log tree directly (as an attacker with disk access would).
 fn tamper(dir: &std::path::Path, f: impl FnOnce(&sled::Tree)) {
     wait_until_released(dir);
-    let db = sled::open(dir).unwrap();
+    let db = open_store(dir);
     let tree = db.open_tree("log").unwrap();
     f(&tree);
     db.flush().unwrap();

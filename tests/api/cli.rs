@@ -288,7 +288,7 @@ fn record_key(seq: u64) -> Vec<u8> {
 /// Opens the store directly, behind the log's back, and lets `change` alter the log tree.
 fn tamper(dir: &Path, change: impl FnOnce(&sled::Tree)) {
     wait_until_released(dir);
-    let db = sled::open(dir).unwrap();
+    let db = open_store(dir);
     let tree = db.open_tree("log").unwrap();
     change(&tree);
     db.flush().unwrap();

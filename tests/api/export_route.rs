@@ -69,7 +69,12 @@ async fn export_lines_are_the_lines_the_offline_export_writes() {
     let dir = app.stop().await;
     wait_until_released(dir.path());
     let mut offline = Vec::new();
-    annals::audit::export::export(dir.path(), &mut offline).unwrap();
+    annals::audit::export::export(
+        dir.path(),
+        &annals::Config::defaults().unwrap().log,
+        &mut offline,
+    )
+    .unwrap();
     assert_eq!(online.as_bytes(), offline.as_slice());
 }
 

@@ -383,3 +383,11 @@ pub fn open_log(dir: &Path, durability: annals::log::Durability) -> annals::log:
     config.durability = durability;
     annals::log::Log::open(dir, config, annals::metrics::Metrics::new().unwrap()).unwrap()
 }
+
+/// Opens a stopped data folder's sled store directly (to inspect or tamper with it), with the
+/// shipped `[log]` settings: a plain `sled::open` uses sled's defaults, which would refuse a
+/// compressed folder.
+pub fn open_store(dir: &Path) -> sled::Db {
+    let log = annals::config::Config::defaults().unwrap().log;
+    annals::log::raw::open_tree(dir, &log).unwrap().0
+}

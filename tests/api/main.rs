@@ -23,4 +23,6 @@ mod openapi;
 mod projections;
 mod recorded_at;
 mod schemathesis;
+mod store_cache;
+mod store_disk;
 mod webhooks;

@@ -45,7 +45,7 @@ async fn views(app: &DemoServer, head: u64) -> Vec<Value> {
 /// Reads the projections' save of a stopped folder: its meta and every key of its tree.
 fn stored_save(dir: &Path) -> (Meta, Vec<Vec<u8>>) {
     wait_until_released(dir);
-    let db = sled::open(dir).unwrap();
+    let db = open_store(dir);
     let tree = db.open_tree("projections").unwrap();
     let meta = save::meta(&tree).unwrap();
     let keys = tree.iter().keys().map(|k| k.unwrap().to_vec()).collect();

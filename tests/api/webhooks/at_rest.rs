@@ -33,7 +33,7 @@ fn forms(secret: &str) -> Vec<Vec<u8>> {
 /// Every (key, value) of the `webhooks` tree of a stopped data folder, read with sled itself.
 fn webhooks_tree(data: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     wait_until_released(data);
-    let db = sled::open(data).unwrap();
+    let db = open_store(data);
     let tree = db.open_tree("webhooks").unwrap();
     let entries = tree
         .iter()

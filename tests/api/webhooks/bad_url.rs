@@ -15,7 +15,7 @@ const OLD_UPDATED_AT: &str = "2026-01-23T00:00:00Z";
 /// Rewrites the stored subscription `id` of a stopped data folder with `change`, through sled.
 fn rewrite_stored(data: &std::path::Path, id: &str, change: impl FnOnce(&mut Value)) {
     wait_until_released(data);
-    let db = sled::open(data).unwrap();
+    let db = open_store(data);
     let tree = db.open_tree("webhooks").unwrap();
     let mut k = vec![b's'];
     k.extend_from_slice(Uuid::parse_str(id).unwrap().as_bytes());
