@@ -8,7 +8,9 @@
 //!    (`rebuild_offline`: fold + save generation write) on a cold and a warm cache; a
 //!    restart's load of the saved fold;
 //! 5. query latency on the 1M-event knowledge (negotiation view of one of 4 processes, actor
-//!    view of one of 50 actors, limit 100): now, and as of random `known_at` seqs.
+//!    view of one of 50 actors, limit 100): now, and as of random `known_at` seqs. The
+//!    knowledge keeps compact facts; the views read records from the log through the
+//!    configured record cache, whose hits and misses are printed.
 //!
 //! Settings: `ANNALS_BENCH_EVENTS` (default 1000000), `ANNALS_BENCH_QUERIES` (default 200),
 //! `ANNALS_BENCH_DIR` (where the temp folder goes), `ANNALS_BENCH_KEEP` (a folder of its own to
@@ -22,6 +24,7 @@ use annals::log::Durability;
 use annals::log::{Append, ExpectedVersion, Log, LogConfig, NewEvent, References, raw};
 use annals::metrics::Metrics;
 use annals::projection::fact::Fact;
+use annals::projection::records::Records;
 use annals::projection::{self, Knowledge, KnownAt, Query};
 use serde_json::json;
 use uuid::Uuid;
@@ -132,14 +135,16 @@ fn open(dir: &std::path::Path) -> Res<Log> {
 
 /// What step 4 measured.
 struct Paths {
-    /// Resident memory added by the warm fold (its knowledge; the records it shares with
-    /// sled's cache were resident already).
+    /// Resident memory added by the warm fold: its compact facts and indexes (it keeps no
+    /// record).
     rss_growth: u64,
     rebuild_cold: f64,
     fold: f64,
     rebuild_warm: f64,
     load: f64,
     k: Knowledge,
+    /// Open until the queries are done: the views read records from it.
+    log: Log,
 }
 
 /// This process's resident set size (Linux; 0 elsewhere).
@@ -213,7 +218,7 @@ fn main() -> Res<()> {
         let mut k = Knowledge::new();
         for item in raw::records(&tree) {
             let (seq, v) = item?;
-            let fact = Fact::parse_owned(seq, v.subslice(32, v.len() - 32));
+            let fact = Fact::parse(seq, &v[32..]);
             k.apply_parsed(seq, fact)?;
         }
         let fold = k.seq as f64 / t.elapsed().as_secs_f64();
@@ -232,7 +237,8 @@ fn main() -> Res<()> {
         let rebuild_cold = folded as f64 / t.elapsed().as_secs_f64();
         let rss_before = rss_bytes();
         let t = Instant::now();
-        let mut k = Knowledge::new();
+        let records = Records::log(log.clone(), config.record_cache(), None);
+        let mut k = Knowledge::over(records.clone());
         projection::fold_log(&log, &mut k, config.batch_events * 8, |_| {})?;
         let fold = k.seq as f64 / t.elapsed().as_secs_f64();
         let rss_growth = rss_bytes().saturating_sub(rss_before);
@@ -241,14 +247,14 @@ fn main() -> Res<()> {
         let rebuild_warm = folded as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
         let tree = log.aux_tree("projections")?;
-        let (meta, loaded) = projection::save::load(&tree, &log)?;
+        let (meta, loaded) = projection::save::load(&tree, &log, &records)?;
         let load = meta.seq as f64 / t.elapsed().as_secs_f64();
         if loaded.facts().len() != k.facts().len() {
             return Err("the loaded save differs from the fold".into());
         }
         drop((tree, loaded));
-        log.close().await;
         Res::Ok(Paths {
+            log,
             rss_growth,
             rebuild_cold,
             fold,
@@ -285,6 +291,9 @@ fn main() -> Res<()> {
             latencies.push((view, as_of, lat));
         }
     }
+
+    let cache = k.records().stats();
+    rt.block_on(paths.log.clone().close());
 
     println!("projections benchmark: {n} events, {} bytes stored", bytes);
     println!(
@@ -324,5 +333,9 @@ fn main() -> Res<()> {
             percentile(lat, 0.99)
         );
     }
+    println!(
+        "  record cache: {} hits, {} misses, {} records ({} bytes) held",
+        cache.hits, cache.misses, cache.entries, cache.bytes
+    );
     Ok(())
 }

@@ -9,7 +9,6 @@ use serde_json::Value;
 
 use crate::log::{LogConfig, Recorded, raw};
 use crate::projection::asof::{self, Cut};
-use crate::projection::fact::Fact;
 use crate::projection::knowledge::Knowledge;
 
 /// Why a replay could not be done.
@@ -37,8 +36,8 @@ pub fn from_dir(dir: &Path, options: &LogConfig) -> Result<Knowledge, ReplayErro
         let (seq, value) = item.map_err(|e| ReplayError::Input(e.to_string()))?;
         let rec = Recorded::from_stored(seq, &value)
             .ok_or_else(|| ReplayError::Input(format!("record {seq} is corrupt")))?;
-        // The fact keeps the stored value itself (no copy per record).
-        k.apply_parsed(seq, Fact::parse_owned(seq, rec.bytes))
+        // The knowledge keeps the stored value itself (no copy per record).
+        k.apply_record(seq, rec.bytes)
             .map_err(|e| ReplayError::Input(format!("record {seq}: {e}")))?;
         bar.inc(1);
     }

@@ -14,6 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::fact::Fact;
 use super::knowledge::Knowledge;
+use super::records::{CacheMetrics, Records};
 use super::save;
 use super::{NAMES, ProjectionConfig, ProjectionError};
 use crate::log::{Log, Recorded};
@@ -50,6 +51,7 @@ struct ProjMetrics {
     lag: IntGauge,
     seq: IntGauge,
     rebuilds: IntCounter,
+    cache: CacheMetrics,
 }
 
 impl ProjMetrics {
@@ -70,12 +72,34 @@ impl ProjMetrics {
             lag: IntGauge::new("projection_lag", "Durable head seq minus projection seq")?,
             seq: IntGauge::new("projection_seq", "Seq the projections reflect")?,
             rebuilds: IntCounter::new("projection_rebuilds_total", "Completed rebuilds")?,
+            cache: CacheMetrics {
+                hits: IntCounter::new(
+                    "projection_record_cache_hits_total",
+                    "Records the views read from the record cache",
+                )?,
+                misses: IntCounter::new(
+                    "projection_record_cache_misses_total",
+                    "Records the views read from the log (not in the record cache)",
+                )?,
+                entries: IntGauge::new(
+                    "projection_record_cache_entries",
+                    "Records held by the views' record cache",
+                )?,
+                bytes: IntGauge::new(
+                    "projection_record_cache_bytes",
+                    "Record bytes held by the views' record cache",
+                )?,
+            },
         };
         metrics.register(Box::new(m.applied.clone()))?;
         metrics.register(Box::new(m.save_seconds.clone()))?;
         metrics.register(Box::new(m.lag.clone()))?;
         metrics.register(Box::new(m.seq.clone()))?;
         metrics.register(Box::new(m.rebuilds.clone()))?;
+        metrics.register(Box::new(m.cache.hits.clone()))?;
+        metrics.register(Box::new(m.cache.misses.clone()))?;
+        metrics.register(Box::new(m.cache.entries.clone()))?;
+        metrics.register(Box::new(m.cache.bytes.clone()))?;
         Ok(m)
     }
 }
@@ -95,6 +119,8 @@ struct Cursor {
 struct Inner {
     log: Log,
     config: ProjectionConfig,
+    /// Where every knowledge this engine folds reads its records (one bounded cache).
+    records: Records,
     /// Set by [`Engine::halt`]: stop without the final save, as a crash would.
     skip_final_save: AtomicBool,
     /// The current knowledge. A std lock, not a tokio one: no `.await` is ever held inside;
@@ -149,8 +175,8 @@ impl Inner {
         let parsed = parse_batch(records);
         let seq = {
             let mut st = self.write();
-            for (seq, fact) in parsed {
-                st.apply_parsed(seq, fact)?;
+            for (seq, fact, record) in parsed {
+                st.apply_read(seq, fact, record)?;
             }
             st.seq
         };
@@ -199,15 +225,17 @@ const PARALLEL_FROM: usize = 256;
 /// Folds a batch of consecutive records into `k`: the records are parsed in parallel (the
 /// costly, pure half of the fold), then inserted in seq order on this thread. Blocking.
 fn fold_batch(k: &mut Knowledge, records: Vec<Recorded>) -> Result<(), ProjectionError> {
-    for (seq, fact) in parse_batch(records) {
-        k.apply_parsed(seq, fact)?;
+    for (seq, fact, record) in parse_batch(records) {
+        k.apply_read(seq, fact, record)?;
     }
     Ok(())
 }
 
-/// Parses records into facts, in parallel when the batch is big enough; order is kept.
-fn parse_batch(records: Vec<Recorded>) -> Vec<(u64, Option<Fact>)> {
-    let parse = |r: Recorded| (r.seq, Fact::parse_owned(r.seq, r.bytes));
+/// Parses records into facts, in parallel when the batch is big enough; order is kept. Each
+/// record comes back with its fact, for knowledge that keeps its records (the engine's drops
+/// it once its fact is folded).
+fn parse_batch(records: Vec<Recorded>) -> Vec<(u64, Option<Fact>, sled::IVec)> {
+    let parse = |r: Recorded| (r.seq, Fact::parse(r.seq, &r.bytes), r.bytes);
     if records.len() < PARALLEL_FROM {
         records.into_iter().map(parse).collect()
     } else {
@@ -283,8 +311,8 @@ fn fold_until_head(
         let mut total = 0u64;
         for parsed in parsed_rx {
             total += parsed.len() as u64;
-            for (seq, fact) in parsed {
-                k.apply_parsed(seq, fact)?;
+            for (seq, fact, record) in parsed {
+                k.apply_read(seq, fact, record)?;
             }
             progress(k.seq);
         }
@@ -318,13 +346,19 @@ impl Engine {
         metrics: &Metrics,
     ) -> Result<Engine, ProjectionError> {
         let metrics = ProjMetrics::new(metrics)?;
+        let records = Records::log(
+            log.clone(),
+            config.record_cache(),
+            Some(metrics.cache.clone()),
+        );
         let tree = log.aux_tree("projections")?;
         let head = log.head().seq;
-        let (meta, knowledge) = match save::load(&tree, &log) {
+        let (meta, knowledge) = match save::load(&tree, &log, &records) {
             Ok(loaded) => loaded,
             Err(
                 e @ (save::SaveError::Mismatch(_)
                 | save::SaveError::Corrupt(..)
+                | save::SaveError::Damaged(..)
                 | save::SaveError::Incomplete { .. }),
             ) => {
                 // A save is derived data and the log is the truth: one that describes
@@ -336,7 +370,10 @@ impl Engine {
                     head,
                     "projection save unusable; discarding it and folding the log from seq 1"
                 );
-                (save::discard(&tree, &log)?, Knowledge::new())
+                (
+                    save::discard(&tree, &log)?,
+                    Knowledge::over(records.clone()),
+                )
             }
             Err(e) => return Err(e.into()),
         };
@@ -352,6 +389,7 @@ impl Engine {
         let inner = Arc::new(Inner {
             log,
             config,
+            records,
             skip_final_save: AtomicBool::new(false),
             state: RwLock::new(knowledge),
             applied,
@@ -598,7 +636,7 @@ async fn save_now(inner: &Arc<Inner>, cursor: tokio::sync::MutexGuard<'_, Cursor
 async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     let batch = inner.config.batch_events.max(1) * 8;
     // Phase 1: the bulk, with the follower running.
-    let mut fresh = Knowledge::new();
+    let mut fresh = Knowledge::over(inner.records.clone());
     loop {
         if *inner.stop.borrow() {
             return Err(ProjectionError::Task("stopped by shutdown".into()));
@@ -672,7 +710,12 @@ pub async fn rebuild_offline(
     blocking(move || {
         let tree = log.aux_tree("projections")?;
         let old = save::meta(&tree)?;
-        let mut k = Knowledge::new();
+        // Nothing reads a view of this fold: the smallest cache will do.
+        let bound = super::records::CacheBound {
+            entries: 1,
+            bytes: 1,
+        };
+        let mut k = Knowledge::over(Records::log(log.clone(), bound, None));
         let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
         let generation = old.generation + 1;
         save::write_generation(&tree, generation, &k, 0)?;

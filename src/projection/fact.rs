@@ -1,10 +1,13 @@
-//! One recorded event as the projections keep it ([`Fact`]): the stored record itself, the
-//! byte spans of the envelope fields the views read, and the references (actors, sources)
-//! the knowledge index files it under, all found by one borrowed scan of the record; and what
-//! a save keeps of it ([`StoredFact`]). Parsing is pure, so facts of different records are
-//! parsed in parallel. This module must never index facts (that is `knowledge.rs`), never
-//! parse more of a record than the views and indexes need, and never change the encoding of
-//! [`StoredFact`] without bumping the save layout (`save.rs`).
+//! One recorded event as the projections keep it ([`Fact`]): compact facts derived from the
+//! record, never the record itself. A fact keeps the small envelope fields the indexes and
+//! view filters read on every fact (id, type, `recorded_at`, `recorded_by`, `occurred`,
+//! process, the target of a correction) and the references (actors, sources), copied into one
+//! text, plus where `data` and `evidence` sit in the record, which a view reads from the log
+//! on demand (`records.rs`). All of it is found by one borrowed scan of the record. Parsing is
+//! pure, so facts of different records are parsed in parallel. A save stores a fact as it is
+//! ([`StoredFact`]). This module must never index facts (that is `knowledge.rs`), never keep
+//! a record or any part of its payload, and never change the encoding of [`StoredFact`]
+//! without bumping the save layout (`save.rs`).
 
 use std::borrow::Cow;
 
@@ -15,7 +18,7 @@ use smallvec::SmallVec;
 
 use crate::event::EventKind;
 
-/// A span of a fact's text (its record, then its unescaped `extra`): (start, end) byte offsets.
+/// A span: (start, end) byte offsets of a fact's text, or (`data`, `evidence`) of its record.
 pub type Span = (u32, u32);
 
 /// What a [`Ref`] names. Saves store it as its one-byte discriminant (the bare `u8` the
@@ -67,7 +70,7 @@ pub type RefList = SmallVec<[Ref; 2]>;
 
 /// An envelope field whose span a fact keeps; the discriminant is its position in
 /// `Fact::spans`. Saves store the spans in this order, so it must never change.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(usize)]
 enum Field {
     Id = 0,
@@ -78,53 +81,52 @@ enum Field {
     Occurred = 4,
     /// Empty when the record has no process.
     Process = 5,
-    /// JSON text.
+    /// JSON text, a span of the record (read on demand), not of the fact's text.
     Data = 6,
-    /// JSON text.
+    /// JSON text, a span of the record (read on demand), not of the fact's text.
     Evidence = 7,
     /// The event id a correction or retraction targets (empty for other types).
     Target = 8,
 }
 
+impl Field {
+    /// Whether the field's span is one of the record (the payload a fact never keeps).
+    fn in_record(i: usize) -> bool {
+        i == Field::Data as usize || i == Field::Evidence as usize
+    }
+}
+
 /// Number of spans a fact keeps.
 const SPANS: usize = Field::Target as usize + 1;
 
-/// One recorded event as the projections keep it: the stored record itself (a view of the
-/// log's value, never a copy), with the byte spans of the fields the views use (`occurred`,
-/// `data` and `evidence` are JSON text, parsed only when a view needs them) and of the
-/// references the indexes use. A string written with escapes is unescaped once into `extra`,
-/// whose spans start after the record, so every accessor is a plain slice.
-#[derive(Debug, Clone)]
+/// One recorded event as the projections keep it: compact facts derived from the record,
+/// never the record. The small fields every index and view filter reads (`occurred` as its
+/// JSON text) and the references are copied, unescaped, into one text; `data` and
+/// `evidence` are spans of the record, which a view reads from the log when it shows them.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Fact {
     /// Global position.
     pub seq: u64,
-    /// The stored record JSON.
-    record: sled::IVec,
-    /// Unescaped string fields (spans from `record.len()` on point here).
-    extra: Box<str>,
+    /// The record's length: a record read back that is not this long is not this fact's.
+    record_len: u32,
+    /// The small fields and the references, one after the other.
+    text: Box<str>,
     /// The spans of the fields a [`Field`] names, at its position.
     spans: [Span; SPANS],
     /// Whether the record has a process.
     has_process: bool,
-    /// The type, when this build knows it: reading it, which every view filter does, then
-    /// costs no UTF-8 check of the record (`None`: the span is read).
+    /// The type, when this build knows it (`None`: the span is read).
     kind: Option<EventKind>,
-    /// The actors and sources the fact names, in indexing order.
+    /// The actors and sources the fact names, in indexing order (spans of the text).
     refs: RefList,
 }
 
-impl PartialEq for Fact {
-    fn eq(&self, other: &Fact) -> bool {
-        self.seq == other.seq && self.record == other.record
-    }
-}
-
-/// A fact as a save stores it: everything but the record itself, which the log holds.
+/// A fact as a save stores it: all of it but the type, which is read back from its name.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct StoredFact {
     seq: u64,
     record_len: u32,
-    extra: String,
+    text: String,
     spans: [Span; SPANS],
     has_process: bool,
     refs: RefList,
@@ -136,23 +138,27 @@ impl StoredFact {
         self.seq
     }
 
-    /// Joins the stored description with the record (from the log), or `None` when they do
-    /// not belong together (the log holds a different record than was saved).
-    pub fn into_fact(self, seq: u64, record: sled::IVec) -> Option<Fact> {
-        if seq != self.seq || record.len() != self.record_len as usize {
-            return None;
-        }
-        let len = (record.len() + self.extra.len()) as u32;
-        let in_bounds = |(a, b): Span| a <= b && b <= len;
-        if !self.spans.iter().all(|&s| in_bounds(s))
-            || !self.refs.iter().all(|&(_, a, b)| in_bounds((a, b)))
-        {
+    /// The fact it stores, or `None` when its spans do not fit its text or record (a
+    /// damaged save).
+    pub fn into_fact(self) -> Option<Fact> {
+        let text = self.text.into_boxed_str();
+        let in_text = |(a, b): Span| {
+            a <= b && text.is_char_boundary(a as usize) && text.is_char_boundary(b as usize)
+        };
+        let spans_fit = self.spans.iter().enumerate().all(|(i, &(a, b))| {
+            if Field::in_record(i) {
+                a <= b && b <= self.record_len
+            } else {
+                in_text((a, b))
+            }
+        });
+        if !spans_fit || !self.refs.iter().all(|&(_, a, b)| in_text((a, b))) {
             return None;
         }
         let mut fact = Fact {
-            seq,
-            record,
-            extra: self.extra.into_boxed_str(),
+            seq: self.seq,
+            record_len: self.record_len,
+            text,
             spans: self.spans,
             has_process: self.has_process,
             kind: None,
@@ -168,33 +174,29 @@ impl Fact {
         self.slice(self.spans[field as usize])
     }
 
-    /// The text of a span: of the record, or of `extra` past its end. Spans are char
-    /// boundaries of a validated record, so the per-span check never fails in practice; if
-    /// it did, the field reads as empty rather than panicking.
+    /// The text of a span of the fact's text. Spans are char boundaries (checked when a save
+    /// is loaded), so this never fails in practice; if it did, the field reads as empty
+    /// rather than panicking.
     fn slice(&self, (a, b): Span) -> &str {
-        let (a, b) = (a as usize, b as usize);
-        let n = self.record.len();
-        if b <= n {
-            self.record
-                .get(a..b)
-                .and_then(|s| std::str::from_utf8(s).ok())
-                .unwrap_or("")
-        } else {
-            self.extra.get(a.saturating_sub(n)..b - n).unwrap_or("")
+        self.text.get(a as usize..b as usize).unwrap_or("")
+    }
+
+    /// The text of a record span of `record`, or `None` when `record` is not the record this
+    /// fact was derived from (not its length) or the span is not text.
+    fn record_field<'r>(&self, record: &'r [u8], field: Field) -> Option<&'r str> {
+        if record.len() != self.record_len as usize {
+            return None;
         }
+        let (a, b) = self.spans[field as usize];
+        std::str::from_utf8(record.get(a as usize..b as usize)?).ok()
     }
 
-    /// The stored record bytes.
-    pub fn record(&self) -> &[u8] {
-        &self.record
-    }
-
-    /// What a save keeps of this fact (everything but the record).
+    /// What a save keeps of this fact.
     pub fn stored(&self) -> StoredFact {
         StoredFact {
             seq: self.seq,
-            record_len: self.record.len() as u32,
-            extra: self.extra.to_string(),
+            record_len: self.record_len,
+            text: self.text.to_string(),
             spans: self.spans,
             has_process: self.has_process,
             refs: self.refs.clone(),
@@ -239,14 +241,15 @@ impl Fact {
         self.has_process.then(|| self.span(Field::Process))
     }
 
-    /// The payload as recorded, before any correction (JSON text).
-    pub fn data_json(&self) -> &str {
-        self.span(Field::Data)
+    /// The payload as recorded, before any correction (JSON text), read from `record`: the
+    /// record this fact was derived from (`None` for another one).
+    pub fn data_in<'r>(&self, record: &'r [u8]) -> Option<&'r str> {
+        self.record_field(record, Field::Data)
     }
 
-    /// The evidence as recorded (JSON text).
-    pub fn evidence_json(&self) -> &str {
-        self.span(Field::Evidence)
+    /// The evidence as recorded (JSON text), read from `record`, as [`Fact::data_in`].
+    pub fn evidence_in<'r>(&self, record: &'r [u8]) -> Option<&'r str> {
+        self.record_field(record, Field::Evidence)
     }
 
     /// The event id a correction or retraction targets (empty for other types).
@@ -254,24 +257,53 @@ impl Fact {
         self.span(Field::Target)
     }
 
-    /// Builds a fact from a stored record (copying it), or `None` if it does not parse as an
-    /// envelope.
+    /// Builds a fact from a stored record, or `None` if it does not parse as an envelope.
+    /// Pure: facts of different records can be parsed in parallel. Keeps nothing of the
+    /// record but what it derives.
     pub fn parse(seq: u64, bytes: &[u8]) -> Option<Fact> {
-        Fact::parse_owned(seq, sled::IVec::from(bytes))
-    }
-
-    /// Builds a fact from a stored record it keeps (a shared view, no copy), or `None` if it
-    /// does not parse as an envelope. Pure: facts of different records can be parsed in
-    /// parallel.
-    pub fn parse_owned(seq: u64, record: sled::IVec) -> Option<Fact> {
         // No separate UTF-8 pass over the record: the parser checks every string it borrows
         // and every raw value it keeps, which is all a fact ever reads.
-        let (spans, has_process, kind, refs, extra) = Fact::scan(seq, &record)?;
+        let (spans, has_process, kind, refs, extra) = Fact::scan(seq, bytes)?;
+        // The scan's spans run over the record, then `extra`; the small fields and the
+        // references are copied from there into the fact's own text.
+        let whole = |(a, b): Span| -> &str {
+            let (a, b, n) = (a as usize, b as usize, bytes.len());
+            if b <= n {
+                bytes
+                    .get(a..b)
+                    .and_then(|s| std::str::from_utf8(s).ok())
+                    .unwrap_or("")
+            } else {
+                extra.get(a.saturating_sub(n)..b - n).unwrap_or("")
+            }
+        };
+        let mut text = String::new();
+        let mut copy = |span: Span| -> Span {
+            let s = whole(span);
+            let at = text.len();
+            text.push_str(s);
+            (at as u32, text.len() as u32)
+        };
+        let mut own = [(0, 0); SPANS];
+        for (i, &span) in spans.iter().enumerate() {
+            own[i] = if Field::in_record(i) {
+                span
+            } else {
+                copy(span)
+            };
+        }
+        let refs = refs
+            .iter()
+            .map(|&(role, a, b)| {
+                let (a, b) = copy((a, b));
+                (role, a, b)
+            })
+            .collect();
         Some(Fact {
             seq,
-            record,
-            extra: extra.into_boxed_str(),
-            spans,
+            record_len: u32::try_from(bytes.len()).ok()?,
+            text: text.into_boxed_str(),
+            spans: own,
             has_process,
             kind,
             refs,
@@ -526,10 +558,8 @@ pub(super) mod tests {
             .replace(r#""process":"p""#, r#""process":"p\"q""#);
         let fact = Fact::parse(1, text.as_bytes()).unwrap();
         assert_eq!(fact.process(), Some("p\"q"));
-        let back = fact
-            .stored()
-            .into_fact(1, sled::IVec::from(text.as_bytes()))
-            .unwrap();
+        let back = fact.stored().into_fact().unwrap();
+        assert_eq!(back, fact);
         assert_eq!(back.process(), Some("p\"q"));
         assert_eq!(back.id(), A);
         let mut k = crate::projection::Knowledge::new();
@@ -539,28 +569,45 @@ pub(super) mod tests {
     }
 
     #[test]
-    fn a_saved_fact_is_refused_for_a_record_it_does_not_describe() {
-        let one = record(1, A, "statement.made", r#"{"speaker":"actor:a"}"#);
+    fn a_fact_keeps_no_payload_and_reads_it_only_from_its_own_record() {
+        let content = "a long statement that only the record holds";
+        let data = format!(r#"{{"speaker":"actor:a","content":"{content}"}}"#);
+        let one = record(1, A, "statement.made", &data);
+        let fact = Fact::parse(1, &one).unwrap();
+        assert!(!fact.text.contains(content), "{}", fact.text);
+        assert_eq!(fact.data_in(&one), Some(data.as_str()));
+        assert_eq!(
+            fact.evidence_in(&one),
+            Some(r#"[{"source":"src:a","relation":"reports"}]"#)
+        );
         let other = record(1, A, "statement.made", r#"{"speaker":"actor:bb"}"#);
-        let stored = Fact::parse(1, &one).unwrap().stored();
-        assert!(stored.into_fact(1, sled::IVec::from(other)).is_none());
-        let stored = Fact::parse(1, &one).unwrap().stored();
-        assert!(stored.into_fact(2, sled::IVec::from(one)).is_none());
+        assert_eq!(fact.data_in(&other), None);
     }
 
-    /// [`StoredFact`] as saves have always encoded it: roles as bare bytes.
+    #[test]
+    fn a_saved_fact_whose_spans_do_not_fit_is_refused() {
+        let one = record(1, A, "statement.made", r#"{"speaker":"actor:a"}"#);
+        let mut stored = Fact::parse(1, &one).unwrap().stored();
+        stored.spans[Field::Id as usize].1 = stored.text.len() as u32 + 1;
+        assert!(stored.into_fact().is_none());
+        let mut stored = Fact::parse(1, &one).unwrap().stored();
+        stored.spans[Field::Data as usize].1 = stored.record_len + 1;
+        assert!(stored.into_fact().is_none());
+    }
+
+    /// [`StoredFact`] as save layout 3 encodes it: roles as bare bytes.
     #[derive(Serialize)]
-    struct StoredFactV2 {
+    struct StoredFactV3 {
         seq: u64,
         record_len: u32,
-        extra: String,
+        text: String,
         spans: [Span; SPANS],
         has_process: bool,
         refs: Vec<(u8, u32, u32)>,
     }
 
     #[test]
-    fn a_stored_fact_encodes_as_saves_always_have_so_earlier_saves_still_load() {
+    fn a_stored_fact_encodes_as_save_layout_3_says() {
         let bytes = record(
             1,
             A,
@@ -569,11 +616,17 @@ pub(super) mod tests {
         );
         let fact = Fact::parse(1, &bytes).unwrap();
         let stored = fact.stored();
-        // Saves hold the spans by position, in this order, over the record then `extra`.
-        let text = format!("{}{}", std::str::from_utf8(&bytes).unwrap(), stored.extra);
+        // Saves hold the spans by position, in this order: of the fact's text, but `data`
+        // and `evidence`, which are of the record.
+        let record = std::str::from_utf8(&bytes).unwrap();
         let at = |i: usize| {
             let (a, b) = stored.spans[i];
-            &text[a as usize..b as usize]
+            let of = if Field::in_record(i) {
+                record
+            } else {
+                stored.text.as_str()
+            };
+            &of[a as usize..b as usize]
         };
         assert_eq!(
             (0..SPANS).map(at).collect::<Vec<_>>(),
@@ -589,13 +642,12 @@ pub(super) mod tests {
                 "",
             ]
         );
-        let earlier = StoredFactV2 {
+        let pinned = StoredFactV3 {
             seq: stored.seq,
             record_len: stored.record_len,
-            extra: stored.extra.clone(),
+            text: stored.text.clone(),
             spans: stored.spans,
             has_process: stored.has_process,
-            // The bytes saves held before roles were an enum (`ROLE_ACTOR = 0`...).
             refs: stored
                 .refs
                 .iter()
@@ -610,10 +662,10 @@ pub(super) mod tests {
                 })
                 .collect(),
         };
-        let earlier = postcard::to_allocvec(&earlier).unwrap();
-        assert_eq!(postcard::to_allocvec(&stored).unwrap(), earlier);
-        let loaded: StoredFact = postcard::from_bytes(&earlier).unwrap();
-        let back = loaded.into_fact(1, sled::IVec::from(bytes)).unwrap();
+        let pinned = postcard::to_allocvec(&pinned).unwrap();
+        assert_eq!(postcard::to_allocvec(&stored).unwrap(), pinned);
+        let loaded: StoredFact = postcard::from_bytes(&pinned).unwrap();
+        let back = loaded.into_fact().unwrap();
         let refs: Vec<(Role, &str)> = back.refs().collect();
         assert_eq!(
             refs,

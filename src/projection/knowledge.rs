@@ -4,9 +4,11 @@
 //! the log: the same records in the same order always give the same knowledge. Because every
 //! entry keeps the seq it was recorded at and every correction and retraction is its own
 //! entry, any earlier state of knowledge (`known_at`) is a filter over this one: nothing is
-//! overwritten. What one entry keeps of its record, and how it is found, is `fact.rs`. This
-//! module must never read or write storage, and never parse JSON while indexing: every
-//! reference was found when the fact was parsed.
+//! overwritten. What one entry keeps of its record, and how it is found, is `fact.rs`: compact
+//! derived facts, never the record; a view that shows a payload or evidence reads the record
+//! through [`Records`] (`records.rs`), so what a view costs grows with what it shows. This
+//! module must never read or write storage itself, never keep a record, and never parse JSON
+//! while indexing: every reference was found when the fact was parsed.
 
 use std::collections::HashMap;
 
@@ -14,6 +16,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::fact::{Fact, Role, is_actor};
+use super::records::Records;
 use crate::event::EventKind;
 
 /// Index of a fact in [`Knowledge::facts`].
@@ -42,6 +45,8 @@ pub struct Knowledge {
     by_source: FxHashMap<Box<str>, Vec<Ix>>,
     /// Records that could not be parsed (corruption), skipped by every view.
     pub skipped: u64,
+    /// Where the views read the records behind the facts.
+    records: Records,
 }
 
 /// Why a record could not be folded in.
@@ -116,9 +121,24 @@ fn push(map: &mut FxHashMap<Box<str>, Vec<Ix>>, key: &str, ix: Ix) {
 }
 
 impl Knowledge {
-    /// Empty knowledge (before seq 1).
+    /// Empty knowledge (before seq 1) that keeps the records it folds, for a fold with no
+    /// log behind it (`annals replay`, tests): see [`Knowledge::over`].
     pub fn new() -> Knowledge {
         Knowledge::default()
+    }
+
+    /// Empty knowledge whose views read records from `records` (the engine's: the log,
+    /// through a bounded cache).
+    pub fn over(records: Records) -> Knowledge {
+        Knowledge {
+            records,
+            ..Knowledge::default()
+        }
+    }
+
+    /// Where the views read the records behind the facts.
+    pub fn records(&self) -> &Records {
+        &self.records
     }
 
     /// Makes room for `n` more facts (a rebuild knows how many are coming; growing the tables
@@ -132,12 +152,38 @@ impl Knowledge {
     /// that does not parse is counted in `skipped` and otherwise ignored, so one corrupt record
     /// cannot stop every projection; `annals verify` is the tool that names it.
     pub fn apply(&mut self, seq: u64, bytes: &[u8]) -> Result<(), FoldError> {
-        self.apply_parsed(seq, Fact::parse(seq, bytes))
+        let fact = Fact::parse(seq, bytes);
+        if self.records.keeps_records() && fact.is_some() {
+            self.records.keep(seq, sled::IVec::from(bytes));
+        }
+        self.apply_parsed(seq, fact)
     }
 
-    /// Folds in one record already parsed by [`Fact::parse_owned`] (`None`: it did not parse).
+    /// Folds in one record as the log handed it out, kept only when this knowledge keeps
+    /// its records (see [`Knowledge::new`]).
+    pub fn apply_record(&mut self, seq: u64, record: sled::IVec) -> Result<(), FoldError> {
+        let fact = Fact::parse(seq, &record);
+        self.apply_read(seq, fact, record)
+    }
+
+    /// Folds in one record already parsed by [`Fact::parse`] (`None`: it did not parse),
+    /// with the record it was parsed from (kept only when this knowledge keeps its records).
+    pub fn apply_read(
+        &mut self,
+        seq: u64,
+        fact: Option<Fact>,
+        record: sled::IVec,
+    ) -> Result<(), FoldError> {
+        if self.records.keeps_records() && fact.is_some() && seq == self.seq + 1 {
+            self.records.keep(seq, record);
+        }
+        self.apply_parsed(seq, fact)
+    }
+
+    /// Folds in one record already parsed by [`Fact::parse`] (`None`: it did not parse).
     /// Parsing is the costly, pure half of a fold; callers may do it in parallel and then
-    /// apply the results here in seq order.
+    /// apply the results here in seq order. The record itself is not kept: use
+    /// [`Knowledge::apply_read`] for knowledge that keeps its records.
     pub fn apply_parsed(&mut self, seq: u64, fact: Option<Fact>) -> Result<(), FoldError> {
         if seq != self.seq + 1 {
             return Err(FoldError::OutOfOrder {
@@ -306,9 +352,13 @@ impl Knowledge {
             .unwrap_or_default()
     }
 
-    /// The recorded payload of a fact, parsed.
+    /// The recorded payload of a fact, parsed (read from its record).
     pub fn raw_data(&self, ix: Ix) -> Value {
-        serde_json::from_str(self.fact(ix).data_json()).unwrap_or(Value::Null)
+        let f = self.fact(ix);
+        self.records
+            .get(f.seq)
+            .and_then(|r| f.data_in(&r).and_then(|d| serde_json::from_str(d).ok()))
+            .unwrap_or(Value::Null)
     }
 
     /// The payload as known at `cut`: the recorded data with the JSON Patches of the
@@ -327,9 +377,13 @@ impl Knowledge {
         serde_json::from_str(self.fact(ix).occurred_json()).unwrap_or(Value::Null)
     }
 
-    /// The evidence of a fact, parsed.
+    /// The evidence of a fact, parsed (read from its record).
     pub fn evidence(&self, ix: Ix) -> Value {
-        serde_json::from_str(self.fact(ix).evidence_json()).unwrap_or(Value::Null)
+        let f = self.fact(ix);
+        self.records
+            .get(f.seq)
+            .and_then(|r| f.evidence_in(&r).and_then(|e| serde_json::from_str(e).ok()))
+            .unwrap_or(Value::Null)
     }
 
     /// The seq of the last fact recorded at or before `timestamp` (an RFC 3339 UTC timestamp

@@ -12,6 +12,7 @@ pub mod fact;
 pub mod history;
 pub mod knowledge;
 pub mod negotiation;
+pub mod records;
 pub mod save;
 pub mod sources;
 
@@ -48,6 +49,21 @@ pub struct ProjectionConfig {
     pub default_limit: usize,
     /// Largest `limit` a request may ask for.
     pub max_limit: usize,
+    /// Most records the views' record cache holds (the facts never hold records; a view
+    /// that shows a payload reads it from the log through this cache).
+    pub record_cache_entries: usize,
+    /// Most record bytes the views' record cache holds.
+    pub record_cache_bytes: usize,
+}
+
+impl ProjectionConfig {
+    /// The bound of the views' record cache.
+    pub fn record_cache(&self) -> records::CacheBound {
+        records::CacheBound {
+            entries: self.record_cache_entries,
+            bytes: self.record_cache_bytes,
+        }
+    }
 }
 
 /// Why a projection operation failed.
@@ -137,7 +153,17 @@ pub fn answer(
 
 /// Every read model's full default view at the knowledge's own seq (tests compare these).
 pub fn all_views(k: &Knowledge) -> Value {
+    views_known_at(k, None)
+}
+
+/// Every read model's full default view as known at `seq` (tests compare these).
+pub fn all_views_as_of(k: &Knowledge, seq: u64) -> Value {
+    views_known_at(k, Some(KnownAt::Seq(seq)))
+}
+
+fn views_known_at(k: &Knowledge, known_at: Option<KnownAt>) -> Value {
     let q = Query {
+        known_at,
         valid_at: Some("2100-01-01".into()),
         limit: usize::MAX,
         ..Query::default()

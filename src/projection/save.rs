@@ -1,8 +1,9 @@
 //! The saved fold: the knowledge layer persisted in the `projections` aux tree, beside the
 //! log, so a restart folds only the tail. (A "checkpoint" is something else: the signed
-//! Merkle checkpoint of `src/audit/`.) A save stores what the fold derived from each record
-//! (field spans, references), never the record itself: the log already holds it, so loading a
-//! save is a scan of the log joined with the stored chunks, with no JSON parsed. Facts are
+//! Merkle checkpoint of `src/audit/`.) A save stores the compact facts the fold derived from
+//! each record (small fields, references, where the payload sits in the record), never the
+//! record itself, as the fold keeps them: loading a save reads no record and parses no JSON
+//! (the chain hash in `meta` ties it to the log's history). Facts are
 //! immutable once folded (a correction is its own fact), so saves are append-only: each
 //! writes one chunk (the facts folded since the previous save) and the new `meta` in ONE
 //! atomic sled batch. A rebuild writes a whole new generation under its own key prefix and
@@ -13,13 +14,15 @@ use serde::{Deserialize, Serialize};
 
 use super::fact::{Fact, StoredFact};
 use super::knowledge::Knowledge;
-use crate::log::{Log, LogError, Recorded};
+use super::records::Records;
+use crate::log::{Log, LogError};
 
 const META: &[u8] = b"meta";
 const CHUNK: u8 = b'c';
-/// The layout written by this version. Format 1 stored a copy of every record; a folder
-/// holding it is folded again from the log into a fresh generation.
-const FORMAT: u32 = 2;
+/// The layout written by this version. Format 1 stored a copy of every record, format 2 the
+/// spans of a record's fields to be joined with the record on load; a folder holding either
+/// is folded again from the log into a fresh generation.
+const FORMAT: u32 = 3;
 /// Facts per chunk when a whole generation is written at once.
 const CHUNK_FACTS: usize = 8192;
 
@@ -87,6 +90,9 @@ pub enum SaveError {
         /// The meta's seq.
         want: u64,
     },
+    /// A stored chunk parses but holds a fact that cannot be (its spans do not fit).
+    #[error("projection save chunk {0} is damaged: {1}")]
+    Damaged(String, String),
     /// A stored key is not what the layout says.
     #[error("projection save key {0} is malformed")]
     BadKey(String),
@@ -121,38 +127,6 @@ pub fn meta(tree: &sled::Tree) -> Result<Meta, SaveError> {
     }
 }
 
-/// Reads log records in seq order, a batch at a time.
-struct LogCursor<'a> {
-    log: &'a Log,
-    buffer: std::vec::IntoIter<Recorded>,
-    next: u64,
-}
-
-impl LogCursor<'_> {
-    /// The record at `seq` (which must not be below any seq asked before).
-    fn at(&mut self, seq: u64) -> Result<Option<Recorded>, SaveError> {
-        loop {
-            for r in self.buffer.by_ref() {
-                if r.seq == seq {
-                    return Ok(Some(r));
-                }
-                if r.seq > seq {
-                    return Ok(None);
-                }
-            }
-            if self.next > seq {
-                return Ok(None);
-            }
-            let (records, next) = self.log.read_range(seq, CHUNK_FACTS, |_| true)?;
-            if records.is_empty() {
-                return Ok(None);
-            }
-            self.next = next;
-            self.buffer = records.into_iter();
-        }
-    }
-}
-
 /// The log's chain hash at `seq`, hex (`None` before seq 1).
 fn hash_at(log: &Log, seq: u64) -> Result<Option<String>, SaveError> {
     if seq == 0 {
@@ -162,15 +136,19 @@ fn hash_at(log: &Log, seq: u64) -> Result<Option<String>, SaveError> {
     Ok(Some(hex::encode(record.hash)))
 }
 
-/// Loads the current save into fresh knowledge (joining each stored fact with its record
-/// from `log`), and removes what a rebuild that never finished left behind (other
+/// Loads the current save into fresh knowledge whose views read records from `records`,
+/// and removes what a rebuild that never finished left behind (other
 /// generations, older layouts). A save in an older layout loads as empty knowledge in a
 /// new generation, so the follower folds the log from seq 1 once. A save folded from
 /// another history than the log's (`Mismatch`), or with chunks missing or unreadable, is an
 /// error: the caller discards it with [`discard`].
-pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), SaveError> {
+pub fn load(
+    tree: &sled::Tree,
+    log: &Log,
+    records: &Records,
+) -> Result<(Meta, Knowledge), SaveError> {
     let mut m = meta(tree)?;
-    let mut k = Knowledge::new();
+    let mut k = Knowledge::over(records.clone());
     if m.format != FORMAT {
         tracing::warn!(
             format = m.format,
@@ -185,11 +163,6 @@ pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), SaveError
             return Err(SaveError::Mismatch(m.seq));
         }
         k.reserve(m.seq as usize);
-        let mut cursor = LogCursor {
-            log,
-            buffer: Vec::new().into_iter(),
-            next: 0,
-        };
         for item in tree.scan_prefix(gen_prefix(m.generation)) {
             let (key, value) = item?;
             let chunk: Chunk = postcard::from_bytes(&value)
@@ -199,10 +172,9 @@ pub fn load(tree: &sled::Tree, log: &Log) -> Result<(Meta, Knowledge), SaveError
                 if seq > m.seq {
                     break;
                 }
-                let record = cursor.at(seq)?.ok_or(SaveError::Mismatch(seq))?;
-                let fact: Fact = stored
-                    .into_fact(seq, record.bytes)
-                    .ok_or(SaveError::Mismatch(seq))?;
+                let fact: Fact = stored.into_fact().ok_or_else(|| {
+                    SaveError::Damaged(hex::encode(&key), format!("fact {seq} does not fit"))
+                })?;
                 k.insert(fact);
             }
         }

@@ -12,7 +12,7 @@ use uuid::Uuid;
 use super::inproc::{append, caught_up, event, full_fold, open};
 
 #[derive(Debug, Clone)]
-enum Op {
+pub(super) enum Op {
     Statement(u8, u8),
     Position(u8, u8),
     Meeting(u8),
@@ -22,7 +22,7 @@ enum Op {
     Withdraw,
 }
 
-fn op() -> impl Strategy<Value = Op> {
+pub(super) fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => (0u8..3, any::<u8>()).prop_map(|(a, b)| Op::Statement(a, b)),
         2 => (0u8..3, 0u8..3).prop_map(|(a, b)| Op::Position(a, b)),
@@ -35,7 +35,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 const ACTORS: [&str; 3] = ["actor:a", "actor:b", "actor:c"];
-const SOURCES: [&str; 2] = ["src:one", "src:two"];
+pub(super) const SOURCES: [&str; 2] = ["src:one", "src:two"];
 const STANCES: [&str; 3] = ["demand", "reject", "accept"];
 const GRADES: [&str; 6] = ["A", "B", "C", "D", "E", "F"];
 
@@ -47,7 +47,7 @@ fn evidence(n: u8) -> Value {
 }
 
 /// The events of an op; facts (for corrections and retractions to target) are remembered.
-fn events_of(op: &Op, facts: &mut Vec<Uuid>, n: usize) -> Vec<NewEvent> {
+pub(super) fn events_of(op: &Op, facts: &mut Vec<Uuid>, n: usize) -> Vec<NewEvent> {
     let e = match op {
         Op::Statement(a, b) => event(
             "statement.made",

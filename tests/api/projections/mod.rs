@@ -4,6 +4,7 @@
 
 mod asof;
 mod cli_rebuild;
+mod compact;
 mod demo;
 mod engine;
 mod inproc;

@@ -1,6 +1,6 @@
 //! The save layout in the `projections` aux tree, in-process: `meta` is JSON
 //! `{generation, seq, skipped, format, head_hash}` and each chunk, under `c` + generation (u32 BE) + first
-//! seq (u64 BE), holds the facts folded since the previous save. A save the engine
+//! seq (u64 BE), holds the compact facts folded since the previous save (layout 3). A save the engine
 //! cannot trust (an older layout, another history) is discarded and the log folded again from
 //! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
 //! the truth; a save only spares a fold from seq 1.
@@ -116,7 +116,7 @@ async fn saved_folder(says: &str, n: u64) -> (tempfile::TempDir, Value, Vec<(Vec
     let head = tell(&log, "actor:a", says, n).await;
     let (_, views) = run_to_head(start(&log), &log).await;
     let m = meta(&log);
-    assert_eq!((m.seq, m.format), (head, 2), "{m:?}");
+    assert_eq!((m.seq, m.format), (head, 3), "{m:?}");
     assert_only_generation(&log, m.generation);
     let stored = entries(&log);
     log.close().await;
@@ -169,7 +169,7 @@ async fn a_save_in_the_old_layout_is_discarded_and_the_log_folded_again() {
             generation: old.generation + 1,
             seq: head,
             skipped: 0,
-            format: 2,
+            format: 3,
             head_hash: Some(head_hash),
         }
     );
@@ -180,6 +180,38 @@ async fn a_save_in_the_old_layout_is_discarded_and_the_log_folded_again() {
     let log = open(dir.path());
     assert_eq!(run_to_head(start(&log), &log).await, (0, before));
     assert!(tree(&log).get(&junk).unwrap().is_none());
+    log.close().await;
+}
+
+#[tokio::test]
+async fn a_save_in_layout_2_which_joined_spans_with_the_records_is_folded_again() {
+    let (dir, before, _) = saved_folder("said", 12).await;
+    let log = open(dir.path());
+    let head = log.head().seq;
+    let old = meta(&log);
+    tree(&log)
+        .insert(
+            b"meta",
+            serde_json::to_vec(&Meta {
+                format: 2,
+                ..old.clone()
+            })
+            .unwrap(),
+        )
+        .unwrap();
+    log.sync_aux().unwrap();
+    log.close().await;
+
+    let log = open(dir.path());
+    let (replayed, views) = run_to_head(start(&log), &log).await;
+    assert_eq!(replayed, head, "folded from seq 1");
+    assert_eq!(views, before);
+    let m = meta(&log);
+    assert_eq!(
+        (m.generation, m.seq, m.format),
+        (old.generation + 1, head, 3)
+    );
+    assert_only_generation(&log, m.generation);
     log.close().await;
 }
 
@@ -203,7 +235,7 @@ async fn assert_transplant_discarded(
     }
     log.sync_aux().unwrap();
     let copied = meta(&log);
-    assert_eq!(copied.format, 2);
+    assert_eq!(copied.format, 3);
 
     let (replayed, views) = run_to_head(start(&log), &log).await;
     assert_eq!(replayed, head, "folded from seq 1");
@@ -216,7 +248,7 @@ async fn assert_transplant_discarded(
     let m = meta(&log);
     assert_eq!(
         (m.generation, m.seq, m.format),
-        (copied.generation + 1, head, 2)
+        (copied.generation + 1, head, 3)
     );
     assert_only_generation(&log, m.generation);
     log.close().await;
