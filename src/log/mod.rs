@@ -20,8 +20,8 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 pub use append::{
-    Append, AppendError, Appended, ExpectedVersion, NewEvent, Position, References, Requirement,
-    Restore, Ticket,
+    Append, AppendError, Appended, Declaration, ExpectedVersion, NewEvent, Position, References,
+    Requirement, Restore, Ticket,
 };
 pub use config::{Durability, LogConfig};
 pub use record::{GENESIS, Hash, Record, Recorded};
@@ -181,6 +181,9 @@ impl Log {
         writer.merkle = merkle;
         writer.load_merkle()?;
         writer.load_clock()?;
+        // The one place the log is told which ids a record introduces: through the same
+        // rules that compute an append's references.
+        writer.load_ids(crate::event::rules::declarations)?;
         let thread = std::thread::Builder::new()
             .name("annals-writer".into())
             .spawn(move || writer.run(rx))
