@@ -345,3 +345,15 @@ pub fn wait_until_released(dir: &Path) {
         }
     }
 }
+
+impl TestApp {
+    /// Stops the server, lets `offline` change the folder (as an older build or an operator
+    /// would have left it), and starts the server again on it.
+    pub async fn restart_after(&mut self, offline: impl FnOnce(&Path)) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        offline(self.dir.path());
+        self.restart().await;
+    }
+}

@@ -11,6 +11,7 @@ mod concurrency;
 mod config;
 mod demo;
 mod demo_server;
+mod domain_ids;
 mod durability;
 mod idempotency;
 mod live;
