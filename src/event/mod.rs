@@ -2,6 +2,7 @@
 //! schema, turning a request body into [`NewEvent`]s for the log. This module must never touch
 //! storage; whatever needs the log's state (references, versions) is checked by the writer.
 
+pub mod check;
 pub mod kind;
 pub mod rules;
 pub mod schema;

@@ -412,6 +412,24 @@ impl Log {
         }
     }
 
+    /// The kind of a durable introduced id (as the registry stores it, e.g. "an actor"; empty
+    /// for an entry from before kinds) and the seq that introduced it.
+    pub fn id_kind(&self, id: &str) -> Result<Option<(String, u64)>, LogError> {
+        let head = self.head().seq;
+        let tree = self.tree()?;
+        for namespace in layout::REGISTRY_NAMESPACES {
+            let key = layout::registry_key(&format!("{namespace}{id}"));
+            if let Some(v) = tree.get(&key)? {
+                let (seq, kind) = layout::read_registry_value(&v).ok_or_else(|| corrupt(&key))?;
+                // A group being written is not known yet.
+                if seq <= head {
+                    return Ok(Some((kind, seq)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
     /// A stream's durable version and last seq, or `None` if it has no durable event.
     pub fn stream_info(&self, stream: &str) -> Result<Option<StreamInfo>, LogError> {
         let head = self.head().seq;
