@@ -100,12 +100,18 @@ async fn main() {
             let dir = tempfile::tempdir().expect("tempdir");
             let metrics = Metrics::new().expect("metrics");
             let log = if merkle {
-                Log::open(dir.path(), options(Durability::Fsync), metrics)
+                Log::open(
+                    dir.path(),
+                    options(Durability::Fsync),
+                    metrics,
+                    annals::event::rules::declarations,
+                )
             } else {
                 Log::open_without_merkle_for_benchmarks(
                     dir.path(),
                     options(Durability::Fsync),
                     metrics,
+                    annals::event::rules::declarations,
                 )
             }
             .expect("open");
@@ -132,6 +138,7 @@ async fn main() {
         dir.path(),
         options(Durability::Os),
         Metrics::new().expect("metrics"),
+        annals::event::rules::declarations,
     )
     .expect("open");
     let started = Instant::now();

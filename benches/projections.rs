@@ -130,6 +130,7 @@ fn open(dir: &std::path::Path) -> Res<Log> {
             compression_level: 3,
         },
         Metrics::new()?,
+        annals::event::rules::declarations,
     )?)
 }
 

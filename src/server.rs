@@ -86,7 +86,12 @@ impl Server {
         let dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
         let metrics = Metrics::new()?;
-        let log = Log::open(&dir, config.log.clone(), metrics.clone())?;
+        let log = Log::open(
+            &dir,
+            config.log.clone(),
+            metrics.clone(),
+            crate::event::rules::declarations,
+        )?;
         let validator = Validator::new(Schemas::load()?, config.limits.clone());
         let mut entries = config.auth.keys.clone();
         entries.extend(options.extra_keys.iter().cloned());

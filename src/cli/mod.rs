@@ -114,7 +114,13 @@ pub fn open_offline(
     metrics: Metrics,
     command: &str,
 ) -> Result<Log, CliError> {
-    Log::open(dir, config.log.clone(), metrics).map_err(|e| {
+    Log::open(
+        dir,
+        config.log.clone(),
+        metrics,
+        annals::event::rules::declarations,
+    )
+    .map_err(|e| {
         CliError::failed(format!(
             "{e}\n(is a server running on this folder? `annals {command}` needs it stopped)"
         ))

@@ -1,7 +1,8 @@
 //! The one list of event types: each type's wire name and the facts about it that the rules
-//! (`event/rules.rs`) and the projections (`projection/`) act on: which registry key it
-//! declares, whether it needs evidence, whether it targets another event, names actors, or is
-//! about a source. A unit test holds the list equal to the schemas under `schemas/events/`.
+//! (`event/rules.rs`) and the projections (`projection/`) act on: whether it is a fact (needs a
+//! world time) or a knowledge event, which id it introduces and of what kind, which payload
+//! fields refer to ids of which kind, whether it needs evidence, targets another event, names
+//! actors, or is about a source. A unit test holds the list equal to the schemas under `schemas/events/`.
 //! This module must never read a payload or storage: it knows types, not events.
 
 /// An event type this build knows (one per file under `schemas/events/`).
@@ -49,15 +50,90 @@ pub enum EventKind {
     TalksStatusChanged,
 }
 
-/// Which registry a type's registration declares a key in, and the payload field holding the
-/// id: the key is `{registry}:{id}` (e.g. `source:src:tass`, `entity:actor:putin`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Declares {
-    /// The registry: `source` or `entity`.
-    pub registry: &'static str,
-    /// The payload field that holds the declared id.
-    pub field: &'static str,
+/// What kind of thing an id names. An id is an opaque `prefix:slug`: its kind is the kind of
+/// the event that introduced it, never its prefix, and it keeps that kind forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    /// Introduced once by `actor.registered`.
+    Actor,
+    /// Introduced once by `issue.defined`.
+    Issue,
+    /// Introduced once by `source.registered`.
+    Source,
+    /// Introduced by `meeting.held` (several claims may name the same meeting).
+    Meeting,
+    /// Introduced by `statement.made`.
+    Statement,
+    /// Introduced by `position.stated`.
+    Position,
+    /// Introduced by `plan.proposed` or `plan.revised`.
+    Plan,
+    /// Introduced by `talks.scheduled`.
+    Talks,
+    /// Introduced by `agreement.reached`.
+    Agreement,
 }
+
+impl IdKind {
+    /// The kind with its article, as messages say it and the registry stores it ("an actor",
+    /// "talks"). Stored in data folders: never change one.
+    pub const fn phrase(self) -> &'static str {
+        match self {
+            IdKind::Actor => "an actor",
+            IdKind::Issue => "an issue",
+            IdKind::Source => "a source",
+            IdKind::Meeting => "a meeting",
+            IdKind::Statement => "a statement",
+            IdKind::Position => "a position",
+            IdKind::Plan => "a plan",
+            IdKind::Talks => "talks",
+            IdKind::Agreement => "an agreement",
+        }
+    }
+
+    /// The event types that introduce ids of this kind, for messages.
+    pub const fn introduced_by(self) -> &'static str {
+        match self {
+            IdKind::Actor => "actor.registered",
+            IdKind::Issue => "issue.defined",
+            IdKind::Source => "source.registered",
+            IdKind::Meeting => "meeting.held",
+            IdKind::Statement => "statement.made",
+            IdKind::Position => "position.stated",
+            IdKind::Plan => "plan.proposed or plan.revised",
+            IdKind::Talks => "talks.scheduled",
+            IdKind::Agreement => "agreement.reached",
+        }
+    }
+
+    /// Whether a reference to an id of this kind must name a known id. Every reference must
+    /// have its field's kind when the id is known; an actor or issue the log has never seen
+    /// is still accepted, because data coded before references were checked (and the test
+    /// fixtures) name actors they never register. Making these strict is one change here.
+    pub const fn must_be_known(self) -> bool {
+        !matches!(self, IdKind::Actor | IdKind::Issue)
+    }
+
+    /// Whether an id of this kind is a registry entry, introduced exactly once (a second
+    /// registration is refused). Other ids may be introduced again by claims about the same
+    /// thing (two sources' accounts of one meeting), always with the same kind.
+    pub const fn is_registry(self) -> bool {
+        matches!(self, IdKind::Actor | IdKind::Issue | IdKind::Source)
+    }
+}
+
+/// The payload field that holds the id a type introduces, and the id's kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Introduces {
+    /// The payload field that holds the introduced id.
+    pub field: &'static str,
+    /// The kind the id gets.
+    pub kind: IdKind,
+}
+
+/// A payload path that refers to an id of a kind: field names separated by `/`, `*` for every
+/// item of an array (`participants/*/actor`).
+pub type IdRef = (&'static str, IdKind);
 
 impl EventKind {
     /// Every event type, in the order of their names.
@@ -130,22 +206,136 @@ impl EventKind {
         )
     }
 
-    /// The registry key this type declares, if it is a registration.
-    pub const fn declares(self) -> Option<Declares> {
+    /// Whether events of this type are facts about the world, which need a world time
+    /// (`occurred`). The others are knowledge events (registrations, assessments,
+    /// corrections, retractions, source corrections and withdrawals): they describe what we
+    /// know, and their time is `recorded_at`.
+    pub const fn is_fact(self) -> bool {
+        !matches!(
+            self,
+            EventKind::ActorRegistered
+                | EventKind::IssueDefined
+                | EventKind::SourceRegistered
+                | EventKind::SourceAssessed
+                | EventKind::SourceCorrected
+                | EventKind::SourceWithdrawn
+                | EventKind::EventCorrected
+                | EventKind::EventRetracted
+        )
+    }
+
+    /// The id this type introduces, if any (its registry entry, or the thing a fact is about).
+    pub const fn introduces(self) -> Option<Introduces> {
+        let (field, kind) = match self {
+            EventKind::ActorRegistered => ("actor_id", IdKind::Actor),
+            EventKind::IssueDefined => ("issue_id", IdKind::Issue),
+            EventKind::SourceRegistered => ("source_id", IdKind::Source),
+            EventKind::MeetingHeld => ("meeting_id", IdKind::Meeting),
+            EventKind::StatementMade => ("statement_id", IdKind::Statement),
+            EventKind::PositionStated => ("position_id", IdKind::Position),
+            EventKind::PlanProposed | EventKind::PlanRevised => ("plan_id", IdKind::Plan),
+            EventKind::TalksScheduled => ("talks_id", IdKind::Talks),
+            EventKind::AgreementReached => ("agreement_id", IdKind::Agreement),
+            _ => return None,
+        };
+        Some(Introduces { field, kind })
+    }
+
+    /// Every payload path of this type that refers to an id, with the kind it must have. A
+    /// unit test holds this list equal to the id fields of the type's schema.
+    pub const fn id_refs(self) -> &'static [IdRef] {
+        use IdKind::*;
+        const ABOUT: [IdRef; 5] = [
+            ("about/meeting", Meeting),
+            ("about/plan", Plan),
+            ("about/talks", Talks),
+            ("about/agreement", Agreement),
+            ("about/issues/*", Issue),
+        ];
         match self {
-            EventKind::SourceRegistered => Some(Declares {
-                registry: "source",
-                field: "source_id",
-            }),
-            EventKind::ActorRegistered => Some(Declares {
-                registry: "entity",
-                field: "actor_id",
-            }),
-            EventKind::IssueDefined => Some(Declares {
-                registry: "entity",
-                field: "issue_id",
-            }),
-            _ => None,
+            EventKind::ActorRegistered => &[
+                ("represents", Actor),
+                ("leader", Actor),
+                ("members/*", Actor),
+                ("roles/*/of", Actor),
+            ],
+            EventKind::AgreementReached => &[
+                ("parties/*", Actor),
+                ("origin_meeting", Meeting),
+                ("plan", Plan),
+                ("supersedes", Agreement),
+            ],
+            EventKind::IssueDefined => &[("parent", Issue)],
+            EventKind::IssueStatusChanged => &[
+                ("issue_id", Issue),
+                ("assessed_by", Actor),
+                ("derived_from", Statement),
+                ABOUT[0],
+                ABOUT[1],
+                ABOUT[2],
+                ABOUT[3],
+                ABOUT[4],
+            ],
+            EventKind::MeetingHeld => &[
+                ("participants/*/actor", Actor),
+                ("participants/*/side", Actor),
+                ("participants/*/led_by", Actor),
+                ("issues/*", Issue),
+                ("fulfils", Talks),
+                ("follows/*", Meeting),
+            ],
+            EventKind::OrganisationFounded => &[
+                ("org_id", Actor),
+                ("founders/*", Actor),
+                ("members/*", Actor),
+            ],
+            EventKind::PlanProposed | EventKind::PlanRevised => &[
+                ("proposer", Actor),
+                ("co_proposers/*", Actor),
+                ("origin_meeting", Meeting),
+                ("issues/*", Issue),
+                ("open_issues/*", Issue),
+            ],
+            EventKind::PositionStated => &[
+                ("holder", Actor),
+                ("issue", Issue),
+                ("target", Actor),
+                ("responds_to", Position),
+                ("derived_from", Statement),
+            ],
+            EventKind::SourceAssessed | EventKind::SourceCorrected | EventKind::SourceWithdrawn => {
+                &[("source_id", Source)]
+            }
+            EventKind::SourceRegistered => &[("syndicated_from", Source)],
+            EventKind::StatementMade => &[
+                ("speaker", Actor),
+                ("joint_with/*", Actor),
+                ABOUT[0],
+                ABOUT[1],
+                ABOUT[2],
+                ABOUT[3],
+                ABOUT[4],
+            ],
+            EventKind::TalksScheduled => &[
+                ("parties/*", Actor),
+                ("mediators/*", Actor),
+                ("tracks/*/issues/*", Issue),
+                ("issues/*", Issue),
+                ("announced_by", Actor),
+                ("follows", Meeting),
+            ],
+            EventKind::TalksStatusChanged => &[("talks_id", Talks), ("announced_by", Actor)],
+            EventKind::EventCorrected | EventKind::EventRetracted => &[],
+        }
+    }
+
+    /// Payload paths of this type that name other events by id (beyond a correction's or
+    /// retraction's `target`): each must be in the log.
+    pub const fn event_refs(self) -> &'static [&'static str] {
+        match self {
+            EventKind::EventRetracted => &["replacement"],
+            EventKind::SourceCorrected | EventKind::SourceWithdrawn => &["affected_events/*"],
+            _ => &[],
         }
     }
 
@@ -160,12 +350,6 @@ impl EventKind {
                 | EventKind::SourceCorrected
                 | EventKind::SourceWithdrawn
         )
-    }
-
-    /// Whether the source the event is about must already be registered (every event about a
-    /// source but its registration).
-    pub const fn requires_registered_source(self) -> bool {
-        self.is_about_source() && !matches!(self, EventKind::SourceRegistered)
     }
 
     /// Whether the payload's `target` is the id of an earlier event this one changes (a
@@ -203,6 +387,7 @@ impl std::fmt::Display for EventKind {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn the_kinds_are_exactly_the_event_types_the_schemas_define() {
@@ -227,7 +412,7 @@ mod tests {
     }
 
     #[test]
-    fn each_declared_registry_field_is_a_required_field_of_its_schema() {
+    fn each_introduced_id_field_is_a_required_field_of_its_schema() {
         let schemas = crate::event::schema::Schemas::load().unwrap();
         for kind in EventKind::ALL {
             let required = |field: &str| {
@@ -237,8 +422,8 @@ mod tests {
                         .is_some_and(|r| r.iter().any(|f| f == field))
                 })
             };
-            if let Some(d) = kind.declares() {
-                assert!(required(d.field), "{kind}: {}", d.field);
+            if let Some(i) = kind.introduces() {
+                assert!(required(i.field), "{kind}: {}", i.field);
             }
             if kind.is_about_source() {
                 assert!(required("source_id"), "{kind}: source_id");
@@ -247,5 +432,104 @@ mod tests {
                 assert!(required("target"), "{kind}: target");
             }
         }
+    }
+
+    /// The kind an id definition of `common.json` refers to, by the definition's name.
+    fn kind_of_def(def: &str) -> Option<IdKind> {
+        Some(match def {
+            "actor_ref" | "org_id" => IdKind::Actor,
+            "issue_id" => IdKind::Issue,
+            "source_id" => IdKind::Source,
+            "meeting_id" => IdKind::Meeting,
+            "statement_id" => IdKind::Statement,
+            "position_id" => IdKind::Position,
+            "plan_id" => IdKind::Plan,
+            "talks_id" => IdKind::Talks,
+            "agreement_id" => IdKind::Agreement,
+            _ => return None,
+        })
+    }
+
+    /// Every path of a schema node whose value is an id, with its kind, following references
+    /// into `common.json` definitions.
+    fn id_paths(node: &Value, common: &Value, path: &str, out: &mut Vec<(String, IdKind)>) {
+        let join = |seg: &str| {
+            if path.is_empty() {
+                seg.to_string()
+            } else {
+                format!("{path}/{seg}")
+            }
+        };
+        if let Some(r) = node.get("$ref").and_then(Value::as_str) {
+            let def = r.rsplit('/').next().unwrap_or_default();
+            match kind_of_def(def) {
+                Some(kind) => out.push((path.to_string(), kind)),
+                None => id_paths(&common["$defs"][def], common, path, out),
+            }
+        }
+        if let Some(props) = node.get("properties").and_then(Value::as_object) {
+            for (name, sub) in props {
+                id_paths(sub, common, &join(name), out);
+            }
+        }
+        if let Some(items) = node.get("items") {
+            id_paths(items, common, &join("*"), out);
+        }
+        for any in node
+            .get("anyOf")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            id_paths(any, common, path, out);
+        }
+    }
+
+    #[test]
+    fn every_id_field_of_every_schema_is_an_introduction_or_a_checked_reference() {
+        let schemas = crate::event::schema::Schemas::load().unwrap();
+        let common = schemas.document("common").unwrap();
+        for kind in EventKind::ALL {
+            let mut found = Vec::new();
+            id_paths(
+                schemas.document(kind.name()).unwrap(),
+                common,
+                "",
+                &mut found,
+            );
+            let mut listed: Vec<(String, IdKind)> = kind
+                .id_refs()
+                .iter()
+                .map(|(p, k)| (p.to_string(), *k))
+                .collect();
+            if let Some(i) = kind.introduces() {
+                listed.push((i.field.to_string(), i.kind));
+            }
+            found.sort_by(|a, b| a.0.cmp(&b.0));
+            listed.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(found, listed, "{kind}");
+        }
+    }
+
+    #[test]
+    fn facts_are_the_types_that_happen_in_the_world() {
+        let knowledge: Vec<&str> = EventKind::ALL
+            .iter()
+            .filter(|k| !k.is_fact())
+            .map(|k| k.name())
+            .collect();
+        assert_eq!(
+            knowledge,
+            [
+                "actor.registered",
+                "event.corrected",
+                "event.retracted",
+                "issue.defined",
+                "source.assessed",
+                "source.corrected",
+                "source.registered",
+                "source.withdrawn"
+            ]
+        );
     }
 }

@@ -2,6 +2,7 @@
 //! schema, turning a request body into [`NewEvent`]s for the log. This module must never touch
 //! storage; whatever needs the log's state (references, versions) is checked by the writer.
 
+pub mod check;
 pub mod kind;
 pub mod rules;
 pub mod schema;
@@ -301,6 +302,16 @@ impl Validator {
                 pointer: format!("{base}/type"),
                 message: format!("unknown event type `{event_type}`"),
             }),
+        }
+        if EventKind::from_name(&event_type).is_some_and(EventKind::is_fact)
+            && raw.get("occurred").is_none()
+        {
+            errors.push(FieldError {
+                pointer: format!("{base}/occurred"),
+                message: format!(
+                    "a `{event_type}` is a fact and needs `occurred`, when it happened in the world (a precision of `unknown` says the time is not known)"
+                ),
+            });
         }
         let id = match raw.get("id").and_then(Value::as_str) {
             Some(s) => match Uuid::parse_str(s) {

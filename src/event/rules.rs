@@ -1,14 +1,15 @@
-//! Rules beyond the schema, all of them about what an event must point at: evidence, registry
-//! entries, correction targets. They are computed here and checked by the log writer against
+//! Rules beyond the schema, all of them about what an event must point at: evidence, the ids
+//! it introduces and the ids it refers to (each of the kind its field needs, from
+//! `EventKind::id_refs`), correction targets. They are computed here and checked by the log writer against
 //! what is durable, so that two concurrent requests cannot both pass on stale knowledge.
 //! This module must never read storage itself.
 
 use serde_json::Value;
 use uuid::Uuid;
 
-use super::kind::EventKind;
+use super::kind::{EventKind, IdKind};
 use super::schema::FieldError;
-use crate::log::{References, Requirement};
+use crate::log::{Declaration, References, Requirement};
 
 /// Whether events of `event_type` must carry at least one evidence item (a type this build
 /// does not know does: its schema check has already refused it, and this keeps the refusal
@@ -17,45 +18,105 @@ pub fn needs_evidence(event_type: &str) -> bool {
     EventKind::from_name(event_type).is_none_or(EventKind::needs_evidence)
 }
 
-/// The registry keys an event declares and the references it requires. `base` is the event's
-/// pointer in the request body; pointers in the result are absolute.
+/// The registry key of an id of `kind`: sources keep their own namespace (as folders from
+/// before kinds hold them), every other id is an `entity:`.
+fn registry_key(kind: IdKind, id: &str) -> String {
+    match kind {
+        IdKind::Source => format!("source:{id}"),
+        _ => format!("entity:{id}"),
+    }
+}
+
+/// A requirement that `id`, named at `pointer`, is an id of `kind`.
+fn require(kind: IdKind, id: &str, pointer: String) -> Requirement {
+    Requirement::Id {
+        id: id.to_string(),
+        kind: kind.phrase().to_string(),
+        introduced_by: kind.introduced_by().to_string(),
+        pointer,
+        must_exist: kind.must_be_known(),
+        // Sources were checked before ids had kinds; an old export restores only if nothing
+        // stricter is asked of it.
+        on_restore: kind == IdKind::Source,
+    }
+}
+
+/// Every string at `path` (segments separated by `/`, `*` for each array item) under `value`,
+/// with its pointer below `pointer`.
+fn strings_at<'a>(value: &'a Value, path: &str, pointer: String, out: &mut Vec<(&'a str, String)>) {
+    let (head, rest) = match path.split_once('/') {
+        Some((h, r)) => (h, Some(r)),
+        None => (path, None),
+    };
+    let mut visit = |v: &'a Value, p: String| match rest {
+        Some(r) => strings_at(v, r, p, out),
+        None => {
+            if let Some(s) = v.as_str() {
+                out.push((s, p));
+            }
+        }
+    };
+    if head == "*" {
+        for (i, item) in value.as_array().into_iter().flatten().enumerate() {
+            visit(item, format!("{pointer}/{i}"));
+        }
+    } else if let Some(v) = value.get(head) {
+        visit(v, format!("{pointer}/{head}"));
+    }
+}
+
+/// The ids an event of `event_type` with this payload introduces, at pointers below `base`.
+pub fn declarations(event_type: &str, data: &Value, base: &str) -> Vec<Declaration> {
+    let Some(intro) = EventKind::from_name(event_type).and_then(EventKind::introduces) else {
+        return Vec::new();
+    };
+    let Some(id) = data.get(intro.field).and_then(Value::as_str) else {
+        return Vec::new();
+    };
+    vec![Declaration {
+        id: id.to_string(),
+        key: registry_key(intro.kind, id),
+        kind: intro.kind.phrase().to_string(),
+        once: intro.kind.is_registry(),
+        pointer: format!("{base}/data/{}", intro.field),
+    }]
+}
+
+/// The ids an event introduces and the references it requires. `base` is the event's pointer
+/// in the request body; pointers in the result are absolute.
 pub fn references(
     event_type: &str,
     data: &Value,
     evidence: &Value,
     base: &str,
 ) -> Result<References, Vec<FieldError>> {
-    let mut refs = References::default();
+    let mut refs = References {
+        declares: declarations(event_type, data, base),
+        requires: Vec::new(),
+    };
     let kind = EventKind::from_name(event_type);
-    let str_at = |field: &str| data.get(field).and_then(Value::as_str);
-    if let Some(declares) = kind.and_then(EventKind::declares)
-        && let Some(id) = str_at(declares.field)
-    {
-        refs.declares.push((
-            format!("{}:{id}", declares.registry),
-            format!("{base}/data/{}", declares.field),
-        ));
-    }
-    if kind.is_some_and(EventKind::requires_registered_source)
-        && let Some(id) = str_at("source_id")
-    {
-        refs.requires.push(Requirement::Key {
-            key: format!("source:{id}"),
-            pointer: format!("{base}/data/source_id"),
-        });
-    }
     let mut errors = Vec::new();
-    if kind.is_some_and(EventKind::targets_event)
-        && let Some(target) = str_at("target")
-    {
-        match Uuid::parse_str(target) {
-            Ok(id) => refs.requires.push(Requirement::Event {
-                id,
-                pointer: format!("{base}/data/target"),
-            }),
+    let data_base = format!("{base}/data");
+    for (path, id_kind) in kind.map(EventKind::id_refs).unwrap_or_default() {
+        let mut found = Vec::new();
+        strings_at(data, path, data_base.clone(), &mut found);
+        for (id, pointer) in found {
+            refs.requires.push(require(*id_kind, id, pointer));
+        }
+    }
+    let mut event_ids = Vec::new();
+    if kind.is_some_and(EventKind::targets_event) {
+        strings_at(data, "target", data_base.clone(), &mut event_ids);
+    }
+    for path in kind.map(EventKind::event_refs).unwrap_or_default() {
+        strings_at(data, path, data_base.clone(), &mut event_ids);
+    }
+    for (id, pointer) in event_ids {
+        match Uuid::parse_str(id) {
+            Ok(id) => refs.requires.push(Requirement::Event { id, pointer }),
             Err(_) => errors.push(FieldError {
-                pointer: format!("{base}/data/target"),
-                message: format!("`{target}` is not an event id (UUID)"),
+                pointer,
+                message: format!("`{id}` is not an event id (UUID)"),
             }),
         }
     }
@@ -68,12 +129,32 @@ pub fn references(
             ),
         });
     }
+    // The first source has nothing else to cite: a registration may cite the source it
+    // registers, as its own primary record.
+    let registers = (kind == Some(EventKind::SourceRegistered))
+        .then(|| data.get("source_id").and_then(Value::as_str))
+        .flatten();
     for (i, item) in items.iter().enumerate() {
+        let at = format!("{base}/evidence/{i}");
         if let Some(source) = item.get("source").and_then(Value::as_str) {
-            refs.requires.push(Requirement::Key {
-                key: format!("source:{source}"),
-                pointer: format!("{base}/evidence/{i}/source"),
-            });
+            if Some(source) == registers {
+                if item.get("relation").and_then(Value::as_str) != Some("primary") {
+                    errors.push(FieldError {
+                        pointer: format!("{at}/relation"),
+                        message: format!(
+                            "a source registration may cite `{source}` itself only as its `primary` record"
+                        ),
+                    });
+                }
+            } else {
+                refs.requires
+                    .push(require(IdKind::Source, source, format!("{at}/source")));
+            }
+        }
+        let mut chain = Vec::new();
+        strings_at(item, "attribution/*", at, &mut chain);
+        for (actor, pointer) in chain {
+            refs.requires.push(require(IdKind::Actor, actor, pointer));
         }
     }
     if errors.is_empty() {
@@ -105,7 +186,13 @@ mod tests {
         .unwrap();
         assert_eq!(
             refs.declares,
-            vec![("source:src:a".to_string(), "/data/source_id".to_string())]
+            vec![Declaration {
+                id: "src:a".into(),
+                key: "source:src:a".into(),
+                kind: "a source".into(),
+                once: true,
+                pointer: "/data/source_id".into(),
+            }]
         );
     }
 
@@ -131,5 +218,61 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(errs[0].pointer, "/data/target");
+    }
+
+    #[test]
+    fn every_reference_field_requires_an_id_of_its_kind_at_its_pointer() {
+        let refs = references(
+            "meeting.held",
+            &json!({"meeting_id": "mtg:a", "participants": [
+                {"actor": "actor:a", "side": "actor:s"}], "location": null, "fulfils": "talks:t"}),
+            &json!([{"source": "src:a", "relation": "reports", "attribution": ["org:m"]}]),
+            "/events/1",
+        )
+        .unwrap();
+        let got: Vec<(String, String, String)> = refs
+            .requires
+            .iter()
+            .filter_map(|r| match r {
+                Requirement::Id {
+                    id, kind, pointer, ..
+                } => Some((pointer.clone(), id.clone(), kind.clone())),
+                Requirement::Event { .. } => None,
+            })
+            .collect();
+        let want = [
+            ("/events/1/data/participants/0/actor", "actor:a", "an actor"),
+            ("/events/1/data/participants/0/side", "actor:s", "an actor"),
+            ("/events/1/data/fulfils", "talks:t", "talks"),
+            ("/events/1/evidence/0/source", "src:a", "a source"),
+            ("/events/1/evidence/0/attribution/0", "org:m", "an actor"),
+        ];
+        let want: Vec<(String, String, String)> = want
+            .iter()
+            .map(|(p, i, k)| (p.to_string(), i.to_string(), k.to_string()))
+            .collect();
+        assert_eq!(got, want);
+        assert!(!refs.declares[0].once, "a meeting may be claimed again");
+    }
+
+    #[test]
+    fn a_source_registration_may_cite_itself_only_as_primary() {
+        let data = json!({"source_id": "src:a"});
+        let ok = references(
+            "source.registered",
+            &data,
+            &json!([{"source": "src:a", "relation": "primary"}]),
+            "",
+        )
+        .unwrap();
+        assert!(ok.requires.is_empty());
+        let errs = references(
+            "source.registered",
+            &data,
+            &json!([{"source": "src:a", "relation": "reports"}]),
+            "",
+        )
+        .unwrap_err();
+        assert_eq!(errs[0].pointer, "/evidence/0/relation");
     }
 }

@@ -1,5 +1,5 @@
 //! What an append is made of and what it answers: the request (`Append`, `NewEvent`, the
-//! expected version, the references type rules computed), a restore of exported records, the
+//! expected version, the ids and references type rules computed), a restore of exported records, the
 //! positions and the refusals. Plain data: this module must never touch the store or the
 //! writer's state, so the writer is the only place where an append is decided.
 
@@ -39,12 +39,22 @@ impl std::fmt::Display for ExpectedVersion {
 /// A reference an event needs to exist before it, with where in the request it was made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Requirement {
-    /// A registry key (e.g. `source:src:x`) must have been declared.
-    Key {
-        /// The registry key.
-        key: String,
-        /// JSON pointer (within the event) of the referring field.
+    /// An id must have been introduced, with this kind.
+    Id {
+        /// The referenced id (`actor:putin`).
+        id: String,
+        /// The kind it must have, as the registry stores it ("an actor").
+        kind: String,
+        /// The event types that introduce such ids, for the refusal ("actor.registered").
+        introduced_by: String,
+        /// JSON pointer (absolute in the request body) of the referring field.
         pointer: String,
+        /// Whether the id must be known; when not, only a known id of another kind is
+        /// refused.
+        must_exist: bool,
+        /// Whether a restore checks it too. Only references the log has always checked
+        /// (sources) are: an export written before kinds were checked must still restore.
+        on_restore: bool,
     },
     /// An event with this id must be in the log.
     Event {
@@ -55,11 +65,27 @@ pub enum Requirement {
     },
 }
 
-/// Registry keys an event declares and references it needs; computed by `event::rules`.
+/// An id an event introduces: a registry entry (once in the log's lifetime) or the thing a
+/// fact is about (again by every claim about it). Either way an id keeps its first kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declaration {
+    /// The id (`actor:putin`, `mtg:2026-01-22`).
+    pub id: String,
+    /// Its registry key (`entity:actor:putin`, `source:src:x`); see [`crate::log`]'s layout.
+    pub key: String,
+    /// Its kind, as the registry stores it ("an actor").
+    pub kind: String,
+    /// Whether a second introduction is refused (registries) or is one more claim (facts).
+    pub once: bool,
+    /// JSON pointer (absolute in the request body) of the introducing field.
+    pub pointer: String,
+}
+
+/// Ids an event introduces and references it needs; computed by `event::rules`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct References {
-    /// Keys this event registers, each once in the log's lifetime: (key, pointer).
-    pub declares: Vec<(String, String)>,
+    /// Ids this event introduces.
+    pub declares: Vec<Declaration>,
     /// What must exist before this event.
     pub requires: Vec<Requirement>,
 }
@@ -184,14 +210,15 @@ pub enum AppendError {
         /// The id.
         id: Uuid,
     },
-    /// A referenced registry key or event does not exist.
-    #[error("{what} does not exist in the log")]
+    /// A referenced id or event does not exist, or an id is of another kind than the field
+    /// needs (or than it was introduced with).
+    #[error("{what}")]
     MissingReference {
         /// Index of the event in the request.
         index: usize,
         /// Pointer within the event.
         pointer: String,
-        /// What is missing, in words.
+        /// What is wrong, in words: "`issue:territory` is an issue, not an actor".
         what: String,
     },
     /// A registry key is declared a second time.

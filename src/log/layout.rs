@@ -8,7 +8,8 @@
 //! | `s` stream 0x00 version (u64 BE) | seq (u64 BE) |
 //! | `v` stream | version (u64 BE) ‖ last seq (u64 BE) |
 //! | `i` event id (16 bytes) | seq (u64 BE) |
-//! | `r` registry key (UTF-8) | seq (u64 BE) of the event that declared it |
+//! | `r` registry key (UTF-8): `source:` or `entity:`, then the id | seq (u64 BE) of the event that first introduced the id ‖ its kind (UTF-8, e.g. `an actor`) |
+//! | `r` 0x00 `ids` | seq (u64 BE): every id introduced up to it is in the registry with its kind |
 //! | `h` | head seq (u64 BE) ‖ head hash (32 bytes) |
 //! | `m` level (u8) index (u64 BE) | Merkle hash of the perfect subtree (32 bytes), levels ≥ 6 only |
 
@@ -85,6 +86,29 @@ pub fn registry_key(key: &str) -> Vec<u8> {
     k.push(REGISTRY);
     k.extend_from_slice(key.as_bytes());
     k
+}
+
+/// The registry's two namespaces: sources, and every other id. An id is looked up in both,
+/// so it has one kind across them. (Folders from before ids had kinds hold sources, actors
+/// and issues here, valued with a seq alone; the writer adds kinds when it opens them.)
+pub const REGISTRY_NAMESPACES: [&str; 2] = ["entity:", "source:"];
+
+/// The marker that the registry holds every introduced id with its kind. Its first byte
+/// after the prefix is 0x00, which no registry key has.
+pub const IDS_MARKER: &[u8] = b"r\x00ids";
+
+/// The value of a registry entry: the introducing seq, then the kind.
+pub fn registry_value(seq: u64, kind: &str) -> Vec<u8> {
+    let mut v = Vec::with_capacity(8 + kind.len());
+    v.extend_from_slice(&seq.to_be_bytes());
+    v.extend_from_slice(kind.as_bytes());
+    v
+}
+
+/// A registry value's seq and kind (empty in an entry from before kinds were stored).
+pub fn read_registry_value(v: &[u8]) -> Option<(u64, String)> {
+    let seq = read_u64(v)?;
+    Some((seq, String::from_utf8_lossy(&v[8..]).into_owned()))
 }
 
 /// Reads a big-endian u64 from the first 8 bytes, if there are 8.

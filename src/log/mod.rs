@@ -20,11 +20,12 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 pub use append::{
-    Append, AppendError, Appended, ExpectedVersion, NewEvent, Position, References, Requirement,
-    Restore, Ticket,
+    Append, AppendError, Appended, Declaration, ExpectedVersion, NewEvent, Position, References,
+    Requirement, Restore, Ticket,
 };
 pub use config::{Durability, LogConfig};
 pub use record::{GENESIS, Hash, Record, Recorded};
+pub use writer::Declarations;
 
 /// Now as the log writes timestamps (RFC 3339, UTC, six fractional digits).
 pub fn now_rfc3339() -> String {
@@ -137,9 +138,16 @@ pub struct Log {
 }
 
 impl Log {
-    /// Opens (or creates) the log in `dir` and starts its writer thread.
-    pub fn open(dir: &Path, options: LogConfig, metrics: Metrics) -> Result<Log, LogError> {
-        Self::open_with(dir, options, metrics, true)
+    /// Opens (or creates) the log in `dir` and starts its writer thread. `declarations` tells
+    /// which ids a record introduces (`event::rules::declarations`): the log never knows event
+    /// types, and needs this only to enter the ids of a folder written before ids had kinds.
+    pub fn open(
+        dir: &Path,
+        options: LogConfig,
+        metrics: Metrics,
+        declarations: Declarations,
+    ) -> Result<Log, LogError> {
+        Self::open_with(dir, options, metrics, declarations, true)
     }
 
     /// Opens a log whose writer does NOT maintain the Merkle tree: proofs and roots of such a
@@ -150,14 +158,16 @@ impl Log {
         dir: &Path,
         options: LogConfig,
         metrics: Metrics,
+        declarations: Declarations,
     ) -> Result<Log, LogError> {
-        Self::open_with(dir, options, metrics, false)
+        Self::open_with(dir, options, metrics, declarations, false)
     }
 
     fn open_with(
         dir: &Path,
         options: LogConfig,
         metrics: Metrics,
+        declarations: Declarations,
         merkle: bool,
     ) -> Result<Log, LogError> {
         let db = open_db(dir, sled::Mode::HighThroughput, &options)?;
@@ -181,6 +191,9 @@ impl Log {
         writer.merkle = merkle;
         writer.load_merkle()?;
         writer.load_clock()?;
+        // The one place the log is told which ids a record introduces: through the caller's
+        // function, the same rules that compute an append's references.
+        writer.load_ids(declarations)?;
         let thread = std::thread::Builder::new()
             .name("annals-writer".into())
             .spawn(move || writer.run(rx))
@@ -407,6 +420,24 @@ impl Log {
             }
             None => Ok(None),
         }
+    }
+
+    /// The kind of a durable introduced id (as the registry stores it, e.g. "an actor"; empty
+    /// for an entry from before kinds) and the seq that introduced it.
+    pub fn id_kind(&self, id: &str) -> Result<Option<(String, u64)>, LogError> {
+        let head = self.head().seq;
+        let tree = self.tree()?;
+        for namespace in layout::REGISTRY_NAMESPACES {
+            let key = layout::registry_key(&format!("{namespace}{id}"));
+            if let Some(v) = tree.get(&key)? {
+                let (seq, kind) = layout::read_registry_value(&v).ok_or_else(|| corrupt(&key))?;
+                // A group being written is not known yet.
+                if seq <= head {
+                    return Ok(Some((kind, seq)));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// A stream's durable version and last seq, or `None` if it has no durable event.
@@ -682,7 +713,10 @@ mod tests {
             compression: true,
             compression_level: 3,
         };
-        let log = Log::open(dir.path(), config, Metrics::new().unwrap()).unwrap();
+        let log = Log::open(dir.path(), config, Metrics::new().unwrap(), |_, _, _| {
+            Vec::new()
+        })
+        .unwrap();
         let tree = log.aux_tree("webhooks").unwrap();
         let db = log.shared.store.read().unwrap().as_ref().unwrap().0.clone();
         assert!(db.drop_tree("webhooks").unwrap());

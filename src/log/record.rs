@@ -35,7 +35,9 @@ pub struct Record {
     pub recorded_at: String,
     /// The principal whose key made the append.
     pub recorded_by: String,
-    /// When it happened in the world, with its precision.
+    /// When it happened in the world, with its precision. Null (and left out of the stored
+    /// JSON) on a knowledge event submitted without it, so every older record keeps its bytes.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
     pub occurred: Value,
     /// The negotiation it belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -5,6 +5,8 @@
 //! must never answer success before the group is durable, and never write part of a request.
 
 mod durable;
+mod ids;
+pub use ids::Declarations;
 mod stage;
 
 use std::collections::{HashMap, HashSet};

@@ -351,7 +351,10 @@ impl Fact {
         spans[Field::Kind as usize] = place(&view.kind, &mut extra);
         spans[Field::RecordedAt as usize] = place(&view.recorded_at, &mut extra);
         spans[Field::RecordedBy as usize] = place(&view.recorded_by, &mut extra);
-        spans[Field::Occurred as usize] = raw(view.occurred);
+        spans[Field::Occurred as usize] = match view.occurred {
+            Some(r) => raw(r),
+            None => place("null", &mut extra),
+        };
         if let Some(p) = &view.process {
             spans[Field::Process as usize] = place(p, &mut extra);
         }
@@ -454,8 +457,9 @@ struct EnvelopeView<'a> {
     recorded_at: Cow<'a, str>,
     #[serde(borrow)]
     recorded_by: Cow<'a, str>,
-    #[serde(borrow)]
-    occurred: &'a RawValue,
+    /// Absent from a knowledge event submitted without a world time.
+    #[serde(default, borrow)]
+    occurred: Option<&'a RawValue>,
     #[serde(default, borrow)]
     process: Option<Cow<'a, str>>,
     #[serde(borrow)]

@@ -381,7 +381,13 @@ pub fn python_package(folder: &str, import: &str, requirement: &str) -> PathBuf 
 pub fn open_log(dir: &Path, durability: annals::log::Durability) -> annals::log::Log {
     let mut config = Config::defaults().unwrap().log;
     config.durability = durability;
-    annals::log::Log::open(dir, config, annals::metrics::Metrics::new().unwrap()).unwrap()
+    annals::log::Log::open(
+        dir,
+        config,
+        annals::metrics::Metrics::new().unwrap(),
+        annals::event::rules::declarations,
+    )
+    .unwrap()
 }
 
 /// Opens a stopped data folder's sled store directly (to inspect or tamper with it), with the
@@ -390,4 +396,16 @@ pub fn open_log(dir: &Path, durability: annals::log::Durability) -> annals::log:
 pub fn open_store(dir: &Path) -> sled::Db {
     let log = annals::config::Config::defaults().unwrap().log;
     annals::log::raw::open_tree(dir, &log).unwrap().0
+}
+
+impl TestApp {
+    /// Stops the server, lets `offline` change the folder (as an older build or an operator
+    /// would have left it), and starts the server again on it.
+    pub async fn restart_after(&mut self, offline: impl FnOnce(&Path)) {
+        if let Some(s) = self.server.take() {
+            s.stop().await;
+        }
+        offline(self.dir.path());
+        self.restart().await;
+    }
 }

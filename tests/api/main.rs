@@ -12,6 +12,7 @@ mod config;
 mod contract;
 mod demo;
 mod demo_server;
+mod domain_ids;
 mod durability;
 mod export_online;
 mod export_route;

@@ -1,6 +1,8 @@
 //! The writer's staging: what a group has accepted but not yet written (the overlay), and
 //! the checks a request must pass against the log and the overlay: idempotency, expected
-//! version, references, declarations, and for a restore the exact continuation of the chain.
+//! version, references (each id of the kind its field needs), introductions (an id keeps its
+//! first kind; a registry entry is introduced once), and for a restore the exact continuation
+//! of the chain.
 //! A refused request must never leave a trace in the overlay, and nothing here ever writes to
 //! the store: the group loop writes the overlay in one batch.
 
@@ -14,7 +16,8 @@ use super::super::layout;
 use super::super::merkle::{self, Frontier};
 use super::super::record::{self, Hash, Record};
 use super::super::{
-    Append, AppendError, Appended, ExpectedVersion, Head, Position, Requirement, Restore,
+    Append, AppendError, Appended, Declaration, ExpectedVersion, Head, Position, Requirement,
+    Restore,
 };
 use super::Writer;
 
@@ -32,7 +35,8 @@ pub(super) struct Overlay {
     pub(super) streams: HashMap<String, StreamHead>,
     /// Event ids staged in this group: id → (record, position).
     pub(super) ids: HashMap<Uuid, (Record, Position)>,
-    pub(super) keys: HashSet<String>,
+    /// Ids introduced in this group: id → kind.
+    pub(super) names: HashMap<String, String>,
     pub(super) writes: Vec<(Vec<u8>, Vec<u8>)>,
     pub(super) next_seq: u64,
     pub(super) head_hash: Hash,
@@ -118,17 +122,102 @@ impl Writer {
         Ok(Some((parsed, position)))
     }
 
-    fn key_exists(&self, key: &str, overlay: &Overlay) -> Result<Option<u64>, String> {
-        if overlay.keys.contains(key) {
-            return Ok(Some(0));
+    /// The kind and introducing seq of an id already in the log or staged in this group (seq
+    /// 0: staged). The kind is empty for an entry from before kinds were stored.
+    fn known_id(&self, id: &str, overlay: &Overlay) -> Result<Option<(String, u64)>, String> {
+        if let Some(kind) = overlay.names.get(id) {
+            return Ok(Some((kind.clone(), 0)));
         }
-        match self
-            .tree
-            .get(layout::registry_key(key))
-            .map_err(|e| e.to_string())?
-        {
-            Some(v) => Ok(Some(layout::read_u64(&v).unwrap_or(0))),
-            None => Ok(None),
+        for namespace in layout::REGISTRY_NAMESPACES {
+            let key = layout::registry_key(&format!("{namespace}{id}"));
+            if let Some(v) = self.tree.get(key).map_err(|e| e.to_string())? {
+                let (seq, kind) =
+                    layout::read_registry_value(&v).ok_or("corrupt registry entry")?;
+                return Ok(Some((kind, seq)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why `req` is not met by the log, the overlay and `local` (ids introduced earlier in the
+    /// same request), or `None` when it is.
+    fn unmet(
+        &self,
+        req: &Requirement,
+        local: &HashMap<String, String>,
+        local_events: &HashSet<Uuid>,
+        overlay: &Overlay,
+    ) -> Result<Option<(String, String)>, AppendError> {
+        match req {
+            Requirement::Id {
+                id,
+                kind,
+                introduced_by,
+                pointer,
+                must_exist,
+                ..
+            } => {
+                let known = match local.get(id) {
+                    Some(k) => Some(k.clone()),
+                    None => looked_up(self.known_id(id, overlay))?.map(|(k, _)| k),
+                };
+                Ok(match known {
+                    None if !must_exist => None,
+                    None => Some((
+                        pointer.clone(),
+                        format!(
+                            "`{id}` is not registered: no {introduced_by} introduces it (expected {kind})"
+                        ),
+                    )),
+                    Some(k) if !k.is_empty() && k != *kind => {
+                        Some((pointer.clone(), format!("`{id}` is {k}, not {kind}")))
+                    }
+                    Some(_) => None,
+                })
+            }
+            Requirement::Event { id, pointer } => {
+                let found = local_events.contains(id)
+                    || self
+                        .existing(id, overlay)
+                        .map_err(AppendError::Unavailable)?
+                        .is_some();
+                Ok((!found).then(|| (pointer.clone(), format!("event {id} is not in the log"))))
+            }
+        }
+    }
+
+    /// Whether `decl` may introduce its id: `Ok(true)` when the id is new, `Ok(false)` when it
+    /// is one more claim about a known thing of the same kind.
+    fn introduce(
+        &self,
+        index: usize,
+        decl: &Declaration,
+        local: &HashMap<String, String>,
+        overlay: &Overlay,
+    ) -> Result<bool, AppendError> {
+        let prior = match local.get(&decl.id) {
+            Some(k) => Some((k.clone(), 0)),
+            None => looked_up(self.known_id(&decl.id, overlay))?,
+        };
+        match prior {
+            None => Ok(true),
+            Some((kind, _)) if !kind.is_empty() && kind != decl.kind => {
+                Err(AppendError::MissingReference {
+                    index,
+                    pointer: decl.pointer.clone(),
+                    what: format!(
+                        "`{}` is {kind}; an id keeps the kind it was introduced with, so it cannot also be {}",
+                        decl.id, decl.kind
+                    ),
+                })
+            }
+            Some((_, seq)) if decl.once => Err(AppendError::AlreadyDeclared {
+                index,
+                pointer: decl.pointer.clone(),
+                key: decl.key.clone(),
+                seq,
+            }),
+            Some(_) => Ok(false),
         }
     }
 
@@ -209,57 +298,27 @@ impl Writer {
         }
 
         // References: earlier events of this request count as existing.
-        let mut local_keys: HashSet<&str> = HashSet::new();
+        let mut local: HashMap<String, String> = HashMap::new();
         let mut local_ids: HashSet<Uuid> = HashSet::new();
         for (index, ev) in append.events.iter().enumerate() {
             for req in &ev.refs.requires {
-                match req {
-                    Requirement::Key { key, pointer } => {
-                        let found = local_keys.contains(key.as_str())
-                            || registered(self.key_exists(key, overlay))?;
-                        if !found {
-                            return Err(AppendError::MissingReference {
-                                index,
-                                pointer: pointer.clone(),
-                                what: describe_key(key),
-                            });
-                        }
-                    }
-                    Requirement::Event { id, pointer } => {
-                        let found = local_ids.contains(id)
-                            || self
-                                .existing(id, overlay)
-                                .map_err(AppendError::Unavailable)?
-                                .is_some();
-                        if !found {
-                            return Err(AppendError::MissingReference {
-                                index,
-                                pointer: pointer.clone(),
-                                what: format!("event {id}"),
-                            });
-                        }
-                    }
-                }
-            }
-            for (key, pointer) in &ev.refs.declares {
-                let prior = if local_keys.contains(key.as_str()) {
-                    Some(0)
-                } else {
-                    self.key_exists(key, overlay)
-                        .map_err(AppendError::Unavailable)?
-                };
-                if let Some(seq) = prior {
-                    return Err(AppendError::AlreadyDeclared {
+                if let Some((pointer, what)) = self.unmet(req, &local, &local_ids, overlay)? {
+                    return Err(AppendError::MissingReference {
                         index,
-                        pointer: pointer.clone(),
-                        key: key.clone(),
-                        seq,
+                        pointer,
+                        what,
                     });
                 }
-                local_keys.insert(key);
+            }
+            for decl in &ev.refs.declares {
+                if self.introduce(index, decl, &local, overlay)? {
+                    local.insert(decl.id.clone(), decl.kind.clone());
+                }
             }
             local_ids.insert(ev.id);
         }
+        // The ids this request introduces, written once each, under the first event's seq.
+        let mut fresh: HashSet<String> = local.keys().cloned().collect();
 
         // Accepted: build the records and stage them.
         let mut seq = overlay.next_seq;
@@ -269,7 +328,6 @@ impl Writer {
         let mut staged_ids = Vec::with_capacity(append.events.len());
         let mut positions = Vec::with_capacity(append.events.len());
         let mut frontier = overlay.frontier.clone();
-        let mut declared = Vec::new();
         let Append {
             stream,
             events,
@@ -311,9 +369,13 @@ impl Writer {
                 seq.to_be_bytes().to_vec(),
             ));
             staged.push((layout::id_key(&ev.id).to_vec(), seq.to_be_bytes().to_vec()));
-            for (key, _) in ev.refs.declares {
-                staged.push((layout::registry_key(&key), seq.to_be_bytes().to_vec()));
-                declared.push(key);
+            for decl in ev.refs.declares {
+                if fresh.remove(&decl.id) {
+                    staged.push((
+                        layout::registry_key(&decl.key),
+                        layout::registry_value(seq, &decl.kind),
+                    ));
+                }
             }
             let position = Position {
                 id: ev.id,
@@ -336,7 +398,7 @@ impl Writer {
         for (rec, pos) in staged_ids {
             overlay.ids.insert(rec.id, (rec, pos));
         }
-        overlay.keys.extend(declared);
+        overlay.names.extend(local);
         overlay.streams.insert(
             stream,
             StreamHead {
@@ -364,7 +426,7 @@ impl Writer {
         let mut hash = overlay.head_hash;
         let mut staged = Vec::new();
         let mut streams: HashMap<String, StreamHead> = HashMap::new();
-        let mut keys: HashSet<String> = HashSet::new();
+        let mut names: HashMap<String, String> = HashMap::new();
         let mut ids: Vec<(Record, Position)> = Vec::new();
         let mut frontier = overlay.frontier.clone();
         let mut latest = overlay.stamp.at;
@@ -400,22 +462,25 @@ impl Writer {
                 return Err(mismatch(format!("event id {} is already present", rec.id)));
             }
             for req in &r.refs.requires {
-                let found = match req {
-                    Requirement::Key { key, .. } => {
-                        keys.contains(key) || registered(self.key_exists(key, overlay))?
+                if matches!(
+                    req,
+                    Requirement::Id {
+                        on_restore: false,
+                        ..
                     }
-                    Requirement::Event { id, .. } => {
-                        ids.iter().any(|(x, _)| x.id == *id)
-                            || self
-                                .existing(id, overlay)
-                                .map_err(AppendError::Unavailable)?
-                                .is_some()
+                ) {
+                    continue;
+                }
+                let events: HashSet<Uuid> = match req {
+                    Requirement::Event { id, .. } if ids.iter().any(|(x, _)| x.id == *id) => {
+                        HashSet::from([*id])
                     }
+                    _ => HashSet::new(),
                 };
-                if !found {
-                    return Err(mismatch(
-                        "it references something not yet in the log".into(),
-                    ));
+                if let Some((_, what)) = self.unmet(req, &names, &events, overlay)? {
+                    return Err(mismatch(format!(
+                        "it references something not yet in the log: {what}"
+                    )));
                 }
             }
             let bytes = rec
@@ -440,12 +505,24 @@ impl Writer {
                 seq.to_be_bytes().to_vec(),
             ));
             staged.push((layout::id_key(&rec.id).to_vec(), seq.to_be_bytes().to_vec()));
-            for (key, _) in &r.refs.declares {
-                if keys.contains(key) || registered(self.key_exists(key, overlay))? {
-                    return Err(mismatch(format!("`{key}` is already registered")));
+            for decl in &r.refs.declares {
+                match self.introduce(0, decl, &names, overlay) {
+                    Ok(true) => {
+                        names.insert(decl.id.clone(), decl.kind.clone());
+                        staged.push((
+                            layout::registry_key(&decl.key),
+                            layout::registry_value(seq, &decl.kind),
+                        ));
+                    }
+                    Ok(false) => {}
+                    Err(AppendError::Unavailable(why)) => {
+                        return Err(AppendError::Unavailable(why));
+                    }
+                    Err(AppendError::AlreadyDeclared { .. }) => {
+                        return Err(mismatch(format!("`{}` is already registered", decl.key)));
+                    }
+                    Err(e) => return Err(mismatch(e.to_string())),
                 }
-                keys.insert(key.clone());
-                staged.push((layout::registry_key(key), seq.to_be_bytes().to_vec()));
             }
             streams.insert(
                 rec.stream.clone(),
@@ -475,7 +552,7 @@ impl Writer {
         }
         overlay.writes.extend(staged);
         overlay.streams.extend(streams);
-        overlay.keys.extend(keys);
+        overlay.names.extend(names);
         for (rec, pos) in ids {
             overlay.ids.insert(rec.id, (rec, pos));
         }
@@ -497,19 +574,11 @@ fn stage_merkle(frontier: &mut Frontier, bytes: &[u8], staged: &mut Vec<(Vec<u8>
     }
 }
 
-/// Whether a registry lookup found its key. A failed lookup is `Unavailable`, for an append
-/// and a restore alike: a storage error must never read as "not registered", which would let
-/// a restore declare a key twice.
-fn registered(lookup: Result<Option<u64>, String>) -> Result<bool, AppendError> {
-    Ok(lookup.map_err(AppendError::Unavailable)?.is_some())
-}
-
-/// `source:src:x` → "source `src:x`".
-fn describe_key(key: &str) -> String {
-    match key.split_once(':') {
-        Some((kind, id)) => format!("{kind} `{id}`"),
-        None => format!("`{key}`"),
-    }
+/// What a registry lookup found. A failed lookup is `Unavailable`, for an append and a
+/// restore alike: a storage error must never read as "not registered", which would let a
+/// restore declare a key twice.
+fn looked_up<T>(lookup: Result<Option<T>, String>) -> Result<Option<T>, AppendError> {
+    lookup.map_err(AppendError::Unavailable)
 }
 
 #[cfg(test)]
@@ -521,10 +590,10 @@ mod tests {
     #[test]
     fn a_failed_registry_lookup_is_unavailable_not_unregistered() {
         assert!(matches!(
-            registered(Err("io error".into())),
+            looked_up::<u64>(Err("io error".into())),
             Err(AppendError::Unavailable(why)) if why == "io error"
         ));
-        assert!(registered(Ok(Some(3))).unwrap());
-        assert!(!registered(Ok(None)).unwrap());
+        assert_eq!(looked_up(Ok(Some(3))).unwrap(), Some(3));
+        assert_eq!(looked_up::<u64>(Ok(None)).unwrap(), None);
     }
 }
