@@ -317,7 +317,7 @@ async fn a_folder_from_before_ids_had_kinds_gets_them_on_open() {
     accepted(&app, "process/p", &talks).await;
     // Make the folder look as an older build left it: no fact ids, no kinds, no marker.
     app.restart_after(|dir| {
-        let db = sled::open(dir).unwrap();
+        let db = crate::helpers::open_store(dir);
         let tree = db.open_tree("log").unwrap();
         let mut talks_removed = 0;
         for item in tree.scan_prefix(b"r") {
