@@ -9,6 +9,7 @@ mod layout;
 pub mod merkle;
 mod proofs;
 pub mod record;
+mod store;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -25,6 +26,7 @@ pub use append::{
 };
 pub use config::{Durability, LogConfig};
 pub use record::{GENESIS, Hash, Record, Recorded};
+use store::{open_db, wait_until_released};
 pub use writer::Declarations;
 
 /// Now as the log writes timestamps (RFC 3339, UTC, six fractional digits).
@@ -537,101 +539,6 @@ impl Log {
         }
         Ok(out)
     }
-}
-
-/// Opens sled with the configured cache bound and compression, retrying briefly while the
-/// folder's lock is still held: sled releases it a moment after the last handle of a previous
-/// open is dropped (a restart in one process). A folder held by another live process still
-/// fails, after about two seconds.
-fn open_db(dir: &Path, mode: sled::Mode, options: &LogConfig) -> Result<sled::Db, LogError> {
-    let compression = folder_compression(dir)?.unwrap_or(options.compression);
-    if compression != options.compression {
-        tracing::warn!(
-            dir = %dir.display(),
-            folder = compression,
-            configured = options.compression,
-            "log.compression applies to new data folders only; this folder keeps the setting it \
-             was created with (to change it, `annals export` this folder and `annals import` \
-             the export into a new one)"
-        );
-    }
-    let config = sled::Config::new()
-        .path(dir)
-        .mode(mode)
-        .cache_capacity(options.cache_capacity_bytes)
-        .use_compression(compression)
-        .compression_factor(options.compression_level);
-    let mut attempt = 0;
-    loop {
-        match config.open() {
-            Ok(db) => return Ok(db),
-            // sled reports its lock as an `Other` I/O error with this message.
-            Err(sled::Error::Io(e))
-                if attempt < 20 && e.to_string().contains("could not acquire lock") =>
-            {
-                attempt += 1;
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            Err(source) => {
-                return Err(LogError::Open {
-                    path: dir.to_path_buf(),
-                    source,
-                });
-            }
-        }
-    }
-}
-
-/// Whether an existing folder was created with compression, from the `conf` file sled writes
-/// when it creates a folder (`use_compression: true`); `None` for a new folder. sled refuses
-/// to open a folder with the other setting, so an uncompressed folder made before compression
-/// was the default must keep being opened uncompressed.
-fn folder_compression(dir: &Path) -> Result<Option<bool>, LogError> {
-    let text = match std::fs::read(dir.join("conf")) {
-        Ok(bytes) => bytes,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(LogError::Open {
-                path: dir.to_path_buf(),
-                source: sled::Error::Io(e),
-            });
-        }
-    };
-    // The text lines are followed by a 4-byte CRC, which sled checks itself.
-    let found = text.split(|b| *b == b'\n').find_map(|line| match line {
-        b"use_compression: true" => Some(true),
-        b"use_compression: false" => Some(false),
-        _ => None,
-    });
-    // A `conf` without the line is one sled treats as missing (it rewrites it).
-    Ok(found)
-}
-
-/// Waits (at most about two seconds) until nothing holds sled's lock on the folder: sled
-/// 0.34 closes its file a moment after the last handle is dropped (spacejam/sled#1289), from
-/// one of its own threads, and the next opener may be another process that does not retry.
-/// A handle still held elsewhere in the process (which the invariants forbid) only costs the
-/// wait and a warning.
-fn wait_until_released(dir: &Path) {
-    let Ok(file) = std::fs::File::open(dir.join("db")) else {
-        return;
-    };
-    for _ in 0..400 {
-        match file.try_lock() {
-            Ok(()) => {
-                let _ = file.unlock();
-                return;
-            }
-            Err(std::fs::TryLockError::WouldBlock) => {
-                std::thread::sleep(std::time::Duration::from_millis(5));
-            }
-            Err(std::fs::TryLockError::Error(e)) => {
-                tracing::warn!(error = %e, "cannot check whether the data folder is released");
-                return;
-            }
-        }
-    }
-    tracing::warn!(dir = %dir.display(), "the data folder is still locked after the log closed");
 }
 
 fn corrupt(key: &[u8]) -> LogError {

@@ -9,14 +9,15 @@
 //! a record or any part of its payload, and never change the encoding of [`StoredFact`]
 //! without bumping the save layout (`save.rs`).
 
-use std::borrow::Cow;
-
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use smallvec::SmallVec;
 
 use crate::event::EventKind;
+use views::{EnvelopeView, EvidenceRef, PatchRefs, Refs, TargetRef};
+
+mod views;
 
 /// A span: (start, end) byte offsets of a fact's text, or (`data`, `evidence`) of its record.
 pub type Span = (u32, u32);
@@ -443,95 +444,6 @@ fn actor_strings(v: &Value, out: &mut Vec<String>) {
 /// Whether a string names an actor or organisation (by its id's prefix).
 pub(super) fn is_actor(s: &str) -> bool {
     s.starts_with("actor:") || s.starts_with("org:")
-}
-
-/// The stored envelope, borrowed: only what a [`Fact`] keeps (serde skips the rest unparsed).
-#[derive(Deserialize)]
-struct EnvelopeView<'a> {
-    #[serde(borrow)]
-    id: Cow<'a, str>,
-    seq: u64,
-    #[serde(rename = "type", borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow)]
-    recorded_at: Cow<'a, str>,
-    #[serde(borrow)]
-    recorded_by: Cow<'a, str>,
-    /// Absent from a knowledge event submitted without a world time.
-    #[serde(default, borrow)]
-    occurred: Option<&'a RawValue>,
-    #[serde(default, borrow)]
-    process: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    data: &'a RawValue,
-    #[serde(borrow)]
-    evidence: &'a RawValue,
-}
-
-/// The actor and source references of a payload, borrowed. Only the fields of the types that
-/// carry references are read; everything else is skipped by serde without being built. The
-/// actor fields must be the ones `actors::roles` reads (a test there holds them equal): the
-/// actor view trusts this index for facts that were never corrected.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct Refs<'a> {
-    #[serde(borrow)]
-    speaker: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    holder: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    assessed_by: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    proposer: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    announced_by: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    actor_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    source_id: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    parties: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    founders: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    joint_with: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    co_proposers: Vec<Cow<'a, str>>,
-    #[serde(borrow)]
-    participants: Vec<ParticipantRef<'a>>,
-}
-
-#[derive(Deserialize)]
-struct ParticipantRef<'a> {
-    #[serde(borrow)]
-    actor: Cow<'a, str>,
-}
-
-/// An evidence item's source, borrowed.
-#[derive(Deserialize)]
-struct EvidenceRef<'a> {
-    #[serde(borrow)]
-    source: Cow<'a, str>,
-}
-
-/// The target of a correction or retraction, borrowed.
-#[derive(Deserialize)]
-struct TargetRef<'a> {
-    #[serde(borrow)]
-    target: Cow<'a, str>,
-}
-
-/// The values a correction's patch writes.
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PatchRefs {
-    patch: Vec<PatchOpRef>,
-}
-
-#[derive(Deserialize)]
-struct PatchOpRef {
-    #[serde(default)]
-    value: Option<Value>,
 }
 
 #[cfg(test)]

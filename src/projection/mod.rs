@@ -9,6 +9,7 @@ pub mod asof;
 pub mod calendar;
 mod engine;
 pub mod fact;
+mod fold;
 pub mod history;
 pub mod knowledge;
 pub mod negotiation;
@@ -20,7 +21,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use asof::{Cut, KnownAt};
-pub use engine::{Engine, Status, fold_log, rebuild_offline};
+pub use engine::{Engine, Status, rebuild_offline};
+pub use fold::fold_log;
 pub use knowledge::Knowledge;
 
 /// The projections, by name: every route and status line uses these.
