@@ -151,32 +151,10 @@ fn unmet(
     known: &impl Known,
     earlier: &Earlier,
 ) -> Result<Option<(String, String)>, CheckError> {
-    Ok(match req {
-        Requirement::Id {
-            id,
-            kind,
-            introduced_by,
-            pointer,
-            must_exist,
-            ..
-        } => match kind_of(id, known, earlier)? {
-            None if !must_exist => None,
-            None => Some((
-                pointer.clone(),
-                format!(
-                    "`{id}` is not registered: no {introduced_by} introduces it (expected {kind})"
-                ),
-            )),
-            Some(k) if !k.is_empty() && k != *kind => {
-                Some((pointer.clone(), format!("`{id}` is {k}, not {kind}")))
-            }
-            Some(_) => None,
-        },
-        Requirement::Event { id, pointer } => {
-            let found = earlier.events.contains(id) || known.has_event(id).map_err(CheckError)?;
-            (!found).then(|| (pointer.clone(), format!("event {id} is not in the log")))
-        }
-    })
+    req.unmet(
+        |id| kind_of(id, known, earlier),
+        |id| Ok(earlier.events.contains(id) || known.has_event(id).map_err(CheckError)?),
+    )
 }
 
 /// Why an id may not be introduced here, or `None`.

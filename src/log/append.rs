@@ -65,6 +65,43 @@ pub enum Requirement {
     },
 }
 
+impl Requirement {
+    /// Why this requirement is not met, as (pointer, message), or `None` when it is. What is
+    /// known comes from the caller: the kind an id was introduced with, and whether an event is
+    /// there. The writer asks its log and overlay; a dry run asks the log plus earlier lines;
+    /// both refuse in the same words.
+    pub fn unmet<E>(
+        &self,
+        kind_of: impl FnOnce(&str) -> Result<Option<String>, E>,
+        has_event: impl FnOnce(&Uuid) -> Result<bool, E>,
+    ) -> Result<Option<(String, String)>, E> {
+        Ok(match self {
+            Requirement::Id {
+                id,
+                kind,
+                introduced_by,
+                pointer,
+                must_exist,
+                ..
+            } => match kind_of(id)? {
+                None if !must_exist => None,
+                None => Some((
+                    pointer.clone(),
+                    format!(
+                        "`{id}` is not registered: no {introduced_by} introduces it (expected {kind})"
+                    ),
+                )),
+                Some(k) if !k.is_empty() && k != *kind => {
+                    Some((pointer.clone(), format!("`{id}` is {k}, not {kind}")))
+                }
+                Some(_) => None,
+            },
+            Requirement::Event { id, pointer } => (!has_event(id)?)
+                .then(|| (pointer.clone(), format!("event {id} is not in the log"))),
+        })
+    }
+}
+
 /// An id an event introduces: a registry entry (once in the log's lifetime) or the thing a
 /// fact is about (again by every claim about it). Either way an id keeps its first kind.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -148,42 +148,19 @@ impl Writer {
         local_events: &HashSet<Uuid>,
         overlay: &Overlay,
     ) -> Result<Option<(String, String)>, AppendError> {
-        match req {
-            Requirement::Id {
-                id,
-                kind,
-                introduced_by,
-                pointer,
-                must_exist,
-                ..
-            } => {
-                let known = match local.get(id) {
-                    Some(k) => Some(k.clone()),
-                    None => looked_up(self.known_id(id, overlay))?.map(|(k, _)| k),
-                };
-                Ok(match known {
-                    None if !must_exist => None,
-                    None => Some((
-                        pointer.clone(),
-                        format!(
-                            "`{id}` is not registered: no {introduced_by} introduces it (expected {kind})"
-                        ),
-                    )),
-                    Some(k) if !k.is_empty() && k != *kind => {
-                        Some((pointer.clone(), format!("`{id}` is {k}, not {kind}")))
-                    }
-                    Some(_) => None,
-                })
-            }
-            Requirement::Event { id, pointer } => {
-                let found = local_events.contains(id)
+        req.unmet(
+            |id| match local.get(id) {
+                Some(k) => Ok(Some(k.clone())),
+                None => Ok(looked_up(self.known_id(id, overlay))?.map(|(k, _)| k)),
+            },
+            |id| {
+                Ok(local_events.contains(id)
                     || self
                         .existing(id, overlay)
                         .map_err(AppendError::Unavailable)?
-                        .is_some();
-                Ok((!found).then(|| (pointer.clone(), format!("event {id} is not in the log"))))
-            }
-        }
+                        .is_some())
+            },
+        )
     }
 
     /// Whether `decl` may introduce its id: `Ok(true)` when the id is new, `Ok(false)` when it
@@ -360,15 +337,7 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            let mut value = Vec::with_capacity(32 + bytes.len());
-            value.extend_from_slice(&hash);
-            value.extend_from_slice(&bytes);
-            staged.push((layout::event_key(seq).to_vec(), value));
-            staged.push((
-                layout::stream_key(&stream, version),
-                seq.to_be_bytes().to_vec(),
-            ));
-            staged.push((layout::id_key(&ev.id).to_vec(), seq.to_be_bytes().to_vec()));
+            stage_record(&mut staged, seq, &hash, &bytes, &stream, version, &ev.id);
             for decl in ev.refs.declares {
                 if fresh.remove(&decl.id) {
                     staged.push((
@@ -496,15 +465,15 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            let mut value = Vec::with_capacity(32 + bytes.len());
-            value.extend_from_slice(&hash);
-            value.extend_from_slice(&bytes);
-            staged.push((layout::event_key(seq).to_vec(), value));
-            staged.push((
-                layout::stream_key(&rec.stream, rec.version),
-                seq.to_be_bytes().to_vec(),
-            ));
-            staged.push((layout::id_key(&rec.id).to_vec(), seq.to_be_bytes().to_vec()));
+            stage_record(
+                &mut staged,
+                seq,
+                &hash,
+                &bytes,
+                &rec.stream,
+                rec.version,
+                &rec.id,
+            );
             for decl in &r.refs.declares {
                 match self.introduce(0, decl, &names, overlay) {
                     Ok(true) => {
@@ -566,6 +535,27 @@ impl Writer {
 
 /// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
 /// `STORED_FROM_LEVEL` up; lower ones are recomputed from the records when needed.
+/// Stages a record's three keys: the record (hash, then JSON), its stream position, its id.
+fn stage_record(
+    staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    seq: u64,
+    hash: &[u8; 32],
+    bytes: &[u8],
+    stream: &str,
+    version: u64,
+    id: &Uuid,
+) {
+    let mut value = Vec::with_capacity(32 + bytes.len());
+    value.extend_from_slice(hash);
+    value.extend_from_slice(bytes);
+    staged.push((layout::event_key(seq).to_vec(), value));
+    staged.push((
+        layout::stream_key(stream, version),
+        seq.to_be_bytes().to_vec(),
+    ));
+    staged.push((layout::id_key(id).to_vec(), seq.to_be_bytes().to_vec()));
+}
+
 fn stage_merkle(frontier: &mut Frontier, bytes: &[u8], staged: &mut Vec<(Vec<u8>, Vec<u8>)>) {
     for (level, index, h) in frontier.push(merkle::leaf_hash(bytes)) {
         if level >= merkle::STORED_FROM_LEVEL {
