@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::LiveConfig;
 use crate::audit::AuditConfig;
+use crate::event::VocabularyConfig;
 use crate::keys::AuthConfig;
 use crate::limits::Limits;
 use crate::log::LogConfig;
@@ -41,6 +42,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Signed checkpoints.
     pub audit: AuditConfig,
+    /// Values added to the extensible vocabularies of `schemas/vocabularies.json`.
+    pub vocabulary: VocabularyConfig,
 }
 
 /// Listening address and data folder.
@@ -152,6 +155,10 @@ impl Config {
         self.webhooks
             .check()
             .map_err(|e| ConfigError(e.to_string()))?;
+        // A bad word would only surface as a schema that does not compile, far from its key.
+        self.vocabulary
+            .check()
+            .map_err(|e| ConfigError(e.to_string()))?;
         for (i, key) in self.auth.keys.iter().enumerate() {
             if crate::keys::parse_hash(&key.hash).is_none() {
                 return Err(ConfigError(format!(
@@ -241,6 +248,18 @@ mod tests {
         std::fs::write(&path, "[limits]\nmax_body_bytes = \"lots\"\n").unwrap();
         let err = Config::load(Some(&path)).unwrap_err().to_string();
         assert!(err.contains("limits.max_body_bytes"), "{err}");
+    }
+
+    #[test]
+    fn a_vocabulary_entry_that_is_not_a_word_is_refused_naming_its_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.toml");
+        std::fs::write(&path, "[vocabulary]\ntones = [\"firm\", \"Very Firm\"]\n").unwrap();
+        let err = Config::load(Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("vocabulary.tones[1]"), "{err}");
+        std::fs::write(&path, "[vocabulary]\ntones = [\"firm\"]\n").unwrap();
+        let config = Config::load(Some(&path)).unwrap();
+        assert_eq!(config.vocabulary.tones, ["firm"]);
     }
 
     #[test]

@@ -92,7 +92,10 @@ impl Server {
             metrics.clone(),
             crate::event::rules::declarations,
         )?;
-        let validator = Validator::new(Schemas::load()?, config.limits.clone());
+        let validator = Validator::new(
+            Schemas::load_with(&config.vocabulary)?,
+            config.limits.clone(),
+        );
         let mut entries = config.auth.keys.clone();
         entries.extend(options.extra_keys.iter().cloned());
         let mut demo_key = None;

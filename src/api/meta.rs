@@ -1,8 +1,6 @@
 //! Service routes: health, head, metrics, the OpenAPI document and the schemas. They must never
 //! require a key for what a client needs before it has one (health, OpenAPI, schemas).
 
-use std::sync::OnceLock;
-
 use serde_json::json;
 use warp::filters::BoxedFilter;
 use warp::http::StatusCode;
@@ -106,17 +104,15 @@ fn metrics(st: &Shared) -> Response {
 }
 
 /// `GET /openapi.json`: the document with the schemas it refers to embedded, bundled once
-/// (the schemas are compiled in, so every server of the process serves the same one).
+/// per schema set (the vocabularies it embeds are the server's, with its additions).
 fn openapi(st: &Shared) -> Response {
-    static BUNDLED: OnceLock<Option<String>> = OnceLock::new();
-    let schemas = st.validator.schemas();
-    let bundled = BUNDLED.get_or_init(|| {
+    let bundled = st.validator.schemas().served_openapi(|schemas| {
         schemas
             .document("openapi")
             .map(|doc| super::openapi::bundle(doc, |name| schemas.document(name)).to_string())
     });
     match bundled {
-        Some(doc) => json_response(StatusCode::OK, doc.clone()),
+        Some(doc) => json_response(StatusCode::OK, doc.to_string()),
         None => Problem::not_found("no OpenAPI document was built in").into_response(),
     }
 }

@@ -115,7 +115,7 @@ async fn import_into(
     std::fs::create_dir_all(&dir)
         .map_err(|e| CliError::failed(format!("cannot create {}: {e}", dir.display())))?;
     let metrics = Metrics::new().map_err(CliError::failed)?;
-    let schemas = Schemas::load().map_err(CliError::failed)?;
+    let schemas = Schemas::load_with(&config.vocabulary).map_err(CliError::failed)?;
     let validator = Validator::new(schemas, config.limits.clone());
     let log = open_offline(&dir, &config, metrics, "import")?;
     let result = match file.filter(|f| f.as_os_str() != "-") {

@@ -264,6 +264,7 @@ impl EventKind {
                 ("origin_meeting", Meeting),
                 ("plan", Plan),
                 ("supersedes", Agreement),
+                ("provisions/*/issue", Issue),
             ],
             EventKind::IssueDefined => &[("parent", Issue)],
             EventKind::IssueStatusChanged => &[
@@ -462,9 +463,12 @@ mod tests {
         };
         if let Some(r) = node.get("$ref").and_then(Value::as_str) {
             let def = r.rsplit('/').next().unwrap_or_default();
+            // Only `common.json` defines ids; a vocabulary is a closed list of words.
+            let in_common = r.starts_with('#') || r.contains("/common.json#");
             match kind_of_def(def) {
                 Some(kind) => out.push((path.to_string(), kind)),
-                None => id_paths(&common["$defs"][def], common, path, out),
+                None if in_common => id_paths(&common["$defs"][def], common, path, out),
+                None => {}
             }
         }
         if let Some(props) = node.get("properties").and_then(Value::as_object) {

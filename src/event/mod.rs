@@ -6,6 +6,8 @@ pub mod check;
 pub mod kind;
 pub mod rules;
 pub mod schema;
+pub mod upcast;
+pub mod vocabulary;
 
 use serde_json::Value;
 use uuid::Uuid;
@@ -14,6 +16,8 @@ use crate::limits::Limits;
 use crate::log::{ExpectedVersion, NewEvent};
 pub use kind::EventKind;
 pub use schema::{FieldError, Schemas};
+pub use upcast::{CURRENT_SCHEMA_VERSION, SCHEMA_VERSIONS};
+pub use vocabulary::{VocabularyConfig, VocabularyError};
 
 /// Why a submission was refused before reaching the log.
 #[derive(Debug, thiserror::Error)]
@@ -284,11 +288,14 @@ impl Validator {
             .get("schema_version")
             .and_then(Value::as_u64)
             .unwrap_or(1);
-        if schema_version != 1 {
+        if !SCHEMA_VERSIONS
+            .iter()
+            .any(|v| u64::from(*v) == schema_version)
+        {
             errors.push(FieldError {
                 pointer: format!("{base}/schema_version"),
                 message: format!(
-                    "schema version {schema_version} of `{event_type}` does not exist; the only version is 1"
+                    "schema version {schema_version} of `{event_type}` does not exist; the versions are 1 and 2"
                 ),
             });
         }
@@ -297,6 +304,19 @@ impl Validator {
             .schemas
             .check_data(&event_type, &data, &format!("{base}/data"))
         {
+            Some(mut errs) if errs.is_empty() => {
+                // Only a payload the current schema accepts is held to version 1's forms, so
+                // a mistake is reported once, by the schema that explains it best.
+                errs = self.schemas.check_version(
+                    schema_version,
+                    &event_type,
+                    &data,
+                    &format!("{base}/data"),
+                    raw.get("meta"),
+                    &format!("{base}/meta"),
+                );
+                errors.append(&mut errs);
+            }
             Some(mut errs) => errors.append(&mut errs),
             None => errors.push(FieldError {
                 pointer: format!("{base}/type"),

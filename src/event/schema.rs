@@ -1,12 +1,16 @@
-//! The JSON Schemas in `schemas/`, compiled into the binary and once at start-up. Every append
-//! is validated here before it reaches the log. This module must never fetch a schema from the
-//! network or the file system at run time: what was compiled in is what is enforced.
+//! The JSON Schemas in `schemas/`, compiled into the binary and once at start-up, with the
+//! deployment's vocabulary additions merged in. Every append is validated here before it
+//! reaches the log; an event of schema version 1 also against `version-1.json`'s narrower
+//! forms. This module must never fetch a schema from the network or the file system at run
+//! time: what was compiled in, plus `[vocabulary]`, is what is enforced and served.
 
 use std::collections::BTreeMap;
 
 use include_dir::{Dir, include_dir};
 use jsonschema::{Draft, Resource, Validator};
-use serde_json::Value;
+use serde_json::{Value, json};
+
+use super::vocabulary::VocabularyConfig;
 
 /// Every file under `schemas/`, embedded at build time.
 static SCHEMA_DIR: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/schemas");
@@ -46,16 +50,43 @@ pub struct SchemaError {
 pub struct Schemas {
     event: Validator,
     data: BTreeMap<String, Validator>,
+    /// `version-1.json`'s narrower forms, by event type, and under `meta` for the meta.
+    version_1: BTreeMap<String, Validator>,
     /// Raw schema documents by public name (`event`, `meeting.held`, `openapi`...).
     documents: BTreeMap<String, Value>,
+    /// The OpenAPI document as served, built on first use: per schema set, not per process,
+    /// because two servers of one process may extend the vocabularies differently.
+    served_openapi: std::sync::OnceLock<Option<String>>,
 }
 
 /// Most errors reported for one document: past this the client learns nothing new.
 const MAX_ERRORS: usize = 20;
 
+/// The public name of the schema of version 1's narrower forms.
+const VERSION_1: &str = "version-1";
+
+/// Its `$id`.
+const VERSION_1_ID: &str = "https://annals.dev/schemas/version-1.json";
+
+/// Says why a version-1 event is held to the older form, and how to use the newer one.
+fn in_version_1(mut e: FieldError) -> FieldError {
+    e.message = format!(
+        "{} (schema_version 1; the structured form needs \"schema_version\": 2)",
+        e.message
+    );
+    e
+}
+
 impl Schemas {
-    /// Compiles every schema; fails only if the embedded files are broken.
+    /// Compiles every schema with the built-in vocabularies; fails only if the embedded files
+    /// are broken.
     pub fn load() -> Result<Schemas, SchemaError> {
+        Schemas::load_with(&VocabularyConfig::none())
+    }
+
+    /// Compiles every schema with `vocabulary`'s additions in the vocabulary document (checked
+    /// by [`VocabularyConfig::check`] when the configuration loaded).
+    pub fn load_with(vocabulary: &VocabularyConfig) -> Result<Schemas, SchemaError> {
         let mut documents = BTreeMap::new();
         let mut resources = Vec::new();
         let mut files: Vec<&include_dir::File<'static>> = SCHEMA_DIR.files().collect();
@@ -72,11 +103,14 @@ impl Schemas {
                 .and_then(|s| s.to_str())
                 .unwrap_or_default()
                 .to_string();
-            let value: Value =
+            let mut value: Value =
                 serde_json::from_slice(file.contents()).map_err(|e| SchemaError {
                     name: name.clone(),
                     reason: e.to_string(),
                 })?;
+            if name == "vocabularies" {
+                vocabulary.extend(&mut value);
+            }
             if let Some(id) = value.get("$id").and_then(Value::as_str) {
                 let resource = Resource::from_contents(value.clone()).map_err(|e| SchemaError {
                     name: name.clone(),
@@ -86,11 +120,7 @@ impl Schemas {
             }
             documents.insert(name, value);
         }
-        let compile = |name: &str| -> Result<Validator, SchemaError> {
-            let doc = documents.get(name).ok_or_else(|| SchemaError {
-                name: name.into(),
-                reason: "missing".into(),
-            })?;
+        let build = |name: &str, doc: &Value| -> Result<Validator, SchemaError> {
             jsonschema::options()
                 .with_draft(Draft::Draft202012)
                 .with_resources(resources.clone().into_iter())
@@ -99,6 +129,13 @@ impl Schemas {
                     name: name.into(),
                     reason: e.to_string(),
                 })
+        };
+        let compile = |name: &str| -> Result<Validator, SchemaError> {
+            let doc = documents.get(name).ok_or_else(|| SchemaError {
+                name: name.into(),
+                reason: "missing".into(),
+            })?;
+            build(name, doc)
         };
         // Not used to validate (batches are checked event by event, each with its own pointer),
         // but served and documented: a broken file must stop the build's start-up, not a client.
@@ -110,10 +147,26 @@ impl Schemas {
                 data.insert(name.clone(), compile(name)?);
             }
         }
+        let mut version_1 = BTreeMap::new();
+        let narrower = documents
+            .get(VERSION_1)
+            .and_then(|d| d.get("$defs"))
+            .and_then(Value::as_object)
+            .ok_or_else(|| SchemaError {
+                name: VERSION_1.into(),
+                reason: "missing, or without $defs".into(),
+            })?;
+        for key in narrower.keys() {
+            let pointer = key.replace('~', "~0").replace('/', "~1");
+            let doc = json!({ "$ref": format!("{VERSION_1_ID}#/$defs/{pointer}") });
+            version_1.insert(key.clone(), build(VERSION_1, &doc)?);
+        }
         Ok(Schemas {
             event,
             data,
+            version_1,
             documents,
+            served_openapi: std::sync::OnceLock::new(),
         })
     }
 
@@ -132,9 +185,38 @@ impl Schemas {
         self.data.get(event_type).map(|v| collect(v, data, base))
     }
 
+    /// Checks what schema version 1 narrows: `data` of an event of `event_type` (pointers
+    /// prefixed with `data_base`) and its `meta` (with `meta_base`). Empty for other versions.
+    pub fn check_version(
+        &self,
+        version: u64,
+        event_type: &str,
+        data: &Value,
+        data_base: &str,
+        meta: Option<&Value>,
+        meta_base: &str,
+    ) -> Vec<FieldError> {
+        if version != 1 {
+            return Vec::new();
+        }
+        let mut errors = Vec::new();
+        if let Some(v) = self.version_1.get(event_type) {
+            errors.extend(collect(v, data, data_base).into_iter().map(in_version_1));
+        }
+        if let (Some(v), Some(meta)) = (self.version_1.get("meta"), meta) {
+            errors.extend(collect(v, meta, meta_base).into_iter().map(in_version_1));
+        }
+        errors
+    }
+
     /// Every event type with a schema, sorted.
     pub fn event_types(&self) -> impl Iterator<Item = &str> {
         self.data.keys().map(String::as_str)
+    }
+
+    /// The served form of the OpenAPI document, made by `build` from these schemas once.
+    pub fn served_openapi(&self, build: impl FnOnce(&Schemas) -> Option<String>) -> Option<&str> {
+        self.served_openapi.get_or_init(|| build(self)).as_deref()
     }
 
     /// A schema document by public name.

@@ -18,6 +18,7 @@ use serde_json::Value;
 use super::fact::{Fact, Role, is_actor};
 use super::records::Records;
 use crate::event::EventKind;
+use crate::event::upcast::upcast_data;
 
 /// Index of a fact in [`Knowledge::facts`].
 pub type Ix = u32;
@@ -361,13 +362,18 @@ impl Knowledge {
             .unwrap_or(Value::Null)
     }
 
-    /// The payload as known at `cut`: the recorded data with the JSON Patches of the
-    /// corrections recorded by then applied in order. A patch that does not apply (its test
-    /// fails, its path is gone) is skipped, as the writer could not check it against the data.
+    /// The payload as known at `cut`: the recorded data upcast to the current schema version,
+    /// with the JSON Patches of the corrections recorded by then applied in order. A patch
+    /// that does not apply (its test fails, its path is gone) is skipped, as the writer could
+    /// not check it against the data.
     pub fn data_at(&self, ix: Ix, cut: u64) -> Value {
+        let kind = self.fact(ix).event_kind();
         let mut data = self.raw_data(ix);
+        upcast_data(kind, &mut data);
         for c in self.corrections_at(ix, cut) {
             apply_patch(&mut data, &self.raw_data(c));
+            // A correction may write a version-1 form back (a string tone, a plain provision).
+            upcast_data(kind, &mut data);
         }
         data
     }

@@ -182,6 +182,7 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                     "title": d.get("title"),
                     "stage": d.get("stage"),
                     "parties": d.get("parties"),
+                    "provisions": d.get("provisions"),
                     "when": asof::when(&k.occurred(ix)),
                     "event_id": f.id(),
                 }));

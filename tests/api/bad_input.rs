@@ -479,9 +479,9 @@ async fn an_unknown_event_type_is_rejected_with_422_pointing_at_type() {
 }
 
 #[tokio::test]
-async fn a_schema_version_other_than_1_is_rejected_with_422_pointing_at_it() {
+async fn a_schema_version_other_than_1_or_2_is_rejected_with_422_pointing_at_it() {
     let (app, head) = seeded().await;
-    for v in [json!(2), json!(0), json!("1"), json!(1.5)] {
+    for v in [json!(3), json!(0), json!("1"), json!(1.5)] {
         let mut ev = statement(1);
         ev["schema_version"] = v.clone();
         let resp = app.append("process/p", &ev).await;

@@ -338,12 +338,29 @@ async fn every_event_type_has_a_schema_served_at_schemas_slash_type() {
         // The `.json` spelling is the same document.
         assert_eq!(get(format!("/schemas/{t}.json")).await, schema, "{t}");
     }
-    for name in ["envelope", "event", "common", "append-request"] {
+    for name in [
+        "envelope",
+        "event",
+        "common",
+        "append-request",
+        "vocabularies",
+        "version-1",
+    ] {
         assert!(listed.contains(name), "/schemas does not list {name}");
     }
     // Nothing else is listed, and everything listed is served.
     let mut expected = types.clone();
-    expected.extend(["envelope", "event", "common", "append-request"].map(String::from));
+    expected.extend(
+        [
+            "envelope",
+            "event",
+            "common",
+            "append-request",
+            "vocabularies",
+            "version-1",
+        ]
+        .map(String::from),
+    );
     assert_eq!(listed, expected);
     assert!(!listed.contains("openapi"));
     for name in &listed {
