@@ -191,18 +191,33 @@ async fn a_vocabulary_entry_that_is_not_a_word_stops_serve_with_exit_2_naming_th
     )
     .unwrap();
     let data = dir.path().join("data");
-    let (code, _, stderr) = run_cli(
-        &[
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--config",
-            config.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-        None,
-    );
+    // Spawned here rather than with `run_cli`: a server that wrongly starts must fail the
+    // test, not hang it.
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config)
+        .arg("--data-dir")
+        .arg(&data)
+        .env("ANNALS_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            child.wait().unwrap();
+            panic!("annals serve started with a bad vocabulary entry");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    let code = status.code().unwrap_or(-1);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("vocabulary.stances[1]"), "{stderr}");
 }
