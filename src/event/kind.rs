@@ -487,6 +487,12 @@ mod tests {
         {
             id_paths(any, common, path, out);
         }
+        // A short form or a structured one (`if` a string `then`... `else`...).
+        for branch in ["then", "else"] {
+            if let Some(b) = node.get(branch) {
+                id_paths(b, common, path, out);
+            }
+        }
     }
 
     #[test]
