@@ -5,7 +5,7 @@
 //! | key | value |
 //! |---|---|
 //! | `e` seq (u64 BE) | record hash (32 bytes) ‖ record JSON |
-//! | `s` stream 0x00 version (u64 BE) | seq (u64 BE) |
+//! | `s` stream 0x00 first version (u64 BE) | a run of consecutive versions at consecutive seqs: first seq (u64 BE), then, when the run has more than one event, its length (u64 BE) |
 //! | `v` stream | version (u64 BE) ‖ last seq (u64 BE) |
 //! | `i` event id (16 bytes) | seq (u64 BE) |
 //! | `r` registry key (UTF-8): `source:` or `entity:`, then the id | seq (u64 BE) of the event that first introduced the id ‖ its kind (UTF-8, e.g. `an actor`) |
@@ -48,7 +48,7 @@ pub fn event_key(seq: u64) -> [u8; 9] {
     k
 }
 
-/// Key of `version` in `stream`.
+/// Key of the stream index entry whose run starts at `version` in `stream`.
 pub fn stream_key(stream: &str, version: u64) -> Vec<u8> {
     let mut k = stream_prefix(stream);
     k.extend_from_slice(&version.to_be_bytes());
@@ -62,6 +62,31 @@ pub fn stream_prefix(stream: &str) -> Vec<u8> {
     k.extend_from_slice(stream.as_bytes());
     k.push(0);
     k
+}
+
+/// The value of a stream index entry: a run of `count` events, versions from the key's on, at
+/// seqs from `first_seq` on. One append request is one run, so a batch costs one index key
+/// instead of one per event (each sled key is a page update, compressed on the writer's path).
+/// A run of one keeps the old 8-byte form, which is also what folders written before runs hold.
+pub fn stream_run_value(first_seq: u64, count: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&first_seq.to_be_bytes());
+    if count > 1 {
+        v.extend_from_slice(&count.to_be_bytes());
+    }
+    v
+}
+
+/// A stream index entry's first seq and length (1 for the 8-byte form), if well formed.
+pub fn read_stream_run(v: &[u8]) -> Option<(u64, u64)> {
+    let first_seq = read_u64(v)?;
+    match v.len() {
+        8 => Some((first_seq, 1)),
+        16 => read_u64(&v[8..])
+            .filter(|n| *n >= 1)
+            .map(|n| (first_seq, n)),
+        _ => None,
+    }
 }
 
 /// Key of a stream's head.

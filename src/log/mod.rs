@@ -462,13 +462,14 @@ impl Log {
         let prefix = layout::stream_prefix(stream);
         for item in self.tree()?.scan_prefix(&prefix).rev() {
             let (k, v) = item?;
-            let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&k))?;
-            if seq <= head {
-                let version = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+            let (first_seq, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
+            if first_seq <= head {
+                let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+                let durable = (head - first_seq).min(count - 1);
                 return Ok(Some(StreamInfo {
                     name: stream.to_string(),
-                    version,
-                    last_seq: seq,
+                    version: first + durable,
+                    last_seq: first_seq + durable,
                 }));
             }
         }
@@ -483,25 +484,44 @@ impl Log {
         limit: usize,
     ) -> Result<Vec<(u64, Recorded)>, LogError> {
         let head = self.head().seq;
+        let from = from.max(1);
         let prefix = layout::stream_prefix(stream);
-        let start = layout::stream_key(stream, from.max(1));
+        let start = layout::stream_key(stream, from);
+        let tree = self.tree()?;
+        // `from` may sit inside a run that starts before it: begin at the run's key then.
+        let begin = match tree.range(prefix.clone()..=start.clone()).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+                let (_, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
+                if first + count > from {
+                    k.to_vec()
+                } else {
+                    start
+                }
+            }
+            None => start,
+        };
         let mut out = Vec::new();
-        for item in self.tree()?.range(start..) {
+        'runs: for item in tree.range(begin..) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            let version = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
-            let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&k))?;
-            if seq > head {
-                break;
-            }
-            match self.get(seq)? {
-                Some(rec) => out.push((version, rec)),
-                None => return Err(LogError::Corrupt(format!("stream {stream} v{version}"))),
-            }
-            if out.len() >= limit {
-                break;
+            let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+            let (first_seq, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
+            for i in from.saturating_sub(first)..count {
+                let (version, seq) = (first + i, first_seq + i);
+                if seq > head {
+                    break 'runs;
+                }
+                match self.get(seq)? {
+                    Some(rec) => out.push((version, rec)),
+                    None => return Err(LogError::Corrupt(format!("stream {stream} v{version}"))),
+                }
+                if out.len() >= limit {
+                    break 'runs;
+                }
             }
         }
         Ok(out)

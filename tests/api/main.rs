@@ -26,4 +26,5 @@ mod recorded_at;
 mod schemathesis;
 mod store_cache;
 mod store_disk;
+mod stream_runs;
 mod webhooks;

@@ -337,7 +337,7 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            stage_record(&mut staged, seq, &hash, &bytes, &stream, version, &ev.id);
+            stage_record(&mut staged, seq, &hash, &bytes, &ev.id);
             for decl in ev.refs.declares {
                 if fresh.remove(&decl.id) {
                     staged.push((
@@ -356,6 +356,14 @@ impl Writer {
             positions.push(position.clone());
             staged_ids.push((rec, position));
             seq += 1;
+        }
+        // The request's events are one run of the stream: one index key, whatever its size.
+        let count = version - current_version;
+        if count > 0 {
+            staged.push((
+                layout::stream_key(&stream, current_version + 1),
+                layout::stream_run_value(seq - count, count),
+            ));
         }
         staged.push((
             layout::stream_head_key(&stream),
@@ -465,15 +473,12 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            stage_record(
-                &mut staged,
-                seq,
-                &hash,
-                &bytes,
-                &rec.stream,
-                rec.version,
-                &rec.id,
-            );
+            stage_record(&mut staged, seq, &hash, &bytes, &rec.id);
+            // A restored record is a run of one: records of a stream rarely follow each other.
+            staged.push((
+                layout::stream_key(&rec.stream, rec.version),
+                layout::stream_run_value(seq, 1),
+            ));
             for decl in &r.refs.declares {
                 match self.introduce(0, decl, &names, overlay) {
                     Ok(true) => {
@@ -535,24 +540,19 @@ impl Writer {
 
 /// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
 /// `STORED_FROM_LEVEL` up; lower ones are recomputed from the records when needed.
-/// Stages a record's three keys: the record (hash, then JSON), its stream position, its id.
+/// Stages a record's two keys: the record (hash, then JSON) and its id. Its stream position is
+/// staged by the caller, as part of a run.
 fn stage_record(
     staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
     seq: u64,
     hash: &[u8; 32],
     bytes: &[u8],
-    stream: &str,
-    version: u64,
     id: &Uuid,
 ) {
     let mut value = Vec::with_capacity(32 + bytes.len());
     value.extend_from_slice(hash);
     value.extend_from_slice(bytes);
     staged.push((layout::event_key(seq).to_vec(), value));
-    staged.push((
-        layout::stream_key(stream, version),
-        seq.to_be_bytes().to_vec(),
-    ));
     staged.push((layout::id_key(id).to_vec(), seq.to_be_bytes().to_vec()));
 }
 
