@@ -442,23 +442,11 @@ impl Log {
         Ok(None)
     }
 
-    /// A stream's durable version and last seq, or `None` if it has no durable event.
+    /// A stream's durable version and last seq, or `None` if it has no durable event: its last
+    /// run in the stream index, cut at the durable head (a run may be in a group that is not
+    /// durable yet; at most one group's worth of runs is passed over).
     pub fn stream_info(&self, stream: &str) -> Result<Option<StreamInfo>, LogError> {
         let head = self.head().seq;
-        let Some(v) = self.tree()?.get(layout::stream_head_key(stream))? else {
-            return Ok(None);
-        };
-        let version = layout::read_u64(&v).ok_or_else(|| corrupt(stream.as_bytes()))?;
-        let last_seq = layout::read_u64(&v[8..]).ok_or_else(|| corrupt(stream.as_bytes()))?;
-        if last_seq <= head {
-            return Ok(Some(StreamInfo {
-                name: stream.to_string(),
-                version,
-                last_seq,
-            }));
-        }
-        // The stream head moved in a group that is not durable yet: find its last durable
-        // version from the index (rare, and bounded by one group).
         let prefix = layout::stream_prefix(stream);
         for item in self.tree()?.scan_prefix(&prefix).rev() {
             let (k, v) = item?;
@@ -534,28 +522,28 @@ impl Log {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StreamInfo>, LogError> {
-        let key_prefix = layout::stream_head_key(prefix);
-        let start = match after {
-            Some(a) if a >= prefix => {
-                let mut k = layout::stream_head_key(a);
-                k.push(0);
-                k
-            }
+        // Stream names from the stream index: after each stream, seek past its entries.
+        let mut key_prefix = vec![layout::STREAM];
+        key_prefix.extend_from_slice(prefix.as_bytes());
+        let mut start = match after {
+            Some(a) if a >= prefix => layout::stream_after(a),
             _ => key_prefix.clone(),
         };
+        let tree = self.tree()?;
         let mut out = Vec::new();
-        for item in self.tree()?.range(start..) {
+        while out.len() < limit {
+            let Some(item) = tree.range(start..).next() else {
+                break;
+            };
             let (k, _) = item?;
-            if !k.starts_with(&key_prefix) {
+            if !k.starts_with(&key_prefix) || k.len() < 10 {
                 break;
             }
-            let name = String::from_utf8(k[1..].to_vec()).map_err(|_| corrupt(&k))?;
-            if let Some(info) = self.stream_info(&name)? {
+            let name = std::str::from_utf8(&k[1..k.len() - 9]).map_err(|_| corrupt(&k))?;
+            if let Some(info) = self.stream_info(name)? {
                 out.push(info);
-                if out.len() >= limit {
-                    break;
-                }
             }
+            start = layout::stream_after(name);
         }
         Ok(out)
     }

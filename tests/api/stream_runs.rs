@@ -1,6 +1,8 @@
 //! The stream index keeps one entry per append request (a run of consecutive versions at
 //! consecutive seqs), not one per event: reads from any version, inside a run or not, answer
-//! exactly as before, and a folder written with one entry per event reads the same.
+//! exactly as before; a stream's head and the stream listing come from its last run (no key of
+//! their own); and a folder written with one entry per event and a head key per stream reads
+//! the same.
 
 use serde_json::{Value, json};
 
@@ -116,9 +118,11 @@ async fn a_folder_with_one_stream_index_entry_per_event_reads_the_same() {
     app.seed().await;
     let seqs = three_runs(&app).await;
     let before = every_page(&app).await;
+    let listed = app.get_json("/streams?prefix=process/").await;
     app.restart_after(|dir| {
         wait_until_released(dir);
-        // As folders were written before runs: one 8-byte entry (the seq) per version.
+        // As folders were written before runs: one 8-byte entry (the seq) per version, and a
+        // head key per stream (`v` name: version, last seq).
         let db = open_store(dir);
         let tree = db.open_tree("log").unwrap();
         for (k, _) in stream_index_entries_of(&tree) {
@@ -131,15 +135,77 @@ async fn a_folder_with_one_stream_index_entry_per_event_reads_the_same() {
             k.extend_from_slice(&(i as u64 + 1).to_be_bytes());
             tree.insert(k, &seq.to_be_bytes()[..]).unwrap();
         }
+        let mut head = vec![b'v'];
+        head.extend_from_slice(STREAM.as_bytes());
+        let mut value = 9u64.to_be_bytes().to_vec();
+        value.extend_from_slice(&seqs[8].to_be_bytes());
+        tree.insert(head, value).unwrap();
         db.flush().unwrap();
     })
     .await;
     assert_eq!(every_page(&app).await, before);
+    assert_eq!(app.get_json("/streams?prefix=process/").await, listed);
     // And the writer goes on from the stream's head.
     let resp = app.append(STREAM, &batch(500, 2)).await;
     assert_eq!(resp.status(), 201);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["stream_version"], 11);
+    let info = app
+        .get_json(&format!("/streams/{}/events?from=11", encode(STREAM)))
+        .await;
+    assert_eq!(info["version"], 11);
+}
+
+#[tokio::test]
+async fn streams_are_listed_in_name_order_with_their_heads_from_the_last_run() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let mut n = 0;
+    let mut heads = Vec::new();
+    // Names that prefix one another, each written as several runs.
+    for name in ["p/b", "p/a-b", "p/ab", "p/a", "q/x"] {
+        let mut last = (0, 0);
+        for size in [3u64, 1, 2] {
+            let resp = app.append(name, &batch(n, size)).await;
+            assert_eq!(resp.status(), 201);
+            let body: Value = resp.json().await.unwrap();
+            let events = body["events"].as_array().unwrap();
+            last = (
+                body["stream_version"].as_u64().unwrap(),
+                events.last().unwrap()["seq"].as_u64().unwrap(),
+            );
+            n += size;
+        }
+        heads.push((name, last));
+    }
+    heads.sort();
+    let want = |names: &[&str]| -> Value {
+        json!(
+            heads
+                .iter()
+                .filter(|(name, _)| names.contains(name))
+                .map(|(name, (version, seq))| json!({"name": name, "version": version, "last_seq": seq}))
+                .collect::<Vec<_>>()
+        )
+    };
+    let first = app.get_json("/streams?prefix=p/&limit=2").await;
+    assert_eq!(first["streams"], want(&["p/a", "p/a-b"]));
+    assert_eq!(first["next"], "p/a-b");
+    let second = app.get_json("/streams?prefix=p/&limit=2&after=p/a-b").await;
+    assert_eq!(second["streams"], want(&["p/ab", "p/b"]));
+    let third = app.get_json("/streams?prefix=p/&limit=2&after=p/b").await;
+    assert_eq!(third["streams"], json!([]));
+    let all = app.get_json("/streams?prefix=").await;
+    let names: Vec<&str> = all["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["p/a", "p/a-b", "p/ab", "p/b", "q/x", "registry/sources"]
+    );
 }
 
 fn stream_index_entries_of(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {

@@ -25,7 +25,6 @@ use super::Writer;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct StreamHead {
     pub(super) version: u64,
-    pub(super) last_seq: u64,
 }
 
 /// What the current group has staged but not yet written: later requests in the same group
@@ -83,10 +82,13 @@ impl Writer {
         if let Some(h) = self.streams.get(stream) {
             return Some(*h);
         }
-        let v = self.tree.get(layout::stream_head_key(stream)).ok()??;
+        // The stream's last run in the index: its head needs no key of its own.
+        let prefix = layout::stream_prefix(stream);
+        let (k, v) = self.tree.scan_prefix(&prefix).next_back()?.ok()?;
+        let first = layout::read_u64(k.get(prefix.len()..)?)?;
+        let (_, count) = layout::read_stream_run(&v)?;
         let head = StreamHead {
-            version: layout::read_u64(&v)?,
-            last_seq: layout::read_u64(&v[8..])?,
+            version: first + count - 1,
         };
         self.streams.insert(stream.to_string(), head);
         Some(head)
@@ -365,10 +367,6 @@ impl Writer {
                 layout::stream_run_value(seq - count, count),
             ));
         }
-        staged.push((
-            layout::stream_head_key(&stream),
-            layout::stream_head_value(version, seq - 1).to_vec(),
-        ));
 
         // Commit the staging into the overlay.
         overlay.writes.extend(staged);
@@ -376,13 +374,7 @@ impl Writer {
             overlay.ids.insert(rec.id, (rec, pos));
         }
         overlay.names.extend(local);
-        overlay.streams.insert(
-            stream,
-            StreamHead {
-                version,
-                last_seq: seq - 1,
-            },
-        );
+        overlay.streams.insert(stream, StreamHead { version });
         overlay.next_seq = seq;
         overlay.head_hash = hash;
         overlay.frontier = frontier;
@@ -502,7 +494,6 @@ impl Writer {
                 rec.stream.clone(),
                 StreamHead {
                     version: rec.version,
-                    last_seq: seq,
                 },
             );
             let pos = Position {
@@ -517,12 +508,6 @@ impl Writer {
             }
             ids.push((rec, pos));
             seq += 1;
-        }
-        for (name, head) in &streams {
-            staged.push((
-                layout::stream_head_key(name),
-                layout::stream_head_value(head.version, head.last_seq).to_vec(),
-            ));
         }
         overlay.writes.extend(staged);
         overlay.streams.extend(streams);
