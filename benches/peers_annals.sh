@@ -81,9 +81,9 @@ run() {
   start_server "$events-$clients"
   # One warm-up second, not counted: connections, the first sled pages.
   ANNALS_KEY="$KEY" ANNALS_EVENTS="$events" ANNALS_WRK_OUT="$WORK/warm.tsv" \
-    wrk -t"$threads" -c"$clients" -d1s -s "$HERE/peers_wrk.lua" "$BASE" >/dev/null
+    wrk -t"$threads" -c"$clients" -d1s --timeout 30s -s "$HERE/peers_wrk.lua" "$BASE" >/dev/null
   ANNALS_KEY="$KEY" ANNALS_EVENTS="$events" ANNALS_WRK_OUT="$WORK/wrk.tsv" \
-    wrk -t"$threads" -c"$clients" -d"${DURATION}s" --latency -s "$HERE/peers_wrk.lua" "$BASE" \
+    wrk -t"$threads" -c"$clients" -d"${DURATION}s" --timeout 30s --latency -s "$HERE/peers_wrk.lua" "$BASE" \
     >"$WORK/wrk-$events-$clients.out"
   stop_server
   local row
