@@ -9,7 +9,7 @@
 #
 # Environment (defaults from the harness's peers_env.sh): PEERS_DURATION (s per run),
 # PEERS_STREAMS, PEERS_BATCH, PEERS_OUT; ANNALS_BIN (default target/release/annals),
-# ANNALS_SINGLE_CLIENTS ("1 16 64"), ANNALS_BATCH_CLIENTS ("4 16 64"), ANNALS_TMP (where
+# ANNALS_SINGLE_CLIENTS ("1 16 64"), ANNALS_BATCH_CLIENTS ("4 16 64"; empty skips), ANNALS_TMP (where
 # the temp folders go, default /tmp).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -19,8 +19,8 @@ PEERS_OUT="${PEERS_OUT:-/tmp/peers-results}"
 DURATION="${PEERS_DURATION:-20}"
 STREAMS="${PEERS_STREAMS:-1000}"
 BATCH="${PEERS_BATCH:-100}"
-SINGLE_CLIENTS="${ANNALS_SINGLE_CLIENTS:-1 16 64}"
-BATCH_CLIENTS="${ANNALS_BATCH_CLIENTS:-4 16 64}"
+SINGLE_CLIENTS="${ANNALS_SINGLE_CLIENTS-1 16 64}"
+BATCH_CLIENTS="${ANNALS_BATCH_CLIENTS-4 16 64}"
 export PEERS_STREAMS="$STREAMS"
 
 command -v wrk >/dev/null 2>&1 || {
