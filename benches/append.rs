@@ -483,31 +483,35 @@ fn run_ceiling(
             }
             return batch;
         }
-        // The writer's write set: record, stream index and id index per event, the stream
-        // head per request, the log head per group.
+        // The writer's write set: record, id index and the statement id's registry entry per
+        // event, one stream index run per request, the log head per group.
         let requests = shape.events.div_ceil(shape.per_request);
         for r in 0..requests {
             let stream = stream_name(r);
             let version = versions.entry(r).or_insert(0);
+            let mut sk = vec![b's'];
+            sk.extend_from_slice(stream.as_bytes());
+            sk.push(0);
+            sk.extend_from_slice(&(*version + 1).to_be_bytes());
+            let mut run = (*seq + 1).to_be_bytes().to_vec();
+            if shape.per_request > 1 {
+                run.extend_from_slice(&(shape.per_request as u64).to_be_bytes());
+            }
+            batch.insert(sk, run);
             for _ in 0..shape.per_request {
                 *seq += 1;
                 *version += 1;
                 let s = seq.to_be_bytes();
                 batch.insert(&event_key(*seq)[..], value);
-                let mut sk = vec![b's'];
-                sk.extend_from_slice(stream.as_bytes());
-                sk.push(0);
-                sk.extend_from_slice(&version.to_be_bytes());
-                batch.insert(sk, &s[..]);
                 let mut ik = vec![b'i'];
                 ik.extend_from_slice(Uuid::now_v7().as_bytes());
                 batch.insert(ik, &s[..]);
+                let mut rk = b"rentity:statement:test-".to_vec();
+                rk.extend_from_slice(seq.to_string().as_bytes());
+                let mut rv = s.to_vec();
+                rv.extend_from_slice(b"a statement");
+                batch.insert(rk, rv);
             }
-            let mut vk = vec![b'v'];
-            vk.extend_from_slice(stream.as_bytes());
-            let mut vv = version.to_be_bytes().to_vec();
-            vv.extend_from_slice(&seq.to_be_bytes());
-            batch.insert(vk, vv);
         }
         let mut hv = seq.to_be_bytes().to_vec();
         hv.extend_from_slice(&value[..32]);

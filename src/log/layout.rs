@@ -5,8 +5,8 @@
 //! | key | value |
 //! |---|---|
 //! | `e` seq (u64 BE) | record hash (32 bytes) ‖ record JSON |
-//! | `s` stream 0x00 version (u64 BE) | seq (u64 BE) |
-//! | `v` stream | version (u64 BE) ‖ last seq (u64 BE) |
+//! | `s` stream 0x00 first version (u64 BE) | a run of consecutive versions at consecutive seqs: first seq (u64 BE), then, when the run has more than one event, its length (u64 BE) |
+//! | `v` stream | version (u64 BE) ‖ last seq (u64 BE): written by folders before stream heads were read from the last run; no longer written nor read |
 //! | `i` event id (16 bytes) | seq (u64 BE) |
 //! | `r` registry key (UTF-8): `source:` or `entity:`, then the id | seq (u64 BE) of the event that first introduced the id ‖ its kind (UTF-8, e.g. `an actor`) |
 //! | `r` 0x00 `ids` | seq (u64 BE): every id introduced up to it is in the registry with its kind |
@@ -19,7 +19,9 @@ use uuid::Uuid;
 pub const EVENT: u8 = b'e';
 /// Prefix of the stream index.
 pub const STREAM: u8 = b's';
-/// Prefix of stream heads.
+/// Prefix of stream heads, which folders from before runs hold: reserved, never to be reused.
+/// A stream's head is now its last run, so these are neither written nor read.
+#[allow(dead_code)]
 pub const STREAM_HEAD: u8 = b'v';
 /// Prefix of the event id index.
 pub const ID: u8 = b'i';
@@ -48,7 +50,7 @@ pub fn event_key(seq: u64) -> [u8; 9] {
     k
 }
 
-/// Key of `version` in `stream`.
+/// Key of the stream index entry whose run starts at `version` in `stream`.
 pub fn stream_key(stream: &str, version: u64) -> Vec<u8> {
     let mut k = stream_prefix(stream);
     k.extend_from_slice(&version.to_be_bytes());
@@ -64,11 +66,37 @@ pub fn stream_prefix(stream: &str) -> Vec<u8> {
     k
 }
 
-/// Key of a stream's head.
-pub fn stream_head_key(stream: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(stream.len() + 1);
-    k.push(STREAM_HEAD);
-    k.extend_from_slice(stream.as_bytes());
+/// The value of a stream index entry: a run of `count` events, versions from the key's on, at
+/// seqs from `first_seq` on. One append request is one run, so a batch costs one index key
+/// instead of one per event (each sled key is a page update, compressed on the writer's path).
+/// A run of one keeps the old 8-byte form, which is also what folders written before runs hold.
+pub fn stream_run_value(first_seq: u64, count: u64) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16);
+    v.extend_from_slice(&first_seq.to_be_bytes());
+    if count > 1 {
+        v.extend_from_slice(&count.to_be_bytes());
+    }
+    v
+}
+
+/// A stream index entry's first seq and length (1 for the 8-byte form), if well formed.
+pub fn read_stream_run(v: &[u8]) -> Option<(u64, u64)> {
+    let first_seq = read_u64(v)?;
+    match v.len() {
+        8 => Some((first_seq, 1)),
+        16 => read_u64(&v[8..])
+            .filter(|n| *n >= 1)
+            .map(|n| (first_seq, n)),
+        _ => None,
+    }
+}
+
+/// The first key past every stream index entry of `stream` (its prefix ends in 0x00).
+pub fn stream_after(stream: &str) -> Vec<u8> {
+    let mut k = stream_prefix(stream);
+    if let Some(last) = k.last_mut() {
+        *last = 1;
+    }
     k
 }
 
@@ -115,14 +143,6 @@ pub fn read_registry_value(v: &[u8]) -> Option<(u64, String)> {
 pub fn read_u64(bytes: &[u8]) -> Option<u64> {
     let arr: [u8; 8] = bytes.get(..8)?.try_into().ok()?;
     Some(u64::from_be_bytes(arr))
-}
-
-/// The value of a stream head: version then last seq.
-pub fn stream_head_value(version: u64, last_seq: u64) -> [u8; 16] {
-    let mut v = [0u8; 16];
-    v[..8].copy_from_slice(&version.to_be_bytes());
-    v[8..].copy_from_slice(&last_seq.to_be_bytes());
-    v
 }
 
 /// The value of the head key.

@@ -442,33 +442,22 @@ impl Log {
         Ok(None)
     }
 
-    /// A stream's durable version and last seq, or `None` if it has no durable event.
+    /// A stream's durable version and last seq, or `None` if it has no durable event: its last
+    /// run in the stream index, cut at the durable head (a run may be in a group that is not
+    /// durable yet; at most one group's worth of runs is passed over).
     pub fn stream_info(&self, stream: &str) -> Result<Option<StreamInfo>, LogError> {
         let head = self.head().seq;
-        let Some(v) = self.tree()?.get(layout::stream_head_key(stream))? else {
-            return Ok(None);
-        };
-        let version = layout::read_u64(&v).ok_or_else(|| corrupt(stream.as_bytes()))?;
-        let last_seq = layout::read_u64(&v[8..]).ok_or_else(|| corrupt(stream.as_bytes()))?;
-        if last_seq <= head {
-            return Ok(Some(StreamInfo {
-                name: stream.to_string(),
-                version,
-                last_seq,
-            }));
-        }
-        // The stream head moved in a group that is not durable yet: find its last durable
-        // version from the index (rare, and bounded by one group).
         let prefix = layout::stream_prefix(stream);
         for item in self.tree()?.scan_prefix(&prefix).rev() {
             let (k, v) = item?;
-            let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&k))?;
-            if seq <= head {
-                let version = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+            let (first_seq, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
+            if first_seq <= head {
+                let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+                let durable = (head - first_seq).min(count - 1);
                 return Ok(Some(StreamInfo {
                     name: stream.to_string(),
-                    version,
-                    last_seq: seq,
+                    version: first + durable,
+                    last_seq: first_seq + durable,
                 }));
             }
         }
@@ -483,25 +472,44 @@ impl Log {
         limit: usize,
     ) -> Result<Vec<(u64, Recorded)>, LogError> {
         let head = self.head().seq;
+        let from = from.max(1);
         let prefix = layout::stream_prefix(stream);
-        let start = layout::stream_key(stream, from.max(1));
+        let start = layout::stream_key(stream, from);
+        let tree = self.tree()?;
+        // `from` may sit inside a run that starts before it: begin at the run's key then.
+        let begin = match tree.range(prefix.clone()..=start.clone()).next_back() {
+            Some(item) => {
+                let (k, v) = item?;
+                let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+                let (_, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
+                if first + count > from {
+                    k.to_vec()
+                } else {
+                    start
+                }
+            }
+            None => start,
+        };
         let mut out = Vec::new();
-        for item in self.tree()?.range(start..) {
+        'runs: for item in tree.range(begin..) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            let version = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
-            let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&k))?;
-            if seq > head {
-                break;
-            }
-            match self.get(seq)? {
-                Some(rec) => out.push((version, rec)),
-                None => return Err(LogError::Corrupt(format!("stream {stream} v{version}"))),
-            }
-            if out.len() >= limit {
-                break;
+            let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+            let (first_seq, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
+            for i in from.saturating_sub(first)..count {
+                let (version, seq) = (first + i, first_seq + i);
+                if seq > head {
+                    break 'runs;
+                }
+                match self.get(seq)? {
+                    Some(rec) => out.push((version, rec)),
+                    None => return Err(LogError::Corrupt(format!("stream {stream} v{version}"))),
+                }
+                if out.len() >= limit {
+                    break 'runs;
+                }
             }
         }
         Ok(out)
@@ -514,28 +522,28 @@ impl Log {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<StreamInfo>, LogError> {
-        let key_prefix = layout::stream_head_key(prefix);
-        let start = match after {
-            Some(a) if a >= prefix => {
-                let mut k = layout::stream_head_key(a);
-                k.push(0);
-                k
-            }
+        // Stream names from the stream index: after each stream, seek past its entries.
+        let mut key_prefix = vec![layout::STREAM];
+        key_prefix.extend_from_slice(prefix.as_bytes());
+        let mut start = match after {
+            Some(a) if a >= prefix => layout::stream_after(a),
             _ => key_prefix.clone(),
         };
+        let tree = self.tree()?;
         let mut out = Vec::new();
-        for item in self.tree()?.range(start..) {
+        while out.len() < limit {
+            let Some(item) = tree.range(start..).next() else {
+                break;
+            };
             let (k, _) = item?;
-            if !k.starts_with(&key_prefix) {
+            if !k.starts_with(&key_prefix) || k.len() < 10 {
                 break;
             }
-            let name = String::from_utf8(k[1..].to_vec()).map_err(|_| corrupt(&k))?;
-            if let Some(info) = self.stream_info(&name)? {
+            let name = std::str::from_utf8(&k[1..k.len() - 9]).map_err(|_| corrupt(&k))?;
+            if let Some(info) = self.stream_info(name)? {
                 out.push(info);
-                if out.len() >= limit {
-                    break;
-                }
             }
+            start = layout::stream_after(name);
         }
         Ok(out)
     }

@@ -30,4 +30,5 @@ mod store_cache;
 mod store_disk;
 mod upcast;
 mod vocabulary;
+mod stream_runs;
 mod webhooks;

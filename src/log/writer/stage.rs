@@ -25,7 +25,6 @@ use super::Writer;
 #[derive(Debug, Clone, Copy)]
 pub(super) struct StreamHead {
     pub(super) version: u64,
-    pub(super) last_seq: u64,
 }
 
 /// What the current group has staged but not yet written: later requests in the same group
@@ -83,10 +82,13 @@ impl Writer {
         if let Some(h) = self.streams.get(stream) {
             return Some(*h);
         }
-        let v = self.tree.get(layout::stream_head_key(stream)).ok()??;
+        // The stream's last run in the index: its head needs no key of its own.
+        let prefix = layout::stream_prefix(stream);
+        let (k, v) = self.tree.scan_prefix(&prefix).next_back()?.ok()?;
+        let first = layout::read_u64(k.get(prefix.len()..)?)?;
+        let (_, count) = layout::read_stream_run(&v)?;
         let head = StreamHead {
-            version: layout::read_u64(&v)?,
-            last_seq: layout::read_u64(&v[8..])?,
+            version: first + count - 1,
         };
         self.streams.insert(stream.to_string(), head);
         Some(head)
@@ -337,7 +339,7 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            stage_record(&mut staged, seq, &hash, &bytes, &stream, version, &ev.id);
+            stage_record(&mut staged, seq, &hash, &bytes, &ev.id);
             for decl in ev.refs.declares {
                 if fresh.remove(&decl.id) {
                     staged.push((
@@ -357,10 +359,14 @@ impl Writer {
             staged_ids.push((rec, position));
             seq += 1;
         }
-        staged.push((
-            layout::stream_head_key(&stream),
-            layout::stream_head_value(version, seq - 1).to_vec(),
-        ));
+        // The request's events are one run of the stream: one index key, whatever its size.
+        let count = version - current_version;
+        if count > 0 {
+            staged.push((
+                layout::stream_key(&stream, current_version + 1),
+                layout::stream_run_value(seq - count, count),
+            ));
+        }
 
         // Commit the staging into the overlay.
         overlay.writes.extend(staged);
@@ -368,13 +374,7 @@ impl Writer {
             overlay.ids.insert(rec.id, (rec, pos));
         }
         overlay.names.extend(local);
-        overlay.streams.insert(
-            stream,
-            StreamHead {
-                version,
-                last_seq: seq - 1,
-            },
-        );
+        overlay.streams.insert(stream, StreamHead { version });
         overlay.next_seq = seq;
         overlay.head_hash = hash;
         overlay.frontier = frontier;
@@ -465,15 +465,12 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            stage_record(
-                &mut staged,
-                seq,
-                &hash,
-                &bytes,
-                &rec.stream,
-                rec.version,
-                &rec.id,
-            );
+            stage_record(&mut staged, seq, &hash, &bytes, &rec.id);
+            // A restored record is a run of one: records of a stream rarely follow each other.
+            staged.push((
+                layout::stream_key(&rec.stream, rec.version),
+                layout::stream_run_value(seq, 1),
+            ));
             for decl in &r.refs.declares {
                 match self.introduce(0, decl, &names, overlay) {
                     Ok(true) => {
@@ -497,7 +494,6 @@ impl Writer {
                 rec.stream.clone(),
                 StreamHead {
                     version: rec.version,
-                    last_seq: seq,
                 },
             );
             let pos = Position {
@@ -512,12 +508,6 @@ impl Writer {
             }
             ids.push((rec, pos));
             seq += 1;
-        }
-        for (name, head) in &streams {
-            staged.push((
-                layout::stream_head_key(name),
-                layout::stream_head_value(head.version, head.last_seq).to_vec(),
-            ));
         }
         overlay.writes.extend(staged);
         overlay.streams.extend(streams);
@@ -535,24 +525,19 @@ impl Writer {
 
 /// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
 /// `STORED_FROM_LEVEL` up; lower ones are recomputed from the records when needed.
-/// Stages a record's three keys: the record (hash, then JSON), its stream position, its id.
+/// Stages a record's two keys: the record (hash, then JSON) and its id. Its stream position is
+/// staged by the caller, as part of a run.
 fn stage_record(
     staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
     seq: u64,
     hash: &[u8; 32],
     bytes: &[u8],
-    stream: &str,
-    version: u64,
     id: &Uuid,
 ) {
     let mut value = Vec::with_capacity(32 + bytes.len());
     value.extend_from_slice(hash);
     value.extend_from_slice(bytes);
     staged.push((layout::event_key(seq).to_vec(), value));
-    staged.push((
-        layout::stream_key(stream, version),
-        seq.to_be_bytes().to_vec(),
-    ));
     staged.push((layout::id_key(id).to_vec(), seq.to_be_bytes().to_vec()));
 }
 

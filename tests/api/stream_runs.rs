@@ -1,0 +1,221 @@
+//! The stream index keeps one entry per append request (a run of consecutive versions at
+//! consecutive seqs), not one per event: reads from any version, inside a run or not, answer
+//! exactly as before; a stream's head and the stream listing come from its last run (no key of
+//! their own); and a folder written with one entry per event and a head key per stream reads
+//! the same.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+
+const STREAM: &str = "process/runs";
+
+fn batch(first: u64, n: u64) -> Value {
+    json!({"expected_version": "any", "events": (first..first + n).map(statement).collect::<Vec<_>>()})
+}
+
+/// Appends 5, 1 and 3 events to `STREAM` (three runs), each followed by one event elsewhere so
+/// the stream's seqs have gaps between runs. Returns the seqs of the stream's events in order.
+async fn three_runs(app: &TestApp) -> Vec<u64> {
+    let mut seqs = Vec::new();
+    let mut n = 0;
+    for size in [5u64, 1, 3] {
+        let resp = app.append(STREAM, &batch(n, size)).await;
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        for e in body["events"].as_array().unwrap() {
+            seqs.push(e["seq"].as_u64().unwrap());
+        }
+        n += size;
+        let other = app.append("process/other", &statement(1000 + n)).await;
+        assert_eq!(other.status(), 201);
+    }
+    seqs
+}
+
+/// Every page of the stream, from every version and with limits 1 to 4, as (version, seq).
+async fn every_page(app: &TestApp) -> Vec<Vec<(u64, u64)>> {
+    let mut pages = Vec::new();
+    for from in 1..=10 {
+        for limit in 1..=4 {
+            let page = app
+                .get_json(&format!(
+                    "/streams/{}/events?from={from}&limit={limit}",
+                    encode(STREAM)
+                ))
+                .await;
+            assert_eq!(page["version"], 9);
+            pages.push(
+                page["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|e| (e["version"].as_u64().unwrap(), e["seq"].as_u64().unwrap()))
+                    .collect(),
+            );
+        }
+    }
+    pages
+}
+
+fn stream_index_entries(dir: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let db = open_store(dir);
+    let tree = db.open_tree("log").unwrap();
+    stream_index_entries_of(&tree)
+}
+
+#[tokio::test]
+async fn a_stream_read_from_any_version_inside_a_batch_starts_exactly_there() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let seqs = three_runs(&app).await;
+    let pages = every_page(&app).await;
+    let mut i = 0;
+    for from in 1..=10u64 {
+        for limit in 1..=4u64 {
+            let want: Vec<(u64, u64)> = (from..=9)
+                .take(limit as usize)
+                .map(|v| (v, seqs[v as usize - 1]))
+                .collect();
+            assert_eq!(pages[i], want, "from={from} limit={limit}");
+            i += 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn an_append_request_writes_one_stream_index_entry_whatever_its_size() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let seqs = three_runs(&app).await;
+    let dir = app.stop().await;
+    wait_until_released(dir.path());
+    let entries = stream_index_entries(dir.path());
+    assert_eq!(entries.len(), 3, "one entry per request");
+    let runs: Vec<(u64, u64, u64)> = entries
+        .iter()
+        .map(|(k, v)| {
+            let version = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap());
+            let first = u64::from_be_bytes(v[..8].try_into().unwrap());
+            let count = if v.len() == 16 {
+                u64::from_be_bytes(v[8..].try_into().unwrap())
+            } else {
+                1
+            };
+            (version, first, count)
+        })
+        .collect();
+    assert_eq!(
+        runs,
+        vec![(1, seqs[0], 5), (6, seqs[5], 1), (7, seqs[6], 3)],
+        "a run of one keeps the 8-byte form"
+    );
+}
+
+#[tokio::test]
+async fn a_folder_with_one_stream_index_entry_per_event_reads_the_same() {
+    let mut app = spawn_app().await;
+    app.seed().await;
+    let seqs = three_runs(&app).await;
+    let before = every_page(&app).await;
+    let listed = app.get_json("/streams?prefix=process/").await;
+    app.restart_after(|dir| {
+        wait_until_released(dir);
+        // As folders were written before runs: one 8-byte entry (the seq) per version, and a
+        // head key per stream (`v` name: version, last seq).
+        let db = open_store(dir);
+        let tree = db.open_tree("log").unwrap();
+        for (k, _) in stream_index_entries_of(&tree) {
+            tree.remove(k).unwrap();
+        }
+        for (i, seq) in seqs.iter().enumerate() {
+            let mut k = vec![b's'];
+            k.extend_from_slice(STREAM.as_bytes());
+            k.push(0);
+            k.extend_from_slice(&(i as u64 + 1).to_be_bytes());
+            tree.insert(k, &seq.to_be_bytes()[..]).unwrap();
+        }
+        let mut head = vec![b'v'];
+        head.extend_from_slice(STREAM.as_bytes());
+        let mut value = 9u64.to_be_bytes().to_vec();
+        value.extend_from_slice(&seqs[8].to_be_bytes());
+        tree.insert(head, value).unwrap();
+        db.flush().unwrap();
+    })
+    .await;
+    assert_eq!(every_page(&app).await, before);
+    assert_eq!(app.get_json("/streams?prefix=process/").await, listed);
+    // And the writer goes on from the stream's head.
+    let resp = app.append(STREAM, &batch(500, 2)).await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["stream_version"], 11);
+    let info = app
+        .get_json(&format!("/streams/{}/events?from=11", encode(STREAM)))
+        .await;
+    assert_eq!(info["version"], 11);
+}
+
+#[tokio::test]
+async fn streams_are_listed_in_name_order_with_their_heads_from_the_last_run() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let mut n = 0;
+    let mut heads = Vec::new();
+    // Names that prefix one another, each written as several runs.
+    for name in ["p/b", "p/a-b", "p/ab", "p/a", "q/x"] {
+        let mut last = (0, 0);
+        for size in [3u64, 1, 2] {
+            let resp = app.append(name, &batch(n, size)).await;
+            assert_eq!(resp.status(), 201);
+            let body: Value = resp.json().await.unwrap();
+            let events = body["events"].as_array().unwrap();
+            last = (
+                body["stream_version"].as_u64().unwrap(),
+                events.last().unwrap()["seq"].as_u64().unwrap(),
+            );
+            n += size;
+        }
+        heads.push((name, last));
+    }
+    heads.sort();
+    let want = |names: &[&str]| -> Value {
+        json!(
+            heads
+                .iter()
+                .filter(|(name, _)| names.contains(name))
+                .map(|(name, (version, seq))| json!({"name": name, "version": version, "last_seq": seq}))
+                .collect::<Vec<_>>()
+        )
+    };
+    let first = app.get_json("/streams?prefix=p/&limit=2").await;
+    assert_eq!(first["streams"], want(&["p/a", "p/a-b"]));
+    assert_eq!(first["next"], "p/a-b");
+    let second = app.get_json("/streams?prefix=p/&limit=2&after=p/a-b").await;
+    assert_eq!(second["streams"], want(&["p/ab", "p/b"]));
+    let third = app.get_json("/streams?prefix=p/&limit=2&after=p/b").await;
+    assert_eq!(third["streams"], json!([]));
+    let all = app.get_json("/streams?prefix=").await;
+    let names: Vec<&str> = all["streams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        ["p/a", "p/a-b", "p/ab", "p/b", "q/x", "registry/sources"]
+    );
+}
+
+fn stream_index_entries_of(tree: &sled::Tree) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut prefix = vec![b's'];
+    prefix.extend_from_slice(STREAM.as_bytes());
+    prefix.push(0);
+    tree.scan_prefix(&prefix)
+        .map(|i| {
+            let (k, v) = i.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
