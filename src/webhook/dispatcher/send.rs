@@ -147,7 +147,7 @@ pub(super) async fn attempt(ctx: &Ctx, s: &SubCtx, msg: &Msg, number: u32) -> Ve
     let record = Attempt {
         at,
         seq: msg.seq,
-        event_id: msg.event_id.clone(),
+        event_id: msg.event_id.to_string(),
         attempt: number,
         outcome: outcome.recorded().into(),
         status,
@@ -176,7 +176,7 @@ async fn send(
         .await
         .map_err(|e| (AttemptOutcome::Refused, e))?;
     let timestamp = (now_ms() / 1000) as i64;
-    let keys = s.keys();
+    let keys = s.keys(now_ms());
     if keys.is_empty() {
         // Only a subscription whose unreadable secrets were dropped has none, and it is
         // disabled until rotated; still, nothing is ever sent unsigned.
@@ -185,11 +185,11 @@ async fn send(
             "no secret to sign with; rotate the subscription's secret".into(),
         ));
     }
-    let signature = signing::signature_header(&keys, &msg.event_id, timestamp, &msg.body);
+    let signature = signing::signature_header_with(&keys, &msg.event_id, timestamp, &msg.body);
     let mut resp = client
         .post(s.url.clone())
         .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", &msg.event_id)
+        .header("webhook-id", &*msg.event_id)
         .header("webhook-timestamp", timestamp.to_string())
         .header("webhook-signature", signature)
         .body(msg.body.clone())
