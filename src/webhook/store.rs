@@ -715,14 +715,14 @@ impl Store {
         &self,
         id: &Uuid,
         n: u64,
-        attempt: &Attempt,
+        attempt: Attempt,
         keep: u64,
     ) -> Result<(), StoreError> {
         {
             let mut held = self.behind.held();
             let run = held.attempts.entry(*id).or_default();
             run.keep = keep;
-            run.items.push_back((n, attempt.clone()));
+            run.items.push_back((n, attempt));
             while run.items.len() as u64 > keep {
                 run.items.pop_front();
             }
