@@ -73,6 +73,9 @@ pub struct WebhookConfig {
     /// Log records a delivery task examines per step (matching or not) before it yields, so a
     /// rare filter over a long log never holds a worker thread for long.
     pub read_batch: usize,
+    /// Records kept prepared (parsed, their body built) for every subscription to share, so
+    /// N subscriptions cost one parse and one body per record, not N.
+    pub message_cache_entries: usize,
     /// Dead letters kept per subscription; when full, the one with the lowest seq (the oldest
     /// message) is evicted to make room.
     pub max_dead_letters_per_subscription: usize,
@@ -104,6 +107,7 @@ impl WebhookConfig {
             ("max_in_flight", u64::from(self.max_in_flight)),
             ("cursor_sync_ms", self.cursor_sync_ms),
             ("read_batch", self.read_batch as u64),
+            ("message_cache_entries", self.message_cache_entries as u64),
             // Zero would mean "keep none": a dead letter evicted as it is stored is a silent
             // loss. Unbounded is not offered either: storage must stay bounded.
             (
@@ -238,6 +242,7 @@ impl Service {
         let ctx = Arc::new(Ctx {
             log: log.clone(),
             store,
+            messages: dispatcher::MessageCache::new(config.message_cache_entries),
             config,
             metrics,
             ip_client,
@@ -627,7 +632,8 @@ impl Service {
     /// Recent attempts, newest first.
     pub fn attempts(&self, id: &str, limit: usize) -> Result<Vec<Attempt>, WebhookError> {
         let sub = self.load(id)?;
-        Ok(self.store().attempts(&sub.id, limit)?)
+        let keep = self.config().attempts_kept as u64;
+        Ok(self.store().attempts(&sub.id, limit, keep)?)
     }
 }
 

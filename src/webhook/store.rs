@@ -1,7 +1,12 @@
 //! Webhook state in the auxiliary sled tree `webhooks`: subscriptions, cursors (last delivered
 //! seq), dead letters (bounded per subscription by the dispatcher), the attempts ring, and the
 //! retry state of messages still being tried. Writes here are cheap sled inserts; durability
-//! comes from `Log::sync_aux`, which the service batches. Every write counts itself as not yet
+//! comes from `Log::sync_aux`, which the service batches. The two writes every delivery makes
+//! (its cursor and its attempt) are held in memory instead ([`Behind`]) and written by the next
+//! sync, just before its flush: each sled write costs a compressed log entry, and a cursor that
+//! moves a thousand times a second needs only its last value to be durable. They were never
+//! durable before that sync anyway, so a crash loses nothing it did not lose before. Reads see
+//! them at once. Every write counts itself as not yet
 //! durable ([`Store::sync`] covers it, [`Store::is_dirty`] tells the syncer), so no caller has
 //! to remember to. Signing secrets are sealed
 //! (`sealing`) on their way in and opened on their way out; a store written before secrets
@@ -10,9 +15,10 @@
 //! counting the write, and never hand a secret to anything but the dispatcher and the API's
 //! create/rotate answers.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -131,6 +137,53 @@ struct Writes {
     synced: watch::Sender<u64>,
 }
 
+/// The writes made in memory since the last sync: the cursors moved and the attempts recorded,
+/// per subscription. Bounded: one cursor, and at most `keep` attempts (the ring's size; older
+/// ones would leave the ring anyway), per subscription.
+#[derive(Default)]
+struct Behind {
+    cursors: HashMap<Uuid, u64>,
+    attempts: HashMap<Uuid, Run>,
+}
+
+/// The attempts of one subscription recorded since the last write-out, oldest first, each
+/// with its number, and the ring's size when the last was recorded.
+#[derive(Default)]
+struct Run {
+    keep: u64,
+    items: VecDeque<(u64, Attempt)>,
+}
+
+/// The held writes and the lock that orders their write-out. The hot path (a delivery) takes
+/// only `held`, for a map insert; a sync takes `writing` for as long as it writes them out to
+/// sled, and so does whatever reads them or deletes a subscription, so a reader never sees a
+/// value half way between memory and sled, and a delete is never undone by a write-out.
+#[derive(Default)]
+struct Held {
+    held: Mutex<Behind>,
+    writing: Mutex<()>,
+}
+
+impl Held {
+    fn held(&self) -> MutexGuard<'_, Behind> {
+        self.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn writing(&self) -> MutexGuard<'_, ()> {
+        self.writing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// A stored value of the attempts ring: one attempt (written by versions before attempts were
+/// held until the sync; its number is the key's), or the run of attempts one sync wrote out,
+/// each with its number (the key holds the last one).
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StoredAttempts {
+    Run(Vec<(u64, Attempt)>),
+    One(Box<Attempt>),
+}
+
 /// A secret as the store keeps it: sealed, or (only in a store written before secrets were
 /// sealed, until start-up seals it) in the clear. Which field is present says which, so a
 /// stored value is never ambiguous.
@@ -201,6 +254,8 @@ pub struct Store {
     sealer: Arc<Sealer>,
     /// Every write is counted here as it is made, so durability never depends on a caller.
     writes: Arc<Writes>,
+    /// Cursors and attempts not yet written to sled (the next sync writes them).
+    behind: Arc<Held>,
 }
 
 fn key(kind: u8, id: &Uuid) -> Vec<u8> {
@@ -243,6 +298,7 @@ impl Store {
                 made: AtomicU64::new(0),
                 synced: watch::channel(0).0,
             }),
+            behind: Arc::new(Held::default()),
         })
     }
 
@@ -265,12 +321,22 @@ impl Store {
         let _ = rx.wait_for(|done| *done >= ticket.0).await;
     }
 
-    /// Makes every write so far durable (sled flush + fdatasync) and tells waiters.
+    /// Makes every write so far durable (the held cursors and attempts written out, then sled
+    /// flush + fdatasync) and tells waiters.
     pub async fn sync(&self) -> Result<(), SyncError> {
-        // Read before the flush: every write counted so far was made before it.
+        // Read before the write-out and the flush: every write counted so far was made (in
+        // sled, or held) before them.
         let covered = self.writes.made.load(Ordering::SeqCst);
-        let log = self.log.clone();
-        tokio::task::spawn_blocking(move || log.sync_aux()).await??;
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), crate::log::LogError> {
+            if let Err(e) = store.write_behind() {
+                // A held write that cannot be written out is lost to durability, not to
+                // delivery: the cursor stays behind (at least once) and the ring misses it.
+                tracing::error!(error = %e, "cannot write webhook cursors and attempts");
+            }
+            store.log.sync_aux()
+        })
+        .await??;
         // Syncs may finish out of order (the syncer and an operator's change): keep the highest.
         self.writes.synced.send_if_modified(|done| {
             let newer = covered > *done;
@@ -279,6 +345,36 @@ impl Store {
             }
             newer
         });
+        Ok(())
+    }
+
+    /// Writes the held cursors and attempts to sled (not yet durable: the caller flushes).
+    /// Each subscription's attempts since the last write-out become one value, and the runs
+    /// that have left the ring whole are removed.
+    fn write_behind(&self) -> Result<(), StoreError> {
+        let _writing = self.behind.writing();
+        let Behind { cursors, attempts } = std::mem::take(&mut *self.behind.held());
+        if cursors.is_empty() && attempts.is_empty() {
+            return Ok(());
+        }
+        let tree = self.tree()?;
+        for (id, seq) in cursors {
+            tree.insert(key(CURSOR, &id), &seq.to_be_bytes())?;
+        }
+        for (id, run) in attempts {
+            let Some((last, _)) = run.items.back() else {
+                continue;
+            };
+            let last = *last;
+            tree.insert(key_n(ATTEMPT, &id, last), serde_json::to_vec(&run.items)?)?;
+            // A stored value is keyed by its newest attempt: one at or below `last - keep`
+            // holds only attempts that have left the ring.
+            if let Some(out) = last.checked_sub(run.keep) {
+                for item in tree.range(key_n(ATTEMPT, &id, 0)..=key_n(ATTEMPT, &id, out)) {
+                    tree.remove(item?.0)?;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -442,6 +538,13 @@ impl Store {
 
     /// Removes a subscription with its cursor, dead letters and attempts.
     pub fn delete(&self, id: &Uuid) -> Result<(), StoreError> {
+        // Held across the delete, so a write-out cannot bring back what it removes.
+        let _writing = self.behind.writing();
+        {
+            let mut held = self.behind.held();
+            held.cursors.remove(id);
+            held.attempts.remove(id);
+        }
         let mut batch = sled::Batch::default();
         for kind in [SUB, CURSOR, DEAD, ATTEMPT, RETRY, REDELIVERY] {
             for item in self.tree()?.scan_prefix(key(kind, id)) {
@@ -456,6 +559,10 @@ impl Store {
 
     /// The last delivered seq (0: nothing yet).
     pub fn cursor(&self, id: &Uuid) -> Result<u64, StoreError> {
+        let _writing = self.behind.writing();
+        if let Some(seq) = self.behind.held().cursors.get(id) {
+            return Ok(*seq);
+        }
         Ok(self
             .tree()?
             .get(key(CURSOR, id))?
@@ -463,9 +570,9 @@ impl Store {
             .unwrap_or(0))
     }
 
-    /// Moves the cursor (a sled insert; made durable by the next sync).
+    /// Moves the cursor (held in memory; written and made durable by the next sync).
     pub fn set_cursor(&self, id: &Uuid, seq: u64) -> Result<(), StoreError> {
-        self.tree()?.insert(key(CURSOR, id), &seq.to_be_bytes())?;
+        self.behind.held().cursors.insert(*id, seq);
         let _ = self.wrote();
         Ok(())
     }
@@ -584,6 +691,16 @@ impl Store {
 
     /// The number of the last recorded attempt (0: none).
     pub fn last_attempt_number(&self, id: &Uuid) -> Result<u64, StoreError> {
+        let _writing = self.behind.writing();
+        if let Some((n, _)) = self
+            .behind
+            .held()
+            .attempts
+            .get(id)
+            .and_then(|run| run.items.back())
+        {
+            return Ok(*n);
+        }
         Ok(
             match self.tree()?.scan_prefix(key(ATTEMPT, id)).next_back() {
                 Some(item) => tail_u64(&item?.0),
@@ -592,31 +709,56 @@ impl Store {
         )
     }
 
-    /// Records attempt number `n`, dropping the one that falls out of a ring of `keep`.
+    /// Records attempt number `n` in a ring of `keep` (held in memory; written by the next
+    /// sync).
     pub fn push_attempt(
         &self,
         id: &Uuid,
         n: u64,
-        attempt: &Attempt,
+        attempt: Attempt,
         keep: u64,
     ) -> Result<(), StoreError> {
-        let _ = self.put(key_n(ATTEMPT, id, n), attempt)?;
-        if n > keep {
-            self.tree()?.remove(key_n(ATTEMPT, id, n - keep))?;
+        {
+            let mut held = self.behind.held();
+            let run = held.attempts.entry(*id).or_default();
+            run.keep = keep;
+            run.items.push_back((n, attempt));
+            while run.items.len() as u64 > keep {
+                run.items.pop_front();
+            }
         }
+        let _ = self.wrote();
         Ok(())
     }
 
-    /// The most recent attempts, newest first.
-    pub fn attempts(&self, id: &Uuid, limit: usize) -> Result<Vec<Attempt>, StoreError> {
-        self.tree()?
-            .scan_prefix(key(ATTEMPT, id))
-            .rev()
+    /// The most recent attempts of a ring of `keep`, newest first.
+    pub fn attempts(&self, id: &Uuid, limit: usize, keep: u64) -> Result<Vec<Attempt>, StoreError> {
+        let _writing = self.behind.writing();
+        let mut newest_first: Vec<(u64, Attempt)> = self
+            .behind
+            .held()
+            .attempts
+            .get(id)
+            .map(|run| run.items.iter().rev().cloned().collect())
+            .unwrap_or_default();
+        // Stored values newest first; one value is one attempt or a run of them.
+        for item in self.tree()?.scan_prefix(key(ATTEMPT, id)).rev() {
+            if newest_first.len() >= limit {
+                break;
+            }
+            let (k, v) = item?;
+            match decode::<StoredAttempts>(&k, &v)? {
+                StoredAttempts::One(a) => newest_first.push((tail_u64(&k), *a)),
+                StoredAttempts::Run(run) => newest_first.extend(run.into_iter().rev()),
+            }
+        }
+        // The ring's bound: a run written out may hold attempts older than it.
+        let newest = newest_first.first().map(|(n, _)| *n).unwrap_or(0);
+        Ok(newest_first
+            .into_iter()
+            .take_while(|(n, _)| n + keep > newest)
             .take(limit)
-            .map(|item| {
-                let (k, v) = item?;
-                decode(&k, &v)
-            })
-            .collect()
+            .map(|(_, a)| a)
+            .collect())
     }
 }

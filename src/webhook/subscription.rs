@@ -54,13 +54,16 @@ pub struct Filter {
 impl Filter {
     /// Whether a record passes the filter.
     pub fn matches(&self, rec: &Record) -> bool {
-        (self.types.is_empty() || self.types.iter().any(|g| glob::matches(g, &rec.event_type)))
-            && (self.streams.is_empty() || self.streams.iter().any(|p| rec.stream.starts_with(p)))
+        self.matches_fields(&rec.event_type, &rec.stream, rec.process.as_deref())
+    }
+
+    /// Whether a record with this type, stream and process passes the filter (what
+    /// [`Filter::matches`] looks at, without the rest of the record).
+    pub fn matches_fields(&self, event_type: &str, stream: &str, process: Option<&str>) -> bool {
+        (self.types.is_empty() || self.types.iter().any(|g| glob::matches(g, event_type)))
+            && (self.streams.is_empty() || self.streams.iter().any(|p| stream.starts_with(p)))
             && (self.processes.is_empty()
-                || rec
-                    .process
-                    .as_ref()
-                    .is_some_and(|p| self.processes.iter().any(|q| q == p)))
+                || process.is_some_and(|p| self.processes.iter().any(|q| q == p)))
     }
 }
 

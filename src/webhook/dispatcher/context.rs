@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+use super::message::MessageCache;
 use crate::log::{Log, LogError};
 use crate::webhook::WebhookConfig;
 use crate::webhook::metrics::WebhookMetrics;
@@ -19,6 +20,8 @@ pub(crate) struct Ctx {
     pub log: Log,
     /// The `webhooks` tree.
     pub store: Store,
+    /// The records most recently prepared, shared by every task.
+    pub messages: MessageCache,
     /// Settings.
     pub config: WebhookConfig,
     /// Instruments.

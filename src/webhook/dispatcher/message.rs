@@ -1,6 +1,10 @@
 //! A message (one record, as the body every attempt of it sends) and how it settled, with the
 //! delivery outcomes counted in `webhook_deliveries_total` (their labels come from
-//! [`Delivery`], nowhere else). This module must never read the store or the network.
+//! [`Delivery`], nowhere else); and the bounded cache that lets every subscription share one
+//! parse and one body per record. This module must never read the store or the network, and
+//! never hold more than `webhooks.message_cache_entries` records.
+
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
@@ -8,12 +12,12 @@ use crate::log::{Record, Recorded};
 use crate::webhook::metrics::WebhookMetrics;
 use crate::webhook::subscription::Status;
 
-/// A message ready to send.
+/// A message ready to send. Cheap to clone: its parts are shared.
 #[derive(Clone)]
 pub(super) struct Msg {
     pub(super) seq: u64,
-    pub(super) event_id: String,
-    pub(super) event_type: String,
+    pub(super) event_id: Arc<str>,
+    pub(super) event_type: Arc<str>,
     /// `{"type","timestamp","data"}`: built once, signed and sent as is on every attempt.
     pub(super) body: Bytes,
 }
@@ -28,10 +32,83 @@ impl Msg {
         );
         Ok(Msg {
             seq: recorded.seq,
-            event_id: rec.id.to_string(),
-            event_type: rec.event_type.clone(),
+            event_id: rec.id.to_string().into(),
+            event_type: rec.event_type.as_str().into(),
             body: Bytes::from(body),
         })
+    }
+}
+
+/// One record as every subscription needs it: what the filters look at, and the message.
+/// `None`: the record does not parse, or its body cannot be built (logged once, never sent).
+pub(super) struct Prepared {
+    pub(super) seq: u64,
+    pub(super) stream: Box<str>,
+    pub(super) process: Option<Box<str>>,
+    pub(super) msg: Option<Msg>,
+}
+
+impl Prepared {
+    /// Parses a record once for every subscription.
+    pub(super) fn new(recorded: &Recorded) -> Prepared {
+        let rec = match recorded.record() {
+            Ok(rec) => rec,
+            Err(e) => {
+                tracing::error!(seq = recorded.seq, error = %e, "stored record does not parse; not delivered");
+                return Prepared {
+                    seq: recorded.seq,
+                    stream: "".into(),
+                    process: None,
+                    msg: None,
+                };
+            }
+        };
+        let msg = match Msg::new(&rec, recorded) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::error!(seq = recorded.seq, error = %e, "cannot build a webhook body");
+                None
+            }
+        };
+        Prepared {
+            seq: recorded.seq,
+            stream: rec.stream.into(),
+            process: rec.process.map(Into::into),
+            msg,
+        }
+    }
+}
+
+/// The records most recently prepared, by seq, shared by every delivery task: at N
+/// subscriptions a record is read, parsed and turned into a body once rather than N times.
+/// A fixed number of slots (`seq % slots`), so it never grows; a task that falls further
+/// behind than it holds reads the log itself, as before.
+pub(crate) struct MessageCache {
+    slots: Vec<Mutex<Option<Arc<Prepared>>>>,
+}
+
+impl MessageCache {
+    /// A cache of `entries` records (at least one).
+    pub(crate) fn new(entries: usize) -> MessageCache {
+        MessageCache {
+            slots: (0..entries.max(1)).map(|_| Mutex::new(None)).collect(),
+        }
+    }
+
+    fn slot(&self, seq: u64) -> &Mutex<Option<Arc<Prepared>>> {
+        &self.slots[(seq % self.slots.len() as u64) as usize]
+    }
+
+    /// The prepared record at `seq`, if held.
+    pub(super) fn get(&self, seq: u64) -> Option<Arc<Prepared>> {
+        let slot = self.slot(seq).lock().unwrap_or_else(|e| e.into_inner());
+        slot.as_ref().filter(|p| p.seq == seq).cloned()
+    }
+
+    /// Holds a prepared record, in place of whatever shared its slot.
+    pub(super) fn put(&self, p: Arc<Prepared>) {
+        let slot = self.slot(p.seq);
+        *slot.lock().unwrap_or_else(|e| e.into_inner()) = Some(p);
     }
 }
 

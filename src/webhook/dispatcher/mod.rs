@@ -33,10 +33,11 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub(crate) use context::{Ctx, client_builder, sync_loop};
-use message::{Delivery, Msg, Outcome};
+pub(crate) use message::MessageCache;
+use message::{Delivery, Msg, Outcome, Prepared};
 use retry_state::Exhaust;
 use settle::settle;
-use task::{Pacer, SubCtx};
+use task::{Pacer, SubCtx, signers};
 
 use super::guard;
 use super::store::{RetryKind, StoreError};
@@ -145,6 +146,7 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
         restored: std::sync::Mutex::new(BTreeSet::new()),
         client: std::sync::Mutex::new(None),
         lag,
+        signers: signers(&sub),
         sub: std::sync::Mutex::new(sub),
     });
     let mut cursor = ctx.store.cursor(&id)?;
@@ -301,26 +303,37 @@ fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
         .unwrap_or_else(|e| e.into_inner())
         .filter
         .clone();
-    // Every record is kept so that at most `read_batch` are examined; the filter runs below.
-    let (records, after) = ctx.log.read_range(from, ctx.config.read_batch, |_| true)?;
+    let end = from
+        .saturating_add(ctx.config.read_batch as u64)
+        .min(ctx.log.head().seq.saturating_add(1));
     let mut msgs = Vec::new();
-    for recorded in &records {
-        let rec = match recorded.record() {
-            Ok(rec) => rec,
-            Err(e) => {
-                tracing::error!(seq = recorded.seq, error = %e, "stored record does not parse; not delivered");
-                continue;
-            }
-        };
-        if !filter.matches(&rec) {
+    let mut take = |p: &Prepared| {
+        if let Some(msg) = &p.msg
+            && filter.matches_fields(&msg.event_type, &p.stream, p.process.as_deref())
+        {
+            msgs.push(msg.clone());
+        }
+    };
+    let mut seq = from;
+    while seq < end {
+        if let Some(p) = ctx.messages.get(seq) {
+            take(&p);
+            seq += 1;
             continue;
         }
-        match Msg::new(&rec, recorded) {
-            Ok(m) => msgs.push(m),
-            Err(e) => {
-                tracing::error!(seq = recorded.seq, error = %e, "cannot build a webhook body")
-            }
+        // Not prepared yet (this task is the first to get here, or too far behind): the rest
+        // of the step from the log, prepared for every task. Every record is kept so that at
+        // most `read_batch` are examined; the filter runs in `take`.
+        let (records, after) = ctx.log.read_range(seq, (end - seq) as usize, |_| true)?;
+        if records.is_empty() {
+            break;
         }
+        for recorded in &records {
+            let p = Arc::new(Prepared::new(recorded));
+            take(&p);
+            ctx.messages.put(p);
+        }
+        seq = after;
     }
-    Ok((msgs, after))
+    Ok((msgs, seq))
 }

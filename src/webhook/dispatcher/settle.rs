@@ -141,8 +141,8 @@ fn dead_letter(ctx: &Ctx, s: &SubCtx, msg: &Msg, attempts: u32, reason: String) 
     let id = s.id();
     let dl = DeadLetter {
         seq: msg.seq,
-        event_id: msg.event_id.clone(),
-        event_type: msg.event_type.clone(),
+        event_id: msg.event_id.to_string(),
+        event_type: msg.event_type.to_string(),
         attempts,
         reason,
         at: ms_to_rfc3339(now_ms()),

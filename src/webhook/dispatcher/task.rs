@@ -60,6 +60,20 @@ pub(super) struct SubCtx {
     /// host resolves to the same set, so connections stay alive).
     pub(super) client: std::sync::Mutex<Option<(Checked, reqwest::Client)>>,
     pub(super) lag: IntGauge,
+    /// The subscription's secrets, keyed once when the task starts (secrets change only
+    /// through an operator's change, which starts a new task), with when each stops signing.
+    pub(super) signers: Vec<(Option<u64>, signing::SigningKey)>,
+}
+
+/// The signing keys of a subscription's secrets (a secret that does not decode signs nothing).
+pub(super) fn signers(sub: &Subscription) -> Vec<(Option<u64>, signing::SigningKey)> {
+    sub.secrets
+        .iter()
+        .filter_map(|s| {
+            let key = signing::decode_secret(&s.key).ok()?;
+            Some((s.expires_at_ms, signing::SigningKey::new(&key)?))
+        })
+        .collect()
 }
 
 impl SubCtx {
@@ -67,11 +81,12 @@ impl SubCtx {
         self.sub.lock().unwrap_or_else(|e| e.into_inner()).id
     }
 
-    pub(super) fn keys(&self) -> Vec<Vec<u8>> {
-        let sub = self.sub.lock().unwrap_or_else(|e| e.into_inner());
-        sub.signing_secrets(now_ms())
-            .into_iter()
-            .filter_map(|s| signing::decode_secret(s).ok())
+    /// The keys that sign at `now_ms` (as [`Subscription::signing_secrets`]).
+    pub(super) fn keys(&self, now_ms: u64) -> Vec<&signing::SigningKey> {
+        self.signers
+            .iter()
+            .filter(|(expires, _)| expires.is_none_or(|t| t > now_ms))
+            .map(|(_, key)| key)
             .collect()
     }
 

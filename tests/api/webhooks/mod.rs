@@ -9,6 +9,7 @@ mod delivery;
 mod failures;
 mod filters;
 mod guard;
+mod held_writes;
 mod restart;
 mod rotation;
 mod signing;

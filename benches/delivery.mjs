@@ -1,0 +1,166 @@
+// The load generator and report of benches/delivery.sh (issue 13, "Webhook delivery costs
+// little"): against a running `annals serve` and a running benches/receiver.mjs, it creates N
+// subscriptions, appends batches of 10 events every 10 ms for a bounded time, notes each
+// event's acknowledgement time (the 201 read) on the machine's monotonic clock, then matches
+// the receiver's arrivals by event id and prints ack -> receiver latency (p50/p99/max),
+// deliveries/s, the lag during and at the end of the load, and the server's CPU per delivery
+// (utime + stime from /proc/PID/stat over the run, divided by the deliveries). It must never
+// reach beyond loopback, and every wait in it is bounded.
+//
+//   node benches/delivery.mjs <base url> <key> <receiver port> <server pid> <subs> <secs> [batch] [every ms]
+import fs from 'node:fs';
+
+const [base, key, rport, pid, subsArg, secsArg, batchArg, everyArg] = process.argv.slice(2);
+const subs = Number(subsArg ?? 10);
+const secs = Number(secsArg ?? 10);
+const batch = Number(batchArg ?? 10);
+const every = Number(everyArg ?? 10);
+const receiver = `http://127.0.0.1:${rport}`;
+const SOURCE = 'src:bench-delivery';
+// After the load, how long the deliveries still owed may take to arrive.
+const DRAIN_LIMIT_MS = 60_000;
+const CLK_TCK = 100;
+
+const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
+const nowNs = () => process.hrtime.bigint();
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function call(method, path, body) {
+  const resp = await fetch(`${base}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await resp.text();
+  if (resp.status >= 300) throw new Error(`${method} ${path}: ${resp.status} ${text}`);
+  return text ? JSON.parse(text) : null;
+}
+
+/** Server CPU seconds so far (user + system), from /proc/PID/stat. */
+function cpuSecs() {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  // Fields 14 and 15 of the man page; the slice starts at field 3.
+  return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+}
+
+async function received() {
+  return Number(await (await fetch(`${receiver}/count`)).text());
+}
+
+function statement(n) {
+  return {
+    type: 'statement.made',
+    occurred: { start: '2026-01-22', precision: 'day' },
+    process: 'ru-ua-peace',
+    data: {
+      statement_id: `statement:delivery-${n}`,
+      speaker: 'actor:witkoff',
+      content: `Statement number ${n} on the talks, as the wire reported it.`,
+    },
+    evidence: [{ source: SOURCE, relation: 'quotes', quote: `number ${n}` }],
+  };
+}
+
+function pct(sorted, p) {
+  if (sorted.length === 0) return 0;
+  return sorted[Math.round((sorted.length - 1) * p)];
+}
+
+async function main() {
+  await call('POST', '/streams/registry%2Fsources/events', {
+    type: 'source.registered',
+    occurred: { start: '2026-01-22', precision: 'day' },
+    data: { source_id: SOURCE, kind: 'wire', publisher: 'Bench Wire' },
+    evidence: [],
+  });
+  for (let i = 0; i < subs; i++) {
+    await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
+  }
+  const base0 = await received();
+  const acks = new Map();
+  const inflight = new Set();
+  let failed = 0;
+  let n = 0;
+  const samples = [];
+  const batches = Math.round((secs * 1000) / every);
+  const cpu0 = cpuSecs();
+  const t0 = nowNs();
+  const sampler = setInterval(async () => {
+    const got = await received();
+    samples.push(acks.size * subs - (got - base0));
+  }, 1000);
+  for (let b = 0; b < batches; b++) {
+    const due = t0 + BigInt(Math.round(b * every * 1e6));
+    const wait = Number(due - nowNs()) / 1e6;
+    if (wait > 0) await sleep(wait);
+    const events = [];
+    for (let i = 0; i < batch; i++) events.push(statement(n++));
+    const p = call('POST', '/streams/process%2Fru-ua-peace/events', { events })
+      .then((r) => {
+        const at = nowNs();
+        for (const e of r.events) acks.set(e.id, at);
+      })
+      .catch(() => {
+        failed++;
+      });
+    inflight.add(p);
+    p.finally(() => inflight.delete(p));
+  }
+  await Promise.all([...inflight]);
+  clearInterval(sampler);
+  const tLoad = nowNs();
+  const loadSecs = Number(tLoad - t0) / 1e9;
+  const expected = acks.size * subs;
+  const atEnd = (await received()) - base0;
+  const views = (await call('GET', '/subscriptions')).subscriptions;
+  const serverLag = views.reduce((s, v) => s + v.lag, 0);
+  const drainStart = Date.now();
+  let got = atEnd;
+  while (got < expected && Date.now() - drainStart < DRAIN_LIMIT_MS) {
+    await sleep(20);
+    got = (await received()) - base0;
+  }
+  const drained = (Date.now() - drainStart) / 1000;
+  const cpu = cpuSecs() - cpu0;
+  const runSecs = Number(nowNs() - t0) / 1e9;
+
+  const dump = await (await fetch(`${receiver}/dump`)).text();
+  const lat = [];
+  let early = 0;
+  for (const line of dump.split('\n')) {
+    if (!line) continue;
+    const [, id, at] = JSON.parse(line);
+    const ack = acks.get(id);
+    if (ack === undefined) continue;
+    const d = Number(BigInt(at) - ack) / 1e6;
+    // The head moves before the 201 travels back, so a delivery may beat its ack.
+    if (d < 0) early++;
+    lat.push(Math.max(0, d));
+  }
+  lat.sort((a, b) => a - b);
+  const q = (i) => samples[Math.min(samples.length - 1, Math.floor((samples.length * i) / 4))] ?? 0;
+  const f = (x) => x.toFixed(2);
+  console.log(
+    `delivery: ${subs} subscriptions (ordered), ${batch} events every ${every} ms ` +
+      `(${Math.round((batch * 1000) / every)} events/s, ${Math.round((batch * 1000 * subs) / every)} deliveries/s offered) for ${f(loadSecs)} s`,
+  );
+  console.log(`  events acked ${acks.size} (failed batches ${failed}); deliveries expected ${expected}, received ${got}`);
+  console.log(
+    `  ack -> receiver latency over ${lat.length} deliveries: p50 ${f(pct(lat, 0.5))} ms, p99 ${f(pct(lat, 0.99))} ms, ` +
+      `max ${f(lat[lat.length - 1] ?? 0)} ms (${early} arrived before their ack, counted as 0)   [target p99 <= 20 ms]`,
+  );
+  console.log(
+    `  deliveries/s during the load ${Math.round(atEnd / loadSecs)}; lag (deliveries owed) at 1/4, 1/2, 3/4 and the end ` +
+      `of the load: ${q(1)} ${q(2)} ${q(3)} ${expected - atEnd}; server lag (sum of subscription lags) ${serverLag}; ` +
+      `drained ${f(drained)} s after the load   [target: no growing lag]`,
+  );
+  console.log(
+    `  server CPU ${f(cpu)} s over ${f(runSecs)} s (${f(cpu / runSecs)} cores); per delivery ${f((cpu * 1e6) / Math.max(1, got))} us`,
+  );
+}
+
+main().catch((e) => {
+  console.error(e);
+  process.exit(1);
+});

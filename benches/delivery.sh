@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Webhook delivery cost (issue 13, "Webhook delivery costs little"): the real release binary
+# over a temp folder, an out-of-process Node.js receiver (benches/receiver.mjs) and the load
+# generator (benches/delivery.mjs). Prints ack -> receiver latency p50/p99/max, deliveries/s,
+# the lag during and after the load, and the server's CPU per delivery. Targets: p99 <= 20 ms
+# at 1k events/s to 10 subscriptions; 20k deliveries/s (20 subscriptions) without growing lag.
+#
+#   benches/delivery.sh                 # 10 subscriptions, then 20, 20 s each
+#   SUBS="10" SECS=5 benches/delivery.sh
+#   PERF=1 SUBS=20 SECS=10 benches/delivery.sh   # also perf record -g the server (perf.data)
+#
+# Needs node (20+). Builds the release binary, unless ANNALS_BIN names one. The server logs at
+# its default level (info) to a file, as it would in production; ANNALS_LOG changes that.
+set -euo pipefail
+SUBS=${SUBS:-"10 20"}
+SECS=${SECS:-20}
+cd "$(dirname "$0")/.."
+if [ -n "${ANNALS_BIN:-}" ]; then
+  BIN=$ANNALS_BIN
+else
+  cargo build --release --bin annals >&2
+  BIN=target/release/annals
+fi
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/annals-delivery.XXXXXX")
+PIDS=()
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# Waits (bounded) until the file holds a line matching the pattern; prints that line.
+await_line() {
+  for _ in $(seq 1 300); do
+    if grep -m1 "$2" "$1" 2>/dev/null; then return 0; fi
+    sleep 0.1
+  done
+  echo "timed out waiting for '$2' in $1" >&2
+  return 1
+}
+
+for subs in $SUBS; do
+  run="$WORK/run-$subs"
+  mkdir -p "$run"
+  cat > "$run/annals.toml" <<EOF
+[server]
+listen = "127.0.0.1:0"
+data_dir = "$run/data"
+
+[webhooks]
+# The receiver is on loopback.
+allow_private_targets = true
+EOF
+  "$BIN" serve --demo --config "$run/annals.toml" > "$run/server.out" 2> "$run/server.log" &
+  server=$!
+  PIDS+=("$server")
+  base=$(await_line "$run/server.out" '^listening on ' | sed 's/^listening on //')
+  key=$(await_line "$run/server.out" '^demo key: ' | sed 's/^demo key: //')
+  node benches/receiver.mjs 0 > "$run/receiver.out" &
+  PIDS+=($!)
+  rport=$(await_line "$run/receiver.out" '^receiver listening on ' | sed 's/^receiver listening on //')
+  if [ -n "${PERF:-}" ]; then
+    perf record -g -p "$server" -o "perf-$subs.data" -- sleep "$SECS" > /dev/null 2>&1 &
+    PIDS+=($!)
+  fi
+  node benches/delivery.mjs "$base" "$key" "$rport" "$server" "$subs" "$SECS"
+  kill "$server" 2>/dev/null || true
+done
