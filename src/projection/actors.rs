@@ -70,49 +70,138 @@ fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
         .find(|d| d.get("actor_id").and_then(Value::as_str) == Some(actor))
 }
 
-/// One actor's record, or `None` when nothing about them is known at the cut. `limit` caps
-/// the number of events listed (the most recent by occurred time are kept).
-pub fn actor(k: &Knowledge, cut: &Cut, actor: &str, limit: usize) -> Option<Value> {
-    let mut events: Vec<(String, u64, Ix, Option<Value>)> = Vec::new();
-    for ix in dedup(k.of_actor(actor)) {
-        if !k.visible(ix, cut.seq) || k.fact(ix).event_kind() == Some(EventKind::ActorRegistered) {
-            continue;
-        }
-        let occurred = k.occurred(ix);
-        if !asof::occurred_by(cut, &occurred) {
-            continue;
-        }
-        // A fact never corrected names the actor in a role field: that is how the index
-        // found it. Its payload is parsed only if it is listed. A corrected one is checked
-        // now, as the correction may have taken the actor out.
-        let data = if k.ever_corrected(ix) {
-            let data = k.data_at(ix, cut.seq);
-            if roles(&data, actor).is_empty() {
-                continue;
-            }
-            Some(data)
-        } else {
-            None
-        };
-        events.push((asof::sort_key(&occurred), k.fact(ix).seq, ix, data));
+/// Where a page of an actor's events ends: the cut the first page was computed at, and the
+/// seq of the earliest event it showed. A later page lists the events before that one in the
+/// view's order, at the same cut, so appends in between change nothing in the pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    /// The cut (as of seq) every page of the walk is computed at.
+    pub seq: u64,
+    /// The seq of the earliest event the previous page showed.
+    pub before: u64,
+}
+
+/// A cursor that is not one this server hands out.
+#[derive(Debug, thiserror::Error)]
+#[error("`cursor` is not one this server handed out: pass the `next_cursor` of a previous page")]
+pub struct BadCursor;
+
+impl Cursor {
+    /// The opaque text a client passes back as `?cursor=`.
+    pub fn encode(&self) -> String {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("a1.{}.{}", self.seq, self.before))
     }
-    let reg = registration(k, cut, actor);
-    if events.is_empty() && reg.is_none() {
+
+    /// Reads a cursor from its text.
+    pub fn decode(text: &str) -> Result<Cursor, BadCursor> {
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(text)
+            .map_err(|_| BadCursor)?;
+        let text = std::str::from_utf8(&bytes).map_err(|_| BadCursor)?;
+        let mut parts = text.split('.');
+        let (Some("a1"), Some(seq), Some(before), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(BadCursor);
+        };
+        Ok(Cursor {
+            seq: seq.parse().map_err(|_| BadCursor)?,
+            before: before.parse().map_err(|_| BadCursor)?,
+        })
+    }
+}
+
+/// Whether a fact of the actor's order is listed in their view at the cut, and the effective
+/// data when it had to be read to tell (a corrected fact).
+fn listed(k: &Knowledge, cut: &Cut, actor: &str, ix: Ix) -> Option<Option<Value>> {
+    if !k.visible(ix, cut.seq) || k.fact(ix).event_kind() == Some(EventKind::ActorRegistered) {
         return None;
     }
-    events.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
-    let total = events.len();
-    let skip = total.saturating_sub(limit);
-    let list: Vec<Value> = events
+    if cut.valid_at.is_some() && !asof::occurred_by(cut, &k.occurred(ix)) {
+        return None;
+    }
+    // A fact never corrected names the actor in a role field: that is how the index found
+    // it. Its payload is read only if it is listed. A corrected one is checked now, as the
+    // correction may have taken the actor out.
+    if k.ever_corrected(ix) {
+        let data = k.data_at(ix, cut.seq);
+        if roles(&data, actor).is_empty() {
+            return None;
+        }
+        return Some(Some(data));
+    }
+    Some(None)
+}
+
+/// One actor's record, or `None` when nothing about them is known at the cut. `limit` caps
+/// the number of events listed: the most recent by occurred time, or, after `cursor` (whose
+/// cut the caller has used for `cut`), the ones before the earliest the previous page
+/// showed. The events are walked in the actor's time order ([`Knowledge::of_actor_by_time`]),
+/// so a page reads only the records it lists; `next_cursor` continues the walk.
+pub fn actor(
+    k: &Knowledge,
+    cut: &Cut,
+    actor: &str,
+    limit: usize,
+    cursor: Option<Cursor>,
+) -> Result<Option<Value>, BadCursor> {
+    let order = k.of_actor_by_time(actor);
+    let end = match cursor {
+        None => order.len(),
+        Some(c) => {
+            let anchor = k.ix_of_seq(c.before).ok_or(BadCursor)?;
+            let key = k.time_key(anchor);
+            let at = order.partition_point(|&ix| k.time_key(ix) < key);
+            if order.get(at) != Some(&anchor) {
+                return Err(BadCursor);
+            }
+            at
+        }
+    };
+    // Counting every listed event reads no record and parses nothing but for corrected
+    // facts (and `occurred` when `valid_at` is given).
+    let total = order
+        .iter()
+        .filter(|&&ix| listed(k, cut, actor, ix).is_some())
+        .count();
+    let reg = registration(k, cut, actor);
+    if total == 0 && reg.is_none() {
+        return Ok(None);
+    }
+    let mut page: Vec<(Ix, Option<Value>)> = Vec::new();
+    let mut more = false;
+    for &ix in order[..end].iter().rev() {
+        if let Some(data) = listed(k, cut, actor, ix) {
+            if page.len() == limit {
+                more = true;
+                break;
+            }
+            page.push((ix, data));
+        }
+    }
+    let next_cursor = match (more, page.last()) {
+        (true, Some(&(ix, _))) => Some(
+            Cursor {
+                seq: cut.seq,
+                before: k.fact(ix).seq,
+            }
+            .encode(),
+        ),
+        _ => None,
+    };
+    let list: Vec<Value> = page
         .into_iter()
-        .skip(skip)
-        .map(|(_, seq, ix, data)| {
+        .rev()
+        .map(|(ix, data)| {
             let f = k.fact(ix);
             let data = data.unwrap_or_else(|| k.data_at(ix, cut.seq));
             let roles = roles(&data, actor);
             json!({
                 "event_id": f.id(),
-                "seq": seq,
+                "seq": f.seq,
                 "type": f.kind(),
                 "process": f.process(),
                 "roles": roles,
@@ -121,14 +210,15 @@ pub fn actor(k: &Knowledge, cut: &Cut, actor: &str, limit: usize) -> Option<Valu
             })
         })
         .collect();
-    Some(json!({
+    Ok(Some(json!({
         "actor_id": actor,
         "name": reg.as_ref().and_then(|r| r.get("name")),
         "kind": reg.as_ref().and_then(|r| r.get("kind")),
         "registration": reg,
         "total_events": total,
         "events": list,
-    }))
+        "next_cursor": next_cursor,
+    })))
 }
 
 /// Every actor with their name and how many visible events name them.
@@ -225,11 +315,11 @@ mod tests {
             valid_at: None,
             today: "2026-01-01".into(),
         };
-        let before = actor(&k, &cut(1), "actor:x", 10).unwrap();
+        let before = actor(&k, &cut(1), "actor:x", 10, None).unwrap().unwrap();
         assert_eq!(before["total_events"], 1);
         assert_eq!(before["events"][0]["roles"], json!(["speaker"]));
-        assert!(actor(&k, &cut(2), "actor:x", 10).is_none());
-        let now = actor(&k, &cut(2), "actor:y", 10).unwrap();
+        assert!(actor(&k, &cut(2), "actor:x", 10, None).unwrap().is_none());
+        let now = actor(&k, &cut(2), "actor:y", 10, None).unwrap().unwrap();
         assert_eq!(now["events"][0]["data"]["speaker"], "actor:y");
     }
 }

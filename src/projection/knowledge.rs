@@ -11,10 +11,12 @@
 //! while indexing: every reference was found when the fact was parsed.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
+use super::asof;
 use super::fact::{Fact, Role, is_actor};
 use super::records::Records;
 use crate::event::EventKind;
@@ -43,6 +45,8 @@ pub struct Knowledge {
     by_actor: FxHashMap<Box<str>, Vec<Ix>>,
     /// Facts citing a source, and the events about the source itself.
     by_source: FxHashMap<Box<str>, Vec<Ix>>,
+    /// Per actor, their facts by when they occurred (built on a view's first ask).
+    by_time: ByTime,
     /// Records that could not be parsed (corruption), skipped by every view.
     pub skipped: u64,
     /// Where the views read the records behind the facts.
@@ -99,6 +103,53 @@ impl IdIndex {
         match self.sorted.binary_search(&id) {
             Ok(at) => self.sorted_ix.get(at).copied(),
             Err(_) => self.other.get(&id).copied(),
+        }
+    }
+}
+
+/// Per actor, their facts (each once) in the actor view's order: by when they occurred
+/// ([`asof::sort_key`]), then seq. An actor's order is built the first time a view asks for it
+/// (one parse of each of their facts' `occurred`), then kept as facts are folded (a fact that
+/// occurred last, the usual case, is pushed at the end), so a page of the view costs what it
+/// shows. Built only on demand: a fold or a save load pays nothing for it, and only actors
+/// someone looks at hold one (4 bytes a fact).
+#[derive(Debug, Default)]
+struct ByTime(RwLock<FxHashMap<Box<str>, Arc<Vec<Ix>>>>);
+
+impl Clone for ByTime {
+    fn clone(&self) -> ByTime {
+        ByTime(RwLock::new(
+            self.0.read().unwrap_or_else(|e| e.into_inner()).clone(),
+        ))
+    }
+}
+
+/// Where a fact sits in the actor view's order.
+fn time_key(facts: &[Fact], ix: Ix) -> (String, u64) {
+    let f = &facts[ix as usize];
+    let occurred = serde_json::from_str(f.occurred_json()).unwrap_or(Value::Null);
+    (asof::sort_key(&occurred), f.seq)
+}
+
+impl ByTime {
+    /// Places a newly folded fact in an actor's order, if that order is built and the fact
+    /// is not in it yet.
+    fn place(&mut self, facts: &[Fact], actor: &str, ix: Ix) {
+        let map = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
+        let Some(list) = map.get_mut(actor) else {
+            return;
+        };
+        let key = time_key(facts, ix);
+        // No view holds a clone while facts are folded (the fold holds the write lock), so
+        // this never copies.
+        let list = Arc::make_mut(list);
+        if list.last().is_none_or(|&last| time_key(facts, last) < key) {
+            list.push(ix);
+            return;
+        }
+        let at = list.partition_point(|&i| time_key(facts, i) < key);
+        if list.get(at) != Some(&ix) {
+            list.insert(at, ix);
         }
     }
 }
@@ -224,6 +275,20 @@ impl Knowledge {
                 _ => {}
             }
         }
+        let mut by_time_places: Vec<(Box<str>, Ix)> = Vec::new();
+        let by_time_built = !self
+            .by_time
+            .0
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_empty();
+        if by_time_built {
+            for (role, s) in fact.refs() {
+                if role == Role::Actor && is_actor(s) {
+                    by_time_places.push((s.into(), ix));
+                }
+            }
+        }
         let link = match fact.event_kind() {
             Some(EventKind::EventCorrected) => Some(true),
             Some(EventKind::EventRetracted) => Some(false),
@@ -240,6 +305,9 @@ impl Knowledge {
                     for (role, s) in fact.refs() {
                         if role == Role::PatchActor {
                             push(&mut self.by_actor, s, target);
+                            if by_time_built {
+                                by_time_places.push((s.into(), target));
+                            }
                         }
                     }
                 }
@@ -248,6 +316,9 @@ impl Knowledge {
             }
         }
         self.facts.push(fact);
+        for (actor, at) in by_time_places {
+            self.by_time.place(&self.facts, &actor, at);
+        }
     }
 
     /// Every fact, in seq order.
@@ -286,6 +357,45 @@ impl Knowledge {
     /// The facts that name an actor (may hold duplicates after corrections; see `dedup`).
     pub fn of_actor(&self, actor: &str) -> &[Ix] {
         self.by_actor.get(actor).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The facts that name an actor, each once, in the actor view's order: by when they
+    /// occurred ([`asof::sort_key`]), then seq. Built the first time it is asked for (one
+    /// parse of each fact's `occurred`), then kept in order as facts are folded.
+    pub fn of_actor_by_time(&self, actor: &str) -> Arc<Vec<Ix>> {
+        let built = self.by_time.0.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(list) = built.get(actor) {
+            return list.clone();
+        }
+        drop(built);
+        let mut keyed: Vec<((String, u64), Ix)> = dedup(self.of_actor(actor))
+            .into_iter()
+            .map(|ix| (time_key(&self.facts, ix), ix))
+            .collect();
+        keyed.sort_unstable();
+        let list = Arc::new(keyed.into_iter().map(|(_, ix)| ix).collect::<Vec<Ix>>());
+        if list.is_empty() {
+            // An actor no fact names keeps no entry: a request cannot make the map grow.
+            return list;
+        }
+        self.by_time
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(actor.into())
+            .or_insert(list)
+            .clone()
+    }
+
+    /// Where a fact sits in the actor view's order: its occurred sort key, then its seq.
+    pub fn time_key(&self, ix: Ix) -> (String, u64) {
+        time_key(&self.facts, ix)
+    }
+
+    /// The fact recorded at `seq`, if that record was folded as a fact.
+    pub fn ix_of_seq(&self, seq: u64) -> Option<Ix> {
+        let at = self.facts.partition_point(|f| f.seq < seq);
+        (self.facts.get(at)?.seq == seq).then_some(at as Ix)
     }
 
     /// Every actor named so far.
@@ -357,7 +467,7 @@ impl Knowledge {
         let f = self.fact(ix);
         self.records
             .get(f.seq)
-            .and_then(|r| f.data_in(&r).and_then(|d| serde_json::from_str(d).ok()))
+            .and_then(|r| from_record(f.data_in(&r)))
             .unwrap_or(Value::Null)
     }
 
@@ -382,7 +492,7 @@ impl Knowledge {
         let f = self.fact(ix);
         self.records
             .get(f.seq)
-            .and_then(|r| f.evidence_in(&r).and_then(|e| serde_json::from_str(e).ok()))
+            .and_then(|r| from_record(f.evidence_in(&r)))
             .unwrap_or(Value::Null)
     }
 
@@ -422,6 +532,17 @@ impl Knowledge {
         }
         out
     }
+}
+
+/// Parses a field read from a record; a field that is not there (the record read back is
+/// not the fact's) or does not parse counts as a failed read, so the view is refused rather
+/// than shown with a null.
+fn from_record(field: Option<&str>) -> Option<Value> {
+    let parsed = field.and_then(|text| serde_json::from_str(text).ok());
+    if parsed.is_none() {
+        super::records::read_failed();
+    }
+    parsed
 }
 
 /// Applies the `patch` of an `event.corrected` payload to `data`, or leaves it unchanged.
@@ -515,6 +636,57 @@ mod tests {
         assert_eq!(k.of_actor("actor:a"), &[0]);
         assert_eq!(k.data_at(0, 2)["participants"][1]["actor"], "actor:b");
         assert_eq!(k.data_at(0, 1)["participants"].as_array().unwrap().len(), 1);
+    }
+
+    /// A statement by `actor:a` (and `actor:b` when `both`) that occurred at `start`.
+    fn said(seq: u64, start: &str, both: bool) -> Vec<u8> {
+        let id = uuid::Uuid::now_v7();
+        let joint = if both {
+            r#","joint_with":["actor:b"]"#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"id":"{id}","seq":{seq},"stream":"s","version":{seq},"type":"statement.made","schema_version":1,"recorded_at":"2026-01-01T00:00:00.000000Z","recorded_by":"t","occurred":{{"start":"{start}","precision":"day"}},"data":{{"statement_id":"statement:{seq}","speaker":"actor:a","content":"c"{joint}}},"evidence":[],"prev_hash":"00"}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_actors_time_order_built_early_stays_the_order_a_late_build_gives() {
+        let starts = [
+            "2025-03-10",
+            "2025-03-02",
+            "2025-03",
+            "2025-03-10",
+            "2025-04-01",
+            "2025-01-31",
+            "2025-03-11",
+            "2025-03-02",
+            "2025-03-10",
+            "2026-01-01",
+        ];
+        let mut early = Knowledge::new();
+        let mut late = Knowledge::new();
+        for (i, start) in starts.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let record = said(seq, start, i % 3 == 0);
+            early.apply(seq, &record).unwrap();
+            late.apply(seq, &record).unwrap();
+            if seq == 3 {
+                // Built now; every later fact is placed in it as it is folded.
+                assert_eq!(early.of_actor_by_time("actor:a").len(), 3);
+                assert_eq!(early.of_actor_by_time("actor:b").len(), 1);
+            }
+        }
+        for actor in ["actor:a", "actor:b"] {
+            let order = early.of_actor_by_time(actor);
+            assert_eq!(order, late.of_actor_by_time(actor), "{actor}");
+            let keys: Vec<_> = order.iter().map(|&ix| late.time_key(ix)).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{actor}: {keys:?}");
+        }
+        assert_eq!(early.of_actor_by_time("actor:a").len(), starts.len());
+        assert!(early.of_actor_by_time("actor:nobody").is_empty());
     }
 
     #[test]
