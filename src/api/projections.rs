@@ -112,7 +112,18 @@ fn problem(e: ProjectionError) -> Problem {
         .with("as_of_seq", json!(at))
         .with("min_seq", json!(wanted))
         .header(header::RETRY_AFTER, "1"),
-        ProjectionError::BadCursor(_) => Problem::bad_query("cursor", e.to_string()),
+        // Well-formed, but not a cursor of this actor's walk: like a `min_seq` beyond the
+        // head, a request that parses and cannot be answered (400 is for malformed input).
+        ProjectionError::NotThisWalk(_) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cursor-mismatch",
+            "Not a cursor of this walk",
+            e.to_string(),
+        )
+        .with_errors(vec![crate::event::FieldError {
+            pointer: "?cursor".into(),
+            message: "does not continue a walk of this actor".into(),
+        }]),
         ProjectionError::RecordUnavailable(_) => {
             // Never a view with a field missing: the client retries, the operator reads why.
             tracing::error!(error = %e, "a view could not read the records it shows");
@@ -205,6 +216,27 @@ async fn wait_min_seq(st: &Shared, q: &Query) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Waits (briefly) for the projections to reach a cursor's cut: one handed out before a
+/// restart may be ahead of a fold still catching up. A cut beyond the log's head was never
+/// handed out by this log: 422, as for `min_seq`.
+async fn wait_cursor_cut(st: &Shared, cut: u64) -> Result<(), Problem> {
+    let head = st.log.head().seq;
+    if cut > head {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cursor-mismatch",
+            "Not a cursor of this walk",
+            format!("the cursor's cut is seq {cut}, but the log holds {head} records"),
+        )
+        .with("head", json!(head))
+        .with_errors(vec![crate::event::FieldError {
+            pointer: "?cursor".into(),
+            message: format!("its cut must be at most the log's head, {head}"),
+        }]));
+    }
+    st.projections.wait_for(cut).await.map_err(problem)
+}
+
 /// Parses the query, waits for `min_seq`, and answers a view.
 async fn view(
     st: &Shared,
@@ -254,6 +286,9 @@ async fn view(
         _ => None,
     };
     wait_min_seq(st, q).await?;
+    if let Some(c) = cursor {
+        wait_cursor_cut(st, c.seq).await?;
+    }
     let query = projection::Query {
         known_at,
         valid_at: valid_at.clone(),

@@ -81,35 +81,40 @@ pub struct Cursor {
     pub before: u64,
 }
 
-/// A cursor that is not one this server hands out.
+/// A `cursor` that is not a cursor at all (not the 32 hex digits this server hands out).
 #[derive(Debug, thiserror::Error)]
-#[error("`cursor` is not one this server handed out: pass the `next_cursor` of a previous page")]
+#[error("`cursor` must be the `next_cursor` of a previous page (32 hex digits)")]
 pub struct BadCursor;
 
+/// A well-formed `cursor` that does not continue a walk of this actor: its event is not one
+/// of theirs (a cursor of another actor's walk, or made up).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "`cursor` does not continue a walk of this actor's events: pass the `next_cursor` of a previous page of the same actor"
+)]
+pub struct NotThisWalk;
+
 impl Cursor {
-    /// The opaque text a client passes back as `?cursor=`.
+    /// The opaque text a client passes back as `?cursor=`: 32 hex digits, so that every
+    /// string of that shape reads as a cursor and only its meaning can be refused.
     pub fn encode(&self) -> String {
-        use base64::Engine as _;
-        base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .encode(format!("a1.{}.{}", self.seq, self.before))
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.seq.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.before.to_be_bytes());
+        hex::encode(bytes)
     }
 
     /// Reads a cursor from its text.
     pub fn decode(text: &str) -> Result<Cursor, BadCursor> {
-        use base64::Engine as _;
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
-            .decode(text)
-            .map_err(|_| BadCursor)?;
-        let text = std::str::from_utf8(&bytes).map_err(|_| BadCursor)?;
-        let mut parts = text.split('.');
-        let (Some("a1"), Some(seq), Some(before), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
+        let mut bytes = [0u8; 16];
+        if text.len() != 32 || text.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(BadCursor);
-        };
+        }
+        hex::decode_to_slice(text, &mut bytes).map_err(|_| BadCursor)?;
+        let (seq, before) = bytes.split_at(8);
         Ok(Cursor {
-            seq: seq.parse().map_err(|_| BadCursor)?,
-            before: before.parse().map_err(|_| BadCursor)?,
+            seq: u64::from_be_bytes(seq.try_into().map_err(|_| BadCursor)?),
+            before: u64::from_be_bytes(before.try_into().map_err(|_| BadCursor)?),
         })
     }
 }
@@ -147,16 +152,16 @@ pub fn actor(
     actor: &str,
     limit: usize,
     cursor: Option<Cursor>,
-) -> Result<Option<Value>, BadCursor> {
+) -> Result<Option<Value>, NotThisWalk> {
     let order = k.of_actor_by_time(actor);
     let end = match cursor {
         None => order.len(),
         Some(c) => {
-            let anchor = k.ix_of_seq(c.before).ok_or(BadCursor)?;
+            let anchor = k.ix_of_seq(c.before).ok_or(NotThisWalk)?;
             let key = k.time_key(anchor);
             let at = order.partition_point(|&ix| k.time_key(ix) < key);
             if order.get(at) != Some(&anchor) {
-                return Err(BadCursor);
+                return Err(NotThisWalk);
             }
             at
         }

@@ -99,9 +99,9 @@ pub enum ProjectionError {
     /// field of it would be missing).
     #[error("projections: {0} record(s) this view needs could not be read from the log")]
     RecordUnavailable(u64),
-    /// An actor view's `cursor` is not one this server handed out for that actor.
+    /// An actor view's `cursor` does not continue a walk of that actor.
     #[error("{0}")]
-    BadCursor(#[from] actors::BadCursor),
+    NotThisWalk(#[from] actors::NotThisWalk),
     /// The projections did not reach `min_seq` in time.
     #[error("the projections are at seq {at}, not yet at {wanted}; retry shortly")]
     Behind {
