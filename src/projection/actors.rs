@@ -153,7 +153,8 @@ pub fn actor(
     limit: usize,
     cursor: Option<Cursor>,
 ) -> Result<Option<Value>, NotThisWalk> {
-    let order = k.of_actor_by_time(actor);
+    let index = k.of_actor_by_time(actor);
+    let order = &index.by_time;
     let end = match cursor {
         None => order.len(),
         Some(c) => {
@@ -166,12 +167,17 @@ pub fn actor(
             at
         }
     };
-    // Counting every listed event reads no record and parses nothing but for corrected
-    // facts (and `occurred` when `valid_at` is given).
-    let total = order
-        .iter()
-        .filter(|&&ix| listed(k, cut, actor, ix).is_some())
-        .count();
+    // Without a date cut, only the facts that were ever corrected or retracted (and
+    // registrations) are looked at one by one; the others are counted by a binary search. A
+    // date cut looks at each fact's `occurred`.
+    let total = if cut.valid_at.is_some() {
+        order
+            .iter()
+            .filter(|&&ix| listed(k, cut, actor, ix).is_some())
+            .count()
+    } else {
+        index.count(k, cut.seq, |ix| listed(k, cut, actor, ix).is_some())
+    };
     let reg = registration(k, cut, actor);
     if total == 0 && reg.is_none() {
         return Ok(None);
@@ -284,6 +290,93 @@ mod tests {
         assert_eq!(found.len(), payloads.len(), "{found:?}");
         for ix in found {
             assert!(!roles(&k.data_at(ix, u64::MAX), "actor:x").is_empty());
+        }
+    }
+
+    /// A record of `kind` with `data` at `seq`, with this id.
+    fn typed(seq: u64, id: &str, kind: &str, data: &Value) -> Vec<u8> {
+        format!(
+            r#"{{"id":"{id}","seq":{seq},"stream":"s","version":{seq},"type":"{kind}","schema_version":1,"recorded_at":"2026-01-01T00:00:00.000000Z","recorded_by":"t","occurred":{{"start":"2025-0{}-01","precision":"day"}},"data":{data},"evidence":[],"prev_hash":"00"}}"#,
+            1 + seq % 9
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn the_counted_total_is_the_number_of_listed_events_at_every_cut() {
+        let mut k = Knowledge::new();
+        let ids: Vec<String> = (0..40).map(|_| uuid::Uuid::now_v7().to_string()).collect();
+        let mut seq = 0;
+        let mut add = |k: &mut Knowledge, kind: &str, data: Value| {
+            seq += 1;
+            k.apply(seq, &typed(seq, &ids[seq as usize], kind, &data))
+                .unwrap();
+        };
+        add(
+            &mut k,
+            "actor.registered",
+            json!({"actor_id": "actor:x", "name": "X", "kind": "person"}),
+        );
+        for i in 0..6 {
+            add(
+                &mut k,
+                "statement.made",
+                json!({"speaker": "actor:x", "content": i}),
+            );
+        }
+        // Built now: everything after is kept in it as it is folded.
+        let _ = k.of_actor_by_time("actor:x");
+        let speaker_to_y = json!({"target": ids[2], "reason": "r",
+            "patch": [{"op": "replace", "path": "/speaker", "value": "actor:y"}]});
+        add(&mut k, "event.corrected", speaker_to_y);
+        add(
+            &mut k,
+            "event.retracted",
+            json!({"target": ids[3], "reason": "r"}),
+        );
+        add(
+            &mut k,
+            "statement.made",
+            json!({"speaker": "actor:y", "content": "y"}),
+        );
+        let back_to_x = json!({"target": ids[9], "reason": "r",
+            "patch": [{"op": "replace", "path": "/speaker", "value": "actor:x"}]});
+        add(&mut k, "event.corrected", back_to_x);
+        add(
+            &mut k,
+            "event.retracted",
+            json!({"target": ids[8], "reason": "r"}),
+        );
+        add(
+            &mut k,
+            "statement.made",
+            json!({"speaker": "actor:x", "content": "late"}),
+        );
+        add(
+            &mut k,
+            "event.retracted",
+            json!({"target": ids[11], "reason": "r"}),
+        );
+        for cut_seq in 0..=seq {
+            let cut = Cut {
+                seq: cut_seq,
+                valid_at: None,
+                today: "2026-01-01".into(),
+            };
+            for who in ["actor:x", "actor:y"] {
+                let index = k.of_actor_by_time(who);
+                let one_by_one = index
+                    .by_time
+                    .iter()
+                    .filter(|&&ix| listed(&k, &cut, who, ix).is_some())
+                    .count();
+                let counted = index.count(&k, cut.seq, |ix| listed(&k, &cut, who, ix).is_some());
+                assert_eq!(counted, one_by_one, "{who} at {cut_seq}");
+                let total = actor(&k, &cut, who, 100, None)
+                    .unwrap()
+                    .map_or(0, |v| v["total_events"].as_u64().unwrap());
+                assert_eq!(total, one_by_one as u64, "{who} at {cut_seq}");
+            }
         }
     }
 

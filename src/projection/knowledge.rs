@@ -107,14 +107,50 @@ impl IdIndex {
     }
 }
 
-/// Per actor, their facts (each once) in the actor view's order: by when they occurred
-/// ([`asof::sort_key`]), then seq. An actor's order is built the first time a view asks for it
-/// (one parse of each of their facts' `occurred`), then kept as facts are folded (a fact that
-/// occurred last, the usual case, is pushed at the end), so a page of the view costs what it
-/// shows. Built only on demand: a fold or a save load pays nothing for it, and only actors
-/// someone looks at hold one (4 bytes a fact).
+/// One actor's facts as the actor view walks and counts them: each fact once, in the view's
+/// order (by when it occurred, [`asof::sort_key`], then seq) and in seq order, and the few
+/// whose listing needs a closer look (ever corrected or retracted, or a registration). Every
+/// other fact is listed exactly when it is known at the cut, so counting them is a binary
+/// search: a page costs what it shows, not what the actor holds.
+#[derive(Debug, Clone, Default)]
+pub struct ActorOrder {
+    /// Each fact once, in the view's order.
+    pub by_time: Vec<Ix>,
+    /// Each fact once, ascending (seq order).
+    by_ix: Vec<Ix>,
+    /// The facts (ascending) a count must check one by one.
+    special: Vec<Ix>,
+}
+
+impl ActorOrder {
+    /// How many of the actor's facts are listed at `cut` (a seq), where `listed` tells for
+    /// the facts that need a look. Without `valid_at` only: a date cut must look at each.
+    pub fn count(&self, k: &Knowledge, cut: u64, listed: impl Fn(Ix) -> bool) -> usize {
+        let cut_ix = k.facts.partition_point(|f| f.seq <= cut) as Ix;
+        let known = self.by_ix.partition_point(|&i| i < cut_ix);
+        let special_known = self.special.partition_point(|&i| i < cut_ix);
+        let special_listed = self.special[..special_known]
+            .iter()
+            .filter(|&&ix| listed(ix))
+            .count();
+        known - special_known + special_listed
+    }
+}
+
+/// Inserts `ix` into an ascending list if it is not there yet.
+fn insert_sorted(list: &mut Vec<Ix>, ix: Ix) {
+    if let Err(at) = list.binary_search(&ix) {
+        list.insert(at, ix);
+    }
+}
+
+/// Per actor, their [`ActorOrder`]. Built the first time a view asks for an actor (one parse
+/// of each of their facts' `occurred`), then kept as facts are folded (a fact that occurred
+/// last, the usual case, is pushed at the end), so a page of the view costs what it shows.
+/// Built only on demand: a fold or a save load pays nothing for it, and only actors someone
+/// looks at hold one (about 8 bytes a fact).
 #[derive(Debug, Default)]
-struct ByTime(RwLock<FxHashMap<Box<str>, Arc<Vec<Ix>>>>);
+struct ByTime(RwLock<FxHashMap<Box<str>, Arc<ActorOrder>>>);
 
 impl Clone for ByTime {
     fn clone(&self) -> ByTime {
@@ -132,24 +168,44 @@ fn time_key(facts: &[Fact], ix: Ix) -> (String, u64) {
 }
 
 impl ByTime {
-    /// Places a newly folded fact in an actor's order, if that order is built and the fact
-    /// is not in it yet.
-    fn place(&mut self, facts: &[Fact], actor: &str, ix: Ix) {
-        let map = self.0.get_mut().unwrap_or_else(|e| e.into_inner());
-        let Some(list) = map.get_mut(actor) else {
+    fn built(&mut self) -> &mut FxHashMap<Box<str>, Arc<ActorOrder>> {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Places a newly folded fact (or a fact a correction newly names the actor in) in an
+    /// actor's order, if that order is built and the fact is not in it yet. `special`: its
+    /// listing needs a look (see [`ActorOrder`]).
+    fn place(&mut self, facts: &[Fact], actor: &str, ix: Ix, special: bool) {
+        let Some(order) = self.built().get_mut(actor) else {
             return;
         };
-        let key = time_key(facts, ix);
         // No view holds a clone while facts are folded (the fold holds the write lock), so
         // this never copies.
-        let list = Arc::make_mut(list);
+        let order = Arc::make_mut(order);
+        if special {
+            insert_sorted(&mut order.special, ix);
+        }
+        if order.by_ix.binary_search(&ix).is_ok() {
+            return;
+        }
+        insert_sorted(&mut order.by_ix, ix);
+        let key = time_key(facts, ix);
+        let list = &mut order.by_time;
         if list.last().is_none_or(|&last| time_key(facts, last) < key) {
             list.push(ix);
             return;
         }
         let at = list.partition_point(|&i| time_key(facts, i) < key);
-        if list.get(at) != Some(&ix) {
-            list.insert(at, ix);
+        list.insert(at, ix);
+    }
+
+    /// A fact was just corrected or retracted: from now on its listing needs a look in every
+    /// built order that holds it.
+    fn mark_special(&mut self, ix: Ix) {
+        for order in self.built().values_mut() {
+            if order.by_ix.binary_search(&ix).is_ok() {
+                insert_sorted(&mut Arc::make_mut(order).special, ix);
+            }
         }
     }
 }
@@ -275,17 +331,13 @@ impl Knowledge {
                 _ => {}
             }
         }
-        let mut by_time_places: Vec<(Box<str>, Ix)> = Vec::new();
-        let by_time_built = !self
-            .by_time
-            .0
-            .get_mut()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_empty();
+        let mut by_time_places: Vec<(Box<str>, Ix, bool)> = Vec::new();
+        let by_time_built = !self.by_time.built().is_empty();
         if by_time_built {
+            let registration = fact.event_kind() == Some(EventKind::ActorRegistered);
             for (role, s) in fact.refs() {
                 if role == Role::Actor && is_actor(s) {
-                    by_time_places.push((s.into(), ix));
+                    by_time_places.push((s.into(), ix, registration));
                 }
             }
         }
@@ -296,6 +348,9 @@ impl Knowledge {
         };
         let target = link.and_then(|_| uuid_key(fact.target()).and_then(|k| self.by_id.get(k)));
         if let (Some(is_correction), Some(target)) = (link, target) {
+            if by_time_built {
+                self.by_time.mark_special(target);
+            }
             if is_correction {
                 self.corrections.entry(target).or_default().push(ix);
                 let names_actors = self.facts[target as usize]
@@ -306,7 +361,7 @@ impl Knowledge {
                         if role == Role::PatchActor {
                             push(&mut self.by_actor, s, target);
                             if by_time_built {
-                                by_time_places.push((s.into(), target));
+                                by_time_places.push((s.into(), target, true));
                             }
                         }
                     }
@@ -316,8 +371,8 @@ impl Knowledge {
             }
         }
         self.facts.push(fact);
-        for (actor, at) in by_time_places {
-            self.by_time.place(&self.facts, &actor, at);
+        for (actor, at, special) in by_time_places {
+            self.by_time.place(&self.facts, &actor, at, special);
         }
     }
 
@@ -359,31 +414,51 @@ impl Knowledge {
         self.by_actor.get(actor).map(Vec::as_slice).unwrap_or(&[])
     }
 
-    /// The facts that name an actor, each once, in the actor view's order: by when they
-    /// occurred ([`asof::sort_key`]), then seq. Built the first time it is asked for (one
-    /// parse of each fact's `occurred`), then kept in order as facts are folded.
-    pub fn of_actor_by_time(&self, actor: &str) -> Arc<Vec<Ix>> {
+    /// The facts that name an actor, each once, in the actor view's order (by when they
+    /// occurred, [`asof::sort_key`], then seq) and counted cheaply ([`ActorOrder`]). Built
+    /// the first time it is asked for (one parse of each fact's `occurred`), then kept as
+    /// facts are folded.
+    pub fn of_actor_by_time(&self, actor: &str) -> Arc<ActorOrder> {
         let built = self.by_time.0.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(list) = built.get(actor) {
-            return list.clone();
+        if let Some(order) = built.get(actor) {
+            return order.clone();
         }
         drop(built);
-        let mut keyed: Vec<((String, u64), Ix)> = dedup(self.of_actor(actor))
-            .into_iter()
-            .map(|ix| (time_key(&self.facts, ix), ix))
+        let by_ix = {
+            let mut v = self.of_actor(actor).to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        if by_ix.is_empty() {
+            // An actor no fact names keeps no entry: a request cannot make the map grow.
+            return Arc::default();
+        }
+        let mut keyed: Vec<((String, u64), Ix)> = by_ix
+            .iter()
+            .map(|&ix| (time_key(&self.facts, ix), ix))
             .collect();
         keyed.sort_unstable();
-        let list = Arc::new(keyed.into_iter().map(|(_, ix)| ix).collect::<Vec<Ix>>());
-        if list.is_empty() {
-            // An actor no fact names keeps no entry: a request cannot make the map grow.
-            return list;
-        }
+        let special = by_ix
+            .iter()
+            .copied()
+            .filter(|&ix| {
+                self.ever_corrected(ix)
+                    || self.retractions.contains_key(&ix)
+                    || self.fact(ix).event_kind() == Some(EventKind::ActorRegistered)
+            })
+            .collect();
+        let order = Arc::new(ActorOrder {
+            by_time: keyed.into_iter().map(|(_, ix)| ix).collect(),
+            by_ix,
+            special,
+        });
         self.by_time
             .0
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .entry(actor.into())
-            .or_insert(list)
+            .or_insert(order)
             .clone()
     }
 
@@ -675,18 +750,21 @@ mod tests {
             late.apply(seq, &record).unwrap();
             if seq == 3 {
                 // Built now; every later fact is placed in it as it is folded.
-                assert_eq!(early.of_actor_by_time("actor:a").len(), 3);
-                assert_eq!(early.of_actor_by_time("actor:b").len(), 1);
+                assert_eq!(early.of_actor_by_time("actor:a").by_time.len(), 3);
+                assert_eq!(early.of_actor_by_time("actor:b").by_time.len(), 1);
             }
         }
         for actor in ["actor:a", "actor:b"] {
-            let order = early.of_actor_by_time(actor);
-            assert_eq!(order, late.of_actor_by_time(actor), "{actor}");
+            let order = early.of_actor_by_time(actor).by_time.clone();
+            assert_eq!(order, late.of_actor_by_time(actor).by_time, "{actor}");
             let keys: Vec<_> = order.iter().map(|&ix| late.time_key(ix)).collect();
             assert!(keys.windows(2).all(|w| w[0] < w[1]), "{actor}: {keys:?}");
         }
-        assert_eq!(early.of_actor_by_time("actor:a").len(), starts.len());
-        assert!(early.of_actor_by_time("actor:nobody").is_empty());
+        assert_eq!(
+            early.of_actor_by_time("actor:a").by_time.len(),
+            starts.len()
+        );
+        assert!(early.of_actor_by_time("actor:nobody").by_time.is_empty());
     }
 
     #[test]
