@@ -1,5 +1,6 @@
 //! Routes under `/projections`: status, the read models (with `known_at`, `valid_at`,
-//! `min_seq`, `process`, `limit`), per-entity routes, and rebuilds. Handlers authenticate,
+//! `min_seq`, `process`, `limit`, and the actor view's `cursor` and `next` link), per-entity
+//! routes, and rebuilds. Handlers authenticate,
 //! parse, ask the projection engine and shape JSON; projection errors become problem details
 //! here and nowhere else. This module must never compute a view itself.
 
