@@ -1,5 +1,6 @@
 //! Routes under `/projections`: status, the read models (with `known_at`, `valid_at`,
-//! `min_seq`, `process`, `limit`), per-entity routes, and rebuilds. Handlers authenticate,
+//! `min_seq`, `process`, `limit`, and the actor view's `cursor` and `next` link), per-entity
+//! routes, and rebuilds. Handlers authenticate,
 //! parse, ask the projection engine and shape JSON; projection errors become problem details
 //! here and nowhere else. This module must never compute a view itself.
 
@@ -112,6 +113,29 @@ fn problem(e: ProjectionError) -> Problem {
         .with("as_of_seq", json!(at))
         .with("min_seq", json!(wanted))
         .header(header::RETRY_AFTER, "1"),
+        // Well-formed, but not a cursor of this actor's walk: like a `min_seq` beyond the
+        // head, a request that parses and cannot be answered (400 is for malformed input).
+        ProjectionError::NotThisWalk(_) => Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cursor-mismatch",
+            "Not a cursor of this walk",
+            e.to_string(),
+        )
+        .with_errors(vec![crate::event::FieldError {
+            pointer: "?cursor".into(),
+            message: "does not continue a walk of this actor".into(),
+        }]),
+        ProjectionError::RecordUnavailable(_) => {
+            // Never a view with a field missing: the client retries, the operator reads why.
+            tracing::error!(error = %e, "a view could not read the records it shows");
+            Problem::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "record-unavailable",
+                "A record this view shows could not be read",
+                "a record this view needs could not be read from the log; see the server log",
+            )
+            .header(header::RETRY_AFTER, "1")
+        }
         other => {
             tracing::error!(error = %other, "projection failure");
             Problem::new(
@@ -193,6 +217,27 @@ async fn wait_min_seq(st: &Shared, q: &Query) -> Result<(), Problem> {
     Ok(())
 }
 
+/// Waits (briefly) for the projections to reach a cursor's cut: one handed out before a
+/// restart may be ahead of a fold still catching up. A cut beyond the log's head was never
+/// handed out by this log: 422, as for `min_seq`.
+async fn wait_cursor_cut(st: &Shared, cut: u64) -> Result<(), Problem> {
+    let head = st.log.head().seq;
+    if cut > head {
+        return Err(Problem::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "cursor-mismatch",
+            "Not a cursor of this walk",
+            format!("the cursor's cut is seq {cut}, but the log holds {head} records"),
+        )
+        .with("head", json!(head))
+        .with_errors(vec![crate::event::FieldError {
+            pointer: "?cursor".into(),
+            message: format!("its cut must be at most the log's head, {head}"),
+        }]));
+    }
+    st.projections.wait_for(cut).await.map_err(problem)
+}
+
 /// Parses the query, waits for `min_seq`, and answers a view.
 async fn view(
     st: &Shared,
@@ -200,6 +245,7 @@ async fn view(
     name: &str,
     entity: Option<&str>,
 ) -> Result<Response, Problem> {
+    let raw_entity = entity;
     let name = decode(name)?;
     let entity = entity.map(decode).transpose()?;
     let (name, entity) = (name.as_str(), entity.as_deref());
@@ -231,12 +277,25 @@ async fn view(
             }
         },
     };
+    // Only the actor view pages; elsewhere `cursor` means nothing, as any unknown parameter.
+    let pages = name == projection::actors::NAME && entity.is_some();
+    let cursor = match q.get("cursor") {
+        Some(c) if pages => Some(
+            projection::actors::Cursor::decode(c)
+                .map_err(|e| Problem::bad_query("cursor", e.to_string()))?,
+        ),
+        _ => None,
+    };
     wait_min_seq(st, q).await?;
+    if let Some(c) = cursor {
+        wait_cursor_cut(st, c.seq).await?;
+    }
     let query = projection::Query {
         known_at,
         valid_at: valid_at.clone(),
         process: q.get("process").cloned(),
         limit,
+        cursor,
     };
     // A view walks a share of the whole knowledge (milliseconds at a million events): it runs
     // on the blocking pool, not on an async worker that other requests are waiting for.
@@ -257,5 +316,30 @@ async fn view(
     if let (Some(o), Value::Object(b)) = (out.as_object_mut(), body) {
         o.extend(b);
     }
+    if let (true, Some(entity), Some(o)) = (pages, raw_entity, out.as_object_mut()) {
+        // Only when there is a next page: the view's own fields (`next_cursor` is null on the
+        // last page) stay what the projection computes, link or not.
+        let next = o
+            .get("next_cursor")
+            .and_then(Value::as_str)
+            .map(|c| next_link(entity, c, limit, valid_at.as_deref()));
+        if let Some(next) = next {
+            o.insert("next".into(), Value::String(next));
+        }
+    }
     Ok(json_response(StatusCode::OK, out.to_string()))
+}
+
+/// The link to an actor view's next page: the same actor, `limit` and `valid_at`, and the
+/// cursor (which carries the cut, so `known_at` is not repeated).
+fn next_link(entity: &str, cursor: &str, limit: usize, valid_at: Option<&str>) -> String {
+    let mut link = format!(
+        "/projections/{}/{entity}?cursor={cursor}&limit={limit}",
+        projection::actors::NAME
+    );
+    if let Some(v) = valid_at {
+        let v = percent_encoding::utf8_percent_encode(v, percent_encoding::NON_ALPHANUMERIC);
+        link.push_str(&format!("&valid_at={v}"));
+    }
+    link
 }

@@ -21,12 +21,16 @@ pub(crate) fn facts_of<'k>(
     process: Option<&'k str>,
 ) -> impl Iterator<Item = Ix> + 'k {
     // Facts are indexed in seq order: those recorded after the cut are cut off by a binary
-    // search rather than filtered one by one.
-    let all = k.of_kind(kind);
+    // search rather than filtered one by one. One process's facts are walked in the process's
+    // own index, so what they cost does not grow with the other processes.
+    let all = match process {
+        Some(p) => k.of_process(p),
+        None => k.of_kind(kind),
+    };
     let known = all.partition_point(|&ix| k.fact(ix).seq <= cut.seq);
     all[..known].iter().copied().filter(move |&ix| {
-        k.visible(ix, cut.seq)
-            && process.is_none_or(|p| k.fact(ix).process() == Some(p))
+        (process.is_none() || k.fact(ix).event_kind() == Some(kind))
+            && k.visible(ix, cut.seq)
             && asof::occurred_by(cut, &k.occurred(ix))
     })
 }

@@ -11,10 +11,12 @@
 //! while indexing: every reference was found when the fact was parsed.
 
 use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
+use super::asof;
 use super::fact::{Fact, Role, is_actor};
 use super::records::Records;
 use crate::event::EventKind;
@@ -44,6 +46,8 @@ pub struct Knowledge {
     by_actor: FxHashMap<Box<str>, Vec<Ix>>,
     /// Facts citing a source, and the events about the source itself.
     by_source: FxHashMap<Box<str>, Vec<Ix>>,
+    /// Per actor, their facts by when they occurred (built on a view's first ask).
+    by_time: ByTime,
     /// Records that could not be parsed (corruption), skipped by every view.
     pub skipped: u64,
     /// Where the views read the records behind the facts.
@@ -100,6 +104,109 @@ impl IdIndex {
         match self.sorted.binary_search(&id) {
             Ok(at) => self.sorted_ix.get(at).copied(),
             Err(_) => self.other.get(&id).copied(),
+        }
+    }
+}
+
+/// One actor's facts as the actor view walks and counts them: each fact once, in the view's
+/// order (by when it occurred, [`asof::sort_key`], then seq) and in seq order, and the few
+/// whose listing needs a closer look (ever corrected or retracted, or a registration). Every
+/// other fact is listed exactly when it is known at the cut, so counting them is a binary
+/// search: a page costs what it shows, not what the actor holds.
+#[derive(Debug, Clone, Default)]
+pub struct ActorOrder {
+    /// Each fact once, in the view's order.
+    pub by_time: Vec<Ix>,
+    /// Each fact once, ascending (seq order).
+    by_ix: Vec<Ix>,
+    /// The facts (ascending) a count must check one by one.
+    special: Vec<Ix>,
+}
+
+impl ActorOrder {
+    /// How many of the actor's facts are listed at `cut` (a seq), where `listed` tells for
+    /// the facts that need a look. Without `valid_at` only: a date cut must look at each.
+    pub fn count(&self, k: &Knowledge, cut: u64, listed: impl Fn(Ix) -> bool) -> usize {
+        let cut_ix = k.facts.partition_point(|f| f.seq <= cut) as Ix;
+        let known = self.by_ix.partition_point(|&i| i < cut_ix);
+        let special_known = self.special.partition_point(|&i| i < cut_ix);
+        let special_listed = self.special[..special_known]
+            .iter()
+            .filter(|&&ix| listed(ix))
+            .count();
+        known - special_known + special_listed
+    }
+}
+
+/// Inserts `ix` into an ascending list if it is not there yet.
+fn insert_sorted(list: &mut Vec<Ix>, ix: Ix) {
+    if let Err(at) = list.binary_search(&ix) {
+        list.insert(at, ix);
+    }
+}
+
+/// Per actor, their [`ActorOrder`]. Built the first time a view asks for an actor (one parse
+/// of each of their facts' `occurred`), then kept as facts are folded (a fact that occurred
+/// last, the usual case, is pushed at the end), so a page of the view costs what it shows.
+/// Built only on demand: a fold or a save load pays nothing for it, and only actors someone
+/// looks at hold one (about 8 bytes a fact).
+#[derive(Debug, Default)]
+struct ByTime(RwLock<FxHashMap<Box<str>, Arc<ActorOrder>>>);
+
+impl Clone for ByTime {
+    fn clone(&self) -> ByTime {
+        ByTime(RwLock::new(
+            self.0.read().unwrap_or_else(|e| e.into_inner()).clone(),
+        ))
+    }
+}
+
+/// Where a fact sits in the actor view's order.
+fn time_key(facts: &[Fact], ix: Ix) -> (String, u64) {
+    let f = &facts[ix as usize];
+    let occurred = serde_json::from_str(f.occurred_json()).unwrap_or(Value::Null);
+    (asof::sort_key(&occurred), f.seq)
+}
+
+impl ByTime {
+    fn built(&mut self) -> &mut FxHashMap<Box<str>, Arc<ActorOrder>> {
+        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Places a newly folded fact (or a fact a correction newly names the actor in) in an
+    /// actor's order, if that order is built and the fact is not in it yet. `special`: its
+    /// listing needs a look (see [`ActorOrder`]).
+    fn place(&mut self, facts: &[Fact], actor: &str, ix: Ix, special: bool) {
+        let Some(order) = self.built().get_mut(actor) else {
+            return;
+        };
+        // No view holds a clone while facts are folded (the fold holds the write lock), so
+        // this never copies.
+        let order = Arc::make_mut(order);
+        if special {
+            insert_sorted(&mut order.special, ix);
+        }
+        if order.by_ix.binary_search(&ix).is_ok() {
+            return;
+        }
+        insert_sorted(&mut order.by_ix, ix);
+        let key = time_key(facts, ix);
+        let list = &mut order.by_time;
+        if list.last().is_none_or(|&last| time_key(facts, last) < key) {
+            list.push(ix);
+            return;
+        }
+        let at = list.partition_point(|&i| time_key(facts, i) < key);
+        list.insert(at, ix);
+    }
+
+    /// A fact was just corrected or retracted: from now on its listing needs a look in every
+    /// built order that holds it.
+    fn mark_special(&mut self, ix: Ix) {
+        for order in self.built().values_mut() {
+            if order.by_ix.binary_search(&ix).is_ok() {
+                insert_sorted(&mut Arc::make_mut(order).special, ix);
+            }
         }
     }
 }
@@ -225,6 +332,16 @@ impl Knowledge {
                 _ => {}
             }
         }
+        let mut by_time_places: Vec<(Box<str>, Ix, bool)> = Vec::new();
+        let by_time_built = !self.by_time.built().is_empty();
+        if by_time_built {
+            let registration = fact.event_kind() == Some(EventKind::ActorRegistered);
+            for (role, s) in fact.refs() {
+                if role == Role::Actor && is_actor(s) {
+                    by_time_places.push((s.into(), ix, registration));
+                }
+            }
+        }
         let link = match fact.event_kind() {
             Some(EventKind::EventCorrected) => Some(true),
             Some(EventKind::EventRetracted) => Some(false),
@@ -232,6 +349,9 @@ impl Knowledge {
         };
         let target = link.and_then(|_| uuid_key(fact.target()).and_then(|k| self.by_id.get(k)));
         if let (Some(is_correction), Some(target)) = (link, target) {
+            if by_time_built {
+                self.by_time.mark_special(target);
+            }
             if is_correction {
                 self.corrections.entry(target).or_default().push(ix);
                 let names_actors = self.facts[target as usize]
@@ -241,6 +361,9 @@ impl Knowledge {
                     for (role, s) in fact.refs() {
                         if role == Role::PatchActor {
                             push(&mut self.by_actor, s, target);
+                            if by_time_built {
+                                by_time_places.push((s.into(), target, true));
+                            }
                         }
                     }
                 }
@@ -249,6 +372,9 @@ impl Knowledge {
             }
         }
         self.facts.push(fact);
+        for (actor, at, special) in by_time_places {
+            self.by_time.place(&self.facts, &actor, at, special);
+        }
     }
 
     /// Every fact, in seq order.
@@ -287,6 +413,65 @@ impl Knowledge {
     /// The facts that name an actor (may hold duplicates after corrections; see `dedup`).
     pub fn of_actor(&self, actor: &str) -> &[Ix] {
         self.by_actor.get(actor).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The facts that name an actor, each once, in the actor view's order (by when they
+    /// occurred, [`asof::sort_key`], then seq) and counted cheaply ([`ActorOrder`]). Built
+    /// the first time it is asked for (one parse of each fact's `occurred`), then kept as
+    /// facts are folded.
+    pub fn of_actor_by_time(&self, actor: &str) -> Arc<ActorOrder> {
+        let built = self.by_time.0.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(order) = built.get(actor) {
+            return order.clone();
+        }
+        drop(built);
+        let by_ix = {
+            let mut v = self.of_actor(actor).to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v
+        };
+        if by_ix.is_empty() {
+            // An actor no fact names keeps no entry: a request cannot make the map grow.
+            return Arc::default();
+        }
+        let mut keyed: Vec<((String, u64), Ix)> = by_ix
+            .iter()
+            .map(|&ix| (time_key(&self.facts, ix), ix))
+            .collect();
+        keyed.sort_unstable();
+        let special = by_ix
+            .iter()
+            .copied()
+            .filter(|&ix| {
+                self.ever_corrected(ix)
+                    || self.retractions.contains_key(&ix)
+                    || self.fact(ix).event_kind() == Some(EventKind::ActorRegistered)
+            })
+            .collect();
+        let order = Arc::new(ActorOrder {
+            by_time: keyed.into_iter().map(|(_, ix)| ix).collect(),
+            by_ix,
+            special,
+        });
+        self.by_time
+            .0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(actor.into())
+            .or_insert(order)
+            .clone()
+    }
+
+    /// Where a fact sits in the actor view's order: its occurred sort key, then its seq.
+    pub fn time_key(&self, ix: Ix) -> (String, u64) {
+        time_key(&self.facts, ix)
+    }
+
+    /// The fact recorded at `seq`, if that record was folded as a fact.
+    pub fn ix_of_seq(&self, seq: u64) -> Option<Ix> {
+        let at = self.facts.partition_point(|f| f.seq < seq);
+        (self.facts.get(at)?.seq == seq).then_some(at as Ix)
     }
 
     /// Every actor named so far.
@@ -358,7 +543,7 @@ impl Knowledge {
         let f = self.fact(ix);
         self.records
             .get(f.seq)
-            .and_then(|r| f.data_in(&r).and_then(|d| serde_json::from_str(d).ok()))
+            .and_then(|r| from_record(f.data_in(&r)))
             .unwrap_or(Value::Null)
     }
 
@@ -388,7 +573,7 @@ impl Knowledge {
         let f = self.fact(ix);
         self.records
             .get(f.seq)
-            .and_then(|r| f.evidence_in(&r).and_then(|e| serde_json::from_str(e).ok()))
+            .and_then(|r| from_record(f.evidence_in(&r)))
             .unwrap_or(Value::Null)
     }
 
@@ -428,6 +613,17 @@ impl Knowledge {
         }
         out
     }
+}
+
+/// Parses a field read from a record; a field that is not there (the record read back is
+/// not the fact's) or does not parse counts as a failed read, so the view is refused rather
+/// than shown with a null.
+fn from_record(field: Option<&str>) -> Option<Value> {
+    let parsed = field.and_then(|text| serde_json::from_str(text).ok());
+    if parsed.is_none() {
+        super::records::read_failed();
+    }
+    parsed
 }
 
 /// Applies the `patch` of an `event.corrected` payload to `data`, or leaves it unchanged.
@@ -521,6 +717,60 @@ mod tests {
         assert_eq!(k.of_actor("actor:a"), &[0]);
         assert_eq!(k.data_at(0, 2)["participants"][1]["actor"], "actor:b");
         assert_eq!(k.data_at(0, 1)["participants"].as_array().unwrap().len(), 1);
+    }
+
+    /// A statement by `actor:a` (and `actor:b` when `both`) that occurred at `start`.
+    fn said(seq: u64, start: &str, both: bool) -> Vec<u8> {
+        let id = uuid::Uuid::now_v7();
+        let joint = if both {
+            r#","joint_with":["actor:b"]"#
+        } else {
+            ""
+        };
+        format!(
+            r#"{{"id":"{id}","seq":{seq},"stream":"s","version":{seq},"type":"statement.made","schema_version":1,"recorded_at":"2026-01-01T00:00:00.000000Z","recorded_by":"t","occurred":{{"start":"{start}","precision":"day"}},"data":{{"statement_id":"statement:{seq}","speaker":"actor:a","content":"c"{joint}}},"evidence":[],"prev_hash":"00"}}"#
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn an_actors_time_order_built_early_stays_the_order_a_late_build_gives() {
+        let starts = [
+            "2025-03-10",
+            "2025-03-02",
+            "2025-03",
+            "2025-03-10",
+            "2025-04-01",
+            "2025-01-31",
+            "2025-03-11",
+            "2025-03-02",
+            "2025-03-10",
+            "2026-01-01",
+        ];
+        let mut early = Knowledge::new();
+        let mut late = Knowledge::new();
+        for (i, start) in starts.iter().enumerate() {
+            let seq = i as u64 + 1;
+            let record = said(seq, start, i % 3 == 0);
+            early.apply(seq, &record).unwrap();
+            late.apply(seq, &record).unwrap();
+            if seq == 3 {
+                // Built now; every later fact is placed in it as it is folded.
+                assert_eq!(early.of_actor_by_time("actor:a").by_time.len(), 3);
+                assert_eq!(early.of_actor_by_time("actor:b").by_time.len(), 1);
+            }
+        }
+        for actor in ["actor:a", "actor:b"] {
+            let order = early.of_actor_by_time(actor).by_time.clone();
+            assert_eq!(order, late.of_actor_by_time(actor).by_time, "{actor}");
+            let keys: Vec<_> = order.iter().map(|&ix| late.time_key(ix)).collect();
+            assert!(keys.windows(2).all(|w| w[0] < w[1]), "{actor}: {keys:?}");
+        }
+        assert_eq!(
+            early.of_actor_by_time("actor:a").by_time.len(),
+            starts.len()
+        );
+        assert!(early.of_actor_by_time("actor:nobody").by_time.is_empty());
     }
 
     #[test]

@@ -95,6 +95,13 @@ pub enum ProjectionError {
     /// A rebuild is already running.
     #[error("a rebuild is already running")]
     RebuildRunning,
+    /// A record a view needed could not be read from the log (the view is not shown: a
+    /// field of it would be missing).
+    #[error("projections: {0} record(s) this view needs could not be read from the log")]
+    RecordUnavailable(u64),
+    /// An actor view's `cursor` does not continue a walk of that actor.
+    #[error("{0}")]
+    NotThisWalk(#[from] actors::NotThisWalk),
     /// The projections did not reach `min_seq` in time.
     #[error("the projections are at seq {at}, not yet at {wanted}; retry shortly")]
     Behind {
@@ -116,6 +123,8 @@ pub struct Query {
     pub process: Option<String>,
     /// Most events listed per actor.
     pub limit: usize,
+    /// Where the previous page of an actor view ended; its cut replaces `known_at`.
+    pub cursor: Option<actors::Cursor>,
 }
 
 /// Computes a view: the projection `name` (or one entity of it) for the query's cut. Returns
@@ -126,31 +135,59 @@ pub fn answer(
     entity: Option<&str>,
     q: &Query,
 ) -> Result<(u64, Value), ProjectionError> {
-    let seq = asof::resolve(k, q.known_at.as_ref());
+    let seq = match q.cursor {
+        // A cursor's pages are all computed at the cut of the first, so appends in between
+        // neither repeat nor skip an event. A cut this knowledge has not reached yet (it
+        // was handed out before a crash, and the fold is catching up) is a wait, not an error.
+        Some(c) if c.seq > k.seq => {
+            return Err(ProjectionError::Behind {
+                at: k.seq,
+                wanted: c.seq,
+            });
+        }
+        Some(c) => c.seq,
+        None => asof::resolve(k, q.known_at.as_ref()),
+    };
     let cut = Cut {
         seq,
         today: q.valid_at.clone().unwrap_or_else(asof::today),
         valid_at: q.valid_at.clone(),
     };
+    let (body, failed) = records::failed_reads_in(|| body(k, name, entity, q, &cut));
+    if failed > 0 {
+        return Err(ProjectionError::RecordUnavailable(failed));
+    }
+    Ok((seq, body?))
+}
+
+/// The body of a view for a resolved cut.
+fn body(
+    k: &Knowledge,
+    name: &str,
+    entity: Option<&str>,
+    q: &Query,
+    cut: &Cut,
+) -> Result<Value, ProjectionError> {
+    let seq = cut.seq;
     let missing = |what: String| ProjectionError::NotFound(what);
     let body = match (name, entity) {
-        (negotiation::NAME, None) => negotiation::view(k, &cut, q.process.as_deref()),
-        (negotiation::NAME, Some(p)) => negotiation::process(k, &cut, p)
+        (negotiation::NAME, None) => negotiation::view(k, cut, q.process.as_deref()),
+        (negotiation::NAME, Some(p)) => negotiation::process(k, cut, p)
             .ok_or_else(|| missing(format!("no process `{p}` is known at seq {seq}")))?,
-        (calendar::NAME, None) => calendar::view(k, &cut, q.process.as_deref()),
-        (actors::NAME, None) => actors::view(k, &cut),
-        (actors::NAME, Some(a)) => actors::actor(k, &cut, a, q.limit.max(1))
+        (calendar::NAME, None) => calendar::view(k, cut, q.process.as_deref()),
+        (actors::NAME, None) => actors::view(k, cut),
+        (actors::NAME, Some(a)) => actors::actor(k, cut, a, q.limit.max(1), q.cursor)?
             .ok_or_else(|| missing(format!("no actor `{a}` is known at seq {seq}")))?,
-        (sources::NAME, None) => sources::view(k, &cut),
-        (sources::NAME, Some(s)) => sources::source(k, &cut, s)
+        (sources::NAME, None) => sources::view(k, cut),
+        (sources::NAME, Some(s)) => sources::source(k, cut, s)
             .ok_or_else(|| missing(format!("no source `{s}` is known at seq {seq}")))?,
-        (history::NAME, None) => history::view(k, &cut),
+        (history::NAME, None) => history::view(k, cut),
         (n, _) if NAMES.contains(&n) => {
             return Err(missing(format!("projection `{n}` has no per-entity route")));
         }
         (n, _) => return Err(ProjectionError::UnknownProjection(n.to_string())),
     };
-    Ok((seq, body))
+    Ok(body)
 }
 
 /// Every read model's full default view at the knowledge's own seq (tests compare these).
@@ -188,4 +225,53 @@ fn views_known_at(k: &Knowledge, known_at: Option<KnownAt>) -> Value {
         }
     }
     Value::Object(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::{Durability, Log, LogConfig};
+    use crate::metrics::Metrics;
+    use fact::tests::{A, record};
+
+    /// A view whose record read fails must be refused, never shown with a null field. The
+    /// log here is real but holds no record at the fact's seq, so the read fails as it would
+    /// for a record lost to the store.
+    #[tokio::test]
+    async fn a_view_whose_record_cannot_be_read_is_refused_not_shown_with_nulls() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = LogConfig {
+            durability: Durability::Os,
+            max_group_events: 64,
+            queue_capacity: 8,
+            cache_capacity_bytes: 1 << 20,
+            compression: false,
+            compression_level: 3,
+        };
+        let log = Log::open(dir.path(), config, Metrics::new().unwrap(), |_, _, _| {
+            Vec::new()
+        })
+        .unwrap();
+        let bound = records::CacheBound {
+            entries: 16,
+            bytes: 1 << 16,
+        };
+        let mut k = Knowledge::over(records::Records::log(log.clone(), bound, None));
+        let statement = r#"{"statement_id":"statement:x","speaker":"actor:a","content":"c"}"#;
+        k.apply(1, &record(1, A, "statement.made", statement))
+            .unwrap();
+        let q = Query {
+            limit: 10,
+            ..Query::default()
+        };
+
+        let refused = answer(&k, actors::NAME, Some("actor:a"), &q);
+        assert!(
+            matches!(refused, Err(ProjectionError::RecordUnavailable(n)) if n >= 1),
+            "{refused:?}"
+        );
+        // A view that reads no record still answers.
+        assert!(answer(&k, actors::NAME, None, &q).is_ok());
+        log.close().await;
+    }
 }

@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
-use super::calendar::{self, facts_of};
+use super::calendar;
 use super::knowledge::{Ix, Knowledge};
 use crate::event::EventKind;
 
@@ -80,14 +80,25 @@ fn attributions(k: &Knowledge, ix: Ix) -> Value {
 
 /// The view of one process, or `None` if nothing is known of it at the cut.
 pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
-    let mut ixs: Vec<Ix> = KINDS
-        .iter()
-        .flat_map(|kind| facts_of(k, cut, *kind, Some(process)))
-        .collect();
-    if ixs.is_empty() && !k.of_process(process).iter().any(|&i| k.known(i, cut.seq)) {
+    // The process's own facts, not every fact of each type: a process's view must cost what
+    // the process holds, whatever the other processes hold. They are indexed in seq order, so
+    // those recorded after the cut are cut off by a binary search.
+    let own = k.of_process(process);
+    let own = &own[..own.partition_point(|&ix| k.fact(ix).seq <= cut.seq)];
+    if own.is_empty() {
         return None;
     }
-    ixs.sort_unstable();
+    let ixs: Vec<Ix> = own
+        .iter()
+        .copied()
+        .filter(|&ix| {
+            k.fact(ix)
+                .event_kind()
+                .is_some_and(|kind| KINDS.contains(&kind))
+                && k.visible(ix, cut.seq)
+                && asof::occurred_by(cut, &k.occurred(ix))
+        })
+        .collect();
     let labels = issue_labels(k, cut);
     let mut parties = BTreeSet::new();
     let mut mediators = BTreeSet::new();

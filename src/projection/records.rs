@@ -15,6 +15,28 @@ use rustc_hash::FxHashMap;
 
 use crate::log::Log;
 
+thread_local! {
+    /// Reads on this thread that found no record, for [`failed_reads_in`]: a view runs on one
+    /// thread from start to end, so this counts exactly the reads of the view being computed,
+    /// whatever other views on other threads meet.
+    static FAILED_HERE: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` (a view, computed on this thread) and counts the record reads in it that found no
+/// record or the wrong one. A view that met one must not be shown: a field it read would be
+/// missing, and a view answers right or not at all.
+pub fn failed_reads_in<R>(f: impl FnOnce() -> R) -> (R, u64) {
+    let before = FAILED_HERE.with(std::cell::Cell::get);
+    let r = f();
+    let after = FAILED_HERE.with(std::cell::Cell::get);
+    (r, after.wrapping_sub(before))
+}
+
+/// Counts a read of this thread that found no record or not the one expected.
+pub(super) fn read_failed() {
+    FAILED_HERE.with(|c| c.set(c.get().wrapping_add(1)));
+}
+
 /// The bound of the record cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheBound {
@@ -125,7 +147,8 @@ enum Backing {
 #[derive(Clone)]
 pub struct Records {
     backing: Arc<Backing>,
-    /// Reads that failed (the log could not be read); the view shows the field as null.
+    /// Reads that failed (the log could not be read); a view that met one is refused
+    /// ([`failed_reads_in`]).
     failures: Arc<AtomicU64>,
 }
 
@@ -180,7 +203,7 @@ impl Records {
     }
 
     /// The stored record JSON at `seq`, or `None` when it cannot be read (counted in
-    /// [`Records::failures`] and logged).
+    /// [`Records::failures`] and in this thread's [`failed_reads_in`], and logged).
     pub fn get(&self, seq: u64) -> Option<sled::IVec> {
         let found = match &*self.backing {
             Backing::Memory(map) => map
@@ -227,6 +250,7 @@ impl Records {
         };
         if found.is_none() {
             self.failures.fetch_add(1, Ordering::Relaxed);
+            read_failed();
         }
         found
     }

@@ -163,21 +163,7 @@ pub fn load(
             return Err(SaveError::Mismatch(m.seq));
         }
         k.reserve(m.seq as usize);
-        for item in tree.scan_prefix(gen_prefix(m.generation)) {
-            let (key, value) = item?;
-            let chunk: Chunk = postcard::from_bytes(&value)
-                .map_err(|e| SaveError::Corrupt(hex::encode(&key), e))?;
-            for stored in chunk.facts {
-                let seq = stored.seq();
-                if seq > m.seq {
-                    break;
-                }
-                let fact: Fact = stored.into_fact().ok_or_else(|| {
-                    SaveError::Damaged(hex::encode(&key), format!("fact {seq} does not fit"))
-                })?;
-                k.insert(fact);
-            }
-        }
+        load_chunks(tree, m.generation, m.seq, &mut k)?;
         let have = k.facts().len() as u64 + m.skipped;
         if have != m.seq {
             return Err(SaveError::Incomplete { have, want: m.seq });
@@ -197,6 +183,66 @@ pub fn load(
     }
     tree.apply_batch(stale)?;
     Ok((m, k))
+}
+
+/// Decodes one stored chunk into its facts up to `upto`.
+fn decode_chunk(key: &[u8], value: &[u8], upto: u64) -> Result<Vec<Fact>, SaveError> {
+    let chunk: Chunk =
+        postcard::from_bytes(value).map_err(|e| SaveError::Corrupt(hex::encode(key), e))?;
+    let mut facts = Vec::with_capacity(chunk.facts.len());
+    for stored in chunk.facts {
+        let seq = stored.seq();
+        if seq > upto {
+            break;
+        }
+        facts.push(stored.into_fact().ok_or_else(|| {
+            SaveError::Damaged(hex::encode(key), format!("fact {seq} does not fit"))
+        })?);
+    }
+    Ok(facts)
+}
+
+/// Reads a generation's chunks into `k`, in order, as three overlapping stages: one thread
+/// reads the chunks from sled (which decompresses them), one decodes them into facts, and
+/// the calling thread indexes them. A restart's cost is mostly this load, so its stages
+/// overlap rather than add up. The channels are short: a few chunks in flight at most.
+fn load_chunks(
+    tree: &sled::Tree,
+    generation: u32,
+    upto: u64,
+    k: &mut Knowledge,
+) -> Result<(), SaveError> {
+    std::thread::scope(|scope| {
+        let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
+        let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel(2);
+        scope.spawn(move || {
+            for item in tree.scan_prefix(gen_prefix(generation)) {
+                let failed = item.is_err();
+                if read_tx.send(item).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        scope.spawn(move || {
+            for item in read_rx {
+                let decoded = item
+                    .map_err(SaveError::from)
+                    .and_then(|(key, value)| decode_chunk(&key, &value, upto));
+                let failed = decoded.is_err();
+                if decoded_tx.send(decoded).is_err() || failed {
+                    break;
+                }
+            }
+        });
+        // An error returns at once: the receivers drop, and the stages stop at their next
+        // send.
+        for decoded in decoded_rx {
+            for fact in decoded? {
+                k.insert(fact);
+            }
+        }
+        Ok(())
+    })
 }
 
 fn encode(facts: &[Fact]) -> Result<Vec<u8>, SaveError> {

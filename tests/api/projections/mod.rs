@@ -2,6 +2,7 @@
 //! corrections and retractions, rebuilds under load, restarts from saves, and the
 //! incremental fold against a full rebuild (proptest, in-process).
 
+mod actor_pages;
 mod asof;
 mod cli_rebuild;
 mod compact;
