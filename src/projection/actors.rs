@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
 use super::knowledge::{Ix, Knowledge, dedup};
-use crate::event::EventKind;
+use crate::event::{EventKind, registry};
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "actors";
@@ -58,16 +58,32 @@ fn roles(data: &Value, actor: &str) -> Vec<&'static str> {
     out
 }
 
-/// The actor's registration, as known at the cut.
+/// Whether a fact is the actor's registry entry (its registration or an update of it) rather
+/// than something the actor did.
+fn is_entry(k: &Knowledge, ix: Ix) -> bool {
+    matches!(
+        k.fact(ix).event_kind(),
+        Some(EventKind::ActorRegistered | EventKind::ActorUpdated)
+    )
+}
+
+/// The actor's registry entry, as registered and updated as known at the cut.
 fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
-    k.of_actor(actor)
+    let mut changes: Vec<(u64, Ix)> = k
+        .of_actor(actor)
         .iter()
         .copied()
-        .filter(|&ix| {
-            k.fact(ix).event_kind() == Some(EventKind::ActorRegistered) && k.visible(ix, cut.seq)
-        })
-        .map(|ix| k.data_at(ix, cut.seq))
-        .find(|d| d.get("actor_id").and_then(Value::as_str) == Some(actor))
+        .filter(|&ix| is_entry(k, ix) && k.visible(ix, cut.seq))
+        .map(|ix| (k.fact(ix).seq, ix))
+        .collect();
+    changes.sort_unstable();
+    changes.dedup();
+    registry::fold(
+        changes
+            .into_iter()
+            .map(|(_, ix)| (k.fact(ix).kind(), k.data_at(ix, cut.seq)))
+            .filter(|(_, d)| d.get("actor_id").and_then(Value::as_str) == Some(actor)),
+    )
 }
 
 /// One actor's record, or `None` when nothing about them is known at the cut. `limit` caps
@@ -75,7 +91,7 @@ fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
 pub fn actor(k: &Knowledge, cut: &Cut, actor: &str, limit: usize) -> Option<Value> {
     let mut events: Vec<(String, u64, Ix, Option<Value>)> = Vec::new();
     for ix in dedup(k.of_actor(actor)) {
-        if !k.visible(ix, cut.seq) || k.fact(ix).event_kind() == Some(EventKind::ActorRegistered) {
+        if !k.visible(ix, cut.seq) || is_entry(k, ix) {
             continue;
         }
         let occurred = k.occurred(ix);
@@ -140,10 +156,7 @@ pub fn view(k: &Knowledge, cut: &Cut) -> Value {
             let reg = registration(k, cut, a);
             let count = dedup(k.of_actor(a))
                 .into_iter()
-                .filter(|&ix| {
-                    k.visible(ix, cut.seq)
-                        && k.fact(ix).event_kind() != Some(EventKind::ActorRegistered)
-                })
+                .filter(|&ix| k.visible(ix, cut.seq) && !is_entry(k, ix))
                 .count();
             (reg.is_some() || count > 0).then(|| {
                 json!({

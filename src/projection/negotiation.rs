@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::asof::{self, Cut};
 use super::calendar::{self, facts_of};
 use super::knowledge::{Ix, Knowledge};
-use crate::event::EventKind;
+use crate::event::{EventKind, registry};
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "negotiation";
@@ -45,14 +45,31 @@ fn is_plan(kind: Option<EventKind>) -> bool {
     matches!(kind, Some(EventKind::PlanProposed | EventKind::PlanRevised))
 }
 
-/// Issue labels from `issue.defined`, as known at the cut.
+/// Issue labels from `issue.defined`, as `issue.updated` changed them, as known at the cut.
 fn issue_labels(k: &Knowledge, cut: &Cut) -> BTreeMap<String, Value> {
-    k.of_kind(EventKind::IssueDefined)
+    let mut changes: Vec<Ix> = k
+        .of_kind(EventKind::IssueDefined)
         .iter()
-        .filter(|&&ix| k.visible(ix, cut.seq))
-        .filter_map(|&ix| {
-            let d = k.data_at(ix, cut.seq);
-            Some((d.get("issue_id")?.as_str()?.to_string(), d["label"].clone()))
+        .chain(k.of_kind(EventKind::IssueUpdated))
+        .copied()
+        .filter(|&ix| k.visible(ix, cut.seq))
+        .collect();
+    changes.sort_unstable_by_key(|&ix| k.fact(ix).seq);
+    let mut by_issue: BTreeMap<String, Vec<(&str, Value)>> = BTreeMap::new();
+    for ix in changes {
+        let d = k.data_at(ix, cut.seq);
+        if let Some(id) = d.get("issue_id").and_then(Value::as_str) {
+            by_issue
+                .entry(id.to_string())
+                .or_default()
+                .push((k.fact(ix).kind(), d));
+        }
+    }
+    by_issue
+        .into_iter()
+        .filter_map(|(id, changes)| {
+            let entry = registry::fold(changes)?;
+            Some((id, entry["label"].clone()))
         })
         .collect()
 }

@@ -25,6 +25,7 @@ mod openapi;
 mod projections;
 mod provisions;
 mod recorded_at;
+mod registries;
 mod schemathesis;
 mod store_cache;
 mod store_disk;
