@@ -27,6 +27,7 @@ mod provisions;
 mod recorded_at;
 mod registries;
 mod schemathesis;
+mod status_by_world_time;
 mod store_cache;
 mod store_disk;
 mod upcast;
