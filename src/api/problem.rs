@@ -251,6 +251,30 @@ pub fn from_append(e: AppendError, base: impl Fn(usize) -> String) -> Problem {
             format!("{pointer}: {detail}"),
         )
         .with_errors(field(pointer)),
+        AppendError::Contradicts {
+            ref fields,
+            ref update_with,
+            seq,
+            ..
+        } => Problem::new(
+            StatusCode::CONFLICT,
+            "registry-conflict",
+            "The registration contradicts the registered entry",
+            detail.clone(),
+        )
+        .with_errors(
+            fields
+                .iter()
+                .map(|pointer| FieldError {
+                    pointer: pointer.clone(),
+                    message: format!(
+                        "differs from the registered entry; append `{update_with}` to change it"
+                    ),
+                })
+                .collect(),
+        )
+        .with("update_event", json!(update_with))
+        .with("seq", json!(seq)),
         AppendError::RestoreMismatch { .. } => Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "restore-mismatch",

@@ -14,6 +14,8 @@
 pub enum EventKind {
     /// `actor.registered`: a person, state or organisation enters the entity registry.
     ActorRegistered,
+    /// `actor.updated`: a registered actor's entry changes (names, aliases, roles, members).
+    ActorUpdated,
     /// `agreement.reached`
     AgreementReached,
     /// `event.corrected`: a JSON Patch of an earlier event's data.
@@ -24,6 +26,8 @@ pub enum EventKind {
     IssueDefined,
     /// `issue.status_changed`
     IssueStatusChanged,
+    /// `issue.updated`: a defined issue's entry changes (label, aliases, parent).
+    IssueUpdated,
     /// `meeting.held`
     MeetingHeld,
     /// `organisation.founded`
@@ -40,6 +44,8 @@ pub enum EventKind {
     SourceCorrected,
     /// `source.registered`: a source enters the source registry.
     SourceRegistered,
+    /// `source.updated`: a registered source's entry changes (publisher, title, authors...).
+    SourceUpdated,
     /// `source.withdrawn`: a source withdrew its own report.
     SourceWithdrawn,
     /// `statement.made`
@@ -137,13 +143,15 @@ pub type IdRef = (&'static str, IdKind);
 
 impl EventKind {
     /// Every event type, in the order of their names.
-    pub const ALL: [EventKind; 18] = [
+    pub const ALL: [EventKind; 21] = [
         EventKind::ActorRegistered,
+        EventKind::ActorUpdated,
         EventKind::AgreementReached,
         EventKind::EventCorrected,
         EventKind::EventRetracted,
         EventKind::IssueDefined,
         EventKind::IssueStatusChanged,
+        EventKind::IssueUpdated,
         EventKind::MeetingHeld,
         EventKind::OrganisationFounded,
         EventKind::PlanProposed,
@@ -152,6 +160,7 @@ impl EventKind {
         EventKind::SourceAssessed,
         EventKind::SourceCorrected,
         EventKind::SourceRegistered,
+        EventKind::SourceUpdated,
         EventKind::SourceWithdrawn,
         EventKind::StatementMade,
         EventKind::TalksScheduled,
@@ -162,11 +171,13 @@ impl EventKind {
     pub const fn name(self) -> &'static str {
         match self {
             EventKind::ActorRegistered => "actor.registered",
+            EventKind::ActorUpdated => "actor.updated",
             EventKind::AgreementReached => "agreement.reached",
             EventKind::EventCorrected => "event.corrected",
             EventKind::EventRetracted => "event.retracted",
             EventKind::IssueDefined => "issue.defined",
             EventKind::IssueStatusChanged => "issue.status_changed",
+            EventKind::IssueUpdated => "issue.updated",
             EventKind::MeetingHeld => "meeting.held",
             EventKind::OrganisationFounded => "organisation.founded",
             EventKind::PlanProposed => "plan.proposed",
@@ -175,6 +186,7 @@ impl EventKind {
             EventKind::SourceAssessed => "source.assessed",
             EventKind::SourceCorrected => "source.corrected",
             EventKind::SourceRegistered => "source.registered",
+            EventKind::SourceUpdated => "source.updated",
             EventKind::SourceWithdrawn => "source.withdrawn",
             EventKind::StatementMade => "statement.made",
             EventKind::TalksScheduled => "talks.scheduled",
@@ -198,6 +210,7 @@ impl EventKind {
         !matches!(
             self,
             EventKind::SourceRegistered
+                | EventKind::SourceUpdated
                 | EventKind::SourceAssessed
                 | EventKind::SourceCorrected
                 | EventKind::SourceWithdrawn
@@ -214,8 +227,11 @@ impl EventKind {
         !matches!(
             self,
             EventKind::ActorRegistered
+                | EventKind::ActorUpdated
                 | EventKind::IssueDefined
+                | EventKind::IssueUpdated
                 | EventKind::SourceRegistered
+                | EventKind::SourceUpdated
                 | EventKind::SourceAssessed
                 | EventKind::SourceCorrected
                 | EventKind::SourceWithdrawn
@@ -241,6 +257,31 @@ impl EventKind {
         Some(Introduces { field, kind })
     }
 
+    /// The registry entry this type changes (an update: `actor.updated`...), its field and
+    /// kind. The entry must be registered; the update's payload says what changes.
+    pub const fn updates(self) -> Option<Introduces> {
+        let (field, kind) = match self {
+            EventKind::ActorUpdated => ("actor_id", IdKind::Actor),
+            EventKind::IssueUpdated => ("issue_id", IdKind::Issue),
+            EventKind::SourceUpdated => ("source_id", IdKind::Source),
+            _ => return None,
+        };
+        Some(Introduces { field, kind })
+    }
+
+    /// The event type that changes an entry this type registers (`actor.registered` →
+    /// `actor.updated`), or `None` when the type registers nothing.
+    pub const fn update_type(self) -> Option<EventKind> {
+        match self {
+            EventKind::ActorRegistered | EventKind::ActorUpdated => Some(EventKind::ActorUpdated),
+            EventKind::IssueDefined | EventKind::IssueUpdated => Some(EventKind::IssueUpdated),
+            EventKind::SourceRegistered | EventKind::SourceUpdated => {
+                Some(EventKind::SourceUpdated)
+            }
+            _ => None,
+        }
+    }
+
     /// Every payload path of this type that refers to an id, with the kind it must have. A
     /// unit test holds this list equal to the id fields of the type's schema.
     pub const fn id_refs(self) -> &'static [IdRef] {
@@ -253,6 +294,15 @@ impl EventKind {
             ("about/issues/*", Issue),
         ];
         match self {
+            EventKind::ActorUpdated => &[
+                ("actor_id", Actor),
+                ("represents", Actor),
+                ("leader", Actor),
+                ("members/*", Actor),
+                ("roles/*/of", Actor),
+            ],
+            EventKind::IssueUpdated => &[("issue_id", Issue), ("parent", Issue)],
+            EventKind::SourceUpdated => &[("source_id", Source), ("syndicated_from", Source)],
             EventKind::ActorRegistered => &[
                 ("represents", Actor),
                 ("leader", Actor),
@@ -347,6 +397,7 @@ impl EventKind {
         matches!(
             self,
             EventKind::SourceRegistered
+                | EventKind::SourceUpdated
                 | EventKind::SourceAssessed
                 | EventKind::SourceCorrected
                 | EventKind::SourceWithdrawn
@@ -365,6 +416,7 @@ impl EventKind {
         matches!(
             self,
             EventKind::ActorRegistered
+                | EventKind::ActorUpdated
                 | EventKind::StatementMade
                 | EventKind::PositionStated
                 | EventKind::MeetingHeld
@@ -532,12 +584,15 @@ mod tests {
             knowledge,
             [
                 "actor.registered",
+                "actor.updated",
                 "event.corrected",
                 "event.retracted",
                 "issue.defined",
+                "issue.updated",
                 "source.assessed",
                 "source.corrected",
                 "source.registered",
+                "source.updated",
                 "source.withdrawn"
             ]
         );

@@ -4,6 +4,7 @@
 
 pub mod check;
 pub mod kind;
+pub mod registry;
 pub mod rules;
 pub mod schema;
 pub mod upcast;

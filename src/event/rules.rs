@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::kind::{EventKind, IdKind};
 use super::schema::FieldError;
-use crate::log::{Declaration, References, Requirement};
+use crate::log::{Declaration, Entry, References, Requirement};
 
 /// Whether events of `event_type` must carry at least one evidence item (a type this build
 /// does not know does: its schema check has already refused it, and this keeps the refusal
@@ -66,19 +66,33 @@ fn strings_at<'a>(value: &'a Value, path: &str, pointer: String, out: &mut Vec<(
 }
 
 /// The ids an event of `event_type` with this payload introduces, at pointers below `base`.
+/// A registry entry's registration or update also carries what it states about the entry, so
+/// the writer judges a re-registration against the entry as updated so far (`registry::apply`).
 pub fn declarations(event_type: &str, data: &Value, base: &str) -> Vec<Declaration> {
-    let Some(intro) = EventKind::from_name(event_type).and_then(EventKind::introduces) else {
+    let Some(kind) = EventKind::from_name(event_type) else {
+        return Vec::new();
+    };
+    let Some(intro) = kind.introduces().or(kind.updates()) else {
         return Vec::new();
     };
     let Some(id) = data.get(intro.field).and_then(Value::as_str) else {
         return Vec::new();
     };
+    let entry = kind.update_type().map(|update| Entry {
+        event_type: event_type.to_string(),
+        stated: data.clone(),
+        at: format!("{base}/data"),
+        update_with: update.name().to_string(),
+        rule: super::registry::apply,
+    });
     vec![Declaration {
         id: id.to_string(),
         key: registry_key(intro.kind, id),
         kind: intro.kind.phrase().to_string(),
-        once: intro.kind.is_registry(),
+        // An update names a known entry; a registration is judged against it.
+        once: intro.kind.is_registry() && kind.updates().is_none(),
         pointer: format!("{base}/data/{}", intro.field),
+        entry,
     }]
 }
 
@@ -100,8 +114,16 @@ pub fn references(
     for (path, id_kind) in kind.map(EventKind::id_refs).unwrap_or_default() {
         let mut found = Vec::new();
         strings_at(data, path, data_base.clone(), &mut found);
+        // An update needs the entry it changes, whatever its kind's leniency.
+        let updated = kind
+            .and_then(EventKind::updates)
+            .is_some_and(|u| u.field == *path);
         for (id, pointer) in found {
-            refs.requires.push(require(*id_kind, id, pointer));
+            let mut req = require(*id_kind, id, pointer);
+            if let Requirement::Id { must_exist, .. } = &mut req {
+                *must_exist |= updated;
+            }
+            refs.requires.push(req);
         }
     }
     let mut event_ids = Vec::new();
@@ -192,6 +214,13 @@ mod tests {
                 kind: "a source".into(),
                 once: true,
                 pointer: "/data/source_id".into(),
+                entry: Some(Entry {
+                    event_type: "source.registered".into(),
+                    stated: json!({"source_id": "src:a"}),
+                    at: "/data".into(),
+                    update_with: "source.updated".into(),
+                    rule: crate::event::registry::apply,
+                }),
             }]
         );
     }

@@ -116,7 +116,60 @@ pub struct Declaration {
     pub once: bool,
     /// JSON pointer (absolute in the request body) of the introducing field.
     pub pointer: String,
+    /// For a registry entry (or an update of one): what the event states about it, so the
+    /// writer can judge a re-registration against the entry as updated so far.
+    pub entry: Option<Entry>,
 }
+
+/// How an event changes a registry entry, given the entry so far (`None`: not known yet), the
+/// event's type and its payload. Computed by `event/`; the log only calls it.
+pub type EntryRule = fn(Option<&Value>, &str, &Value) -> EntryChange;
+
+/// What an event does to a registry entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryChange {
+    /// The entry becomes this (a first registration, or an update).
+    Set(Value),
+    /// The event states nothing the entry does not already say: a no-op that answers with the
+    /// existing registration.
+    Same,
+    /// The event contradicts the entry at these pointers (relative to its `data`).
+    Differs(Vec<String>),
+}
+
+/// A registry entry's content as one event states it, and the rule that folds it.
+#[derive(Clone)]
+pub struct Entry {
+    /// The event type.
+    pub event_type: String,
+    /// The payload.
+    pub stated: Value,
+    /// JSON pointer (absolute in the request body) of the payload.
+    pub at: String,
+    /// The event type that changes such an entry, for a refusal.
+    pub update_with: String,
+    /// The rule.
+    pub rule: EntryRule,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("event_type", &self.event_type)
+            .field("stated", &self.stated)
+            .field("at", &self.at)
+            .finish_non_exhaustive()
+    }
+}
+
+// The rule is a function of the type, so two entries of one type and payload are equal.
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.event_type == other.event_type && self.stated == other.stated && self.at == other.at
+    }
+}
+
+impl Eq for Entry {}
 
 /// Ids an event introduces and references it needs; computed by `event::rules`.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -268,6 +321,23 @@ pub enum AppendError {
         /// The key.
         key: String,
         /// Where it was first declared (0: earlier in this request or group).
+        seq: u64,
+    },
+    /// A registration contradicts the registry entry it names, as updated so far.
+    #[error(
+        "`{id}` is already registered (seq {seq}) and this registration differs from it at {}; to change the entry, append `{update_with}`",
+        fields.join(", ")
+    )]
+    Contradicts {
+        /// Index of the event in the request.
+        index: usize,
+        /// The registered id.
+        id: String,
+        /// The differing fields, as absolute JSON pointers.
+        fields: Vec<String>,
+        /// The update event type to use instead.
+        update_with: String,
+        /// Where the entry was registered (0: earlier in this request or group).
         seq: u64,
     },
     /// A restored record does not continue the log (import of an export).

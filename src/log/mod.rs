@@ -21,8 +21,8 @@ use uuid::Uuid;
 
 use crate::metrics::Metrics;
 pub use append::{
-    Append, AppendError, Appended, Declaration, ExpectedVersion, NewEvent, Position, References,
-    Requirement, Restore, Ticket,
+    Append, AppendError, Appended, Declaration, Entry, EntryChange, EntryRule, ExpectedVersion,
+    NewEvent, Position, References, Requirement, Restore, Ticket,
 };
 pub use config::{Durability, LogConfig};
 pub use record::{GENESIS, Hash, Record, Recorded};

@@ -5,6 +5,7 @@
 //! must never answer success before the group is durable, and never write part of a request.
 
 mod durable;
+mod entries;
 mod ids;
 pub use ids::Declarations;
 mod stage;

@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
 use super::knowledge::{Ix, Knowledge, dedup};
-use crate::event::EventKind;
+use crate::event::{EventKind, registry};
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "actors";
@@ -60,16 +60,32 @@ fn roles(data: &Value, actor: &str) -> Vec<&'static str> {
     out
 }
 
-/// The actor's registration, as known at the cut.
+/// Whether a fact is the actor's registry entry (its registration or an update of it) rather
+/// than something the actor did.
+fn is_entry(k: &Knowledge, ix: Ix) -> bool {
+    matches!(
+        k.fact(ix).event_kind(),
+        Some(EventKind::ActorRegistered | EventKind::ActorUpdated)
+    )
+}
+
+/// The actor's registry entry, as registered and updated as known at the cut.
 fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
-    k.of_actor(actor)
+    let mut changes: Vec<(u64, Ix)> = k
+        .of_actor(actor)
         .iter()
         .copied()
-        .filter(|&ix| {
-            k.fact(ix).event_kind() == Some(EventKind::ActorRegistered) && k.visible(ix, cut.seq)
-        })
-        .map(|ix| k.data_at(ix, cut.seq))
-        .find(|d| d.get("actor_id").and_then(Value::as_str) == Some(actor))
+        .filter(|&ix| is_entry(k, ix) && k.visible(ix, cut.seq))
+        .map(|ix| (k.fact(ix).seq, ix))
+        .collect();
+    changes.sort_unstable();
+    changes.dedup();
+    registry::fold(
+        changes
+            .into_iter()
+            .map(|(_, ix)| (k.fact(ix).kind(), k.data_at(ix, cut.seq)))
+            .filter(|(_, d)| d.get("actor_id").and_then(Value::as_str) == Some(actor)),
+    )
 }
 
 /// Where a page of an actor's events ends: the cut the first page was computed at, and the
@@ -124,7 +140,7 @@ impl Cursor {
 /// Whether a fact of the actor's order is listed in their view at the cut, and the effective
 /// data when it had to be read to tell (a corrected fact).
 fn listed(k: &Knowledge, cut: &Cut, actor: &str, ix: Ix) -> Option<Option<Value>> {
-    if !k.visible(ix, cut.seq) || k.fact(ix).event_kind() == Some(EventKind::ActorRegistered) {
+    if !k.visible(ix, cut.seq) || is_entry(k, ix) {
         return None;
     }
     if cut.valid_at.is_some() && !asof::occurred_by(cut, &k.occurred(ix)) {
@@ -243,10 +259,7 @@ pub fn view(k: &Knowledge, cut: &Cut) -> Value {
             let reg = registration(k, cut, a);
             let count = dedup(k.of_actor(a))
                 .into_iter()
-                .filter(|&ix| {
-                    k.visible(ix, cut.seq)
-                        && k.fact(ix).event_kind() != Some(EventKind::ActorRegistered)
-                })
+                .filter(|&ix| k.visible(ix, cut.seq) && !is_entry(k, ix))
                 .count();
             (reg.is_some() || count > 0).then(|| {
                 json!({

@@ -335,7 +335,11 @@ impl Knowledge {
         let mut by_time_places: Vec<(Box<str>, Ix, bool)> = Vec::new();
         let by_time_built = !self.by_time.built().is_empty();
         if by_time_built {
-            let registration = fact.event_kind() == Some(EventKind::ActorRegistered);
+            // A registry entry (registration or update) is not an event of the actor's.
+            let registration = matches!(
+                fact.event_kind(),
+                Some(EventKind::ActorRegistered | EventKind::ActorUpdated)
+            );
             for (role, s) in fact.refs() {
                 if role == Role::Actor && is_actor(s) {
                     by_time_places.push((s.into(), ix, registration));
@@ -446,7 +450,10 @@ impl Knowledge {
             .filter(|&ix| {
                 self.ever_corrected(ix)
                     || self.retractions.contains_key(&ix)
-                    || self.fact(ix).event_kind() == Some(EventKind::ActorRegistered)
+                    || matches!(
+                        self.fact(ix).event_kind(),
+                        Some(EventKind::ActorRegistered | EventKind::ActorUpdated)
+                    )
             })
             .collect();
         let order = Arc::new(ActorOrder {

@@ -1,9 +1,10 @@
 //! The `negotiation` read model: per process, the parties and mediators, the latest plan and
-//! its version, the issues with their status per assessor, positions per actor × issue (with
+//! its version, the issues with their status per assessor (the latest in world time), positions per actor × issue (with
 //! what answers what), the last meeting, the next scheduled talks, and the contested claims.
 //! Derived at query time from the knowledge layer's entries, so a correction replaces what it
 //! corrects and an as-of cut is a filter. This module must never resolve a disagreement
-//! between claims of equal standing: it shows them as contested.
+//! between claims of equal standing: it shows them as contested (for statuses, claims that
+//! overlap in world time; a status that changed over time is no disagreement).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,7 +13,7 @@ use serde_json::{Value, json};
 use super::asof::{self, Cut};
 use super::calendar;
 use super::knowledge::{Ix, Knowledge};
-use crate::event::EventKind;
+use crate::event::{EventKind, registry};
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "negotiation";
@@ -45,16 +46,49 @@ fn is_plan(kind: Option<EventKind>) -> bool {
     matches!(kind, Some(EventKind::PlanProposed | EventKind::PlanRevised))
 }
 
-/// Issue labels from `issue.defined`, as known at the cut.
+/// Issue labels from `issue.defined`, as `issue.updated` changed them, as known at the cut.
 fn issue_labels(k: &Knowledge, cut: &Cut) -> BTreeMap<String, Value> {
-    k.of_kind(EventKind::IssueDefined)
+    let mut changes: Vec<Ix> = k
+        .of_kind(EventKind::IssueDefined)
         .iter()
-        .filter(|&&ix| k.visible(ix, cut.seq))
-        .filter_map(|&ix| {
-            let d = k.data_at(ix, cut.seq);
-            Some((d.get("issue_id")?.as_str()?.to_string(), d["label"].clone()))
+        .chain(k.of_kind(EventKind::IssueUpdated))
+        .copied()
+        .filter(|&ix| k.visible(ix, cut.seq))
+        .collect();
+    changes.sort_unstable_by_key(|&ix| k.fact(ix).seq);
+    let mut by_issue: BTreeMap<String, Vec<(&str, Value)>> = BTreeMap::new();
+    for ix in changes {
+        let d = k.data_at(ix, cut.seq);
+        if let Some(id) = d.get("issue_id").and_then(Value::as_str) {
+            by_issue
+                .entry(id.to_string())
+                .or_default()
+                .push((k.fact(ix).kind(), d));
+        }
+    }
+    by_issue
+        .into_iter()
+        .filter_map(|(id, changes)| {
+            let entry = registry::fold(changes)?;
+            Some((id, entry["label"].clone()))
         })
         .collect()
+}
+
+/// Whether two facts may have held at the same world time: their `occurred` spans (earliest:
+/// `start` or `not_before`; latest: `end`, else `not_after`, else `start`) overlap, compared
+/// at the coarser precision. A fact with an open side cannot be excluded on that side.
+fn overlap(a: &Value, b: &Value) -> bool {
+    let latest = |o: &Value| {
+        ["end", "not_after", "start"]
+            .iter()
+            .find_map(|f| o.get(*f).and_then(Value::as_str).map(str::to_string))
+    };
+    let before = |start: Option<&str>, end: Option<String>| match (start, end) {
+        (Some(s), Some(e)) => asof::not_after(s, &e),
+        _ => true,
+    };
+    before(asof::earliest(a), latest(b)) && before(asof::earliest(b), latest(a))
 }
 
 /// Attribution chains of a fact's evidence (who said it, through whom).
@@ -159,8 +193,21 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                 }
             }
             Some(EventKind::IssueStatusChanged) => {
+                // An assessor's latest status is the latest in world time; log order only
+                // breaks a tie (a late-recorded older assessment does not replace a newer one).
                 if let (Some(issue), Some(by)) = (s("issue_id"), s("assessed_by")) {
-                    issues.entry(issue).or_default().insert(by, (ix, d.clone()));
+                    let slot = issues.entry(issue).or_default().entry(by);
+                    let key = asof::sort_key(&k.occurred(ix));
+                    match slot {
+                        std::collections::btree_map::Entry::Vacant(v) => {
+                            v.insert((ix, d.clone()));
+                        }
+                        std::collections::btree_map::Entry::Occupied(mut o) => {
+                            if key >= asof::sort_key(&k.occurred(o.get().0)) {
+                                o.insert((ix, d.clone()));
+                            }
+                        }
+                    }
                 }
             }
             Some(EventKind::PositionStated) => {
@@ -239,20 +286,27 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                     })
                 })
                 .collect();
-            let distinct: BTreeSet<String> = by
-                .values()
-                .filter_map(|(_, d)| d["status"].as_str().map(str::to_string))
-                .collect();
-            let status = if distinct.len() == 1 {
-                distinct
-                    .iter()
-                    .next()
-                    .map(|s| json!(s))
-                    .unwrap_or(Value::Null)
-            } else {
+            // Contested: two assessors' latest claims disagree and overlap in world time. A
+            // later claim that differs from an earlier one is a change, not a disagreement.
+            let latest: Vec<&(Ix, Value)> = by.values().collect();
+            let disagree = latest.iter().enumerate().any(|(i, (a, da))| {
+                latest[i + 1..].iter().any(|(b, db)| {
+                    da["status"] != db["status"] && overlap(&k.occurred(*a), &k.occurred(*b))
+                })
+            });
+            let status = if disagree {
                 json!("contested")
+            } else {
+                latest
+                    .iter()
+                    .max_by(|(a, _), (b, _)| {
+                        (asof::sort_key(&k.occurred(*a)), *a)
+                            .cmp(&(asof::sort_key(&k.occurred(*b)), *b))
+                    })
+                    .and_then(|(_, d)| d.get("status").cloned())
+                    .unwrap_or(Value::Null)
             };
-            if distinct.len() > 1 {
+            if disagree {
                 contested.push(json!({
                     "kind": "issue_status",
                     "issue_id": issue,

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 
 use super::asof::Cut;
 use super::knowledge::{Ix, Knowledge, dedup};
-use crate::event::EventKind;
+use crate::event::{EventKind, registry};
+use crate::log::EntryChange;
 
 /// The name of this projection in routes and status.
 pub const NAME: &str = "sources";
@@ -78,7 +79,19 @@ fn source_facts(k: &Knowledge, cut: &Cut, id: &str) -> SourceFacts {
                         json!({"grade": r.get("grade"), "basis": r.get("basis")}),
                     ));
                 }
-                s.registration = Some(d);
+                if s.registration.is_none() {
+                    s.registration = Some(d);
+                }
+            }
+            // The entry as updated: an update replaces the fields it gives from its seq on.
+            Some(EventKind::SourceUpdated) => {
+                if let Some(EntryChange::Set(v)) = s
+                    .registration
+                    .as_ref()
+                    .map(|r| registry::apply(Some(r), f.kind(), &d))
+                {
+                    s.registration = Some(v);
+                }
             }
             Some(EventKind::SourceAssessed) => s.grades.push(stamp(json!({
                 "grade": d.get("grade"), "basis": d.get("basis"), "scope": d.get("scope"),

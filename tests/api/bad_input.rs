@@ -681,23 +681,36 @@ async fn a_source_registered_earlier_in_the_same_request_can_be_cited_by_a_later
     assert_eq!(app.head().await.0, head.0 + 2);
 }
 
+// Issue 11, item 3: a registry is shared. The same registration again is a no-op (see
+// `registries.rs`); one that says something else is a 409 naming the differing field.
 #[tokio::test]
-async fn registering_the_same_source_twice_is_rejected_with_422_pointing_at_source_id() {
+async fn registering_a_known_source_again_with_other_content_is_rejected_with_409_pointing_at_the_field()
+ {
     let (app, head) = seeded().await;
-    let message = invalid_at(
-        app.append("registry/sources", &source_event(SOURCE)).await,
-        "/data/source_id",
+    let mut other = source_event(SOURCE);
+    other["data"]["publisher"] = json!("Other Wire");
+    let body = problem(
+        app.append("registry/sources", &other).await,
+        409,
+        "registry-conflict",
     )
     .await;
-    assert!(message.contains(SOURCE), "{message}");
+    assert!(
+        message_at(&body, "/data/publisher").contains("source.updated"),
+        "{body}"
+    );
+    assert!(body["detail"].as_str().unwrap().contains(SOURCE), "{body}");
     // Twice in one request.
+    let mut twice = source_event("src:twice");
+    twice["data"]["publisher"] = json!("Other Wire");
     let resp = app
         .append(
             "registry/sources",
-            &json!({"events": [source_event("src:twice"), source_event("src:twice")]}),
+            &json!({"events": [source_event("src:twice"), twice]}),
         )
         .await;
-    invalid_at(resp, "/events/1/data/source_id").await;
+    let body = problem(resp, 409, "registry-conflict").await;
+    message_at(&body, "/events/1/data/publisher");
     assert_eq!(app.head().await, head);
 }
 

@@ -134,12 +134,15 @@ async fn export_piped_into_import_reproduces_the_same_records_and_head() {
         app.get_json(&format!("/events/{id}")).await["prev_hash"],
         hash.as_str()
     );
-    assert_eq!(
-        app.append("registry/sources", &source_event(SOURCE))
-            .await
-            .status(),
-        422
-    );
+    // The registry entry came back too: registering the source again is answered with its
+    // registration (issue 11, item 3), and registering it otherwise is a conflict.
+    let again = app.append("registry/sources", &source_event(SOURCE)).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["events"][0]["seq"], 1, "{again}");
+    let mut other = source_event(SOURCE);
+    other["data"]["publisher"] = json!("Other Wire");
+    assert_eq!(app.append("registry/sources", &other).await.status(), 409);
 }
 
 #[tokio::test]

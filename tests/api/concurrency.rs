@@ -307,7 +307,11 @@ async fn racing_registrations_of_one_source_let_exactly_one_through() {
         let (status, body) = t.await.unwrap();
         match status {
             201 => created += 1,
-            422 => assert_eq!(body["errors"][0]["pointer"], "/data/source_id", "{body}"),
+            // Issue 11, item 3: the same registration again is answered with the one that won.
+            200 => {
+                assert_eq!(body["events"][0]["duplicate"], true, "{body}");
+                assert_eq!(body["events"][0]["seq"], 1, "{body}");
+            }
             other => panic!("unexpected status {other}: {body}"),
         }
     }

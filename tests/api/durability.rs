@@ -166,9 +166,15 @@ async fn acknowledged_events_survive_a_restart_and_appends_continue_the_chain() 
     assert_eq!(env["prev_hash"], head_before.1.as_str());
     assert_eq!(env["version"], 8);
     assert_eq!(app.head().await, (next[0].seq, next[0].hash.clone()));
-    // The indexes survived too: a registered source stays registered, a known id stays known.
+    // The indexes survived too: a registered source stays registered (the same registration
+    // again is answered with it, another is a conflict), a known id stays known.
     let again = app.append("registry/sources", &source_event(SOURCE)).await;
-    assert_eq!(again.status(), 422);
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["events"][0]["seq"], 1, "{again}");
+    let mut other = source_event(SOURCE);
+    other["data"]["publisher"] = json!("Other Wire");
+    assert_eq!(app.append("registry/sources", &other).await.status(), 409);
     let mut m = meeting("meeting:moscow-2026-01-22");
     m["id"] = before[1]["id"].clone();
     let dup = app.append("process/ru-ua-peace", &m).await;
@@ -235,6 +241,9 @@ async fn refused_appends_leave_the_head_unchanged_across_a_restart() {
     let mut bad_precision = with_id(statement(2));
     bad_precision["occurred"]["precision"] = json!("sometime");
     let stale = with_id(statement(3));
+    // A registration that contradicts the registered source (issue 11, item 3).
+    let mut conflicting = source_event(SOURCE);
+    conflicting["data"]["publisher"] = json!("Other Wire");
     let mut changed = m.clone();
     changed["data"]["location"]["name"] = json!("Abu Dhabi");
     let half_bad = vec![
@@ -252,7 +261,7 @@ async fn refused_appends_leave_the_head_unchanged_across_a_restart() {
             409,
             vec![stale.clone()],
         ),
-        (source_event(SOURCE), 422, vec![]),
+        (conflicting, 409, vec![]),
         (changed, 409, vec![]),
         (json!({"events": half_bad.clone()}), 422, half_bad),
         (json!({"events": too_many.clone()}), 413, too_many),

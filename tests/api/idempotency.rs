@@ -121,11 +121,19 @@ async fn a_retried_source_registration_is_a_duplicate_not_an_already_registered_
     let again: Value = again.json().await.unwrap();
     assert_eq!(positions(&again)[0]["seq"], 1);
     assert_eq!(positions(&again)[0]["duplicate"], true);
-    // A second registration under a new id is still refused.
+    // A second registration under a new id is answered with the first (issue 11, item 3);
+    // one that says something else is refused.
     let resp = app
         .append("registry/sources", &source_event("src:retry"))
         .await;
-    assert_problem(resp, 422, "validation-failed", "/data/source_id").await;
+    assert_eq!(resp.status(), 200);
+    let resp: Value = resp.json().await.unwrap();
+    assert_eq!(positions(&resp)[0]["seq"], 1);
+    assert_eq!(positions(&resp)[0]["id"], id.to_string());
+    let mut other = source_event("src:retry");
+    other["data"]["publisher"] = json!("Other Wire");
+    let resp = app.append("registry/sources", &other).await;
+    assert_problem(resp, 409, "registry-conflict", "/data/publisher").await;
     assert_eq!(app.head().await.0, 1);
 }
 

@@ -26,7 +26,7 @@ const CONTRACT_ROUTES: &[(&str, &str, Option<&str>)] = &[
     ("get", "/export", Some("read")),
 ];
 
-/// The 18 event types of the contract.
+/// The 21 event types of the contract.
 const EVENT_TYPES: &[&str] = &[
     "actor.registered",
     "issue.defined",
@@ -46,6 +46,9 @@ const EVENT_TYPES: &[&str] = &[
     "event.retracted",
     "source.corrected",
     "source.withdrawn",
+    "actor.updated",
+    "issue.updated",
+    "source.updated",
 ];
 
 const HTTP_METHODS: &[&str] = &[

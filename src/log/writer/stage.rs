@@ -20,6 +20,7 @@ use super::super::{
     Restore,
 };
 use super::Writer;
+use super::entries::{self, Origin};
 
 /// A stream's head as the writer tracks it.
 #[derive(Debug, Clone, Copy)]
@@ -36,6 +37,8 @@ pub(super) struct Overlay {
     pub(super) ids: HashMap<Uuid, (Record, Position)>,
     /// Ids introduced in this group: id → kind.
     pub(super) names: HashMap<String, String>,
+    /// Registry entries changed in this group: key → (registration seq, entry).
+    pub(super) entries: HashMap<String, (u64, serde_json::Value)>,
     pub(super) writes: Vec<(Vec<u8>, Vec<u8>)>,
     pub(super) next_seq: u64,
     pub(super) head_hash: Hash,
@@ -279,6 +282,9 @@ impl Writer {
         // References: earlier events of this request count as existing.
         let mut local: HashMap<String, String> = HashMap::new();
         let mut local_ids: HashSet<Uuid> = HashSet::new();
+        // Registry entries this request changes, and its re-registrations that are no-ops.
+        let mut changed = HashMap::new();
+        let mut noop: Vec<Option<Origin>> = vec![None; append.events.len()];
         for (index, ev) in append.events.iter().enumerate() {
             for req in &ev.refs.requires {
                 if let Some((pointer, what)) = self.unmet(req, &local, &local_ids, overlay)? {
@@ -290,11 +296,32 @@ impl Writer {
                 }
             }
             for decl in &ev.refs.declares {
-                if self.introduce(index, decl, &local, overlay)? {
+                let fresh = match self.introduce(index, decl, &local, overlay) {
+                    Err(AppendError::AlreadyDeclared { .. }) if decl.entry.is_some() => false,
+                    r => r?,
+                };
+                if fresh {
                     local.insert(decl.id.clone(), decl.kind.clone());
                 }
+                noop[index] = self.judge_entry(index, decl, &mut changed, overlay)?;
             }
-            local_ids.insert(ev.id);
+            if noop[index].is_none() {
+                local_ids.insert(ev.id);
+            }
+        }
+        if noop.iter().all(Option::is_some) {
+            // Every event re-registers what is known: answered like an idempotent repeat.
+            let mut positions = Vec::with_capacity(noop.len());
+            for origin in noop.iter().flatten() {
+                if let Origin::Seq(seq) = origin {
+                    positions.push(self.position_at(*seq, overlay)?);
+                }
+            }
+            return Ok(Appended {
+                positions,
+                stream_version: current_version,
+                duplicate: true,
+            });
         }
         // The ids this request introduces, written once each, under the first event's seq.
         let mut fresh: HashSet<String> = local.keys().cloned().collect();
@@ -305,7 +332,7 @@ impl Writer {
         let mut version = current_version;
         let mut staged = Vec::with_capacity(append.events.len() * 3 + 1);
         let mut staged_ids = Vec::with_capacity(append.events.len());
-        let mut positions = Vec::with_capacity(append.events.len());
+        let mut positions: Vec<Position> = Vec::with_capacity(append.events.len());
         let mut frontier = overlay.frontier.clone();
         let Append {
             stream,
@@ -313,7 +340,18 @@ impl Writer {
             principal,
             ..
         } = append;
-        for ev in events {
+        for (index, ev) in events.into_iter().enumerate() {
+            match noop[index] {
+                Some(Origin::Seq(seq)) => {
+                    positions.push(self.position_at(seq, overlay)?);
+                    continue;
+                }
+                Some(Origin::Local(i)) => {
+                    positions.push(positions[i].clone());
+                    continue;
+                }
+                None => {}
+            }
             version += 1;
             // Fields move into the record: no copy of the payload on the hot path.
             let rec = Record {
@@ -367,6 +405,15 @@ impl Writer {
                 layout::stream_run_value(seq - count, count),
             ));
         }
+        let mut entries_now = Vec::with_capacity(changed.len());
+        for (key, (origin, state)) in changed {
+            let at = match origin {
+                Origin::Seq(s) => s,
+                Origin::Local(i) => positions[i].seq,
+            };
+            staged.push((entries::state_key(&key), entries::state_value(at, &state)));
+            entries_now.push((key, (at, state)));
+        }
 
         // Commit the staging into the overlay.
         overlay.writes.extend(staged);
@@ -374,6 +421,7 @@ impl Writer {
             overlay.ids.insert(rec.id, (rec, pos));
         }
         overlay.names.extend(local);
+        overlay.entries.extend(entries_now);
         overlay.streams.insert(stream, StreamHead { version });
         overlay.next_seq = seq;
         overlay.head_hash = hash;
@@ -396,6 +444,7 @@ impl Writer {
         let mut staged = Vec::new();
         let mut streams: HashMap<String, StreamHead> = HashMap::new();
         let mut names: HashMap<String, String> = HashMap::new();
+        let mut restored: HashMap<String, (u64, serde_json::Value)> = HashMap::new();
         let mut ids: Vec<(Record, Position)> = Vec::new();
         let mut frontier = overlay.frontier.clone();
         let mut latest = overlay.stamp.at;
@@ -472,6 +521,21 @@ impl Writer {
                 layout::stream_run_value(seq, 1),
             ));
             for decl in &r.refs.declares {
+                // A restored record was judged when it was appended: it only moves its entry.
+                let mut one = HashMap::new();
+                if let Some(e) = restored.get(&decl.key) {
+                    one.insert(decl.key.clone(), (Origin::Seq(e.0), e.1.clone()));
+                }
+                if self.judge_entry(0, decl, &mut one, overlay).is_ok()
+                    && let Some((key, (origin, state))) = one.into_iter().next()
+                {
+                    let at = match origin {
+                        Origin::Seq(s) => s,
+                        Origin::Local(_) => seq,
+                    };
+                    staged.push((entries::state_key(&key), entries::state_value(at, &state)));
+                    restored.insert(key, (at, state));
+                }
                 match self.introduce(0, decl, &names, overlay) {
                     Ok(true) => {
                         names.insert(decl.id.clone(), decl.kind.clone());
@@ -512,6 +576,7 @@ impl Writer {
         overlay.writes.extend(staged);
         overlay.streams.extend(streams);
         overlay.names.extend(names);
+        overlay.entries.extend(restored);
         for (rec, pos) in ids {
             overlay.ids.insert(rec.id, (rec, pos));
         }

@@ -1,0 +1,160 @@
+//! Registry entries as updated so far, so a re-registration is judged against them inside the
+//! writer, atomically with the append: the same content is a no-op that answers with the
+//! registration, a contradiction is refused. Each entry is kept under a registry key of its
+//! own (`state:` and the entry's key): the registration's seq, then the entry's JSON.
+//! This must never learn an event type: how an event changes an entry is the `EntryRule`
+//! that `event/` hands in with each `Declaration`.
+
+use std::collections::HashMap;
+
+use serde_json::Value;
+
+use super::super::layout;
+use super::super::record;
+use super::super::{AppendError, Declaration, EntryChange, Position};
+use super::Writer;
+use super::stage::Overlay;
+
+/// Where an entry was registered: a seq in the log or the group, or an earlier event of the
+/// same request (its index), whose seq is known only once it is built.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Origin {
+    Seq(u64),
+    Local(usize),
+}
+
+/// The key an entry's state is kept under, beside the registry key of its id.
+pub(super) fn state_key(key: &str) -> Vec<u8> {
+    layout::registry_key(&format!("state:{key}"))
+}
+
+/// The stored form of an entry: its registration's seq, then its JSON.
+pub(super) fn state_value(seq: u64, state: &Value) -> Vec<u8> {
+    let mut v = seq.to_be_bytes().to_vec();
+    // A `Value` always encodes.
+    v.extend_from_slice(&serde_json::to_vec(state).unwrap_or_default());
+    v
+}
+
+impl Writer {
+    /// The entry a declaration names, as the group and the log know it: `None` when it is
+    /// not registered. A folder from before entries were kept has the registration alone,
+    /// which is read and folded once here.
+    fn entry_state(
+        &self,
+        decl: &Declaration,
+        overlay: &Overlay,
+    ) -> Result<Option<(u64, Value)>, AppendError> {
+        let unavailable = |e: String| AppendError::Unavailable(e);
+        if let Some((seq, v)) = overlay.entries.get(&decl.key) {
+            return Ok(Some((*seq, v.clone())));
+        }
+        if let Some(v) = self
+            .tree
+            .get(state_key(&decl.key))
+            .map_err(|e| unavailable(e.to_string()))?
+        {
+            let seq = layout::read_u64(&v).ok_or_else(|| unavailable("corrupt entry".into()))?;
+            let state = serde_json::from_slice(&v[8..]).map_err(|e| unavailable(e.to_string()))?;
+            return Ok(Some((seq, state)));
+        }
+        let Some(v) = self
+            .tree
+            .get(layout::registry_key(&decl.key))
+            .map_err(|e| unavailable(e.to_string()))?
+        else {
+            return Ok(None);
+        };
+        let (seq, _) = layout::read_registry_value(&v)
+            .ok_or_else(|| unavailable("corrupt registry entry".into()))?;
+        let stored = self
+            .tree
+            .get(layout::event_key(seq))
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| unavailable("the registry points at a missing record".into()))?;
+        let rec = record::Recorded::from_stored(seq, &stored)
+            .ok_or_else(|| unavailable("corrupt record".into()))?
+            .record()
+            .map_err(|e| unavailable(e.to_string()))?;
+        let Some(entry) = &decl.entry else {
+            return Ok(None);
+        };
+        Ok(match (entry.rule)(None, &rec.event_type, &rec.data) {
+            EntryChange::Set(state) => Some((seq, state)),
+            _ => None,
+        })
+    }
+
+    /// Judges the `index`th event's declaration against its entry so far (`entries`: what
+    /// this request changed). `Ok(Some(origin))`: a no-op answered with the registration at
+    /// `origin`; `Ok(None)`: the entry changes (recorded in `entries`).
+    pub(super) fn judge_entry(
+        &self,
+        index: usize,
+        decl: &Declaration,
+        entries: &mut HashMap<String, (Origin, Value)>,
+        overlay: &Overlay,
+    ) -> Result<Option<Origin>, AppendError> {
+        let Some(entry) = &decl.entry else {
+            return Ok(None);
+        };
+        let prior = match entries.get(&decl.key) {
+            Some(p) => Some(p.clone()),
+            None => self
+                .entry_state(decl, overlay)?
+                .map(|(seq, v)| (Origin::Seq(seq), v)),
+        };
+        match (entry.rule)(
+            prior.as_ref().map(|p| &p.1),
+            &entry.event_type,
+            &entry.stated,
+        ) {
+            EntryChange::Same if prior.is_some() => Ok(prior.map(|p| p.0)),
+            EntryChange::Differs(fields) => Err(AppendError::Contradicts {
+                index,
+                id: decl.id.clone(),
+                fields: fields.iter().map(|f| format!("{}{f}", entry.at)).collect(),
+                update_with: entry.update_with.clone(),
+                seq: match prior.map(|p| p.0) {
+                    Some(Origin::Seq(s)) => s,
+                    _ => 0,
+                },
+            }),
+            EntryChange::Set(state) => {
+                let origin = prior.map(|p| p.0).unwrap_or(Origin::Local(index));
+                entries.insert(decl.key.clone(), (origin, state));
+                Ok(None)
+            }
+            EntryChange::Same => {
+                entries.insert(
+                    decl.key.clone(),
+                    (Origin::Local(index), entry.stated.clone()),
+                );
+                Ok(None)
+            }
+        }
+    }
+
+    /// The position of the record at `seq`, in the group or the log.
+    pub(super) fn position_at(&self, seq: u64, overlay: &Overlay) -> Result<Position, AppendError> {
+        if let Some((_, p)) = overlay.ids.values().find(|(_, p)| p.seq == seq) {
+            return Ok(p.clone());
+        }
+        let unavailable = |e: String| AppendError::Unavailable(e);
+        let stored = self
+            .tree
+            .get(layout::event_key(seq))
+            .map_err(|e| unavailable(e.to_string()))?
+            .ok_or_else(|| unavailable(format!("no record at seq {seq}")))?;
+        let rec = record::Recorded::from_stored(seq, &stored)
+            .ok_or_else(|| unavailable("corrupt record".into()))?;
+        let parsed = rec.record().map_err(|e| unavailable(e.to_string()))?;
+        Ok(Position {
+            id: parsed.id,
+            seq,
+            version: parsed.version,
+            hash: rec.hash,
+            recorded_at: parsed.recorded_at,
+        })
+    }
+}
