@@ -30,7 +30,7 @@ mod schemathesis;
 mod status_by_world_time;
 mod store_cache;
 mod store_disk;
+mod stream_runs;
 mod upcast;
 mod vocabulary;
-mod stream_runs;
 mod webhooks;
