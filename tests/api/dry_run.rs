@@ -98,6 +98,14 @@ async fn a_dry_run_answers_the_same_problem_as_the_real_append_and_leaves_the_lo
         // The schema.
         ("process/p", no_content),
     ];
+    // The same request passes a dry run while it is valid, and is not written by it.
+    let (status, passed) = post(&app, "process/p", "dry_run=true", &statement(2)).await;
+    assert_eq!(
+        (status, &passed["dry_run"]),
+        (200, &json!(true)),
+        "{passed}"
+    );
+    assert_eq!(app.head().await, head);
     for (stream, body) in cases {
         let (dry_status, dry) = post(&app, stream, "dry_run=true", &body).await;
         assert_eq!(app.head().await, head, "a refused dry run wrote: {dry}");
@@ -119,6 +127,7 @@ async fn a_dry_run_of_events_already_stored_is_a_duplicate_and_of_an_id_reused_a
 
     let (status, answer) = post(&app, "process/p", "dry_run=true", &event).await;
     assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["dry_run"], true, "{answer}");
     assert_eq!(answer["events"][0]["duplicate"], true);
     assert_eq!(answer["events"][0]["version"], 1);
     assert_eq!(answer["events"][0]["id"], event["id"]);
