@@ -1,6 +1,8 @@
 //! Routes under `/events`: the whole log by seq (with a type filter) and one event by id, plus
-//! the type filter the live feed shares. Handlers parse, read the log and shape JSON. They must
-//! never decide what is valid (that is `event/`) or how things are stored (that is `log/`).
+//! the type filter the live feed shares, and the answer of an append's dry run
+//! (`?dry_run=true`). Handlers parse, read the log and shape JSON. They must never decide what
+//! is valid (that is `event/`) or how things are stored (that is `log/`), and a dry run must
+//! never reach the writer.
 
 use uuid::Uuid;
 use warp::Filter;
@@ -9,10 +11,12 @@ use warp::http::StatusCode;
 use warp::reply::Response;
 
 use super::auth::with_scope;
-use super::problem::Problem;
+use super::problem::{Problem, from_append};
 use super::{Query, Shared, json_response, other_methods, query, reply, with_state};
+use crate::event::Submission;
+use crate::event::check::DryRun;
 use crate::keys::{Principal, Scope};
-use crate::log::Recorded;
+use crate::log::{AppendError, Recorded};
 
 /// `GET /events` and `GET /events/{id}` (the live feed, `/events/live`, is `live::routes`).
 pub fn routes(state: Shared) -> BoxedFilter<(Response,)> {
@@ -181,6 +185,69 @@ fn get_by_id(st: &Shared, id: &str) -> Response {
             None => Err(Problem::not_found(format!("no event with id {uuid}"))),
         }
     })())
+}
+
+/// The `dry_run` parameter of an append: `true` or `false` (the default).
+pub(super) fn dry_run_param(query: &Query) -> Result<bool, Problem> {
+    match query.get("dry_run").map(String::as_str) {
+        None | Some("false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(other) => Err(Problem::bad_query(
+            "dry_run",
+            format!("`dry_run` must be `true` or `false` (got `{other}`)"),
+        )),
+    }
+}
+
+/// The answer to `POST /streams/{stream}/events?dry_run=true`: the append checked as the
+/// writer would check it against the log as it is now (`event::check::DryRun`), nothing
+/// written and no seq taken. 200 with what would be appended, or the problem a real append
+/// would get (`single`: the body was one event, so pointers have no `/events/i` prefix).
+pub(super) fn dry_run(
+    st: &Shared,
+    stream: &str,
+    single: bool,
+    submission: &Submission,
+) -> Result<Response, Problem> {
+    let would = DryRun::new(&st.log)
+        .append(stream, submission.expected, &submission.events)
+        .map_err(|refusals| {
+            let first = refusals
+                .into_iter()
+                .next()
+                .map(|(_, e)| e)
+                .unwrap_or_else(|| AppendError::Unavailable("no answer".into()));
+            if let AppendError::Unavailable(why) = &first {
+                tracing::error!(error = %why, "storage error during a dry run");
+            }
+            from_append(first, |i| {
+                if single {
+                    String::new()
+                } else {
+                    format!("/events/{i}")
+                }
+            })
+        })?;
+    let events: Vec<_> = submission
+        .events
+        .iter()
+        .zip(&would.events)
+        .map(|(ev, (id, version))| {
+            serde_json::json!({
+                "id": id,
+                "type": ev.event_type,
+                "version": version,
+                "duplicate": would.duplicate,
+            })
+        })
+        .collect();
+    let body = serde_json::json!({
+        "dry_run": true,
+        "stream": stream,
+        "stream_version": would.stream_version,
+        "events": events,
+    });
+    Ok(json_response(StatusCode::OK, body.to_string()))
 }
 
 #[cfg(test)]

@@ -99,6 +99,7 @@ async fn append(
             let stream = stream_from_tail(&tail)
                 .ok_or_else(|| Problem::not_found("append to /streams/{stream}/events"))?;
             event::check_stream_name(&stream, st.limits())?;
+            let dry_run = super::events::dry_run_param(&query)?;
             let json_type = content_type.as_deref().is_some_and(|ct| {
                 let mime = ct
                     .split(';')
@@ -126,6 +127,9 @@ async fn append(
             let submission = st
                 .validator
                 .submission(&value, query.get("expected_version").map(String::as_str))?;
+            if dry_run {
+                return super::events::dry_run(&st, &stream, single, &submission);
+            }
             let append = Append {
                 stream: stream.clone(),
                 expected: submission.expected,

@@ -1,19 +1,34 @@
 //! `annals import`: NDJSON into a log, re-validated. A line is either an exported envelope
 //! (with `seq` and `hash`: restored verbatim, so export | import reproduces the same chain) or
-//! a submission (an event plus its `stream`: appended as new). Import stops at the first bad
-//! line; every line before it is durable. This module must never bypass the writer.
+//! a submission (an event plus its `stream`: appended as new, under its own id or one derived
+//! from the line, so importing the same file again appends nothing twice). The file is
+//! streamed in chunks: each chunk is parsed and validated on the rayon pool, then its appends
+//! are queued in line order, with a bounded number awaiting the writer. Import stops at the
+//! first bad line; every line before it is durable. This module must never bypass the writer,
+//! and never hold more of the file than a chunk and the appends in flight.
 
+use std::collections::VecDeque;
 use std::io::BufRead;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
-use serde_json::Value;
+use rayon::prelude::*;
 
-use crate::event::{InputError, Validator};
-use crate::log::{Append, AppendError, ExpectedVersion, Log, Restore};
+use crate::event::Validator;
+use crate::event::check::line::{Line, LineError, parse_line};
+use crate::log::{Append, AppendError, Log, Restore, Ticket};
 
 /// Records restored per group commit.
 const RESTORE_BATCH: usize = 512;
-/// Append requests in flight at once (they stay in order: the writer takes them in order).
-const IN_FLIGHT: usize = 64;
+/// Lines read, then parsed in parallel, at a time.
+const CHUNK_LINES: usize = 4096;
+/// A chunk also ends after this many bytes, so a file of huge lines stays bounded.
+const CHUNK_BYTES: usize = 8 << 20;
+/// Appends queued and not yet answered. They stay in line order (the writer takes them in
+/// order); enough of them that the writer's groups are large (one flush and fsync each) and
+/// that it has work while the next chunk is parsed, few enough to bound memory (an event in
+/// flight is a few kB of parsed JSON).
+pub const IN_FLIGHT: usize = 4096;
 
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
@@ -55,218 +70,198 @@ pub struct Summary {
     pub duplicates: u64,
 }
 
-fn describe(e: InputError) -> String {
-    match e {
-        InputError::Invalid(errors) => errors
-            .iter()
-            .map(ToString::to_string)
-            .collect::<Vec<_>>()
-            .join("; "),
-        other => other.to_string(),
-    }
+/// The import's state between chunks: what it did, and what awaits the writer.
+struct Importer<'a> {
+    log: &'a Log,
+    principal: &'a str,
+    summary: Summary,
+    restores: Vec<(u64, Restore)>,
+    pending: VecDeque<(u64, Ticket)>,
+    abort: Arc<AtomicBool>,
 }
 
-/// The submitted-event view of a stored record, for re-validation.
-fn as_submission(v: &Value) -> Value {
-    let mut out = serde_json::Map::new();
-    if let Some(obj) = v.as_object() {
-        for key in [
-            "id",
-            "type",
-            "schema_version",
-            "occurred",
-            "process",
-            "data",
-            "evidence",
-            "meta",
-        ] {
-            if let Some(x) = obj.get(key) {
-                out.insert(key.to_string(), x.clone());
-            }
-        }
-    }
-    Value::Object(out)
-}
-
-type Pending = (u64, crate::log::Ticket);
-
-/// Imports NDJSON from `input` into `log`; `principal` is recorded for appended lines.
-/// `total_bytes` sizes the progress bar when known.
-pub async fn import(
-    log: &Log,
-    validator: &Validator,
-    input: impl BufRead,
-    principal: &str,
-    total_bytes: Option<u64>,
-) -> Result<Summary, ImportError> {
-    let bar = super::progress(total_bytes, "importing");
-    let mut summary = Summary::default();
-    let mut restores: Vec<(u64, Restore)> = Vec::new();
-    let mut pending: std::collections::VecDeque<Pending> = Default::default();
-    let abort = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-
-    async fn settle(
-        pending: &mut std::collections::VecDeque<Pending>,
-        summary: &mut Summary,
-        keep: usize,
-    ) -> Result<(), ImportError> {
-        while pending.len() > keep {
-            let Some((line, ticket)) = pending.pop_front() else {
+impl Importer<'_> {
+    /// Awaits answers, oldest first, until at most `keep` appends are in flight.
+    async fn settle(&mut self, keep: usize) -> Result<(), ImportError> {
+        while self.pending.len() > keep {
+            let Some((line, ticket)) = self.pending.pop_front() else {
                 break;
             };
             match ticket.wait().await {
-                Ok(a) if a.duplicate => summary.duplicates += a.positions.len() as u64,
-                Ok(a) => summary.appended += a.positions.len() as u64,
-                Err(source) => {
-                    // The first refusal is the one to report; later lines were aborted by it.
-                    return Err(ImportError::Refused { line, source });
-                }
+                Ok(a) if a.duplicate => self.summary.duplicates += a.positions.len() as u64,
+                Ok(a) => self.summary.appended += a.positions.len() as u64,
+                // The first refusal is the one to report; later lines were aborted by it.
+                Err(source) => return Err(ImportError::Refused { line, source }),
             }
         }
         Ok(())
     }
 
-    async fn flush_restores(
-        log: &Log,
-        restores: &mut Vec<(u64, Restore)>,
-        summary: &mut Summary,
-    ) -> Result<(), ImportError> {
-        if restores.is_empty() {
+    async fn flush_restores(&mut self) -> Result<(), ImportError> {
+        if self.restores.is_empty() {
             return Ok(());
         }
-        let batch = std::mem::take(restores);
+        let batch = std::mem::take(&mut self.restores);
         let n = batch.len() as u64;
         let records: Vec<Restore> = batch.iter().map(|(_, r)| r.clone()).collect();
-        match log.restore(records).await {
+        match self.log.restore(records).await {
             Ok(_) => {
-                summary.restored += n;
+                self.summary.restored += n;
                 Ok(())
             }
             Err(_) => {
                 // The batch was refused whole. Replay it one record at a time so that every
                 // line before the bad one is restored and the bad one is named exactly.
                 for (line, record) in batch {
-                    log.restore(vec![record])
+                    self.log
+                        .restore(vec![record])
                         .await
                         .map_err(|source| ImportError::Refused { line, source })?;
-                    summary.restored += 1;
+                    self.summary.restored += 1;
                 }
                 Ok(())
             }
         }
     }
 
-    for (i, line) in input.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = line.map_err(|source| ImportError::Io {
-            line: line_no,
-            source,
-        })?;
-        bar.inc(line.len() as u64 + 1);
-        if line.trim().is_empty() {
-            continue;
+    /// Everything before the stop is durable, and the first problem in line order is the one
+    /// reported: a refusal of an earlier line in flight wins over this line's own problem.
+    async fn stop(&mut self, error: ImportError) -> ImportError {
+        if let Err(earlier) = self.settle(0).await {
+            return earlier;
         }
-        let value =
-            crate::event::parse_json(line.as_bytes()).map_err(|e| ImportError::Invalid {
-                line: line_no,
-                message: describe(e),
-            })?;
-        let is_record = value.get("seq").is_some() && value.get("hash").is_some();
-        if is_record {
-            // Appends before this restore must land first.
-            settle(&mut pending, &mut summary, 0).await?;
-            let new_event =
-                validator
-                    .event(&as_submission(&value), "")
-                    .map_err(|e| ImportError::Invalid {
-                        line: line_no,
-                        message: describe(e),
-                    })?;
-            let mut obj = value;
-            let hash_hex = obj
-                .as_object_mut()
-                .and_then(|o| o.remove("hash"))
-                .and_then(|h| h.as_str().map(str::to_string))
-                .unwrap_or_default();
-            let mut hash = [0u8; 32];
-            hex::decode_to_slice(&hash_hex, &mut hash).map_err(|_| ImportError::Invalid {
-                line: line_no,
-                message: "/hash: not 64 hex digits".into(),
-            })?;
-            let record = serde_json::from_value(obj).map_err(|e| ImportError::Invalid {
-                line: line_no,
-                message: format!("not an exported record: {e}"),
-            })?;
-            restores.push((
-                line_no,
-                Restore {
-                    record,
-                    hash,
-                    refs: new_event.refs,
-                },
-            ));
-            if restores.len() >= RESTORE_BATCH {
-                flush_restores(log, &mut restores, &mut summary).await?;
-            }
-            continue;
+        if let Err(earlier) = self.flush_restores().await {
+            return earlier;
         }
-        flush_restores(log, &mut restores, &mut summary).await?;
-        let Some(stream) = value
-            .get("stream")
-            .and_then(Value::as_str)
-            .map(str::to_string)
-        else {
-            return Err(ImportError::Invalid {
-                line: line_no,
-                message: "/stream: a submitted event needs the stream it goes to".into(),
-            });
-        };
-        crate::event::check_stream_name(&stream, validator.limits()).map_err(|e| {
-            ImportError::Invalid {
-                line: line_no,
-                message: describe(e),
-            }
-        })?;
-        let expected = match value.get("expected_version") {
-            Some(v) => crate::event::parse_expected(v, "/expected_version").map_err(|e| {
-                ImportError::Invalid {
-                    line: line_no,
-                    message: describe(e),
-                }
-            })?,
-            None => ExpectedVersion::Any,
-        };
-        let mut event_value = value;
-        if let Some(o) = event_value.as_object_mut() {
-            o.remove("stream");
-            o.remove("expected_version");
-        }
-        let event = validator
-            .event(&event_value, "")
-            .map_err(|e| ImportError::Invalid {
-                line: line_no,
-                message: describe(e),
-            })?;
-        let append = Append {
-            stream,
-            expected,
-            events: vec![event],
-            principal: principal.to_string(),
-            abort_on_refusal: Some(abort.clone()),
-        };
-        // Enqueued here, in line order; only the answers are awaited later.
-        let ticket = log
-            .enqueue(append)
-            .await
-            .map_err(|source| ImportError::Refused {
-                line: line_no,
-                source,
-            })?;
-        pending.push_back((line_no, ticket));
-        settle(&mut pending, &mut summary, IN_FLIGHT).await?;
+        error
     }
-    flush_restores(log, &mut restores, &mut summary).await?;
-    settle(&mut pending, &mut summary, 0).await?;
+
+    /// Takes one parsed line, in line order.
+    async fn take(
+        &mut self,
+        line_no: u64,
+        parsed: Result<Line, LineError>,
+    ) -> Result<(), ImportError> {
+        match parsed {
+            Ok(Line::Blank) => Ok(()),
+            Err(e) => Err(self
+                .stop(ImportError::Invalid {
+                    line: line_no,
+                    message: e.to_string(),
+                })
+                .await),
+            Ok(Line::Record(restore)) => {
+                // Appends before this restore must land first.
+                self.settle(0).await?;
+                self.restores.push((line_no, restore));
+                if self.restores.len() >= RESTORE_BATCH {
+                    self.flush_restores().await?;
+                }
+                Ok(())
+            }
+            Ok(Line::Submission {
+                stream,
+                expected,
+                event,
+            }) => {
+                self.flush_restores().await?;
+                let append = Append {
+                    stream,
+                    expected,
+                    events: vec![event],
+                    principal: self.principal.to_string(),
+                    abort_on_refusal: Some(self.abort.clone()),
+                };
+                // Queued here, in line order; only the answers are awaited later.
+                let ticket = match self.log.enqueue(append).await {
+                    Ok(t) => t,
+                    Err(source) => {
+                        let e = ImportError::Refused {
+                            line: line_no,
+                            source,
+                        };
+                        return Err(self.stop(e).await);
+                    }
+                };
+                self.pending.push_back((line_no, ticket));
+                self.settle(IN_FLIGHT).await
+            }
+        }
+    }
+}
+
+/// Reads up to a chunk of lines into `chunk` (emptied first); `Ok(false)` at the end of input.
+/// A read error is returned with the lines read before it left in `chunk`.
+fn read_chunk(input: &mut impl BufRead, chunk: &mut Vec<String>) -> Result<bool, std::io::Error> {
+    chunk.clear();
+    let mut bytes = 0;
+    while chunk.len() < CHUNK_LINES && bytes < CHUNK_BYTES {
+        let mut text = String::new();
+        let n = input.read_line(&mut text)?;
+        if n == 0 {
+            return Ok(!chunk.is_empty());
+        }
+        bytes += n;
+        if text.ends_with('\n') {
+            text.pop();
+            if text.ends_with('\r') {
+                text.pop();
+            }
+        }
+        chunk.push(text);
+    }
+    Ok(true)
+}
+
+/// Imports NDJSON from `input` into `log`; `principal` is recorded for appended lines.
+/// `total_bytes` sizes the progress bar when known.
+pub async fn import(
+    log: &Log,
+    validator: &Validator,
+    mut input: impl BufRead,
+    principal: &str,
+    total_bytes: Option<u64>,
+) -> Result<Summary, ImportError> {
+    let bar = super::progress(total_bytes, "importing");
+    let mut importer = Importer {
+        log,
+        principal,
+        summary: Summary::default(),
+        restores: Vec::new(),
+        pending: VecDeque::new(),
+        abort: Arc::new(AtomicBool::new(false)),
+    };
+    let mut chunk = Vec::with_capacity(CHUNK_LINES);
+    let mut first_line = 1u64;
+    loop {
+        let read = read_chunk(&mut input, &mut chunk);
+        // Parsing is the costly, pure part: the whole chunk at once on the rayon pool, while
+        // the writer thread works through what is already queued. This blocks the calling
+        // task for one chunk, as the reads of the input do.
+        let parsed: Vec<Result<Line, LineError>> = chunk
+            .par_iter()
+            .enumerate()
+            .map(|(i, text)| parse_line(validator, first_line + i as u64, text))
+            .collect();
+        for (i, (text, parsed)) in chunk.iter().zip(parsed).enumerate() {
+            importer.take(first_line + i as u64, parsed).await?;
+            bar.inc(text.len() as u64 + 1);
+        }
+        first_line += chunk.len() as u64;
+        match read {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(source) => {
+                let e = ImportError::Io {
+                    line: first_line,
+                    source,
+                };
+                return Err(importer.stop(e).await);
+            }
+        }
+    }
+    importer.flush_restores().await?;
+    importer.settle(0).await?;
     bar.finish_and_clear();
-    Ok(summary)
+    Ok(importer.summary)
 }

@@ -1,23 +1,67 @@
-//! A dry run of a whole file of submissions: every line validated as if the lines before it
-//! had been appended in order (references resolve against the log plus the earlier accepted
-//! lines), every problem reported with its line, JSON pointer and message. For
-//! `annals import --check`. This must never write: it only reads what the log knows through
-//! [`Known`].
+//! Dry runs: an append checked as the writer would check it, against what the log knows plus
+//! the appends dry-run before it, with nothing written ([`DryRun`]; `?dry_run=true` on the
+//! append API), and a whole import file checked that way line by line, every problem reported
+//! with its line, JSON pointer, message and kind ([`check_lines`]; `annals import --check`).
+//! This must never write: it only reads what the log knows through [`Known`], and it must
+//! refuse in the writer's words (`log::writer::stage`), in the writer's order.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
+use std::io::BufRead;
 
 use uuid::Uuid;
 
-use super::{InputError, Validator, parse_json};
-use crate::log::{Declaration, Requirement};
+use super::Validator;
+use crate::log::{AppendError, Declaration, ExpectedVersion, NewEvent, Record, Requirement};
 
-/// What the log already knows, as the check needs it.
+pub mod line;
+
+/// What sort of problem a line has; `annals import --check` counts them per kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemKind {
+    /// Not JSON.
+    Json,
+    /// Beyond a size limit.
+    TooLarge,
+    /// No `stream`, or not a stream name.
+    Stream,
+    /// Breaks the event's schema or a rule of the event alone (including `expected_version`).
+    Schema,
+    /// Refers to an id or event the log and the earlier lines do not have, or of another kind.
+    Reference,
+    /// Introduces an id already introduced (a registry entry twice, or an id of another kind).
+    Registry,
+    /// The stream is not at the expected version.
+    Version,
+    /// The event id is already used for other content.
+    Id,
+}
+
+impl ProblemKind {
+    /// The kind's name, as `--check` prints it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProblemKind::Json => "json",
+            ProblemKind::TooLarge => "too_large",
+            ProblemKind::Stream => "stream",
+            ProblemKind::Schema => "schema",
+            ProblemKind::Reference => "reference",
+            ProblemKind::Registry => "registry",
+            ProblemKind::Version => "version",
+            ProblemKind::Id => "id",
+        }
+    }
+}
+
+/// What the log already knows, as a dry run needs it.
 pub trait Known {
     /// The kind of an introduced id ("an actor"; empty for an entry from before kinds) and the
     /// seq that introduced it.
     fn id_kind(&self, id: &str) -> Result<Option<(String, u64)>, String>;
-    /// Whether an event with this id is in the log.
-    fn has_event(&self, id: &Uuid) -> Result<bool, String>;
+    /// The record with this event id, if the log has it.
+    fn record(&self, id: &Uuid) -> Result<Option<Record>, String>;
+    /// A stream's version, or `None` when it has no event.
+    fn stream_version(&self, stream: &str) -> Result<Option<u64>, String>;
 }
 
 impl Known for crate::log::Log {
@@ -25,9 +69,16 @@ impl Known for crate::log::Log {
         crate::log::Log::id_kind(self, id).map_err(|e| e.to_string())
     }
 
-    fn has_event(&self, id: &Uuid) -> Result<bool, String> {
-        self.get_by_id(id)
-            .map(|r| r.is_some())
+    fn record(&self, id: &Uuid) -> Result<Option<Record>, String> {
+        match self.get_by_id(id).map_err(|e| e.to_string())? {
+            Some(r) => r.record().map(Some).map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
+    }
+
+    fn stream_version(&self, stream: &str) -> Result<Option<u64>, String> {
+        self.stream_info(stream)
+            .map(|i| i.map(|i| i.version))
             .map_err(|e| e.to_string())
     }
 }
@@ -41,143 +92,434 @@ pub struct LineProblem {
     pub pointer: String,
     /// What is wrong.
     pub message: String,
+    /// What sort of problem.
+    pub kind: ProblemKind,
 }
 
-/// The log could not be read; the check has no answer.
+/// The log or the input could not be read; the check has no answer.
 #[derive(Debug, thiserror::Error)]
-#[error("the log could not be read: {0}")]
-pub struct CheckError(String);
-
-/// What the earlier accepted lines introduced.
-#[derive(Default)]
-struct Earlier {
-    ids: HashMap<String, String>,
-    events: HashSet<Uuid>,
+pub enum CheckError {
+    /// The log could not be read.
+    #[error("the log could not be read: {0}")]
+    Log(String),
+    /// The input could not be read.
+    #[error("cannot read line {line}: {source}")]
+    Io {
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        source: std::io::Error,
+    },
 }
 
-/// Checks every non-blank line of `input` (an event, optionally with a `stream` member, as
-/// `annals import` reads them) as if appended in order, and returns every problem found.
+/// What an accepted dry-run append would do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Would {
+    /// Each event's id and the stream version it would get (its existing one for a duplicate).
+    pub events: Vec<(Uuid, u64)>,
+    /// The stream's version after the append.
+    pub stream_version: u64,
+    /// True when every event is already in the log with the same content: the append would
+    /// answer with the originals and write nothing.
+    pub duplicate: bool,
+}
+
+/// A dry-run refusal: the writer's own error, and its kind.
+pub type Refusal = (ProblemKind, AppendError);
+
+/// What the appends dry-run so far would have added.
+#[derive(Default)]
+struct Overlay {
+    /// Introduced ids and their kinds.
+    ids: HashMap<String, String>,
+    /// Event ids, with a fingerprint of their content and their stream version.
+    events: HashMap<Uuid, (Uuid, u64)>,
+    /// Stream versions.
+    streams: HashMap<String, u64>,
+}
+
+/// Appends checked one after another as the writer would check them, each seeing the ones
+/// accepted before it; nothing is written, and no seq is taken.
+pub struct DryRun<'k, K: Known> {
+    known: &'k K,
+    overlay: Overlay,
+}
+
+impl<'k, K: Known> DryRun<'k, K> {
+    /// A dry run against what `known` holds now.
+    pub fn new(known: &'k K) -> DryRun<'k, K> {
+        DryRun {
+            known,
+            overlay: Overlay::default(),
+        }
+    }
+
+    fn kind_of(&self, id: &str) -> Result<Option<(String, u64)>, AppendError> {
+        if let Some(k) = self.overlay.ids.get(id) {
+            return Ok(Some((k.clone(), 0)));
+        }
+        self.known.id_kind(id).map_err(AppendError::Unavailable)
+    }
+
+    /// Whether an event with this id exists, and if so whether it has this content: `None`
+    /// when absent, `Some((seq, version, same))` when present (seq 0: an earlier dry run).
+    fn existing(
+        &self,
+        stream: &str,
+        ev: &NewEvent,
+    ) -> Result<Option<(u64, u64, bool)>, AppendError> {
+        if let Some((print, version)) = self.overlay.events.get(&ev.id) {
+            return Ok(Some((0, *version, *print == fingerprint(stream, ev))));
+        }
+        let Some(rec) = self
+            .known
+            .record(&ev.id)
+            .map_err(AppendError::Unavailable)?
+        else {
+            return Ok(None);
+        };
+        let candidate = Record {
+            stream: stream.to_string(),
+            event_type: ev.event_type.clone(),
+            schema_version: ev.schema_version,
+            occurred: ev.occurred.clone(),
+            process: ev.process.clone(),
+            data: ev.data.clone(),
+            evidence: ev.evidence.clone(),
+            meta: ev.meta.clone(),
+            ..rec.clone()
+        };
+        Ok(Some((
+            rec.seq,
+            rec.version,
+            candidate.content() == rec.content(),
+        )))
+    }
+
+    /// Checks an append of `events` to `stream` in the writer's order (idempotency, expected
+    /// version, then each event's references and introductions) and, if it would be accepted,
+    /// counts it for the appends after it. Every problem found is returned, the first being
+    /// the writer's refusal; a storage failure is an `Unavailable` refusal.
+    pub fn append(
+        &mut self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Would, Vec<Refusal>> {
+        self.check(stream, expected, events)
+            .map_err(|e| vec![e])
+            .and_then(|step| match step {
+                Step::Duplicate(would) => Ok(would),
+                Step::New(current) => self.references(stream, current, events),
+            })
+    }
+
+    fn check(
+        &self,
+        stream: &str,
+        expected: ExpectedVersion,
+        events: &[NewEvent],
+    ) -> Result<Step, Refusal> {
+        let current = match self.overlay.streams.get(stream) {
+            Some(v) => Some(*v),
+            None => self
+                .known
+                .stream_version(stream)
+                .map_err(|e| (ProblemKind::Id, AppendError::Unavailable(e)))?,
+        };
+        let mut duplicates = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (index, ev) in events.iter().enumerate() {
+            if !seen.insert(ev.id) {
+                return Err((
+                    ProblemKind::Id,
+                    AppendError::DuplicateInRequest { index, id: ev.id },
+                ));
+            }
+            if !ev.client_id {
+                continue;
+            }
+            match self
+                .existing(stream, ev)
+                .map_err(|e| (ProblemKind::Id, e))?
+            {
+                None => {}
+                Some((seq, _, false)) => {
+                    return Err((
+                        ProblemKind::Id,
+                        AppendError::IdConflict {
+                            index,
+                            id: ev.id,
+                            seq,
+                        },
+                    ));
+                }
+                Some((_, version, true)) => duplicates.push((index, ev.id, version)),
+            }
+        }
+        if !duplicates.is_empty() {
+            if duplicates.len() == events.len() {
+                return Ok(Step::Duplicate(Would {
+                    events: duplicates.into_iter().map(|(_, id, v)| (id, v)).collect(),
+                    stream_version: current.unwrap_or(0),
+                    duplicate: true,
+                }));
+            }
+            let (index, id, _) = duplicates[0];
+            return Err((ProblemKind::Id, AppendError::PartialDuplicate { index, id }));
+        }
+        let version = current.unwrap_or(0);
+        let ok = match expected {
+            ExpectedVersion::Any => true,
+            ExpectedVersion::NoStream => current.is_none(),
+            ExpectedVersion::Exists => current.is_some(),
+            ExpectedVersion::Exact(n) => n == version,
+        };
+        if !ok {
+            return Err((
+                ProblemKind::Version,
+                AppendError::WrongExpectedVersion {
+                    stream: stream.to_string(),
+                    expected,
+                    current: version,
+                },
+            ));
+        }
+        Ok(Step::New(version))
+    }
+
+    /// Every event's references and introductions; earlier events of the request count.
+    fn references(
+        &mut self,
+        stream: &str,
+        current: u64,
+        events: &[NewEvent],
+    ) -> Result<Would, Vec<Refusal>> {
+        let mut local: HashMap<String, String> = HashMap::new();
+        let mut local_events = std::collections::HashSet::new();
+        let mut refusals = Vec::new();
+        for (index, ev) in events.iter().enumerate() {
+            for req in &ev.refs.requires {
+                let unmet = req.unmet(
+                    |id| match local.get(id) {
+                        Some(k) => Ok(Some(k.clone())),
+                        None => Ok(self.kind_of(id)?.map(|(k, _)| k)),
+                    },
+                    |id| {
+                        Ok(local_events.contains(id)
+                            || self.overlay.events.contains_key(id)
+                            || self
+                                .known
+                                .record(id)
+                                .map_err(AppendError::Unavailable)?
+                                .is_some())
+                    },
+                );
+                match unmet {
+                    Ok(None) => {}
+                    Ok(Some((pointer, what))) => refusals.push((
+                        ProblemKind::Reference,
+                        AppendError::MissingReference {
+                            index,
+                            pointer,
+                            what,
+                        },
+                    )),
+                    Err(e) => return Err(vec![(ProblemKind::Reference, e)]),
+                }
+            }
+            for decl in &ev.refs.declares {
+                let prior = match local.get(&decl.id) {
+                    Some(k) => Some((k.clone(), 0)),
+                    None => self
+                        .kind_of(&decl.id)
+                        .map_err(|e| vec![(ProblemKind::Registry, e)])?,
+                };
+                match introduce(index, decl, prior) {
+                    Ok(true) => {
+                        local.insert(decl.id.clone(), decl.kind.clone());
+                    }
+                    Ok(false) => {}
+                    Err(e) => refusals.push((ProblemKind::Registry, e)),
+                }
+            }
+            local_events.insert(ev.id);
+        }
+        if !refusals.is_empty() {
+            return Err(refusals);
+        }
+        let mut version = current;
+        let mut would = Vec::with_capacity(events.len());
+        for ev in events {
+            version += 1;
+            self.overlay
+                .events
+                .insert(ev.id, (fingerprint(stream, ev), version));
+            would.push((ev.id, version));
+        }
+        self.overlay.ids.extend(local);
+        self.overlay.streams.insert(stream.to_string(), version);
+        Ok(Would {
+            events: would,
+            stream_version: version,
+            duplicate: false,
+        })
+    }
+}
+
+/// How far [`DryRun::check`] got.
+enum Step {
+    /// Every event is already there.
+    Duplicate(Would),
+    /// New events, on a stream now at this version.
+    New(u64),
+}
+
+/// A fingerprint of an event's content in a stream (the import's line id, as of line 0).
+fn fingerprint(stream: &str, ev: &NewEvent) -> Uuid {
+    line::derived_id(0, stream, ev)
+}
+
+/// Whether `decl` may introduce its id given what introduced it before (`prior`), as the
+/// writer decides: `Ok(true)` when new, `Ok(false)` when one more claim about a known thing.
+fn introduce(
+    index: usize,
+    decl: &Declaration,
+    prior: Option<(String, u64)>,
+) -> Result<bool, AppendError> {
+    match prior {
+        None => Ok(true),
+        Some((kind, _)) if !kind.is_empty() && kind != decl.kind => {
+            Err(AppendError::MissingReference {
+                index,
+                pointer: decl.pointer.clone(),
+                what: format!(
+                    "`{}` is {kind}; an id keeps the kind it was introduced with, so it cannot also be {}",
+                    decl.id, decl.kind
+                ),
+            })
+        }
+        Some((_, seq)) if decl.once => Err(AppendError::AlreadyDeclared {
+            index,
+            pointer: decl.pointer.clone(),
+            key: decl.key.clone(),
+            seq,
+        }),
+        Some(_) => Ok(false),
+    }
+}
+
+/// A refusal as a line's problem: its pointer within the event and its message.
+fn as_problem(line: usize, (kind, e): Refusal) -> Result<LineProblem, CheckError> {
+    let (pointer, message) = match e {
+        AppendError::Unavailable(why) => return Err(CheckError::Log(why)),
+        AppendError::MissingReference { pointer, what, .. } => (pointer, what),
+        AppendError::AlreadyDeclared {
+            pointer, key, seq, ..
+        } => {
+            let by = if seq == 0 {
+                "by an earlier line".to_string()
+            } else {
+                format!("(seq {seq})")
+            };
+            (pointer, format!("`{key}` is already registered {by}"))
+        }
+        e @ AppendError::WrongExpectedVersion { .. } => ("/expected_version".into(), e.to_string()),
+        AppendError::IdConflict { id, seq: 0, .. } => (
+            "/id".into(),
+            format!("event id {id} is used by an earlier line with different content"),
+        ),
+        e => ("/id".into(), e.to_string()),
+    };
+    Ok(LineProblem {
+        line,
+        pointer,
+        message,
+        kind,
+    })
+}
+
+/// Checks every non-blank line of `input` as `annals import` would import it (a submission
+/// with its `stream`, or an exported record), each as if the lines before it that passed had
+/// been appended, and returns every problem found, in line order. An exported record is
+/// checked as an append of its content (its seq and hash are not).
 pub fn check_lines(
     validator: &Validator,
     known: &impl Known,
-    input: &str,
+    input: impl BufRead,
 ) -> Result<Vec<LineProblem>, CheckError> {
     let mut problems = Vec::new();
-    let mut earlier = Earlier::default();
+    let mut dry = DryRun::new(known);
     for (i, text) in input.lines().enumerate() {
         let line = i + 1;
-        if text.trim().is_empty() {
-            continue;
-        }
-        let mut report = |pointer: String, message: String| {
-            problems.push(LineProblem {
-                line,
-                pointer,
-                message,
-            })
-        };
-        let mut raw = match parse_json(text.as_bytes()) {
-            Ok(v) => v,
+        let text = text.map_err(|source| CheckError::Io { line, source })?;
+        let parsed = line::parse_line(validator, line as u64, &text);
+        let refused = match parsed {
+            Ok(line::Line::Blank) => continue,
             Err(e) => {
-                report(String::new(), e.to_string());
+                problems.extend(e.problems.into_iter().map(|(kind, pointer, message)| {
+                    LineProblem {
+                        line,
+                        pointer,
+                        message,
+                        kind,
+                    }
+                }));
                 continue;
             }
-        };
-        if let Some(obj) = raw.as_object_mut() {
-            obj.remove("stream");
-        }
-        let event = match validator.event(&raw, "") {
-            Ok(ev) => ev,
-            Err(InputError::Invalid(errors)) => {
-                for e in errors {
-                    report(e.pointer, e.message);
-                }
-                continue;
-            }
-            Err(e @ InputError::TooLarge { .. }) => {
-                let pointer = match &e {
-                    InputError::TooLarge { pointer, .. } => pointer.clone().unwrap_or_default(),
-                    _ => String::new(),
+            Ok(line::Line::Submission {
+                stream,
+                expected,
+                event,
+            }) => dry.append(&stream, expected, std::slice::from_ref(&event)),
+            Ok(line::Line::Record(r)) => {
+                let mut refs = r.refs;
+                // A restore checks only the references the log has always checked.
+                refs.requires.retain(|req| {
+                    !matches!(
+                        req,
+                        Requirement::Id {
+                            on_restore: false,
+                            ..
+                        }
+                    )
+                });
+                let rec = r.record;
+                let event = NewEvent {
+                    id: rec.id,
+                    event_type: rec.event_type,
+                    schema_version: rec.schema_version,
+                    occurred: rec.occurred,
+                    process: rec.process,
+                    data: rec.data,
+                    evidence: rec.evidence,
+                    meta: rec.meta,
+                    refs,
+                    client_id: true,
                 };
-                report(pointer, e.to_string());
-                continue;
-            }
-            Err(e) => {
-                report(String::new(), e.to_string());
-                continue;
+                dry.append(
+                    &rec.stream,
+                    ExpectedVersion::Any,
+                    std::slice::from_ref(&event),
+                )
             }
         };
-        let before = problems.len();
-        let mut found = Vec::new();
-        for req in &event.refs.requires {
-            if let Some(p) = unmet(req, known, &earlier)? {
-                found.push(p);
+        if let Err(refusals) = refused {
+            for r in refusals {
+                problems.push(as_problem(line, r)?);
             }
-        }
-        let mut fresh = Vec::new();
-        for decl in &event.refs.declares {
-            match conflict(decl, known, &earlier)? {
-                Some(p) => found.push(p),
-                None => fresh.push((decl.id.clone(), decl.kind.clone())),
-            }
-        }
-        for (pointer, message) in found {
-            problems.push(LineProblem {
-                line,
-                pointer,
-                message,
-            });
-        }
-        // Only a line that would have been appended counts for the lines after it.
-        if problems.len() == before {
-            earlier.ids.extend(fresh);
-            earlier.events.insert(event.id);
         }
     }
     Ok(problems)
 }
 
-/// The kind of `id` as the log plus the earlier lines know it.
-fn kind_of(id: &str, known: &impl Known, earlier: &Earlier) -> Result<Option<String>, CheckError> {
-    if let Some(k) = earlier.ids.get(id) {
-        return Ok(Some(k.clone()));
+/// The number of problems of each kind, in [`ProblemKind`] order.
+pub fn count_by_kind(problems: &[LineProblem]) -> Vec<(ProblemKind, usize)> {
+    let mut counts: std::collections::BTreeMap<ProblemKind, usize> = Default::default();
+    for p in problems {
+        *counts.entry(p.kind).or_default() += 1;
     }
-    Ok(known.id_kind(id).map_err(CheckError)?.map(|(k, _)| k))
-}
-
-/// Why a requirement is not met, with the writer's words (`log::writer::stage`).
-fn unmet(
-    req: &Requirement,
-    known: &impl Known,
-    earlier: &Earlier,
-) -> Result<Option<(String, String)>, CheckError> {
-    req.unmet(
-        |id| kind_of(id, known, earlier),
-        |id| Ok(earlier.events.contains(id) || known.has_event(id).map_err(CheckError)?),
-    )
-}
-
-/// Why an id may not be introduced here, or `None`.
-fn conflict(
-    decl: &Declaration,
-    known: &impl Known,
-    earlier: &Earlier,
-) -> Result<Option<(String, String)>, CheckError> {
-    Ok(match kind_of(&decl.id, known, earlier)? {
-        None => None,
-        Some(k) if !k.is_empty() && k != decl.kind => Some((
-            decl.pointer.clone(),
-            format!(
-                "`{}` is {k}; an id keeps the kind it was introduced with, so it cannot also be {}",
-                decl.id, decl.kind
-            ),
-        )),
-        Some(_) if decl.once => Some((
-            decl.pointer.clone(),
-            format!("`{}` is already registered", decl.key),
-        )),
-        Some(_) => None,
-    })
+    counts.into_iter().collect()
 }
 
 #[cfg(test)]
@@ -196,8 +538,11 @@ mod tests {
                 _ => None,
             })
         }
-        fn has_event(&self, _: &Uuid) -> Result<bool, String> {
-            Ok(false)
+        fn record(&self, _: &Uuid) -> Result<Option<Record>, String> {
+            Ok(None)
+        }
+        fn stream_version(&self, _: &str) -> Result<Option<u64>, String> {
+            Ok(None)
         }
     }
 
@@ -215,18 +560,18 @@ mod tests {
             r#"{"stream":"r","type":"actor.registered","data":{"actor_id":"st:ru","name":"R","kind":"state"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
             "",
             // 3: a fact without occurred, and a speaker that is an issue.
-            r#"{"type":"statement.made","data":{"statement_id":"stm:1","speaker":"issue:land","content":"c"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
+            r#"{"stream":"p","type":"statement.made","data":{"statement_id":"stm:1","speaker":"issue:land","content":"c"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
             // 4: fine, thanks to line 1.
-            r#"{"type":"statement.made","occurred":{"precision":"unknown"},"data":{"statement_id":"stm:2","speaker":"st:ru","content":"c"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
+            r#"{"stream":"p","type":"statement.made","occurred":{"precision":"unknown"},"data":{"statement_id":"stm:2","speaker":"st:ru","content":"c"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
             // 5: dangling talks, an unregistered source.
-            r#"{"type":"meeting.held","occurred":{"precision":"unknown"},"data":{"meeting_id":"mtg:1","participants":[],"location":null,"fulfils":"tlk:x"},"evidence":[{"source":"src:nope","relation":"reports"}]}"#,
+            r#"{"stream":"p","type":"meeting.held","occurred":{"precision":"unknown"},"data":{"meeting_id":"mtg:1","participants":[],"location":null,"fulfils":"tlk:x"},"evidence":[{"source":"src:nope","relation":"reports"}]}"#,
             // 6: not JSON.
             "{",
             // 7: registers st:ru again.
-            r#"{"type":"actor.registered","data":{"actor_id":"st:ru","name":"R","kind":"state"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
+            r#"{"stream":"p","type":"actor.registered","data":{"actor_id":"st:ru","name":"R","kind":"state"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
         ]
         .join("\n");
-        let problems = check_lines(&validator(), &Log, &input).unwrap();
+        let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap();
         let at: Vec<(usize, &str)> = problems
             .iter()
             .map(|p| (p.line, p.pointer.as_str()))
@@ -247,8 +592,8 @@ mod tests {
 
     #[test]
     fn a_wrong_kind_is_reported_once_the_schema_passes() {
-        let input = r#"{"type":"statement.made","occurred":{"precision":"unknown"},"data":{"statement_id":"stm:1","speaker":"issue:land","content":"c"},"evidence":[{"source":"src:a","relation":"reports"}]}"#;
-        let problems = check_lines(&validator(), &Log, input).unwrap();
+        let input = r#"{"stream":"p","type":"statement.made","occurred":{"precision":"unknown"},"data":{"statement_id":"stm:1","speaker":"issue:land","content":"c"},"evidence":[{"source":"src:a","relation":"reports"}]}"#;
+        let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap();
         assert_eq!(problems.len(), 1, "{problems:#?}");
         assert_eq!(problems[0].pointer, "/data/speaker");
         assert_eq!(
