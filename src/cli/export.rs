@@ -131,11 +131,18 @@ impl Known for Nothing {
     fn stream_version(&self, _: &str) -> Result<Option<u64>, String> {
         Ok(None)
     }
+    fn entry(
+        &self,
+        _: &str,
+        _: annals::log::EntryRule,
+    ) -> Result<Option<(u64, serde_json::Value)>, String> {
+        Ok(None)
+    }
 }
 
 /// `annals import --check`: lists every problem of the file and a count per kind.
 async fn check(config: Config, file: Option<PathBuf>) -> Result<(), CliError> {
-    let schemas = Schemas::load().map_err(CliError::failed)?;
+    let schemas = Schemas::load_with(&config.vocabulary).map_err(CliError::failed)?;
     let validator = Validator::new(schemas, config.limits.clone());
     let input: Box<dyn std::io::BufRead> = match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => Box::new(BufReader::new(std::fs::File::open(&path).map_err(|e| {

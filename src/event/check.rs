@@ -11,7 +11,12 @@ use std::io::BufRead;
 use uuid::Uuid;
 
 use super::Validator;
-use crate::log::{AppendError, Declaration, ExpectedVersion, NewEvent, Record, Requirement};
+use serde_json::Value;
+
+use crate::log::{
+    AppendError, Declaration, EntryChange, EntryRule, ExpectedVersion, NewEvent, Record,
+    Requirement,
+};
 
 pub mod line;
 
@@ -62,6 +67,9 @@ pub trait Known {
     fn record(&self, id: &Uuid) -> Result<Option<Record>, String>;
     /// A stream's version, or `None` when it has no event.
     fn stream_version(&self, stream: &str) -> Result<Option<u64>, String>;
+    /// A registry entry as updated so far and the seq that registered it (see
+    /// [`crate::log::Log::entry`]).
+    fn entry(&self, key: &str, rule: EntryRule) -> Result<Option<(u64, Value)>, String>;
 }
 
 impl Known for crate::log::Log {
@@ -80,6 +88,10 @@ impl Known for crate::log::Log {
         self.stream_info(stream)
             .map(|i| i.map(|i| i.version))
             .map_err(|e| e.to_string())
+    }
+
+    fn entry(&self, key: &str, rule: EntryRule) -> Result<Option<(u64, Value)>, String> {
+        crate::log::Log::entry(self, key, rule).map_err(|e| e.to_string())
     }
 }
 
@@ -136,6 +148,9 @@ struct Overlay {
     events: HashMap<Uuid, (Uuid, u64)>,
     /// Stream versions.
     streams: HashMap<String, u64>,
+    /// Registry entries as the appends so far changed them, with the seq that registered
+    /// them (0: a dry-run append, which takes none).
+    entries: HashMap<String, (u64, Value)>,
 }
 
 /// Appends checked one after another as the writer would check them, each seeing the ones
@@ -151,6 +166,54 @@ impl<'k, K: Known> DryRun<'k, K> {
         DryRun {
             known,
             overlay: Overlay::default(),
+        }
+    }
+
+    /// Judges a registration or update against its entry as known so far (this request's
+    /// `entries`, the earlier dry-run appends, the log), by the rule the writer applies: the
+    /// same content is a no-op, other content a contradiction.
+    fn judge_entry(
+        &self,
+        index: usize,
+        decl: &Declaration,
+        entries: &mut HashMap<String, (u64, Value)>,
+    ) -> Result<(), AppendError> {
+        let Some(entry) = &decl.entry else {
+            return Ok(());
+        };
+        let prior = match entries
+            .get(&decl.key)
+            .or_else(|| self.overlay.entries.get(&decl.key))
+        {
+            Some(v) => Some(v.clone()),
+            None => self
+                .known
+                .entry(&decl.key, entry.rule)
+                .map_err(AppendError::Unavailable)?,
+        };
+        let at = prior.as_ref().map_or(0, |(seq, _)| *seq);
+        match (entry.rule)(
+            prior.as_ref().map(|(_, v)| v),
+            &entry.event_type,
+            &entry.stated,
+        ) {
+            EntryChange::Set(state) => {
+                entries.insert(decl.key.clone(), (at, state));
+                Ok(())
+            }
+            EntryChange::Same => {
+                if prior.is_none() {
+                    entries.insert(decl.key.clone(), (0, entry.stated.clone()));
+                }
+                Ok(())
+            }
+            EntryChange::Differs(fields) => Err(AppendError::Contradicts {
+                index,
+                id: decl.id.clone(),
+                fields: fields.iter().map(|f| format!("{}{f}", entry.at)).collect(),
+                update_with: entry.update_with.clone(),
+                seq: at,
+            }),
         }
     }
 
@@ -297,6 +360,7 @@ impl<'k, K: Known> DryRun<'k, K> {
     ) -> Result<Would, Vec<Refusal>> {
         let mut local: HashMap<String, String> = HashMap::new();
         let mut local_events = std::collections::HashSet::new();
+        let mut entries: HashMap<String, (u64, Value)> = HashMap::new();
         let mut refusals = Vec::new();
         for (index, ev) in events.iter().enumerate() {
             for req in &ev.refs.requires {
@@ -335,12 +399,23 @@ impl<'k, K: Known> DryRun<'k, K> {
                         .kind_of(&decl.id)
                         .map_err(|e| vec![(ProblemKind::Registry, e)])?,
                 };
-                match introduce(index, decl, prior) {
+                // As the writer: an entry registered again is judged by its content below.
+                let introduced = match introduce(index, decl, prior) {
+                    Err(AppendError::AlreadyDeclared { .. }) if decl.entry.is_some() => Ok(false),
+                    r => r,
+                };
+                match introduced {
                     Ok(true) => {
                         local.insert(decl.id.clone(), decl.kind.clone());
                     }
                     Ok(false) => {}
-                    Err(e) => refusals.push((ProblemKind::Registry, e)),
+                    Err(e) => {
+                        refusals.push((ProblemKind::Registry, e));
+                        continue;
+                    }
+                }
+                if let Err(e) = self.judge_entry(index, decl, &mut entries) {
+                    refusals.push((ProblemKind::Registry, e));
                 }
             }
             local_events.insert(ev.id);
@@ -358,6 +433,7 @@ impl<'k, K: Known> DryRun<'k, K> {
             would.push((ev.id, version));
         }
         self.overlay.ids.extend(local);
+        self.overlay.entries.extend(entries);
         self.overlay.streams.insert(stream.to_string(), version);
         Ok(Would {
             events: would,
@@ -428,6 +504,10 @@ fn as_problem(line: usize, (kind, e): Refusal) -> Result<LineProblem, CheckError
         AppendError::IdConflict { id, seq: 0, .. } => (
             "/id".into(),
             format!("event id {id} is used by an earlier line with different content"),
+        ),
+        ref e @ AppendError::Contradicts { ref fields, .. } => (
+            fields.first().cloned().unwrap_or_else(|| "/data".into()),
+            e.to_string(),
         ),
         e => ("/id".into(), e.to_string()),
     };
@@ -542,6 +622,9 @@ mod tests {
             Ok(None)
         }
         fn stream_version(&self, _: &str) -> Result<Option<u64>, String> {
+            Ok(None)
+        }
+        fn entry(&self, _: &str, _: EntryRule) -> Result<Option<(u64, Value)>, String> {
             Ok(None)
         }
     }

@@ -442,6 +442,22 @@ impl Log {
         Ok(None)
     }
 
+    /// A registry entry as updated so far by durable events (its registration's seq and its
+    /// state), read as the writer judges a re-registration; `rule` folds the registration of a
+    /// folder from before entries were kept.
+    pub fn entry(
+        &self,
+        key: &str,
+        rule: EntryRule,
+    ) -> Result<Option<(u64, serde_json::Value)>, LogError> {
+        let head = self.head().seq;
+        let tree = self.tree()?;
+        let found = writer::read_entry(&tree, key, rule)
+            .map_err(|why| LogError::Corrupt(format!("registry entry {key}: {why}")))?;
+        // A group being written is not known yet.
+        Ok(found.filter(|(seq, _)| *seq <= head))
+    }
+
     /// A stream's durable version and last seq, or `None` if it has no durable event: its last
     /// run in the stream index, cut at the durable head (a run may be in a group that is not
     /// durable yet; at most one group's worth of runs is passed over).

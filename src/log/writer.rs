@@ -7,6 +7,7 @@
 mod durable;
 mod entries;
 mod ids;
+pub(crate) use entries::read_entry;
 pub use ids::Declarations;
 mod stage;
 

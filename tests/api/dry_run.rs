@@ -20,6 +20,13 @@ async fn post(app: &TestApp, stream: &str, query: &str, body: &Value) -> (u16, V
     (status, resp.json().await.unwrap())
 }
 
+/// The seeded source registered again, by another publisher: a contradiction.
+fn other_publisher() -> Value {
+    let mut source = source_event(SOURCE);
+    source["data"]["publisher"] = json!("Another Wire");
+    source
+}
+
 fn actor(id: &str) -> Value {
     json!({
         "type": "actor.registered",
@@ -93,8 +100,8 @@ async fn a_dry_run_answers_the_same_problem_as_the_real_append_and_leaves_the_lo
             "process/p",
             json!({"expected_version": 0, "events": [statement(5)]}),
         ),
-        // A source registered twice.
-        ("registry/sources", source_event(SOURCE)),
+        // A source registered again with other content (409 naming the field).
+        ("registry/sources", other_publisher()),
         // The schema.
         ("process/p", no_content),
     ];
@@ -149,4 +156,41 @@ async fn a_dry_run_parameter_other_than_true_or_false_is_a_400_naming_it() {
     assert_eq!(problem["errors"][0]["pointer"], "?dry_run");
     let (status, _) = post(&app, "process/p", "dry_run=false", &statement(1)).await;
     assert_eq!(status, 201, "dry_run=false is a real append");
+}
+
+#[tokio::test]
+async fn a_dry_run_judges_a_re_registration_as_the_real_append_does() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let registered = app
+        .append(
+            "registry/actors",
+            &json!({"events": [actor("actor:lavrov")]}),
+        )
+        .await;
+    assert_eq!(registered.status(), 201);
+    let head = app.head().await;
+
+    // The same content again: the real append answers it as a no-op, so must the dry run.
+    let same = json!({"events": [actor("actor:lavrov")]});
+    let (status, answer) = post(&app, "registry/again", "dry_run=true", &same).await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["dry_run"], true);
+    let real = app.append("registry/again", &same).await;
+    assert_eq!(real.status(), 200, "the real append of the same content");
+
+    // Other content: both refuse it with 409 naming the field.
+    let mut renamed = actor("actor:lavrov");
+    renamed["data"]["name"] = json!("Someone Else");
+    let other = json!({"events": [renamed]});
+    let (status, answer) = post(&app, "registry/other", "dry_run=true", &other).await;
+    assert_eq!(status, 409, "{answer}");
+    assert_eq!(
+        answer["type"],
+        "https://annals.dev/problems/registry-conflict"
+    );
+    assert!(answer.to_string().contains("/data/name"), "{answer}");
+    let real = app.append("registry/other", &other).await;
+    assert_eq!(real.status(), 409);
+    assert_eq!(app.head().await, head, "nothing was written");
 }

@@ -187,17 +187,21 @@ async fn import_check_reports_each_seeded_mistake_at_its_line_counts_them_and_wr
     let mut uses_line_7 = statement(15);
     uses_line_7["data"]["speaker"] = json!("actor:lavrov");
     let file = [
-        line("process/p0", statement(10)),              // 1: fine
-        "{\"stream\": \"process/p0\",".to_string(),     // 2: not JSON
-        line("process/p0", no_content),                 // 3: breaks the schema
-        line("process/p0", wrong_kind_speaker),         // 4: a speaker that is a source
-        line("registry/sources", source_event(SOURCE)), // 5: source registered twice
-        line("process/p0", stale),                      // 6: stream p0 is at 2 (seq 3, line 1)
+        line("process/p0", statement(10)),          // 1: fine
+        "{\"stream\": \"process/p0\",".to_string(), // 2: not JSON
+        line("process/p0", no_content),             // 3: breaks the schema
+        line("process/p0", wrong_kind_speaker),     // 4: a speaker that is a source
+        line("registry/sources", {
+            let mut other = source_event(SOURCE);
+            other["data"]["publisher"] = json!("Another Wire");
+            other
+        }), // 5: source registered again, contradicting
+        line("process/p0", stale),                  // 6: stream p0 is at 2 (seq 3, line 1)
         line("registry/actors", actor("actor:lavrov")), // 7: fine
-        String::new(),                                  // 8: blank
-        no_stream.to_string(),                          // 9: no stream
-        line("process/p1", uses_line_7),                // 10: fine, thanks to line 7
-        line("Process/P", statement(16)),               // 11: not a stream name
+        String::new(),                              // 8: blank
+        no_stream.to_string(),                      // 9: no stream
+        line("process/p1", uses_line_7),            // 10: fine, thanks to line 7
+        line("Process/P", statement(16)),           // 11: not a stream name
     ]
     .join("\n");
     let checked = work.path().join("check.ndjson");
@@ -225,7 +229,7 @@ async fn import_check_reports_each_seeded_mistake_at_its_line_counts_them_and_wr
             "line 2 / json",
             "line 3 /data schema",
             "line 4 /data/speaker reference",
-            "line 5 /data/source_id registry",
+            "line 5 /data/publisher registry",
             "line 6 /expected_version version",
             "line 9 /stream stream",
             "line 11 /stream stream",

@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::super::layout;
 use super::super::record;
-use super::super::{AppendError, Declaration, EntryChange, Position};
+use super::super::{AppendError, Declaration, EntryChange, EntryRule, Position};
 use super::Writer;
 use super::stage::Overlay;
 
@@ -36,53 +36,55 @@ pub(super) fn state_value(seq: u64, state: &Value) -> Vec<u8> {
     v
 }
 
+/// An entry as the durable log knows it (its registration's seq and its state), or `None`
+/// when it is not registered. A folder from before entries were kept has the registration
+/// alone, which is read and folded once with `rule`.
+pub(crate) fn read_entry(
+    tree: &sled::Tree,
+    key: &str,
+    rule: EntryRule,
+) -> Result<Option<(u64, Value)>, String> {
+    if let Some(v) = tree.get(state_key(key)).map_err(|e| e.to_string())? {
+        let seq = layout::read_u64(&v).ok_or("corrupt entry")?;
+        let state = serde_json::from_slice(&v[8..]).map_err(|e| e.to_string())?;
+        return Ok(Some((seq, state)));
+    }
+    let Some(v) = tree
+        .get(layout::registry_key(key))
+        .map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let (seq, _) = layout::read_registry_value(&v).ok_or("corrupt registry entry")?;
+    let stored = tree
+        .get(layout::event_key(seq))
+        .map_err(|e| e.to_string())?
+        .ok_or("the registry points at a missing record")?;
+    let rec = record::Recorded::from_stored(seq, &stored)
+        .ok_or("corrupt record")?
+        .record()
+        .map_err(|e| e.to_string())?;
+    Ok(match rule(None, &rec.event_type, &rec.data) {
+        EntryChange::Set(state) => Some((seq, state)),
+        _ => None,
+    })
+}
+
 impl Writer {
     /// The entry a declaration names, as the group and the log know it: `None` when it is
-    /// not registered. A folder from before entries were kept has the registration alone,
-    /// which is read and folded once here.
+    /// not registered.
     fn entry_state(
         &self,
         decl: &Declaration,
         overlay: &Overlay,
     ) -> Result<Option<(u64, Value)>, AppendError> {
-        let unavailable = |e: String| AppendError::Unavailable(e);
         if let Some((seq, v)) = overlay.entries.get(&decl.key) {
             return Ok(Some((*seq, v.clone())));
         }
-        if let Some(v) = self
-            .tree
-            .get(state_key(&decl.key))
-            .map_err(|e| unavailable(e.to_string()))?
-        {
-            let seq = layout::read_u64(&v).ok_or_else(|| unavailable("corrupt entry".into()))?;
-            let state = serde_json::from_slice(&v[8..]).map_err(|e| unavailable(e.to_string()))?;
-            return Ok(Some((seq, state)));
-        }
-        let Some(v) = self
-            .tree
-            .get(layout::registry_key(&decl.key))
-            .map_err(|e| unavailable(e.to_string()))?
-        else {
-            return Ok(None);
-        };
-        let (seq, _) = layout::read_registry_value(&v)
-            .ok_or_else(|| unavailable("corrupt registry entry".into()))?;
-        let stored = self
-            .tree
-            .get(layout::event_key(seq))
-            .map_err(|e| unavailable(e.to_string()))?
-            .ok_or_else(|| unavailable("the registry points at a missing record".into()))?;
-        let rec = record::Recorded::from_stored(seq, &stored)
-            .ok_or_else(|| unavailable("corrupt record".into()))?
-            .record()
-            .map_err(|e| unavailable(e.to_string()))?;
         let Some(entry) = &decl.entry else {
             return Ok(None);
         };
-        Ok(match (entry.rule)(None, &rec.event_type, &rec.data) {
-            EntryChange::Set(state) => Some((seq, state)),
-            _ => None,
-        })
+        read_entry(&self.tree, &decl.key, entry.rule).map_err(AppendError::Unavailable)
     }
 
     /// Judges the `index`th event's declaration against its entry so far (`entries`: what
