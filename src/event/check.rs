@@ -650,8 +650,10 @@ mod tests {
             r#"{"stream":"p","type":"meeting.held","occurred":{"precision":"unknown"},"data":{"meeting_id":"mtg:1","participants":[],"location":null,"fulfils":"tlk:x"},"evidence":[{"source":"src:nope","relation":"reports"}]}"#,
             // 6: not JSON.
             "{",
-            // 7: registers st:ru again.
+            // 7: registers st:ru again, the same: a no-op, no problem.
             r#"{"stream":"p","type":"actor.registered","data":{"actor_id":"st:ru","name":"R","kind":"state"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
+            // 8: registers st:ru again under another name: a contradiction of line 1.
+            r#"{"stream":"p","type":"actor.registered","data":{"actor_id":"st:ru","name":"Other","kind":"state"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
         ]
         .join("\n");
         let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap();
@@ -666,7 +668,7 @@ mod tests {
                 (5, "/data/fulfils"),
                 (5, "/evidence/0/source"),
                 (6, ""),
-                (7, "/data/actor_id"),
+                (8, "/data/name"),
             ],
             "{problems:#?}"
         );
