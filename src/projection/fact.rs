@@ -441,9 +441,22 @@ fn actor_strings(v: &Value, out: &mut Vec<String>) {
     }
 }
 
-/// Whether a string names an actor or organisation (by its id's prefix).
+/// Whether a string in an actor's place can name one: an id of the `prefix:slug` form, whatever
+/// the prefix (ids are opaque: `st:ru` is as good an actor id as `actor:putin`; the writer has
+/// checked role fields by kind). Free text in a correction's patch (a quote, a label) has spaces
+/// or no prefix and is not indexed.
 pub(super) fn is_actor(s: &str) -> bool {
-    s.starts_with("actor:") || s.starts_with("org:")
+    match s.split_once(':') {
+        Some((prefix, slug)) => {
+            !prefix.is_empty()
+                && !slug.is_empty()
+                && prefix
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+                && !slug.bytes().any(|b| b.is_ascii_whitespace())
+        }
+        None => false,
+    }
 }
 
 #[cfg(test)]

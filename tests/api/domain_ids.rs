@@ -371,3 +371,28 @@ async fn the_demo_loads_with_its_ids_checked_by_kind() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_actor_registered_under_an_opaque_prefix_has_its_facts_in_the_actor_view() {
+    let app = with_registry().await;
+    let statement = fact(
+        "statement.made",
+        json!({"statement_id": "stm:opaque", "speaker": "st:ru", "content": "We are ready."}),
+    );
+    let resp = app.append("process/p", &statement).await;
+    assert_eq!(resp.status(), 201);
+    let seq = resp.json::<Value>().await.unwrap()["events"][0]["seq"]
+        .as_u64()
+        .unwrap();
+
+    let view = app
+        .get_json(&format!("/projections/actors/st:ru?min_seq={seq}"))
+        .await;
+    let events = view["events"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{view}"));
+    assert!(
+        events.iter().any(|e| e.to_string().contains("stm:opaque")),
+        "the statement of `st:ru` is missing from its view: {view}"
+    );
+}
