@@ -207,13 +207,7 @@ impl<'k, K: Known> DryRun<'k, K> {
                 }
                 Ok(())
             }
-            EntryChange::Differs(fields) => Err(AppendError::Contradicts {
-                index,
-                id: decl.id.clone(),
-                fields: fields.iter().map(|f| format!("{}{f}", entry.at)).collect(),
-                update_with: entry.update_with.clone(),
-                seq: at,
-            }),
+            EntryChange::Differs(fields) => Err(entry.contradiction(index, &decl.id, &fields, at)),
         }
     }
 
@@ -400,7 +394,7 @@ impl<'k, K: Known> DryRun<'k, K> {
                         .map_err(|e| vec![(ProblemKind::Registry, e)])?,
                 };
                 // As the writer: an entry registered again is judged by its content below.
-                let introduced = match introduce(index, decl, prior) {
+                let introduced = match decl.admit(index, prior) {
                     Err(AppendError::AlreadyDeclared { .. }) if decl.entry.is_some() => Ok(false),
                     r => r,
                 };
@@ -454,35 +448,6 @@ enum Step {
 /// A fingerprint of an event's content in a stream (the import's line id, as of line 0).
 fn fingerprint(stream: &str, ev: &NewEvent) -> Uuid {
     line::derived_id(0, stream, ev)
-}
-
-/// Whether `decl` may introduce its id given what introduced it before (`prior`), as the
-/// writer decides: `Ok(true)` when new, `Ok(false)` when one more claim about a known thing.
-fn introduce(
-    index: usize,
-    decl: &Declaration,
-    prior: Option<(String, u64)>,
-) -> Result<bool, AppendError> {
-    match prior {
-        None => Ok(true),
-        Some((kind, _)) if !kind.is_empty() && kind != decl.kind => {
-            Err(AppendError::MissingReference {
-                index,
-                pointer: decl.pointer.clone(),
-                what: format!(
-                    "`{}` is {kind}; an id keeps the kind it was introduced with, so it cannot also be {}",
-                    decl.id, decl.kind
-                ),
-            })
-        }
-        Some((_, seq)) if decl.once => Err(AppendError::AlreadyDeclared {
-            index,
-            pointer: decl.pointer.clone(),
-            key: decl.key.clone(),
-            seq,
-        }),
-        Some(_) => Ok(false),
-    }
 }
 
 /// A refusal as a line's problem: its pointer within the event and its message.

@@ -121,6 +121,35 @@ pub struct Declaration {
     pub entry: Option<Entry>,
 }
 
+impl Declaration {
+    /// Whether this declaration may introduce its id, given the kind and seq of whatever
+    /// introduced it before (`prior`; seq 0: earlier in the same request or dry run), as the
+    /// writer and the dry run both decide: `Ok(true)` when the id is new, `Ok(false)` when it
+    /// is one more claim about a known thing. `index` is the event's place in the request.
+    pub fn admit(&self, index: usize, prior: Option<(String, u64)>) -> Result<bool, AppendError> {
+        match prior {
+            None => Ok(true),
+            Some((kind, _)) if !kind.is_empty() && kind != self.kind => {
+                Err(AppendError::MissingReference {
+                    index,
+                    pointer: self.pointer.clone(),
+                    what: format!(
+                        "`{}` is {kind}; an id keeps the kind it was introduced with, so it cannot also be {}",
+                        self.id, self.kind
+                    ),
+                })
+            }
+            Some((_, seq)) if self.once => Err(AppendError::AlreadyDeclared {
+                index,
+                pointer: self.pointer.clone(),
+                key: self.key.clone(),
+                seq,
+            }),
+            Some(_) => Ok(false),
+        }
+    }
+}
+
 /// How an event changes a registry entry, given the entry so far (`None`: not known yet), the
 /// event's type and its payload. Computed by `event/`; the log only calls it.
 pub type EntryRule = fn(Option<&Value>, &str, &Value) -> EntryChange;
@@ -150,6 +179,26 @@ pub struct Entry {
     pub update_with: String,
     /// The rule.
     pub rule: EntryRule,
+}
+
+impl Entry {
+    /// The refusal of an event that contradicts the entry of `id` (registered at `seq`; 0:
+    /// earlier in the same request) at `fields`, relative to the payload.
+    pub fn contradiction(
+        &self,
+        index: usize,
+        id: &str,
+        fields: &[String],
+        seq: u64,
+    ) -> AppendError {
+        AppendError::Contradicts {
+            index,
+            id: id.to_string(),
+            fields: fields.iter().map(|f| format!("{}{f}", self.at)).collect(),
+            update_with: self.update_with.clone(),
+            seq,
+        }
+    }
 }
 
 impl std::fmt::Debug for Entry {

@@ -112,16 +112,13 @@ impl Writer {
             &entry.stated,
         ) {
             EntryChange::Same if prior.is_some() => Ok(prior.map(|p| p.0)),
-            EntryChange::Differs(fields) => Err(AppendError::Contradicts {
-                index,
-                id: decl.id.clone(),
-                fields: fields.iter().map(|f| format!("{}{f}", entry.at)).collect(),
-                update_with: entry.update_with.clone(),
-                seq: match prior.map(|p| p.0) {
+            EntryChange::Differs(fields) => {
+                let seq = match prior.map(|p| p.0) {
                     Some(Origin::Seq(s)) => s,
                     _ => 0,
-                },
-            }),
+                };
+                Err(entry.contradiction(index, &decl.id, &fields, seq))
+            }
             EntryChange::Set(state) => {
                 let origin = prior.map(|p| p.0).unwrap_or(Origin::Local(index));
                 entries.insert(decl.key.clone(), (origin, state));

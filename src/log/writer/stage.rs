@@ -181,26 +181,7 @@ impl Writer {
             Some(k) => Some((k.clone(), 0)),
             None => looked_up(self.known_id(&decl.id, overlay))?,
         };
-        match prior {
-            None => Ok(true),
-            Some((kind, _)) if !kind.is_empty() && kind != decl.kind => {
-                Err(AppendError::MissingReference {
-                    index,
-                    pointer: decl.pointer.clone(),
-                    what: format!(
-                        "`{}` is {kind}; an id keeps the kind it was introduced with, so it cannot also be {}",
-                        decl.id, decl.kind
-                    ),
-                })
-            }
-            Some((_, seq)) if decl.once => Err(AppendError::AlreadyDeclared {
-                index,
-                pointer: decl.pointer.clone(),
-                key: decl.key.clone(),
-                seq,
-            }),
-            Some(_) => Ok(false),
-        }
+        decl.admit(index, prior)
     }
 
     /// Checks one request and stages its writes; on refusal the overlay is unchanged.
