@@ -11,16 +11,22 @@
 //! while indexing: every reference was found when the fact was parsed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 
-use super::asof;
 use super::fact::{Fact, Role, is_actor};
 use super::records::Records;
 use crate::event::EventKind;
 use crate::event::upcast::upcast_data;
+
+mod by_time;
+mod ids;
+
+pub use by_time::ActorOrder;
+use by_time::{ByTime, time_key};
+use ids::IdIndex;
 
 /// Index of a fact in [`Knowledge::facts`].
 pub type Ix = u32;
@@ -65,150 +71,6 @@ pub enum FoldError {
         /// What came.
         got: u64,
     },
-}
-
-/// Event ids to fact indexes. Ids minted by the server are UUIDv7, so they mostly arrive in
-/// ascending order: those are appended to a sorted vector (sequential memory, no hashing,
-/// binary-searched on the rare lookup); an id below the last one (a client's own id) goes to
-/// a hash map. A hash map alone costs two cache misses per insert once it outgrows the cache,
-/// which was the largest single cost of a rebuild at 1M events.
-#[derive(Debug, Default, Clone)]
-struct IdIndex {
-    /// Ascending ids and, at the same position, their fact index.
-    sorted: Vec<u128>,
-    sorted_ix: Vec<Ix>,
-    /// Ids that arrived out of order.
-    other: FxHashMap<u128, Ix>,
-}
-
-impl IdIndex {
-    fn reserve(&mut self, n: usize) {
-        self.sorted.reserve(n);
-        self.sorted_ix.reserve(n);
-    }
-
-    fn insert(&mut self, id: u128, ix: Ix) {
-        if self.sorted.last().is_none_or(|&last| id > last) {
-            self.sorted.push(id);
-            self.sorted_ix.push(ix);
-        } else {
-            // A repeated id cannot come from the log (the writer refuses it); if one did, the
-            // first fact keeps it, as a lookup in `sorted` would find the first.
-            if self.sorted.binary_search(&id).is_err() {
-                self.other.entry(id).or_insert(ix);
-            }
-        }
-    }
-
-    fn get(&self, id: u128) -> Option<Ix> {
-        match self.sorted.binary_search(&id) {
-            Ok(at) => self.sorted_ix.get(at).copied(),
-            Err(_) => self.other.get(&id).copied(),
-        }
-    }
-}
-
-/// One actor's facts as the actor view walks and counts them: each fact once, in the view's
-/// order (by when it occurred, [`asof::sort_key`], then seq) and in seq order, and the few
-/// whose listing needs a closer look (ever corrected or retracted, or a registration). Every
-/// other fact is listed exactly when it is known at the cut, so counting them is a binary
-/// search: a page costs what it shows, not what the actor holds.
-#[derive(Debug, Clone, Default)]
-pub struct ActorOrder {
-    /// Each fact once, in the view's order.
-    pub by_time: Vec<Ix>,
-    /// Each fact once, ascending (seq order).
-    by_ix: Vec<Ix>,
-    /// The facts (ascending) a count must check one by one.
-    special: Vec<Ix>,
-}
-
-impl ActorOrder {
-    /// How many of the actor's facts are listed at `cut` (a seq), where `listed` tells for
-    /// the facts that need a look. Without `valid_at` only: a date cut must look at each.
-    pub fn count(&self, k: &Knowledge, cut: u64, listed: impl Fn(Ix) -> bool) -> usize {
-        let cut_ix = k.facts.partition_point(|f| f.seq <= cut) as Ix;
-        let known = self.by_ix.partition_point(|&i| i < cut_ix);
-        let special_known = self.special.partition_point(|&i| i < cut_ix);
-        let special_listed = self.special[..special_known]
-            .iter()
-            .filter(|&&ix| listed(ix))
-            .count();
-        known - special_known + special_listed
-    }
-}
-
-/// Inserts `ix` into an ascending list if it is not there yet.
-fn insert_sorted(list: &mut Vec<Ix>, ix: Ix) {
-    if let Err(at) = list.binary_search(&ix) {
-        list.insert(at, ix);
-    }
-}
-
-/// Per actor, their [`ActorOrder`]. Built the first time a view asks for an actor (one parse
-/// of each of their facts' `occurred`), then kept as facts are folded (a fact that occurred
-/// last, the usual case, is pushed at the end), so a page of the view costs what it shows.
-/// Built only on demand: a fold or a save load pays nothing for it, and only actors someone
-/// looks at hold one (about 8 bytes a fact).
-#[derive(Debug, Default)]
-struct ByTime(RwLock<FxHashMap<Box<str>, Arc<ActorOrder>>>);
-
-impl Clone for ByTime {
-    fn clone(&self) -> ByTime {
-        ByTime(RwLock::new(
-            self.0.read().unwrap_or_else(|e| e.into_inner()).clone(),
-        ))
-    }
-}
-
-/// Where a fact sits in the actor view's order.
-fn time_key(facts: &[Fact], ix: Ix) -> (String, u64) {
-    let f = &facts[ix as usize];
-    let occurred = serde_json::from_str(f.occurred_json()).unwrap_or(Value::Null);
-    (asof::sort_key(&occurred), f.seq)
-}
-
-impl ByTime {
-    fn built(&mut self) -> &mut FxHashMap<Box<str>, Arc<ActorOrder>> {
-        self.0.get_mut().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Places a newly folded fact (or a fact a correction newly names the actor in) in an
-    /// actor's order, if that order is built and the fact is not in it yet. `special`: its
-    /// listing needs a look (see [`ActorOrder`]).
-    fn place(&mut self, facts: &[Fact], actor: &str, ix: Ix, special: bool) {
-        let Some(order) = self.built().get_mut(actor) else {
-            return;
-        };
-        // No view holds a clone while facts are folded (the fold holds the write lock), so
-        // this never copies.
-        let order = Arc::make_mut(order);
-        if special {
-            insert_sorted(&mut order.special, ix);
-        }
-        if order.by_ix.binary_search(&ix).is_ok() {
-            return;
-        }
-        insert_sorted(&mut order.by_ix, ix);
-        let key = time_key(facts, ix);
-        let list = &mut order.by_time;
-        if list.last().is_none_or(|&last| time_key(facts, last) < key) {
-            list.push(ix);
-            return;
-        }
-        let at = list.partition_point(|&i| time_key(facts, i) < key);
-        list.insert(at, ix);
-    }
-
-    /// A fact was just corrected or retracted: from now on its listing needs a look in every
-    /// built order that holds it.
-    fn mark_special(&mut self, ix: Ix) {
-        for order in self.built().values_mut() {
-            if order.by_ix.binary_search(&ix).is_ok() {
-                insert_sorted(&mut Arc::make_mut(order).special, ix);
-            }
-        }
-    }
 }
 
 fn uuid_key(id: &str) -> Option<u128> {
