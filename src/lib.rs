@@ -13,6 +13,7 @@ pub mod log;
 pub mod metrics;
 pub mod projection;
 pub mod server;
+pub mod web;
 pub mod webhook;
 
 pub use config::Config;

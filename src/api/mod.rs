@@ -143,6 +143,8 @@ pub fn routes(
         .unify()
         .or(meta::routes(state))
         .unify()
+        .or(crate::web::routes())
+        .unify()
         .recover(problem::recover)
         .unify()
         .with(warp::log::custom(move |info| {
