@@ -186,7 +186,7 @@ async function redraw() {
   const legend = $("timeline-legend");
   clear(legend);
   legend.append("A tick is a day; a band is a month, an interval or an unknown date between its bounds; dashed means inferred.",
-    ...["meeting", "held", "scheduled", "postponed", "cancelled", "overdue"].map((k) => [el("span", { class: `swatch sw-${k}` }), k === "meeting" ? "meeting held" : `talks ${k}`]));
+    ...["meeting", "held", "scheduled", "postponed", "cancelled", "overdue"].flatMap((k) => [el("span", { class: `swatch sw-${k}` }), k === "meeting" ? "meeting held" : `talks ${k}`]));
   timeline.render($("timeline"), $("undated"), items, todayMs, (it) => openEvidence(it.fact, it.title));
   board.renderIssues($("board"), p, openEvidence);
   board.renderPositions($("positions"), p, openEvidence);

@@ -66,15 +66,14 @@ export function renderPositions(node, proc, onPick) {
     const box = el("div", { class: "holder", "data-holder": holder }, el("h3", {}, name(holder)));
     for (const g of list) {
       const ps = g.positions || [];
-      const latest = ps[ps.length - 1];
-      if (!latest) continue;
+      if (!ps.length) continue;
+      // Newest first: the latest stands out, the earlier ones stay in view as its history.
       box.append(el("div", { class: "position", "data-issue": g.issue },
         el("div", { class: "muted" }, g.issue_label || name(g.issue)),
-        positionLine(latest, holder, objects, onPick),
-        ps.length > 1
-          ? el("details", {}, el("summary", {}, `History (${ps.length - 1} earlier)`),
-            el("ul", { class: "facts" }, ps.slice(0, -1).reverse().map((p) => el("li", {}, positionLine(p, holder, objects, onPick)))))
-          : ""));
+        el("ol", { class: "facts history" }, ps.slice().reverse().map((p, i) =>
+          el("li", { class: i === 0 ? "latest" : "earlier" },
+            el("span", { class: "chip" }, i === 0 ? "latest" : "earlier"),
+            positionLine(p, holder, objects, onPick))))));
     }
     node.append(box);
   }

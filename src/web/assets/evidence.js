@@ -51,7 +51,7 @@ export async function show(fact, title, cut) {
       body.append(el("p", { class: "muted" }, `The record could not be read: ${e.message}`));
     }
   }
-  if (!ev) ev = summarise((record && record.evidence) || (Array.isArray(fact.evidence) ? fact.evidence : []));
+  if (!ev) ev = summarise(await graded((record && record.evidence) || (Array.isArray(fact.evidence) ? fact.evidence : []), cut));
   const inferred = fact.inferred || (record && record.meta && record.meta.inferred) || [];
   body.append(
     el("p", { class: ev.corroborated ? "corroborated" : "single", id: "corroboration" },
@@ -91,6 +91,23 @@ export async function show(fact, title, cut) {
     );
   }
   panel.focus();
+}
+
+/**
+ * Raw evidence items with their source's grade and withdrawal at the cut, from the sources
+ * view, as the contract would give them (used until every view carries `evidence`).
+ */
+async function graded(items, cut) {
+  // The sources list is small (no claims); one source's own view lists every claim it backs.
+  const sources = new Map();
+  try {
+    const list = await get("/projections/sources", { known_at: cut });
+    for (const s of list.sources || []) sources.set(s.source_id, s);
+  } catch (_) { /* ungraded: shown without a letter */ }
+  return items.map((it) => {
+    const s = sources.get(it.source);
+    return s ? { ...it, grade: it.grade || s.grade || "F", withdrawn: it.withdrawn ?? Boolean(s.withdrawn) } : it;
+  });
 }
 
 /** "The article says Russian media say Russia …": the chain read out. */
