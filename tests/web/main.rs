@@ -5,6 +5,7 @@
 //! `target/web-screenshots/`. Each test asserts the page logged no console error.
 
 mod cdp;
+mod perf;
 
 use std::time::{Duration, Instant};
 
@@ -108,7 +109,7 @@ impl Site {
     async fn open(&self) -> Page {
         let page = self.open_with(&self.key).await;
         page.wait_for(
-            "document.querySelector('#timeline svg, #timeline p, #empty:not([hidden])')",
+            "document.querySelector('#timeline[data-settled], #empty:not([hidden])')",
             WAIT,
         )
         .await;

@@ -75,27 +75,58 @@ async function start() {
     const actors = await get("/projections/actors");
     for (const a of actors.actors || []) learnName(a.actor_id, a.name);
   } catch (_) { /* names are a nicety: ids are shown instead */ }
-  await loadProcesses();
+  try {
+    await loadProcesses();
+  } catch (e) {
+    message(refusal(e));
+  }
+  fillPicker();
   await redraw();
   if (state.stopLive) state.stopLive();
   state.stopLive = follow(head.seq + 1, onRecord, onLive);
 }
 
+/**
+ * The processes the picker starts with: those of the last 200 records, most recently active
+ * first (a cheap read at any log size). The full list is a read of every process's view, so
+ * it is fetched only when the reader opens the picker.
+ */
 async function loadProcesses() {
-  const all = await get("/projections/negotiation", cut());
-  const ids = (all.processes || []).map((p) => p.process);
+  const from = Math.max(1, state.head - 199);
+  const recent = await get("/events", { from, limit: 200 });
+  const seen = [];
+  for (const r of (recent.events || []).slice().reverse()) {
+    if (r.process && !seen.includes(r.process)) seen.push(r.process);
+  }
+  const remembered = sessionStorage.getItem("annals.process");
+  state.process = state.process || (remembered && seen.includes(remembered) ? remembered : seen[0] || remembered || null);
+  mergeProcesses(seen);
+}
+
+async function loadAllProcesses() {
+  if (state.allLoaded) return;
+  state.allLoaded = true;
+  try {
+    const all = await get("/projections/negotiation");
+    mergeProcesses((all.processes || []).map((p) => p.process));
+  } catch (e) {
+    state.allLoaded = false;
+    message(refusal(e));
+  }
+}
+
+function mergeProcesses(ids) {
   const merged = [...new Set([...state.processes, ...ids])].sort();
+  if (merged.length === state.processes.length) return;
   state.processes = merged;
   fillPicker();
 }
 
 function fillPicker() {
   const sel = $("process");
-  const current = state.process || state.processes[0] || null;
   clear(sel);
   for (const id of state.processes) sel.append(el("option", { value: id }, id));
-  state.process = current;
-  if (current) sel.value = current;
+  if (state.process) sel.value = state.process;
 }
 
 function onLive(up, err) {
@@ -107,9 +138,9 @@ function onLive(up, err) {
 
 function onRecord(rec) {
   setHead(Math.max(state.head, rec.seq));
-  if (rec.process && !state.processes.includes(rec.process)) {
-    state.processes = [...state.processes, rec.process].sort();
-    fillPicker();
+  if (rec.process) {
+    mergeProcesses([rec.process]);
+    if (!state.process) state.process = rec.process;
   }
   if (!state.latest) return;
   // Records arrive in bursts: one redraw per burst.
@@ -117,9 +148,12 @@ function onRecord(rec) {
   state.pending = setTimeout(redraw, 120);
 }
 
-/** Inferred pointers of a fact: the view's `inferred` key, else its record's `meta.inferred`. */
-async function inferredOf(facts) {
-  const missing = facts.filter((f) => !Array.isArray(f.inferred) && f.event_id && !state.inferred.has(f.event_id)).slice(0, 100);
+/**
+ * Fills in the inferred pointers of facts whose view has no `inferred` key, from their
+ * records (`meta.inferred`), at most 50 per draw; true when any was learnt.
+ */
+async function learnInferred(facts) {
+  const missing = facts.filter((f) => !Array.isArray(f.inferred) && f.event_id && !state.inferred.has(f.event_id)).slice(0, 50);
   await Promise.all(missing.map(async (f) => {
     try {
       const rec = await get(`/events/${encodeURIComponent(f.event_id)}`);
@@ -128,7 +162,11 @@ async function inferredOf(facts) {
       state.inferred.set(f.event_id, []);
     }
   }));
-  return (f) => (Array.isArray(f.inferred) ? f.inferred : state.inferred.get(f.event_id) || []);
+  return missing.length > 0;
+}
+
+function inferredOf(f) {
+  return Array.isArray(f.inferred) ? f.inferred : state.inferred.get(f.event_id) || [];
 }
 
 async function redraw() {
@@ -140,6 +178,7 @@ async function redraw() {
   if (empty) return;
   if (!state.process) {
     await loadProcesses().catch(() => {});
+    fillPicker();
     if (!state.process) {
       $("process-title").textContent = "No process yet";
       return;
@@ -170,9 +209,7 @@ async function redraw() {
       moves: (t.status_history || []).filter((h) => h.planned).slice(0, -1).map((h) => ({ precision: "day", ...h.planned })),
     })),
   ];
-  const inf = await inferredOf(items.map((i) => i.fact));
-  if (gen !== state.generation) return;
-  for (const it of items) it.inferred = inf(it.fact);
+  for (const it of items) it.inferred = inferredOf(it.fact);
   message("");
   $("process-title").textContent = `Process: ${state.process}`;
   const parties = $("parties");
@@ -187,11 +224,27 @@ async function redraw() {
   clear(legend);
   legend.append("A tick is a day; a band is a month, an interval or an unknown date between its bounds; dashed means inferred.",
     ...["meeting", "held", "scheduled", "postponed", "cancelled", "overdue"].flatMap((k) => [el("span", { class: `swatch sw-${k}` }), k === "meeting" ? "meeting held" : `talks ${k}`]));
-  timeline.render($("timeline"), $("undated"), items, todayMs, (it) => openEvidence(it.fact, it.title));
+  const drawTimeline = () => timeline.render($("timeline"), $("undated"), items, todayMs, (it) => openEvidence(it.fact, it.title));
+  $("timeline").removeAttribute("data-settled");
+  drawTimeline();
+  // Until every view carries `inferred`, the records say it: drawn again once they are read.
+  learnInferred(items.map((i) => i.fact)).then((learnt) => {
+    if (gen !== state.generation) return;
+    if (learnt) {
+      for (const it of items) it.inferred = inferredOf(it.fact);
+      drawTimeline();
+    }
+    $("timeline").dataset.settled = "";
+  });
   board.renderIssues($("board"), p, openEvidence);
   board.renderPositions($("positions"), p, openEvidence);
   board.renderPlans($("plans"), p, openEvidence);
   if ($("audit-details").open) await drawAudit();
+  // Measured by the 100k-event check in tests/web/perf.rs: navigation start to this mark.
+  if (!state.drawn) {
+    state.drawn = true;
+    performance.mark("annals:first-view");
+  }
 }
 
 async function drawAudit() {
@@ -226,8 +279,10 @@ function bind() {
   });
   $("process").addEventListener("change", (e) => {
     state.process = e.target.value;
+    sessionStorage.setItem("annals.process", state.process);
     redraw();
   });
+  for (const ev of ["focus", "pointerdown"]) $("process").addEventListener(ev, loadAllProcesses);
   $("known-at").addEventListener("input", () => {
     state.latest = Number($("known-at").value) >= state.head;
     showCut();
