@@ -292,6 +292,22 @@ async fn a_correction_shows_from_its_seq_on_and_the_slider_before_it_shows_the_o
         json!(0)
     );
 
+    // The world-date clock: as of 1 January 2026 the 22 January meeting had not happened.
+    page.click("#known-at-latest").await;
+    mark(&page, "Putin meets Witkoff in Moscow").await;
+    page.eval(
+        "(() => { const d = document.getElementById('valid-at'); d.value = '2026-01-01';
+           d.dispatchEvent(new Event('change', {bubbles: true})); })()",
+    )
+    .await;
+    page.wait_for(
+        "![...document.querySelectorAll('#timeline g.fact')].some((g) => g.dataset.title.includes('Moscow'))",
+        WAIT,
+    )
+    .await;
+    mark(&page, "Zelenskiy").await;
+    page.click("#valid-at-clear").await;
+
     // Back at the latest, the audit panel lists the change with before and after.
     page.click("#known-at-latest").await;
     mark(&page, "Putin meets Witkoff in Moscow").await;
@@ -368,6 +384,49 @@ async fn an_interval_dated_meeting_is_drawn_as_a_band_not_as_a_day() {
         page.eval("document.querySelector('#timeline g.fact[data-title=\"Five days of consultations\"]').classList.contains('inferred')")
             .await,
         json!(true)
+    );
+    assert_no_console_errors(&page);
+}
+
+#[tokio::test]
+async fn postponed_talks_are_coloured_by_fate_and_show_where_they_moved_from() {
+    let site = Site::demo().await;
+    site.append(json!([{
+        "type": "talks.status_changed",
+        "occurred": {"start": "2026-01-22", "precision": "day"},
+        "process": "ru-ua-peace",
+        "data": {
+            "talks_id": "talks:2026-01-23-uae-trilateral",
+            "status": "postponed",
+            "planned": {"start": "2026-02-01", "end": "2026-02-02"},
+            "reason": "A test postponement."
+        },
+        "evidence": [{"source": "src:moscow-peace-negotiations-article", "relation": "reports"}]
+    }]))
+    .await;
+    let page = site.open().await;
+    let (shape, width, day, label) = mark(&page, "United Arab Emirates").await;
+    assert_eq!(shape, "band", "{label}");
+    assert!(
+        (width - 2.0 * day).abs() < 1.0,
+        "{width} px, a day is {day} px"
+    );
+    assert!(
+        label.contains("2026-02-01 to 2026-02-02, postponed"),
+        "{label}"
+    );
+    assert!(
+        label.contains("moved from 2026-01-23 to 2026-01-24"),
+        "{label}"
+    );
+    let g = "#timeline g.fact[data-title*='United Arab Emirates']";
+    assert_eq!(
+        page.eval(&format!(
+            "[document.querySelector(\"{g}\").classList.contains('fate-postponed'),
+              document.querySelectorAll(\"{g} .ghost\").length]"
+        ))
+        .await,
+        json!([true, 1])
     );
     assert_no_console_errors(&page);
 }

@@ -99,7 +99,8 @@ async function loadProcesses() {
     if (r.process && !seen.includes(r.process)) seen.push(r.process);
   }
   const remembered = sessionStorage.getItem("annals.process");
-  state.process = state.process || (remembered && seen.includes(remembered) ? remembered : seen[0] || remembered || null);
+  // The reader's last choice in this tab wins over the most recently active process.
+  state.process = state.process || remembered || seen[0] || null;
   mergeProcesses(seen);
 }
 
@@ -148,25 +149,39 @@ function onRecord(rec) {
   state.pending = setTimeout(redraw, 120);
 }
 
+const records = new Map();
+
+/** A record by event id, read once: a stored record never changes. Null when unreadable. */
+function record(id) {
+  if (!records.has(id)) records.set(id, get(`/events/${encodeURIComponent(id)}`).catch(() => null));
+  return records.get(id);
+}
+
 /**
- * Fills in the inferred pointers of facts whose view has no `inferred` key, from their
- * records (`meta.inferred`), at most 50 per draw; true when any was learnt.
+ * What the views do not give yet, from the records (at most 50 per draw): the inferred
+ * pointers of facts whose view has no `inferred` key (`meta.inferred`), and the first planned
+ * dates of talks that were moved. True when anything was learnt.
  */
-async function learnInferred(facts) {
-  const missing = facts.filter((f) => !Array.isArray(f.inferred) && f.event_id && !state.inferred.has(f.event_id)).slice(0, 50);
-  await Promise.all(missing.map(async (f) => {
-    try {
-      const rec = await get(`/events/${encodeURIComponent(f.event_id)}`);
-      state.inferred.set(f.event_id, (rec.meta && rec.meta.inferred) || []);
-    } catch (_) {
-      state.inferred.set(f.event_id, []);
-    }
+async function learnFromRecords(items) {
+  const wanted = items.filter((it) =>
+    (!Array.isArray(it.fact.inferred) && !state.inferred.has(it.fact.event_id)) ||
+    (it.moved && !it.origin)).slice(0, 50);
+  await Promise.all(wanted.map(async (it) => {
+    const rec = await record(it.fact.event_id);
+    if (!Array.isArray(it.fact.inferred)) state.inferred.set(it.fact.event_id, (rec && rec.meta && rec.meta.inferred) || []);
+    if (it.moved && rec && rec.data && rec.data.planned) it.origin = rec.data.planned;
   }));
-  return missing.length > 0;
+  return wanted.length > 0;
 }
 
 function inferredOf(f) {
   return Array.isArray(f.inferred) ? f.inferred : state.inferred.get(f.event_id) || [];
+}
+
+/** Earlier planned dates of moved talks: the first plan, then each move but the last. */
+function movesOf(it) {
+  const plans = [it.origin, ...it.moved.slice(0, -1)].filter(Boolean);
+  return plans.map((p) => ({ precision: "day", ...p }));
 }
 
 async function redraw() {
@@ -206,10 +221,16 @@ async function redraw() {
     ...(cal.talks || []).map((t) => ({
       kind: "talks", title: t.title || name(t.talks_id), fate: t.fate,
       when: t.planned ? { precision: "day", ...t.planned } : null, fact: t,
-      moves: (t.status_history || []).filter((h) => h.planned).slice(0, -1).map((h) => ({ precision: "day", ...h.planned })),
+      moved: (t.status_history || []).some((h) => h.planned) ? t.status_history.map((h) => h.planned).filter(Boolean) : null,
     })),
   ];
-  for (const it of items) it.inferred = inferredOf(it.fact);
+  const settle = () => {
+    for (const it of items) {
+      it.inferred = inferredOf(it.fact);
+      if (it.moved) it.moves = movesOf(it);
+    }
+  };
+  settle();
   message("");
   $("process-title").textContent = `Process: ${state.process}`;
   const parties = $("parties");
@@ -228,10 +249,10 @@ async function redraw() {
   $("timeline").removeAttribute("data-settled");
   drawTimeline();
   // Until every view carries `inferred`, the records say it: drawn again once they are read.
-  learnInferred(items.map((i) => i.fact)).then((learnt) => {
+  learnFromRecords(items).then((learnt) => {
     if (gen !== state.generation) return;
     if (learnt) {
-      for (const it of items) it.inferred = inferredOf(it.fact);
+      settle();
       drawTimeline();
     }
     $("timeline").dataset.settled = "";

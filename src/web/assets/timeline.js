@@ -70,7 +70,8 @@ export function render(container, undatedList, items, today, onPick) {
     const s = it.span;
     const inferred = dateInferred(it.inferred);
     const cls = ["fact", it.kind, it.fate ? `fate-${it.fate}` : "", inferred ? "inferred" : ""].filter(Boolean).join(" ");
-    const words = `${it.title}: ${label(it.when)}${it.fate ? `, ${it.fate}` : ""}${inferred ? ", date partly inferred" : ""}`;
+    const moved = (it.moves || []).length ? `, moved from ${it.moves.map(label).join(", then ")}` : "";
+    const words = `${it.title}: ${label(it.when)}${it.fate ? `, ${it.fate}` : ""}${moved}${inferred ? ", date partly inferred" : ""}`;
     const g = svg("g", {
       class: cls, tabindex: 0, role: "button", "aria-label": words,
       "data-event-id": it.fact.event_id, "data-title": it.title,
