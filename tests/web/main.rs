@@ -521,3 +521,37 @@ async fn a_wrong_key_gets_a_clear_message_and_an_empty_log_a_helpful_empty_state
     page.screenshot(&screenshot_dir().join("empty.png")).await;
     assert_no_console_errors(&page);
 }
+
+#[tokio::test]
+async fn the_page_and_its_assets_are_served_without_a_key_with_their_type_and_an_etag() {
+    let site = Site::empty().await;
+    let client = reqwest::Client::new();
+    for (path, kind) in [
+        ("/", "text/html; charset=utf-8"),
+        ("/web/app.js", "text/javascript; charset=utf-8"),
+        ("/web/app.css", "text/css; charset=utf-8"),
+    ] {
+        let resp = client.get(site.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{path}");
+        assert_eq!(resp.headers()["content-type"], kind, "{path}");
+        assert_eq!(resp.headers()["cache-control"], "no-cache", "{path}");
+        let etag = resp.headers()["etag"].to_str().unwrap().to_string();
+        let again = client
+            .get(site.url(path))
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(again.status(), 304, "{path}");
+        assert!(again.bytes().await.unwrap().is_empty());
+    }
+    let missing = client
+        .get(site.url("/web/nothing.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    // The data stays behind the key: the page's assets open nothing else.
+    let log = client.get(site.url("/log")).send().await.unwrap();
+    assert_eq!(log.status(), 401);
+}
