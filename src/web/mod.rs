@@ -80,12 +80,14 @@ pub fn routes() -> BoxedFilter<(Response,)> {
     let index = warp::path::end()
         .and(warp::get())
         .and(if_none_match())
-        .map(|tag: Option<String>| serve("index.html", tag.as_deref()));
+        .and_then(|tag: Option<String>| async move { serve("index.html", tag.as_deref()) });
     let asset = warp::path("web")
         .and(warp::path::tail())
         .and(warp::get())
         .and(if_none_match())
-        .map(|tail: warp::path::Tail, tag: Option<String>| serve(tail.as_str(), tag.as_deref()));
+        .and_then(|tail: warp::path::Tail, tag: Option<String>| async move {
+            serve(tail.as_str(), tag.as_deref())
+        });
     index.or(asset).unify().boxed()
 }
 
@@ -95,12 +97,11 @@ fn if_none_match()
         .or_else(|_| async { Ok::<_, std::convert::Infallible>((None,)) })
 }
 
-/// The asset at `path`, a 304 when the client's `If-None-Match` names its tag, or a plain 404.
-fn serve(path: &str, if_none_match: Option<&str>) -> Response {
+/// The asset at `path`, or a 304 when the client's `If-None-Match` names its tag. An unknown
+/// asset is rejected, so the API answers it as any unknown route: a 404 problem.
+fn serve(path: &str, if_none_match: Option<&str>) -> Result<Response, warp::Rejection> {
     let Some(asset) = assets().get(path) else {
-        let mut resp = Response::new("not found".into());
-        *resp.status_mut() = StatusCode::NOT_FOUND;
-        return resp;
+        return Err(warp::reject::not_found());
     };
     let fresh = if_none_match.is_some_and(|tags| {
         tags.split(',')
@@ -136,7 +137,7 @@ fn serve(path: &str, if_none_match: Option<&str>) -> Response {
         header::REFERRER_POLICY,
         HeaderValue::from_static("no-referrer"),
     );
-    resp
+    Ok(resp)
 }
 
 #[cfg(test)]
@@ -158,9 +159,9 @@ mod tests {
     #[test]
     fn a_matching_if_none_match_is_a_304_without_body() {
         let tag = assets()["index.html"].etag.clone();
-        let resp = serve("index.html", Some(&tag));
+        let resp = serve("index.html", Some(&tag)).unwrap();
         assert_eq!(resp.status(), StatusCode::NOT_MODIFIED);
-        let resp = serve("index.html", Some("\"other\""));
+        let resp = serve("index.html", Some("\"other\"")).unwrap();
         assert_eq!(resp.status(), StatusCode::OK);
         assert_eq!(
             resp.headers()[header::CONTENT_TYPE],

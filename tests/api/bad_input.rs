@@ -879,7 +879,7 @@ async fn an_unknown_route_is_a_404_problem_not_a_405() {
         (Method::GET, "/streams/registry%2Fsources"),
         (Method::GET, "/streams/registry%2Fsources/versions"),
         (Method::GET, "/schemas/meeting.held/extra"),
-        (Method::GET, "/"),
+        (Method::GET, "/web/nope.js"),
     ] {
         let resp = app
             .client

@@ -214,6 +214,39 @@ async fn issue_board_shows_the_territorial_issue_as_unresolved_by_putins_account
 }
 
 #[tokio::test]
+async fn an_issue_whose_assessors_disagree_at_the_same_time_is_flagged_contested() {
+    let site = Site::demo().await;
+    let page = site.open().await;
+    let flag = "#board [data-issue='issue:territory'] .contested";
+    assert_eq!(
+        page.eval(&format!("document.querySelectorAll(\"{flag}\").length"))
+            .await,
+        json!(0)
+    );
+    site.append(json!([{
+        "type": "issue.status_changed",
+        "occurred": {"start": "2026-01-22", "precision": "day"},
+        "process": "ru-ua-peace",
+        "data": {
+            "issue_id": "issue:territory",
+            "status": "agreed_in_principle",
+            "assessed_by": "actor:trump"
+        },
+        "evidence": [{"source": "src:moscow-peace-negotiations-article", "relation": "reports"}]
+    }]))
+    .await;
+    page.wait_for(&format!("document.querySelector(\"{flag}\")"), WAIT)
+        .await;
+    let row = text(
+        &page,
+        "#board [data-issue='issue:territory'] tr[data-assessor='actor:trump']",
+    )
+    .await;
+    assert!(row.contains("agreed in principle"), "{row}");
+    assert_no_console_errors(&page);
+}
+
+#[tokio::test]
 async fn clicking_the_donetsk_demand_shows_its_attribution_chain_through_russian_media() {
     let site = Site::demo().await;
     let page = site.open().await;
@@ -551,6 +584,12 @@ async fn the_page_and_its_assets_are_served_without_a_key_with_their_type_and_an
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+    assert_eq!(
+        missing.headers()["content-type"],
+        "application/problem+json"
+    );
+    let post = client.post(site.url("/")).send().await.unwrap();
+    assert_eq!(post.status(), 405);
     // The data stays behind the key: the page's assets open nothing else.
     let log = client.get(site.url("/log")).send().await.unwrap();
     assert_eq!(log.status(), 401);

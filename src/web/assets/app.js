@@ -278,6 +278,8 @@ async function drawAudit() {
 }
 
 function openEvidence(fact, title) {
+  // Focus goes to the panel; closing it gives focus back to the fact that opened it.
+  state.opener = document.activeElement;
   evidence.show(fact, title, state.latest ? null : $("known-at").value).catch((e) => message(refusal(e)));
 }
 
@@ -331,6 +333,7 @@ function bind() {
 
 function closeEvidence() {
   $("evidence").hidden = true;
+  if (state.opener && state.opener.isConnected) state.opener.focus();
 }
 
 bind();

@@ -28,6 +28,15 @@ function support(fact) {
 export function renderIssues(node, proc, onPick) {
   clear(node);
   const contested = new Set((proc.contested || []).map((c) => c.issue_id || c.issue).filter(Boolean));
+  // Records that say different things about one id: listed, never resolved here.
+  const conflicts = (proc.contested || []).filter((c) => c.kind === "conflicting_records");
+  if (conflicts.length) {
+    node.append(el("div", { class: "conflicts", id: "conflicts" },
+      el("h3", {}, "Contested records ", el("span", { class: "contested" }, `${conflicts.length}`)),
+      el("ul", { class: "facts" }, conflicts.map((c) => el("li", { "data-id": c.id },
+        `${name(c.id)} (${c.field}): `,
+        (c.claims || []).map((cl, i) => pick(onPick, cl, `${name(c.id)}: claim ${i + 1}`, `claim ${i + 1}`)))))));
+  }
   if (!(proc.issues || []).length) {
     node.append(el("p", { class: "muted" }, "No issue assessed at this cut."));
     return;
