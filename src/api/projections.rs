@@ -1,5 +1,6 @@
 //! Routes under `/projections`: status, the read models (with `known_at`, `valid_at`,
-//! `min_seq`, `process`, `limit`, and the actor view's `cursor` and `next` link), per-entity
+//! `min_seq`, `process`, `limit`, the actor view's `cursor` and `next` link, and the
+//! negotiation view's `group`), per-entity
 //! routes, and rebuilds. Handlers authenticate,
 //! parse, ask the projection engine and shape JSON; projection errors become problem details
 //! here and nowhere else. This module must never compute a view itself.
@@ -286,6 +287,14 @@ async fn view(
         ),
         _ => None,
     };
+    // Only the negotiation view groups; elsewhere `group` means nothing.
+    let group = match q.get("group") {
+        Some(g) if name == projection::negotiation::NAME => Some(
+            g.parse::<projection::negotiation::Group>()
+                .map_err(|e| Problem::bad_query("group", e.to_string()))?,
+        ),
+        _ => None,
+    };
     wait_min_seq(st, q).await?;
     if let Some(c) = cursor {
         wait_cursor_cut(st, c.seq).await?;
@@ -296,6 +305,7 @@ async fn view(
         process: q.get("process").cloned(),
         limit,
         cursor,
+        group,
     };
     // A view walks a share of the whole knowledge (milliseconds at a million events): it runs
     // on the blocking pool, not on an async worker that other requests are waiting for.

@@ -8,6 +8,7 @@
 use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
+use super::evidence::Trust;
 use super::knowledge::{Ix, Knowledge, dedup};
 use crate::event::{EventKind, registry};
 
@@ -70,7 +71,7 @@ fn is_entry(k: &Knowledge, ix: Ix) -> bool {
 }
 
 /// The actor's registry entry, as registered and updated as known at the cut.
-fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
+pub(crate) fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
     let mut changes: Vec<(u64, Ix)> = k
         .of_actor(actor)
         .iter()
@@ -221,6 +222,7 @@ pub fn actor(
         ),
         _ => None,
     };
+    let trust = Trust::new(k, cut);
     let list: Vec<Value> = page
         .into_iter()
         .rev()
@@ -228,15 +230,18 @@ pub fn actor(
             let f = k.fact(ix);
             let data = data.unwrap_or_else(|| k.data_at(ix, cut.seq));
             let roles = roles(&data, actor);
-            json!({
-                "event_id": f.id(),
-                "seq": f.seq,
-                "type": f.kind(),
-                "process": f.process(),
-                "roles": roles,
-                "when": asof::when(&k.occurred(ix)),
-                "data": data,
-            })
+            trust.stamp(
+                ix,
+                json!({
+                    "event_id": f.id(),
+                    "seq": f.seq,
+                    "type": f.kind(),
+                    "process": f.process(),
+                    "roles": roles,
+                    "when": asof::when(&k.occurred(ix)),
+                    "data": data,
+                }),
+            )
         })
         .collect();
     Ok(Some(json!({
