@@ -17,9 +17,11 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::asof::Cut;
+use super::fact::Role;
 use super::knowledge::{Ix, Knowledge};
 use super::records;
 use super::sources;
+use crate::event::EventKind;
 
 /// The credibility an item that states none gets: "truth cannot be judged".
 const NO_CREDIBILITY: u64 = 6;
@@ -54,6 +56,11 @@ pub struct Trust<'k> {
     k: &'k Knowledge,
     cut: &'k Cut,
     standings: RefCell<HashMap<String, Standing>>,
+    /// Per source, the facts about it (registration, updates, grades, corrections,
+    /// withdrawals) known at the cut, in seq order: built on first need from the type
+    /// indexes, so a source cited by millions of facts costs a view what the registry holds,
+    /// not what cites it.
+    about: RefCell<Option<HashMap<String, Vec<Ix>>>>,
 }
 
 /// The part of a record this module reads beyond the fact's spans.
@@ -70,6 +77,7 @@ impl<'k> Trust<'k> {
             k,
             cut,
             standings: RefCell::new(HashMap::new()),
+            about: RefCell::new(None),
         }
     }
 
@@ -78,11 +86,37 @@ impl<'k> Trust<'k> {
         if let Some(s) = self.standings.borrow().get(source) {
             return s.clone();
         }
-        let s = sources::standing(self.k, self.cut, source);
+        let about = self.about_source(source);
+        let s = sources::standing(self.k, self.cut, source, &about);
         self.standings
             .borrow_mut()
             .insert(source.to_string(), s.clone());
         s
+    }
+
+    /// The facts about `source` known at the cut, in seq order.
+    fn about_source(&self, source: &str) -> Vec<Ix> {
+        let mut about = self.about.borrow_mut();
+        let map = about.get_or_insert_with(|| {
+            let mut map: HashMap<String, Vec<Ix>> = HashMap::new();
+            for kind in EventKind::ALL.iter().filter(|kind| kind.is_about_source()) {
+                let all = self.k.of_kind(*kind);
+                let known = all.partition_point(|&ix| self.k.fact(ix).seq <= self.cut.seq);
+                for &ix in &all[..known] {
+                    for (role, s) in self.k.fact(ix).refs() {
+                        if role == Role::Source {
+                            map.entry(s.to_string()).or_default().push(ix);
+                        }
+                    }
+                }
+            }
+            for list in map.values_mut() {
+                list.sort_unstable_by_key(|&ix| self.k.fact(ix).seq);
+                list.dedup();
+            }
+            map
+        });
+        map.get(source).cloned().unwrap_or_default()
     }
 
     /// One evidence item as the views show it: the item's own fields, its originator, the
@@ -275,6 +309,89 @@ fn into_target(p: &str, ops: &[Value]) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A record of `kind` at `seq` with `data`, citing `cites`.
+    fn record(seq: u64, kind: &str, data: Value, cites: &str) -> Vec<u8> {
+        let id = uuid::Uuid::now_v7();
+        let evidence = if cites.is_empty() {
+            json!([])
+        } else {
+            json!([{"source": cites, "relation": "reports", "credibility": 2}])
+        };
+        format!(
+            r#"{{"id":"{id}","seq":{seq},"stream":"s","version":{seq},"type":"{kind}","schema_version":1,"recorded_at":"2026-01-01T00:00:00.000000Z","recorded_by":"t","occurred":{{"precision":"unknown"}},"data":{data},"evidence":{evidence},"prev_hash":"00"}}"#
+        )
+        .into_bytes()
+    }
+
+    /// A view looks a source up among the facts about it only (not every fact citing it), and
+    /// must find what the walk of every citing fact finds, at every cut.
+    #[test]
+    fn a_source_s_standing_from_the_facts_about_it_is_the_one_every_citation_gives() {
+        let mut k = Knowledge::new();
+        let mut seq = 0;
+        let mut add = |k: &mut Knowledge, kind: &str, data: Value, cites: &str| {
+            seq += 1;
+            k.apply(seq, &record(seq, kind, data, cites)).unwrap();
+        };
+        for src in ["src:a", "src:b"] {
+            add(
+                &mut k,
+                "source.registered",
+                json!({"source_id": src, "kind": "wire", "reliability": {"grade": "B", "basis": "b"}}),
+                "",
+            );
+        }
+        for i in 0..20 {
+            let content = format!("c{i}");
+            add(
+                &mut k,
+                "statement.made",
+                json!({"speaker": "actor:x", "content": content}),
+                if i % 2 == 0 { "src:a" } else { "src:b" },
+            );
+            match i {
+                5 => add(
+                    &mut k,
+                    "source.assessed",
+                    json!({"source_id": "src:a", "grade": "D", "basis": "b"}),
+                    "src:b",
+                ),
+                12 => add(
+                    &mut k,
+                    "source.withdrawn",
+                    json!({"source_id": "src:b"}),
+                    "src:a",
+                ),
+                _ => {}
+            }
+        }
+        for at in 0..=seq {
+            let cut = Cut {
+                seq: at,
+                valid_at: None,
+                today: "2026-01-01".into(),
+            };
+            let trust = Trust::new(&k, &cut);
+            for src in ["src:a", "src:b"] {
+                let everything = super::super::knowledge::dedup(k.of_source(src));
+                assert_eq!(
+                    trust.standing(src),
+                    sources::standing(&k, &cut, src, &everything),
+                    "{src} at {at}"
+                );
+            }
+        }
+        let cut = Cut {
+            seq,
+            valid_at: None,
+            today: "2026-01-01".into(),
+        };
+        let trust = Trust::new(&k, &cut);
+        let (a, b) = (trust.standing("src:a"), trust.standing("src:b"));
+        assert_eq!((a.grade.as_deref(), a.withdrawn), (Some("D"), false));
+        assert_eq!((b.grade.as_deref(), b.withdrawn), (Some("B"), true));
+    }
 
     #[test]
     fn the_originator_is_the_last_link_of_the_chain_else_the_source() {

@@ -35,13 +35,20 @@ struct SourceFacts {
 }
 
 fn source_facts(k: &Knowledge, cut: &Cut, id: &str) -> SourceFacts {
+    source_facts_among(k, cut, id, &dedup(k.of_source(id)))
+}
+
+/// [`source_facts`] from `candidates`, facts in seq order that include every fact about the
+/// source (others are skipped), so a caller that knows a shorter list than every fact citing
+/// the source walks only that.
+fn source_facts_among(k: &Knowledge, cut: &Cut, id: &str, candidates: &[Ix]) -> SourceFacts {
     let mut s = SourceFacts {
         registration: None,
         grades: Vec::new(),
         corrections: Vec::new(),
         withdrawals: Vec::new(),
     };
-    for ix in dedup(k.of_source(id)) {
+    for &ix in candidates {
         let f = k.fact(ix);
         if !about_source(k, ix) || !k.visible(ix, cut.seq) {
             continue;
@@ -97,9 +104,11 @@ pub fn grade_at(k: &Knowledge, cut: &Cut, id: &str) -> Option<String> {
         .and_then(|g| g["grade"].as_str().map(str::to_string))
 }
 
-/// A source's standing at the cut: its latest grade and whether it was withdrawn.
-pub fn standing(k: &Knowledge, cut: &Cut, id: &str) -> Standing {
-    let sf = source_facts(k, cut, id);
+/// A source's standing at the cut: its latest grade and whether it was withdrawn, from
+/// `about`, the facts about it in seq order (any superset of them, such as every fact citing
+/// it).
+pub fn standing(k: &Knowledge, cut: &Cut, id: &str, about: &[Ix]) -> Standing {
+    let sf = source_facts_among(k, cut, id, about);
     Standing {
         grade: sf
             .grades
