@@ -287,14 +287,14 @@ async fn view(
         ),
         _ => None,
     };
-    // Only the negotiation view groups; elsewhere `group` means nothing.
-    let group = match q.get("group") {
-        Some(g) if name == projection::negotiation::NAME => Some(
-            g.parse::<projection::negotiation::Group>()
-                .map_err(|e| Problem::bad_query("group", e.to_string()))?,
-        ),
-        _ => None,
-    };
+    // Only the negotiation view groups, but a `group` it would refuse is refused on every
+    // view, as the one documented parameter it is (`limit` likewise).
+    let group = q
+        .get("group")
+        .map(|g| g.parse::<projection::negotiation::Group>())
+        .transpose()
+        .map_err(|e| Problem::bad_query("group", e.to_string()))?
+        .filter(|_| name == projection::negotiation::NAME);
     wait_min_seq(st, q).await?;
     if let Some(c) = cursor {
         wait_cursor_cut(st, c.seq).await?;

@@ -1,6 +1,7 @@
 //! The `actors` read model: per actor, everything they did or said (statements, positions,
 //! meetings, assessments, foundings...), ordered by when it occurred and shown at the precision
-//! it was recorded with: a month-precision fact is never shown as a day. Derived at query time
+//! it was recorded with: a month-precision fact is never shown as a day. Each event carries its
+//! evidence summary and inferred pointers (`evidence.rs`). Derived at query time
 //! from the knowledge layer, a page at a time: an actor's facts are walked in their time index
 //! from the end (or from a [`Cursor`], which keeps the first page's cut), so a page costs what
 //! it lists. This module must never invent a date or a role the data lacks.

@@ -1,7 +1,8 @@
 //! The history of knowledge, a read model served as `/projections/audit`: every change of
 //! knowledge (corrections, retractions, source re-grades, source corrections and withdrawals)
 //! in the order it was recorded, with the values before and after, and who recorded it when.
-//! Retracted events, hidden from every other view, are shown here with the reason. (It is not
+//! Retracted events, hidden from every other view, are shown here with the reason. Each entry
+//! is the change event itself and carries that event's evidence and inferred pointers. (It is not
 //! the audit of the log itself: that is `src/audit/`, signed checkpoints and proofs.) This
 //! module must never hide an entry: a retracted correction is listed and marked, not dropped.
 

@@ -2,7 +2,9 @@
 //! its version, the issues with their status per assessor (the latest in world time), positions per actor × issue (with
 //! what answers what), the last meeting, the next scheduled talks, and the contested claims.
 //! Derived at query time from the knowledge layer's entries, so a correction replaces what it
-//! corrects and an as-of cut is a filter. This module must never resolve a disagreement
+//! corrects and an as-of cut is a filter. Every fact shown carries its evidence summary and
+//! inferred pointers (`evidence.rs`); `?group=side` also nests positions under the side each
+//! holder represents (`negotiation/side.rs`). This module must never resolve a disagreement
 //! between claims of equal standing: it shows them as contested (for statuses, claims that
 //! overlap in world time; a status that changed over time is no disagreement).
 

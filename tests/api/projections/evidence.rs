@@ -583,8 +583,15 @@ async fn a_side_follows_roles_in_force_when_the_position_was_taken_and_an_actor_
     let loner = under_side(by_side, "actor:loner", "actor:loner");
     assert_eq!(loner["via"], json!(["actor:loner"]));
 
-    let bad = app
-        .get("/projections/negotiation/evid-talks?group=colour")
-        .await;
-    assert_eq!(bad.status(), 400);
+    for path in [
+        "/projections/negotiation/evid-talks?group=colour",
+        "/projections/calendar?group=colour",
+    ] {
+        assert_eq!(app.get(path).await.status(), 400, "{path}");
+    }
+    // Another view ignores `side`.
+    assert_eq!(
+        app.get("/projections/calendar?group=side").await.status(),
+        200
+    );
 }
