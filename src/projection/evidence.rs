@@ -63,9 +63,9 @@ pub struct Trust<'k> {
     about: RefCell<Option<HashMap<String, Vec<Ix>>>>,
 }
 
-/// The part of a record this module reads beyond the fact's spans.
+/// The part of a record this module reads beyond the fact's spans: `meta`.
 #[derive(Deserialize)]
-struct MetaOnly<'a> {
+struct Parts<'a> {
     #[serde(borrow, default)]
     meta: Option<&'a RawValue>,
 }
@@ -178,7 +178,7 @@ impl<'k> Trust<'k> {
 
     /// The evidence summary of a fact at the cut.
     pub fn evidence(&self, ix: Ix) -> Value {
-        self.summary_of(&self.k.evidence(ix))
+        self.summary_of(&parts(self.k, ix).0)
     }
 
     /// The JSON pointers (into the event) the coder inferred, as known at the cut: the
@@ -186,7 +186,12 @@ impl<'k> Trust<'k> {
     /// writes over (the corrected value is a new coding) and adds, as pointers into the
     /// corrected event, those its own `meta.inferred` lists under a patch operation's `value`.
     pub fn inferred(&self, ix: Ix) -> Value {
-        let mut out: Vec<String> = pointers(&meta(self.k, ix));
+        self.inferred_from(ix, &parts(self.k, ix).1)
+    }
+
+    /// [`Trust::inferred`] from the fact's own `meta`, already read.
+    fn inferred_from(&self, ix: Ix, meta: &Value) -> Value {
+        let mut out: Vec<String> = pointers(meta);
         for c in self.k.corrections_at(ix, self.cut.seq) {
             let correction = self.k.raw_data(c);
             let ops = correction
@@ -207,7 +212,7 @@ impl<'k> Trust<'k> {
                     out.retain(|p| !under(p, &moved));
                 }
             }
-            for p in pointers(&meta(self.k, c)) {
+            for p in pointers(&parts(self.k, c).1) {
                 if let Some(mapped) = into_target(&p, &ops)
                     && !out.contains(&mapped)
                 {
@@ -221,8 +226,10 @@ impl<'k> Trust<'k> {
     /// Puts `evidence` and `inferred` of the fact `ix` on a view's object for it.
     pub fn stamp(&self, ix: Ix, mut v: Value) -> Value {
         if let Some(o) = v.as_object_mut() {
-            o.insert("evidence".into(), self.evidence(ix));
-            o.insert("inferred".into(), self.inferred(ix));
+            // One read of the record for both.
+            let (evidence, meta) = parts(self.k, ix);
+            o.insert("evidence".into(), self.summary_of(&evidence));
+            o.insert("inferred".into(), self.inferred_from(ix, &meta));
         }
         v
     }
@@ -253,28 +260,28 @@ fn pair_key(pair: &str) -> (String, u64) {
     (letter, number)
 }
 
-/// The `meta` object of a fact's record (`Null` when it has none). A record that cannot be
-/// read, or is not the fact's, counts as a failed read: the view is refused, never shown
-/// with a field missing.
-fn meta(k: &Knowledge, ix: Ix) -> Value {
+/// The evidence (as recorded) and the `meta` object (`Null` when absent) of a fact's record,
+/// in one read and one pass. A record that cannot be read, or is not the fact's, counts as a
+/// failed read: the view is refused, never shown with a field missing.
+fn parts(k: &Knowledge, ix: Ix) -> (Value, Value) {
     let f = k.fact(ix);
     let Some(record) = k.records().get(f.seq) else {
-        return Value::Null;
+        return (Value::Null, Value::Null);
     };
-    if f.evidence_in(&record).is_none() {
+    let parsed = serde_json::from_slice::<Parts>(&record).ok().and_then(|p| {
+        // Read through the fact's own span, as every view reads it (which also checks that
+        // the record is the fact's).
+        let evidence = serde_json::from_str(f.evidence_in(&record)?).ok()?;
+        let meta = match p.meta {
+            Some(raw) => serde_json::from_str(raw.get()).ok()?,
+            None => Value::Null,
+        };
+        Some((evidence, meta))
+    });
+    parsed.unwrap_or_else(|| {
         records::read_failed();
-        return Value::Null;
-    }
-    match serde_json::from_slice::<MetaOnly>(&record) {
-        Ok(m) => m
-            .meta
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .unwrap_or(Value::Null),
-        Err(_) => {
-            records::read_failed();
-            Value::Null
-        }
-    }
+        (Value::Null, Value::Null)
+    })
 }
 
 /// The `inferred` pointers of a `meta` object.

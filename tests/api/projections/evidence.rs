@@ -338,7 +338,12 @@ fn check_fact(where_: &str, fact: &Value) {
 
 /// The demo with one correction and one retraction, so the audit view lists entries.
 async fn demo_with_changes(demo: &DemoServer) -> u64 {
-    let n = demo.get("/projections/negotiation/ru-ua-peace").await;
+    let head = demo.server.log().head().seq;
+    let n = demo
+        .get(&format!(
+            "/projections/negotiation/ru-ua-peace?min_seq={head}"
+        ))
+        .await;
     let target = n["positions"][0]["positions"][0]["event_id"]
         .as_str()
         .unwrap()
