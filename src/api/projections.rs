@@ -1,5 +1,6 @@
 //! Routes under `/projections`: status, the read models (with `known_at`, `valid_at`,
-//! `min_seq`, `process`, `limit`, and the actor view's `cursor` and `next` link), per-entity
+//! `min_seq`, `process`, `limit`, the actor view's `cursor` and `next` link, and the
+//! negotiation view's `group`), per-entity
 //! routes, and rebuilds. Handlers authenticate,
 //! parse, ask the projection engine and shape JSON; projection errors become problem details
 //! here and nowhere else. This module must never compute a view itself.
@@ -286,6 +287,14 @@ async fn view(
         ),
         _ => None,
     };
+    // Only the negotiation view groups, but a `group` it would refuse is refused on every
+    // view, as the one documented parameter it is (`limit` likewise).
+    let group = q
+        .get("group")
+        .map(|g| g.parse::<projection::negotiation::Group>())
+        .transpose()
+        .map_err(|e| Problem::bad_query("group", e.to_string()))?
+        .filter(|_| name == projection::negotiation::NAME);
     wait_min_seq(st, q).await?;
     if let Some(c) = cursor {
         wait_cursor_cut(st, c.seq).await?;
@@ -296,6 +305,7 @@ async fn view(
         process: q.get("process").cloned(),
         limit,
         cursor,
+        group,
     };
     // A view walks a share of the whole knowledge (milliseconds at a million events): it runs
     // on the blocking pool, not on an async worker that other requests are waiting for.

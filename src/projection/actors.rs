@@ -1,6 +1,7 @@
 //! The `actors` read model: per actor, everything they did or said (statements, positions,
 //! meetings, assessments, foundings...), ordered by when it occurred and shown at the precision
-//! it was recorded with: a month-precision fact is never shown as a day. Derived at query time
+//! it was recorded with: a month-precision fact is never shown as a day. Each event carries its
+//! evidence summary and inferred pointers (`evidence.rs`). Derived at query time
 //! from the knowledge layer, a page at a time: an actor's facts are walked in their time index
 //! from the end (or from a [`Cursor`], which keeps the first page's cut), so a page costs what
 //! it lists. This module must never invent a date or a role the data lacks.
@@ -8,6 +9,7 @@
 use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
+use super::evidence::Trust;
 use super::knowledge::{Ix, Knowledge, dedup};
 use crate::event::{EventKind, registry};
 
@@ -70,7 +72,7 @@ fn is_entry(k: &Knowledge, ix: Ix) -> bool {
 }
 
 /// The actor's registry entry, as registered and updated as known at the cut.
-fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
+pub(crate) fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
     let mut changes: Vec<(u64, Ix)> = k
         .of_actor(actor)
         .iter()
@@ -221,6 +223,7 @@ pub fn actor(
         ),
         _ => None,
     };
+    let trust = Trust::new(k, cut);
     let list: Vec<Value> = page
         .into_iter()
         .rev()
@@ -228,15 +231,18 @@ pub fn actor(
             let f = k.fact(ix);
             let data = data.unwrap_or_else(|| k.data_at(ix, cut.seq));
             let roles = roles(&data, actor);
-            json!({
-                "event_id": f.id(),
-                "seq": f.seq,
-                "type": f.kind(),
-                "process": f.process(),
-                "roles": roles,
-                "when": asof::when(&k.occurred(ix)),
-                "data": data,
-            })
+            trust.stamp(
+                ix,
+                json!({
+                    "event_id": f.id(),
+                    "seq": f.seq,
+                    "type": f.kind(),
+                    "process": f.process(),
+                    "roles": roles,
+                    "when": asof::when(&k.occurred(ix)),
+                    "data": data,
+                }),
+            )
         })
         .collect();
     Ok(Some(json!({

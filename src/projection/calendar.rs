@@ -1,11 +1,13 @@
 //! The `calendar` read model: meetings held (who, where, when, how long, at the date precision
 //! they were recorded with) and talks scheduled, with their fate (held, postponed, cancelled,
 //! overdue). Computed at query time from the knowledge layer, so corrections and as-of cuts
-//! apply for free. This module must never write anything or guess a date finer than recorded.
+//! apply for free. Each meeting, talks and status change carries its evidence summary and
+//! inferred pointers (`evidence.rs`). This module must never write anything or guess a date finer than recorded.
 
 use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
+use super::evidence::Trust;
 use super::knowledge::{Ix, Knowledge};
 use crate::event::EventKind;
 
@@ -36,11 +38,11 @@ pub(crate) fn facts_of<'k>(
 }
 
 /// A meeting as the calendar shows it.
-pub fn meeting_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
+pub fn meeting_json(k: &Knowledge, ix: Ix, cut: &Cut, trust: &Trust<'_>) -> Value {
     let d = k.data_at(ix, cut.seq);
     let occurred = k.occurred(ix);
     let f = k.fact(ix);
-    json!({
+    let meeting = json!({
         "meeting_id": d.get("meeting_id"),
         "title": d.get("title"),
         "process": f.process(),
@@ -56,11 +58,12 @@ pub fn meeting_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
         "fulfils": d.get("fulfils"),
         "event_id": f.id(),
         "seq": f.seq,
-    })
+    });
+    trust.stamp(ix, meeting)
 }
 
 /// Announced talks with their fate at the cut.
-pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
+pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut, trust: &Trust<'_>) -> Value {
     let d = k.data_at(ix, cut.seq);
     let f = k.fact(ix);
     let id = d.get("talks_id").and_then(Value::as_str).unwrap_or("");
@@ -80,13 +83,16 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
             location = l.clone();
         }
         last_status = cd.get("status").and_then(Value::as_str).map(str::to_string);
-        history.push(json!({
-            "status": cd.get("status"),
-            "reason": cd.get("reason"),
-            "planned": cd.get("planned"),
-            "event_id": k.fact(c).id(),
-            "seq": k.fact(c).seq,
-        }));
+        history.push(trust.stamp(
+            c,
+            json!({
+                "status": cd.get("status"),
+                "reason": cd.get("reason"),
+                "planned": cd.get("planned"),
+                "event_id": k.fact(c).id(),
+                "seq": k.fact(c).seq,
+            }),
+        ));
     }
     let held_by = facts_of(k, cut, EventKind::MeetingHeld, None).find_map(|m| {
         let md = k.data_at(m, cut.seq);
@@ -110,7 +116,7 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
             _ => "scheduled",
         }
     };
-    json!({
+    let talks = json!({
         "talks_id": id,
         "title": d.get("title"),
         "process": f.process(),
@@ -126,24 +132,26 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut) -> Value {
         "status_history": history,
         "event_id": f.id(),
         "seq": f.seq,
-    })
+    });
+    trust.stamp(ix, talks)
 }
 
 /// Meetings by when they occurred, then talks by planned start.
 pub fn view(k: &Knowledge, cut: &Cut, process: Option<&str>) -> Value {
+    let trust = Trust::new(k, cut);
     let mut meetings: Vec<(String, u64, Value)> = facts_of(k, cut, EventKind::MeetingHeld, process)
         .map(|ix| {
             (
                 asof::sort_key(&k.occurred(ix)),
                 k.fact(ix).seq,
-                meeting_json(k, ix, cut),
+                meeting_json(k, ix, cut, &trust),
             )
         })
         .collect();
     meetings.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut talks: Vec<(String, u64, Value)> = facts_of(k, cut, EventKind::TalksScheduled, process)
         .map(|ix| {
-            let t = talks_json(k, ix, cut);
+            let t = talks_json(k, ix, cut, &trust);
             let start = t["planned"]["start"].as_str().unwrap_or("~").to_string();
             (start, k.fact(ix).seq, t)
         })

@@ -1,13 +1,15 @@
 //! The history of knowledge, a read model served as `/projections/audit`: every change of
 //! knowledge (corrections, retractions, source re-grades, source corrections and withdrawals)
 //! in the order it was recorded, with the values before and after, and who recorded it when.
-//! Retracted events, hidden from every other view, are shown here with the reason. (It is not
+//! Retracted events, hidden from every other view, are shown here with the reason. Each entry
+//! is the change event itself and carries that event's evidence and inferred pointers. (It is not
 //! the audit of the log itself: that is `src/audit/`, signed checkpoints and proofs.) This
 //! module must never hide an entry: a retracted correction is listed and marked, not dropped.
 
 use serde_json::{Value, json};
 
 use super::asof::Cut;
+use super::evidence::Trust;
 use super::knowledge::{Ix, Knowledge};
 use super::sources;
 use crate::event::EventKind;
@@ -25,7 +27,7 @@ const CHANGES: [EventKind; 5] = [
     EventKind::SourceWithdrawn,
 ];
 
-fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
+fn entry(k: &Knowledge, cut: &Cut, trust: &Trust<'_>, ix: Ix) -> Value {
     let f = k.fact(ix);
     let d = k.data_at(ix, cut.seq);
     let before_cut = Cut {
@@ -66,7 +68,7 @@ fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
             Some(json!({"withdrawn": true})),
         ),
     };
-    json!({
+    let entry = json!({
         "change": change,
         "event_id": f.id(),
         "seq": f.seq,
@@ -82,7 +84,9 @@ fn entry(k: &Knowledge, cut: &Cut, ix: Ix) -> Value {
         "before": before,
         "after": after,
         "retracted": k.retraction_at(ix, cut.seq).is_some(),
-    })
+    });
+    // The entry is the change event itself: its evidence is why the change was made.
+    trust.stamp(ix, entry)
 }
 
 /// Every change of knowledge recorded by the cut, oldest first.
@@ -93,5 +97,6 @@ pub fn view(k: &Knowledge, cut: &Cut) -> Value {
         .filter(|&ix| k.known(ix, cut.seq))
         .collect();
     ixs.sort_unstable();
-    json!({ "changes": ixs.into_iter().map(|ix| entry(k, cut, ix)).collect::<Vec<_>>() })
+    let trust = Trust::new(k, cut);
+    json!({ "changes": ixs.into_iter().map(|ix| entry(k, cut, &trust, ix)).collect::<Vec<_>>() })
 }

@@ -8,6 +8,7 @@ pub mod actors;
 pub mod asof;
 pub mod calendar;
 mod engine;
+pub mod evidence;
 pub mod fact;
 mod fold;
 pub mod history;
@@ -125,6 +126,8 @@ pub struct Query {
     pub limit: usize,
     /// Where the previous page of an actor view ended; its cut replaces `known_at`.
     pub cursor: Option<actors::Cursor>,
+    /// How the negotiation view also groups positions (`?group=side`).
+    pub group: Option<negotiation::Group>,
 }
 
 /// Computes a view: the projection `name` (or one entity of it) for the query's cut. Returns
@@ -171,8 +174,10 @@ fn body(
     let seq = cut.seq;
     let missing = |what: String| ProjectionError::NotFound(what);
     let body = match (name, entity) {
-        (negotiation::NAME, None) => negotiation::view(k, cut, q.process.as_deref()),
-        (negotiation::NAME, Some(p)) => negotiation::process(k, cut, p)
+        (negotiation::NAME, None) => {
+            negotiation::view_grouped(k, cut, q.process.as_deref(), q.group)
+        }
+        (negotiation::NAME, Some(p)) => negotiation::process_grouped(k, cut, p, q.group)
             .ok_or_else(|| missing(format!("no process `{p}` is known at seq {seq}")))?,
         (calendar::NAME, None) => calendar::view(k, cut, q.process.as_deref()),
         (actors::NAME, None) => actors::view(k, cut),

@@ -2,7 +2,9 @@
 //! its version, the issues with their status per assessor (the latest in world time), positions per actor × issue (with
 //! what answers what), the last meeting, the next scheduled talks, and the contested claims.
 //! Derived at query time from the knowledge layer's entries, so a correction replaces what it
-//! corrects and an as-of cut is a filter. This module must never resolve a disagreement
+//! corrects and an as-of cut is a filter. Every fact shown carries its evidence summary and
+//! inferred pointers (`evidence.rs`); `?group=side` also nests positions under the side each
+//! holder represents (`negotiation/side.rs`). This module must never resolve a disagreement
 //! between claims of equal standing: it shows them as contested (for statuses, claims that
 //! overlap in world time; a status that changed over time is no disagreement).
 
@@ -12,11 +14,38 @@ use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
 use super::calendar;
+use super::evidence::Trust;
 use super::knowledge::{Ix, Knowledge};
 use crate::event::{EventKind, registry};
 
+mod side;
+
 /// The name of this projection in routes and status.
 pub const NAME: &str = "negotiation";
+
+/// How the view may also group positions, beyond holder × issue (`?group=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Group {
+    /// Each holder's positions under the side they represent (`?group=side`):
+    /// `positions_by_side`.
+    Side,
+}
+
+/// A `group` that is not one the view knows.
+#[derive(Debug, thiserror::Error)]
+#[error("`group` must be `side` (got `{0}`)")]
+pub struct BadGroup(pub String);
+
+impl std::str::FromStr for Group {
+    type Err = BadGroup;
+
+    fn from_str(s: &str) -> Result<Group, BadGroup> {
+        match s {
+            "side" => Ok(Group::Side),
+            other => Err(BadGroup(other.to_string())),
+        }
+    }
+}
 
 /// Types whose facts belong to a negotiation view.
 const KINDS: [EventKind; 7] = [
@@ -91,29 +120,19 @@ fn overlap(a: &Value, b: &Value) -> bool {
     before(asof::earliest(a), latest(b)) && before(asof::earliest(b), latest(a))
 }
 
-/// Attribution chains of a fact's evidence (who said it, through whom).
-fn attributions(k: &Knowledge, ix: Ix) -> Value {
-    let ev = k.evidence(ix);
-    Value::Array(
-        ev.as_array()
-            .map(|items| {
-                items
-                    .iter()
-                    .map(|i| {
-                        json!({
-                            "source": i.get("source"),
-                            "attribution": i.get("attribution").cloned().unwrap_or(json!([])),
-                            "credibility": i.get("credibility"),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-    )
-}
-
 /// The view of one process, or `None` if nothing is known of it at the cut.
 pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
+    process_grouped(k, cut, process, None)
+}
+
+/// The view of one process, with its positions also grouped as `group` asks.
+pub fn process_grouped(
+    k: &Knowledge,
+    cut: &Cut,
+    process: &str,
+    group: Option<Group>,
+) -> Option<Value> {
+    let trust = Trust::new(k, cut);
     // The process's own facts, not every fact of each type: a process's view must cost what
     // the process holds, whatever the other processes hold. They are indexed in seq order, so
     // those recorded after the cut are cut off by a binary search.
@@ -235,22 +254,25 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                         parties.insert(p.to_string());
                     }
                 }
-                agreements.push(json!({
-                    "agreement_id": d.get("agreement_id"),
-                    "title": d.get("title"),
-                    "stage": d.get("stage"),
-                    "parties": d.get("parties"),
-                    "provisions": d.get("provisions"),
-                    "when": asof::when(&k.occurred(ix)),
-                    "event_id": f.id(),
-                }));
+                agreements.push(trust.stamp(
+                    ix,
+                    json!({
+                        "agreement_id": d.get("agreement_id"),
+                        "title": d.get("title"),
+                        "stage": d.get("stage"),
+                        "parties": d.get("parties"),
+                        "provisions": d.get("provisions"),
+                        "when": asof::when(&k.occurred(ix)),
+                        "event_id": f.id(),
+                    }),
+                ));
             }
             _ => {}
         }
     }
 
     let plan_json = |(version, _, ix, d): &(u64, u64, Ix, Value)| {
-        json!({
+        let plan = json!({
             "plan_id": d.get("plan_id"),
             "title": d.get("title"),
             "version": version,
@@ -260,7 +282,8 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
             "open_issues": d.get("open_issues"),
             "when": asof::when(&k.occurred(*ix)),
             "event_id": k.fact(*ix).id(),
-        })
+        });
+        trust.stamp(*ix, plan)
     };
     let latest_plan = plans
         .values()
@@ -276,14 +299,17 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
             let statuses: Vec<Value> = by
                 .iter()
                 .map(|(assessor, (ix, d))| {
-                    json!({
-                        "assessed_by": assessor,
-                        "status": d.get("status"),
-                        "rationale": d.get("rationale"),
-                        "derived_from": d.get("derived_from"),
-                        "when": asof::when(&k.occurred(*ix)),
-                        "event_id": k.fact(*ix).id(),
-                    })
+                    trust.stamp(
+                        *ix,
+                        json!({
+                            "assessed_by": assessor,
+                            "status": d.get("status"),
+                            "rationale": d.get("rationale"),
+                            "derived_from": d.get("derived_from"),
+                            "when": asof::when(&k.occurred(*ix)),
+                            "event_id": k.fact(*ix).id(),
+                        }),
+                    )
                 })
                 .collect();
             // Contested: two assessors' latest claims disagree and overlap in world time. A
@@ -329,11 +355,10 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                 "kind": "conflicting_records",
                 "field": field,
                 "id": id,
-                "claims": list.iter().map(|(ix, d)| json!({
+                "claims": list.iter().map(|(ix, d)| trust.stamp(*ix, json!({
                     "event_id": k.fact(*ix).id(),
                     "data": d,
-                    "evidence": attributions(k, *ix),
-                })).collect::<Vec<_>>(),
+                }))).collect::<Vec<_>>(),
             }));
         }
     }
@@ -347,7 +372,7 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                 "issue_label": labels.get(issue),
                 "positions": list.iter().map(|(ix, d)| {
                     let pid = d["position_id"].as_str().unwrap_or("");
-                    json!({
+                    trust.stamp(*ix, json!({
                         "position_id": d.get("position_id"),
                         "stance": d.get("stance"),
                         "object": d.get("object"),
@@ -357,9 +382,8 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
                         "answered_by": answered_by.get(pid).cloned().unwrap_or_default(),
                         "derived_from": d.get("derived_from"),
                         "when": asof::when(&k.occurred(*ix)),
-                        "evidence": attributions(k, *ix),
                         "event_id": k.fact(*ix).id(),
-                    })
+                    }))
                 }).collect::<Vec<_>>(),
             })
         })
@@ -367,7 +391,7 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
 
     let mut pending: Vec<(String, u64, Value)> = talks
         .iter()
-        .map(|(_, ix)| calendar::talks_json(k, *ix, cut))
+        .map(|(_, ix)| calendar::talks_json(k, *ix, cut, &trust))
         .filter(|t| matches!(t["fate"].as_str(), Some(f) if f != "held" && f != "cancelled"))
         .map(|t| {
             let start = t["planned"]["start"].as_str().unwrap_or("~").to_string();
@@ -376,7 +400,8 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
         .collect();
     pending.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
 
-    Some(json!({
+    let by_side = (group == Some(Group::Side)).then(|| side::group(k, cut, &positions_json));
+    let mut out = json!({
         "process": process,
         "parties": parties,
         "mediators": mediators,
@@ -384,20 +409,34 @@ pub fn process(k: &Knowledge, cut: &Cut, process: &str) -> Option<Value> {
         "plans": plans.values().map(plan_json).collect::<Vec<_>>(),
         "issues": issues_json,
         "positions": positions_json,
-        "last_meeting": last_meeting.map(|(_, _, ix)| calendar::meeting_json(k, ix, cut)),
+        "last_meeting": last_meeting.map(|(_, _, ix)| calendar::meeting_json(k, ix, cut, &trust)),
         "next_talks": pending.first().map(|t| t.2.clone()),
         "agreements": agreements,
         "contested": contested,
-    }))
+    });
+    if let (Some(o), Some(by_side)) = (out.as_object_mut(), by_side) {
+        o.insert("positions_by_side".into(), by_side);
+    }
+    Some(out)
 }
 
 /// Every process, or one when `process` is given.
 pub fn view(k: &Knowledge, cut: &Cut, process_filter: Option<&str>) -> Value {
+    view_grouped(k, cut, process_filter, None)
+}
+
+/// [`view`], with each process's positions also grouped as `group` asks.
+pub fn view_grouped(
+    k: &Knowledge,
+    cut: &Cut,
+    process_filter: Option<&str>,
+    group: Option<Group>,
+) -> Value {
     let list: Vec<Value> = k
         .processes()
         .into_iter()
         .filter(|p| process_filter.is_none_or(|f| f == *p))
-        .filter_map(|p| process(k, cut, p))
+        .filter_map(|p| process_grouped(k, cut, p, group))
         .collect();
     json!({ "processes": list })
 }

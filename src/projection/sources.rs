@@ -1,16 +1,16 @@
 //! The `sources` read model: per source, its reliability grade over time (A–F), the claims it
 //! supports with the Admiralty pair of each (grade + credibility, e.g. `B2`), how many of them
 //! an independent originator corroborates, and its corrections and withdrawals. Independence
-//! follows attribution chains: the originator of an evidence item is the last link of its
-//! chain (or the source itself when it reports on its own account), so ten rewrites of one
-//! wire story are one originator. This module must never copy a grade into a claim's record;
-//! grades are looked up as of the cut.
+//! and the Admiralty pair follow the one rule of `evidence.rs` (each claim carries the same
+//! `evidence` summary as in every other view). This module must never copy a grade into a
+//! claim's record; grades are looked up as of the cut.
 
 use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
 use super::asof::Cut;
+use super::evidence::{Standing, Trust, originator};
 use super::knowledge::{Ix, Knowledge, dedup};
 use crate::event::{EventKind, registry};
 use crate::log::EntryChange;
@@ -25,20 +25,6 @@ fn about_source(k: &Knowledge, ix: Ix) -> bool {
         .is_some_and(EventKind::is_about_source)
 }
 
-/// Who an evidence item's claim comes from: the end of its attribution chain, else the source.
-fn originator(item: &Value) -> Option<String> {
-    item.get("attribution")
-        .and_then(Value::as_array)
-        .and_then(|a| a.last())
-        .and_then(Value::as_str)
-        .map(str::to_string)
-        .or_else(|| {
-            item.get("source")
-                .and_then(Value::as_str)
-                .map(|s| s.to_string())
-        })
-}
-
 /// What is known about a source itself at the cut: its registration, grades, corrections and
 /// withdrawals, in seq order.
 struct SourceFacts {
@@ -49,13 +35,20 @@ struct SourceFacts {
 }
 
 fn source_facts(k: &Knowledge, cut: &Cut, id: &str) -> SourceFacts {
+    source_facts_among(k, cut, id, &dedup(k.of_source(id)))
+}
+
+/// [`source_facts`] from `candidates`, facts in seq order that include every fact about the
+/// source (others are skipped), so a caller that knows a shorter list than every fact citing
+/// the source walks only that.
+fn source_facts_among(k: &Knowledge, cut: &Cut, id: &str, candidates: &[Ix]) -> SourceFacts {
     let mut s = SourceFacts {
         registration: None,
         grades: Vec::new(),
         corrections: Vec::new(),
         withdrawals: Vec::new(),
     };
-    for ix in dedup(k.of_source(id)) {
+    for &ix in candidates {
         let f = k.fact(ix);
         if !about_source(k, ix) || !k.visible(ix, cut.seq) {
             continue;
@@ -111,8 +104,34 @@ pub fn grade_at(k: &Knowledge, cut: &Cut, id: &str) -> Option<String> {
         .and_then(|g| g["grade"].as_str().map(str::to_string))
 }
 
+/// A source's standing at the cut: its latest grade and whether it was withdrawn, from
+/// `about`, the facts about it in seq order (any superset of them, such as every fact citing
+/// it).
+pub fn standing(k: &Knowledge, cut: &Cut, id: &str, about: &[Ix]) -> Standing {
+    let sf = source_facts_among(k, cut, id, about);
+    Standing {
+        grade: sf
+            .grades
+            .last()
+            .and_then(|g| g["grade"].as_str().map(str::to_string)),
+        withdrawn: !sf.withdrawals.is_empty(),
+    }
+}
+
 /// One source's record, or `None` when it is unknown at the cut.
 pub fn source(k: &Knowledge, cut: &Cut, id: &str) -> Option<Value> {
+    source_with(k, cut, id, &Trust::new(k, cut), true)
+}
+
+/// One source's record for a view that shares `trust` with others; its claims are listed
+/// (with what the coder inferred) only when `listed`, else only counted.
+fn source_with(
+    k: &Knowledge,
+    cut: &Cut,
+    id: &str,
+    trust: &Trust<'_>,
+    listed: bool,
+) -> Option<Value> {
     let sf = source_facts(k, cut, id);
     let grade = sf
         .grades
@@ -124,8 +143,22 @@ pub fn source(k: &Knowledge, cut: &Cut, id: &str) -> Option<Value> {
         if about_source(k, ix) || !k.visible(ix, cut.seq) {
             continue;
         }
-        claims.push(claim(k, cut, ix, id, grade.as_deref(), &mut corroborated));
+        claims.push(claim(k, trust, ix, id, listed, &mut corroborated));
     }
+    // Each entry about the source is itself a fact, and carries its own evidence.
+    let stamp_all = |list: Vec<Value>| -> Vec<Value> {
+        list.into_iter()
+            .map(|v| match v["seq"].as_u64() {
+                Some(seq) => trust.stamp_seq(seq, v),
+                None => v,
+            })
+            .collect()
+    };
+    let (grades, corrections, withdrawals) = (
+        stamp_all(sf.grades),
+        stamp_all(sf.corrections),
+        stamp_all(sf.withdrawals),
+    );
     if sf.registration.is_none() && claims.is_empty() {
         return None;
     }
@@ -137,77 +170,71 @@ pub fn source(k: &Knowledge, cut: &Cut, id: &str) -> Option<Value> {
         "title": reg.get("title"),
         "url": reg.get("url"),
         "grade": grade,
-        "grade_history": sf.grades,
-        "withdrawn": !sf.withdrawals.is_empty(),
-        "corrections": sf.corrections,
-        "withdrawals": sf.withdrawals,
+        "grade_history": grades,
+        "withdrawn": !withdrawals.is_empty(),
+        "corrections": corrections,
+        "withdrawals": withdrawals,
         "claims_count": claims.len(),
         "corroborated_count": corroborated,
         "claims": claims,
     }))
 }
 
-/// A claim `source` supports: each of its evidence items with the Admiralty pair, and whether
-/// an independent originator (through a source not withdrawn) backs the same fact.
+/// A claim `source` supports: the fact's evidence summary (the same as in every view), this
+/// source's own items of it, and whether independent originators corroborate the fact
+/// (`evidence.corroborated`; with `independent_originators`, those not reached through this
+/// source's own items).
 fn claim(
     k: &Knowledge,
-    cut: &Cut,
+    trust: &Trust<'_>,
     ix: Ix,
     source: &str,
-    grade: Option<&str>,
+    listed: bool,
     corroborated: &mut usize,
 ) -> Value {
     let f = k.fact(ix);
-    let evidence = k.evidence(ix);
-    let items: Vec<&Value> = evidence
+    let recorded = k.evidence(ix);
+    let summary = trust.summary_of(&recorded);
+    let mine: Vec<&Value> = recorded
         .as_array()
-        .map(|a| a.iter().collect())
-        .unwrap_or_default();
-    let mine: Vec<&Value> = items
-        .iter()
-        .copied()
+        .into_iter()
+        .flatten()
         .filter(|i| i.get("source").and_then(Value::as_str) == Some(source))
         .collect();
     let my_origins: BTreeSet<String> = mine.iter().filter_map(|i| originator(i)).collect();
-    let withdrawn = |s: &str| !source_facts(k, cut, s).withdrawals.is_empty();
-    let independent: BTreeSet<String> = items
-        .iter()
-        .filter(|i| {
-            i.get("source")
-                .and_then(Value::as_str)
-                .is_some_and(|s| !withdrawn(s))
-        })
-        .filter_map(|i| originator(i))
-        .filter(|o| !my_origins.contains(o))
+    let independent: BTreeSet<&str> = summary["originators"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .filter(|o| !my_origins.contains(*o))
         .collect();
-    if !independent.is_empty() {
+    let is_corroborated = summary["corroborated"] == true;
+    if is_corroborated {
         *corroborated += 1;
+    }
+    if !listed {
+        return Value::Null;
     }
     json!({
         "event_id": f.id(),
         "type": f.kind(),
         "process": f.process(),
-        "items": mine.iter().map(|i| {
-            let cred = i.get("credibility").and_then(Value::as_u64).unwrap_or(6);
-            json!({
-                "relation": i.get("relation"),
-                "attribution": i.get("attribution").cloned().unwrap_or(json!([])),
-                "originator": originator(i),
-                "credibility": i.get("credibility"),
-                "admiralty": format!("{}{}", grade.unwrap_or("F"), cred),
-            })
-        }).collect::<Vec<_>>(),
-        "corroborated": !independent.is_empty(),
+        "items": mine.iter().map(|i| trust.item(i)).collect::<Vec<_>>(),
+        "corroborated": is_corroborated,
         "independent_originators": independent,
+        "evidence": summary,
+        "inferred": trust.inferred(ix),
     })
 }
 
 /// Every source with its current grade and claim counts.
 pub fn view(k: &Knowledge, cut: &Cut) -> Value {
+    let trust = Trust::new(k, cut);
     let list: Vec<Value> = k
         .sources()
         .into_iter()
-        .filter_map(|s| source(k, cut, s))
+        .filter_map(|s| source_with(k, cut, s, &trust, false))
         .map(|mut v| {
             if let Some(o) = v.as_object_mut() {
                 o.remove("claims");

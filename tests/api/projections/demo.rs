@@ -63,7 +63,7 @@ async fn the_demo_negotiation_answers_where_the_moscow_talks_stand_and_on_whose_
     assert_eq!(donetsk["stance"], "demand");
     assert!(donetsk["object"].as_str().unwrap().contains("Donetsk"));
     assert_eq!(
-        donetsk["evidence"][0]["attribution"],
+        donetsk["evidence"]["items"][0]["attribution"],
         serde_json::json!(["org:russian-media", "actor:russia"])
     );
     assert_eq!(

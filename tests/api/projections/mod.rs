@@ -8,6 +8,7 @@ mod cli_rebuild;
 mod compact;
 mod demo;
 mod engine;
+mod evidence;
 mod inproc;
 mod rebuild;
 mod restart;
