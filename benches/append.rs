@@ -822,6 +822,7 @@ impl Bench {
             StartOptions {
                 demo: false,
                 extra_keys: vec![entry],
+                ..StartOptions::default()
             },
         ))?;
         let base = format!("http://{}", server.addr());

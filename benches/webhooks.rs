@@ -89,6 +89,7 @@ async fn start() -> Res<App> {
                 hash: key.hash.clone(),
                 scopes: vec![Scope::Admin],
             }],
+            ..StartOptions::default()
         },
     )
     .await?;

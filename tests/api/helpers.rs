@@ -88,6 +88,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
         StartOptions {
             demo: false,
             extra_keys: keys.entries.clone(),
+            ..StartOptions::default()
         },
     )
     .await
@@ -117,6 +118,7 @@ impl TestApp {
             StartOptions {
                 demo: false,
                 extra_keys: self.keys.entries.clone(),
+                ..StartOptions::default()
             },
         )
         .await

@@ -29,6 +29,7 @@ mod provisions;
 mod recorded_at;
 mod registries;
 mod schemathesis;
+mod second_data_set;
 mod status_by_world_time;
 mod store_cache;
 mod store_disk;
