@@ -411,3 +411,39 @@ impl TestApp {
         self.restart().await;
     }
 }
+
+/// Registers the actors and issues a test's events name, now that every reference must name a
+/// known id: an id with the prefix `issue:` or `topic:` is defined as an issue, any other is
+/// registered as an actor. One request per registry, citing [`SOURCE`] (so `seed` first);
+/// each id takes one seq, actors first, in the order given. Returns the head seq after.
+pub async fn register_all(app: &TestApp, ids: &[&str]) -> u64 {
+    let is_issue = |id: &str| id.starts_with("issue:") || id.starts_with("topic:");
+    let evidence = json!([{"source": SOURCE, "relation": "reports"}]);
+    let actors: Vec<Value> = ids
+        .iter()
+        .filter(|id| !is_issue(id))
+        .map(|id| {
+            json!({"type": "actor.registered",
+                   "data": {"actor_id": id, "name": id, "kind": "organisation"},
+                   "evidence": evidence})
+        })
+        .collect();
+    let issues: Vec<Value> = ids
+        .iter()
+        .filter(|id| is_issue(id))
+        .map(|id| {
+            json!({"type": "issue.defined", "data": {"issue_id": id, "label": id},
+                   "evidence": evidence})
+        })
+        .collect();
+    for (stream, events) in [("registry/actors", actors), ("registry/issues", issues)] {
+        if events.is_empty() {
+            continue;
+        }
+        let resp = app.append(stream, &json!({ "events": events })).await;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        assert!(status == 201 || status == 200, "{stream}: {status} {body}");
+    }
+    app.head().await.0
+}
