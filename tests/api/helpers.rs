@@ -18,6 +18,33 @@ use tempfile::TempDir;
 /// The source every fixture event cites; `TestApp::seed` registers it.
 pub const SOURCE: &str = "src:test-wire";
 
+/// The stream `seed` registers the fixture actors on, so that `registry/actors` starts empty.
+pub const FIXTURE_STREAM: &str = "registry/test-actors";
+
+/// The actors the fixture [`statement`] and [`meeting`] name, registered by `seed` (seqs 2 to
+/// 5): (id, name, kind).
+pub const FIXTURE_ACTORS: [(&str, &str, &str); 4] = [
+    ("actor:witkoff", "Steve Witkoff", "person"),
+    ("actor:putin", "Vladimir Putin", "person"),
+    ("actor:russia", "Russia", "state"),
+    ("actor:usa", "United States", "state"),
+];
+
+/// The registrations of [`FIXTURE_ACTORS`], citing [`SOURCE`], as one request.
+pub fn fixture_actors() -> Value {
+    let events: Vec<Value> = FIXTURE_ACTORS
+        .iter()
+        .map(|(id, name, kind)| {
+            json!({
+                "type": "actor.registered",
+                "data": {"actor_id": id, "name": name, "kind": kind},
+                "evidence": [{"source": SOURCE, "relation": "reports"}]
+            })
+        })
+        .collect();
+    json!({ "events": events })
+}
+
 /// One key per role.
 #[derive(Clone)]
 pub struct TestKeys {
@@ -179,9 +206,11 @@ impl TestApp {
         )
     }
 
-    /// Registers the fixture source.
+    /// Registers the fixture source (seq 1), then the [`FIXTURE_ACTORS`] (seqs 2 to 5).
     pub async fn seed(&self) {
         let resp = self.append("registry/sources", &source_event(SOURCE)).await;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        let resp = self.append(FIXTURE_STREAM, &fixture_actors()).await;
         assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     }
 }

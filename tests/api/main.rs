@@ -35,6 +35,7 @@ mod status_by_world_time;
 mod store_cache;
 mod store_disk;
 mod stream_runs;
+mod strict_references;
 mod upcast;
 mod vocabulary;
 mod webhooks;
