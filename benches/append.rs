@@ -674,6 +674,19 @@ async fn seed(client: &reqwest::Client, base: &str, key: &str) -> Res<()> {
         )
         .into());
     }
+    // The statements' speaker: every actor a statement names must be registered.
+    let url = format!("{base}/streams/registry%2Factors/events");
+    let speaker = json!({"type": "actor.registered",
+        "data": {"actor_id": "actor:witkoff", "name": "Steve Witkoff", "kind": "person"},
+        "evidence": [{"source": SOURCE, "relation": "reports"}]});
+    let (status, body) = post(client, &url, key, speaker.to_string().into()).await?;
+    if status != 201 {
+        return Err(format!(
+            "registering the speaker answered {status}: {}",
+            String::from_utf8_lossy(&body)
+        )
+        .into());
+    }
     Ok(())
 }
 
@@ -822,6 +835,7 @@ impl Bench {
             StartOptions {
                 demo: false,
                 extra_keys: vec![entry],
+                ..StartOptions::default()
             },
         ))?;
         let base = format!("http://{}", server.addr());

@@ -74,6 +74,12 @@ async function main() {
     data: { source_id: SOURCE, kind: 'wire', publisher: 'Bench Wire' },
     evidence: [],
   });
+  // The statements' speaker: every actor a statement names must be registered.
+  await call('POST', '/streams/registry%2Factors/events', {
+    type: 'actor.registered',
+    data: { actor_id: 'actor:witkoff', name: 'Steve Witkoff', kind: 'person' },
+    evidence: [{ source: SOURCE, relation: 'reports' }],
+  });
   for (let i = 0; i < subs; i++) {
     await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
   }

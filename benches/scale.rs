@@ -517,6 +517,21 @@ async fn main() -> Res<()> {
     if !resp.status().is_success() {
         return Err(format!("registering {source}: {}", resp.status()).into());
     }
+    // The burst's speaker, which the folder built offline never registered (a repeat on a
+    // reused folder is a no-op).
+    let speaker = json!({"type": "actor.registered",
+        "data": {"actor_id": "actor:a1", "name": "a1", "kind": "person"},
+        "evidence": [{"source": source, "relation": "reports"}]});
+    let resp = client
+        .http
+        .post(format!("{}/streams/registry%2Factors/events", server.base))
+        .bearer_auth(&client.key)
+        .json(&speaker)
+        .send()
+        .await?;
+    if !resp.status().is_success() {
+        return Err(format!("registering actor:a1: {}", resp.status()).into());
+    }
     for b in 0..20u64 {
         let events: Vec<Value> = (0..100)
             .map(|i| {

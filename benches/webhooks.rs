@@ -89,6 +89,7 @@ async fn start() -> Res<App> {
                 hash: key.hash.clone(),
                 scopes: vec![Scope::Admin],
             }],
+            ..StartOptions::default()
         },
     )
     .await?;
@@ -102,6 +103,11 @@ async fn start() -> Res<App> {
     let source = json!({"type": "source.registered", "occurred": {"start": "2026-01-22", "precision": "day"},
         "data": {"source_id": SOURCE, "kind": "wire", "publisher": "Bench Wire"}, "evidence": []});
     app.append("registry/sources", &source).await?;
+    // The statements' speaker: every actor a statement names must be registered.
+    let speaker = json!({"type": "actor.registered",
+        "data": {"actor_id": "actor:witkoff", "name": "Steve Witkoff", "kind": "person"},
+        "evidence": [{"source": SOURCE, "relation": "reports"}]});
+    app.append("registry/actors", &speaker).await?;
     Ok(app)
 }
 

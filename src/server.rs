@@ -23,6 +23,35 @@ use crate::{projection, webhook};
 /// The demo data set, compiled in so `serve --demo` works from any folder.
 pub const DEMO_NDJSON: &str = include_str!("../examples/moscow-talks.ndjson");
 
+/// The second example data set (the Black Sea Grain Initiative), compiled in like the demo.
+pub const BLACK_SEA_GRAIN_NDJSON: &str = include_str!("../examples/black-sea-grain.ndjson");
+
+/// Which example data sets `--demo` loads into an empty log.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DemoData {
+    /// The Moscow talks demo alone (`--demo`, as before there was a choice).
+    #[default]
+    MoscowTalks,
+    /// The Black Sea Grain Initiative alone.
+    BlackSeaGrain,
+    /// Both, in one log: the Moscow talks first, so the Black Sea lines that register the
+    /// actors they share are answered as no-ops.
+    All,
+}
+
+impl DemoData {
+    /// The data sets to load, in order, each as (name, NDJSON).
+    pub fn sets(self) -> &'static [(&'static str, &'static str)] {
+        const MOSCOW: (&str, &str) = ("moscow-talks", DEMO_NDJSON);
+        const BLACK_SEA: (&str, &str) = ("black-sea-grain", BLACK_SEA_GRAIN_NDJSON);
+        match self {
+            DemoData::MoscowTalks => &[MOSCOW],
+            DemoData::BlackSeaGrain => &[BLACK_SEA],
+            DemoData::All => &[MOSCOW, BLACK_SEA],
+        }
+    }
+}
+
 /// Why the service could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -58,8 +87,10 @@ pub enum StartError {
 /// What to do beyond the configuration.
 #[derive(Debug, Clone, Default)]
 pub struct StartOptions {
-    /// Load the demo data set into an empty log and mint a process-lifetime key.
+    /// Load the demo data into an empty log and mint a process-lifetime key.
     pub demo: bool,
+    /// Which data sets `demo` loads (the Moscow talks unless told).
+    pub demo_data: DemoData,
     /// Extra keys valid for this process only (tests use this).
     pub extra_keys: Vec<KeyEntry>,
 }
@@ -109,20 +140,21 @@ impl Server {
             });
             demo_key = Some(key.key);
             if log.head().seq == 0 {
-                let imported = import::import(
-                    &log,
-                    &validator,
-                    DEMO_NDJSON.as_bytes(),
-                    "demo-loader",
-                    None,
-                )
-                .await;
-                let summary = match imported {
-                    Ok(s) => s,
-                    Err(e) => return Err(abandon(e.into(), log, None, None, None).await),
-                };
-                demo_loaded = summary.appended;
-                tracing::info!(events = demo_loaded, "demo data loaded");
+                for (name, ndjson) in options.demo_data.sets() {
+                    let imported =
+                        import::import(&log, &validator, ndjson.as_bytes(), "demo-loader", None)
+                            .await;
+                    let summary = match imported {
+                        Ok(s) => s,
+                        Err(e) => return Err(abandon(e.into(), log, None, None, None).await),
+                    };
+                    demo_loaded += summary.appended;
+                    tracing::info!(
+                        data_set = name,
+                        events = summary.appended,
+                        "demo data loaded"
+                    );
+                }
             } else {
                 tracing::info!(
                     seq = log.head().seq,

@@ -130,6 +130,10 @@ async fn append(
             if dry_run {
                 return super::events::dry_run(&st, &stream, single, &submission);
             }
+            // A line answered with another event's position is a registry no-op (it registers
+            // again what the log, or an earlier line, holds): it is reported as a duplicate of
+            // that registration, as it would be alone.
+            let submitted: Vec<_> = submission.events.iter().map(|e| e.id).collect();
             let append = Append {
                 stream: stream.clone(),
                 expected: submission.expected,
@@ -149,14 +153,15 @@ async fn append(
             let events: Vec<_> = appended
                 .positions
                 .iter()
-                .map(|p| {
+                .enumerate()
+                .map(|(i, p)| {
                     json!({
                         "id": p.id,
                         "seq": p.seq,
                         "version": p.version,
                         "hash": hex::encode(p.hash),
                         "recorded_at": p.recorded_at,
-                        "duplicate": appended.duplicate,
+                        "duplicate": appended.duplicate || submitted.get(i) != Some(&p.id),
                     })
                 })
                 .collect();

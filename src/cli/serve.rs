@@ -5,9 +5,10 @@
 use std::io::Write;
 use std::net::SocketAddr;
 
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use annals::config::Config;
+use annals::server::DemoData;
 use annals::{Server, StartOptions};
 
 use super::{CliError, Common, load_config};
@@ -20,9 +21,32 @@ pub struct ServeArgs {
     /// Listen address (overrides server.listen); port 0 picks a free port.
     #[arg(long)]
     listen: Option<SocketAddr>,
-    /// Load the demo data into an empty data folder and print a key valid for this process.
-    #[arg(long)]
-    demo: bool,
+    /// Load example data into an empty data folder and print a key valid for this process:
+    /// the Moscow talks demo (no value, or `moscow-talks`), the Black Sea Grain Initiative
+    /// (`black-sea-grain`), or both in one log (`all`).
+    #[arg(long, value_name = "DATA_SET", num_args = 0..=1, default_missing_value = "moscow-talks")]
+    demo: Option<Demo>,
+}
+
+/// The example data sets `--demo` takes by name.
+#[derive(Clone, Copy, ValueEnum)]
+enum Demo {
+    /// examples/moscow-talks.ndjson (the default).
+    MoscowTalks,
+    /// examples/black-sea-grain.ndjson.
+    BlackSeaGrain,
+    /// Both, the Moscow talks first.
+    All,
+}
+
+impl From<Demo> for DemoData {
+    fn from(d: Demo) -> DemoData {
+        match d {
+            Demo::MoscowTalks => DemoData::MoscowTalks,
+            Demo::BlackSeaGrain => DemoData::BlackSeaGrain,
+            Demo::All => DemoData::All,
+        }
+    }
 }
 
 /// Runs the server until a shutdown signal.
@@ -45,11 +69,12 @@ fn init_tracing(format: &str) {
     }
 }
 
-async fn run(config: Config, demo: bool) -> Result<(), CliError> {
+async fn run(config: Config, demo: Option<Demo>) -> Result<(), CliError> {
     let server = match Server::start(
         config,
         StartOptions {
-            demo,
+            demo: demo.is_some(),
+            demo_data: demo.map(DemoData::from).unwrap_or_default(),
             ..StartOptions::default()
         },
     )

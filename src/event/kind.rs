@@ -112,12 +112,12 @@ impl IdKind {
         }
     }
 
-    /// Whether a reference to an id of this kind must name a known id. Every reference must
-    /// have its field's kind when the id is known; an actor or issue the log has never seen
-    /// is still accepted, because data coded before references were checked (and the test
-    /// fixtures) name actors they never register. Making these strict is one change here.
+    /// Whether a reference to an id of this kind must name a known id: every kind, actors and
+    /// issues included (issue 11, item 2). A `speaker` or an `issue` the log has never seen is
+    /// a dangling reference, refused with a 422 naming it, as a `fulfils` naming unknown talks
+    /// is; a reference to a known id must also have its field's kind.
     pub const fn must_be_known(self) -> bool {
-        !matches!(self, IdKind::Actor | IdKind::Issue)
+        true
     }
 
     /// Whether an id of this kind is a registry entry, introduced exactly once (a second

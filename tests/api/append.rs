@@ -16,7 +16,7 @@ async fn single_append_returns_its_position_and_reads_back_with_every_envelope_f
     assert_eq!(body["stream"], "process/ru-ua-peace");
     assert_eq!(body["stream_version"], 1);
     let ev = &body["events"][0];
-    assert_eq!(ev["seq"], 2);
+    assert_eq!(ev["seq"], 6, "after the source and the fixture actors");
     assert_eq!(ev["version"], 1);
     assert_eq!(ev["duplicate"], false);
     let id = ev["id"].as_str().unwrap();
@@ -24,7 +24,7 @@ async fn single_append_returns_its_position_and_reads_back_with_every_envelope_f
 
     let env = app.get_json(&format!("/events/{id}")).await;
     assert_eq!(env["id"], id);
-    assert_eq!(env["seq"], 2);
+    assert_eq!(env["seq"], 6);
     assert_eq!(env["stream"], "process/ru-ua-peace");
     assert_eq!(env["version"], 1);
     assert_eq!(env["type"], "meeting.held");
@@ -37,16 +37,17 @@ async fn single_append_returns_its_position_and_reads_back_with_every_envelope_f
     assert_eq!(env["evidence"][0]["source"], SOURCE);
     assert_eq!(env["meta"]["notes"], "year inferred");
     assert_eq!(env["hash"], ev["hash"]);
-    // The chain: this record's prev_hash is the first record's hash.
+    // The chain: this record's prev_hash is the hash of the record before it (the seed's last).
+    let previous = app.get_json("/events?from=5&limit=1").await;
+    assert_eq!(env["prev_hash"], previous["events"][0]["hash"]);
     let first = app.get_json("/events?from=1&limit=1").await;
-    assert_eq!(env["prev_hash"], first["events"][0]["hash"]);
     assert_eq!(
         first["events"][0]["prev_hash"],
         "0000000000000000000000000000000000000000000000000000000000000000"
     );
     // The head is the last record.
     let (seq, hash) = app.head().await;
-    assert_eq!((seq, hash.as_str()), (2, env["hash"].as_str().unwrap()));
+    assert_eq!((seq, hash.as_str()), (6, env["hash"].as_str().unwrap()));
 }
 
 #[tokio::test]
@@ -68,7 +69,7 @@ async fn batch_append_is_one_contiguous_run_in_request_order() {
         .iter()
         .map(|e| e["seq"].as_u64().unwrap())
         .collect();
-    assert_eq!(seqs, vec![2, 3, 4, 5, 6]);
+    assert_eq!(seqs, vec![6, 7, 8, 9, 10]);
     assert_eq!(body["stream_version"], 5);
 
     let stream = app.get_json("/streams/process%2Fp/events").await;
@@ -102,9 +103,9 @@ async fn reads_page_by_position_and_filter_by_type_glob() {
     let page = app.get_json("/events?from=1&limit=2").await;
     assert_eq!(page["events"].as_array().unwrap().len(), 2);
     assert_eq!(page["next"], 3);
-    assert_eq!(page["head"], 5);
+    assert_eq!(page["head"], 9, "the seed's five records, then four");
     let rest = app.get_json("/events?from=3&limit=100").await;
-    assert_eq!(rest["events"].as_array().unwrap().len(), 3);
+    assert_eq!(rest["events"].as_array().unwrap().len(), 7);
     assert_eq!(rest["next"], Value::Null);
     let meetings = app.get_json("/events?type=meeting.*").await;
     let types: Vec<&str> = meetings["events"]
@@ -118,12 +119,13 @@ async fn reads_page_by_position_and_filter_by_type_glob() {
     assert_eq!(
         streams["streams"],
         json!([
-            {"name": "process/p", "version": 4, "last_seq": 5},
-            {"name": "registry/sources", "version": 1, "last_seq": 1}
+            {"name": "process/p", "version": 4, "last_seq": 9},
+            {"name": "registry/sources", "version": 1, "last_seq": 1},
+            {"name": "registry/test-actors", "version": 4, "last_seq": 5}
         ])
     );
     let registry = app.get_json("/streams?prefix=registry/").await;
-    assert_eq!(registry["streams"].as_array().unwrap().len(), 1);
+    assert_eq!(registry["streams"].as_array().unwrap().len(), 2);
 }
 
 #[tokio::test]
@@ -212,23 +214,25 @@ async fn metrics_count_appends_group_commits_flush_latency_and_http_statuses() {
             .status(),
         422
     );
+    // The seed is two requests (the source, then the four fixture actors): 1 + 4 + 4 events
+    // in three requests, each its own group.
     let text = app.get("/metrics").await.text().await.unwrap();
-    assert_eq!(sample(&text, "annals_events_appended_total"), 5.0);
-    assert_eq!(sample(&text, "annals_log_head_seq"), 5.0);
-    assert_eq!(sample(&text, "annals_group_commit_events_sum"), 5.0);
-    assert_eq!(sample(&text, "annals_group_commit_events_count"), 2.0);
+    assert_eq!(sample(&text, "annals_events_appended_total"), 9.0);
+    assert_eq!(sample(&text, "annals_log_head_seq"), 9.0);
+    assert_eq!(sample(&text, "annals_group_commit_events_sum"), 9.0);
+    assert_eq!(sample(&text, "annals_group_commit_events_count"), 3.0);
     assert_eq!(
         sample(&text, "annals_group_commit_flush_seconds_count"),
-        2.0
+        3.0
     );
     assert!(sample(&text, "annals_group_commit_flush_seconds_sum") > 0.0);
     assert_eq!(
         sample(&text, "annals_append_requests_total{outcome=\"ok\"}"),
-        2.0
+        3.0
     );
     assert_eq!(
         sample(&text, "annals_http_responses_total{status=\"201\"}"),
-        2.0
+        3.0
     );
     assert_eq!(
         sample(&text, "annals_http_responses_total{status=\"422\"}"),
@@ -243,11 +247,11 @@ async fn a_filtered_read_examines_at_most_the_search_window_and_says_where_to_go
         c
     })
     .await;
-    app.seed().await; // 1
+    app.seed().await; // 1..=5
     for i in 0..30 {
-        app.append("process/p", &statement(i)).await; // 2..=31
+        app.append("process/p", &statement(i)).await; // 6..=35
     }
-    app.append("process/p", &meeting("meeting:m1")).await; // 32
+    app.append("process/p", &meeting("meeting:m1")).await; // 36
 
     // Each read examines ten records: the first three find nothing and say where to go on.
     let mut from = 1;
@@ -268,7 +272,7 @@ async fn a_filtered_read_examines_at_most_the_search_window_and_says_where_to_go
     };
     assert_eq!(pages, [1, 11, 21, 31]);
     assert_eq!(found.len(), 1);
-    assert_eq!(found[0]["seq"], 32);
+    assert_eq!(found[0]["seq"], 36);
 
     // An unfiltered read is bounded by `limit` as before.
     let all = app.get_json("/events?from=1&limit=20").await;

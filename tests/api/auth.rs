@@ -202,7 +202,11 @@ async fn the_admin_key_is_accepted_on_every_protected_route() {
         };
         assert_eq!(resp.status(), expected, "{}", route.name());
     }
-    assert_eq!(app.head().await.0, 2);
+    assert_eq!(
+        app.head().await.0,
+        6,
+        "the seed's five records and one append"
+    );
 }
 
 #[tokio::test]

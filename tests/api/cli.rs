@@ -74,6 +74,11 @@ async fn populate(app: &TestApp) {
     append_ok(app, "registry/sources", &source_event("src:second")).await;
 }
 
+/// The registration of the fixture statements' speaker, citing [`SOURCE`], as one import line.
+fn speaker() -> Value {
+    fixture_actors()["events"][0].clone()
+}
+
 /// The `imported: ...` summary line of an import.
 fn summary(stderr: &str) -> &str {
     stderr
@@ -87,7 +92,7 @@ async fn export_piped_into_import_reproduces_the_same_records_and_head() {
     let app = spawn_app().await;
     populate(&app).await;
     let (seq, hash) = app.head().await;
-    assert_eq!(seq, 9);
+    assert_eq!(seq, 13, "the seed's five records, then eight");
     let source = app.stop().await;
 
     let exported = export(source.path());
@@ -216,6 +221,7 @@ async fn import_stops_at_an_invalid_line_naming_it_and_its_field_and_keeps_the_l
         &file,
         ndjson(&[
             ("registry/sources", source_event(SOURCE)),
+            ("registry/actors", speaker()),
             ("process/p", statement(2)),
             ("process/p", bad),
             ("process/p", statement(4)),
@@ -225,21 +231,21 @@ async fn import_stops_at_an_invalid_line_naming_it_and_its_field_and_keeps_the_l
     let dir = tempfile::tempdir().unwrap();
     let (code, out, err) = run_cli(&["import", "--data-dir", arg(dir.path()), arg(&file)], None);
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
-    assert!(err.contains("line 3"), "{err}");
+    assert!(err.contains("line 4"), "{err}");
     assert!(err.contains("/data/speaker"), "{err}");
-    assert!(!err.contains("line 4"), "{err}");
+    assert!(!err.contains("line 5"), "{err}");
 
     let (code, out) = verify(dir.path());
     assert_eq!(code, 0, "{out}");
-    assert!(out.contains("head seq 2 "), "{out}");
+    assert!(out.contains("head seq 3 "), "{out}");
     let records: Vec<Value> = export(dir.path())
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 2);
+    assert_eq!(records.len(), 3);
     assert_eq!(records[0]["data"]["source_id"], SOURCE);
-    assert_eq!(records[1]["data"]["content"], "Statement number 2.");
-    assert_eq!(records[1]["recorded_by"], "import");
+    assert_eq!(records[2]["data"]["content"], "Statement number 2.");
+    assert_eq!(records[2]["recorded_by"], "import");
 }
 
 #[tokio::test]
@@ -248,6 +254,7 @@ async fn import_stops_at_a_line_the_log_refuses_and_writes_nothing_after_it() {
     unknown["evidence"][0]["source"] = json!("src:never-registered");
     let input = ndjson(&[
         ("registry/sources", source_event(SOURCE)),
+        ("registry/actors", speaker()),
         ("process/p", unknown),
         ("process/p", statement(3)),
         ("process/p", statement(4)),
@@ -258,23 +265,24 @@ async fn import_stops_at_a_line_the_log_refuses_and_writes_nothing_after_it() {
         Some(input.as_bytes()),
     );
     assert_eq!(code, 1, "stdout: {out}\nstderr: {err}");
-    assert!(err.contains("line 2"), "{err}");
+    assert!(err.contains("line 3"), "{err}");
     assert!(err.contains("src:never-registered"), "{err}");
     let (code, out) = verify(dir.path());
     assert_eq!(code, 0, "{out}");
-    // Only the line before the refused one is in the log: the import stopped there.
+    // Only the lines before the refused one are in the log: the import stopped there.
     let exported = export(dir.path());
-    assert_eq!(exported.lines().count(), 1, "{exported}");
+    assert_eq!(exported.lines().count(), 2, "{exported}");
 }
 
-/// A stopped log of a source and `n` statements: seq 1..=n+1.
+/// A stopped log of the seed (a source and the fixture actors, seq 1..=5) and `n` statements:
+/// seq 6..=n+5, statement `i` at seq `i + 5`.
 async fn stopped_log(n: u64) -> tempfile::TempDir {
     let app = spawn_app().await;
     app.seed().await;
     for i in 1..=n {
         append_ok(&app, "process/p", &statement(i)).await;
     }
-    assert_eq!(app.head().await.0, n + 1);
+    assert_eq!(app.head().await.0, n + 5);
     let dir = app.stop().await;
     let (code, out) = verify(dir.path());
     assert_eq!(code, 0, "an untouched log must verify: {out}");
@@ -307,7 +315,7 @@ fn assert_verify_fails_at(dir: &Path, k: u64) -> String {
 #[tokio::test]
 async fn verify_names_a_record_whose_content_was_changed() {
     let dir = stopped_log(6).await;
-    let k = 4;
+    let k = 8; // statement 3
     tamper(dir.path(), |tree| {
         let mut value = tree.get(record_key(k)).unwrap().unwrap().to_vec();
         let json = &value[32..];
@@ -327,7 +335,7 @@ async fn verify_names_a_record_whose_content_was_changed() {
 #[tokio::test]
 async fn verify_names_a_changed_record_even_when_its_hash_was_recomputed() {
     let dir = stopped_log(6).await;
-    let k = 4;
+    let k = 8; // statement 3
     tamper(dir.path(), |tree| {
         let prev = tree.get(record_key(k - 1)).unwrap().unwrap();
         let value = tree.get(record_key(k)).unwrap().unwrap();
@@ -348,7 +356,7 @@ async fn verify_names_a_changed_record_even_when_its_hash_was_recomputed() {
 #[tokio::test]
 async fn verify_names_a_removed_record() {
     let dir = stopped_log(6).await;
-    let k = 4;
+    let k = 8; // statement 3
     tamper(dir.path(), |tree| {
         tree.remove(record_key(k)).unwrap().unwrap();
     });
@@ -360,15 +368,15 @@ async fn verify_names_a_removed_record() {
 async fn verify_names_the_last_record_when_it_was_removed() {
     let dir = stopped_log(6).await;
     tamper(dir.path(), |tree| {
-        tree.remove(record_key(7)).unwrap().unwrap();
+        tree.remove(record_key(11)).unwrap().unwrap();
     });
-    assert_verify_fails_at(dir.path(), 7);
+    assert_verify_fails_at(dir.path(), 11);
 }
 
 #[tokio::test]
 async fn verify_names_the_first_of_two_swapped_records() {
     let dir = stopped_log(6).await;
-    let k = 4;
+    let k = 8; // statement 3
     tamper(dir.path(), |tree| {
         let a = tree.get(record_key(k)).unwrap().unwrap();
         let b = tree.get(record_key(k + 1)).unwrap().unwrap();
@@ -426,6 +434,13 @@ async fn keys_new_prints_a_key_and_a_config_block_that_a_server_accepts() {
     };
     assert_eq!(
         post(source_event(SOURCE), "registry%2Fsources", &key)
+            .await
+            .unwrap()
+            .status(),
+        201
+    );
+    assert_eq!(
+        post(speaker(), "registry%2Factors", &key)
             .await
             .unwrap()
             .status(),
@@ -596,6 +611,8 @@ async fn an_environment_variable_overrides_the_config_file() {
         .await
         .unwrap();
     assert_eq!(seed.status(), 201);
+    let speaker = post(speaker(), "registry%2Factors").await.unwrap();
+    assert_eq!(speaker.status(), 201);
     let two = post(
         json!({"events": [statement(1), statement(2)]}),
         "process%2Fp",
@@ -621,6 +638,6 @@ async fn an_environment_variable_overrides_the_config_file() {
         .json()
         .await
         .unwrap();
-    assert_eq!(head["seq"], 3);
+    assert_eq!(head["seq"], 4);
     server.kill9();
 }

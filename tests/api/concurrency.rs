@@ -191,11 +191,11 @@ async fn racing_appends_with_exact_expected_versions_win_each_version_exactly_on
         last_seq = e["seq"].as_u64().unwrap();
     }
 
-    // Globally: the source, then exactly the N winners, seq 1..=N+1, chained.
+    // Globally: the seed's five records, then exactly the N winners, seq 1..=N+5, chained.
     let log = read_whole_log(&app).await;
-    assert_eq!(log.len() as u64, n + 1);
+    assert_eq!(log.len() as u64, n + 5);
     assert_gap_free_chain(&log);
-    assert_eq!(app.head().await.0, n + 1);
+    assert_eq!(app.head().await.0, n + 5);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -254,14 +254,14 @@ async fn concurrent_appends_to_different_streams_all_succeed_on_a_gap_free_log()
         streams.push((stream, version));
     }
 
-    // The log is the source plus every acknowledged event: seq 1..=N, no gaps, chained.
+    // The log is the seed's five records plus every acknowledged event: no gaps, chained.
     let log = read_whole_log(&app).await;
-    let total = acked.len() as u64 + 1;
+    let total = acked.len() as u64 + 5;
     assert_eq!(log.len() as u64, total);
     assert_gap_free_chain(&log);
     assert_eq!(
         acked.keys().copied().collect::<Vec<_>>(),
-        (2..=total).collect::<Vec<_>>()
+        (6..=total).collect::<Vec<_>>()
     );
     for (seq, a) in &acked {
         let r = &log[*seq as usize - 1];
@@ -358,8 +358,8 @@ async fn racing_submissions_of_one_event_id_store_it_once_and_all_get_its_positi
     // Everyone was told the same position: the one record in the log.
     assert_eq!(positions.len(), 1);
     let log = read_whole_log(&app).await;
-    assert_eq!(log.len(), 2);
+    assert_eq!(log.len(), 6, "the seed's five records and the one event");
     let (seq, hash) = positions.into_iter().next().unwrap();
-    assert_eq!((seq, hash.as_str()), (2, log[1]["hash"].as_str().unwrap()));
-    assert_eq!(log[1]["id"], event["id"]);
+    assert_eq!((seq, hash.as_str()), (6, log[5]["hash"].as_str().unwrap()));
+    assert_eq!(log[5]["id"], event["id"]);
 }

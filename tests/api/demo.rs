@@ -394,7 +394,7 @@ async fn the_demo_log_holds_the_facts_the_article_reports() {
 }
 
 /// Kills the child when dropped, so a failing test leaves no server behind.
-struct KillOnDrop(Child);
+pub struct KillOnDrop(pub Child);
 
 impl Drop for KillOnDrop {
     fn drop(&mut self) {
@@ -410,9 +410,20 @@ async fn serve_demo(
     data: &Path,
     log_filter: Option<&str>,
 ) -> Result<(KillOnDrop, String, String), String> {
+    serve_demo_of(data, log_filter, &[]).await
+}
+
+/// The same, with the data set names given to `--demo` (none: the default).
+pub async fn serve_demo_of(
+    data: &Path,
+    log_filter: Option<&str>,
+    data_sets: &[&str],
+) -> Result<(KillOnDrop, String, String), String> {
     let mut command = Command::new(env!("CARGO_BIN_EXE_annals"));
     command
-        .args(["serve", "--demo", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["serve", "--demo"])
+        .args(data_sets)
+        .args(["--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .current_dir(data.parent().unwrap())
         .stdout(Stdio::piped())

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use annals::server::DemoData;
 use annals::{Server, StartOptions};
 use serde_json::Value;
 
@@ -18,10 +19,16 @@ pub struct DemoServer {
 
 impl DemoServer {
     pub async fn start(dir: &Path) -> DemoServer {
+        DemoServer::start_with(dir, DemoData::default()).await
+    }
+
+    /// The same, loading the example data sets `data` names.
+    pub async fn start_with(dir: &Path, data: DemoData) -> DemoServer {
         let server = Server::start(
             test_config(dir),
             StartOptions {
                 demo: true,
+                demo_data: data,
                 ..StartOptions::default()
             },
         )

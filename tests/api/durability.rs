@@ -102,6 +102,7 @@ fn assert_streams_gap_free(records: &[Value]) {
 async fn append_mix(app: &TestApp) -> Vec<Ack> {
     let mut acks = Vec::new();
     acks.extend(append_ok(app, "registry/sources", &source_event(SOURCE)).await);
+    acks.extend(append_ok(app, FIXTURE_STREAM, &fixture_actors()).await);
     let mut m = meeting("meeting:moscow-2026-01-22");
     m["id"] = json!(uuid::Uuid::now_v7().to_string());
     acks.extend(append_ok(app, "process/ru-ua-peace", &m).await);
@@ -134,11 +135,11 @@ async fn append_mix(app: &TestApp) -> Vec<Ack> {
 async fn acknowledged_events_survive_a_restart_and_appends_continue_the_chain() {
     let mut app = spawn_app().await;
     let acks = append_mix(&app).await;
-    assert_eq!(acks.len(), 13);
+    assert_eq!(acks.len(), 17);
     let before = read_whole_log(&app).await;
     let streams_before = app.get_json("/streams").await;
     let head_before = app.head().await;
-    assert_eq!(head_before.0, 13);
+    assert_eq!(head_before.0, 17);
 
     app.restart().await;
 
@@ -176,11 +177,11 @@ async fn acknowledged_events_survive_a_restart_and_appends_continue_the_chain() 
     other["data"]["publisher"] = json!("Other Wire");
     assert_eq!(app.append("registry/sources", &other).await.status(), 409);
     let mut m = meeting("meeting:moscow-2026-01-22");
-    m["id"] = before[1]["id"].clone();
+    m["id"] = before[5]["id"].clone();
     let dup = app.append("process/ru-ua-peace", &m).await;
     assert_eq!(dup.status(), 200);
     let dup: Value = dup.json().await.unwrap();
-    assert_eq!(dup["events"][0]["seq"], 2);
+    assert_eq!(dup["events"][0]["seq"], 6);
     assert_eq!(dup["events"][0]["duplicate"], true);
     assert_gap_free_chain(&read_whole_log(&app).await);
 }
@@ -199,7 +200,7 @@ async fn verify_accepts_a_log_written_across_restarts() {
     )
     .await;
     let (seq, hash) = app.head().await;
-    assert_eq!(seq, 16);
+    assert_eq!(seq, 20);
     let dir = app.stop().await;
     wait_until_released(dir.path());
 
@@ -230,7 +231,7 @@ async fn refused_appends_leave_the_head_unchanged_across_a_restart() {
     )
     .await;
     let head = app.head().await;
-    assert_eq!(head.0, 2);
+    assert_eq!(head.0, 6, "the seed's five records and the meeting");
 
     let with_id = |mut e: Value| {
         e["id"] = json!(uuid::Uuid::now_v7().to_string());
@@ -277,9 +278,9 @@ async fn refused_appends_leave_the_head_unchanged_across_a_restart() {
     app.restart().await;
     assert_eq!(app.head().await, head);
     let log = read_whole_log(&app).await;
-    assert_eq!(log.len(), 2);
-    assert_eq!(log[1]["id"], kept_id.as_str());
-    assert_eq!(log[1]["data"]["location"]["name"], "Moscow");
+    assert_eq!(log.len(), 6);
+    assert_eq!(log[5]["id"], kept_id.as_str());
+    assert_eq!(log[5]["data"]["location"]["name"], "Moscow");
     for id in &refused_ids {
         assert_eq!(
             app.get(&format!("/events/{id}")).await.status(),
@@ -421,6 +422,21 @@ async fn acknowledged_appends_survive_kill_9_in_the_middle_of_appending() {
         .unwrap();
     assert_eq!(seed.status(), 201);
     for a in acks_of(&seed.json().await.unwrap()) {
+        acked.insert(a.seq, a);
+    }
+    let actors = client
+        .post(format!(
+            "{}/streams/{}/events",
+            server.base,
+            encode(FIXTURE_STREAM)
+        ))
+        .bearer_auth(&keys.append)
+        .json(&fixture_actors())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(actors.status(), 201);
+    for a in acks_of(&actors.json().await.unwrap()) {
         acked.insert(a.seq, a);
     }
 

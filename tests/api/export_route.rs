@@ -6,7 +6,8 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// A seeded app with `n` statements after the source: `n + 1` records.
+/// A seeded app (a source and the fixture actors: five records) with `n` statements after it:
+/// `n + 5` records.
 async fn app_with(n: u64) -> TestApp {
     let app = spawn_app().await;
     app.seed().await;
@@ -35,7 +36,7 @@ async fn lines(resp: reqwest::Response) -> (String, Vec<Value>) {
 
 #[tokio::test]
 async fn export_without_to_streams_every_record_up_to_the_head_with_chained_hashes() {
-    let app = app_with(600).await;
+    let app = app_with(596).await;
     let (head, head_hash) = app.head().await;
     assert_eq!(head, 601);
     let (text, records) = lines(export(&app, "").await).await;
@@ -97,12 +98,12 @@ async fn export_to_stops_at_that_seq_however_much_is_appended_later() {
 #[tokio::test]
 async fn export_to_beyond_the_head_is_a_422_problem_naming_the_head() {
     let app = app_with(2).await;
-    let resp = export(&app, "?to=4").await;
+    let resp = export(&app, "?to=8").await;
     assert_eq!(resp.status(), 422);
     assert_eq!(resp.headers()["content-type"], "application/problem+json");
     let p: Value = resp.json().await.unwrap();
     assert_eq!(p["type"], "https://annals.dev/problems/beyond-head");
-    assert_eq!(p["head"], 3);
+    assert_eq!(p["head"], 7);
     for bad in ["-1", "x", "1.5", ""] {
         let resp = export(&app, &format!("?to={bad}")).await;
         assert_eq!(resp.status(), 400, "to={bad}");

@@ -18,6 +18,33 @@ use tempfile::TempDir;
 /// The source every fixture event cites; `TestApp::seed` registers it.
 pub const SOURCE: &str = "src:test-wire";
 
+/// The stream `seed` registers the fixture actors on, so that `registry/actors` starts empty.
+pub const FIXTURE_STREAM: &str = "registry/test-actors";
+
+/// The actors the fixture [`statement`] and [`meeting`] name, registered by `seed` (seqs 2 to
+/// 5): (id, name, kind).
+pub const FIXTURE_ACTORS: [(&str, &str, &str); 4] = [
+    ("actor:witkoff", "Steve Witkoff", "person"),
+    ("actor:putin", "Vladimir Putin", "person"),
+    ("actor:russia", "Russia", "state"),
+    ("actor:usa", "United States", "state"),
+];
+
+/// The registrations of [`FIXTURE_ACTORS`], citing [`SOURCE`], as one request.
+pub fn fixture_actors() -> Value {
+    let events: Vec<Value> = FIXTURE_ACTORS
+        .iter()
+        .map(|(id, name, kind)| {
+            json!({
+                "type": "actor.registered",
+                "data": {"actor_id": id, "name": name, "kind": kind},
+                "evidence": [{"source": SOURCE, "relation": "reports"}]
+            })
+        })
+        .collect();
+    json!({ "events": events })
+}
+
 /// One key per role.
 #[derive(Clone)]
 pub struct TestKeys {
@@ -88,6 +115,7 @@ pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
         StartOptions {
             demo: false,
             extra_keys: keys.entries.clone(),
+            ..StartOptions::default()
         },
     )
     .await
@@ -117,6 +145,7 @@ impl TestApp {
             StartOptions {
                 demo: false,
                 extra_keys: self.keys.entries.clone(),
+                ..StartOptions::default()
             },
         )
         .await
@@ -177,9 +206,11 @@ impl TestApp {
         )
     }
 
-    /// Registers the fixture source.
+    /// Registers the fixture source (seq 1), then the [`FIXTURE_ACTORS`] (seqs 2 to 5).
     pub async fn seed(&self) {
         let resp = self.append("registry/sources", &source_event(SOURCE)).await;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        let resp = self.append(FIXTURE_STREAM, &fixture_actors()).await;
         assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     }
 }
@@ -408,4 +439,40 @@ impl TestApp {
         offline(self.dir.path());
         self.restart().await;
     }
+}
+
+/// Registers the actors and issues a test's events name, now that every reference must name a
+/// known id: an id with the prefix `issue:` or `topic:` is defined as an issue, any other is
+/// registered as an actor. One request per registry, citing [`SOURCE`] (so `seed` first);
+/// each id takes one seq, actors first, in the order given. Returns the head seq after.
+pub async fn register_all(app: &TestApp, ids: &[&str]) -> u64 {
+    let is_issue = |id: &str| id.starts_with("issue:") || id.starts_with("topic:");
+    let evidence = json!([{"source": SOURCE, "relation": "reports"}]);
+    let actors: Vec<Value> = ids
+        .iter()
+        .filter(|id| !is_issue(id))
+        .map(|id| {
+            json!({"type": "actor.registered",
+                   "data": {"actor_id": id, "name": id, "kind": "organisation"},
+                   "evidence": evidence})
+        })
+        .collect();
+    let issues: Vec<Value> = ids
+        .iter()
+        .filter(|id| is_issue(id))
+        .map(|id| {
+            json!({"type": "issue.defined", "data": {"issue_id": id, "label": id},
+                   "evidence": evidence})
+        })
+        .collect();
+    for (stream, events) in [("registry/actors", actors), ("registry/issues", issues)] {
+        if events.is_empty() {
+            continue;
+        }
+        let resp = app.append(stream, &json!({ "events": events })).await;
+        let status = resp.status().as_u16();
+        let body = resp.text().await.unwrap();
+        assert!(status == 201 || status == 200, "{stream}: {status} {body}");
+    }
+    app.head().await.0
 }

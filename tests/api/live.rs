@@ -222,23 +222,24 @@ async fn catch_up_then_the_live_marker_then_new_appends_arrive_in_order() {
 
     let mut feed = Sse::open(&app, "/events/live?from=1", None).await;
     let mut previous_hash = "0".repeat(64);
-    for seq in 1..=3 {
+    // The seed's five records, then the two statements.
+    for seq in 1..=7 {
         let rec = feed.record().await;
         assert_eq!(rec["seq"], seq);
         assert_eq!(rec["prev_hash"], previous_hash, "the chain, in order");
         previous_hash = rec["hash"].as_str().unwrap().to_string();
     }
-    assert_eq!(feed.live().await, 3);
+    assert_eq!(feed.live().await, 7);
 
     let fourth = append_ok(&app, "process/p", &statement(3)).await;
     let fifth = append_ok(&app, "process/p", &meeting("meeting:m1")).await;
     let rec = feed.record().await;
-    assert_eq!(rec["seq"], 4);
+    assert_eq!(rec["seq"], 8);
     assert_eq!(rec["hash"], fourth["hash"]);
     assert_eq!(rec["prev_hash"], previous_hash);
     assert_eq!(rec["data"]["content"], "Statement number 3.");
     let rec = feed.record().await;
-    assert_eq!(rec["seq"], 5);
+    assert_eq!(rec["seq"], 9);
     assert_eq!(rec["id"], fifth["id"]);
     assert_eq!(rec["type"], "meeting.held");
     assert_eq!(rec["stream"], "process/p");
@@ -254,10 +255,10 @@ async fn without_from_the_feed_starts_at_the_head_and_sends_only_new_events() {
 
     let mut feed = Sse::open(&app, "/events/live", None).await;
     // Nothing to catch up: the marker comes first.
-    assert_eq!(feed.live().await, 3);
+    assert_eq!(feed.live().await, 7);
     append_ok(&app, "process/p", &statement(3)).await;
     let rec = feed.record().await;
-    assert_eq!(rec["seq"], 4);
+    assert_eq!(rec["seq"], 8);
     assert_eq!(rec["data"]["content"], "Statement number 3.");
 }
 
@@ -265,28 +266,28 @@ async fn without_from_the_feed_starts_at_the_head_and_sends_only_new_events() {
 async fn a_type_filter_sends_only_matching_records_in_catch_up_and_live() {
     let app = spawn_app().await;
     app.seed().await;
-    append_ok(&app, "process/p", &statement(1)).await; // 2
-    append_ok(&app, "process/p", &meeting("meeting:m1")).await; // 3
-    append_ok(&app, "process/p", &statement(2)).await; // 4
-    append_ok(&app, "process/p", &meeting("meeting:m2")).await; // 5
+    append_ok(&app, "process/p", &statement(1)).await; // 6
+    append_ok(&app, "process/p", &meeting("meeting:m1")).await; // 7
+    append_ok(&app, "process/p", &statement(2)).await; // 8
+    append_ok(&app, "process/p", &meeting("meeting:m2")).await; // 9
 
     let mut feed = Sse::open(&app, "/events/live?from=1&type=meeting.*", None).await;
     let rec = feed.record().await;
     assert_eq!(
         (rec["seq"].as_u64(), rec["type"].as_str()),
-        (Some(3), Some("meeting.held"))
+        (Some(7), Some("meeting.held"))
     );
     let rec = feed.record().await;
     assert_eq!(
         (rec["seq"].as_u64(), rec["type"].as_str()),
-        (Some(5), Some("meeting.held"))
+        (Some(9), Some("meeting.held"))
     );
-    assert_eq!(feed.live().await, 5);
+    assert_eq!(feed.live().await, 9);
 
-    append_ok(&app, "process/p", &statement(3)).await; // 6
-    append_ok(&app, "process/p", &meeting("meeting:m3")).await; // 7
+    append_ok(&app, "process/p", &statement(3)).await; // 10
+    append_ok(&app, "process/p", &meeting("meeting:m3")).await; // 11
     let rec = feed.record().await;
-    assert_eq!(rec["seq"], 7, "the statement at 6 is skipped");
+    assert_eq!(rec["seq"], 11, "the statement at 10 is skipped");
     assert_eq!(rec["data"]["meeting_id"], "meeting:m3");
 }
 
@@ -299,17 +300,17 @@ async fn a_rare_type_filter_crosses_many_search_windows_to_its_match() {
     .await;
     app.seed().await;
     for i in 0..20 {
-        append_ok(&app, "process/p", &statement(i)).await; // 2..=21
+        append_ok(&app, "process/p", &statement(i)).await; // 6..=25
     }
-    append_ok(&app, "process/p", &meeting("meeting:m1")).await; // 22
+    append_ok(&app, "process/p", &meeting("meeting:m1")).await; // 26
 
     let mut feed = Sse::open(&app, "/events/live?from=1&type=meeting.*", None).await;
     let rec = feed.record().await;
     assert_eq!(
         (rec["seq"].as_u64(), rec["type"].as_str()),
-        (Some(22), Some("meeting.held"))
+        (Some(26), Some("meeting.held"))
     );
-    assert_eq!(feed.live().await, 22);
+    assert_eq!(feed.live().await, 26);
 }
 
 #[tokio::test]
@@ -320,25 +321,25 @@ async fn last_event_id_resumes_after_that_seq_and_wins_over_from() {
         append_ok(&app, "process/p", &statement(n)).await;
     }
     // A reconnecting browser repeats its URL (from=1) and adds the last id it saw.
-    let mut feed = Sse::open(&app, "/events/live?from=1", Some("3")).await;
-    assert_eq!(feed.record().await["seq"], 4);
-    assert_eq!(feed.record().await["seq"], 5);
-    assert_eq!(feed.live().await, 5);
+    let mut feed = Sse::open(&app, "/events/live?from=1", Some("7")).await;
+    assert_eq!(feed.record().await["seq"], 8);
+    assert_eq!(feed.record().await["seq"], 9);
+    assert_eq!(feed.live().await, 9);
     append_ok(&app, "process/p", &statement(5)).await;
-    assert_eq!(feed.record().await["seq"], 6);
+    assert_eq!(feed.record().await["seq"], 10);
 }
 
 #[tokio::test]
 async fn a_from_beyond_the_head_delivers_records_from_that_seq_on() {
     let app = spawn_app().await;
     app.seed().await;
-    let mut feed = Sse::open(&app, "/events/live?from=4", None).await;
+    let mut feed = Sse::open(&app, "/events/live?from=8", None).await;
     feed.expect("live").await;
     for n in 1..=3 {
-        append_ok(&app, "process/p", &statement(n)).await; // 2, 3, 4
+        append_ok(&app, "process/p", &statement(n)).await; // 6, 7, 8
     }
     let rec = feed.record().await;
-    assert_eq!(rec["seq"], 4, "2 and 3 come before `from`");
+    assert_eq!(rec["seq"], 8, "6 and 7 come before `from`");
 }
 
 #[tokio::test]
@@ -346,7 +347,7 @@ async fn the_live_marker_reports_the_head_even_when_from_is_beyond_it() {
     let app = spawn_app().await;
     app.seed().await;
     let mut feed = Sse::open(&app, "/events/live?from=10", None).await;
-    assert_eq!(feed.live().await, 1, "the contract: data {{\"seq\": head}}");
+    assert_eq!(feed.live().await, 5, "the contract: data {{\"seq\": head}}");
 }
 
 #[tokio::test]
@@ -365,8 +366,10 @@ async fn stopping_the_server_ends_a_live_feed_that_is_waiting_for_records() {
     let app = spawn_app().await;
     app.seed().await;
     let mut feed = Sse::open(&app, "/events/live?from=1", None).await;
-    assert_eq!(feed.record().await["seq"], 1);
-    assert_eq!(feed.live().await, 1);
+    for seq in 1..=5 {
+        assert_eq!(feed.record().await["seq"], seq);
+    }
+    assert_eq!(feed.live().await, 5);
     tokio::time::timeout(Duration::from_secs(30), app.stop())
         .await
         .expect("hang guard: Server::stop did not finish");
@@ -552,7 +555,7 @@ async fn spawn_bulky_app() -> TestApp {
 async fn stall_a_live_reader(app: &TestApp) -> (Sse, u64) {
     app.seed().await;
     let mut feed = Sse::open(app, "/events/live", None).await;
-    assert_eq!(feed.live().await, 1);
+    assert_eq!(feed.live().await, 5, "after the seed's five records");
     let count = (socket_buffer_budget() / BULK + 50) as u64;
     for n in 0..count {
         // One event per request: the head moves by one at a time, so only a reader whose
@@ -560,7 +563,7 @@ async fn stall_a_live_reader(app: &TestApp) -> (Sse, u64) {
         append_ok(app, "process/p", &bulky_statement(n, BULK)).await;
     }
     let head = app.head().await.0;
-    assert_eq!(head, count + 1);
+    assert_eq!(head, count + 5);
     (feed, head)
 }
 
@@ -571,10 +574,10 @@ async fn a_reader_that_stops_reading_is_cut_off_once_its_buffers_are_full_and_ne
     let (mut feed, head) = stall_a_live_reader(&app).await;
 
     // Now read: what the buffers held arrives, then the cut-off.
-    let (seqs, problem) = read_until_cut_off(&mut feed, 2).await;
-    let resume_from = assert_too_slow(&problem, &seqs, 2, head);
+    let (seqs, problem) = read_until_cut_off(&mut feed, 6).await;
+    let resume_from = assert_too_slow(&problem, &seqs, 6, head);
     assert!(
-        (seqs.len() as u64) < head - 1,
+        (seqs.len() as u64) < head - 5,
         "it was cut off before the end"
     );
     assert!(metric(&app, "live_cutoffs_total").await >= 1.0);

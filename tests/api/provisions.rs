@@ -64,6 +64,7 @@ async fn terms_in_views(app: &TestApp, query: &str, min_seq: u64) -> Vec<Value> 
 async fn a_correction_of_one_term_shows_in_every_agreement_view_now_and_not_as_of_before_it() {
     let app = spawn_app().await;
     app.seed().await;
+    register_all(&app, &["actor:ukraine", "issue:nuclear-safety"]).await;
     let (id, seq) = appended(
         app.append("process/ru-ua-peace", &agreement(structured()))
             .await,
@@ -113,6 +114,7 @@ async fn a_correction_of_one_term_shows_in_every_agreement_view_now_and_not_as_o
 async fn a_provision_whose_issue_is_an_id_of_another_kind_is_rejected_with_422_naming_it() {
     let app = spawn_app().await;
     app.seed().await;
+    register_all(&app, &["actor:ukraine", "issue:nuclear-safety"]).await;
     appended(
         app.append("process/ru-ua-peace", &meeting("meeting:2026-01-22"))
             .await,
@@ -135,6 +137,7 @@ async fn a_provision_whose_issue_is_an_id_of_another_kind_is_rejected_with_422_n
 async fn a_provision_without_its_summary_or_with_a_term_that_is_not_a_value_is_rejected_with_422() {
     let app = spawn_app().await;
     app.seed().await;
+    register_all(&app, &["actor:ukraine", "issue:nuclear-safety"]).await;
     let (head, _) = app.head().await;
     for provisions in [
         json!([{"issue": "issue:x"}]),

@@ -14,14 +14,16 @@ use crate::helpers::*;
 /// A stamp far later than any test machine's clock.
 const LATER: &str = "2099-01-01T00:00:00.000000Z";
 
-/// An export (NDJSON) of two records stamped [`LATER`]: the fixture source, then statement 1
-/// citing it, chained as `log/record.rs` says (hash = SHA-256(prev ‖ record JSON)).
+/// An export (NDJSON) of three records stamped [`LATER`]: the fixture source, its speaker,
+/// then statement 1 citing it, chained as `log/record.rs` says (hash = SHA-256(prev ‖ record
+/// JSON)).
 fn export_stamped_later() -> String {
     let mut lines = String::new();
     let mut prev = GENESIS;
     for (seq, stream, body) in [
         (1, "registry/sources", source_event(SOURCE)),
-        (2, "process/ru-ua-peace", statement(1)),
+        (2, FIXTURE_STREAM, fixture_actors()["events"][0].clone()),
+        (3, "process/ru-ua-peace", statement(1)),
     ] {
         let record = Record {
             id: Uuid::now_v7(),
@@ -87,10 +89,10 @@ async fn an_append_after_restoring_later_stamped_records_is_stamped_no_earlier_t
     )
     .await
     .unwrap();
-    assert_eq!(summary.restored, 2);
+    assert_eq!(summary.restored, 3);
 
     let (seq, recorded_at) = append_statement(&app, 2).await;
-    assert_eq!(seq, 3);
+    assert_eq!(seq, 4);
     assert!(
         recorded_at.as_str() >= LATER,
         "recorded_at went backwards: {recorded_at} after {LATER}"
@@ -121,7 +123,7 @@ async fn after_a_restart_appends_are_stamped_no_earlier_than_the_head_record() {
     .await;
 
     let (seq, recorded_at) = append_statement(&app, 2).await;
-    assert_eq!(seq, 3);
+    assert_eq!(seq, 4);
     assert!(
         recorded_at.as_str() >= LATER,
         "recorded_at went backwards: {recorded_at} after {LATER}"

@@ -245,7 +245,10 @@ async fn a_later_line_of_a_batch_may_register_again_what_an_earlier_line_registe
     let app = spawn_app().await;
     app.seed().await;
     let again = actor(json!({"actor_id": "actor:ukraine", "name": "Ukraine", "kind": "state"}));
-    let body = json!({"events": [ukraine(), again, statement(1)]});
+    // Its speaker is the actor the batch registers.
+    let mut said = statement(1);
+    said["data"]["speaker"] = json!("actor:ukraine");
+    let body = json!({"events": [ukraine(), again, said]});
     let (status, answer) = append(&app, "registry/actors", &body).await;
     assert_eq!(status, 201, "{answer}");
     let events = answer["events"].as_array().unwrap();

@@ -110,6 +110,7 @@ async fn schemathesis_finds_no_failure_no_error_and_skips_no_operation() {
         StartOptions {
             demo: true,
             extra_keys: Vec::new(),
+            ..StartOptions::default()
         },
     )
     .await

@@ -67,6 +67,7 @@ fn status_of<'a>(issue: &'a Value, by: &str) -> &'a Value {
 async fn an_earlier_unresolved_and_a_later_agreed_are_a_change_not_a_contest() {
     let app = spawn_app().await;
     app.seed().await;
+    register_all(&app, &["actor:a", "actor:b", "issue:land"]).await;
     let first = appended_seq(&app, &status("actor:a", "unresolved", day("2026-01-10"))).await;
     let last = appended_seq(&app, &status("actor:b", "agreed", day("2026-02-02"))).await;
     let (issue, contested) = issue_at(&app, "", last).await;
@@ -82,6 +83,7 @@ async fn an_earlier_unresolved_and_a_later_agreed_are_a_change_not_a_contest() {
 async fn an_assessors_latest_status_follows_world_time_not_log_order() {
     let app = spawn_app().await;
     app.seed().await;
+    register_all(&app, &["actor:a", "actor:b", "issue:land"]).await;
     let newer = appended_seq(&app, &status("actor:a", "narrowed", day("2026-02-01"))).await;
     // Recorded later, but it happened earlier: it does not replace the newer assessment.
     let older = appended_seq(&app, &status("actor:a", "deadlocked", day("2026-01-05"))).await;
@@ -101,6 +103,7 @@ async fn an_assessors_latest_status_follows_world_time_not_log_order() {
 async fn claims_that_overlap_in_world_time_and_disagree_are_contested() {
     let app = spawn_app().await;
     app.seed().await;
+    register_all(&app, &["actor:a", "actor:b", "issue:land"]).await;
     let first = appended_seq(&app, &status("actor:a", "unresolved", day("2026-02-02"))).await;
     // Month precision: February includes the 2nd, so the claims overlap.
     let month = json!({"start": "2026-02", "precision": "month"});

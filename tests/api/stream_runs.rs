@@ -204,7 +204,15 @@ async fn streams_are_listed_in_name_order_with_their_heads_from_the_last_run() {
         .collect();
     assert_eq!(
         names,
-        ["p/a", "p/a-b", "p/ab", "p/b", "q/x", "registry/sources"]
+        [
+            "p/a",
+            "p/a-b",
+            "p/ab",
+            "p/b",
+            "q/x",
+            "registry/sources",
+            "registry/test-actors"
+        ]
     );
 }
 

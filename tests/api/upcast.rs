@@ -49,6 +49,7 @@ fn event_of<'a>(actor_view: &'a Value, kind: &str) -> &'a Value {
 async fn a_version_1_record_is_stored_as_written_and_every_view_reads_it_in_the_version_2_shape() {
     let app = spawn_app().await;
     app.seed().await;
+    register_all(&app, &["actor:ukraine"]).await;
     let (statement_id, _) =
         appended(app.append("process/ru-ua-peace", &old_statement()).await).await;
     let (agreement_id, seq) =
@@ -103,6 +104,7 @@ async fn a_version_1_record_is_stored_as_written_and_every_view_reads_it_in_the_
 async fn an_exported_version_1_record_restores_validates_and_reads_in_the_version_2_shape() {
     let app = spawn_app().await;
     app.seed().await;
+    register_all(&app, &["actor:ukraine"]).await;
     appended(app.append("process/ru-ua-peace", &old_statement()).await).await;
     let (_, seq) = appended(app.append("process/ru-ua-peace", &old_agreement()).await).await;
     let export = app

@@ -142,6 +142,7 @@ async fn a_tone_outside_the_vocabulary_is_rejected_until_the_configuration_adds_
     })
     .await;
     extended.seed().await;
+    register_all(&extended, &["issue:territory"]).await;
     created(
         extended
             .append(

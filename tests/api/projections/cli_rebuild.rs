@@ -176,7 +176,7 @@ async fn annals_rebuild_while_the_server_holds_the_folder_fails_cleanly() {
         )
         .await;
     assert_eq!(resp.status(), 201);
-    let before = super::view(&app, "/projections/actors/actor:witkoff", 3).await;
+    let before = super::view(&app, "/projections/actors/actor:witkoff", 7).await;
 
     let data_dir = app.dir.path().to_str().unwrap().to_string();
     let started = Instant::now();
@@ -203,15 +203,15 @@ async fn annals_rebuild_while_the_server_holds_the_folder_fails_cleanly() {
 
     // The running server is unharmed: it still answers, appends, and folds.
     assert_eq!(
-        super::view(&app, "/projections/actors/actor:witkoff", 3).await,
+        super::view(&app, "/projections/actors/actor:witkoff", 7).await,
         before
     );
     let resp = app.append("process/ru-ua-peace", &statement(3)).await;
     assert_eq!(resp.status(), 201);
-    let v = super::view(&app, "/projections/actors/actor:witkoff", 4).await;
-    assert_eq!(v["as_of_seq"], 4);
+    let v = super::view(&app, "/projections/actors/actor:witkoff", 8).await;
+    assert_eq!(v["as_of_seq"], 8);
     let s = status(&app, "actors").await;
-    assert_eq!(s["seq"], 4, "{s}");
+    assert_eq!(s["seq"], 8, "{s}");
     assert_eq!(s["rebuilding"], false, "{s}");
     app.stop().await;
 }

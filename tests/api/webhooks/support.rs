@@ -372,10 +372,12 @@ pub struct Bin {
 }
 
 impl Bin {
-    /// Registers the test source, then creates a subscription with `body`; answers the
-    /// created subscription (its `id`, and its `secret`).
+    /// Registers the test source and the fixture actors (seqs 1 to 5, as `TestApp::seed`),
+    /// then creates a subscription with `body`; answers the created subscription (its `id`,
+    /// and its `secret`).
     pub async fn seed_and_subscribe(&self, body: &Value) -> Value {
         self.append("registry/sources", &source_event(SOURCE)).await;
+        self.append(FIXTURE_STREAM, &fixture_actors()).await;
         let (status, v) = self.post("/subscriptions", &self.keys.admin, body).await;
         assert_eq!(status, 201, "{v}");
         v
