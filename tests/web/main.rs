@@ -61,6 +61,7 @@ impl Site {
                     hash: k.hash.clone(),
                     scopes: vec![Scope::Read],
                 }],
+                ..StartOptions::default()
             },
         )
         .await

@@ -133,6 +133,7 @@ async fn first_view_of_a_100k_event_log() {
                 hash: k.hash.clone(),
                 scopes: vec![Scope::Read],
             }],
+            ..StartOptions::default()
         },
     )
     .await
