@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fact::{Fact, StoredFact};
+use super::knowledge::FactStore;
 use super::knowledge::Knowledge;
 use super::records::Records;
 use crate::log::{Log, LogError};
@@ -164,6 +165,7 @@ pub fn load(
         }
         k.reserve(m.seq as usize);
         load_chunks(tree, m.generation, m.seq, &mut k)?;
+        k.shrink_to_fit();
         let have = k.facts().len() as u64 + m.skipped;
         if have != m.seq {
             return Err(SaveError::Incomplete { have, want: m.seq });
@@ -245,9 +247,10 @@ fn load_chunks(
     })
 }
 
-fn encode(facts: &[Fact]) -> Result<Vec<u8>, SaveError> {
+/// Encodes facts `from..to` of `facts` as one chunk.
+fn encode(facts: &FactStore, from: usize, to: usize) -> Result<Vec<u8>, SaveError> {
     let chunk = Chunk {
-        facts: facts.iter().map(Fact::stored).collect(),
+        facts: (from..to).map(|ix| facts.get(ix as u32).stored()).collect(),
     };
     postcard::to_allocvec(&chunk).map_err(|e| SaveError::Encode(e.to_string()))
 }
@@ -286,10 +289,14 @@ pub fn append(
     from_seq: u64,
 ) -> Result<Meta, SaveError> {
     let mut batch = sled::Batch::default();
-    let start = k.facts().partition_point(|f| f.seq <= from_seq);
-    let facts = &k.facts()[start..];
-    if let Some(first) = facts.first() {
-        batch.insert(&chunk_key(generation, first.seq), encode(facts)?);
+    let facts = k.facts();
+    let start = facts.count_upto(from_seq);
+    if start < facts.len() {
+        let first = facts.get(start as u32).seq;
+        batch.insert(
+            &chunk_key(generation, first),
+            encode(facts, start, facts.len())?,
+        );
     }
     let m = Meta {
         generation,
@@ -314,11 +321,13 @@ pub fn write_generation(
     k: &Knowledge,
     from_seq: u64,
 ) -> Result<(), SaveError> {
-    let start = k.facts().partition_point(|f| f.seq <= from_seq);
-    for chunk in k.facts()[start..].chunks(CHUNK_FACTS) {
-        if let Some(first) = chunk.first() {
-            tree.insert(chunk_key(generation, first.seq), encode(chunk)?)?;
-        }
+    let facts = k.facts();
+    let mut start = facts.count_upto(from_seq);
+    while start < facts.len() {
+        let end = (start + CHUNK_FACTS).min(facts.len());
+        let first = facts.get(start as u32).seq;
+        tree.insert(chunk_key(generation, first), encode(facts, start, end)?)?;
+        start = end;
     }
     Ok(())
 }
