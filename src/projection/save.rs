@@ -21,9 +21,14 @@ use crate::log::{Log, LogError};
 const META: &[u8] = b"meta";
 const CHUNK: u8 = b'c';
 /// The layout written by this version. Format 1 stored a copy of every record, format 2 the
-/// spans of a record's fields to be joined with the record on load; a folder holding either
-/// is folded again from the log into a fresh generation.
-const FORMAT: u32 = 3;
+/// spans of a record's fields to be joined with the record on load, format 3 each chunk as
+/// plain postcard (which sled compressed on disk, so its cache, bounded by on-disk sizes, held
+/// up to five times its bound of decompressed chunks in memory after a load); a folder holding
+/// any of them is folded again from the log into a fresh generation. Format 4 is format 3's
+/// postcard chunk, zstd-compressed by us.
+const FORMAT: u32 = 4;
+/// zstd level of a chunk: cheap to write, and a chunk is read once per start.
+const ZSTD_LEVEL: i32 = 3;
 /// Facts per chunk when a whole generation is written at once.
 const CHUNK_FACTS: usize = 8192;
 
@@ -91,6 +96,9 @@ pub enum SaveError {
         /// The meta's seq.
         want: u64,
     },
+    /// A stored chunk does not decompress (corrupt).
+    #[error("projection save chunk {0} does not decompress: {1}")]
+    Compressed(String, std::io::Error),
     /// A stored chunk parses but holds a fact that cannot be (its spans do not fit).
     #[error("projection save chunk {0} is damaged: {1}")]
     Damaged(String, String),
@@ -189,8 +197,11 @@ pub fn load(
 
 /// Decodes one stored chunk into its facts up to `upto`.
 fn decode_chunk(key: &[u8], value: &[u8], upto: u64) -> Result<Vec<Fact>, SaveError> {
+    let plain =
+        zstd::stream::decode_all(value).map_err(|e| SaveError::Compressed(hex::encode(key), e))?;
     let chunk: Chunk =
-        postcard::from_bytes(value).map_err(|e| SaveError::Corrupt(hex::encode(key), e))?;
+        postcard::from_bytes(&plain).map_err(|e| SaveError::Corrupt(hex::encode(key), e))?;
+    drop(plain);
     let mut facts = Vec::with_capacity(chunk.facts.len());
     for stored in chunk.facts {
         let seq = stored.seq();
@@ -252,7 +263,11 @@ fn encode(facts: &FactStore, from: usize, to: usize) -> Result<Vec<u8>, SaveErro
     let chunk = Chunk {
         facts: (from..to).map(|ix| facts.get(ix as u32).stored()).collect(),
     };
-    postcard::to_allocvec(&chunk).map_err(|e| SaveError::Encode(e.to_string()))
+    let plain = postcard::to_allocvec(&chunk).map_err(|e| SaveError::Encode(e.to_string()))?;
+    // Compressed here, not only by sled: sled's cache counts a page by its size on disk, so a
+    // chunk sled compressed would take several times its count in memory once read.
+    zstd::stream::encode_all(plain.as_slice(), ZSTD_LEVEL)
+        .map_err(|e| SaveError::Encode(e.to_string()))
 }
 
 /// Replaces an unusable save by an empty one in the next generation, in ONE batch (so a
