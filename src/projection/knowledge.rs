@@ -5,7 +5,8 @@
 //! entry keeps the seq it was recorded at and every correction and retraction is its own
 //! entry, any earlier state of knowledge (`known_at`) is a filter over this one: nothing is
 //! overwritten. What one entry keeps of its record, and how it is found, is `fact.rs`: compact
-//! derived facts, never the record; a view that shows a payload or evidence reads the record
+//! derived facts, never the record, held as fixed-size rows with interned names
+//! (`knowledge/compact.rs`); a view that shows a payload or evidence reads the record
 //! through [`Records`] (`records.rs`), so what a view costs grows with what it shows. This
 //! module must never read or write storage itself, never keep a record, and never parse JSON
 //! while indexing: every reference was found when the fact was parsed.
