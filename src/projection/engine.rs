@@ -252,6 +252,7 @@ impl Engine {
             Err(
                 e @ (save::SaveError::Mismatch(_)
                 | save::SaveError::Corrupt(..)
+                | save::SaveError::Compressed(..)
                 | save::SaveError::Damaged(..)
                 | save::SaveError::Incomplete { .. }),
             ) => {

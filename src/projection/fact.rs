@@ -39,7 +39,7 @@ pub enum Role {
 
 impl Role {
     /// The role with this discriminant, if any.
-    fn from_u8(b: u8) -> Option<Role> {
+    pub(in crate::projection) fn from_u8(b: u8) -> Option<Role> {
         [Role::Actor, Role::Source, Role::PatchActor, Role::Target]
             .into_iter()
             .find(|r| *r as u8 == b)
@@ -123,7 +123,7 @@ pub struct Fact {
 }
 
 /// A fact as a save stores it: all of it but the type, which is read back from its name.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredFact {
     seq: u64,
     record_len: u32,
@@ -134,6 +134,48 @@ pub struct StoredFact {
 }
 
 impl StoredFact {
+    /// The stored form of a fact given by its fields, as [`Fact::parse`] lays out its text:
+    /// the small fields in [`Field`] order (`fields`: id, type, `recorded_at`,
+    /// `recorded_by`, occurred, process, target), then the references.
+    pub(in crate::projection) fn assemble<'a>(
+        seq: u64,
+        record_len: u32,
+        fields: [&str; SPANS - 2],
+        (data, evidence): (Span, Span),
+        has_process: bool,
+        refs: impl Iterator<Item = (Role, &'a str)>,
+    ) -> StoredFact {
+        let mut text = String::new();
+        let mut copy = |s: &str| -> Span {
+            let at = text.len();
+            text.push_str(s);
+            (at as u32, text.len() as u32)
+        };
+        let mut spans = [(0, 0); SPANS];
+        let mut fields = fields.into_iter();
+        for (i, span) in spans.iter_mut().enumerate() {
+            *span = match i {
+                _ if i == Field::Data as usize => data,
+                _ if i == Field::Evidence as usize => evidence,
+                _ => copy(fields.next().unwrap_or("")),
+            };
+        }
+        let refs = refs
+            .map(|(role, s)| {
+                let (a, b) = copy(s);
+                (role, a, b)
+            })
+            .collect();
+        StoredFact {
+            seq,
+            record_len,
+            text,
+            spans,
+            has_process,
+            refs,
+        }
+    }
+
     /// The seq of the record it describes.
     pub fn seq(&self) -> u64 {
         self.seq
@@ -190,6 +232,15 @@ impl Fact {
         }
         let (a, b) = self.spans[field as usize];
         std::str::from_utf8(record.get(a as usize..b as usize)?).ok()
+    }
+
+    /// The record's length and where `data` and `evidence` sit in it.
+    pub(in crate::projection) fn record_spans(&self) -> (u32, Span, Span) {
+        (
+            self.record_len,
+            self.spans[Field::Data as usize],
+            self.spans[Field::Evidence as usize],
+        )
     }
 
     /// What a save keeps of this fact.

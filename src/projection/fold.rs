@@ -74,7 +74,7 @@ pub(super) fn fold_until_head(
     // bounded by a few batches; a failed or stopped stage closes its channel and the others
     // stop after their current batch.
     let from = k.seq + 1;
-    std::thread::scope(|scope| {
+    let total = std::thread::scope(|scope| {
         let (read_tx, read_rx) = std::sync::mpsc::sync_channel::<Vec<Recorded>>(2);
         let (parsed_tx, parsed_rx) = std::sync::mpsc::sync_channel(2);
         let reader = scope.spawn(move || -> Result<(), ProjectionError> {
@@ -111,6 +111,9 @@ pub(super) fn fold_until_head(
         reader
             .join()
             .map_err(|_| ProjectionError::Task("the log reader panicked".into()))??;
-        Ok(total)
-    })
+        Ok::<_, ProjectionError>(total)
+    })?;
+    // The index lists grew by doubling: give back what they will not use soon.
+    k.shrink_to_fit();
+    Ok(total)
 }

@@ -5,7 +5,8 @@
 //! entry keeps the seq it was recorded at and every correction and retraction is its own
 //! entry, any earlier state of knowledge (`known_at`) is a filter over this one: nothing is
 //! overwritten. What one entry keeps of its record, and how it is found, is `fact.rs`: compact
-//! derived facts, never the record; a view that shows a payload or evidence reads the record
+//! derived facts, never the record, held as fixed-size rows with interned names
+//! (`knowledge/compact.rs`); a view that shows a payload or evidence reads the record
 //! through [`Records`] (`records.rs`), so what a view costs grows with what it shows. This
 //! module must never read or write storage itself, never keep a record, and never parse JSON
 //! while indexing: every reference was found when the fact was parsed.
@@ -22,10 +23,12 @@ use crate::event::EventKind;
 use crate::event::upcast::upcast_data;
 
 mod by_time;
+mod compact;
 mod ids;
 
 pub use by_time::ActorOrder;
 use by_time::{ByTime, time_key};
+pub use compact::{FactRef, FactStore, Text};
 use ids::IdIndex;
 
 /// Index of a fact in [`Knowledge::facts`].
@@ -36,8 +39,8 @@ pub type Ix = u32;
 pub struct Knowledge {
     /// The last seq folded in (every record up to it has been seen).
     pub seq: u64,
-    /// Every recorded event, in seq order.
-    facts: Vec<Fact>,
+    /// Every recorded event, in seq order, as compact rows.
+    store: FactStore,
     /// Event id to fact index: corrections and retractions name their target by id.
     by_id: IdIndex,
     /// Fact index to the `event.corrected` facts that target it, in seq order.
@@ -114,8 +117,24 @@ impl Knowledge {
     /// Makes room for `n` more facts (a rebuild knows how many are coming; growing the tables
     /// one doubling at a time would copy them over and over).
     pub fn reserve(&mut self, n: usize) {
-        self.facts.reserve(n);
+        self.store.reserve(n);
         self.by_id.reserve(n);
+    }
+
+    /// Gives back the room growing left unused (a load or a rebuild grows its tables by
+    /// doubling, which can leave half of each unused).
+    pub fn shrink_to_fit(&mut self) {
+        self.store.shrink_to_fit();
+        self.by_id.shrink_to_fit();
+        for map in [
+            &mut self.by_kind,
+            &mut self.by_process,
+            &mut self.by_actor,
+            &mut self.by_source,
+        ] {
+            map.values_mut().for_each(Vec::shrink_to_fit);
+            map.shrink_to_fit();
+        }
     }
 
     /// Folds in one stored record (the JSON bytes, without the 32-byte hash prefix). A record
@@ -176,12 +195,12 @@ impl Knowledge {
     /// fact it corrects or retracts. Facts must come in seq order. Never parses JSON: every
     /// reference was found when the fact was parsed.
     pub fn insert(&mut self, fact: Fact) {
-        let ix = self.facts.len() as Ix;
+        let ix = self.store.push(&fact);
         if fact.seq > self.seq {
             self.seq = fact.seq;
         }
         if let Some(key) = uuid_key(fact.id()) {
-            self.by_id.insert(key, ix);
+            self.by_id.insert(key, ix, &self.store);
         }
         push(&mut self.by_kind, fact.kind(), ix);
         if let Some(p) = fact.process() {
@@ -213,14 +232,17 @@ impl Knowledge {
             Some(EventKind::EventRetracted) => Some(false),
             _ => None,
         };
-        let target = link.and_then(|_| uuid_key(fact.target()).and_then(|k| self.by_id.get(k)));
+        let target =
+            link.and_then(|_| uuid_key(fact.target()).and_then(|k| self.by_id.get(k, &self.store)));
         if let (Some(is_correction), Some(target)) = (link, target) {
             if by_time_built {
                 self.by_time.mark_special(target);
             }
             if is_correction {
                 self.corrections.entry(target).or_default().push(ix);
-                let names_actors = self.facts[target as usize]
+                let names_actors = self
+                    .store
+                    .get(target)
                     .event_kind()
                     .is_some_and(EventKind::names_actors);
                 if names_actors {
@@ -237,20 +259,19 @@ impl Knowledge {
                 self.retractions.entry(target).or_default().push(ix);
             }
         }
-        self.facts.push(fact);
         for (actor, at, special) in by_time_places {
-            self.by_time.place(&self.facts, &actor, at, special);
+            self.by_time.place(&self.store, &actor, at, special);
         }
     }
 
     /// Every fact, in seq order.
-    pub fn facts(&self) -> &[Fact] {
-        &self.facts
+    pub fn facts(&self) -> &FactStore {
+        &self.store
     }
 
     /// One fact.
-    pub fn fact(&self, ix: Ix) -> &Fact {
-        &self.facts[ix as usize]
+    pub fn fact(&self, ix: Ix) -> FactRef<'_> {
+        self.store.get(ix)
     }
 
     /// The facts of a type, in seq order.
@@ -303,7 +324,7 @@ impl Knowledge {
         }
         let mut keyed: Vec<((String, u64), Ix)> = by_ix
             .iter()
-            .map(|&ix| (time_key(&self.facts, ix), ix))
+            .map(|&ix| (time_key(&self.store, ix), ix))
             .collect();
         keyed.sort_unstable();
         let special = by_ix
@@ -334,13 +355,13 @@ impl Knowledge {
 
     /// Where a fact sits in the actor view's order: its occurred sort key, then its seq.
     pub fn time_key(&self, ix: Ix) -> (String, u64) {
-        time_key(&self.facts, ix)
+        time_key(&self.store, ix)
     }
 
     /// The fact recorded at `seq`, if that record was folded as a fact.
     pub fn ix_of_seq(&self, seq: u64) -> Option<Ix> {
-        let at = self.facts.partition_point(|f| f.seq < seq);
-        (self.facts.get(at)?.seq == seq).then_some(at as Ix)
+        let at = self.store.count_upto(seq.checked_sub(1)?);
+        (at < self.store.len() && self.store.get(at as Ix).seq == seq).then_some(at as Ix)
     }
 
     /// Every actor named so far.
@@ -364,7 +385,7 @@ impl Knowledge {
 
     /// The fact with this event id.
     pub fn by_id(&self, id: &str) -> Option<Ix> {
-        uuid_key(id).and_then(|k| self.by_id.get(k))
+        uuid_key(id).and_then(|k| self.by_id.get(k, &self.store))
     }
 
     /// Whether a fact was known at `cut` (recorded by then).
@@ -449,8 +470,20 @@ impl Knowledge {
     /// The seq of the last fact recorded at or before `timestamp` (an RFC 3339 UTC timestamp
     /// in the log's own format), by binary search: `recorded_at` never decreases with seq.
     pub fn seq_at_time(&self, timestamp: &str) -> u64 {
-        let n = self.facts.partition_point(|f| f.recorded_at() <= timestamp);
-        if n == 0 { 0 } else { self.facts[n - 1].seq }
+        let (mut lo, mut hi) = (0, self.store.len());
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if *self.store.get(mid as Ix).recorded_at() <= *timestamp {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        if lo == 0 {
+            0
+        } else {
+            self.store.get(lo as Ix - 1).seq
+        }
     }
 
     /// The fact as a view shows it at `cut`: envelope fields, effective data, and which
@@ -644,13 +677,20 @@ mod tests {
 
     #[test]
     fn ids_out_of_ascending_order_are_still_found() {
-        let mut ids = IdIndex::default();
-        ids.insert(10, 0);
-        ids.insert(30, 1);
-        ids.insert(20, 2);
-        ids.insert(40, 3);
+        let ids = [10u128, 30, 20, 40].map(|n| uuid::Uuid::from_u128(n << 64).to_string());
+        let mut k = Knowledge::new();
+        for (i, id) in ids.iter().enumerate() {
+            k.insert(
+                Fact::parse(
+                    i as u64 + 1,
+                    &record(i as u64 + 1, id, "statement.made", "{}"),
+                )
+                .unwrap(),
+            );
+        }
+        assert_eq!(k.by_id.other.len(), 1);
         assert_eq!(
-            [10, 20, 30, 40, 50].map(|id| ids.get(id)),
+            [10u128, 20, 30, 40, 50].map(|n| k.by_id(&uuid::Uuid::from_u128(n << 64).to_string())),
             [Some(0), Some(2), Some(1), Some(3), None]
         );
     }

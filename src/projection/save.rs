@@ -13,6 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::fact::{Fact, StoredFact};
+use super::knowledge::FactStore;
 use super::knowledge::Knowledge;
 use super::records::Records;
 use crate::log::{Log, LogError};
@@ -20,9 +21,14 @@ use crate::log::{Log, LogError};
 const META: &[u8] = b"meta";
 const CHUNK: u8 = b'c';
 /// The layout written by this version. Format 1 stored a copy of every record, format 2 the
-/// spans of a record's fields to be joined with the record on load; a folder holding either
-/// is folded again from the log into a fresh generation.
-const FORMAT: u32 = 3;
+/// spans of a record's fields to be joined with the record on load, format 3 each chunk as
+/// plain postcard (which sled compressed on disk, so its cache, bounded by on-disk sizes, held
+/// up to five times its bound of decompressed chunks in memory after a load); a folder holding
+/// any of them is folded again from the log into a fresh generation. Format 4 is format 3's
+/// postcard chunk, zstd-compressed by us.
+const FORMAT: u32 = 4;
+/// zstd level of a chunk: cheap to write, and a chunk is read once per start.
+const ZSTD_LEVEL: i32 = 3;
 /// Facts per chunk when a whole generation is written at once.
 const CHUNK_FACTS: usize = 8192;
 
@@ -90,6 +96,9 @@ pub enum SaveError {
         /// The meta's seq.
         want: u64,
     },
+    /// A stored chunk does not decompress (corrupt).
+    #[error("projection save chunk {0} does not decompress: {1}")]
+    Compressed(String, std::io::Error),
     /// A stored chunk parses but holds a fact that cannot be (its spans do not fit).
     #[error("projection save chunk {0} is damaged: {1}")]
     Damaged(String, String),
@@ -164,6 +173,7 @@ pub fn load(
         }
         k.reserve(m.seq as usize);
         load_chunks(tree, m.generation, m.seq, &mut k)?;
+        k.shrink_to_fit();
         let have = k.facts().len() as u64 + m.skipped;
         if have != m.seq {
             return Err(SaveError::Incomplete { have, want: m.seq });
@@ -187,8 +197,11 @@ pub fn load(
 
 /// Decodes one stored chunk into its facts up to `upto`.
 fn decode_chunk(key: &[u8], value: &[u8], upto: u64) -> Result<Vec<Fact>, SaveError> {
+    let plain =
+        zstd::stream::decode_all(value).map_err(|e| SaveError::Compressed(hex::encode(key), e))?;
     let chunk: Chunk =
-        postcard::from_bytes(value).map_err(|e| SaveError::Corrupt(hex::encode(key), e))?;
+        postcard::from_bytes(&plain).map_err(|e| SaveError::Corrupt(hex::encode(key), e))?;
+    drop(plain);
     let mut facts = Vec::with_capacity(chunk.facts.len());
     for stored in chunk.facts {
         let seq = stored.seq();
@@ -245,11 +258,16 @@ fn load_chunks(
     })
 }
 
-fn encode(facts: &[Fact]) -> Result<Vec<u8>, SaveError> {
+/// Encodes facts `from..to` of `facts` as one chunk.
+fn encode(facts: &FactStore, from: usize, to: usize) -> Result<Vec<u8>, SaveError> {
     let chunk = Chunk {
-        facts: facts.iter().map(Fact::stored).collect(),
+        facts: (from..to).map(|ix| facts.get(ix as u32).stored()).collect(),
     };
-    postcard::to_allocvec(&chunk).map_err(|e| SaveError::Encode(e.to_string()))
+    let plain = postcard::to_allocvec(&chunk).map_err(|e| SaveError::Encode(e.to_string()))?;
+    // Compressed here, not only by sled: sled's cache counts a page by its size on disk, so a
+    // chunk sled compressed would take several times its count in memory once read.
+    zstd::stream::encode_all(plain.as_slice(), ZSTD_LEVEL)
+        .map_err(|e| SaveError::Encode(e.to_string()))
 }
 
 /// Replaces an unusable save by an empty one in the next generation, in ONE batch (so a
@@ -286,10 +304,14 @@ pub fn append(
     from_seq: u64,
 ) -> Result<Meta, SaveError> {
     let mut batch = sled::Batch::default();
-    let start = k.facts().partition_point(|f| f.seq <= from_seq);
-    let facts = &k.facts()[start..];
-    if let Some(first) = facts.first() {
-        batch.insert(&chunk_key(generation, first.seq), encode(facts)?);
+    let facts = k.facts();
+    let start = facts.count_upto(from_seq);
+    if start < facts.len() {
+        let first = facts.get(start as u32).seq;
+        batch.insert(
+            &chunk_key(generation, first),
+            encode(facts, start, facts.len())?,
+        );
     }
     let m = Meta {
         generation,
@@ -314,11 +336,13 @@ pub fn write_generation(
     k: &Knowledge,
     from_seq: u64,
 ) -> Result<(), SaveError> {
-    let start = k.facts().partition_point(|f| f.seq <= from_seq);
-    for chunk in k.facts()[start..].chunks(CHUNK_FACTS) {
-        if let Some(first) = chunk.first() {
-            tree.insert(chunk_key(generation, first.seq), encode(chunk)?)?;
-        }
+    let facts = k.facts();
+    let mut start = facts.count_upto(from_seq);
+    while start < facts.len() {
+        let end = (start + CHUNK_FACTS).min(facts.len());
+        let first = facts.get(start as u32).seq;
+        tree.insert(chunk_key(generation, first), encode(facts, start, end)?)?;
+        start = end;
     }
     Ok(())
 }

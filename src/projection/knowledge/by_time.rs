@@ -8,7 +8,7 @@ use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use super::super::asof;
-use super::super::fact::Fact;
+use super::compact::FactStore;
 use super::{Ix, Knowledge};
 
 /// One actor's facts as the actor view walks and counts them: each fact once, in the view's
@@ -30,7 +30,7 @@ impl ActorOrder {
     /// How many of the actor's facts are listed at `cut` (a seq), where `listed` tells for
     /// the facts that need a look. Without `valid_at` only: a date cut must look at each.
     pub fn count(&self, k: &Knowledge, cut: u64, listed: impl Fn(Ix) -> bool) -> usize {
-        let cut_ix = k.facts.partition_point(|f| f.seq <= cut) as Ix;
+        let cut_ix = k.store.count_upto(cut) as Ix;
         let known = self.by_ix.partition_point(|&i| i < cut_ix);
         let special_known = self.special.partition_point(|&i| i < cut_ix);
         let special_listed = self.special[..special_known]
@@ -65,8 +65,8 @@ impl Clone for ByTime {
 }
 
 /// Where a fact sits in the actor view's order.
-pub(super) fn time_key(facts: &[Fact], ix: Ix) -> (String, u64) {
-    let f = &facts[ix as usize];
+pub(super) fn time_key(facts: &FactStore, ix: Ix) -> (String, u64) {
+    let f = facts.get(ix);
     let occurred = serde_json::from_str(f.occurred_json()).unwrap_or(Value::Null);
     (asof::sort_key(&occurred), f.seq)
 }
@@ -79,7 +79,7 @@ impl ByTime {
     /// Places a newly folded fact (or a fact a correction newly names the actor in) in an
     /// actor's order, if that order is built and the fact is not in it yet. `special`: its
     /// listing needs a look (see [`ActorOrder`]).
-    pub(super) fn place(&mut self, facts: &[Fact], actor: &str, ix: Ix, special: bool) {
+    pub(super) fn place(&mut self, facts: &FactStore, actor: &str, ix: Ix, special: bool) {
         let Some(order) = self.built().get_mut(actor) else {
             return;
         };

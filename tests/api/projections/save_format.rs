@@ -1,6 +1,6 @@
 //! The save layout in the `projections` aux tree, in-process: `meta` is JSON
 //! `{generation, seq, skipped, format, head_hash}` and each chunk, under `c` + generation (u32 BE) + first
-//! seq (u64 BE), holds the compact facts folded since the previous save (layout 3). A save the engine
+//! seq (u64 BE), holds the compact facts folded since the previous save, zstd-compressed (layout 4). A save the engine
 //! cannot trust (an older layout, another history) is discarded and the log folded again from
 //! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
 //! the truth; a save only spares a fold from seq 1.
@@ -12,6 +12,9 @@ use annals::projection::{self, Engine, ProjectionConfig};
 use serde_json::{Value, json};
 
 use super::inproc::{append, caught_up, event, full_fold, is_chunk_of, open};
+
+/// The save layout this version writes.
+const LAYOUT: u32 = 4;
 
 /// Saves every 4 events, so a log of a dozen holds several chunks.
 fn config() -> ProjectionConfig {
@@ -116,7 +119,7 @@ async fn saved_folder(says: &str, n: u64) -> (tempfile::TempDir, Value, Vec<(Vec
     let head = tell(&log, "actor:a", says, n).await;
     let (_, views) = run_to_head(start(&log), &log).await;
     let m = meta(&log);
-    assert_eq!((m.seq, m.format), (head, 3), "{m:?}");
+    assert_eq!((m.seq, m.format), (head, LAYOUT), "{m:?}");
     assert_only_generation(&log, m.generation);
     let stored = entries(&log);
     log.close().await;
@@ -169,7 +172,7 @@ async fn a_save_in_the_old_layout_is_discarded_and_the_log_folded_again() {
             generation: old.generation + 1,
             seq: head,
             skipped: 0,
-            format: 3,
+            format: LAYOUT,
             head_hash: Some(head_hash),
         }
     );
@@ -209,10 +212,59 @@ async fn a_save_in_layout_2_which_joined_spans_with_the_records_is_folded_again(
     let m = meta(&log);
     assert_eq!(
         (m.generation, m.seq, m.format),
-        (old.generation + 1, head, 3)
+        (old.generation + 1, head, LAYOUT)
     );
     assert_only_generation(&log, m.generation);
     log.close().await;
+}
+
+#[tokio::test]
+async fn a_save_in_layout_3_whose_chunks_sled_compressed_is_folded_again() {
+    let (dir, before, _) = saved_folder("said", 12).await;
+    let log = open(dir.path());
+    let head = log.head().seq;
+    let old = meta(&log);
+    tree(&log)
+        .insert(
+            b"meta",
+            serde_json::to_vec(&Meta {
+                format: 3,
+                ..old.clone()
+            })
+            .unwrap(),
+        )
+        .unwrap();
+    log.sync_aux().unwrap();
+    log.close().await;
+
+    let log = open(dir.path());
+    let (replayed, views) = run_to_head(start(&log), &log).await;
+    assert_eq!(replayed, head, "folded from seq 1");
+    assert_eq!(views, before);
+    let m = meta(&log);
+    assert_eq!(
+        (m.generation, m.seq, m.format),
+        (old.generation + 1, head, LAYOUT)
+    );
+    assert_only_generation(&log, m.generation);
+    log.close().await;
+}
+
+#[tokio::test]
+async fn every_saved_chunk_is_held_zstd_compressed_so_sleds_cache_counts_it_at_its_size_in_memory()
+{
+    // sled bounds its cache by the size of a page on disk; a chunk sled compressed itself
+    // would take several times that in memory once read.
+    let (_dir, _, stored) = saved_folder("said the same thing again and again", 12).await;
+    let chunks: Vec<&Vec<u8>> = stored
+        .iter()
+        .filter(|(k, _)| k[0] == b'c')
+        .map(|(_, v)| v)
+        .collect();
+    assert!(chunks.len() > 1, "{}", chunks.len());
+    for value in chunks {
+        assert_eq!(value[..4], [0x28, 0xb5, 0x2f, 0xfd], "a zstd frame");
+    }
 }
 
 /// Copies a save tree into the folder of another log, starts the engine there, and
@@ -235,7 +287,7 @@ async fn assert_transplant_discarded(
     }
     log.sync_aux().unwrap();
     let copied = meta(&log);
-    assert_eq!(copied.format, 3);
+    assert_eq!(copied.format, LAYOUT);
 
     let (replayed, views) = run_to_head(start(&log), &log).await;
     assert_eq!(replayed, head, "folded from seq 1");
@@ -248,7 +300,7 @@ async fn assert_transplant_discarded(
     let m = meta(&log);
     assert_eq!(
         (m.generation, m.seq, m.format),
-        (copied.generation + 1, head, 3)
+        (copied.generation + 1, head, LAYOUT)
     );
     assert_only_generation(&log, m.generation);
     log.close().await;

@@ -1,0 +1,615 @@
+//! The facts as the knowledge layer holds them in memory ([`FactStore`]): fixed-size rows with
+//! no heap allocation per fact. Every string a fact shares with others (type, `recorded_by`,
+//! `occurred`, process, the actors and sources it names) is stored once in a symbol table and
+//! a row holds its u32 symbol; an event id is held as its 16 bytes and `recorded_at` as
+//! microseconds, each only when writing it back gives the very text recorded (anything else,
+//! and the rare target of a correction or retraction, goes to a side table); seqs are runs,
+//! not a field per fact. A view reads a fact through [`FactRef`], which gives back the texts
+//! the parsed [`Fact`] held. This module must never read storage or parse a record, and never
+//! answer a field differently from the [`Fact`] it was built from (`compact.rs` in the API
+//! tests and the unit tests below hold the two equal).
+
+use std::fmt;
+use std::ops::Deref;
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
+use serde::{Serialize, Serializer};
+
+use super::super::fact::{Fact, Role, Span, StoredFact};
+use super::Ix;
+use crate::event::EventKind;
+
+/// A string's number in the symbol table.
+type Sym = u32;
+
+/// A reference in the pool: its role in the top two bits, its symbol below.
+type PackedRef = u32;
+const ROLE_SHIFT: u32 = 30;
+const SYM_MASK: u32 = (1 << ROLE_SHIFT) - 1;
+
+/// The row has a process.
+const HAS_PROCESS: u8 = 1;
+/// The event id is in the side table (not a UUID in its canonical text).
+const ODD_ID: u8 = 2;
+/// `recorded_at` is in the side table (not in the log's own fixed-width format).
+const ODD_TIME: u8 = 4;
+/// The row has a target (a correction or retraction), in the side table.
+const HAS_TARGET: u8 = 8;
+
+/// One fact as held in memory: about 64 bytes, none of it on the heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Row {
+    /// The event id as a UUID (0 when it is not one), high and low halves.
+    id: [u64; 2],
+    /// `recorded_at` in microseconds since the epoch (0 when it is in the side table).
+    recorded_at: i64,
+    /// Where `data` sits in the record.
+    data: Span,
+    /// Where `evidence` sits in the record.
+    evidence: Span,
+    /// The record's length.
+    record_len: u32,
+    kind: Sym,
+    recorded_by: Sym,
+    occurred: Sym,
+    /// Meaningful only with [`HAS_PROCESS`].
+    process: Sym,
+    /// Where the row's references start in the pool (they end where the next row's start).
+    refs: u32,
+    event_kind: Option<EventKind>,
+    flags: u8,
+}
+
+/// What a few rows keep beside them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Odd {
+    id: Option<Box<str>>,
+    recorded_at: Option<Box<str>>,
+    target: Option<Box<str>>,
+}
+
+/// Every distinct string once, numbered in the order first seen (so the same facts in the
+/// same order always get the same numbers).
+#[derive(Debug, Clone, Default)]
+struct Names {
+    texts: Vec<Arc<str>>,
+    numbers: FxHashMap<Arc<str>, Sym>,
+}
+
+impl Names {
+    fn intern(&mut self, s: &str) -> Sym {
+        if let Some(&n) = self.numbers.get(s) {
+            return n;
+        }
+        let n = self.texts.len() as Sym;
+        let text: Arc<str> = Arc::from(s);
+        self.texts.push(text.clone());
+        self.numbers.insert(text, n);
+        n
+    }
+
+    fn get(&self, n: Sym) -> &str {
+        self.texts.get(n as usize).map(AsRef::as_ref).unwrap_or("")
+    }
+}
+
+/// The facts, in seq order, as compact rows (see the module header).
+#[derive(Debug, Clone, Default)]
+pub struct FactStore {
+    rows: Vec<Row>,
+    names: Names,
+    /// Every row's references, one after the other.
+    refs: Vec<PackedRef>,
+    /// Runs of consecutive seqs: (first row, its seq), ascending. A new run starts only where
+    /// a record was skipped (it did not parse), so there is usually one.
+    runs: Vec<(Ix, u64)>,
+    odd: FxHashMap<Ix, Odd>,
+}
+
+/// Two stores are equal when they hold the same facts (whatever numbers their names got).
+impl PartialEq for FactStore {
+    fn eq(&self, other: &FactStore) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl FactStore {
+    /// Number of facts.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// Whether there is no fact.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Makes room for `n` more facts.
+    pub fn reserve(&mut self, n: usize) {
+        self.rows.reserve_exact(n);
+    }
+
+    /// Gives back what growing left unused (after a load or a rebuild, which grow by doubling).
+    pub fn shrink_to_fit(&mut self) {
+        self.rows.shrink_to_fit();
+        self.refs.shrink_to_fit();
+        self.runs.shrink_to_fit();
+    }
+
+    /// The seq of row `ix`.
+    fn seq_of(&self, ix: Ix) -> u64 {
+        let at = match self.runs.as_slice() {
+            [one] => one,
+            runs => {
+                let n = runs.partition_point(|&(first, _)| first <= ix);
+                match runs.get(n.wrapping_sub(1)) {
+                    Some(run) => run,
+                    None => return 0,
+                }
+            }
+        };
+        at.1 + u64::from(ix - at.0)
+    }
+
+    /// How many facts have a seq at or before `seq` (the index of the first one after it).
+    pub fn count_upto(&self, seq: u64) -> usize {
+        let n = self.runs.partition_point(|&(_, first)| first <= seq);
+        let Some(&(first_ix, first_seq)) = self.runs.get(n.wrapping_sub(1)) else {
+            return 0;
+        };
+        let end = self
+            .runs
+            .get(n)
+            .map_or(self.rows.len(), |&(ix, _)| ix as usize);
+        let upto = first_ix as usize + (seq - first_seq) as usize + 1;
+        upto.min(end)
+    }
+
+    /// One fact. Panics on an index out of range, as indexing a slice does.
+    pub fn get(&self, ix: Ix) -> FactRef<'_> {
+        FactRef {
+            seq: self.seq_of(ix),
+            ix,
+            row: &self.rows[ix as usize],
+            store: self,
+        }
+    }
+
+    /// Every fact, in seq order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = FactRef<'_>> {
+        (0..self.rows.len() as Ix).map(|ix| self.get(ix))
+    }
+
+    /// The event id of row `ix` as a UUID (0: not one), for the id index.
+    pub(super) fn id_key(&self, ix: Ix) -> u128 {
+        let [hi, lo] = self.rows[ix as usize].id;
+        (u128::from(hi) << 64) | u128::from(lo)
+    }
+
+    /// Adds a fact at the end; returns its index. Facts come in seq order.
+    pub fn push(&mut self, fact: &Fact) -> Ix {
+        let ix = self.rows.len() as Ix;
+        let last = self.rows.len().checked_sub(1).map(|l| self.seq_of(l as Ix));
+        if last.is_none_or(|l| l + 1 != fact.seq) {
+            self.runs.push((ix, fact.seq));
+        }
+        let mut odd = Odd::default();
+        let mut flags = 0;
+        let id_text = fact.id();
+        let key = uuid::Uuid::parse_str(id_text).ok();
+        let mut canonical = [0u8; 36];
+        if key.is_none_or(|u| u.hyphenated().encode_lower(&mut canonical) != id_text) {
+            flags |= ODD_ID;
+            odd.id = Some(id_text.into());
+        }
+        let key = key.map_or(0, |u| u.as_u128());
+        let recorded_at = match micros(fact.recorded_at()) {
+            Some(t) => t,
+            None => {
+                flags |= ODD_TIME;
+                odd.recorded_at = Some(fact.recorded_at().into());
+                0
+            }
+        };
+        if !fact.target().is_empty() {
+            flags |= HAS_TARGET;
+            odd.target = Some(fact.target().into());
+        }
+        let process = match fact.process() {
+            Some(p) => {
+                flags |= HAS_PROCESS;
+                self.names.intern(p)
+            }
+            None => 0,
+        };
+        let refs = self.refs.len() as u32;
+        for (role, s) in fact.refs() {
+            let sym = self.names.intern(s);
+            // A billion distinct names would not fit in memory long before they overflow the
+            // symbol's 30 bits.
+            self.refs
+                .push(((role as u32) << ROLE_SHIFT) | (sym & SYM_MASK));
+        }
+        let (record_len, data, evidence) = fact.record_spans();
+        let row = Row {
+            id: [(key >> 64) as u64, key as u64],
+            recorded_at,
+            data,
+            evidence,
+            record_len,
+            kind: self.names.intern(fact.kind()),
+            recorded_by: self.names.intern(fact.recorded_by()),
+            occurred: self.names.intern(fact.occurred_json()),
+            process,
+            refs,
+            event_kind: fact.event_kind(),
+            flags,
+        };
+        if odd != Odd::default() {
+            self.odd.insert(ix, odd);
+        }
+        self.rows.push(row);
+        ix
+    }
+}
+
+/// One fact as a view reads it: the texts the parsed [`Fact`] held, from a compact row.
+#[derive(Clone, Copy)]
+pub struct FactRef<'a> {
+    /// Global position.
+    pub seq: u64,
+    ix: Ix,
+    row: &'a Row,
+    store: &'a FactStore,
+}
+
+impl fmt::Debug for FactRef<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.stored(), f)
+    }
+}
+
+impl PartialEq for FactRef<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.stored() == other.stored()
+    }
+}
+
+impl<'a> FactRef<'a> {
+    fn odd(&self) -> Option<&'a Odd> {
+        self.store.odd.get(&self.ix)
+    }
+
+    fn name(&self, n: Sym) -> &'a str {
+        self.store.names.get(n)
+    }
+
+    /// Event id.
+    pub fn id(&self) -> Text<'a> {
+        if self.row.flags & ODD_ID != 0 {
+            return Text::Borrowed(self.odd().and_then(|o| o.id.as_deref()).unwrap_or(""));
+        }
+        let [hi, lo] = self.row.id;
+        let u = uuid::Uuid::from_u128((u128::from(hi) << 64) | u128::from(lo));
+        let mut buf = [0u8; 36];
+        u.hyphenated().encode_lower(&mut buf);
+        Text::Inline { buf, len: 36 }
+    }
+
+    /// Event type, as recorded.
+    pub fn kind(&self) -> &'a str {
+        match self.row.event_kind {
+            Some(kind) => kind.name(),
+            None => self.name(self.row.kind),
+        }
+    }
+
+    /// Event type, or `None` for a type this build does not know.
+    pub fn event_kind(&self) -> Option<EventKind> {
+        self.row.event_kind
+    }
+
+    /// Transaction time.
+    pub fn recorded_at(&self) -> Text<'a> {
+        if self.row.flags & ODD_TIME != 0 {
+            return Text::Borrowed(
+                self.odd()
+                    .and_then(|o| o.recorded_at.as_deref())
+                    .unwrap_or(""),
+            );
+        }
+        let mut buf = [0u8; 36];
+        write_micros(self.row.recorded_at, &mut buf);
+        Text::Inline { buf, len: 27 }
+    }
+
+    /// Who recorded it.
+    pub fn recorded_by(&self) -> &'a str {
+        self.name(self.row.recorded_by)
+    }
+
+    /// When it happened, as recorded (JSON text).
+    pub fn occurred_json(&self) -> &'a str {
+        self.name(self.row.occurred)
+    }
+
+    /// The negotiation it belongs to.
+    pub fn process(&self) -> Option<&'a str> {
+        (self.row.flags & HAS_PROCESS != 0).then(|| self.name(self.row.process))
+    }
+
+    /// The event id a correction or retraction targets (empty for other types).
+    pub fn target(&self) -> &'a str {
+        if self.row.flags & HAS_TARGET == 0 {
+            return "";
+        }
+        self.odd().and_then(|o| o.target.as_deref()).unwrap_or("")
+    }
+
+    /// The references the fact makes, in indexing order, with their text.
+    pub fn refs(&self) -> impl Iterator<Item = (Role, &'a str)> + use<'a> {
+        let store = self.store;
+        let end = store
+            .rows
+            .get(self.ix as usize + 1)
+            .map_or(store.refs.len(), |r| r.refs as usize);
+        let refs = store.refs.get(self.row.refs as usize..end).unwrap_or(&[]);
+        refs.iter().filter_map(move |&packed| {
+            let role = Role::from_u8((packed >> ROLE_SHIFT) as u8)?;
+            Some((role, store.names.get(packed & SYM_MASK)))
+        })
+    }
+
+    /// The payload as recorded, before any correction (JSON text), read from `record`: the
+    /// record this fact was derived from (`None` for another one).
+    pub fn data_in<'r>(&self, record: &'r [u8]) -> Option<&'r str> {
+        self.record_field(record, self.row.data)
+    }
+
+    /// The evidence as recorded (JSON text), read from `record`, as [`FactRef::data_in`].
+    pub fn evidence_in<'r>(&self, record: &'r [u8]) -> Option<&'r str> {
+        self.record_field(record, self.row.evidence)
+    }
+
+    fn record_field<'r>(&self, record: &'r [u8], (a, b): Span) -> Option<&'r str> {
+        if record.len() != self.row.record_len as usize {
+            return None;
+        }
+        std::str::from_utf8(record.get(a as usize..b as usize)?).ok()
+    }
+
+    /// What a save keeps of this fact: the very form [`Fact::stored`] gives for the fact it
+    /// was built from.
+    pub fn stored(&self) -> StoredFact {
+        StoredFact::assemble(
+            self.seq,
+            self.row.record_len,
+            [
+                &self.id(),
+                self.store.names.get(self.row.kind),
+                &self.recorded_at(),
+                self.recorded_by(),
+                self.occurred_json(),
+                self.process().unwrap_or(""),
+                self.target(),
+            ],
+            (self.row.data, self.row.evidence),
+            self.row.flags & HAS_PROCESS != 0,
+            self.refs(),
+        )
+    }
+}
+
+/// A field's text as a [`FactRef`] gives it: written out on the stack (an id, a time) or
+/// borrowed from the store. Reads as a `str`.
+#[derive(Clone, Copy)]
+pub enum Text<'a> {
+    /// Written out from its compact form.
+    Inline {
+        /// The text, in its first `len` bytes.
+        buf: [u8; 36],
+        /// Its length.
+        len: u8,
+    },
+    /// Held as it is.
+    Borrowed(&'a str),
+}
+
+impl Deref for Text<'_> {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        match self {
+            Text::Inline { buf, len } => buf
+                .get(..*len as usize)
+                .and_then(|b| std::str::from_utf8(b).ok())
+                .unwrap_or(""),
+            Text::Borrowed(s) => s,
+        }
+    }
+}
+
+impl AsRef<str> for Text<'_> {
+    fn as_ref(&self) -> &str {
+        self
+    }
+}
+
+impl fmt::Display for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self)
+    }
+}
+
+impl fmt::Debug for Text<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl PartialEq<str> for Text<'_> {
+    fn eq(&self, other: &str) -> bool {
+        **self == *other
+    }
+}
+
+impl PartialEq<&str> for Text<'_> {
+    fn eq(&self, other: &&str) -> bool {
+        **self == **other
+    }
+}
+
+impl Serialize for Text<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self)
+    }
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day since 1970-01-01 (H. Hinnant's `civil_from_days`).
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+/// `recorded_at` in the log's own format (`2026-01-01T00:00:00.000000Z`, 27 bytes) as
+/// microseconds since the epoch, or `None` for any text that would not be written back the
+/// same (another format, an impossible date): that one is kept as it is.
+fn micros(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() != 27 {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let part = b.get(r)?;
+        part.iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)?, num(8..10)?);
+    let (h, mi, sec, frac) = (num(11..13)?, num(14..16)?, num(17..19)?, num(20..26)?);
+    let t = ((days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec) * 1_000_000) + frac;
+    let mut buf = [0u8; 36];
+    write_micros(t, &mut buf);
+    (buf.get(..27) == Some(b)).then_some(t)
+}
+
+/// Writes microseconds since the epoch in the log's format into the first 27 bytes of `buf`.
+fn write_micros(t: i64, buf: &mut [u8; 36]) {
+    let (secs, frac) = (t.div_euclid(1_000_000), t.rem_euclid(1_000_000));
+    let (days, day_secs) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (y, m, d) = civil_from_days(days);
+    let mut out = std::io::Cursor::new(&mut buf[..]);
+    // Only years 0..=9999 are ever written here: `micros` accepts four digits.
+    let _ = std::io::Write::write_fmt(
+        &mut out,
+        format_args!(
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{frac:06}Z",
+            day_secs / 3600,
+            day_secs / 60 % 60,
+            day_secs % 60
+        ),
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::projection::fact::tests::{A, record};
+
+    #[test]
+    fn a_row_gives_back_every_field_of_the_fact_it_was_built_from() {
+        let bytes = record(
+            3,
+            A,
+            "meeting.held",
+            r#"{"meeting_id":"meeting:m","participants":[{"actor":"actor:a"},{"actor":"org:x"}]}"#,
+        );
+        let fact = Fact::parse(3, &bytes).unwrap();
+        let mut store = FactStore::default();
+        let ix = store.push(&fact);
+        let row = store.get(ix);
+        assert_eq!(row.seq, 3);
+        assert_eq!(row.id(), fact.id());
+        assert_eq!(row.kind(), fact.kind());
+        assert_eq!(row.recorded_at(), fact.recorded_at());
+        assert_eq!(row.recorded_by(), fact.recorded_by());
+        assert_eq!(row.occurred_json(), fact.occurred_json());
+        assert_eq!(row.process(), fact.process());
+        assert_eq!(row.data_in(&bytes), fact.data_in(&bytes));
+        assert_eq!(row.evidence_in(&bytes), fact.evidence_in(&bytes));
+        assert_eq!(
+            row.refs().collect::<Vec<_>>(),
+            fact.refs().collect::<Vec<_>>()
+        );
+        assert_eq!(row.stored(), fact.stored());
+    }
+
+    #[test]
+    fn ids_and_times_not_in_their_canonical_text_are_kept_as_recorded() {
+        let upper = A.to_uppercase();
+        let text = String::from_utf8(record(1, &upper, "statement.made", "{}"))
+            .unwrap()
+            .replace("2026-01-01T00:00:00.000000Z", "2026-02-30T00:00:00Z");
+        let fact = Fact::parse(1, text.as_bytes()).unwrap();
+        let mut store = FactStore::default();
+        let ix = store.push(&fact);
+        assert_eq!(store.get(ix).id(), upper.as_str());
+        assert_eq!(
+            store.id_key(ix),
+            uuid::Uuid::parse_str(A).unwrap().as_u128()
+        );
+        assert_eq!(store.get(ix).recorded_at(), "2026-02-30T00:00:00Z");
+        assert_eq!(store.get(ix).stored(), fact.stored());
+    }
+
+    #[test]
+    fn times_in_the_logs_format_survive_the_round_trip() {
+        for s in [
+            "1970-01-01T00:00:00.000000Z",
+            "2026-12-31T23:59:59.999999Z",
+            "2024-02-29T12:34:56.000001Z",
+            "0001-01-01T00:00:00.000000Z",
+            "9999-12-31T23:59:59.999999Z",
+        ] {
+            let t = micros(s).unwrap_or_else(|| panic!("{s}"));
+            let mut buf = [0u8; 36];
+            write_micros(t, &mut buf);
+            assert_eq!(&buf[..27], s.as_bytes());
+        }
+        for s in ["2025-02-29T00:00:00.000000Z", "2026-01-01T24:00:00.000000Z"] {
+            assert_eq!(micros(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn seqs_with_gaps_are_found_and_counted() {
+        let mut store = FactStore::default();
+        for seq in [2, 3, 4, 7, 8, 10] {
+            let fact = Fact::parse(seq, &record(seq, A, "statement.made", "{}")).unwrap();
+            store.push(&fact);
+        }
+        let seqs: Vec<u64> = store.iter().map(|f| f.seq).collect();
+        assert_eq!(seqs, [2, 3, 4, 7, 8, 10]);
+        let counts: Vec<usize> = (0..12).map(|s| store.count_upto(s)).collect();
+        assert_eq!(counts, [0, 0, 1, 2, 3, 3, 3, 4, 5, 5, 6, 6]);
+    }
+}
