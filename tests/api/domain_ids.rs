@@ -13,17 +13,7 @@ use crate::helpers::*;
 async fn refused_at(resp: reqwest::Response, pointer: &str) -> String {
     let status = resp.status().as_u16();
     let body: Value = resp.json().await.unwrap();
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(
-        body["type"], "https://annals.dev/problems/validation-failed",
-        "{body}"
-    );
-    body["errors"]
-        .as_array()
-        .and_then(|e| e.iter().find(|e| e["pointer"] == pointer))
-        .and_then(|e| e["message"].as_str())
-        .unwrap_or_else(|| panic!("no error at {pointer}: {body}"))
-        .to_string()
+    field_error(status, &body, pointer)
 }
 
 /// Appends and asserts 201; returns the first event's id.

@@ -476,3 +476,19 @@ pub async fn register_all(app: &TestApp, ids: &[&str]) -> u64 {
     }
     app.head().await.0
 }
+
+/// The message of the field error at `pointer` of a 422 validation problem (asserts the status
+/// and the problem type, and that an error names `pointer`).
+pub fn field_error(status: u16, body: &Value, pointer: &str) -> String {
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(
+        body["type"], "https://annals.dev/problems/validation-failed",
+        "{body}"
+    );
+    body["errors"]
+        .as_array()
+        .and_then(|e| e.iter().find(|e| e["pointer"] == pointer))
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_else(|| panic!("no error at {pointer}: {body}"))
+        .to_string()
+}

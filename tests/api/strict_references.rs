@@ -27,21 +27,6 @@ async fn post(app: &TestApp, query: &str, body: &Value) -> (u16, Value) {
     (status, resp.json().await.unwrap())
 }
 
-/// The message of the field error at `pointer` of a 422 validation problem.
-fn refused_at(status: u16, body: &Value, pointer: &str) -> String {
-    assert_eq!(status, 422, "{body}");
-    assert_eq!(
-        body["type"], "https://annals.dev/problems/validation-failed",
-        "{body}"
-    );
-    body["errors"]
-        .as_array()
-        .and_then(|e| e.iter().find(|e| e["pointer"] == pointer))
-        .and_then(|e| e["message"].as_str())
-        .unwrap_or_else(|| panic!("no error at {pointer}: {body}"))
-        .to_string()
-}
-
 fn statement(speaker: &str) -> Value {
     json!({
         "type": "statement.made",
@@ -70,7 +55,7 @@ async fn a_statement_whose_speaker_is_an_unregistered_actor_is_rejected_with_422
     app.seed().await;
     let head = app.head().await;
     let (status, body) = post(&app, "", &statement("actor:nobody")).await;
-    let message = refused_at(status, &body, "/data/speaker");
+    let message = field_error(status, &body, "/data/speaker");
     assert!(
         message.starts_with("`actor:nobody` is not registered"),
         "{message}"
@@ -79,7 +64,7 @@ async fn a_statement_whose_speaker_is_an_unregistered_actor_is_rejected_with_422
 
     // The dry run says the same, in the same words.
     let (status, dry) = post(&app, "dry_run=true", &statement("actor:nobody")).await;
-    assert_eq!(refused_at(status, &dry, "/data/speaker"), message);
+    assert_eq!(field_error(status, &dry, "/data/speaker"), message);
 
     // Registered, the same statement is accepted.
     register_all(&app, &["actor:nobody"]).await;
@@ -93,7 +78,7 @@ async fn a_position_on_an_unknown_issue_is_rejected_with_422_naming_the_pointer(
     app.seed().await;
     let head = app.head().await;
     let (status, body) = post(&app, "", &position("actor:russia", "issue:nowhere")).await;
-    let message = refused_at(status, &body, "/data/issue");
+    let message = field_error(status, &body, "/data/issue");
     assert!(
         message.starts_with("`issue:nowhere` is not registered"),
         "{message}"
@@ -105,12 +90,12 @@ async fn a_position_on_an_unknown_issue_is_rejected_with_422_naming_the_pointer(
         &position("actor:russia", "issue:nowhere"),
     )
     .await;
-    assert_eq!(refused_at(status, &dry, "/data/issue"), message);
+    assert_eq!(field_error(status, &dry, "/data/issue"), message);
 
     // An unregistered holder, and an unregistered actor in an attribution chain, are named
     // at their pointers too.
     let (status, body) = post(&app, "", &position("actor:ghost", "issue:nowhere")).await;
-    let message = refused_at(status, &body, "/data/holder");
+    let message = field_error(status, &body, "/data/holder");
     assert!(
         message.starts_with("`actor:ghost` is not registered"),
         "{message}"
@@ -119,7 +104,7 @@ async fn a_position_on_an_unknown_issue_is_rejected_with_422_naming_the_pointer(
     let mut attributed = position("actor:russia", "issue:somewhere");
     attributed["evidence"][0]["attribution"] = json!(["actor:unnamed-officials"]);
     let (status, body) = post(&app, "", &attributed).await;
-    let message = refused_at(status, &body, "/evidence/0/attribution/0");
+    let message = field_error(status, &body, "/evidence/0/attribution/0");
     assert!(
         message.starts_with("`actor:unnamed-officials` is not registered"),
         "{message}"

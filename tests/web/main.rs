@@ -51,24 +51,10 @@ impl Site {
     /// A server over an empty log, with a read-only key.
     async fn empty() -> Site {
         let dir = tempfile::tempdir().unwrap();
-        let k = keys::generate();
-        let server = Server::start(
-            config(&dir),
-            StartOptions {
-                demo: false,
-                extra_keys: vec![KeyEntry {
-                    principal: "web-reader".into(),
-                    hash: k.hash.clone(),
-                    scopes: vec![Scope::Read],
-                }],
-                ..StartOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        let (server, key) = with_reader(&dir).await;
         Site {
             server,
-            key: k.key,
+            key,
             _dir: dir,
         }
     }
@@ -116,6 +102,26 @@ impl Site {
         .await;
         page
     }
+}
+
+/// The server over `dir` with no demo and a read-only key; the key.
+async fn with_reader(dir: &TempDir) -> (Server, String) {
+    let k = keys::generate();
+    let server = Server::start(
+        config(dir),
+        StartOptions {
+            demo: false,
+            extra_keys: vec![KeyEntry {
+                principal: "web-reader".into(),
+                hash: k.hash.clone(),
+                scopes: vec![Scope::Read],
+            }],
+            ..StartOptions::default()
+        },
+    )
+    .await
+    .unwrap();
+    (server, k.key)
 }
 
 fn config(dir: &TempDir) -> Config {

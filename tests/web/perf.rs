@@ -6,10 +6,8 @@
 
 use std::time::Instant;
 
-use annals::keys::{self, KeyEntry, Scope};
 use annals::log::{Append, Durability, ExpectedVersion, Log, LogConfig, NewEvent, References};
 use annals::metrics::Metrics;
-use annals::{Server, StartOptions};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -120,30 +118,13 @@ async fn first_view_of_a_100k_event_log() {
         "built {EVENTS} events in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let k = keys::generate();
-    let server = Server::start(
-        annals::config::Config::defaults()
-            .unwrap()
-            .with(json!({"server": {"listen": "127.0.0.1:0", "data_dir": dir.path()}}))
-            .unwrap(),
-        StartOptions {
-            demo: false,
-            extra_keys: vec![KeyEntry {
-                principal: "web-reader".into(),
-                hash: k.hash.clone(),
-                scopes: vec![Scope::Read],
-            }],
-            ..StartOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let (server, key) = super::with_reader(&dir).await;
     let base = format!("http://{}", server.addr());
     // The projections catch up first, as they would on a server that has been running.
     let client = reqwest::Client::new();
     let _ = client
         .get(format!("{base}/projections?min_seq={EVENTS}"))
-        .bearer_auth(&k.key)
+        .bearer_auth(&key)
         .send()
         .await
         .unwrap();
@@ -151,7 +132,7 @@ async fn first_view_of_a_100k_event_log() {
     page.goto(&format!("{base}/web/index.html")).await;
     page.eval(&format!(
         "sessionStorage.setItem('annals.key', {})",
-        serde_json::to_string(&k.key).unwrap()
+        serde_json::to_string(&key).unwrap()
     ))
     .await;
     for run in [

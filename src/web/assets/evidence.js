@@ -1,32 +1,11 @@
 // The evidence panel: for a clicked fact, its sources, the attribution chain ("the article says
 // Russian media say Moscow wants…"), the quote, the Admiralty pair and whether more than one
-// originator stands behind it. Reads the view's `evidence` object when the view has one, else
-// the record itself (`GET /events/{id}`). Never judges a source itself beyond the contract's
-// rules (originator = last link of the attribution, else the source).
+// originator stands behind it, all from the view's `evidence` object (the server's one rule of
+// originators and corroboration); the record (`GET /events/{id}`) only for its text. Never
+// judges a source or counts originators itself.
 
 import { get } from "./api.js";
 import { el, name, clear } from "./dom.js";
-
-/** The contract's summary from raw evidence items (used when a view gives only the items). */
-export function summarise(items) {
-  const norm = items.map((it) => {
-    const attribution = it.attribution || [];
-    const originator = it.originator || (attribution.length ? attribution[attribution.length - 1] : it.source);
-    const cred = it.credibility ?? 6;
-    const grade = it.grade || null;
-    return { ...it, attribution, originator, admiralty: it.admiralty || (grade ? `${grade}${cred}` : null) };
-  });
-  const live = norm.filter((it) => !it.withdrawn);
-  const originators = [...new Set(live.map((it) => it.originator))];
-  const pairs = live.map((it) => it.admiralty).filter(Boolean).sort();
-  return {
-    items: norm,
-    originators,
-    independent_originators: originators.length,
-    corroborated: originators.length >= 2,
-    admiralty: pairs[0] || null,
-  };
-}
 
 /** The evidence of a fact as the view gives it: the contract's object, or null if absent. */
 export function fromView(fact) {
@@ -51,7 +30,8 @@ export async function show(fact, title, cut) {
       body.append(el("p", { class: "muted" }, `The record could not be read: ${e.message}`));
     }
   }
-  if (!ev) ev = summarise(await graded((record && record.evidence) || (Array.isArray(fact.evidence) ? fact.evidence : []), cut));
+  // Every fact of every view carries the summary; a fact without one has no evidence to show.
+  if (!ev) ev = { items: [], originators: [], independent_originators: 0, corroborated: false, admiralty: null };
   const inferred = fact.inferred || (record && record.meta && record.meta.inferred) || [];
   body.append(
     el("p", { class: ev.corroborated ? "corroborated" : "single", id: "corroboration" },
@@ -91,23 +71,6 @@ export async function show(fact, title, cut) {
     );
   }
   panel.focus();
-}
-
-/**
- * Raw evidence items with their source's grade and withdrawal at the cut, from the sources
- * view, as the contract would give them (used until every view carries `evidence`).
- */
-async function graded(items, cut) {
-  // The sources list is small (no claims); one source's own view lists every claim it backs.
-  const sources = new Map();
-  try {
-    const list = await get("/projections/sources", { known_at: cut });
-    for (const s of list.sources || []) sources.set(s.source_id, s);
-  } catch (_) { /* ungraded: shown without a letter */ }
-  return items.map((it) => {
-    const s = sources.get(it.source);
-    return s ? { ...it, grade: it.grade || s.grade || "F", withdrawn: it.withdrawn ?? Boolean(s.withdrawn) } : it;
-  });
 }
 
 /** "The article says Russian media say Russia …": the chain read out. */
