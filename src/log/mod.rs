@@ -4,6 +4,7 @@
 //! never expose a record beyond the durable head, and never modify a stored record.
 
 mod append;
+mod chunk;
 pub mod config;
 mod layout;
 pub mod merkle;
@@ -377,14 +378,9 @@ impl Log {
         if from > head {
             return Ok((out, next));
         }
-        for item in self
-            .tree()?
-            .range(layout::event_key(from)..=layout::event_key(head))
-        {
-            let (k, v) = item?;
-            let seq = layout::read_u64(&k[1..]).ok_or_else(|| corrupt(&k))?;
-            let rec = Recorded::from_stored(seq, &v).ok_or_else(|| corrupt(&k))?;
-            next = seq + 1;
+        for item in chunk::scan(&self.tree()?, from, head) {
+            let rec = item?;
+            next = rec.seq + 1;
             examined += 1;
             if keep(&rec) {
                 out.push(rec);
@@ -404,13 +400,7 @@ impl Log {
         if seq == 0 || seq > self.head().seq {
             return Ok(None);
         }
-        let key = layout::event_key(seq);
-        match self.tree()?.get(key)? {
-            Some(v) => Ok(Some(
-                Recorded::from_stored(seq, &v).ok_or_else(|| corrupt(&key))?,
-            )),
-            None => Ok(None),
-        }
+        chunk::get(&self.tree()?, seq)
     }
 
     /// The durable record with event id `id`.
@@ -599,15 +589,43 @@ pub mod raw {
         Ok((db, tree))
     }
 
-    /// Every record key/value in seq order: `(seq from the key, value)`.
+    /// Every stored record in seq order, chunks and older record keys alike.
+    pub fn recorded(tree: &sled::Tree) -> impl Iterator<Item = Result<Recorded, LogError>> + use<> {
+        chunk::scan(tree, 1, u64::MAX)
+    }
+
+    /// Every record in seq order as `(seq, hash ‖ JSON)`, the value of an older folder's
+    /// record key (a record read from a chunk is copied into that form).
     pub fn records(
         tree: &sled::Tree,
-    ) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + '_ {
-        tree.scan_prefix([layout::EVENT]).map(|item| {
-            let (k, v) = item?;
-            let seq = layout::read_u64(&k[1..]).ok_or_else(|| corrupt(&k))?;
-            Ok((seq, v))
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + use<> {
+        recorded(tree).map(|item| {
+            let rec = item?;
+            let mut value = Vec::with_capacity(32 + rec.bytes.len());
+            value.extend_from_slice(&rec.hash);
+            value.extend_from_slice(&rec.bytes);
+            Ok((rec.seq, value.into()))
         })
+    }
+
+    /// Rewrites every chunk as one record key per record, the layout of folders from before
+    /// chunks: for tests that tamper with one record as an attacker would, and that an older
+    /// folder keeps reading. Never used on data.
+    #[doc(hidden)]
+    pub fn unchunk(tree: &sled::Tree) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for item in tree.scan_prefix([layout::CHUNK]) {
+            let (k, v) = item?;
+            let chunk = chunk::Chunk::parse(&k, v).ok_or_else(|| corrupt(&k))?;
+            for seq in chunk.first()..chunk.end() {
+                let rec = chunk.get(seq).ok_or_else(|| corrupt(&k))?;
+                let mut value = rec.hash.to_vec();
+                value.extend_from_slice(&rec.bytes);
+                batch.insert(&layout::event_key(seq)[..], value);
+            }
+            batch.remove(k);
+        }
+        Ok(tree.apply_batch(batch)?)
     }
 
     /// The stored head.

@@ -6,6 +6,7 @@ mod append;
 mod audit;
 mod auth;
 mod bad_input;
+mod chunks;
 mod cli;
 mod coding_guide;
 mod concurrency;
