@@ -8,7 +8,10 @@
 //! out a record past the bound its caller gives.
 //!
 //! A chunk value: format byte (1), record count n (u32 BE), then n entries of hash (32 bytes)
-//! ‖ end offset (u32 BE) of the record's JSON in the data area, then the data area.
+//! ‖ end offset (u32 BE) of the record's JSON in the data area, then the data area. A folder
+//! that sled does not compress stores each chunk compressed once by the writer: format byte
+//! (2), the plain chunk's length (u32 BE), then the plain chunk as one zstd frame. sled would
+//! otherwise recompress a leaf's chunks at every page consolidation, on the writer's path.
 
 use sled::IVec;
 
@@ -16,8 +19,12 @@ use super::layout;
 use super::record::{Hash, Recorded};
 use super::{LogError, corrupt};
 
-/// The chunk format this build writes and reads.
+/// A plain chunk.
 const FORMAT: u8 = 1;
+/// A plain chunk compressed as one zstd frame.
+const FORMAT_ZSTD: u8 = 2;
+/// Largest plain chunk a compressed one may claim (a chunk holds records of at most a group).
+const MAX_PLAIN: usize = 64 << 20;
 /// Bytes before the table.
 const HEADER: usize = 5;
 /// Bytes of one table entry: hash ‖ end offset.
@@ -28,6 +35,9 @@ const ENTRY: usize = 36;
 /// its own, which costs a file and its fsync: 16 chunks of this size stay under that even
 /// uncompressed, while the per-chunk key is already a small fraction of a group's keys.
 pub(super) const CHUNK_BYTES: usize = 7 * 1024;
+/// The same bound for a chunk the writer compresses (about 4x smaller once stored): larger
+/// chunks compress better, and sled's leaf of them still stays far under its blob size.
+pub(super) const COMPRESSED_CHUNK_BYTES: usize = 24 * 1024;
 
 /// Encodes `records` (hash, JSON) as one chunk value.
 pub(super) fn encode(records: &[(Hash, Vec<u8>)]) -> Vec<u8> {
@@ -47,30 +57,85 @@ pub(super) fn encode(records: &[(Hash, Vec<u8>)]) -> Vec<u8> {
     v
 }
 
-/// Splits a group's records (from seq `first` on) into chunks of about [`CHUNK_BYTES`]:
-/// `(key, value)` pairs to write.
-pub(super) fn chunks(first: u64, records: &[(Hash, Vec<u8>)]) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let mut out = Vec::new();
+/// The writer's chunk compression: one zstd context for every chunk it writes (creating one
+/// per call costs more than compressing a chunk), and the level.
+pub(super) struct Packer {
+    context: zstd::block::Compressor,
+    level: i32,
+}
+
+impl Packer {
+    /// A packer compressing at zstd `level`.
+    pub(super) fn new(level: i32) -> Packer {
+        Packer {
+            context: zstd::block::Compressor::new(),
+            level,
+        }
+    }
+
+    fn pack(&mut self, plain: Vec<u8>) -> Result<Vec<u8>, std::io::Error> {
+        let frame = self.context.compress(&plain, self.level)?;
+        let mut v = Vec::with_capacity(5 + frame.len());
+        v.push(FORMAT_ZSTD);
+        v.extend_from_slice(&(plain.len() as u32).to_be_bytes());
+        v.extend_from_slice(&frame);
+        Ok(v)
+    }
+}
+
+/// Splits a group's records (from seq `first` on) into chunks of about [`CHUNK_BYTES`]
+/// (plain) or [`COMPRESSED_CHUNK_BYTES`] (compressed with `packer`): `(key, value)` pairs to
+/// write.
+pub(super) fn chunks(
+    first: u64,
+    records: &[(Hash, Vec<u8>)],
+    mut packer: Option<&mut Packer>,
+) -> Result<Vec<(Vec<u8>, Vec<u8>)>, std::io::Error> {
+    let limit = if packer.is_some() {
+        COMPRESSED_CHUNK_BYTES
+    } else {
+        CHUNK_BYTES
+    };
+    let mut cuts = Vec::new();
     let mut start = 0;
     let mut size = 0;
     for (i, (_, bytes)) in records.iter().enumerate() {
-        if i > start && size + bytes.len() > CHUNK_BYTES {
-            out.push((
-                layout::chunk_key(first + start as u64).to_vec(),
-                encode(&records[start..i]),
-            ));
+        if i > start && size + bytes.len() > limit {
+            cuts.push((start, i));
             start = i;
             size = 0;
         }
         size += bytes.len();
     }
     if start < records.len() {
-        out.push((
-            layout::chunk_key(first + start as u64).to_vec(),
-            encode(&records[start..]),
-        ));
+        cuts.push((start, records.len()));
     }
-    out
+    let mut out = Vec::with_capacity(cuts.len());
+    for (from, to) in cuts {
+        let plain = encode(&records[from..to]);
+        let value = match packer.as_deref_mut() {
+            Some(p) => p.pack(plain)?,
+            None => plain,
+        };
+        out.push((layout::chunk_key(first + from as u64).to_vec(), value));
+    }
+    Ok(out)
+}
+
+thread_local! {
+    /// Each reading thread's zstd context, reused from chunk to chunk.
+    static UNPACKER: std::cell::RefCell<zstd::block::Decompressor> =
+        std::cell::RefCell::new(zstd::block::Decompressor::new());
+}
+
+/// A compressed chunk's plain form; `None` when it does not decompress to the length it claims.
+fn unpack(value: &[u8]) -> Option<IVec> {
+    let len = u32::from_be_bytes(value.get(1..5)?.try_into().ok()?) as usize;
+    if len > MAX_PLAIN {
+        return None;
+    }
+    let plain = UNPACKER.with(|d| d.borrow_mut().decompress(value.get(5..)?, len).ok())?;
+    (plain.len() == len).then(|| plain.into())
 }
 
 /// A stored chunk, read in place: its records are views of the value, never copies.
@@ -84,6 +149,11 @@ impl Chunk {
     /// The chunk stored under `key` with `value`, if both are well formed.
     pub(super) fn parse(key: &[u8], value: IVec) -> Option<Chunk> {
         let first = layout::read_u64(key.get(1..)?)?;
+        let value = match *value.first()? {
+            FORMAT => value,
+            FORMAT_ZSTD => unpack(&value)?,
+            _ => return None,
+        };
         if *value.first()? != FORMAT {
             return None;
         }
@@ -245,7 +315,7 @@ mod tests {
     #[test]
     fn a_group_is_cut_into_chunks_of_about_chunk_bytes_that_cover_it_in_order() {
         let recs = records(100, 500);
-        let cut = chunks(1, &recs);
+        let cut = chunks(1, &recs, None).unwrap();
         assert!(cut.len() > 1);
         let mut next = 1;
         for (k, v) in cut {
@@ -256,7 +326,44 @@ mod tests {
         }
         assert_eq!(next, 101);
         // A record larger than a chunk is a chunk of its own.
-        assert_eq!(chunks(1, &records(3, CHUNK_BYTES * 2)).len(), 3);
+        assert_eq!(
+            chunks(1, &records(3, CHUNK_BYTES * 2), None).unwrap().len(),
+            3
+        );
+    }
+
+    #[test]
+    fn a_compressed_chunk_reads_back_as_the_plain_one_and_is_smaller() {
+        let recs = records(60, 300);
+        let plain = chunks(1, &recs, None).unwrap();
+        let packed = chunks(1, &recs, Some(&mut Packer::new(1))).unwrap();
+        assert!(packed.len() < plain.len());
+        let size = |c: &[(Vec<u8>, Vec<u8>)]| c.iter().map(|(_, v)| v.len()).sum::<usize>();
+        assert!(
+            size(&packed) * 3 < size(&plain),
+            "{} vs {}",
+            size(&packed),
+            size(&plain)
+        );
+        let mut seq = 1;
+        for (k, v) in packed {
+            let chunk = Chunk::parse(&k, v.into()).unwrap();
+            for s in chunk.first()..chunk.end() {
+                let rec = chunk.get(s).unwrap();
+                assert_eq!(
+                    (&rec.hash, &rec.bytes[..]),
+                    (&recs[seq - 1].0, &recs[seq - 1].1[..])
+                );
+                seq += 1;
+            }
+        }
+        assert_eq!(seq, 61);
+        // A frame that does not decompress to the length it claims is refused.
+        let (k, mut v) = chunks(1, &recs[..3], Some(&mut Packer::new(1)))
+            .unwrap()
+            .remove(0);
+        v[4] ^= 1;
+        assert!(Chunk::parse(&k, v.into()).is_none());
     }
 
     #[test]
@@ -264,7 +371,7 @@ mod tests {
         let v = encode(&records(3, 10));
         assert!(Chunk::parse(&layout::chunk_key(1), v[..v.len() - 1].to_vec().into()).is_none());
         let mut other = v.clone();
-        other[0] = 2;
+        other[0] = 3;
         assert!(Chunk::parse(&layout::chunk_key(1), other.into()).is_none());
         assert!(Chunk::parse(&layout::chunk_key(1), v[..3].to_vec().into()).is_none());
     }

@@ -173,8 +173,11 @@ impl Log {
         declarations: Declarations,
         merkle: bool,
     ) -> Result<Log, LogError> {
-        let db = open_db(dir, sled::Mode::HighThroughput, &options)?;
+        let (db, sled_compresses) = open_db(dir, sled::Mode::HighThroughput, &options)?;
         let tree = db.open_tree("log")?;
+        // Chunks are compressed by the writer where sled does not compress pages already.
+        let packer = (options.compression && !sled_compresses)
+            .then(|| chunk::Packer::new(options.compression_level));
         let head = read_head(&tree)?;
         metrics.head_seq.set(head.seq as i64);
         let (head_tx, head_rx) = watch::channel(head);
@@ -192,6 +195,7 @@ impl Log {
         );
         let mut writer = writer;
         writer.merkle = merkle;
+        writer.packer = packer;
         writer.load_merkle()?;
         writer.load_clock()?;
         // The one place the log is told which ids a record introduces: through the caller's
@@ -584,7 +588,7 @@ pub mod raw {
     /// Opens the store read-write (sled has no read-only mode) without starting a writer,
     /// with the configured cache bound and compression.
     pub fn open_tree(dir: &Path, options: &LogConfig) -> Result<(sled::Db, sled::Tree), LogError> {
-        let db = open_db(dir, sled::Mode::LowSpace, options)?;
+        let (db, _) = open_db(dir, sled::Mode::LowSpace, options)?;
         let tree = db.open_tree("log")?;
         Ok((db, tree))
     }

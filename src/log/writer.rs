@@ -62,6 +62,8 @@ pub(super) struct Writer {
     /// Whether the Merkle tree is maintained (always, except in the audit benchmark's
     /// baseline run).
     pub(super) merkle: bool,
+    /// Compresses chunks, in a folder whose pages sled does not compress.
+    pub(super) packer: Option<chunk::Packer>,
 }
 
 impl Writer {
@@ -92,6 +94,7 @@ impl Writer {
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
             frontier: Frontier::default(),
             merkle: true,
+            packer: None,
         }
     }
 
@@ -271,19 +274,23 @@ impl Writer {
         };
         let event_count = new_head.seq - self.head.seq;
         let mut batch = sled::Batch::default();
-        // The group's records as a few chunk values: one sled key per ~7 KiB, not per record.
-        for (k, v) in chunk::chunks(self.head.seq + 1, &overlay.records) {
-            batch.insert(k, v);
-        }
-        for (k, v) in overlay.writes.drain(..) {
-            batch.insert(k, v);
-        }
-        batch.insert(
-            layout::HEAD,
-            &layout::head_value(new_head.seq, &new_head.hash)[..],
-        );
         let started = Instant::now();
-        if let Err(e) = self.make_durable(batch) {
+        // The group's records as a few chunk values: one sled key per chunk, not per record.
+        let written = chunk::chunks(self.head.seq + 1, &overlay.records, self.packer.as_mut())
+            .and_then(|chunks| {
+                for (k, v) in chunks {
+                    batch.insert(k, v);
+                }
+                for (k, v) in overlay.writes.drain(..) {
+                    batch.insert(k, v);
+                }
+                batch.insert(
+                    layout::HEAD,
+                    &layout::head_value(new_head.seq, &new_head.hash)[..],
+                );
+                self.make_durable(batch)
+            });
+        if let Err(e) = written {
             tracing::error!(error = %e, "group commit failed; refusing further appends");
             self.failed.store(true, Ordering::Release);
             for o in owed {
