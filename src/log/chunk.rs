@@ -57,6 +57,9 @@ pub(super) fn encode(records: &[(Hash, Vec<u8>)]) -> Vec<u8> {
     v
 }
 
+/// A key and its value, to write.
+pub(super) type KeyValue = (Vec<u8>, Vec<u8>);
+
 /// The writer's chunk compression: one zstd context for every chunk it writes (creating one
 /// per call costs more than compressing a chunk), and the level.
 pub(super) struct Packer {
@@ -90,7 +93,7 @@ pub(super) fn chunks(
     first: u64,
     records: &[(Hash, Vec<u8>)],
     mut packer: Option<&mut Packer>,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, std::io::Error> {
+) -> Result<Vec<KeyValue>, std::io::Error> {
     let limit = if packer.is_some() {
         COMPRESSED_CHUNK_BYTES
     } else {
