@@ -30,11 +30,8 @@ pub fn export(dir: &Path, options: &LogConfig, out: &mut impl Write) -> Result<u
     let head = raw::head(&tree)?;
     let bar = super::progress(Some(head.seq), "exporting");
     let mut n = 0;
-    for item in raw::records(&tree) {
-        let (seq, value) = item?;
-        let rec = Recorded::from_stored(seq, &value)
-            .ok_or_else(|| LogError::Corrupt(format!("record {seq}")))?;
-        write_record(out, &rec)?;
+    for item in raw::recorded(&tree) {
+        write_record(out, &item?)?;
         n += 1;
         bar.inc(1);
     }

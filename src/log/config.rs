@@ -35,11 +35,12 @@ pub struct LogConfig {
     /// at its stored size, so with compression the memory it holds is larger by about the
     /// compression ratio.
     pub cache_capacity_bytes: u64,
-    /// Whether a NEW data folder is created with sled's zstd compression. An existing folder
-    /// keeps what it was created with (sled records it in the folder's `conf` file and refuses
-    /// to open it otherwise).
+    /// Whether the writer compresses the records (zstd, once per chunk). A new folder is made
+    /// without sled's page compression; a folder created with it keeps it (sled records it in
+    /// the folder's `conf` file and refuses to open it otherwise) and gets plain chunks.
     pub compression: bool,
-    /// zstd level (1 to 22) of a compressed folder; may change between runs.
+    /// zstd level (1 to 22) of the chunks (or of sled's pages in an older compressed folder);
+    /// may change between runs.
     pub compression_level: i32,
 }
 

@@ -1,10 +1,11 @@
 //! The key layout of the log's sled tree. One tree with one-byte prefixes, so that one atomic
-//! `apply_batch` covers a record and every index entry it needs. This module must never
+//! `apply_batch` covers a group's records and every index entry they need. This module must never
 //! change a prefix or an encoding: existing data folders depend on them.
 //!
 //! | key | value |
 //! |---|---|
-//! | `e` seq (u64 BE) | record hash (32 bytes) ‖ record JSON |
+//! | `c` first seq (u64 BE) | a chunk: the records of (part of) one group commit, from that seq on (`chunk.rs`) |
+//! | `e` seq (u64 BE) | record hash (32 bytes) ‖ record JSON: folders written before chunks; no longer written |
 //! | `s` stream 0x00 first version (u64 BE) | a run of consecutive versions at consecutive seqs: first seq (u64 BE), then, when the run has more than one event, its length (u64 BE) |
 //! | `v` stream | version (u64 BE) ‖ last seq (u64 BE): written by folders before stream heads were read from the last run; no longer written nor read |
 //! | `i` event id (16 bytes) | seq (u64 BE) |
@@ -15,8 +16,11 @@
 
 use uuid::Uuid;
 
-/// Prefix of records by seq.
+/// Prefix of records by seq, one key each: folders written before chunks hold them (reads
+/// fall back to them); never written now.
 pub const EVENT: u8 = b'e';
+/// Prefix of chunks (a group's records in one value), by their first seq.
+pub const CHUNK: u8 = b'c';
 /// Prefix of the stream index.
 pub const STREAM: u8 = b's';
 /// Prefix of stream heads, which folders from before runs hold: reserved, never to be reused.
@@ -46,6 +50,14 @@ pub const HEAD: &[u8] = b"h";
 pub fn event_key(seq: u64) -> [u8; 9] {
     let mut k = [0u8; 9];
     k[0] = EVENT;
+    k[1..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Key of the chunk whose first record is at `seq`.
+pub fn chunk_key(seq: u64) -> [u8; 9] {
+    let mut k = [0u8; 9];
+    k[0] = CHUNK;
     k[1..].copy_from_slice(&seq.to_be_bytes());
     k
 }

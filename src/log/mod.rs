@@ -4,6 +4,7 @@
 //! never expose a record beyond the durable head, and never modify a stored record.
 
 mod append;
+mod chunk;
 pub mod config;
 mod layout;
 pub mod merkle;
@@ -172,8 +173,11 @@ impl Log {
         declarations: Declarations,
         merkle: bool,
     ) -> Result<Log, LogError> {
-        let db = open_db(dir, sled::Mode::HighThroughput, &options)?;
+        let (db, sled_compresses) = open_db(dir, sled::Mode::HighThroughput, &options)?;
         let tree = db.open_tree("log")?;
+        // Chunks are compressed by the writer where sled does not compress pages already.
+        let packer = (options.compression && !sled_compresses)
+            .then(|| chunk::Packer::new(options.compression_level));
         let head = read_head(&tree)?;
         metrics.head_seq.set(head.seq as i64);
         let (head_tx, head_rx) = watch::channel(head);
@@ -191,6 +195,7 @@ impl Log {
         );
         let mut writer = writer;
         writer.merkle = merkle;
+        writer.packer = packer;
         writer.load_merkle()?;
         writer.load_clock()?;
         // The one place the log is told which ids a record introduces: through the caller's
@@ -377,14 +382,9 @@ impl Log {
         if from > head {
             return Ok((out, next));
         }
-        for item in self
-            .tree()?
-            .range(layout::event_key(from)..=layout::event_key(head))
-        {
-            let (k, v) = item?;
-            let seq = layout::read_u64(&k[1..]).ok_or_else(|| corrupt(&k))?;
-            let rec = Recorded::from_stored(seq, &v).ok_or_else(|| corrupt(&k))?;
-            next = seq + 1;
+        for item in chunk::scan(&self.tree()?, from, head) {
+            let rec = item?;
+            next = rec.seq + 1;
             examined += 1;
             if keep(&rec) {
                 out.push(rec);
@@ -404,13 +404,7 @@ impl Log {
         if seq == 0 || seq > self.head().seq {
             return Ok(None);
         }
-        let key = layout::event_key(seq);
-        match self.tree()?.get(key)? {
-            Some(v) => Ok(Some(
-                Recorded::from_stored(seq, &v).ok_or_else(|| corrupt(&key))?,
-            )),
-            None => Ok(None),
-        }
+        chunk::get(&self.tree()?, seq)
     }
 
     /// The durable record with event id `id`.
@@ -594,20 +588,48 @@ pub mod raw {
     /// Opens the store read-write (sled has no read-only mode) without starting a writer,
     /// with the configured cache bound and compression.
     pub fn open_tree(dir: &Path, options: &LogConfig) -> Result<(sled::Db, sled::Tree), LogError> {
-        let db = open_db(dir, sled::Mode::LowSpace, options)?;
+        let (db, _) = open_db(dir, sled::Mode::LowSpace, options)?;
         let tree = db.open_tree("log")?;
         Ok((db, tree))
     }
 
-    /// Every record key/value in seq order: `(seq from the key, value)`.
+    /// Every stored record in seq order, chunks and older record keys alike.
+    pub fn recorded(tree: &sled::Tree) -> impl Iterator<Item = Result<Recorded, LogError>> + use<> {
+        chunk::scan(tree, 1, u64::MAX)
+    }
+
+    /// Every record in seq order as `(seq, hash ‖ JSON)`, the value of an older folder's
+    /// record key (a record read from a chunk is copied into that form).
     pub fn records(
         tree: &sled::Tree,
-    ) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + '_ {
-        tree.scan_prefix([layout::EVENT]).map(|item| {
-            let (k, v) = item?;
-            let seq = layout::read_u64(&k[1..]).ok_or_else(|| corrupt(&k))?;
-            Ok((seq, v))
+    ) -> impl Iterator<Item = Result<(u64, sled::IVec), LogError>> + use<> {
+        recorded(tree).map(|item| {
+            let rec = item?;
+            let mut value = Vec::with_capacity(32 + rec.bytes.len());
+            value.extend_from_slice(&rec.hash);
+            value.extend_from_slice(&rec.bytes);
+            Ok((rec.seq, value.into()))
         })
+    }
+
+    /// Rewrites every chunk as one record key per record, the layout of folders from before
+    /// chunks: for tests that tamper with one record as an attacker would, and that an older
+    /// folder keeps reading. Never used on data.
+    #[doc(hidden)]
+    pub fn unchunk(tree: &sled::Tree) -> Result<(), LogError> {
+        let mut batch = sled::Batch::default();
+        for item in tree.scan_prefix([layout::CHUNK]) {
+            let (k, v) = item?;
+            let chunk = chunk::Chunk::parse(&k, v).ok_or_else(|| corrupt(&k))?;
+            for seq in chunk.first()..chunk.end() {
+                let rec = chunk.get(seq).ok_or_else(|| corrupt(&k))?;
+                let mut value = rec.hash.to_vec();
+                value.extend_from_slice(&rec.bytes);
+                batch.insert(&layout::event_key(seq)[..], value);
+            }
+            batch.remove(k);
+        }
+        Ok(tree.apply_batch(batch)?)
     }
 
     /// The stored head.

@@ -3,21 +3,36 @@
 //! answer for a size beyond the durable head, and never write: only the writer stores nodes.
 
 use super::record::Hash;
-use super::{Log, LogError, layout, merkle};
+use super::{Log, LogError, chunk, layout, merkle};
 
 impl Log {
     /// The Merkle subtree hash at (level, index). Only subtrees of 2^`STORED_FROM_LEVEL` leaves
     /// and up are stored; lower ones are recomputed from the records (a leaf is the hash of
-    /// record `index + 1`), which costs at most 2^`STORED_FROM_LEVEL` record reads.
+    /// record `index + 1`), which costs one scan of at most 2^`STORED_FROM_LEVEL` records.
     pub(crate) fn merkle_node(tree: &sled::Tree, level: u8, index: u64) -> Option<Hash> {
-        if level == 0 {
-            let v = tree.get(layout::event_key(index.checked_add(1)?)).ok()??;
-            return Some(merkle::leaf_hash(v.get(32..)?));
-        }
         if level < merkle::STORED_FROM_LEVEL {
-            let left = Self::merkle_node(tree, level - 1, index.checked_mul(2)?)?;
-            let right = Self::merkle_node(tree, level - 1, index.checked_mul(2)?.checked_add(1)?)?;
-            return Some(merkle::node_hash(&left, &right));
+            // The subtree's leaves are consecutive records: one scan, mostly of one chunk.
+            let width = 1u64 << level;
+            let first = index.checked_mul(width)?.checked_add(1)?;
+            let last = first.checked_add(width - 1)?;
+            let mut hashes = Vec::with_capacity(width as usize);
+            for item in chunk::scan(tree, first, last) {
+                let rec = item.ok()?;
+                if rec.seq != first + hashes.len() as u64 {
+                    return None;
+                }
+                hashes.push(merkle::leaf_hash(&rec.bytes));
+            }
+            if hashes.len() as u64 != width {
+                return None;
+            }
+            while hashes.len() > 1 {
+                hashes = hashes
+                    .chunks(2)
+                    .map(|pair| merkle::node_hash(&pair[0], &pair[1]))
+                    .collect();
+            }
+            return hashes.pop();
         }
         let v = tree.get(layout::merkle_key(level, index)).ok()??;
         v.as_ref().try_into().ok()

@@ -1,29 +1,31 @@
-//! Opening and letting go of the sled store: the configured cache bound and compression (a
-//! folder keeps the compression it was created with), and sled's folder lock, which it takes
-//! and releases a moment late. It must never write to the store.
+//! Opening and letting go of the sled store: the configured cache bound, who compresses (a new
+//! folder leaves sled's page compression off, and the writer compresses each chunk; an older
+//! folder keeps the page compression it was created with), and sled's folder lock, which it
+//! takes and releases a moment late. It must never write to the store.
 
 use std::path::Path;
 
 use super::{LogConfig, LogError};
 
-/// Opens sled with the configured cache bound and compression, retrying briefly while the
-/// folder's lock is still held: sled releases it a moment after the last handle of a previous
-/// open is dropped (a restart in one process). A folder held by another live process still
-/// fails, after about two seconds.
+/// Opens sled with the configured cache bound, retrying briefly while the folder's lock is
+/// still held: sled releases it a moment after the last handle of a previous open is dropped
+/// (a restart in one process). A folder held by another live process still fails, after
+/// about two seconds. Also answers whether sled compresses this folder's pages: a new folder
+/// is made without (the writer compresses its chunks instead, once each, where sled would
+/// recompress a leaf at every consolidation); a folder made before keeps its setting, which
+/// sled records in its `conf` and insists on.
 pub(super) fn open_db(
     dir: &Path,
     mode: sled::Mode,
     options: &LogConfig,
-) -> Result<sled::Db, LogError> {
-    let compression = folder_compression(dir)?.unwrap_or(options.compression);
-    if compression != options.compression {
+) -> Result<(sled::Db, bool), LogError> {
+    let compression = folder_compression(dir)?.unwrap_or(false);
+    if compression && !options.compression {
         tracing::warn!(
             dir = %dir.display(),
-            folder = compression,
-            configured = options.compression,
-            "log.compression applies to new data folders only; this folder keeps the setting it \
-             was created with (to change it, `annals export` this folder and `annals import` \
-             the export into a new one)"
+            "log.compression is off, but sled compresses this folder's pages as it was created \
+             doing (to change it, `annals export` this folder and `annals import` the export \
+             into a new one)"
         );
     }
     let config = sled::Config::new()
@@ -35,7 +37,7 @@ pub(super) fn open_db(
     let mut attempt = 0;
     loop {
         match config.open() {
-            Ok(db) => return Ok(db),
+            Ok(db) => return Ok((db, compression)),
             // sled reports its lock as an `Other` I/O error with this message.
             Err(sled::Error::Io(e))
                 if attempt < 20 && e.to_string().contains("could not acquire lock") =>

@@ -22,10 +22,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::layout;
 use super::merkle::{self, Frontier};
-use super::record::Recorded;
 use super::{AppendError, Appended, Command, Head, LogConfig, LogError};
+use super::{chunk, layout};
 use crate::metrics::Metrics;
 use stage::{Overlay, Stamp, StreamHead};
 
@@ -63,6 +62,8 @@ pub(super) struct Writer {
     /// Whether the Merkle tree is maintained (always, except in the audit benchmark's
     /// baseline run).
     pub(super) merkle: bool,
+    /// Compresses chunks, in a folder whose pages sled does not compress.
+    pub(super) packer: Option<chunk::Packer>,
 }
 
 impl Writer {
@@ -93,12 +94,13 @@ impl Writer {
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
             frontier: Frontier::default(),
             merkle: true,
+            packer: None,
         }
     }
 
     /// Loads the Merkle frontier for the durable head, building the tree from the records
     /// first if the store predates it (or lost nodes).
-    pub(super) fn load_merkle(&mut self) -> Result<(), sled::Error> {
+    pub(super) fn load_merkle(&mut self) -> Result<(), LogError> {
         if !self.merkle {
             return Ok(());
         }
@@ -114,12 +116,9 @@ impl Writer {
         );
         let mut frontier = Frontier::default();
         let mut batch = sled::Batch::default();
-        for item in self.tree.scan_prefix([layout::EVENT]) {
-            let (_, v) = item?;
-            if v.len() < 32 {
-                continue;
-            }
-            for (level, index, h) in frontier.push(merkle::leaf_hash(&v[32..])) {
+        for item in chunk::scan(&self.tree, 1, self.head.seq) {
+            let rec = item?;
+            for (level, index, h) in frontier.push(merkle::leaf_hash(&rec.bytes)) {
                 if level >= merkle::STORED_FROM_LEVEL {
                     batch.insert(&layout::merkle_key(level, index)[..], &h[..]);
                 }
@@ -138,10 +137,8 @@ impl Writer {
         if self.head.seq == 0 {
             return Ok(());
         }
-        let key = layout::event_key(self.head.seq);
         let what = || LogError::Corrupt(format!("head record {}", self.head.seq));
-        let stored = self.tree.get(key)?.ok_or_else(what)?;
-        let record = Recorded::from_stored(self.head.seq, &stored)
+        let record = chunk::get(&self.tree, self.head.seq)?
             .ok_or_else(what)?
             .record()
             .map_err(|_| what())?;
@@ -265,7 +262,7 @@ impl Writer {
                 },
             }
         }
-        if overlay.writes.is_empty() {
+        if overlay.records.is_empty() && overlay.writes.is_empty() {
             // Only duplicates (or refusals): nothing to make durable, but a duplicate's
             // original may sit in this very group, which is empty here, so all are durable.
             self.answer(owed);
@@ -277,15 +274,23 @@ impl Writer {
         };
         let event_count = new_head.seq - self.head.seq;
         let mut batch = sled::Batch::default();
-        for (k, v) in overlay.writes.drain(..) {
-            batch.insert(k, v);
-        }
-        batch.insert(
-            layout::HEAD,
-            &layout::head_value(new_head.seq, &new_head.hash)[..],
-        );
         let started = Instant::now();
-        if let Err(e) = self.make_durable(batch) {
+        // The group's records as a few chunk values: one sled key per chunk, not per record.
+        let written = chunk::chunks(self.head.seq + 1, &overlay.records, self.packer.as_mut())
+            .and_then(|chunks| {
+                for (k, v) in chunks {
+                    batch.insert(k, v);
+                }
+                for (k, v) in overlay.writes.drain(..) {
+                    batch.insert(k, v);
+                }
+                batch.insert(
+                    layout::HEAD,
+                    &layout::head_value(new_head.seq, &new_head.hash)[..],
+                );
+                self.make_durable(batch)
+            });
+        if let Err(e) = written {
             tracing::error!(error = %e, "group commit failed; refusing further appends");
             self.failed.store(true, Ordering::Release);
             for o in owed {

@@ -502,4 +502,9 @@ async fn acknowledged_appends_survive_kill_9_in_the_middle_of_appending() {
     }
     server.kill9();
     verify_ok(data.path());
+    // What survived the kills was written as chunks (one value per group), not a key per record.
+    let db = open_store(data.path());
+    let tree = db.open_tree("log").unwrap();
+    assert_eq!(tree.scan_prefix(b"e").count(), 0, "no record key");
+    assert!(tree.scan_prefix(b"c").count() > 0, "no chunk");
 }

@@ -125,10 +125,21 @@ fn a_new_data_folder_is_at_most_one_and_a_half_times_its_export() {
         stored * 2 <= exported * 3,
         "the folder ({stored} bytes) is more than 1.5 times its export ({exported} bytes)"
     );
+    // The writer compressed the records, once per chunk (format byte 2), so sled does not
+    // recompress pages: the folder is made without sled's compression.
     let conf = std::fs::read(data.join("conf")).unwrap();
     assert!(
-        conf.windows(21).any(|w| w == b"use_compression: true"),
-        "sled records the folder as compressed"
+        conf.windows(22).any(|w| w == b"use_compression: false"),
+        "sled leaves the pages of a new folder as they are"
+    );
+    wait_until_released(&data);
+    let db = open_store(&data);
+    let tree = db.open_tree("log").unwrap();
+    let chunks: Vec<_> = tree.scan_prefix(b"c").map(|kv| kv.unwrap().1).collect();
+    assert!(!chunks.is_empty());
+    assert!(
+        chunks.iter().all(|v| v[0] == 2),
+        "every chunk is compressed"
     );
 }
 

@@ -9,9 +9,8 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::super::layout;
-use super::super::record;
 use super::super::{AppendError, Declaration, EntryChange, EntryRule, Position};
+use super::super::{chunk, layout};
 use super::Writer;
 use super::stage::Overlay;
 
@@ -56,12 +55,9 @@ pub(crate) fn read_entry(
         return Ok(None);
     };
     let (seq, _) = layout::read_registry_value(&v).ok_or("corrupt registry entry")?;
-    let stored = tree
-        .get(layout::event_key(seq))
+    let rec = chunk::get(tree, seq)
         .map_err(|e| e.to_string())?
-        .ok_or("the registry points at a missing record")?;
-    let rec = record::Recorded::from_stored(seq, &stored)
-        .ok_or("corrupt record")?
+        .ok_or("the registry points at a missing record")?
         .record()
         .map_err(|e| e.to_string())?;
     Ok(match rule(None, &rec.event_type, &rec.data) {
@@ -140,13 +136,9 @@ impl Writer {
             return Ok(p.clone());
         }
         let unavailable = |e: String| AppendError::Unavailable(e);
-        let stored = self
-            .tree
-            .get(layout::event_key(seq))
+        let rec = chunk::get(&self.tree, seq)
             .map_err(|e| unavailable(e.to_string()))?
             .ok_or_else(|| unavailable(format!("no record at seq {seq}")))?;
-        let rec = record::Recorded::from_stored(seq, &stored)
-            .ok_or_else(|| unavailable("corrupt record".into()))?;
         let parsed = rec.record().map_err(|e| unavailable(e.to_string()))?;
         Ok(Position {
             id: parsed.id,

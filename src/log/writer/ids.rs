@@ -9,9 +9,8 @@ use std::collections::HashSet;
 
 use serde_json::Value;
 
-use super::super::layout;
-use super::super::record::Recorded;
 use super::super::{Declaration, LogError};
+use super::super::{chunk, layout};
 use super::Writer;
 
 /// The ids a record of a type introduces, given its payload (`event::rules::declarations`).
@@ -33,13 +32,12 @@ impl Writer {
         }
         let mut batch = sled::Batch::default();
         let mut seen: HashSet<String> = HashSet::new();
-        for item in self.tree.scan_prefix([layout::EVENT]) {
-            let (k, v) = item?;
-            let seq = layout::read_u64(&k[1..])
-                .ok_or_else(|| LogError::Corrupt("a record key without its seq".into()))?;
-            let record = Recorded::from_stored(seq, &v)
-                .and_then(|r| r.record().ok())
-                .ok_or_else(|| LogError::Corrupt(format!("record {seq}")))?;
+        for item in chunk::scan(&self.tree, 1, self.head.seq) {
+            let rec = item?;
+            let seq = rec.seq;
+            let record = rec
+                .record()
+                .map_err(|_| LogError::Corrupt(format!("record {seq}")))?;
             for decl in declarations(&record.event_type, &record.data, "") {
                 // The first introduction names the id's kind, as an append would have.
                 if seen.insert(decl.id) {

@@ -12,13 +12,13 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::super::layout;
 use super::super::merkle::{self, Frontier};
 use super::super::record::{self, Hash, Record};
 use super::super::{
     Append, AppendError, Appended, Declaration, ExpectedVersion, Head, Position, Requirement,
     Restore,
 };
+use super::super::{chunk, layout};
 use super::Writer;
 use super::entries::{self, Origin};
 
@@ -40,6 +40,8 @@ pub(super) struct Overlay {
     /// Registry entries changed in this group: key → (registration seq, entry).
     pub(super) entries: HashMap<String, (u64, serde_json::Value)>,
     pub(super) writes: Vec<(Vec<u8>, Vec<u8>)>,
+    /// The group's records (hash, JSON) from the head's next seq on, written as chunks.
+    pub(super) records: Vec<(Hash, Vec<u8>)>,
     pub(super) next_seq: u64,
     pub(super) head_hash: Hash,
     /// The Merkle right edge after what is staged.
@@ -110,12 +112,9 @@ impl Writer {
             return Ok(None);
         };
         let seq = layout::read_u64(&v).ok_or("corrupt id index")?;
-        let stored = self
-            .tree
-            .get(layout::event_key(seq))
+        let rec = chunk::get(&self.tree, seq)
             .map_err(|e| e.to_string())?
             .ok_or("id index points at a missing record")?;
-        let rec = record::Recorded::from_stored(seq, &stored).ok_or("corrupt record")?;
         let parsed = rec.record().map_err(|e| e.to_string())?;
         let position = Position {
             id: *id,
@@ -311,7 +310,8 @@ impl Writer {
         let mut seq = overlay.next_seq;
         let mut hash = overlay.head_hash;
         let mut version = current_version;
-        let mut staged = Vec::with_capacity(append.events.len() * 3 + 1);
+        let mut staged = Vec::with_capacity(append.events.len() + 2);
+        let mut records = Vec::with_capacity(append.events.len());
         let mut staged_ids = Vec::with_capacity(append.events.len());
         let mut positions: Vec<Position> = Vec::with_capacity(append.events.len());
         let mut frontier = overlay.frontier.clone();
@@ -358,7 +358,7 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            stage_record(&mut staged, seq, &hash, &bytes, &ev.id);
+            stage_record(&mut staged, &mut records, seq, hash, bytes, &ev.id);
             for decl in ev.refs.declares {
                 if fresh.remove(&decl.id) {
                     staged.push((
@@ -398,6 +398,7 @@ impl Writer {
 
         // Commit the staging into the overlay.
         overlay.writes.extend(staged);
+        overlay.records.extend(records);
         for (rec, pos) in staged_ids {
             overlay.ids.insert(rec.id, (rec, pos));
         }
@@ -423,6 +424,7 @@ impl Writer {
         let mut seq = overlay.next_seq;
         let mut hash = overlay.head_hash;
         let mut staged = Vec::new();
+        let mut kept: Vec<(Hash, Vec<u8>)> = Vec::new();
         let mut streams: HashMap<String, StreamHead> = HashMap::new();
         let mut names: HashMap<String, String> = HashMap::new();
         let mut restored: HashMap<String, (u64, serde_json::Value)> = HashMap::new();
@@ -495,7 +497,7 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            stage_record(&mut staged, seq, &hash, &bytes, &rec.id);
+            stage_record(&mut staged, &mut kept, seq, hash, bytes, &rec.id);
             // A restored record is a run of one: records of a stream rarely follow each other.
             staged.push((
                 layout::stream_key(&rec.stream, rec.version),
@@ -555,6 +557,7 @@ impl Writer {
             seq += 1;
         }
         overlay.writes.extend(staged);
+        overlay.records.extend(kept);
         overlay.streams.extend(streams);
         overlay.names.extend(names);
         overlay.entries.extend(restored);
@@ -569,24 +572,22 @@ impl Writer {
     }
 }
 
-/// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
-/// `STORED_FROM_LEVEL` up; lower ones are recomputed from the records when needed.
-/// Stages a record's two keys: the record (hash, then JSON) and its id. Its stream position is
-/// staged by the caller, as part of a run.
+/// Stages a record: its hash and JSON go into the group's chunks, its id key is written. Its
+/// stream position is staged by the caller, as part of a run.
 fn stage_record(
     staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    records: &mut Vec<(Hash, Vec<u8>)>,
     seq: u64,
-    hash: &[u8; 32],
-    bytes: &[u8],
+    hash: Hash,
+    bytes: Vec<u8>,
     id: &Uuid,
 ) {
-    let mut value = Vec::with_capacity(32 + bytes.len());
-    value.extend_from_slice(hash);
-    value.extend_from_slice(bytes);
-    staged.push((layout::event_key(seq).to_vec(), value));
+    records.push((hash, bytes));
     staged.push((layout::id_key(id).to_vec(), seq.to_be_bytes().to_vec()));
 }
 
+/// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
+/// `STORED_FROM_LEVEL` up; lower ones are recomputed from the records when needed.
 fn stage_merkle(frontier: &mut Frontier, bytes: &[u8], staged: &mut Vec<(Vec<u8>, Vec<u8>)>) {
     for (level, index, h) in frontier.push(merkle::leaf_hash(bytes)) {
         if level >= merkle::STORED_FROM_LEVEL {
