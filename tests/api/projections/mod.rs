@@ -13,6 +13,7 @@ mod inproc;
 mod rebuild;
 mod restart;
 mod save_format;
+mod talks_index;
 
 use serde_json::Value;
 
