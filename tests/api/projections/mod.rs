@@ -10,6 +10,7 @@ mod demo;
 mod engine;
 mod evidence;
 mod inproc;
+mod processes;
 mod rebuild;
 mod restart;
 mod save_format;
