@@ -296,21 +296,17 @@ pub fn process_grouped(
     };
     // A plan in `plans` also lists its versions, oldest first, each as recorded (with what it
     // says changed), so a client can show what changed between them without another read.
-    let version_json = |(version, _, ix, d): &(u64, u64, Ix, Value)| {
-        let v = json!({
-            "version": version,
-            "parent_version": d.get("parent_version"),
-            "title": d.get("title"),
-            "points": d.get("points"),
-            "proposer": d.get("proposer"),
-            "summary": d.get("summary"),
-            "issues": d.get("issues"),
-            "open_issues": d.get("open_issues"),
-            "changes": d.get("changes"),
-            "when": asof::when(&k.occurred(*ix)),
-            "event_id": k.fact(*ix).id(),
-        });
-        trust.stamp(*ix, v)
+    let version_json = |version: &(u64, u64, Ix, Value)| {
+        let mut out = plan_json(version);
+        if let Some(o) = out.as_object_mut() {
+            for field in ["parent_version", "summary", "issues", "changes"] {
+                o.insert(
+                    field.into(),
+                    version.3.get(field).cloned().unwrap_or(Value::Null),
+                );
+            }
+        }
+        out
     };
     let plans_json: Vec<Value> = plans
         .iter()

@@ -17,20 +17,8 @@ fn state(id: &str, name: &str) -> Value {
 
 /// POSTs `body` to `registry/actors`, as a dry run or for real.
 async fn post(app: &TestApp, dry_run: bool, body: &Value) -> (u16, Value) {
-    let query = if dry_run { "?dry_run=true" } else { "" };
-    let resp = app
-        .client
-        .post(app.url(&format!(
-            "/streams/{}/events{query}",
-            encode("registry/actors")
-        )))
-        .bearer_auth(&app.keys.append)
-        .json(body)
-        .send()
-        .await
-        .unwrap();
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap())
+    let query = if dry_run { "dry_run=true" } else { "" };
+    crate::dry_run::post(app, "registry/actors", query, body).await
 }
 
 /// Each line's (id, version, duplicate) in an append's answer.

@@ -2,12 +2,21 @@
 //! them, an agreement beside the one it supersedes with its provisions added, and the process
 //! picker filled from the process list (`/projections/processes`), not from a scan of records.
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::{Site, WAIT, assert_no_console_errors, text};
 use crate::cdp::screenshot_dir;
 
 const SOURCE: &str = "src:moscow-peace-negotiations-article";
+
+/// The strings of a JSON array the page answered.
+fn strings(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect()
+}
 
 #[tokio::test]
 async fn a_revised_plan_shows_its_versions_and_what_changed_and_an_agreement_what_it_supersedes() {
@@ -96,14 +105,14 @@ async fn a_revised_plan_shows_its_versions_and_what_changed_and_an_agreement_wha
 async fn the_picker_lists_every_process_from_the_process_list_and_opens_on_the_latest_active() {
     let site = Site::demo().await;
     let resp = reqwest::Client::new()
-        .post(site.url("/streams/process%2Fgeneva-track/events"))
+        .post(site.url("/streams/process%2Fyalta-track/events"))
         .bearer_auth(&site.key)
         .json(&json!({
             "type": "statement.made",
             "occurred": {"start": "2026-01-25", "precision": "day"},
-            "process": "geneva-track",
-            "data": {"statement_id": "statement:geneva-1", "speaker": "actor:putin",
-                     "content": "Talks in Geneva go on."},
+            "process": "yalta-track",
+            "data": {"statement_id": "statement:yalta-1", "speaker": "actor:putin",
+                     "content": "Talks in Yalta go on."},
             "evidence": [{"source": SOURCE, "relation": "reports"}]
         }))
         .send()
@@ -114,16 +123,10 @@ async fn the_picker_lists_every_process_from_the_process_list_and_opens_on_the_l
     let options = page
         .eval("[...document.querySelectorAll('#process option')].map((o) => o.value)")
         .await;
-    let options: Vec<&str> = options
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|o| o.as_str())
-        .collect();
-    assert_eq!(options, ["geneva-track", "ru-ua-peace"]);
+    assert_eq!(strings(&options), ["ru-ua-peace", "yalta-track"]);
     assert_eq!(
         page.eval("document.getElementById('process').value").await,
-        "geneva-track",
+        "yalta-track",
         "the most recently active process"
     );
     let reads = page
@@ -132,12 +135,7 @@ async fn the_picker_lists_every_process_from_the_process_list_and_opens_on_the_l
                .filter((p) => p.startsWith('/projections'))",
         )
         .await;
-    let reads: Vec<&str> = reads
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r.as_str())
-        .collect();
+    let reads = strings(&reads);
     assert!(reads.contains(&"/projections/processes"), "{reads:?}");
     assert!(
         !reads.contains(&"/projections/negotiation"),

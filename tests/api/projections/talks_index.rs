@@ -80,8 +80,8 @@ async fn the_talks(app: &TestApp, process: &str, query: &str, head: u64) -> Valu
     list[0].clone()
 }
 
-#[tokio::test]
-async fn a_process_calendar_reads_the_records_of_its_own_talks_not_every_meeting_of_the_log() {
+/// A server with the fixture actors and the talks [`TALKS`] of process `p-small`.
+async fn with_small_talks() -> TestApp {
     let app = spawn_app().await;
     app.seed().await;
     appended(
@@ -89,6 +89,12 @@ async fn a_process_calendar_reads_the_records_of_its_own_talks_not_every_meeting
             .await,
     )
     .await;
+    app
+}
+
+#[tokio::test]
+async fn a_process_calendar_reads_the_records_of_its_own_talks_not_every_meeting_of_the_log() {
+    let app = with_small_talks().await;
     let others: Vec<Value> = (0..100)
         .map(|n| meeting_of("p-other", &format!("meeting:other-{n}"), None))
         .collect();
@@ -120,13 +126,7 @@ async fn a_process_calendar_reads_the_records_of_its_own_talks_not_every_meeting
 #[tokio::test]
 async fn a_meeting_corrected_to_fulfil_talks_holds_them_from_the_corrections_seq_until_its_retraction()
  {
-    let app = spawn_app().await;
-    app.seed().await;
-    appended(
-        app.append("process/p-small", &talks("p-small", TALKS))
-            .await,
-    )
-    .await;
+    let app = with_small_talks().await;
     let (meeting_id, before) = appended(
         app.append(
             "process/p-other",
@@ -159,13 +159,7 @@ async fn a_meeting_corrected_to_fulfil_talks_holds_them_from_the_corrections_seq
 
 #[tokio::test]
 async fn a_status_change_corrected_to_other_talks_moves_its_history_to_them_as_of_the_correction() {
-    let app = spawn_app().await;
-    app.seed().await;
-    appended(
-        app.append("process/p-small", &talks("p-small", TALKS))
-            .await,
-    )
-    .await;
+    let app = with_small_talks().await;
     appended(
         app.append("process/p-big", &talks("p-big", "talks:big"))
             .await,
