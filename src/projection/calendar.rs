@@ -1,7 +1,8 @@
 //! The `calendar` read model: meetings held (who, where, when, how long, at the date precision
 //! they were recorded with) and talks scheduled, with their fate (held, postponed, cancelled,
 //! overdue). Computed at query time from the knowledge layer, so corrections and as-of cuts
-//! apply for free. Each meeting, talks and status change carries its evidence summary and
+//! apply for free; a talks entry's meetings and status changes come from the index by talks id,
+//! so its fate costs what it shows. Each meeting, talks and status change carries its evidence summary and
 //! inferred pointers (`evidence.rs`). This module must never write anything or guess a date finer than recorded.
 
 use serde_json::{Value, json};

@@ -1,6 +1,6 @@
 //! The knowledge layer every read model shares: one entry per recorded event, kept exactly as
 //! recorded, plus the links that change what we know about it (corrections, retractions) and
-//! the indexes the read models query (by process, actor, source, type). It is a pure fold of
+//! the indexes the read models query (by process, actor, source, type, talks id). It is a pure fold of
 //! the log: the same records in the same order always give the same knowledge. Because every
 //! entry keeps the seq it was recorded at and every correction and retraction is its own
 //! entry, any earlier state of knowledge (`known_at`) is a filter over this one: nothing is

@@ -1,5 +1,5 @@
 //! The `negotiation` read model: per process, the parties and mediators, the latest plan and
-//! its version, the issues with their status per assessor (the latest in world time), positions per actor × issue (with
+//! each plan's versions, the issues with their status per assessor (the latest in world time), positions per actor × issue (with
 //! what answers what), the last meeting, the next scheduled talks, and the contested claims.
 //! Derived at query time from the knowledge layer's entries, so a correction replaces what it
 //! corrects and an as-of cut is a filter. Every fact shown carries its evidence summary and

@@ -2,8 +2,9 @@
 //! in the binary with `include_dir!` (no build step, no CDN), served with their content type,
 //! an `ETag` and `Cache-Control: no-cache` (a reload revalidates, an unchanged asset is a 304).
 //! The assets are public: the page asks the reader for a key and sends it from JavaScript as
-//! `Authorization: Bearer`. This module must never serve data from the log, hold business
-//! rules, or need a key: everything the page shows comes through the JSON API.
+//! `Authorization: Bearer`. Any other method on these paths is a 405 with `Allow: GET`. This
+//! module must never serve data from the log, hold business rules, or need a key: everything
+//! the page shows comes through the JSON API.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
