@@ -232,12 +232,13 @@ pub(super) fn dry_run(
         .events
         .iter()
         .zip(&would.events)
-        .map(|(ev, (id, version))| {
+        .zip(&would.repeats)
+        .map(|((ev, (id, version)), repeat)| {
             serde_json::json!({
                 "id": id,
                 "type": ev.event_type,
                 "version": version,
-                "duplicate": would.duplicate,
+                "duplicate": would.duplicate || *repeat,
             })
         })
         .collect();

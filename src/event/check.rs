@@ -70,6 +70,12 @@ pub trait Known {
     /// A registry entry as updated so far and the seq that registered it (see
     /// [`crate::log::Log::entry`]).
     fn entry(&self, key: &str, rule: EntryRule) -> Result<Option<(u64, Value)>, String>;
+    /// The event id and stream version of the record at `seq`: the position a registry no-op
+    /// is answered with. `None` when unknown (the answer then gives the submitted id).
+    fn position(&self, seq: u64) -> Result<Option<(Uuid, u64)>, String> {
+        let _ = seq;
+        Ok(None)
+    }
 }
 
 impl Known for crate::log::Log {
@@ -92,6 +98,16 @@ impl Known for crate::log::Log {
 
     fn entry(&self, key: &str, rule: EntryRule) -> Result<Option<(u64, Value)>, String> {
         crate::log::Log::entry(self, key, rule).map_err(|e| e.to_string())
+    }
+
+    fn position(&self, seq: u64) -> Result<Option<(Uuid, u64)>, String> {
+        match self.get(seq).map_err(|e| e.to_string())? {
+            Some(r) => r
+                .record()
+                .map(|r| Some((r.id, r.version)))
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        }
     }
 }
 
@@ -131,9 +147,35 @@ pub struct Would {
     pub events: Vec<(Uuid, u64)>,
     /// The stream's version after the append.
     pub stream_version: u64,
-    /// True when every event is already in the log with the same content: the append would
-    /// answer with the originals and write nothing.
+    /// True when every event is already in the log with the same content, or registers again
+    /// what its registry entry already says: the append would answer with the originals and
+    /// write nothing.
     pub duplicate: bool,
+    /// Per event, whether it is answered with an existing record rather than appended: a
+    /// repeat of an event, or a registry no-op (a re-registration that says nothing new),
+    /// answered with its registration's id and version, as the writer answers it.
+    pub repeats: Vec<bool>,
+}
+
+/// Where a registry entry was registered, as a no-op that repeats it is answered with it.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// The record at this seq of the log.
+    Seq(u64),
+    /// The event at this index of the request being checked.
+    Local(usize),
+    /// An event of an earlier dry-run append: its id and version.
+    Dry(Uuid, u64),
+}
+
+impl Origin {
+    /// The seq a contradiction names (0: not in the log yet).
+    fn seq(self) -> u64 {
+        match self {
+            Origin::Seq(seq) => seq,
+            _ => 0,
+        }
+    }
 }
 
 /// A dry-run refusal: the writer's own error, and its kind.
@@ -148,9 +190,8 @@ struct Overlay {
     events: HashMap<Uuid, (Uuid, u64)>,
     /// Stream versions.
     streams: HashMap<String, u64>,
-    /// Registry entries as the appends so far changed them, with the seq that registered
-    /// them (0: a dry-run append, which takes none).
-    entries: HashMap<String, (u64, Value)>,
+    /// Registry entries as the appends so far changed them, with where they were registered.
+    entries: HashMap<String, (Origin, Value)>,
 }
 
 /// Appends checked one after another as the writer would check them, each seeing the ones
@@ -171,15 +212,16 @@ impl<'k, K: Known> DryRun<'k, K> {
 
     /// Judges a registration or update against its entry as known so far (this request's
     /// `entries`, the earlier dry-run appends, the log), by the rule the writer applies: the
-    /// same content is a no-op, other content a contradiction.
+    /// same content is a no-op, other content a contradiction. `Ok(Some(origin))`: a no-op,
+    /// answered with the registration at `origin`.
     fn judge_entry(
         &self,
         index: usize,
         decl: &Declaration,
-        entries: &mut HashMap<String, (u64, Value)>,
-    ) -> Result<(), AppendError> {
+        entries: &mut HashMap<String, (Origin, Value)>,
+    ) -> Result<Option<Origin>, AppendError> {
         let Some(entry) = &decl.entry else {
-            return Ok(());
+            return Ok(None);
         };
         let prior = match entries
             .get(&decl.key)
@@ -189,25 +231,31 @@ impl<'k, K: Known> DryRun<'k, K> {
             None => self
                 .known
                 .entry(&decl.key, entry.rule)
-                .map_err(AppendError::Unavailable)?,
+                .map_err(AppendError::Unavailable)?
+                .map(|(seq, v)| (Origin::Seq(seq), v)),
         };
-        let at = prior.as_ref().map_or(0, |(seq, _)| *seq);
+        let origin = prior.as_ref().map(|(o, _)| *o);
         match (entry.rule)(
             prior.as_ref().map(|(_, v)| v),
             &entry.event_type,
             &entry.stated,
         ) {
             EntryChange::Set(state) => {
+                let at = origin.unwrap_or(Origin::Local(index));
                 entries.insert(decl.key.clone(), (at, state));
-                Ok(())
+                Ok(None)
             }
+            EntryChange::Same if origin.is_some() => Ok(origin),
             EntryChange::Same => {
-                if prior.is_none() {
-                    entries.insert(decl.key.clone(), (0, entry.stated.clone()));
-                }
-                Ok(())
+                entries.insert(
+                    decl.key.clone(),
+                    (Origin::Local(index), entry.stated.clone()),
+                );
+                Ok(None)
             }
-            EntryChange::Differs(fields) => Err(entry.contradiction(index, &decl.id, &fields, at)),
+            EntryChange::Differs(fields) => {
+                Err(entry.contradiction(index, &decl.id, &fields, origin.map_or(0, Origin::seq)))
+            }
         }
     }
 
@@ -317,6 +365,7 @@ impl<'k, K: Known> DryRun<'k, K> {
         if !duplicates.is_empty() {
             if duplicates.len() == events.len() {
                 return Ok(Step::Duplicate(Would {
+                    repeats: vec![true; duplicates.len()],
                     events: duplicates.into_iter().map(|(_, id, v)| (id, v)).collect(),
                     stream_version: current.unwrap_or(0),
                     duplicate: true,
@@ -354,7 +403,10 @@ impl<'k, K: Known> DryRun<'k, K> {
     ) -> Result<Would, Vec<Refusal>> {
         let mut local: HashMap<String, String> = HashMap::new();
         let mut local_events = std::collections::HashSet::new();
-        let mut entries: HashMap<String, (u64, Value)> = HashMap::new();
+        let mut entries: HashMap<String, (Origin, Value)> = HashMap::new();
+        // As the writer: a re-registration that says nothing new is answered with its
+        // registration, takes no version, and is not an event later lines can refer to.
+        let mut noop: Vec<Option<Origin>> = vec![None; events.len()];
         let mut refusals = Vec::new();
         for (index, ev) in events.iter().enumerate() {
             for req in &ev.refs.requires {
@@ -408,31 +460,71 @@ impl<'k, K: Known> DryRun<'k, K> {
                         continue;
                     }
                 }
-                if let Err(e) = self.judge_entry(index, decl, &mut entries) {
-                    refusals.push((ProblemKind::Registry, e));
+                match self.judge_entry(index, decl, &mut entries) {
+                    Ok(origin) => noop[index] = origin,
+                    Err(e) => refusals.push((ProblemKind::Registry, e)),
                 }
             }
-            local_events.insert(ev.id);
+            if noop[index].is_none() {
+                local_events.insert(ev.id);
+            }
         }
         if !refusals.is_empty() {
             return Err(refusals);
         }
         let mut version = current;
-        let mut would = Vec::with_capacity(events.len());
-        for ev in events {
-            version += 1;
-            self.overlay
-                .events
-                .insert(ev.id, (fingerprint(stream, ev), version));
-            would.push((ev.id, version));
+        let mut would: Vec<(Uuid, u64)> = Vec::with_capacity(events.len());
+        for (ev, origin) in events.iter().zip(&noop) {
+            let at = match *origin {
+                None => {
+                    version += 1;
+                    (ev.id, version)
+                }
+                Some(Origin::Local(i)) => would.get(i).copied().unwrap_or((ev.id, 0)),
+                Some(Origin::Dry(id, v)) => (id, v),
+                Some(Origin::Seq(seq)) => self
+                    .known
+                    .position(seq)
+                    .map_err(|e| vec![(ProblemKind::Registry, AppendError::Unavailable(e))])?
+                    .unwrap_or((ev.id, 0)),
+            };
+            would.push(at);
+        }
+        let repeats: Vec<bool> = noop.iter().map(Option::is_some).collect();
+        if repeats.iter().all(|&r| r) {
+            // Every event re-registers what is known: answered like an idempotent repeat.
+            return Ok(Would {
+                events: would,
+                stream_version: current,
+                duplicate: true,
+                repeats,
+            });
+        }
+        for ((ev, &(_, v)), repeat) in events.iter().zip(&would).zip(&repeats) {
+            if !repeat {
+                self.overlay
+                    .events
+                    .insert(ev.id, (fingerprint(stream, ev), v));
+            }
         }
         self.overlay.ids.extend(local);
-        self.overlay.entries.extend(entries);
+        self.overlay
+            .entries
+            .extend(entries.into_iter().map(|(key, (origin, v))| {
+                let origin = match origin {
+                    Origin::Local(i) => would
+                        .get(i)
+                        .map_or(origin, |&(id, version)| Origin::Dry(id, version)),
+                    other => other,
+                };
+                (key, (origin, v))
+            }));
         self.overlay.streams.insert(stream.to_string(), version);
         Ok(Would {
             events: would,
             stream_version: version,
             duplicate: false,
+            repeats,
         })
     }
 }

@@ -1,7 +1,8 @@
 //! The `calendar` read model: meetings held (who, where, when, how long, at the date precision
 //! they were recorded with) and talks scheduled, with their fate (held, postponed, cancelled,
 //! overdue). Computed at query time from the knowledge layer, so corrections and as-of cuts
-//! apply for free. Each meeting, talks and status change carries its evidence summary and
+//! apply for free; a talks entry's meetings and status changes come from the index by talks id,
+//! so its fate costs what it shows. Each meeting, talks and status change carries its evidence summary and
 //! inferred pointers (`evidence.rs`). This module must never write anything or guess a date finer than recorded.
 
 use serde_json::{Value, json};
@@ -32,6 +33,22 @@ pub(crate) fn facts_of<'k>(
     let known = all.partition_point(|&ix| k.fact(ix).seq <= cut.seq);
     all[..known].iter().copied().filter(move |&ix| {
         (process.is_none() || k.fact(ix).event_kind() == Some(kind))
+            && k.visible(ix, cut.seq)
+            && asof::occurred_by(cut, &k.occurred(ix))
+    })
+}
+
+/// The facts of a type among `about` (a talks entry's, [`Knowledge::about_talks`]) that are
+/// visible at the cut and may have occurred by `valid_at`, in seq order.
+fn of_talks<'a>(
+    k: &'a Knowledge,
+    cut: &'a Cut,
+    about: &'a [Ix],
+    kind: EventKind,
+) -> impl Iterator<Item = Ix> + 'a {
+    let known = about.partition_point(|&ix| k.fact(ix).seq <= cut.seq);
+    about[..known].iter().copied().filter(move |&ix| {
+        k.fact(ix).event_kind() == Some(kind)
             && k.visible(ix, cut.seq)
             && asof::occurred_by(cut, &k.occurred(ix))
     })
@@ -71,7 +88,10 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut, trust: &Trust<'_>) -> Value 
     let mut location = d.get("location").cloned().unwrap_or(Value::Null);
     let mut history = Vec::new();
     let mut last_status: Option<String> = None;
-    for c in facts_of(k, cut, EventKind::TalksStatusChanged, None) {
+    // Only the facts indexed under these talks, not every meeting and status change of the
+    // log: what a talks entry costs is what it shows.
+    let about = k.about_talks(id);
+    for c in of_talks(k, cut, &about, EventKind::TalksStatusChanged) {
         let cd = k.data_at(c, cut.seq);
         if cd.get("talks_id").and_then(Value::as_str) != Some(id) {
             continue;
@@ -94,7 +114,7 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut, trust: &Trust<'_>) -> Value 
             }),
         ));
     }
-    let held_by = facts_of(k, cut, EventKind::MeetingHeld, None).find_map(|m| {
+    let held_by = of_talks(k, cut, &about, EventKind::MeetingHeld).find_map(|m| {
         let md = k.data_at(m, cut.seq);
         (md.get("fulfils").and_then(Value::as_str) == Some(id))
             .then(|| md.get("meeting_id").cloned().unwrap_or(Value::Null))

@@ -35,14 +35,23 @@ pub enum Role {
     PatchActor = 2,
     /// The target of a correction or retraction (kept in the spans, never in the refs).
     Target = 3,
+    /// The talks a meeting fulfils or a talks status change is about: what lets the calendar
+    /// find a talks entry's fate without walking every meeting and status change of the log.
+    Talks = 4,
 }
 
 impl Role {
     /// The role with this discriminant, if any.
     pub(in crate::projection) fn from_u8(b: u8) -> Option<Role> {
-        [Role::Actor, Role::Source, Role::PatchActor, Role::Target]
-            .into_iter()
-            .find(|r| *r as u8 == b)
+        [
+            Role::Actor,
+            Role::Source,
+            Role::PatchActor,
+            Role::Target,
+            Role::Talks,
+        ]
+        .into_iter()
+        .find(|r| *r as u8 == b)
     }
 }
 
@@ -447,6 +456,14 @@ impl Fact {
             if about_source && let Some(s) = &r.source_id {
                 add(Role::Source, s, &mut refs);
             }
+            let talks = match kind {
+                Some(EventKind::MeetingHeld) => &r.fulfils,
+                Some(EventKind::TalksStatusChanged) => &r.talks_id,
+                _ => &None,
+            };
+            if let Some(t) = talks {
+                add(Role::Talks, t, &mut refs);
+            }
         }
         if let Ok(items) = serde_json::from_str::<SmallVec<[EvidenceRef; 2]>>(view.evidence.get()) {
             for item in &items {
@@ -637,6 +654,7 @@ pub(super) mod tests {
                         Role::Source => 1,
                         Role::PatchActor => 2,
                         Role::Target => 3,
+                        Role::Talks => 4,
                     };
                     (byte, a, b)
                 })
@@ -661,10 +679,17 @@ pub(super) mod tests {
     #[test]
     fn the_role_bytes_are_the_ones_saves_hold() {
         assert_eq!(
-            [Role::Actor, Role::Source, Role::PatchActor, Role::Target].map(|r| r as u8),
-            [0, 1, 2, 3]
+            [
+                Role::Actor,
+                Role::Source,
+                Role::PatchActor,
+                Role::Target,
+                Role::Talks
+            ]
+            .map(|r| r as u8),
+            [0, 1, 2, 3, 4]
         );
-        assert!(postcard::from_bytes::<Role>(&[4]).is_err());
+        assert!(postcard::from_bytes::<Role>(&[5]).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The knowledge layer every read model shares: one entry per recorded event, kept exactly as
 //! recorded, plus the links that change what we know about it (corrections, retractions) and
-//! the indexes the read models query (by process, actor, source, type). It is a pure fold of
+//! the indexes the read models query (by process, actor, source, type, talks id). It is a pure fold of
 //! the log: the same records in the same order always give the same knowledge. Because every
 //! entry keeps the seq it was recorded at and every correction and retraction is its own
 //! entry, any earlier state of knowledge (`known_at`) is a filter over this one: nothing is
@@ -55,6 +55,9 @@ pub struct Knowledge {
     by_actor: FxHashMap<Box<str>, Vec<Ix>>,
     /// Facts citing a source, and the events about the source itself.
     by_source: FxHashMap<Box<str>, Vec<Ix>>,
+    /// Per talks id, the meetings that fulfil them and the status changes about them, as
+    /// recorded or as any correction may make them (views re-check the effective data).
+    by_talks: FxHashMap<Box<str>, Vec<Ix>>,
     /// Per actor, their facts by when they occurred (built on a view's first ask).
     by_time: ByTime,
     /// Records that could not be parsed (corruption), skipped by every view.
@@ -131,6 +134,7 @@ impl Knowledge {
             &mut self.by_process,
             &mut self.by_actor,
             &mut self.by_source,
+            &mut self.by_talks,
         ] {
             map.values_mut().for_each(Vec::shrink_to_fit);
             map.shrink_to_fit();
@@ -210,6 +214,7 @@ impl Knowledge {
             match role {
                 Role::Actor if is_actor(s) => push(&mut self.by_actor, s, ix),
                 Role::Source => push(&mut self.by_source, s, ix),
+                Role::Talks => push(&mut self.by_talks, s, ix),
                 _ => {}
             }
         }
@@ -240,11 +245,20 @@ impl Knowledge {
             }
             if is_correction {
                 self.corrections.entry(target).or_default().push(ix);
-                let names_actors = self
-                    .store
-                    .get(target)
-                    .event_kind()
-                    .is_some_and(EventKind::names_actors);
+                let target_kind = self.store.get(target).event_kind();
+                let names_actors = target_kind.is_some_and(EventKind::names_actors);
+                if matches!(
+                    target_kind,
+                    Some(EventKind::MeetingHeld | EventKind::TalksStatusChanged)
+                ) {
+                    // A correction may move a meeting or a status change to other talks: every
+                    // id-like string its patch writes may be the talks it is now about.
+                    for (role, s) in fact.refs() {
+                        if role == Role::PatchActor {
+                            push(&mut self.by_talks, s, target);
+                        }
+                    }
+                }
                 if names_actors {
                     for (role, s) in fact.refs() {
                         if role == Role::PatchActor {
@@ -294,6 +308,16 @@ impl Knowledge {
     pub fn processes(&self) -> Vec<&str> {
         let mut v: Vec<&str> = self.by_process.keys().map(AsRef::as_ref).collect();
         v.sort_unstable();
+        v
+    }
+
+    /// The meetings that may fulfil talks `talks_id` and the status changes that may be about
+    /// them, each once, in seq order: those whose recorded data names them, and those a
+    /// correction may have made name them. A view keeps those whose data at its cut does.
+    pub fn about_talks(&self, talks_id: &str) -> Vec<Ix> {
+        let mut v = self.by_talks.get(talks_id).cloned().unwrap_or_default();
+        v.sort_unstable();
+        v.dedup();
         v
     }
 

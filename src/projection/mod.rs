@@ -1,7 +1,7 @@
 //! Projections: pure folds of the log into read models, with saves (the fold persisted, so a
 //! restart folds only the tail), rebuilds and as-of queries. One follower task folds every record once into the shared knowledge layer
 //! ([`knowledge`]); the read models ([`negotiation`], [`calendar`], [`actors`], [`sources`],
-//! [`history`]) are views of it computed at query time for a cut (`known_at`, `valid_at`). This
+//! [`history`], [`processes`]) are views of it computed at query time for a cut (`known_at`, `valid_at`). This
 //! module must never write to the log: it only reads records and keeps its own aux tree.
 
 pub mod actors;
@@ -14,6 +14,7 @@ mod fold;
 pub mod history;
 pub mod knowledge;
 pub mod negotiation;
+pub mod processes;
 pub mod records;
 pub mod save;
 pub mod sources;
@@ -33,6 +34,7 @@ pub const NAMES: &[&str] = &[
     actors::NAME,
     sources::NAME,
     history::NAME,
+    processes::NAME,
 ];
 
 /// Projection settings (`[projections]`); every key is documented in `config/default.toml`.
@@ -187,6 +189,7 @@ fn body(
         (sources::NAME, Some(s)) => sources::source(k, cut, s)
             .ok_or_else(|| missing(format!("no source `{s}` is known at seq {seq}")))?,
         (history::NAME, None) => history::view(k, cut),
+        (processes::NAME, None) => processes::view(k, cut),
         (n, _) if NAMES.contains(&n) => {
             return Err(missing(format!("projection `{n}` has no per-entity route")));
         }

@@ -1,5 +1,5 @@
 //! The `negotiation` read model: per process, the parties and mediators, the latest plan and
-//! its version, the issues with their status per assessor (the latest in world time), positions per actor × issue (with
+//! each plan's versions, the issues with their status per assessor (the latest in world time), positions per actor × issue (with
 //! what answers what), the last meeting, the next scheduled talks, and the contested claims.
 //! Derived at query time from the knowledge layer's entries, so a correction replaces what it
 //! corrects and an as-of cut is a filter. Every fact shown carries its evidence summary and
@@ -157,6 +157,8 @@ pub fn process_grouped(
     let mut mediators = BTreeSet::new();
     let mut last_meeting: Option<(String, u64, Ix)> = None;
     let mut plans: BTreeMap<String, (u64, u64, Ix, Value)> = BTreeMap::new();
+    // Every version of each plan, so a reader sees what changed from one to the next.
+    let mut plan_versions: BTreeMap<String, Vec<(u64, u64, Ix, Value)>> = BTreeMap::new();
     let mut issues: BTreeMap<String, BTreeMap<String, (Ix, Value)>> = BTreeMap::new();
     let mut positions: BTreeMap<(String, String), Vec<(Ix, Value)>> = BTreeMap::new();
     let mut answered_by: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -206,6 +208,12 @@ pub fn process_grouped(
                     let newer = plans
                         .get(&id)
                         .is_none_or(|(v, seq, _, _)| (version, f.seq) >= (*v, *seq));
+                    plan_versions.entry(id.clone()).or_default().push((
+                        version,
+                        f.seq,
+                        ix,
+                        d.clone(),
+                    ));
                     if newer {
                         plans.insert(id, (version, f.seq, ix, d.clone()));
                     }
@@ -262,6 +270,7 @@ pub fn process_grouped(
                         "stage": d.get("stage"),
                         "parties": d.get("parties"),
                         "provisions": d.get("provisions"),
+                        "supersedes": d.get("supersedes"),
                         "when": asof::when(&k.occurred(ix)),
                         "event_id": f.id(),
                     }),
@@ -285,6 +294,35 @@ pub fn process_grouped(
         });
         trust.stamp(*ix, plan)
     };
+    // A plan in `plans` also lists its versions, oldest first, each as recorded (with what it
+    // says changed), so a client can show what changed between them without another read.
+    let version_json = |version: &(u64, u64, Ix, Value)| {
+        let mut out = plan_json(version);
+        if let Some(o) = out.as_object_mut() {
+            for field in ["parent_version", "summary", "issues", "changes"] {
+                o.insert(
+                    field.into(),
+                    version.3.get(field).cloned().unwrap_or(Value::Null),
+                );
+            }
+        }
+        out
+    };
+    let plans_json: Vec<Value> = plans
+        .iter()
+        .map(|(id, latest)| {
+            let mut plan = plan_json(latest);
+            let mut versions = plan_versions.get(id).cloned().unwrap_or_default();
+            versions.sort_by_key(|(v, seq, _, _)| (*v, *seq));
+            if let Some(o) = plan.as_object_mut() {
+                o.insert(
+                    "versions".into(),
+                    Value::Array(versions.iter().map(version_json).collect()),
+                );
+            }
+            plan
+        })
+        .collect();
     let latest_plan = plans
         .values()
         .max_by(|a, b| {
@@ -406,7 +444,7 @@ pub fn process_grouped(
         "parties": parties,
         "mediators": mediators,
         "latest_plan": latest_plan,
-        "plans": plans.values().map(plan_json).collect::<Vec<_>>(),
+        "plans": plans_json,
         "issues": issues_json,
         "positions": positions_json,
         "last_meeting": last_meeting.map(|(_, _, ix)| calendar::meeting_json(k, ix, cut, &trust)),

@@ -25,8 +25,9 @@ const CHUNK: u8 = b'c';
 /// plain postcard (which sled compressed on disk, so its cache, bounded by on-disk sizes, held
 /// up to five times its bound of decompressed chunks in memory after a load); a folder holding
 /// any of them is folded again from the log into a fresh generation. Format 4 is format 3's
-/// postcard chunk, zstd-compressed by us.
-const FORMAT: u32 = 4;
+/// postcard chunk, zstd-compressed by us. Format 5 adds the talks references (`Role::Talks`)
+/// the calendar's index of talks is built from, which a format 4 fact lacks.
+const FORMAT: u32 = 5;
 /// zstd level of a chunk: cheap to write, and a chunk is read once per start.
 const ZSTD_LEVEL: i32 = 3;
 /// Facts per chunk when a whole generation is written at once.

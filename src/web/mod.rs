@@ -2,8 +2,9 @@
 //! in the binary with `include_dir!` (no build step, no CDN), served with their content type,
 //! an `ETag` and `Cache-Control: no-cache` (a reload revalidates, an unchanged asset is a 304).
 //! The assets are public: the page asks the reader for a key and sends it from JavaScript as
-//! `Authorization: Bearer`. This module must never serve data from the log, hold business
-//! rules, or need a key: everything the page shows comes through the JSON API.
+//! `Authorization: Bearer`. Any other method on these paths is a 405 with `Allow: GET`. This
+//! module must never serve data from the log, hold business rules, or need a key: everything
+//! the page shows comes through the JSON API.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -12,8 +13,10 @@ use include_dir::{Dir, include_dir};
 use sha2::{Digest, Sha256};
 use warp::Filter;
 use warp::filters::BoxedFilter;
-use warp::http::{HeaderValue, StatusCode, header};
+use warp::http::{HeaderValue, Method, StatusCode, header};
 use warp::reply::Response;
+
+use crate::api::problem::{self, Problem};
 
 static ASSETS: Dir<'static> = include_dir!("$CARGO_MANIFEST_DIR/src/web/assets");
 
@@ -75,12 +78,14 @@ fn content_type(path: &str) -> &'static str {
 }
 
 /// `GET /` (the page) and `GET /web/{path}` (its assets). No key: the page itself holds no
-/// data. Other methods on these paths fall through to the API's 404/405 handling.
+/// data. Any other method on these paths is a 405 naming GET (RFC 9110 asks for `Allow`), and
+/// a file the page does not have is a 404 problem.
 pub fn routes() -> BoxedFilter<(Response,)> {
     let index = warp::path::end()
         .and(warp::get())
         .and(if_none_match())
         .and_then(|tag: Option<String>| async move { serve("index.html", tag.as_deref()) });
+    let index_other = warp::path::end().and(only_get());
     let asset = warp::path("web")
         .and(warp::path::tail())
         .and(warp::get())
@@ -88,7 +93,32 @@ pub fn routes() -> BoxedFilter<(Response,)> {
         .and_then(|tail: warp::path::Tail, tag: Option<String>| async move {
             serve(tail.as_str(), tag.as_deref())
         });
-    index.or(asset).unify().boxed()
+    let asset_other = warp::path("web")
+        .and(warp::path::tail())
+        .and(only_get())
+        .map(|_: warp::path::Tail, r: Response| r);
+    index
+        .or(index_other)
+        .unify()
+        .or(asset)
+        .unify()
+        .or(asset_other)
+        .unify()
+        .boxed()
+}
+
+/// Put last on a path: any method but GET is a 405 with `Allow: GET`; GET steps aside, so the
+/// GET route's own answer (an asset, or its 404) is the one given.
+fn only_get() -> impl Filter<Extract = (Response,), Error = warp::Rejection> + Clone {
+    warp::method().and_then(|method: Method| async move {
+        if method == Method::GET {
+            Err(warp::reject::not_found())
+        } else {
+            Ok(warp::Reply::into_response(problem::method_not_allowed(
+                "GET",
+            )))
+        }
+    })
 }
 
 fn if_none_match()
@@ -98,10 +128,12 @@ fn if_none_match()
 }
 
 /// The asset at `path`, or a 304 when the client's `If-None-Match` names its tag. An unknown
-/// asset is rejected, so the API answers it as any unknown route: a 404 problem.
+/// asset is a 404 problem that names it.
 fn serve(path: &str, if_none_match: Option<&str>) -> Result<Response, warp::Rejection> {
     let Some(asset) = assets().get(path) else {
-        return Err(warp::reject::not_found());
+        return Err(warp::reject::custom(Problem::not_found(format!(
+            "the page has no file `{path}`"
+        ))));
     };
     let fresh = if_none_match.is_some_and(|tags| {
         tags.split(',')
@@ -154,6 +186,24 @@ mod tests {
             );
         }
         assert!(assets().contains_key("index.html"));
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_file_of_the_page() {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../../schemas/openapi.json")).unwrap();
+        let param = &doc["paths"]["/web/{file}"]["get"]["parameters"][0];
+        assert_eq!(param["name"], "file");
+        let mut documented: Vec<&str> = param["schema"]["enum"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        documented.sort_unstable();
+        let mut served: Vec<&str> = assets().keys().map(String::as_str).collect();
+        served.sort_unstable();
+        assert_eq!(documented, served);
     }
 
     #[test]

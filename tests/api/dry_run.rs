@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// POSTs `body` to `stream` with `query` (e.g. `dry_run=true`); returns status and body.
-async fn post(app: &TestApp, stream: &str, query: &str, body: &Value) -> (u16, Value) {
+pub(crate) async fn post(app: &TestApp, stream: &str, query: &str, body: &Value) -> (u16, Value) {
     let resp = app
         .client
         .post(app.url(&format!("/streams/{}/events?{query}", encode(stream))))

@@ -17,6 +17,7 @@ mod demo;
 mod demo_server;
 mod domain_ids;
 mod dry_run;
+mod dry_run_noop;
 mod durability;
 mod export_online;
 mod export_route;

@@ -6,6 +6,7 @@
 
 mod cdp;
 mod perf;
+mod plans;
 
 use std::time::{Duration, Instant};
 

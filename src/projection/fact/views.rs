@@ -31,7 +31,8 @@ pub(super) struct EnvelopeView<'a> {
     pub(super) evidence: &'a RawValue,
 }
 
-/// The actor and source references of a payload, borrowed. Only the fields of the types that
+/// The actor and source references of a payload, and the talks a meeting fulfils or a talks
+/// status change is about, borrowed. Only the fields of the types that
 /// carry references are read; everything else is skipped by serde without being built. The
 /// actor fields must be the ones `actors::roles` reads (a test there holds them equal): the
 /// actor view trusts this index for facts that were never corrected.
@@ -52,6 +53,12 @@ pub(super) struct Refs<'a> {
     pub(super) actor_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub(super) source_id: Option<Cow<'a, str>>,
+    /// The talks a meeting fulfils (read for `meeting.held` only).
+    #[serde(borrow)]
+    pub(super) fulfils: Option<Cow<'a, str>>,
+    /// The talks a status change is about (read for `talks.status_changed` only).
+    #[serde(borrow)]
+    pub(super) talks_id: Option<Cow<'a, str>>,
     #[serde(borrow)]
     pub(super) parties: Vec<Cow<'a, str>>,
     #[serde(borrow)]

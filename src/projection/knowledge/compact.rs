@@ -23,9 +23,9 @@ use crate::event::EventKind;
 /// A string's number in the symbol table.
 type Sym = u32;
 
-/// A reference in the pool: its role in the top two bits, its symbol below.
+/// A reference in the pool: its role in the top three bits, its symbol below.
 type PackedRef = u32;
-const ROLE_SHIFT: u32 = 30;
+const ROLE_SHIFT: u32 = 29;
 const SYM_MASK: u32 = (1 << ROLE_SHIFT) - 1;
 
 /// The row has a process.
@@ -227,7 +227,7 @@ impl FactStore {
         for (role, s) in fact.refs() {
             let sym = self.names.intern(s);
             // A billion distinct names would not fit in memory long before they overflow the
-            // symbol's 30 bits.
+            // symbol's 29 bits.
             self.refs
                 .push(((role as u32) << ROLE_SHIFT) | (sym & SYM_MASK));
         }

@@ -87,33 +87,17 @@ async function start() {
 }
 
 /**
- * The processes the picker starts with: those of the last 200 records, most recently active
- * first (a cheap read at any log size). The full list is a read of every process's view, so
- * it is fetched only when the reader opens the picker.
+ * Every process of the log, from the process list (`/projections/processes`: one read that
+ * costs the number of processes, not the log). The picker opens on the reader's last choice
+ * in this tab, else on the most recently active process.
  */
 async function loadProcesses() {
-  const from = Math.max(1, state.head - 199);
-  const recent = await get("/events", { from, limit: 200 });
-  const seen = [];
-  for (const r of (recent.events || []).slice().reverse()) {
-    if (r.process && !seen.includes(r.process)) seen.push(r.process);
-  }
+  const list = (await get("/projections/processes")).processes || [];
+  const recent = list.slice().sort((a, b) => b.last_seq - a.last_seq);
   const remembered = sessionStorage.getItem("annals.process");
-  // The reader's last choice in this tab wins over the most recently active process.
-  state.process = state.process || remembered || seen[0] || null;
-  mergeProcesses(seen);
-}
-
-async function loadAllProcesses() {
-  if (state.allLoaded) return;
-  state.allLoaded = true;
-  try {
-    const all = await get("/projections/negotiation");
-    mergeProcesses((all.processes || []).map((p) => p.process));
-  } catch (e) {
-    state.allLoaded = false;
-    message(refusal(e));
-  }
+  const known = (id) => id && list.some((p) => p.process === id);
+  state.process = state.process || (known(remembered) ? remembered : null) || (recent[0] && recent[0].process) || null;
+  mergeProcesses(list.map((p) => p.process));
 }
 
 function mergeProcesses(ids) {
@@ -305,7 +289,6 @@ function bind() {
     sessionStorage.setItem("annals.process", state.process);
     redraw();
   });
-  for (const ev of ["focus", "pointerdown"]) $("process").addEventListener(ev, loadAllProcesses);
   $("known-at").addEventListener("input", () => {
     state.latest = Number($("known-at").value) >= state.head;
     showCut();

@@ -1,11 +1,12 @@
 // The negotiation's state as lists: the issue board (status per assessor, contested flagged),
-// each actor's latest position with its history and what answers what, the latest plan and
-// the agreements, and the audit of knowledge. Every fact is a button that opens its evidence.
+// each actor's latest position with its history and what answers what, the plans with their
+// versions and the agreements with what changed (`plans.js`), and the audit of knowledge. Every fact is a button that opens its evidence.
 // Never recomputes what a view already decided (status, fate, contested): it shows it.
 
 import { el, name, clear } from "./dom.js";
 import { label } from "./dates.js";
 import { fromView } from "./evidence.js";
+import { versions, superseded } from "./plans.js";
 
 function pick(onPick, fact, title, content = title) {
   return el("button", { type: "button", class: "fact", "data-event-id": fact.event_id, onclick: () => onPick(fact, title) },
@@ -114,8 +115,8 @@ export function renderPlans(node, proc, onPick) {
       el("h3", {}, isLatest ? "Latest plan: " : "Plan: ", pick(onPick, p, `${p.title} v${p.version}`, `${p.title || name(p.plan_id)} (version ${p.version})`)),
       el("div", {}, p.points ? `${p.points} points. ` : "", p.proposer ? `Proposed by ${name(p.proposer)}. ` : "",
         p.origin_meeting ? `From ${name(p.origin_meeting)}. ` : "", el("span", { class: "muted" }, label(p.when))),
-      p.version > 1 ? el("div", { class: "muted" }, `Revises version ${p.version - 1}; open the evidence to see this version's text.`) : "",
-      (p.open_issues || []).length ? el("div", {}, "Leaves open: ", p.open_issues.map((i) => el("span", { class: "chip" }, name(i)))) : ""));
+      (p.open_issues || []).length ? el("div", {}, "Leaves open: ", p.open_issues.map((i) => el("span", { class: "chip" }, name(i)))) : "",
+      versions(p, (fact, title, content) => pick(onPick, fact, title, content))));
   }
   for (const a of proc.agreements || []) {
     node.append(el("div", { class: "agreement", "data-agreement": a.agreement_id },
@@ -124,7 +125,8 @@ export function renderPlans(node, proc, onPick) {
       (a.provisions || []).length
         ? el("ul", {}, a.provisions.map((pr) => el("li", {}, typeof pr === "string" ? pr : [pr.issue ? `${name(pr.issue)}: ` : "", pr.summary || "",
           pr.terms ? el("span", { class: "muted" }, ` ${Object.entries(pr.terms).map(([k, v]) => `${k} = ${v}`).join(", ")}`) : ""])))
-        : ""));
+        : "",
+      superseded(a, proc.agreements)));
   }
 }
 

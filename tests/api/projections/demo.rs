@@ -216,6 +216,13 @@ async fn the_demo_sources_view_grades_claims_with_the_admiralty_pair() {
         .collect();
     assert_eq!(
         names,
-        ["negotiation", "calendar", "actors", "sources", "audit"]
+        [
+            "negotiation",
+            "calendar",
+            "actors",
+            "sources",
+            "audit",
+            "processes"
+        ]
     );
 }

@@ -10,9 +10,11 @@ mod demo;
 mod engine;
 mod evidence;
 mod inproc;
+mod processes;
 mod rebuild;
 mod restart;
 mod save_format;
+mod talks_index;
 
 use serde_json::Value;
 

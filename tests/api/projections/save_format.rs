@@ -1,6 +1,6 @@
 //! The save layout in the `projections` aux tree, in-process: `meta` is JSON
 //! `{generation, seq, skipped, format, head_hash}` and each chunk, under `c` + generation (u32 BE) + first
-//! seq (u64 BE), holds the compact facts folded since the previous save, zstd-compressed (layout 4). A save the engine
+//! seq (u64 BE), holds the compact facts folded since the previous save, zstd-compressed (layout 5: layout 4 with the talks references). A save the engine
 //! cannot trust (an older layout, another history) is discarded and the log folded again from
 //! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
 //! the truth; a save only spares a fold from seq 1.
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use super::inproc::{append, caught_up, event, full_fold, is_chunk_of, open};
 
 /// The save layout this version writes.
-const LAYOUT: u32 = 4;
+const LAYOUT: u32 = 5;
 
 /// Saves every 4 events, so a log of a dozen holds several chunks.
 fn config() -> ProjectionConfig {
