@@ -17,6 +17,7 @@ pub mod negotiation;
 pub mod records;
 pub mod save;
 pub mod sources;
+mod trim;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
