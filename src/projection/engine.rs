@@ -137,6 +137,8 @@ struct Inner {
     saved_seq: AtomicU64,
     rebuilding: AtomicBool,
     rebuilds: AtomicU64,
+    /// Views read since the follower last gave free heap memory back ([`super::trim`]).
+    views_since_trim: AtomicU64,
     metrics: ProjMetrics,
     /// Flips to true on shutdown; the follower writes a final save and stops.
     stop: watch::Sender<bool>,
@@ -278,6 +280,8 @@ impl Engine {
             tail = head - meta.seq,
             "projections resume from their save"
         );
+        // The load decoded every saved fact into a temporary before indexing it.
+        super::trim::give_back_free_memory();
         metrics.seq.set(meta.seq as i64);
         let (applied, _) = watch::channel(meta.seq);
         let (stop, _) = watch::channel(false);
@@ -298,6 +302,7 @@ impl Engine {
             saved_seq: AtomicU64::new(meta.seq),
             rebuilding: AtomicBool::new(false),
             rebuilds: AtomicU64::new(0),
+            views_since_trim: AtomicU64::new(0),
             metrics,
             stop,
             follower: std::sync::Mutex::new(None),
@@ -345,6 +350,7 @@ impl Engine {
 
     /// Runs `f` on the current knowledge under the read lock (never a half-applied batch).
     pub fn read<R>(&self, f: impl FnOnce(&Knowledge) -> R) -> R {
+        self.inner.views_since_trim.fetch_add(1, Ordering::Relaxed);
         f(&self.inner.read())
     }
 
@@ -454,6 +460,8 @@ async fn follow(inner: Arc<Inner>) {
     let mut stop = inner.stop.subscribe();
     let every = Duration::from_millis(inner.config.checkpoint_every_ms.max(1));
     let every_events = inner.config.checkpoint_every_events.max(1);
+    let mut folded_since_trim = 0u64;
+    let mut last_trim = Instant::now();
     loop {
         if *stop.borrow() {
             break;
@@ -482,6 +490,20 @@ async fn follow(inner: Arc<Inner>) {
         }
         let lag = inner.log.head().seq.saturating_sub(*inner.applied.borrow());
         inner.metrics.lag.set(lag as i64);
+        folded_since_trim += n;
+        // Caught up after a long tail (a first start, a restart after kill -9: each record
+        // was read and parsed into temporaries), or views were served (each reads records
+        // and builds its answer in temporaries, and sled's cache turns pages over): give the
+        // heap's free pages back, at most once per TRIM_EVERY while views keep coming.
+        let viewed = inner.views_since_trim.load(Ordering::Relaxed) > 0;
+        if (n == 0 && folded_since_trim >= super::trim::TRIM_AFTER_RECORDS)
+            || (viewed && last_trim.elapsed() >= super::trim::TRIM_EVERY)
+        {
+            folded_since_trim = 0;
+            inner.views_since_trim.store(0, Ordering::Relaxed);
+            last_trim = Instant::now();
+            let _ = tokio::task::spawn_blocking(super::trim::give_back_free_memory).await;
+        }
         if n > 0 {
             continue;
         }
@@ -586,6 +608,7 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     let tree = inner.tree()?;
     blocking(move || {
         drop(old);
+        super::trim::give_back_free_memory();
         Ok(save::drop_generation(&tree, old_generation)?)
     })
     .await?;

@@ -18,6 +18,7 @@ pub mod processes;
 pub mod records;
 pub mod save;
 pub mod sources;
+mod trim;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;

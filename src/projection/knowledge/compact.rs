@@ -3,8 +3,9 @@
 //! `occurred`, process, the actors and sources it names) is stored once in a symbol table and
 //! a row holds its u32 symbol; an event id is held as its 16 bytes and `recorded_at` as
 //! microseconds, each only when writing it back gives the very text recorded (anything else,
-//! and the rare target of a correction or retraction, goes to a side table); seqs are runs,
-//! not a field per fact. A view reads a fact through [`FactRef`], which gives back the texts
+//! and the rare target of a correction or retraction, goes to a side table); where `data` and
+//! `evidence` sit in the record as five 16-bit distances (a record too large for them goes to
+//! the side table); seqs are runs, not a field per fact. A view reads a fact through [`FactRef`], which gives back the texts
 //! the parsed [`Fact`] held. This module must never read storage or parse a record, and never
 //! answer a field differently from the [`Fact`] it was built from (`compact.rs` in the API
 //! tests and the unit tests below hold the two equal).
@@ -36,30 +37,36 @@ const ODD_ID: u8 = 2;
 const ODD_TIME: u8 = 4;
 /// The row has a target (a correction or retraction), in the side table.
 const HAS_TARGET: u8 = 8;
+/// The record's spans are in the side table (a distance does not fit 16 bits).
+const ODD_SPANS: u8 = 16;
 
-/// One fact as held in memory: about 64 bytes, none of it on the heap.
+/// One fact as held in memory: 52 bytes, none of it on the heap. Every field is made of u32s
+/// or smaller, so rows pack at 4-byte alignment (a u64 field would pad each row to 56 and
+/// the id and time to 8-byte boundaries): at a million facts each byte here is a megabyte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Row {
-    /// The event id as a UUID (0 when it is not one), high and low halves.
-    id: [u64; 2],
-    /// `recorded_at` in microseconds since the epoch (0 when it is in the side table).
-    recorded_at: i64,
-    /// Where `data` sits in the record.
-    data: Span,
-    /// Where `evidence` sits in the record.
-    evidence: Span,
-    /// The record's length.
-    record_len: u32,
-    kind: Sym,
+    /// The event id as a UUID (0 when it is not one), as [`u128`] words, most significant
+    /// first.
+    id: [u32; 4],
+    /// `recorded_at` in microseconds since the epoch (0 when it is in the side table), as
+    /// the high and low words of an [`i64`].
+    recorded_at: [u32; 2],
+    /// Where `data` and `evidence` sit in the record ([`pack_spans`]; zero with
+    /// [`ODD_SPANS`]).
+    spans: [u16; 5],
     recorded_by: Sym,
     occurred: Sym,
     /// Meaningful only with [`HAS_PROCESS`].
     process: Sym,
     /// Where the row's references start in the pool (they end where the next row's start).
     refs: u32,
+    /// The type; `None` for a type this build does not know (its name is in the side table).
     event_kind: Option<EventKind>,
     flags: u8,
 }
+
+// The size the module header and `[projections]` in config/default.toml state.
+const _: () = assert!(std::mem::size_of::<Row>() == 52);
 
 /// What a few rows keep beside them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,6 +74,48 @@ struct Odd {
     id: Option<Box<str>>,
     recorded_at: Option<Box<str>>,
     target: Option<Box<str>>,
+    /// The type's name, for a type this build does not know.
+    kind: Option<Sym>,
+    /// The record's length and spans, when [`pack_spans`] cannot hold them.
+    spans: Option<(u32, Span, Span)>,
+}
+
+/// A record's length and where `data` and `evidence` sit in it, as five distances: to the
+/// start of `data`, its length, from its end to `evidence`, its length, and from there to the
+/// record's end. A record's envelope puts `evidence` right after `data`, so each distance is
+/// small; `None` when one does not fit 16 bits (a payload or evidence of 64 KiB or more).
+fn pack_spans(record_len: u32, (da, db): Span, (ea, eb): Span) -> Option<[u16; 5]> {
+    let d = |a: u32, b: u32| b.checked_sub(a).and_then(|n| u16::try_from(n).ok());
+    Some([
+        d(0, da)?,
+        d(da, db)?,
+        d(db, ea)?,
+        d(ea, eb)?,
+        d(eb, record_len)?,
+    ])
+}
+
+/// The record's length and spans [`pack_spans`] packed.
+fn unpack_spans(p: [u16; 5]) -> (u32, Span, Span) {
+    let [a, b, c, d, e] = p.map(u32::from);
+    let data = (a, a + b);
+    let evidence = (data.1 + c, data.1 + c + d);
+    (evidence.1 + e, data, evidence)
+}
+
+/// A UUID as the row's four words, most significant first.
+fn id_words(key: u128) -> [u32; 4] {
+    [
+        (key >> 96) as u32,
+        (key >> 64) as u32,
+        (key >> 32) as u32,
+        key as u32,
+    ]
+}
+
+/// A UUID from the row's words.
+fn id_key_of(w: [u32; 4]) -> u128 {
+    w.iter().fold(0u128, |k, &x| (k << 32) | u128::from(x))
 }
 
 /// Every distinct string once, numbered in the order first seen (so the same facts in the
@@ -183,8 +232,7 @@ impl FactStore {
 
     /// The event id of row `ix` as a UUID (0: not one), for the id index.
     pub(super) fn id_key(&self, ix: Ix) -> u128 {
-        let [hi, lo] = self.rows[ix as usize].id;
-        (u128::from(hi) << 64) | u128::from(lo)
+        id_key_of(self.rows[ix as usize].id)
     }
 
     /// Adds a fact at the end; returns its index. Facts come in seq order.
@@ -232,13 +280,18 @@ impl FactStore {
                 .push(((role as u32) << ROLE_SHIFT) | (sym & SYM_MASK));
         }
         let (record_len, data, evidence) = fact.record_spans();
+        let spans = pack_spans(record_len, data, evidence).unwrap_or_else(|| {
+            flags |= ODD_SPANS;
+            odd.spans = Some((record_len, data, evidence));
+            [0; 5]
+        });
+        if fact.event_kind().is_none() {
+            odd.kind = Some(self.names.intern(fact.kind()));
+        }
         let row = Row {
-            id: [(key >> 64) as u64, key as u64],
-            recorded_at,
-            data,
-            evidence,
-            record_len,
-            kind: self.names.intern(fact.kind()),
+            id: id_words(key),
+            recorded_at: [(recorded_at >> 32) as u32, recorded_at as u32],
+            spans,
             recorded_by: self.names.intern(fact.recorded_by()),
             occurred: self.names.intern(fact.occurred_json()),
             process,
@@ -290,8 +343,7 @@ impl<'a> FactRef<'a> {
         if self.row.flags & ODD_ID != 0 {
             return Text::Borrowed(self.odd().and_then(|o| o.id.as_deref()).unwrap_or(""));
         }
-        let [hi, lo] = self.row.id;
-        let u = uuid::Uuid::from_u128((u128::from(hi) << 64) | u128::from(lo));
+        let u = uuid::Uuid::from_u128(id_key_of(self.row.id));
         let mut buf = [0u8; 36];
         u.hyphenated().encode_lower(&mut buf);
         Text::Inline { buf, len: 36 }
@@ -301,7 +353,7 @@ impl<'a> FactRef<'a> {
     pub fn kind(&self) -> &'a str {
         match self.row.event_kind {
             Some(kind) => kind.name(),
-            None => self.name(self.row.kind),
+            None => self.name(self.odd().and_then(|o| o.kind).unwrap_or(Sym::MAX)),
         }
     }
 
@@ -319,8 +371,9 @@ impl<'a> FactRef<'a> {
                     .unwrap_or(""),
             );
         }
+        let [hi, lo] = self.row.recorded_at;
         let mut buf = [0u8; 36];
-        write_micros(self.row.recorded_at, &mut buf);
+        write_micros(((u64::from(hi) << 32) | u64::from(lo)) as i64, &mut buf);
         Text::Inline { buf, len: 27 }
     }
 
@@ -361,44 +414,57 @@ impl<'a> FactRef<'a> {
         })
     }
 
+    /// The record's length and where `data` and `evidence` sit in it.
+    fn spans(&self) -> (u32, Span, Span) {
+        if self.row.flags & ODD_SPANS != 0 {
+            return self.odd().and_then(|o| o.spans).unwrap_or_default();
+        }
+        unpack_spans(self.row.spans)
+    }
+
     /// The payload as recorded, before any correction (JSON text), read from `record`: the
     /// record this fact was derived from (`None` for another one).
     pub fn data_in<'r>(&self, record: &'r [u8]) -> Option<&'r str> {
-        self.record_field(record, self.row.data)
+        let (len, data, _) = self.spans();
+        record_field(record, len, data)
     }
 
     /// The evidence as recorded (JSON text), read from `record`, as [`FactRef::data_in`].
     pub fn evidence_in<'r>(&self, record: &'r [u8]) -> Option<&'r str> {
-        self.record_field(record, self.row.evidence)
-    }
-
-    fn record_field<'r>(&self, record: &'r [u8], (a, b): Span) -> Option<&'r str> {
-        if record.len() != self.row.record_len as usize {
-            return None;
-        }
-        std::str::from_utf8(record.get(a as usize..b as usize)?).ok()
+        let (len, _, evidence) = self.spans();
+        record_field(record, len, evidence)
     }
 
     /// What a save keeps of this fact: the very form [`Fact::stored`] gives for the fact it
     /// was built from.
     pub fn stored(&self) -> StoredFact {
+        let (record_len, data, evidence) = self.spans();
         StoredFact::assemble(
             self.seq,
-            self.row.record_len,
+            record_len,
             [
                 &self.id(),
-                self.store.names.get(self.row.kind),
+                self.kind(),
                 &self.recorded_at(),
                 self.recorded_by(),
                 self.occurred_json(),
                 self.process().unwrap_or(""),
                 self.target(),
             ],
-            (self.row.data, self.row.evidence),
+            (data, evidence),
             self.row.flags & HAS_PROCESS != 0,
             self.refs(),
         )
     }
+}
+
+/// The text at `(a, b)` of `record`, if `record` is `len` bytes long (the record the span was
+/// found in).
+fn record_field(record: &[u8], len: u32, (a, b): Span) -> Option<&str> {
+    if record.len() != len as usize {
+        return None;
+    }
+    std::str::from_utf8(record.get(a as usize..b as usize)?).ok()
 }
 
 /// A field's text as a [`FactRef`] gives it: written out on the stack (an id, a time) or
@@ -579,6 +645,48 @@ mod tests {
         );
         assert_eq!(store.get(ix).recorded_at(), "2026-02-30T00:00:00Z");
         assert_eq!(store.get(ix).stored(), fact.stored());
+    }
+
+    #[test]
+    fn a_payload_of_64_kib_or_more_keeps_its_spans_beside_the_row() {
+        let big = format!(r#"{{"content":"{}"}}"#, "x".repeat(70_000));
+        let bytes = record(1, A, "statement.made", &big);
+        let fact = Fact::parse(1, &bytes).unwrap();
+        let mut store = FactStore::default();
+        let ix = store.push(&fact);
+        assert_ne!(store.get(ix).row.flags & ODD_SPANS, 0);
+        assert_eq!(store.get(ix).data_in(&bytes), Some(big.as_str()));
+        assert_eq!(store.get(ix).evidence_in(&bytes), fact.evidence_in(&bytes));
+        assert_eq!(store.get(ix).stored(), fact.stored());
+    }
+
+    #[test]
+    fn a_type_this_build_does_not_know_keeps_its_name() {
+        let bytes = record(1, A, "treaty.sung", "{}");
+        let fact = Fact::parse(1, &bytes).unwrap();
+        assert_eq!(fact.event_kind(), None);
+        let mut store = FactStore::default();
+        let ix = store.push(&fact);
+        assert_eq!(store.get(ix).kind(), "treaty.sung");
+        assert_eq!(store.get(ix).stored(), fact.stored());
+    }
+
+    #[test]
+    fn packed_spans_give_back_what_was_packed() {
+        for (len, data, evidence) in [
+            (10, (2, 4), (5, 9)),
+            (0, (0, 0), (0, 0)),
+            (65_535 * 5, (65_535, 131_070), (196_605, 262_140)),
+        ] {
+            let packed = pack_spans(len, data, evidence).unwrap();
+            assert_eq!(unpack_spans(packed), (len, data, evidence));
+        }
+        assert_eq!(pack_spans(70_000, (10, 69_990), (69_991, 69_995)), None);
+        assert_eq!(
+            pack_spans(10, (4, 2), (5, 9)),
+            None,
+            "a span never runs backwards"
+        );
     }
 
     #[test]
