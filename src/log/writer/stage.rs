@@ -132,11 +132,16 @@ impl Writer {
         if let Some(kind) = overlay.names.get(id) {
             return Ok(Some((kind.clone(), 0)));
         }
+        if let Some(found) = self.known.get(id) {
+            return Ok(Some(found));
+        }
         for namespace in layout::REGISTRY_NAMESPACES {
             let key = layout::registry_key(&format!("{namespace}{id}"));
             if let Some(v) = self.tree.get(key).map_err(|e| e.to_string())? {
                 let (seq, kind) =
                     layout::read_registry_value(&v).ok_or("corrupt registry entry")?;
+                // Read from the store, so durable: it stays true (see `known`).
+                self.known.remember(id, &kind, seq);
                 return Ok(Some((kind, seq)));
             }
         }
