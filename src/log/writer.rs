@@ -348,18 +348,27 @@ impl Writer {
     }
 
     fn answer(&self, owed: Vec<Owed>) {
+        // Counted once per group (a labelled counter is a lookup under a lock), and before any
+        // answer, so a client that reads the metrics after its answer sees its append counted.
+        let (mut ok, mut duplicate) = (0, 0);
+        for o in &owed {
+            match o {
+                Owed::Append(_, appended) if appended.duplicate => duplicate += 1,
+                Owed::Append(..) => ok += 1,
+                Owed::Restore(..) => {}
+            }
+        }
+        for (outcome, n) in [("ok", ok), ("duplicate", duplicate)] {
+            if n > 0 {
+                self.metrics
+                    .append_requests
+                    .with_label_values(&[outcome])
+                    .inc_by(n);
+            }
+        }
         for o in owed {
             match o {
                 Owed::Append(reply, appended) => {
-                    let outcome = if appended.duplicate {
-                        "duplicate"
-                    } else {
-                        "ok"
-                    };
-                    self.metrics
-                        .append_requests
-                        .with_label_values(&[outcome])
-                        .inc();
                     // The client may have gone away; the append stands regardless.
                     let _ = reply.send(Ok(appended));
                 }
