@@ -4,9 +4,11 @@
 //! batch, makes it durable (`durable`), and only then answers and moves the durable head. It
 //! must never answer success before the group is durable, and never write part of a request.
 
+mod discard;
 mod durable;
 mod entries;
 mod ids;
+mod known;
 pub(crate) use entries::read_entry;
 pub use ids::Declarations;
 mod stage;
@@ -64,6 +66,10 @@ pub(super) struct Writer {
     pub(super) merkle: bool,
     /// Compresses chunks, in a folder whose pages sled does not compress.
     pub(super) packer: Option<chunk::Packer>,
+    /// Registry lookups already answered by the store.
+    known: known::KnownIds,
+    /// Frees a committed group's staging on another thread.
+    discard: discard::Discard,
 }
 
 impl Writer {
@@ -95,6 +101,8 @@ impl Writer {
             frontier: Frontier::default(),
             merkle: true,
             packer: None,
+            known: known::KnownIds::default(),
+            discard: discard::Discard::default(),
         }
     }
 
@@ -315,6 +323,12 @@ impl Writer {
         self.metrics.head_seq.set(new_head.seq as i64);
         // Never lowered: the stamp started from it and only rose.
         self.last_recorded_at = overlay.stamp.at;
+        // The group's staged records hold every event's parsed payload: freeing them is many
+        // small frees, which need not delay the next group.
+        let spent = (
+            std::mem::take(&mut overlay.ids),
+            std::mem::take(&mut overlay.records),
+        );
         for (name, head) in overlay.streams {
             self.streams.insert(name, head);
         }
@@ -330,21 +344,31 @@ impl Writer {
         // Readers see the new records only from here on: after they are durable.
         self.head_tx.send_replace(new_head);
         self.answer(owed);
+        self.discard.drop_later(Box::new(spent));
     }
 
     fn answer(&self, owed: Vec<Owed>) {
+        // Counted once per group (a labelled counter is a lookup under a lock), and before any
+        // answer, so a client that reads the metrics after its answer sees its append counted.
+        let (mut ok, mut duplicate) = (0, 0);
+        for o in &owed {
+            match o {
+                Owed::Append(_, appended) if appended.duplicate => duplicate += 1,
+                Owed::Append(..) => ok += 1,
+                Owed::Restore(..) => {}
+            }
+        }
+        for (outcome, n) in [("ok", ok), ("duplicate", duplicate)] {
+            if n > 0 {
+                self.metrics
+                    .append_requests
+                    .with_label_values(&[outcome])
+                    .inc_by(n);
+            }
+        }
         for o in owed {
             match o {
                 Owed::Append(reply, appended) => {
-                    let outcome = if appended.duplicate {
-                        "duplicate"
-                    } else {
-                        "ok"
-                    };
-                    self.metrics
-                        .append_requests
-                        .with_label_values(&[outcome])
-                        .inc();
                     // The client may have gone away; the append stands regardless.
                     let _ = reply.send(Ok(appended));
                 }

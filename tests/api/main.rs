@@ -23,6 +23,7 @@ mod export_online;
 mod export_route;
 mod idempotency;
 mod import_bulk;
+mod known_ids;
 mod live;
 mod log_close;
 mod log_errors;

@@ -132,11 +132,16 @@ impl Writer {
         if let Some(kind) = overlay.names.get(id) {
             return Ok(Some((kind.clone(), 0)));
         }
+        if let Some(found) = self.known.get(id) {
+            return Ok(Some(found));
+        }
         for namespace in layout::REGISTRY_NAMESPACES {
             let key = layout::registry_key(&format!("{namespace}{id}"));
             if let Some(v) = self.tree.get(key).map_err(|e| e.to_string())? {
                 let (seq, kind) =
                     layout::read_registry_value(&v).ok_or("corrupt registry entry")?;
+                // Read from the store, so durable: it stays true (see `known`).
+                self.known.remember(id, &kind, seq);
                 return Ok(Some((kind, seq)));
             }
         }
@@ -314,7 +319,9 @@ impl Writer {
         let mut records = Vec::with_capacity(append.events.len());
         let mut staged_ids = Vec::with_capacity(append.events.len());
         let mut positions: Vec<Position> = Vec::with_capacity(append.events.len());
-        let mut frontier = overlay.frontier.clone();
+        // Leaves join the frontier only once the request is accepted whole: no copy of the
+        // frontier per request.
+        let mut leaves = Vec::with_capacity(append.events.len());
         let Append {
             stream,
             events,
@@ -356,7 +363,7 @@ impl Writer {
                 .map_err(|e| AppendError::Unavailable(format!("cannot encode record: {e}")))?;
             hash = record::chain(&hash, &bytes);
             if self.merkle {
-                stage_merkle(&mut frontier, &bytes, &mut staged);
+                leaves.push(merkle::leaf_hash(&bytes));
             }
             stage_record(&mut staged, &mut records, seq, hash, bytes, &ev.id);
             for decl in ev.refs.declares {
@@ -397,6 +404,9 @@ impl Writer {
         }
 
         // Commit the staging into the overlay.
+        for leaf in leaves {
+            stage_leaf(&mut overlay.frontier, leaf, &mut staged);
+        }
         overlay.writes.extend(staged);
         overlay.records.extend(records);
         for (rec, pos) in staged_ids {
@@ -407,7 +417,6 @@ impl Writer {
         overlay.streams.insert(stream, StreamHead { version });
         overlay.next_seq = seq;
         overlay.head_hash = hash;
-        overlay.frontier = frontier;
         Ok(Appended {
             positions,
             stream_version: version,
@@ -589,7 +598,12 @@ fn stage_record(
 /// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
 /// `STORED_FROM_LEVEL` up; lower ones are recomputed from the records when needed.
 fn stage_merkle(frontier: &mut Frontier, bytes: &[u8], staged: &mut Vec<(Vec<u8>, Vec<u8>)>) {
-    for (level, index, h) in frontier.push(merkle::leaf_hash(bytes)) {
+    stage_leaf(frontier, merkle::leaf_hash(bytes), staged);
+}
+
+/// [`stage_merkle`] of a leaf already hashed.
+fn stage_leaf(frontier: &mut Frontier, leaf: Hash, staged: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    for (level, index, h) in frontier.push(leaf) {
         if level >= merkle::STORED_FROM_LEVEL {
             staged.push((layout::merkle_key(level, index).to_vec(), h.to_vec()));
         }
