@@ -7,6 +7,7 @@ pub mod kind;
 pub mod registry;
 pub mod rules;
 pub mod schema;
+pub mod typed;
 pub mod upcast;
 pub mod vocabulary;
 
