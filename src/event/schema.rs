@@ -321,6 +321,16 @@ impl Schemas {
         errors
     }
 
+    /// How many validators are compiled so far.
+    #[cfg(test)]
+    fn compiled(&self) -> usize {
+        std::iter::once(&self.event)
+            .chain(self.data.values())
+            .chain(self.version_1.values())
+            .filter(|l| l.compiled.get().is_some())
+            .count()
+    }
+
     /// Compiles every schema document, as a check that none is broken.
     pub fn compile_all(&self) -> Result<(), SchemaError> {
         for (name, doc) in &self.documents {
@@ -372,7 +382,31 @@ fn collect(validator: &Validator, instance: &Value, base: &str) -> Vec<FieldErro
 
 #[cfg(test)]
 mod tests {
-    use super::FieldError;
+    use super::{FieldError, Schemas};
+    use serde_json::json;
+
+    #[test]
+    fn no_schema_is_compiled_until_an_event_is_refused_and_then_only_the_one_that_words_it() {
+        let schemas = Schemas::load().unwrap();
+        let mut event = json!({
+            "type": "issue.defined",
+            "data": {"issue_id": "issue:a", "label": "A"},
+            "evidence": []
+        });
+        assert!(schemas.check_event(&event, "").is_empty());
+        assert_eq!(
+            schemas.check_data("issue.defined", &event["data"], "/data"),
+            Some(vec![])
+        );
+        assert_eq!(schemas.compiled(), 0);
+        event["data"]["label"] = json!(7);
+        let errors = schemas
+            .check_data("issue.defined", &event["data"], "/data")
+            .unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].pointer, "/data/label");
+        assert_eq!(schemas.compiled(), 1);
+    }
 
     #[test]
     fn a_field_error_reads_pointer_then_message_and_the_whole_document_is_a_slash() {
