@@ -126,7 +126,7 @@ async fn append(
             let single = value.get("events").is_none();
             let submission = st
                 .validator
-                .submission(&value, query.get("expected_version").map(String::as_str))?;
+                .submit(value, query.get("expected_version").map(String::as_str))?;
             if dry_run {
                 return super::events::dry_run(&st, &stream, single, &submission);
             }

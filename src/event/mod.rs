@@ -7,6 +7,7 @@ pub mod kind;
 pub mod registry;
 pub mod rules;
 pub mod schema;
+pub mod typed;
 pub mod upcast;
 pub mod vocabulary;
 
@@ -168,6 +169,16 @@ impl Validator {
         body: &Value,
         query_expected: Option<&str>,
     ) -> Result<Submission, InputError> {
+        self.submit(body.clone(), query_expected)
+    }
+
+    /// [`Validator::submission`] of a body it may take apart: each event's members move into
+    /// its `NewEvent` instead of being copied.
+    pub fn submit(
+        &self,
+        body: Value,
+        query_expected: Option<&str>,
+    ) -> Result<Submission, InputError> {
         let Some(obj) = body.as_object() else {
             return Err(invalid(
                 "",
@@ -185,20 +196,23 @@ impl Validator {
             })?),
             None => None,
         };
-        let (raw_events, base_of, body_expected): (Vec<&Value>, Box<dyn Fn(usize) -> String>, _) =
-            if let Some(events) = obj.get("events") {
-                if let Some(list) = events.as_array()
-                    && list.len() > self.limits.max_events_per_request
-                {
-                    return Err(InputError::TooLarge {
-                        what: format!("a batch of {} events", list.len()),
-                        limit: self.limits.max_events_per_request,
-                        pointer: Some("/events".into()),
-                    });
-                }
-                // The envelope of the request is checked by hand; each event is checked
-                // against `event.json` below, once, with its own pointer.
-                let mut errors: Vec<FieldError> = obj
+        let (batch, base_of, body_expected): (bool, Box<dyn Fn(usize) -> String>, _) = if let Some(
+            events,
+        ) =
+            obj.get("events")
+        {
+            if let Some(list) = events.as_array()
+                && list.len() > self.limits.max_events_per_request
+            {
+                return Err(InputError::TooLarge {
+                    what: format!("a batch of {} events", list.len()),
+                    limit: self.limits.max_events_per_request,
+                    pointer: Some("/events".into()),
+                });
+            }
+            // The envelope of the request is checked by hand; each event is checked
+            // against `event.json` below, once, with its own pointer.
+            let mut errors: Vec<FieldError> = obj
                     .keys()
                     .filter(|k| *k != "events" && *k != "expected_version")
                     .map(|k| FieldError {
@@ -208,33 +222,29 @@ impl Validator {
                         ),
                     })
                     .collect();
-                match events.as_array() {
-                    Some(list) if list.is_empty() => errors.push(FieldError {
-                        pointer: "/events".into(),
-                        message: "`events` must hold at least one event".into(),
-                    }),
-                    Some(_) => {}
-                    None => errors.push(FieldError {
-                        pointer: "/events".into(),
-                        message: "`events` must be an array of events".into(),
-                    }),
-                }
-                if !errors.is_empty() {
-                    return Err(InputError::Invalid(errors));
-                }
-                let expected = match obj.get("expected_version") {
-                    Some(v) => Some(parse_expected(v, "/expected_version")?),
-                    None => None,
-                };
-                let list = events
-                    .as_array()
-                    .map(|l| l.iter().collect())
-                    .unwrap_or_default();
-                (list, Box::new(|i| format!("/events/{i}")), expected)
-            } else {
-                // Checked against `event.json` once, in `event()` below.
-                (vec![body], Box::new(|_| String::new()), None)
+            match events.as_array() {
+                Some(list) if list.is_empty() => errors.push(FieldError {
+                    pointer: "/events".into(),
+                    message: "`events` must hold at least one event".into(),
+                }),
+                Some(_) => {}
+                None => errors.push(FieldError {
+                    pointer: "/events".into(),
+                    message: "`events` must be an array of events".into(),
+                }),
+            }
+            if !errors.is_empty() {
+                return Err(InputError::Invalid(errors));
+            }
+            let expected = match obj.get("expected_version") {
+                Some(v) => Some(parse_expected(v, "/expected_version")?),
+                None => None,
             };
+            (true, Box::new(|i| format!("/events/{i}")), expected)
+        } else {
+            // Checked against `event.json` once, in `event()` below.
+            (false, Box::new(|_| String::new()), None)
+        };
         let expected = match (body_expected, query) {
             (Some(b), Some(q)) if b != q => {
                 return Err(invalid(
@@ -246,10 +256,17 @@ impl Validator {
             (None, Some(q)) => q,
             (None, None) => ExpectedVersion::Any,
         };
+        let raw_events = match body {
+            Value::Object(mut obj) if batch => match obj.remove("events") {
+                Some(Value::Array(list)) => list,
+                _ => Vec::new(),
+            },
+            body => vec![body],
+        };
         let mut events = Vec::with_capacity(raw_events.len());
         let mut errors = Vec::new();
         for (i, raw) in raw_events.into_iter().enumerate() {
-            match self.event(raw, &base_of(i)) {
+            match self.event_owned(raw, &base_of(i)) {
                 Ok(ev) => events.push(ev),
                 Err(InputError::Invalid(mut errs)) => errors.append(&mut errs),
                 Err(other) => return Err(other),
@@ -264,13 +281,17 @@ impl Validator {
     /// Validates one submitted event (already shaped by `event.json` or about to be) whose
     /// pointer in the body is `base`.
     pub fn event(&self, raw: &Value, base: &str) -> Result<NewEvent, InputError> {
-        let shape = self.schemas.check_event(raw, base);
+        self.event_owned(raw.clone(), base)
+    }
+
+    /// [`Validator::event`] of an event it may take apart: `data`, `evidence`, `occurred` and
+    /// `meta` move into the `NewEvent` once every check has passed.
+    pub fn event_owned(&self, raw: Value, base: &str) -> Result<NewEvent, InputError> {
+        let shape = self.schemas.check_event(&raw, base);
         if !shape.is_empty() {
             return Err(InputError::Invalid(shape));
         }
-        let size = serde_json::to_vec(raw)
-            .map(|v| v.len())
-            .unwrap_or(usize::MAX);
+        let size = encoded_len(&raw);
         if size > self.limits.max_event_bytes {
             return Err(InputError::TooLarge {
                 what: format!("an event of {size} bytes"),
@@ -279,7 +300,7 @@ impl Validator {
             });
         }
         let mut errors = Vec::new();
-        check_strings(raw, base, self.limits.max_string_bytes, &mut errors);
+        check_strings(&raw, base, self.limits.max_string_bytes, &mut errors);
         let event_type = raw
             .get("type")
             .and_then(Value::as_str)
@@ -300,10 +321,11 @@ impl Validator {
                 ),
             });
         }
-        let data = raw.get("data").cloned().unwrap_or(Value::Null);
+        let null = Value::Null;
+        let data = raw.get("data").unwrap_or(&null);
         match self
             .schemas
-            .check_data(&event_type, &data, &format!("{base}/data"))
+            .check_data(&event_type, data, &format!("{base}/data"))
         {
             Some(mut errs) if errs.is_empty() => {
                 // Only a payload the current schema accepts is held to version 1's forms, so
@@ -311,7 +333,7 @@ impl Validator {
                 errs = self.schemas.check_version(
                     schema_version,
                     &event_type,
-                    &data,
+                    data,
                     &format!("{base}/data"),
                     raw.get("meta"),
                     &format!("{base}/meta"),
@@ -354,8 +376,9 @@ impl Validator {
             },
             None => Some(Uuid::now_v7()),
         };
-        let evidence = raw.get("evidence").cloned().unwrap_or(Value::Array(vec![]));
-        let refs = match rules::references(&event_type, &data, &evidence, base) {
+        let no_evidence = Value::Array(vec![]);
+        let evidence = raw.get("evidence").unwrap_or(&no_evidence);
+        let refs = match rules::references(&event_type, data, evidence, base) {
             Ok(r) => Some(r),
             Err(mut errs) => {
                 errors.append(&mut errs);
@@ -368,21 +391,47 @@ impl Validator {
         let (Some(id), Some(refs)) = (id, refs) else {
             return Err(invalid(base, "invalid event"));
         };
+        let client_id = raw.get("id").is_some();
+        let process = raw
+            .get("process")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Value::Object(mut members) = raw else {
+            return Err(invalid(base, "invalid event"));
+        };
         Ok(NewEvent {
             id,
             event_type,
             schema_version: schema_version as u32,
-            occurred: raw.get("occurred").cloned().unwrap_or(Value::Null),
-            process: raw
-                .get("process")
-                .and_then(Value::as_str)
-                .map(str::to_string),
-            data,
-            evidence,
-            meta: raw.get("meta").cloned(),
+            occurred: members.remove("occurred").unwrap_or(Value::Null),
+            process,
+            data: members.remove("data").unwrap_or(Value::Null),
+            evidence: members
+                .remove("evidence")
+                .unwrap_or_else(|| Value::Array(vec![])),
+            meta: members.remove("meta"),
             refs,
-            client_id: raw.get("id").is_some(),
+            client_id,
         })
+    }
+}
+
+/// The length of `value` encoded as compact JSON, counted without building the encoding.
+fn encoded_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
     }
 }
 
@@ -444,5 +493,21 @@ fn walk_strings<'a>(
             }
         }
         _ => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::encoded_len;
+
+    #[test]
+    fn an_events_encoded_length_is_counted_as_serde_json_encodes_it() {
+        for line in crate::server::DEMO_NDJSON.lines().take(20) {
+            let value: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(
+                encoded_len(&value),
+                serde_json::to_vec(&value).unwrap().len()
+            );
+        }
     }
 }

@@ -1,15 +1,20 @@
-//! The JSON Schemas in `schemas/`, compiled into the binary and once at start-up, with the
-//! deployment's vocabulary additions merged in. Every append is validated here before it
-//! reaches the log; an event of schema version 1 also against `version-1.json`'s narrower
-//! forms. This module must never fetch a schema from the network or the file system at run
-//! time: what was compiled in, plus `[vocabulary]`, is what is enforced and served.
+//! The JSON Schemas in `schemas/`, compiled into the binary, with the deployment's vocabulary
+//! additions merged in: the documented contract, served as is. Every append is checked here
+//! before it reaches the log (an event of schema version 1 also against `version-1.json`'s
+//! narrower forms), first by the typed validator (`typed.rs`), which decides; a refusal is
+//! then worded by the compiled schema, compiled on first need, so a client reads the
+//! schema's own errors. This module must never fetch a schema from the network or the file
+//! system at run time: what was compiled in, plus `[vocabulary]`, is what is enforced and
+//! served.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use include_dir::{Dir, include_dir};
 use jsonschema::{Draft, Resource, Validator};
 use serde_json::{Value, json};
 
+use super::typed::Typed;
 use super::vocabulary::VocabularyConfig;
 
 /// Every file under `schemas/`, embedded at build time.
@@ -46,17 +51,74 @@ pub struct SchemaError {
     reason: String,
 }
 
-/// The compiled schemas.
+/// The schemas: their documents, the typed validator that decides, and the compiled
+/// validators that word a refusal, each compiled on first need (together about 30 MB, which
+/// a server that is only sent valid events never pays).
 pub struct Schemas {
-    event: Validator,
-    data: BTreeMap<String, Validator>,
+    typed: Typed,
+    /// Every document with an `$id`, for `$ref`s across files.
+    resources: Vec<(String, Resource)>,
+    event: Lazy,
+    data: BTreeMap<String, Lazy>,
     /// `version-1.json`'s narrower forms, by event type, and under `meta` for the meta.
-    version_1: BTreeMap<String, Validator>,
+    version_1: BTreeMap<String, Lazy>,
     /// Raw schema documents by public name (`event`, `meeting.held`, `openapi`...).
     documents: BTreeMap<String, Value>,
     /// The OpenAPI document as served, built on first use: per schema set, not per process,
     /// because two servers of one process may extend the vocabularies differently.
     served_openapi: std::sync::OnceLock<Option<String>>,
+}
+
+/// A compiled validator, built on first use from its document.
+struct Lazy {
+    name: String,
+    document: Value,
+    compiled: OnceLock<Result<Validator, String>>,
+}
+
+impl Lazy {
+    fn new(name: &str, document: Value) -> Lazy {
+        Lazy {
+            name: name.into(),
+            document,
+            compiled: OnceLock::new(),
+        }
+    }
+
+    fn get(&self, resources: &[(String, Resource)]) -> Result<&Validator, SchemaError> {
+        self.compiled
+            .get_or_init(|| compile(&self.document, resources))
+            .as_ref()
+            .map_err(|reason| SchemaError {
+                name: self.name.clone(),
+                reason: reason.clone(),
+            })
+    }
+
+    /// Every error of `instance`, at most [`MAX_ERRORS`]; a schema that does not compile
+    /// (a broken build, which a test rules out) refuses everything, saying so.
+    fn errors(
+        &self,
+        resources: &[(String, Resource)],
+        instance: &Value,
+        base: &str,
+    ) -> Vec<FieldError> {
+        match self.get(resources) {
+            Ok(v) => collect(v, instance, base),
+            Err(e) => vec![FieldError {
+                pointer: base.to_string(),
+                message: e.to_string(),
+            }],
+        }
+    }
+}
+
+fn compile(document: &Value, resources: &[(String, Resource)]) -> Result<Validator, String> {
+    jsonschema::options()
+        .with_draft(Draft::Draft202012)
+        .with_resources(resources.iter().cloned())
+        .build(document)
+        .map_err(|e| e.to_string())
 }
 
 /// Most errors reported for one document: past this the client learns nothing new.
@@ -120,31 +182,19 @@ impl Schemas {
             }
             documents.insert(name, value);
         }
-        let build = |name: &str, doc: &Value| -> Result<Validator, SchemaError> {
-            jsonschema::options()
-                .with_draft(Draft::Draft202012)
-                .with_resources(resources.clone().into_iter())
-                .build(doc)
-                .map_err(|e| SchemaError {
-                    name: name.into(),
-                    reason: e.to_string(),
-                })
-        };
-        let compile = |name: &str| -> Result<Validator, SchemaError> {
-            let doc = documents.get(name).ok_or_else(|| SchemaError {
+        let document = |name: &str| -> Result<Value, SchemaError> {
+            documents.get(name).cloned().ok_or_else(|| SchemaError {
                 name: name.into(),
                 reason: "missing".into(),
-            })?;
-            build(name, doc)
+            })
         };
-        // Not used to validate (batches are checked event by event, each with its own pointer),
-        // but served and documented: a broken file must stop the build's start-up, not a client.
-        compile("append-request")?;
-        let event = compile("event")?;
+        // `append-request` is not used to validate (batches are checked event by event, each
+        // with its own pointer), but served and documented: a test compiles every schema.
+        let event = Lazy::new("event", document("event")?);
         let mut data = BTreeMap::new();
         for name in documents.keys() {
             if name.contains('.') {
-                data.insert(name.clone(), compile(name)?);
+                data.insert(name.clone(), Lazy::new(name, document(name)?));
             }
         }
         let mut version_1 = BTreeMap::new();
@@ -159,9 +209,12 @@ impl Schemas {
         for key in narrower.keys() {
             let pointer = key.replace('~', "~0").replace('/', "~1");
             let doc = json!({ "$ref": format!("{VERSION_1_ID}#/$defs/{pointer}") });
-            version_1.insert(key.clone(), build(VERSION_1, &doc)?);
+            version_1.insert(key.clone(), Lazy::new(VERSION_1, doc));
         }
+        let typed = Typed::new(&document("vocabularies")?);
         Ok(Schemas {
+            typed,
+            resources,
             event,
             data,
             version_1,
@@ -170,9 +223,13 @@ impl Schemas {
         })
     }
 
-    /// Validates one submitted event; pointers are prefixed with `base`.
+    /// Validates one submitted event; pointers are prefixed with `base`. The typed validator
+    /// decides; only a refusal asks the schema for its words.
     pub fn check_event(&self, event: &Value, base: &str) -> Vec<FieldError> {
-        collect(&self.event, event, base)
+        match self.typed.check_event(event, base) {
+            Ok(()) => Vec::new(),
+            Err(_) => self.schema_check_event(event, base),
+        }
     }
 
     /// Validates the `data` of an event of type `event_type`, if the type exists.
@@ -182,7 +239,10 @@ impl Schemas {
         data: &Value,
         base: &str,
     ) -> Option<Vec<FieldError>> {
-        self.data.get(event_type).map(|v| collect(v, data, base))
+        match self.typed.check_data(event_type, data, base)? {
+            Ok(()) => Some(Vec::new()),
+            Err(_) => self.schema_check_data(event_type, data, base),
+        }
     }
 
     /// Checks what schema version 1 narrows: `data` of an event of `event_type` (pointers
@@ -196,17 +256,96 @@ impl Schemas {
         meta: Option<&Value>,
         meta_base: &str,
     ) -> Vec<FieldError> {
+        match self
+            .typed
+            .check_version(version, event_type, data, data_base, meta, meta_base)
+        {
+            Ok(()) => Vec::new(),
+            Err(_) => {
+                self.schema_check_version(version, event_type, data, data_base, meta, meta_base)
+            }
+        }
+    }
+
+    /// The typed validator.
+    #[cfg(test)]
+    pub(crate) fn typed(&self) -> &Typed {
+        &self.typed
+    }
+
+    /// [`Schemas::check_event`] by the compiled schema alone.
+    pub(crate) fn schema_check_event(&self, event: &Value, base: &str) -> Vec<FieldError> {
+        self.event.errors(&self.resources, event, base)
+    }
+
+    /// [`Schemas::check_data`] by the compiled schema alone.
+    pub(crate) fn schema_check_data(
+        &self,
+        event_type: &str,
+        data: &Value,
+        base: &str,
+    ) -> Option<Vec<FieldError>> {
+        self.data
+            .get(event_type)
+            .map(|v| v.errors(&self.resources, data, base))
+    }
+
+    /// [`Schemas::check_version`] by the compiled schema alone.
+    pub(crate) fn schema_check_version(
+        &self,
+        version: u64,
+        event_type: &str,
+        data: &Value,
+        data_base: &str,
+        meta: Option<&Value>,
+        meta_base: &str,
+    ) -> Vec<FieldError> {
         if version != 1 {
             return Vec::new();
         }
         let mut errors = Vec::new();
         if let Some(v) = self.version_1.get(event_type) {
-            errors.extend(collect(v, data, data_base).into_iter().map(in_version_1));
+            errors.extend(
+                v.errors(&self.resources, data, data_base)
+                    .into_iter()
+                    .map(in_version_1),
+            );
         }
         if let (Some(v), Some(meta)) = (self.version_1.get("meta"), meta) {
-            errors.extend(collect(v, meta, meta_base).into_iter().map(in_version_1));
+            errors.extend(
+                v.errors(&self.resources, meta, meta_base)
+                    .into_iter()
+                    .map(in_version_1),
+            );
         }
         errors
+    }
+
+    /// How many validators are compiled so far.
+    #[cfg(test)]
+    fn compiled(&self) -> usize {
+        std::iter::once(&self.event)
+            .chain(self.data.values())
+            .chain(self.version_1.values())
+            .filter(|l| l.compiled.get().is_some())
+            .count()
+    }
+
+    /// Compiles every schema document, as a check that none is broken.
+    pub fn compile_all(&self) -> Result<(), SchemaError> {
+        for (name, doc) in &self.documents {
+            if doc.get("$id").is_some() && name != "openapi" {
+                compile(doc, &self.resources).map_err(|reason| SchemaError {
+                    name: name.clone(),
+                    reason,
+                })?;
+            }
+        }
+        self.event.get(&self.resources)?;
+        for lazy in self.data.values().chain(self.version_1.values()) {
+            lazy.get(&self.resources)?;
+        }
+        Ok(())
     }
 
     /// Every event type with a schema, sorted.
@@ -243,7 +382,31 @@ fn collect(validator: &Validator, instance: &Value, base: &str) -> Vec<FieldErro
 
 #[cfg(test)]
 mod tests {
-    use super::FieldError;
+    use super::{FieldError, Schemas};
+    use serde_json::json;
+
+    #[test]
+    fn no_schema_is_compiled_until_an_event_is_refused_and_then_only_the_one_that_words_it() {
+        let schemas = Schemas::load().unwrap();
+        let mut event = json!({
+            "type": "issue.defined",
+            "data": {"issue_id": "issue:a", "label": "A"},
+            "evidence": []
+        });
+        assert!(schemas.check_event(&event, "").is_empty());
+        assert_eq!(
+            schemas.check_data("issue.defined", &event["data"], "/data"),
+            Some(vec![])
+        );
+        assert_eq!(schemas.compiled(), 0);
+        event["data"]["label"] = json!(7);
+        let errors = schemas
+            .check_data("issue.defined", &event["data"], "/data")
+            .unwrap();
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        assert_eq!(errors[0].pointer, "/data/label");
+        assert_eq!(schemas.compiled(), 1);
+    }
 
     #[test]
     fn a_field_error_reads_pointer_then_message_and_the_whole_document_is_a_slash() {
