@@ -42,6 +42,13 @@ fn event(n: u64) -> NewEvent {
 
 fn options(durability: Durability) -> LogConfig {
     LogConfig {
+        backend: annals::log::Backend::Sled,
+        nats: annals::log::NatsConfig {
+            urls: Vec::new(),
+            stream: "annals".into(),
+            replicas: 3,
+            credentials: None,
+        },
         durability,
         max_group_events: 512,
         queue_capacity: 4096,

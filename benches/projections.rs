@@ -122,6 +122,13 @@ fn open(dir: &std::path::Path) -> Res<Log> {
     Ok(Log::open(
         dir,
         LogConfig {
+            backend: annals::log::Backend::Sled,
+            nats: annals::log::NatsConfig {
+                urls: Vec::new(),
+                stream: "annals".into(),
+                replicas: 3,
+                credentials: None,
+            },
             durability: Durability::Os,
             max_group_events: 8192,
             queue_capacity: 64,

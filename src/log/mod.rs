@@ -25,7 +25,7 @@ pub use append::{
     Append, AppendError, Appended, Declaration, Entry, EntryChange, EntryRule, ExpectedVersion,
     NewEvent, Position, References, Requirement, Restore, Ticket,
 };
-pub use config::{Durability, LogConfig};
+pub use config::{Backend, Durability, LogConfig, NatsConfig};
 pub use record::{GENESIS, Hash, Record, Recorded};
 use store::{open_db, wait_until_released};
 pub use writer::Declarations;
@@ -659,6 +659,13 @@ mod tests {
     async fn a_tree_dropped_through_sled_reads_as_missing_not_as_a_storage_fault() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
+            backend: Backend::Sled,
+            nats: NatsConfig {
+                urls: Vec::new(),
+                stream: "annals".into(),
+                replicas: 3,
+                credentials: None,
+            },
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,
