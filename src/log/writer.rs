@@ -222,7 +222,7 @@ impl Writer {
         if self.replication.is_some() {
             return self.commit_replicated(group);
         }
-        let (overlay, owed, requests) = self.stage_group(group, false);
+        let (overlay, owed, requests) = self.stage_group(group, None);
         self.write_group(overlay, owed, requests);
     }
 
@@ -237,10 +237,17 @@ impl Writer {
         }
     }
 
-    /// Stages every request of the group, answering refusals at once; returns the overlay,
-    /// the answers owed once it is durable (with the requests when `keep`: to stage them
-    /// again) and the number of requests.
-    fn stage_group(&mut self, group: Vec<Command>, keep: bool) -> (Overlay, Vec<Owed>, usize) {
+    /// Stages every request of the group; returns the overlay, the answers owed once it is
+    /// durable and the number of requests. Refusals are answered at once, unless `refused`
+    /// is given (the nats backend): then each refused request is kept there with its
+    /// refusal, and every staged one is kept in its answer, so that they can be staged again
+    /// should the local state prove behind the stream.
+    fn stage_group(
+        &mut self,
+        group: Vec<Command>,
+        mut refused: Option<&mut Vec<(Command, AppendError)>>,
+    ) -> (Overlay, Vec<Owed>, usize) {
+        let keep = refused.is_some();
         let mut overlay = self.overlay();
         let mut owed = Vec::with_capacity(group.len());
         let requests = group.len();
@@ -264,37 +271,33 @@ impl Writer {
                     {
                         flag.store(true, Ordering::Release);
                     }
-                    match staged {
-                        Ok(appended) => owed.push(Owed::Append(reply, appended, kept)),
-                        Err(e) => {
-                            let outcome = match e {
-                                AppendError::WrongExpectedVersion { .. }
-                                | AppendError::IdConflict { .. }
-                                | AppendError::PartialDuplicate { .. } => "conflict",
-                                AppendError::Unavailable(_) => "unavailable",
-                                _ => "rejected",
-                            };
-                            self.metrics
-                                .append_requests
-                                .with_label_values(&[outcome])
-                                .inc();
-                            // Refusals depend only on state that is either durable or staged
-                            // before this request; answering now is safe.
-                            let _ = reply.send(Err(e));
+                    match (staged, kept, refused.as_deref_mut()) {
+                        (Ok(appended), kept, _) => owed.push(Owed::Append(reply, appended, kept)),
+                        (Err(e), Some(append), Some(refused))
+                            if !matches!(e, AppendError::Aborted) =>
+                        {
+                            refused.push((Command::Append(append, reply), e));
                         }
+                        // Refusals depend only on state that is either durable or staged
+                        // before this request; answering now is safe.
+                        (Err(e), ..) => self.refuse_append(reply, e),
                     }
                 }
                 Command::Close(reply) => {
                     // `run` takes Close out of every group; answering is all that is left.
                     let _ = reply.send(());
                 }
-                // `run` takes these out of every group too.
-                Command::Follow(records) => self.follow(records),
+                // `run` takes these out of every group too. Applying them here would move the
+                // head under the overlay; dropped, they are read again from the stream.
+                Command::Follow(_) => {}
                 Command::Restore(records, reply) => {
                     let kept = keep.then(|| records.clone());
-                    match self.stage_restore(records, &mut overlay) {
-                        Ok(head) => owed.push(Owed::Restore(reply, head, kept)),
-                        Err(e) => {
+                    match (self.stage_restore(records, &mut overlay), kept) {
+                        (Ok(head), kept) => owed.push(Owed::Restore(reply, head, kept)),
+                        (Err(e), Some(records)) if let Some(refused) = refused.as_deref_mut() => {
+                            refused.push((Command::Restore(records, reply), e));
+                        }
+                        (Err(e), _) => {
                             let _ = reply.send(Err(e));
                         }
                     }
@@ -302,6 +305,22 @@ impl Writer {
             }
         }
         (overlay, owed, requests)
+    }
+
+    /// Answers a refused append, counting it.
+    fn refuse_append(&self, reply: AppendReply, e: AppendError) {
+        let outcome = match e {
+            AppendError::WrongExpectedVersion { .. }
+            | AppendError::IdConflict { .. }
+            | AppendError::PartialDuplicate { .. } => "conflict",
+            AppendError::Unavailable(_) => "unavailable",
+            _ => "rejected",
+        };
+        self.metrics
+            .append_requests
+            .with_label_values(&[outcome])
+            .inc();
+        let _ = reply.send(Err(e));
     }
 
     /// Writes a staged group to sled in one batch, makes it durable, moves the head, and

@@ -62,7 +62,6 @@ async fn concurrent_appends_on_two_nodes_make_one_gap_free_chain_that_verifies_o
     let a = node(&cluster).await;
     let b = node(&cluster).await;
     a.seed().await;
-    caught_up(&b, 5).await;
 
     let per_node = 25u64;
     let bodies: Vec<(Value, Value)> = (0..per_node)
@@ -133,8 +132,11 @@ async fn a_stale_expected_version_on_the_other_node_is_a_409() {
         )
         .await;
     assert_eq!(resp.status(), 201);
-    caught_up(&b, 6).await;
-    // A moves the stream to version 2; B's client still believes version 1.
+    // B's own append leaves B at the stream's end (seq 7), the stream `process/s` at v1.
+    let resp = b.append("process/other", &statement(9)).await;
+    assert_eq!(resp.status(), 201);
+    // A moves the stream to version 2; B's client still believes version 1. B refuses
+    // whether it has read A's append already or learns of it when the stream refuses B's.
     let resp = a
         .append(
             "process/s",
@@ -149,7 +151,7 @@ async fn a_stale_expected_version_on_the_other_node_is_a_409() {
         )
         .await;
     assert_eq!(resp.status(), 409, "{}", resp.text().await.unwrap());
-    assert_eq!(caught_up(&b, 7).await, a.head().await);
+    assert_eq!(caught_up(&b, 8).await, a.head().await);
 }
 
 #[tokio::test]

@@ -5,7 +5,10 @@
 //! take it (another node appended first, or the ack was lost), the writer catches up from the
 //! stream, checking the chain, and stages the group again on the fresh state: so a stale
 //! expected version is still refused, and a request whose records did land answers as the
-//! duplicate of itself. Records other nodes appended arrive through the follower (`follow`).
+//! duplicate of itself. A refusal (an expected version, a reference, an id) is answered only
+//! once the stream is known to end at this node's head, so a node that lags never refuses
+//! what the log already allows. Records other nodes appended arrive through the follower
+//! (`follow`).
 //! This must never write a record locally before the stream holds it at the same seq, and
 //! never apply a stream record that does not continue the local chain.
 
@@ -49,12 +52,29 @@ impl Writer {
         let started = Instant::now();
         let mut pause = Duration::from_millis(50);
         loop {
-            let (overlay, owed, requests) = self.stage_group(group, true);
-            if overlay.records.is_empty() && overlay.writes.is_empty() {
-                self.answer(owed);
-                return;
-            }
-            let published = self.publish(&overlay.records);
+            let mut refused = Vec::new();
+            let (overlay, owed, requests) = self.stage_group(group, Some(&mut refused));
+            let fresh = if refused.is_empty() {
+                Ok(())
+            } else {
+                self.at_stream_end()
+            };
+            let published = fresh.and_then(|()| {
+                // The refusals stand: the stream ends at the head they were judged against.
+                for (cmd, e) in refused.drain(..) {
+                    match cmd {
+                        Command::Append(_, reply) => self.refuse_append(reply, e),
+                        Command::Restore(_, reply) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        Command::Close(_) | Command::Follow(_) => {}
+                    }
+                }
+                if overlay.records.is_empty() && overlay.writes.is_empty() {
+                    return Ok(());
+                }
+                self.publish(&overlay.records)
+            });
             let why = match published {
                 Ok(()) => return self.write_group(overlay, owed, requests),
                 Err(e) => e,
@@ -67,23 +87,41 @@ impl Writer {
                     false
                 }
                 Err(CatchUp::Broken(e)) => {
-                    fail(
-                        owed,
-                        &format!("the stream does not continue this node's log: {e}"),
-                    );
-                    return;
+                    tracing::error!(error = %e, "the stream does not continue this node's log; refusing appends");
+                    self.failed.store(true, Ordering::Release);
+                    let why = format!("the stream does not continue this node's log: {e}");
+                    return give_up(owed, refused, &why);
                 }
             };
             if !moved {
                 if started.elapsed() > RETRY_FOR {
                     tracing::warn!(error = %why, "the stream has not taken a group for 20 s");
-                    fail(owed, &format!("the log's stream is not available: {why}"));
-                    return;
+                    let why = format!("the log's stream is not available: {why}");
+                    return give_up(owed, refused, &why);
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
             group = owed.into_iter().filter_map(Owed::into_retry).collect();
+            group.extend(refused.into_iter().map(|(cmd, _)| cmd));
+        }
+    }
+
+    /// Whether the stream ends at this node's head (else the node is behind, or the stream
+    /// cannot be asked).
+    fn at_stream_end(&self) -> Result<(), NatsError> {
+        let Some(replication) = &self.replication else {
+            return Ok(());
+        };
+        let link = &replication.link;
+        let last = link.runtime.block_on(link.last_seq())?;
+        if last == self.head.seq {
+            Ok(())
+        } else {
+            Err(NatsError::Publish(format!(
+                "this node is at {} and the stream at {last}",
+                self.head.seq
+            )))
         }
     }
 
@@ -196,6 +234,14 @@ impl Writer {
             return Err(CatchUp::Broken("the local write failed".into()));
         }
         Ok(())
+    }
+}
+
+/// Answers every request of a group that cannot be made durable with 503's error.
+fn give_up(owed: Vec<Owed>, refused: Vec<(Command, AppendError)>, why: &str) {
+    fail(owed, why);
+    for (cmd, _) in refused {
+        super::refuse(cmd, why);
     }
 }
 
