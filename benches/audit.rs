@@ -43,12 +43,7 @@ fn event(n: u64) -> NewEvent {
 fn options(durability: Durability) -> LogConfig {
     LogConfig {
         backend: annals::log::Backend::Sled,
-        nats: annals::log::NatsConfig {
-            urls: Vec::new(),
-            stream: "annals".into(),
-            replicas: 3,
-            credentials: None,
-        },
+        nats: None,
         durability,
         max_group_events: 512,
         queue_capacity: 4096,

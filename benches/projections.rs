@@ -123,12 +123,7 @@ fn open(dir: &std::path::Path) -> Res<Log> {
         dir,
         LogConfig {
             backend: annals::log::Backend::Sled,
-            nats: annals::log::NatsConfig {
-                urls: Vec::new(),
-                stream: "annals".into(),
-                replicas: 3,
-                credentials: None,
-            },
+            nats: None,
             durability: Durability::Os,
             max_group_events: 8192,
             queue_capacity: 64,

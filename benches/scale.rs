@@ -114,12 +114,7 @@ fn event(n: u64, total: u64) -> NewEvent {
 fn log_config() -> LogConfig {
     LogConfig {
         backend: annals::log::Backend::Sled,
-        nats: annals::log::NatsConfig {
-            urls: Vec::new(),
-            stream: "annals".into(),
-            replicas: 3,
-            credentials: None,
-        },
+        nats: None,
         durability: Durability::Os,
         max_group_events: 8192,
         queue_capacity: 64,

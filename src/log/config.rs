@@ -57,8 +57,10 @@ pub const MAX_CACHE_CAPACITY_BYTES: u64 = 1 << 40;
 pub struct LogConfig {
     /// Where the log is durable: `sled` (default) or `nats`.
     pub backend: Backend,
-    /// The stream, when `backend = "nats"`.
-    pub nats: NatsConfig,
+    /// The stream, when `backend = "nats"` (`config/default.toml` always gives one; `None`
+    /// only where a `LogConfig` is built in code for sled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsConfig>,
     /// When an append is acknowledged.
     pub durability: Durability,
     /// Most events written in one group commit.
@@ -115,10 +117,9 @@ impl LogConfig {
             return Err(LogConfigError::CompressionLevel(self.compression_level));
         }
         if self.backend == Backend::Nats {
-            let nats = &self.nats;
-            if nats.urls.is_empty() {
+            let Some(nats) = self.nats.as_ref().filter(|n| !n.urls.is_empty()) else {
                 return Err(LogConfigError::NoNatsUrls);
-            }
+            };
             let name_ok = (1..=64).contains(&nats.stream.len())
                 && nats
                     .stream
@@ -142,7 +143,7 @@ mod tests {
     fn config(cache: u64, level: i32) -> LogConfig {
         LogConfig {
             backend: Backend::Sled,
-            nats: nats(vec![], "annals", 3),
+            nats: None,
             durability: Durability::Fsync,
             max_group_events: 1,
             queue_capacity: 1,
@@ -194,7 +195,7 @@ mod tests {
     fn with_nats(nats: NatsConfig) -> LogConfig {
         LogConfig {
             backend: Backend::Nats,
-            nats,
+            nats: Some(nats),
             ..config(64 << 20, 3)
         }
     }

@@ -187,7 +187,13 @@ impl Log {
         // Before the folder is locked: a bad URL or credentials file is a start-up error.
         let link = match options.backend {
             Backend::Sled => None,
-            Backend::Nats => Some(nats::Link::connect(&options.nats)?),
+            Backend::Nats => {
+                let config = options
+                    .nats
+                    .as_ref()
+                    .ok_or_else(|| nats::NatsError::Connect("log.nats is not configured".into()))?;
+                Some(nats::Link::connect(config)?)
+            }
         };
         let (db, sled_compresses) = open_db(dir, sled::Mode::HighThroughput, &options)?;
         let tree = db.open_tree("log")?;
@@ -689,12 +695,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
             backend: Backend::Sled,
-            nats: NatsConfig {
-                urls: Vec::new(),
-                stream: "annals".into(),
-                replicas: 3,
-                credentials: None,
-            },
+            nats: None,
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,

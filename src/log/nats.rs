@@ -158,15 +158,20 @@ impl Link {
         Ok(())
     }
 
-    /// The stream's last sequence (0 when empty).
-    pub(crate) async fn last_seq(&self) -> Result<u64, NatsError> {
+    /// The stream, created on first use.
+    async fn stream(&self) -> Result<stream::Stream<()>, NatsError> {
         self.ready().await?;
-        let stream = self
-            .js
+        self.js
             .get_stream_no_info(&self.config.stream)
             .await
-            .map_err(|e| NatsError::Stream(e.to_string()))?;
-        let info = stream
+            .map_err(|e| NatsError::Stream(e.to_string()))
+    }
+
+    /// The stream's last sequence (0 when empty).
+    pub(crate) async fn last_seq(&self) -> Result<u64, NatsError> {
+        let info = self
+            .stream()
+            .await?
             .get_info()
             .await
             .map_err(|e| NatsError::Stream(e.to_string()))?;
@@ -312,13 +317,9 @@ impl Link {
         from: u64,
     ) -> Result<impl futures_util::Stream<Item = Result<StreamRecord, NatsError>> + use<>, NatsError>
     {
-        self.ready().await?;
-        let stream = self
-            .js
-            .get_stream_no_info(&self.config.stream)
-            .await
-            .map_err(|e| NatsError::Stream(e.to_string()))?;
-        let consumer = stream
+        let consumer = self
+            .stream()
+            .await?
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: from.max(1),

@@ -247,12 +247,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
             backend: crate::log::Backend::Sled,
-            nats: crate::log::NatsConfig {
-                urls: Vec::new(),
-                stream: "annals".into(),
-                replicas: 3,
-                credentials: None,
-            },
+            nats: None,
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,

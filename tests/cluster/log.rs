@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::helpers::*;
 use crate::nats::NatsCluster;
-use crate::{caught_up, node, whole_log};
+use crate::{caught_up, node};
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -79,7 +79,7 @@ async fn concurrent_appends_on_two_nodes_make_one_gap_free_chain_that_verifies_o
     assert_eq!(head_a, head_b);
     assert_eq!(head_a.0, total);
 
-    let (log_a, log_b) = (whole_log(&a).await, whole_log(&b).await);
+    let (log_a, log_b) = (read_whole_log(&a).await, read_whole_log(&b).await);
     assert_one_chain(&log_a);
     assert_eq!(log_a, log_b, "the nodes hold different logs");
     let stream_b = b.get_json("/streams/process%2Fa/events?limit=100").await;
@@ -194,7 +194,7 @@ async fn a_node_over_an_empty_folder_rebuilds_the_same_head_from_the_stream() {
     let head = a.head().await;
     let fresh = node(&cluster).await;
     assert_eq!(caught_up(&fresh, head.0).await, head);
-    assert_eq!(whole_log(&fresh).await, whole_log(&a).await);
+    assert_eq!(read_whole_log(&fresh).await, read_whole_log(&a).await);
     // And it appends after the head it rebuilt.
     let resp = fresh.append("process/p", &statement(99)).await;
     assert_eq!(resp.status(), 201);
@@ -226,7 +226,7 @@ async fn an_acknowledged_append_survives_killing_the_stream_leader() {
     let fresh = node(&cluster).await;
     let head = a.head().await;
     assert_eq!(caught_up(&fresh, head.0).await, head);
-    let log = whole_log(&fresh).await;
+    let log = read_whole_log(&fresh).await;
     assert_one_chain(&log);
     for ack in &acked {
         let seq = ack["seq"].as_u64().unwrap();
@@ -235,4 +235,68 @@ async fn an_acknowledged_append_survives_killing_the_stream_leader() {
         assert_eq!(stored["hash"], ack["hash"]);
     }
     tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn killing_the_stream_leader_during_concurrent_appends_loses_no_acknowledged_event() {
+    let mut cluster = NatsCluster::start().await;
+    let a = std::sync::Arc::new(node(&cluster).await);
+    a.seed().await;
+    let leader = cluster.stream_leader("annals").await;
+
+    // Clients append from before the kill until a second after it, 10 ms apart each.
+    let clients = 16u64;
+    let kill_at = std::time::Instant::now() + Duration::from_millis(300);
+    let stop_at = kill_at + Duration::from_secs(1);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (a, acked) = (a.clone(), acked.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    if std::time::Instant::now() > stop_at {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    let resp = a.append("process/p", &statement(c * 100_000 + i)).await;
+                    // 503 is an honest answer while no leader is elected; 201 must hold.
+                    if resp.status() == 201 {
+                        let body: Value = resp.json().await.unwrap();
+                        acked.lock().unwrap().push(body["events"][0].clone());
+                    } else {
+                        assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(kill_at.into()).await;
+    let killed = std::time::Instant::now();
+    cluster.kill9(&leader);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Appends resume after the election.
+    let resp = a.append("process/p", &statement(9999)).await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    eprintln!(
+        "first acknowledged append {:?} after killing the leader (at most)",
+        killed.elapsed()
+    );
+    let body: Value = resp.json().await.unwrap();
+    acked.lock().unwrap().push(body["events"][0].clone());
+
+    let fresh = node(&cluster).await;
+    let head = a.head().await;
+    assert_eq!(caught_up(&fresh, head.0).await, head);
+    let log = read_whole_log(&fresh).await;
+    assert_one_chain(&log);
+    assert_eq!(log, read_whole_log(&a).await);
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 1);
+    for ack in &acked {
+        let stored = &log[ack["seq"].as_u64().unwrap() as usize - 1];
+        assert_eq!(stored["id"], ack["id"]);
+        assert_eq!(stored["hash"], ack["hash"]);
+    }
 }

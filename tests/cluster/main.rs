@@ -9,11 +9,12 @@ mod helpers;
 
 mod engine;
 mod log;
+mod migrate;
 mod nats;
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use helpers::{TestApp, spawn_app_with};
 use nats::NatsCluster;
@@ -45,22 +46,6 @@ pub async fn caught_up(app: &TestApp, seq: u64) -> (u64, String) {
     }
 }
 
-/// Every record of a node's log, in seq order.
-pub async fn whole_log(app: &TestApp) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = app
-            .get_json(&format!("/events?from={from}&limit=1000"))
-            .await;
-        out.extend(page["events"].as_array().unwrap().iter().cloned());
-        match page["next"].as_u64() {
-            Some(n) => from = n,
-            None => return out,
-        }
-    }
-}
-
 #[tokio::test]
 async fn a_three_node_cluster_starts_and_elects_a_meta_leader() {
     let cluster = NatsCluster::start().await;
@@ -88,4 +73,17 @@ fn a_log_backend_that_is_neither_sled_nor_nats_is_a_clear_configuration_error() 
         .unwrap_err()
         .to_string();
     assert!(err.contains("log.nats.urls is empty"), "{err}");
+}
+
+#[test]
+fn the_try_out_cluster_configs_load_as_nats_nodes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    for node in ["annals-a", "annals-b"] {
+        let path = root.join(format!("config/cluster/{node}.toml"));
+        let config = annals::config::Config::load(Some(&path)).unwrap();
+        assert_eq!(config.log.backend, annals::log::Backend::Nats, "{node}");
+        let nats = config.log.nats.unwrap();
+        assert_eq!(nats.urls.len(), 3, "{node}");
+        assert_eq!(nats.replicas, 3, "{node}");
+    }
 }

