@@ -27,8 +27,10 @@ use super::{Command, Head};
 
 /// The most messages of one atomic batch: the server's limit is 1000 per batch.
 const BATCH_MAX: usize = 1000;
-/// How long a request to the cluster (a publish's ack, a stream read) may take.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request to the cluster (a publish's ack, a stream read) may take. Short: a
+/// request to a leader that died is retried only once it times out, and a retry is always
+/// safe (a group stored after its ack timed out is found by the catch-up that follows).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 /// The header carrying a record's chain hash (hex), checked on every read.
 const HASH_HEADER: &str = "Annals-Hash";
 /// Records the follower hands to the writer at most at once.
@@ -298,7 +300,10 @@ impl Link {
             let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next())
                 .await
                 .map_err(|_| {
-                    NatsError::Read(format!("no record {} within 5 s", from + out.len() as u64))
+                    NatsError::Read(format!(
+                        "no record {} within {REQUEST_TIMEOUT:?}",
+                        from + out.len() as u64
+                    ))
                 })?;
             match next {
                 Some(Ok(rec)) if rec.seq <= to => out.push(rec),

@@ -11,7 +11,10 @@ use async_nats::jetstream::{self, stream};
 use crate::nats::NatsCluster;
 
 async fn stream_with_atomic_publishes(cluster: &NatsCluster) -> jetstream::Context {
-    let js = jetstream::new(cluster.client().await);
+    // Generous: the test machine is shared with builds.
+    let js = jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(15))
+        .build(cluster.client().await);
     js.create_stream(stream::Config {
         name: "probe".into(),
         subjects: vec!["probe.log".into()],
@@ -21,6 +24,7 @@ async fn stream_with_atomic_publishes(cluster: &NatsCluster) -> jetstream::Conte
     })
     .await
     .unwrap();
+    cluster.stream_leader("probe").await;
     js
 }
 
@@ -72,7 +76,7 @@ async fn batch(
     if payloads.len() > 1 {
         // The server answers a batch's first message (a request) once the batch is started.
         use futures_util::StreamExt;
-        let reply = tokio::time::timeout(Duration::from_secs(5), first_reply.next()).await;
+        let reply = tokio::time::timeout(Duration::from_secs(15), first_reply.next()).await;
         assert!(matches!(reply, Ok(Some(_))), "the batch was not started");
     }
     ack

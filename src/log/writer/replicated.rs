@@ -100,7 +100,7 @@ impl Writer {
                     return give_up(owed, refused, &why);
                 }
                 std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_secs(1));
+                pause = (pause * 2).min(Duration::from_millis(500));
             }
             group = owed.into_iter().filter_map(Owed::into_retry).collect();
             group.extend(refused.into_iter().map(|(cmd, _)| cmd));
