@@ -316,3 +316,38 @@ async fn killing_the_stream_leader_during_concurrent_appends_loses_no_acknowledg
         assert_eq!(stored["hash"], ack["hash"]);
     }
 }
+
+#[tokio::test]
+async fn without_a_quorum_an_append_is_a_503_and_its_retry_stores_the_event_once() {
+    let mut cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    a.seed().await;
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    cluster.kill9(&names[1]);
+    cluster.kill9(&names[2]);
+
+    // The writer retries for a while, then answers 503: not acknowledged. As after a lost
+    // response, the group may still be stored once the quorum is back.
+    let mut event = statement(1);
+    event["id"] = json!(Uuid::now_v7().to_string());
+    let resp = a.append("process/p", &event).await;
+    assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.headers()["retry-after"], "1");
+
+    cluster.restart(1);
+    cluster.restart(2);
+    cluster.wait_for_meta_leader().await;
+    // The client's retry with the same id: stored now, or answered as already stored.
+    let resp = a.append("process/p", &event).await;
+    let status = resp.status().as_u16();
+    assert!(
+        status == 201 || status == 200,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["events"][0]["seq"], 6);
+    let log = read_whole_log(&a).await;
+    assert_eq!(log.len(), 6, "stored twice");
+    assert_eq!(log[5]["id"], event["id"]);
+}

@@ -96,7 +96,11 @@ impl Writer {
             if !moved {
                 if started.elapsed() > RETRY_FOR {
                     tracing::warn!(error = %why, "the stream has not taken a group for 20 s");
-                    let why = format!("the log's stream is not available: {why}");
+                    // Like a lost response: the stream may still store the group once it
+                    // can, so a client's retry must carry the same event ids.
+                    let why = format!(
+                        "the log's stream did not confirm the append ({why}); it may still be stored: retry with the same event ids"
+                    );
                     return give_up(owed, refused, &why);
                 }
                 std::thread::sleep(pause);
