@@ -501,12 +501,22 @@ pub fn pip_install(dir: &Path, requirement: &str) {
 
 /// Every record of the log, paging through `GET /events`; asserts the pages agree on the head.
 pub async fn read_whole_log(app: &TestApp) -> Vec<Value> {
+    read_whole_log_at(&app.client, &app.base, &app.keys.read).await
+}
+
+/// As [`read_whole_log`], from the server at `base` with `key`.
+pub async fn read_whole_log_at(client: &reqwest::Client, base: &str, key: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut from = 1;
     loop {
-        let page = app
-            .get_json(&format!("/events?from={from}&limit=1000"))
-            .await;
+        let resp = client
+            .get(format!("{base}/events?from={from}&limit=1000"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let page: Value = resp.json().await.unwrap();
         out.extend(page["events"].as_array().unwrap().iter().cloned());
         match page["next"].as_u64() {
             Some(n) => from = n,

@@ -15,6 +15,11 @@ use crate::{caught_up, node};
 
 const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
+/// An append request of one statement expecting `version`.
+fn at_version(version: u64, n: u64) -> Value {
+    json!({"expected_version": version, "events": [statement(n)]})
+}
+
 /// Seqs 1..=N without a gap, each record's prev_hash the hash before it.
 fn assert_one_chain(records: &[Value]) {
     let mut prev = ZERO_HASH.to_string();
@@ -101,8 +106,10 @@ async fn racing_expected_versions_on_two_nodes_win_each_version_exactly_once() {
 
     let rounds = 8u64;
     for version in 0..rounds {
-        let body = |n: u64| json!({"expected_version": version, "events": [statement(n)]});
-        let (body_a, body_b) = (body(2 * version), body(2 * version + 1));
+        let (body_a, body_b) = (
+            at_version(version, 2 * version),
+            at_version(version, 2 * version + 1),
+        );
         let (ra, rb) = tokio::join!(
             a.append("process/race", &body_a),
             b.append("process/race", &body_b)
@@ -125,31 +132,16 @@ async fn a_stale_expected_version_on_the_other_node_is_a_409() {
     let a = node(&cluster).await;
     let b = node(&cluster).await;
     a.seed().await;
-    let resp = a
-        .append(
-            "process/s",
-            &json!({"expected_version": 0, "events": [statement(1)]}),
-        )
-        .await;
+    let resp = a.append("process/s", &at_version(0, 1)).await;
     assert_eq!(resp.status(), 201);
     // B's own append leaves B at the stream's end (seq 7), the stream `process/s` at v1.
     let resp = b.append("process/other", &statement(9)).await;
     assert_eq!(resp.status(), 201);
     // A moves the stream to version 2; B's client still believes version 1. B refuses
     // whether it has read A's append already or learns of it when the stream refuses B's.
-    let resp = a
-        .append(
-            "process/s",
-            &json!({"expected_version": 1, "events": [statement(2)]}),
-        )
-        .await;
+    let resp = a.append("process/s", &at_version(1, 2)).await;
     assert_eq!(resp.status(), 201);
-    let resp = b
-        .append(
-            "process/s",
-            &json!({"expected_version": 1, "events": [statement(3)]}),
-        )
-        .await;
+    let resp = b.append("process/s", &at_version(1, 3)).await;
     assert_eq!(resp.status(), 409, "{}", resp.text().await.unwrap());
     assert_eq!(caught_up(&b, 8).await, a.head().await);
 }
