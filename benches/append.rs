@@ -645,6 +645,14 @@ fn test_config(dir: &Path, durability: &str) -> Res<Config> {
     if let Ok(v) = std::env::var("ANNALS_BENCH_COMPRESSION") {
         log["compression"] = json!(v.trim() != "false");
     }
+    // `ANNALS_BENCH_NATS_URLS=nats://127.0.0.1:4222,...` runs the server on the nats backend
+    // (issue 9), each scenario on a stream of its own, so a fresh folder has nothing to read.
+    if let Ok(urls) = std::env::var("ANNALS_BENCH_NATS_URLS") {
+        let urls: Vec<&str> = urls.split(',').map(str::trim).collect();
+        let stream = format!("bench_{}", Uuid::now_v7().simple());
+        log["backend"] = json!("nats");
+        log["nats"] = json!({"urls": urls, "stream": stream});
+    }
     Ok(Config::defaults()?.with(json!({
         "server": {"listen": "127.0.0.1:0", "data_dir": dir},
         "log": log

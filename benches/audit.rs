@@ -42,6 +42,8 @@ fn event(n: u64) -> NewEvent {
 
 fn options(durability: Durability) -> LogConfig {
     LogConfig {
+        backend: annals::log::Backend::Sled,
+        nats: None,
         durability,
         max_group_events: 512,
         queue_capacity: 4096,

@@ -122,6 +122,8 @@ fn open(dir: &std::path::Path) -> Res<Log> {
     Ok(Log::open(
         dir,
         LogConfig {
+            backend: annals::log::Backend::Sled,
+            nats: None,
             durability: Durability::Os,
             max_group_events: 8192,
             queue_capacity: 64,

@@ -113,6 +113,8 @@ fn event(n: u64, total: u64) -> NewEvent {
 
 fn log_config() -> LogConfig {
     LogConfig {
+        backend: annals::log::Backend::Sled,
+        nats: None,
         durability: Durability::Os,
         max_group_events: 8192,
         queue_capacity: 64,

@@ -1,8 +1,38 @@
-//! The log's settings (`[log]`): when an append counts as durable, how the single writer
-//! groups its commits, and how the store uses memory and disk (sled's cache, compression).
-//! It must never hold anything but plain settings and the rules on their values.
+//! The log's settings (`[log]`): where the log is durable (`backend`: the local sled folder,
+//! or a NATS JetStream stream with `[log.nats]`), when an append counts as durable, how the
+//! single writer groups its commits, and how the store uses memory and disk (sled's cache,
+//! compression). It must never hold anything but plain settings and the rules on their values.
+
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
+
+/// Where the log is durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// The local sled folder alone (one machine, nothing else to run).
+    Sled,
+    /// A NATS JetStream stream (`[log.nats]`), replicated by the cluster; the local sled folder
+    /// is this node's cache of the stream, rebuilt from it when lost.
+    Nats,
+}
+
+/// `[log.nats]`: the JetStream stream that holds the log when `backend = "nats"`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NatsConfig {
+    /// Server URLs (`nats://host:4222`); several, so a node reaches the cluster while one
+    /// server is down.
+    pub urls: Vec<String>,
+    /// Stream name (letters, digits, `-` and `_`); its one subject is `<stream>.log`.
+    pub stream: String,
+    /// Replicas of the stream (1 to 5; 3 survives the loss of one server).
+    pub replicas: usize,
+    /// A NATS credentials file (`.creds`), if the servers require one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credentials: Option<PathBuf>,
+}
 
 /// When an append counts as durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,6 +55,12 @@ pub const MAX_CACHE_CAPACITY_BYTES: u64 = 1 << 40;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogConfig {
+    /// Where the log is durable: `sled` (default) or `nats`.
+    pub backend: Backend,
+    /// The stream, when `backend = "nats"` (`config/default.toml` always gives one; `None`
+    /// only where a `LogConfig` is built in code for sled).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats: Option<NatsConfig>,
     /// When an append is acknowledged.
     pub durability: Durability,
     /// Most events written in one group commit.
@@ -55,6 +91,17 @@ pub enum LogConfigError {
     /// Not a zstd level.
     #[error("log.compression_level ({0}) must be between 1 and 22")]
     CompressionLevel(i32),
+    /// `backend = "nats"` without a server to reach.
+    #[error("log.backend is \"nats\" but log.nats.urls is empty: name at least one server")]
+    NoNatsUrls,
+    /// A stream name JetStream refuses or that would not make a plain subject.
+    #[error(
+        "log.nats.stream ({0:?}) must be 1 to 64 letters, digits, `-` or `_` (it names the stream and its subject)"
+    )]
+    StreamName(String),
+    /// Not a JetStream replica count.
+    #[error("log.nats.replicas ({0}) must be between 1 and 5")]
+    Replicas(usize),
 }
 
 impl LogConfig {
@@ -69,6 +116,22 @@ impl LogConfig {
         if !(1..=22).contains(&self.compression_level) {
             return Err(LogConfigError::CompressionLevel(self.compression_level));
         }
+        if self.backend == Backend::Nats {
+            let Some(nats) = self.nats.as_ref().filter(|n| !n.urls.is_empty()) else {
+                return Err(LogConfigError::NoNatsUrls);
+            };
+            let name_ok = (1..=64).contains(&nats.stream.len())
+                && nats
+                    .stream
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !name_ok {
+                return Err(LogConfigError::StreamName(nats.stream.clone()));
+            }
+            if !(1..=5).contains(&nats.replicas) {
+                return Err(LogConfigError::Replicas(nats.replicas));
+            }
+        }
         Ok(())
     }
 }
@@ -79,6 +142,8 @@ mod tests {
 
     fn config(cache: u64, level: i32) -> LogConfig {
         LogConfig {
+            backend: Backend::Sled,
+            nats: None,
             durability: Durability::Fsync,
             max_group_events: 1,
             queue_capacity: 1,
@@ -116,5 +181,55 @@ mod tests {
         }
         config(64 << 20, 1).check().unwrap();
         config(64 << 20, 22).check().unwrap();
+    }
+
+    fn nats(urls: Vec<&str>, stream: &str, replicas: usize) -> NatsConfig {
+        NatsConfig {
+            urls: urls.into_iter().map(String::from).collect(),
+            stream: stream.into(),
+            replicas,
+            credentials: None,
+        }
+    }
+
+    fn with_nats(nats: NatsConfig) -> LogConfig {
+        LogConfig {
+            backend: Backend::Nats,
+            nats: Some(nats),
+            ..config(64 << 20, 3)
+        }
+    }
+
+    #[test]
+    fn the_nats_backend_needs_a_url_a_plain_stream_name_and_one_to_five_replicas() {
+        let url = "nats://127.0.0.1:4222";
+        assert!(matches!(
+            with_nats(nats(vec![], "annals", 3)).check(),
+            Err(LogConfigError::NoNatsUrls)
+        ));
+        for bad in ["", "an.nals", "an nals", "a*", &"x".repeat(65)] {
+            assert!(
+                matches!(
+                    with_nats(nats(vec![url], bad, 3)).check(),
+                    Err(LogConfigError::StreamName(s)) if s == bad
+                ),
+                "{bad:?}"
+            );
+        }
+        for bad in [0, 6] {
+            assert!(matches!(
+                with_nats(nats(vec![url], "annals", bad)).check(),
+                Err(LogConfigError::Replicas(r)) if r == bad
+            ));
+        }
+        with_nats(nats(vec![url], "annals-log_2", 1))
+            .check()
+            .unwrap();
+        with_nats(nats(vec![url], "annals", 5)).check().unwrap();
+    }
+
+    #[test]
+    fn the_sled_backend_ignores_the_nats_settings() {
+        config(64 << 20, 3).check().unwrap();
     }
 }

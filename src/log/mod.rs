@@ -1,13 +1,16 @@
 //! The append-only log on sled: one writer thread that owns every append (group commit), and
-//! readers that never see a record before it is durable. The log knows the envelope and
-//! nothing of event types: type-specific rules reach it as generic [`References`]. It must
-//! never expose a record beyond the durable head, and never modify a stored record.
+//! readers that never see a record before it is durable. With `[log] backend = "nats"` the
+//! durable log is a JetStream stream (`nats`) shared by several nodes, and the sled folder is
+//! this node's cache of it. The log knows the envelope and nothing of event types:
+//! type-specific rules reach it as generic [`References`]. It must never expose a record
+//! beyond the durable head, and never modify a stored record.
 
 mod append;
 mod chunk;
 pub mod config;
 mod layout;
 pub mod merkle;
+pub mod nats;
 mod proofs;
 pub mod record;
 mod store;
@@ -25,7 +28,7 @@ pub use append::{
     Append, AppendError, Appended, Declaration, Entry, EntryChange, EntryRule, ExpectedVersion,
     NewEvent, Position, References, Requirement, Restore, Ticket,
 };
-pub use config::{Durability, LogConfig};
+pub use config::{Backend, Durability, LogConfig, NatsConfig};
 pub use record::{GENESIS, Hash, Record, Recorded};
 use store::{open_db, wait_until_released};
 pub use writer::Declarations;
@@ -84,6 +87,9 @@ pub enum LogError {
     /// Auxiliary writes could not be made durable (the `fdatasync` of the data file failed).
     #[error("cannot make auxiliary writes durable: {0}")]
     Sync(std::io::Error),
+    /// The nats backend could not be set up.
+    #[error(transparent)]
+    Nats(#[from] nats::NatsError),
 }
 
 impl From<sled::Error> for LogError {
@@ -113,6 +119,9 @@ pub(crate) enum Command {
     Restore(Vec<Restore>, oneshot::Sender<Result<Head, AppendError>>),
     /// Finish what is queued before it, flush, and stop; later appends get `Unavailable`.
     Close(oneshot::Sender<()>),
+    /// Records of the stream, read by the follower (nats backend): applied after what is
+    /// queued before them, those the log holds already skipped.
+    Follow(Vec<nats::StreamRecord>),
 }
 
 struct Shared {
@@ -127,6 +136,8 @@ struct Shared {
     /// [`Log::close`] joins it. An async lock, held across the join, so that a second close
     /// waits for the first instead of returning while the store is still held.
     writer: tokio::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+    /// The follower task of the nats backend, stopped by [`Log::close`].
+    follower: Option<tokio::task::AbortHandle>,
 }
 
 /// A handle to the log: cheap to clone, shared by every reader; appends go to the writer.
@@ -173,6 +184,17 @@ impl Log {
         declarations: Declarations,
         merkle: bool,
     ) -> Result<Log, LogError> {
+        // Before the folder is locked: a bad URL or credentials file is a start-up error.
+        let link = match options.backend {
+            Backend::Sled => None,
+            Backend::Nats => {
+                let config = options
+                    .nats
+                    .as_ref()
+                    .ok_or_else(|| nats::NatsError::Connect("log.nats is not configured".into()))?;
+                Some(nats::Link::connect(config)?)
+            }
+        };
         let (db, sled_compresses) = open_db(dir, sled::Mode::HighThroughput, &options)?;
         let tree = db.open_tree("log")?;
         // Chunks are compressed by the writer where sled does not compress pages already.
@@ -196,6 +218,9 @@ impl Log {
         let mut writer = writer;
         writer.merkle = merkle;
         writer.packer = packer;
+        writer.replication = link
+            .clone()
+            .map(|link| writer::Replication { link, declarations });
         writer.load_merkle()?;
         writer.load_clock()?;
         // The one place the log is told which ids a record introduces: through the caller's
@@ -205,6 +230,12 @@ impl Log {
             .name("annals-writer".into())
             .spawn(move || writer.run(rx))
             .map_err(LogError::Writer)?;
+        let follower = link.map(|link| {
+            let runtime = link.runtime.clone();
+            runtime
+                .spawn(nats::follow(link, tx.clone(), head_rx.clone()))
+                .abort_handle()
+        });
         Ok(Log {
             shared: Arc::new(Shared {
                 store: std::sync::RwLock::new(Some((db, tree))),
@@ -212,6 +243,7 @@ impl Log {
                 head: head_rx,
                 failed,
                 writer: tokio::sync::Mutex::new(Some(thread)),
+                follower,
             }),
             tx,
         })
@@ -262,6 +294,9 @@ impl Log {
     /// reads through any handle fail from then on. Closing a closed log does nothing.
     pub async fn close(&self) {
         let mut writer = self.shared.writer.lock().await;
+        if let Some(follower) = &self.shared.follower {
+            follower.abort();
+        }
         let (reply, rx) = oneshot::channel();
         if self.tx.send(Command::Close(reply)).await.is_ok() {
             let _ = rx.await;
@@ -659,6 +694,8 @@ mod tests {
     async fn a_tree_dropped_through_sled_reads_as_missing_not_as_a_storage_fault() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
+            backend: Backend::Sled,
+            nats: None,
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,

@@ -1,8 +1,10 @@
 //! The single writer: a dedicated thread that owns every append. Its group loop (here) drains
 //! what is queued, has each request checked and staged against the log and against the
 //! requests before it in the same group (`stage`), writes the whole group in one atomic sled
-//! batch, makes it durable (`durable`), and only then answers and moves the durable head. It
-//! must never answer success before the group is durable, and never write part of a request.
+//! batch, makes it durable (`durable`), and only then answers and moves the durable head. With
+//! the nats backend a group is durable once the stream has stored it (`replicated`), and the
+//! writer also applies what other nodes appended. It must never answer success before the
+//! group is durable, and never write part of a request.
 
 mod discard;
 mod durable;
@@ -11,7 +13,9 @@ mod ids;
 mod known;
 pub(crate) use entries::read_entry;
 pub use ids::Declarations;
+mod replicated;
 mod stage;
+pub(super) use replicated::Replication;
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -33,10 +37,11 @@ use stage::{Overlay, Stamp, StreamHead};
 type AppendReply = oneshot::Sender<Result<Appended, AppendError>>;
 type RestoreReply = oneshot::Sender<Result<Head, AppendError>>;
 
-/// Answers owed once the group is durable.
+/// Answers owed once the group is durable, with the request itself when it may have to be
+/// staged again (the nats backend, after another node appended first).
 enum Owed {
-    Append(AppendReply, Appended),
-    Restore(RestoreReply, Head),
+    Append(AppendReply, Appended, Option<super::Append>),
+    Restore(RestoreReply, Head, Option<Vec<super::Restore>>),
 }
 
 pub(super) struct Writer {
@@ -70,6 +75,8 @@ pub(super) struct Writer {
     known: known::KnownIds,
     /// Frees a committed group's staging on another thread.
     discard: discard::Discard,
+    /// The stream a group must reach before it is durable (`[log] backend = "nats"`).
+    pub(super) replication: Option<Replication>,
 }
 
 impl Writer {
@@ -103,6 +110,7 @@ impl Writer {
             packer: None,
             known: known::KnownIds::default(),
             discard: discard::Discard::default(),
+            replication: None,
         }
     }
 
@@ -172,13 +180,23 @@ impl Writer {
             let mut events = 0;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
-                if let Command::Close(reply) = cmd {
-                    self.commit_group(group);
-                    closed = Some(reply);
-                    break 'outer;
+                match cmd {
+                    Command::Close(reply) => {
+                        self.commit_group(group);
+                        closed = Some(reply);
+                        break 'outer;
+                    }
+                    // Another node's records go in at their place: after what is queued before.
+                    Command::Follow(records) => {
+                        self.commit_group(std::mem::take(&mut group));
+                        events = 0;
+                        self.follow(records);
+                    }
+                    cmd => {
+                        events += command_events(&cmd);
+                        group.push(cmd);
+                    }
                 }
-                events += command_events(&cmd);
-                group.push(cmd);
                 if events < self.options.max_group_events {
                     next = rx.try_recv().ok();
                 }
@@ -209,13 +227,36 @@ impl Writer {
             }
             return;
         }
-        let mut overlay = Overlay {
+        if self.replication.is_some() {
+            return self.commit_replicated(group);
+        }
+        let (overlay, owed, requests) = self.stage_group(group, None);
+        self.write_group(overlay, owed, requests);
+    }
+
+    /// An empty overlay over the durable head.
+    fn overlay(&self) -> Overlay {
+        Overlay {
             next_seq: self.head.seq + 1,
             head_hash: self.head.hash,
             frontier: self.frontier.clone(),
             stamp: Stamp::new(OffsetDateTime::now_utc().max(self.last_recorded_at)),
             ..Overlay::default()
-        };
+        }
+    }
+
+    /// Stages every request of the group; returns the overlay, the answers owed once it is
+    /// durable and the number of requests. Refusals are answered at once, unless `refused`
+    /// is given (the nats backend): then each refused request is kept there with its
+    /// refusal, and every staged one is kept in its answer, so that they can be staged again
+    /// should the local state prove behind the stream.
+    fn stage_group(
+        &mut self,
+        group: Vec<Command>,
+        mut refused: Option<&mut Vec<(Command, AppendError)>>,
+    ) -> (Overlay, Vec<Owed>, usize) {
+        let keep = refused.is_some();
+        let mut overlay = self.overlay();
         let mut owed = Vec::with_capacity(group.len());
         let requests = group.len();
         for cmd in group {
@@ -226,6 +267,7 @@ impl Writer {
                         .as_ref()
                         .is_some_and(|f| f.load(Ordering::Acquire));
                     let abort_flag = append.abort_on_refusal.clone();
+                    let kept = keep.then(|| append.clone());
                     let staged = if aborted {
                         Err(AppendError::Aborted)
                     } else {
@@ -237,39 +279,61 @@ impl Writer {
                     {
                         flag.store(true, Ordering::Release);
                     }
-                    match staged {
-                        Ok(appended) => owed.push(Owed::Append(reply, appended)),
-                        Err(e) => {
-                            let outcome = match e {
-                                AppendError::WrongExpectedVersion { .. }
-                                | AppendError::IdConflict { .. }
-                                | AppendError::PartialDuplicate { .. } => "conflict",
-                                AppendError::Unavailable(_) => "unavailable",
-                                _ => "rejected",
-                            };
-                            self.metrics
-                                .append_requests
-                                .with_label_values(&[outcome])
-                                .inc();
-                            // Refusals depend only on state that is either durable or staged
-                            // before this request; answering now is safe.
-                            let _ = reply.send(Err(e));
+                    match (staged, kept, refused.as_deref_mut()) {
+                        (Ok(appended), kept, _) => owed.push(Owed::Append(reply, appended, kept)),
+                        (Err(e), Some(append), Some(refused))
+                            if !matches!(e, AppendError::Aborted) =>
+                        {
+                            refused.push((Command::Append(append, reply), e));
                         }
+                        // Refusals depend only on state that is either durable or staged
+                        // before this request; answering now is safe.
+                        (Err(e), ..) => self.refuse_append(reply, e),
                     }
                 }
                 Command::Close(reply) => {
                     // `run` takes Close out of every group; answering is all that is left.
                     let _ = reply.send(());
                 }
-                Command::Restore(records, reply) => match self.stage_restore(records, &mut overlay)
-                {
-                    Ok(head) => owed.push(Owed::Restore(reply, head)),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
+                // `run` takes these out of every group too. Applying them here would move the
+                // head under the overlay; dropped, they are read again from the stream.
+                Command::Follow(_) => {}
+                Command::Restore(records, reply) => {
+                    let kept = keep.then(|| records.clone());
+                    match (self.stage_restore(records, &mut overlay), kept) {
+                        (Ok(head), kept) => owed.push(Owed::Restore(reply, head, kept)),
+                        (Err(e), Some(records)) if let Some(refused) = refused.as_deref_mut() => {
+                            refused.push((Command::Restore(records, reply), e));
+                        }
+                        (Err(e), _) => {
+                            let _ = reply.send(Err(e));
+                        }
                     }
-                },
+                }
             }
         }
+        (overlay, owed, requests)
+    }
+
+    /// Answers a refused append, counting it.
+    fn refuse_append(&self, reply: AppendReply, e: AppendError) {
+        let outcome = match e {
+            AppendError::WrongExpectedVersion { .. }
+            | AppendError::IdConflict { .. }
+            | AppendError::PartialDuplicate { .. } => "conflict",
+            AppendError::Unavailable(_) => "unavailable",
+            _ => "rejected",
+        };
+        self.metrics
+            .append_requests
+            .with_label_values(&[outcome])
+            .inc();
+        let _ = reply.send(Err(e));
+    }
+
+    /// Writes a staged group to sled in one batch, makes it durable, moves the head, and
+    /// answers what is owed.
+    fn write_group(&mut self, mut overlay: Overlay, owed: Vec<Owed>, requests: usize) {
         if overlay.records.is_empty() && overlay.writes.is_empty() {
             // Only duplicates (or refusals): nothing to make durable, but a duplicate's
             // original may sit in this very group, which is empty here, so all are durable.
@@ -301,18 +365,7 @@ impl Writer {
         if let Err(e) = written {
             tracing::error!(error = %e, "group commit failed; refusing further appends");
             self.failed.store(true, Ordering::Release);
-            for o in owed {
-                match o {
-                    Owed::Append(reply, _) => {
-                        let _ =
-                            reply.send(Err(AppendError::Unavailable(format!("write failed: {e}"))));
-                    }
-                    Owed::Restore(reply, _) => {
-                        let _ =
-                            reply.send(Err(AppendError::Unavailable(format!("write failed: {e}"))));
-                    }
-                }
-            }
+            fail(owed, &format!("write failed: {e}"));
             return;
         }
         let elapsed = started.elapsed();
@@ -353,7 +406,7 @@ impl Writer {
         let (mut ok, mut duplicate) = (0, 0);
         for o in &owed {
             match o {
-                Owed::Append(_, appended) if appended.duplicate => duplicate += 1,
+                Owed::Append(_, appended, _) if appended.duplicate => duplicate += 1,
                 Owed::Append(..) => ok += 1,
                 Owed::Restore(..) => {}
             }
@@ -368,13 +421,27 @@ impl Writer {
         }
         for o in owed {
             match o {
-                Owed::Append(reply, appended) => {
+                Owed::Append(reply, appended, _) => {
                     // The client may have gone away; the append stands regardless.
                     let _ = reply.send(Ok(appended));
                 }
-                Owed::Restore(reply, head) => {
+                Owed::Restore(reply, head, _) => {
                     let _ = reply.send(Ok(head));
                 }
+            }
+        }
+    }
+}
+
+/// Answers every owed request with 503's error.
+fn fail(owed: Vec<Owed>, why: &str) {
+    for o in owed {
+        match o {
+            Owed::Append(reply, ..) => {
+                let _ = reply.send(Err(AppendError::Unavailable(why.into())));
+            }
+            Owed::Restore(reply, ..) => {
+                let _ = reply.send(Err(AppendError::Unavailable(why.into())));
             }
         }
     }
@@ -384,7 +451,7 @@ fn command_events(cmd: &Command) -> usize {
     match cmd {
         Command::Append(a, _) => a.events.len(),
         Command::Restore(r, _) => r.len(),
-        Command::Close(_) => 0,
+        Command::Close(_) | Command::Follow(_) => 0,
     }
 }
 
@@ -399,6 +466,7 @@ fn refuse(cmd: Command, why: &str) {
         Command::Close(reply) => {
             let _ = reply.send(());
         }
+        Command::Follow(_) => {}
     }
 }
 

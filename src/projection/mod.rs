@@ -250,6 +250,8 @@ mod tests {
     async fn a_view_whose_record_cannot_be_read_is_refused_not_shown_with_nulls() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
+            backend: crate::log::Backend::Sled,
+            nats: None,
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,

@@ -34,25 +34,6 @@ fn acks_of(body: &Value) -> Vec<Ack> {
         .collect()
 }
 
-/// Every record of the log, paging through `GET /events`; asserts the pages agree on the head.
-async fn read_whole_log(app: &TestApp) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        let page = app
-            .get_json(&format!("/events?from={from}&limit=1000"))
-            .await;
-        out.extend(page["events"].as_array().unwrap().iter().cloned());
-        match page["next"].as_u64() {
-            Some(n) => from = n,
-            None => {
-                assert_eq!(page["head"].as_u64().unwrap(), out.len() as u64);
-                return out;
-            }
-        }
-    }
-}
-
 /// Seqs are 1..=N in order without gaps, and each record's prev_hash is the hash before it.
 fn assert_gap_free_chain(records: &[Value]) {
     let mut prev = ZERO_HASH.to_string();

@@ -82,16 +82,27 @@ fn the_shipped_default_file_is_the_compiled_in_one_and_documents_every_value() {
             on_disk.contains(&format!("[{section}]")),
             "[{section}] is not in config/default.toml"
         );
-        for key in keys.as_object().unwrap().keys() {
-            let line = on_disk
-                .lines()
-                .position(|l| l.starts_with(&format!("{key} =")))
-                .unwrap_or_else(|| panic!("{section}.{key} is not in config/default.toml"));
-            let above = on_disk.lines().nth(line - 1).unwrap();
+        for (key, value) in keys.as_object().unwrap() {
+            // A sub-table (`[log.nats]`) has its own header, and each of its keys a comment.
+            let (table, keys) = match value.as_object() {
+                Some(sub) => (format!("{section}.{key}"), sub.keys().collect()),
+                None => (section.clone(), vec![key]),
+            };
             assert!(
-                above.starts_with('#'),
-                "{section}.{key} is not documented: {above:?}"
+                on_disk.contains(&format!("[{table}]")),
+                "[{table}] is not in config/default.toml"
             );
+            for key in keys {
+                let line = on_disk
+                    .lines()
+                    .position(|l| l.starts_with(&format!("{key} =")))
+                    .unwrap_or_else(|| panic!("{table}.{key} is not in config/default.toml"));
+                let above = on_disk.lines().nth(line - 1).unwrap();
+                assert!(
+                    above.starts_with('#'),
+                    "{table}.{key} is not documented: {above:?}"
+                );
+            }
         }
     }
 }

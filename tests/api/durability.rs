@@ -41,34 +41,6 @@ async fn append_ok(app: &TestApp, stream: &str, body: &Value) -> Vec<Ack> {
     acks_of(&resp.json().await.unwrap())
 }
 
-/// Pages through `GET /events` on `base` with `key`; asserts the pages agree on the head.
-async fn read_whole_log_at(client: &reqwest::Client, base: &str, key: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut from = 1;
-    loop {
-        let resp = client
-            .get(format!("{base}/events?from={from}&limit=1000"))
-            .bearer_auth(key)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(resp.status(), 200);
-        let page: Value = resp.json().await.unwrap();
-        out.extend(page["events"].as_array().unwrap().iter().cloned());
-        match page["next"].as_u64() {
-            Some(n) => from = n,
-            None => {
-                assert_eq!(page["head"].as_u64().unwrap(), out.len() as u64);
-                return out;
-            }
-        }
-    }
-}
-
-async fn read_whole_log(app: &TestApp) -> Vec<Value> {
-    read_whole_log_at(&app.client, &app.base, &app.keys.read).await
-}
-
 /// Seqs are 1..=N in order without gaps, and each record's prev_hash is the hash before it.
 fn assert_gap_free_chain(records: &[Value]) {
     let mut prev = ZERO_HASH.to_string();

@@ -382,24 +382,7 @@ pub fn python_package(folder: &str, import: &str, requirement: &str) -> PathBuf 
             .unwrap_or(false)
     };
     if !importable(&dir) {
-        let out = std::process::Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&dir)
-            .arg(requirement)
-            .output()
-            .unwrap_or_else(|e| panic!("python3 is needed for {requirement}: {e}"));
-        assert!(
-            out.status.success(),
-            "pip install {requirement} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        pip_install(&dir, requirement);
         assert!(
             importable(&dir),
             "{requirement} installed but not importable"
@@ -491,4 +474,56 @@ pub fn field_error(status: u16, body: &Value, pointer: &str) -> String {
         .and_then(|e| e["message"].as_str())
         .unwrap_or_else(|| panic!("no error at {pointer}: {body}"))
         .to_string()
+}
+
+/// Installs `requirement` with pip into `dir` (`--target`, so nothing outside it changes);
+/// panics with pip's error when it fails. PyPI is the only network this needs.
+pub fn pip_install(dir: &Path, requirement: &str) {
+    let out = std::process::Command::new("python3")
+        .args([
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--target",
+        ])
+        .arg(dir)
+        .arg(requirement)
+        .output()
+        .unwrap_or_else(|e| panic!("python3 is needed for {requirement}: {e}"));
+    assert!(
+        out.status.success(),
+        "pip install {requirement} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every record of the log, paging through `GET /events`; asserts the pages agree on the head.
+pub async fn read_whole_log(app: &TestApp) -> Vec<Value> {
+    read_whole_log_at(&app.client, &app.base, &app.keys.read).await
+}
+
+/// As [`read_whole_log`], from the server at `base` with `key`.
+pub async fn read_whole_log_at(client: &reqwest::Client, base: &str, key: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut from = 1;
+    loop {
+        let resp = client
+            .get(format!("{base}/events?from={from}&limit=1000"))
+            .bearer_auth(key)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let page: Value = resp.json().await.unwrap();
+        out.extend(page["events"].as_array().unwrap().iter().cloned());
+        match page["next"].as_u64() {
+            Some(n) => from = n,
+            None => {
+                assert_eq!(page["head"].as_u64().unwrap(), out.len() as u64);
+                return out;
+            }
+        }
+    }
 }

@@ -74,6 +74,8 @@ fn event(n: u64) -> NewEvent {
 
 async fn build(dir: &std::path::Path) {
     let config = LogConfig {
+        backend: annals::log::Backend::Sled,
+        nats: None,
         durability: Durability::Os,
         max_group_events: 8192,
         queue_capacity: 64,

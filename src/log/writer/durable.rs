@@ -14,7 +14,9 @@ impl Writer {
     pub(super) fn make_durable(&mut self, batch: sled::Batch) -> Result<(), std::io::Error> {
         self.tree.apply_batch(batch).map_err(sled_io)?;
         self.db.flush().map_err(sled_io)?;
-        if self.options.durability == Durability::Fsync {
+        // With the nats backend the stream holds the durable copy (replicated, synced by the
+        // cluster) and this folder is a cache rebuilt from it: sled's flush is enough.
+        if self.options.durability == Durability::Fsync && self.replication.is_none() {
             if self.data_file.is_none() {
                 self.data_file = Some(File::open(self.dir.join("db"))?);
                 // The folder entry of a new `db` file must be durable too.

@@ -1,0 +1,411 @@
+//! The log's link to a NATS JetStream stream (`[log] backend = "nats"`): the stream is the
+//! durable log of every node, and its stream sequence is the global `seq`. The writer
+//! publishes each group as atomic batches (ADR-50), the first message expecting the stream's
+//! last sequence to be the node's head, so a group lands whole right after the head or not at
+//! all; and each node's follower task reads what other nodes appended, in order, and hands it
+//! to the writer. A stream message is the stored record JSON (the payload) with its chain
+//! hash in the `Annals-Hash` header and its event id as `Nats-Msg-Id`.
+//!
+//! This must never write to sled (only the writer thread does), never publish without an
+//! expected last sequence, and never use `Nats-Expected-Last-Msg-Id` (a stale one wedged a
+//! replicated stream on nats-server 2.15.1).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_nats::HeaderMap;
+use async_nats::jetstream::{self, consumer, stream};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use super::config::NatsConfig;
+use super::record::Hash;
+use super::{Command, Head};
+
+/// The most messages of one atomic batch: the server's limit is 1000 per batch.
+const BATCH_MAX: usize = 1000;
+/// How long a request to the cluster (a publish's ack, a stream read) may take. Short: a
+/// request to a leader that died is retried only once it times out, and a retry is always
+/// safe (a group stored after its ack timed out is found by the catch-up that follows).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
+/// The header carrying a record's chain hash (hex), checked on every read.
+const HASH_HEADER: &str = "Annals-Hash";
+/// Records the follower hands to the writer at most at once.
+const FOLLOW_CHUNK: usize = 512;
+
+/// What went wrong with the stream.
+#[derive(Debug, thiserror::Error)]
+pub enum NatsError {
+    /// The client could not be set up (bad URL, unreadable credentials, no runtime).
+    #[error("cannot connect to NATS: {0}")]
+    Connect(String),
+    /// The stream could not be created or looked up (no quorum, leader election...).
+    #[error("the JetStream stream is not available: {0}")]
+    Stream(String),
+    /// The stream did not take a group: another node appended first (wrong last sequence),
+    /// a message id is already stored, or the ack did not come.
+    #[error("the stream did not take the group: {0}")]
+    Publish(String),
+    /// Reading the stream failed or timed out.
+    #[error("cannot read the stream: {0}")]
+    Read(String),
+    /// A stream message is not a record as this backend writes them.
+    #[error("stream message {seq} is not a record: {why}")]
+    Corrupt {
+        /// Its stream sequence.
+        seq: u64,
+        /// What is wrong with it.
+        why: String,
+    },
+}
+
+/// One record as the stream holds it.
+#[derive(Debug, Clone)]
+pub(crate) struct StreamRecord {
+    /// Its stream sequence: the global seq.
+    pub(crate) seq: u64,
+    /// Its chain hash, as the publishing node computed it.
+    pub(crate) hash: Hash,
+    /// The stored record JSON.
+    pub(crate) bytes: Bytes,
+}
+
+/// A connection to the cluster and the stream's name; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Link {
+    /// The runtime the client runs on; the writer thread blocks on it.
+    pub(crate) runtime: tokio::runtime::Handle,
+    client: async_nats::Client,
+    js: jetstream::Context,
+    config: NatsConfig,
+    subject: String,
+    /// Whether the stream is known to exist (created or found once).
+    ready: Arc<AtomicBool>,
+}
+
+impl Link {
+    /// Sets up the client (it connects, and reconnects, in the background: a cluster that is
+    /// down at start only delays the first append). Must be called inside a tokio runtime.
+    pub(crate) fn connect(config: &NatsConfig) -> Result<Link, NatsError> {
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| NatsError::Connect("the nats backend needs a tokio runtime".into()))?;
+        let addrs = config
+            .urls
+            .iter()
+            .map(|u| {
+                u.parse::<async_nats::ServerAddr>()
+                    .map_err(|e| NatsError::Connect(format!("{u}: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let credentials = config.credentials.clone();
+        let connecting = async move {
+            let mut options = async_nats::ConnectOptions::new()
+                .retry_on_initial_connect()
+                .name("annals");
+            if let Some(path) = credentials {
+                options = options
+                    .credentials_file(&path)
+                    .await
+                    .map_err(|e| NatsError::Connect(format!("{}: {e}", path.display())))?;
+            }
+            options
+                .connect(addrs)
+                .await
+                .map_err(|e| NatsError::Connect(e.to_string()))
+        };
+        // `Log::open` is synchronous and called from async code: the client is built on a
+        // helper thread that may block on the runtime (it returns at once, connecting later).
+        let handle = runtime.clone();
+        let client = std::thread::scope(|s| {
+            s.spawn(move || handle.block_on(connecting))
+                .join()
+                .unwrap_or_else(|_| Err(NatsError::Connect("the connecting thread died".into())))
+        })?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(REQUEST_TIMEOUT)
+            .build(client.clone());
+        Ok(Link {
+            runtime,
+            client,
+            js,
+            subject: format!("{}.log", config.stream),
+            config: config.clone(),
+            ready: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Creates the stream on first use (or finds it): file storage, the configured replicas,
+    /// atomic publishes allowed, deletes and purges denied (the log is append-only).
+    async fn ready(&self) -> Result<(), NatsError> {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.js
+            .get_or_create_stream(stream::Config {
+                name: self.config.stream.clone(),
+                subjects: vec![self.subject.clone()],
+                storage: stream::StorageType::File,
+                num_replicas: self.config.replicas,
+                allow_atomic_publish: true,
+                deny_delete: true,
+                deny_purge: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| NatsError::Stream(e.to_string()))?;
+        self.ready.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// The stream, created on first use.
+    async fn stream(&self) -> Result<stream::Stream<()>, NatsError> {
+        self.ready().await?;
+        self.js
+            .get_stream_no_info(&self.config.stream)
+            .await
+            .map_err(|e| NatsError::Stream(e.to_string()))
+    }
+
+    /// The stream's last sequence (0 when empty).
+    pub(crate) async fn last_seq(&self) -> Result<u64, NatsError> {
+        let info = self
+            .stream()
+            .await?
+            .get_info()
+            .await
+            .map_err(|e| NatsError::Stream(e.to_string()))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// Publishes `records` (event id, chain hash, JSON) right after stream sequence `last`:
+    /// in atomic batches of at most [`BATCH_MAX`], each expecting the sequence the one
+    /// before ended at, so each lands whole at its place or not at all. Returns once the
+    /// last batch's ack says where it ended.
+    pub(crate) async fn publish(
+        &self,
+        last: u64,
+        records: &[(Uuid, Hash, &[u8])],
+    ) -> Result<(), NatsError> {
+        self.ready().await?;
+        let mut last = last;
+        for batch in records.chunks(BATCH_MAX) {
+            let end = self.publish_batch(last, batch).await?;
+            if end != last + batch.len() as u64 {
+                return Err(NatsError::Publish(format!(
+                    "stored up to {end}, expected {}",
+                    last + batch.len() as u64
+                )));
+            }
+            last = end;
+        }
+        Ok(())
+    }
+
+    /// One batch; the stream sequence of its last message. A batch of one is a plain
+    /// publish (whose duplicate answer names the original's sequence, caught by the caller).
+    async fn publish_batch(
+        &self,
+        last: u64,
+        batch: &[(Uuid, Hash, &[u8])],
+    ) -> Result<u64, NatsError> {
+        let failed = |e: &dyn std::fmt::Display| NatsError::Publish(e.to_string());
+        let batch_id = Uuid::now_v7().simple().to_string();
+        let single = batch.len() == 1;
+        let inbox = self.client.new_inbox();
+        // The server answers a batch's first message (a request) once the batch is started.
+        let mut started = if single {
+            None
+        } else {
+            Some(
+                self.client
+                    .subscribe(inbox.clone())
+                    .await
+                    .map_err(|e| failed(&e))?,
+            )
+        };
+        let mut ack = None;
+        for (i, (id, hash, bytes)) in batch.iter().enumerate() {
+            let mut headers = HeaderMap::new();
+            headers.insert("Nats-Msg-Id", id.to_string().as_str());
+            headers.insert(HASH_HEADER, hex::encode(hash).as_str());
+            if i == 0 {
+                headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str());
+            }
+            if !single {
+                headers.insert("Nats-Batch-Id", batch_id.as_str());
+                headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
+            }
+            let payload = Bytes::copy_from_slice(bytes);
+            if i + 1 == batch.len() {
+                if !single {
+                    headers.insert("Nats-Batch-Commit", "1");
+                }
+                let message = jetstream::message::PublishMessage::build()
+                    .headers(headers)
+                    .payload(payload);
+                ack = Some(
+                    self.js
+                        .send_publish(self.subject.clone(), message)
+                        .await
+                        .map_err(|e| failed(&e))?,
+                );
+            } else if i == 0 {
+                self.client
+                    .publish_with_reply_and_headers(
+                        self.subject.clone(),
+                        inbox.clone(),
+                        headers,
+                        payload,
+                    )
+                    .await
+                    .map_err(|e| failed(&e))?;
+            } else {
+                self.client
+                    .publish_with_headers(self.subject.clone(), headers, payload)
+                    .await
+                    .map_err(|e| failed(&e))?;
+            }
+        }
+        let Some(ack) = ack else {
+            return Ok(last);
+        };
+        // Both awaited together: a publish ack's timeout only starts when it is awaited.
+        let first = async {
+            if let Some(sub) = started.as_mut() {
+                let _ = tokio::time::timeout(REQUEST_TIMEOUT, sub.next()).await;
+            }
+        };
+        let (ack, ()) = tokio::join!(ack, first);
+        let ack = ack.map_err(|e| failed(&e))?;
+        if ack.duplicate {
+            return Err(NatsError::Publish(format!(
+                "event id {} is already stored at {}",
+                batch[0].0, ack.sequence
+            )));
+        }
+        Ok(ack.sequence)
+    }
+
+    /// The stream's records `from..=to`, in order (an ephemeral ordered consumer).
+    pub(crate) async fn read(&self, from: u64, to: u64) -> Result<Vec<StreamRecord>, NatsError> {
+        let mut out = Vec::with_capacity((to + 1).saturating_sub(from) as usize);
+        if from > to {
+            return Ok(out);
+        }
+        let mut messages = self.consume(from).await?;
+        while out.len() < (to + 1 - from) as usize {
+            let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next())
+                .await
+                .map_err(|_| {
+                    NatsError::Read(format!(
+                        "no record {} within {REQUEST_TIMEOUT:?}",
+                        from + out.len() as u64
+                    ))
+                })?;
+            match next {
+                Some(Ok(rec)) if rec.seq <= to => out.push(rec),
+                Some(Ok(_)) => break,
+                Some(Err(e)) => return Err(e),
+                None => return Err(NatsError::Read("the consumer ended".into())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every record from `from` on, as they are stored (an ordered consumer, recreated by the
+    /// client when it misses a message).
+    async fn consume(
+        &self,
+        from: u64,
+    ) -> Result<impl futures_util::Stream<Item = Result<StreamRecord, NatsError>> + use<>, NatsError>
+    {
+        let consumer = self
+            .stream()
+            .await?
+            .create_consumer(consumer::pull::OrderedConfig {
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| NatsError::Read(e.to_string()))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| NatsError::Read(e.to_string()))?;
+        Ok(messages.map(|m| {
+            let m = m.map_err(|e| NatsError::Read(e.to_string()))?;
+            stream_record(&m)
+        }))
+    }
+}
+
+/// A stream message as a record: its sequence, the hash header, the payload.
+fn stream_record(m: &jetstream::Message) -> Result<StreamRecord, NatsError> {
+    let seq = m
+        .info()
+        .map_err(|e| NatsError::Read(e.to_string()))?
+        .stream_sequence;
+    let corrupt = |why: &str| NatsError::Corrupt {
+        seq,
+        why: why.into(),
+    };
+    let text = m
+        .headers
+        .as_ref()
+        .and_then(|h| h.get(HASH_HEADER))
+        .map(|v| v.as_str().to_string())
+        .ok_or_else(|| corrupt("no Annals-Hash header"))?;
+    let mut hash = [0u8; 32];
+    hex::decode_to_slice(&text, &mut hash)
+        .map_err(|_| corrupt("Annals-Hash is not 64 hex digits"))?;
+    Ok(StreamRecord {
+        seq,
+        hash,
+        bytes: m.payload.clone(),
+    })
+}
+
+/// A node's follower: reads the stream from the node's head on and hands the records to the
+/// writer (which skips what it already holds), so reads on this node see appends made on
+/// others. Runs until the writer's queue closes; after a failure it starts again from the
+/// head, a second later.
+pub(crate) async fn follow(link: Link, tx: mpsc::Sender<Command>, head: watch::Receiver<Head>) {
+    loop {
+        let from = head.borrow().seq + 1;
+        match link.consume(from).await {
+            Ok(records) => {
+                let mut chunks = std::pin::pin!(records.ready_chunks(FOLLOW_CHUNK));
+                while let Some(chunk) = chunks.next().await {
+                    let mut batch = Vec::with_capacity(chunk.len());
+                    let mut failure = None;
+                    for item in chunk {
+                        match item {
+                            Ok(rec) => batch.push(rec),
+                            Err(e) => {
+                                failure = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    if !batch.is_empty() && tx.send(Command::Follow(batch)).await.is_err() {
+                        return;
+                    }
+                    if let Some(e) = failure {
+                        tracing::warn!(error = %e, "following the stream failed; starting again");
+                        break;
+                    }
+                }
+            }
+            Err(e) => tracing::debug!(error = %e, "cannot follow the stream yet"),
+        }
+        if tx.is_closed() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}

@@ -1,0 +1,289 @@
+//! The writer with the nats backend: a group is durable once the stream has stored it. The
+//! group is staged as with sled (seqs, the chain, stream versions, the id index), published
+//! right after this node's head (`nats::Link::publish`), and written to the local folder, the
+//! node's cache of the stream, only once the stream has taken it. When the stream did not
+//! take it (another node appended first, or the ack was lost), the writer catches up from the
+//! stream, checking the chain, and stages the group again on the fresh state: so a stale
+//! expected version is still refused, and a request whose records did land answers as the
+//! duplicate of itself. A refusal (an expected version, a reference, an id) is answered only
+//! once the stream is known to end at this node's head, so a node that lags never refuses
+//! what the log already allows. Records other nodes appended arrive through the follower
+//! (`follow`).
+//! This must never write a record locally before the stream holds it at the same seq, and
+//! never apply a stream record that does not continue the local chain.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::super::nats::{Link, NatsError, StreamRecord};
+use super::super::record::{Hash, Record};
+use super::super::{AppendError, Command, References, Restore};
+use super::ids::Declarations;
+use super::{Owed, Writer, fail};
+
+/// How long a group is retried while the stream cannot take it (no quorum, a leader
+/// election: about 5 s) before its requests get 503.
+const RETRY_FOR: Duration = Duration::from_secs(20);
+/// The most stream records applied locally in one sled batch while catching up.
+const CATCH_UP_CHUNK: u64 = 1024;
+
+/// The stream and what the writer needs to apply records it did not stage itself.
+pub(in crate::log) struct Replication {
+    /// The stream.
+    pub(in crate::log) link: Link,
+    /// Which ids a record introduces (`event::rules::declarations`), for records of other
+    /// nodes: their references were checked by the node that appended them.
+    pub(in crate::log) declarations: Declarations,
+}
+
+/// Only the id of a stored record, for its `Nats-Msg-Id`.
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Uuid,
+}
+
+impl Writer {
+    /// Stages the group, has the stream store it, then writes it locally and answers; on a
+    /// refusal, catches up and stages the same requests again.
+    pub(super) fn commit_replicated(&mut self, mut group: Vec<Command>) {
+        let started = Instant::now();
+        let mut pause = Duration::from_millis(50);
+        loop {
+            let mut refused = Vec::new();
+            let (overlay, owed, requests) = self.stage_group(group, Some(&mut refused));
+            let fresh = if refused.is_empty() {
+                Ok(())
+            } else {
+                self.at_stream_end()
+            };
+            let published = fresh.and_then(|()| {
+                // The refusals stand: the stream ends at the head they were judged against.
+                for (cmd, e) in refused.drain(..) {
+                    match cmd {
+                        Command::Append(_, reply) => self.refuse_append(reply, e),
+                        Command::Restore(_, reply) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        Command::Close(_) | Command::Follow(_) => {}
+                    }
+                }
+                if overlay.records.is_empty() && overlay.writes.is_empty() {
+                    return Ok(());
+                }
+                self.publish(&overlay.records)
+            });
+            let why = match published {
+                Ok(()) => return self.write_group(overlay, owed, requests),
+                Err(e) => e,
+            };
+            tracing::debug!(error = %why, "the stream did not take the group; catching up");
+            let moved = match self.catch_up() {
+                Ok(moved) => moved,
+                Err(CatchUp::Stream(e)) => {
+                    tracing::warn!(error = %e, "cannot read the stream");
+                    false
+                }
+                Err(CatchUp::Broken(e)) => {
+                    tracing::error!(error = %e, "the stream does not continue this node's log; refusing appends");
+                    self.failed.store(true, Ordering::Release);
+                    let why = format!("the stream does not continue this node's log: {e}");
+                    return give_up(owed, refused, &why);
+                }
+            };
+            if !moved {
+                if started.elapsed() > RETRY_FOR {
+                    tracing::warn!(error = %why, "the stream has not taken a group for 20 s");
+                    // Like a lost response: the stream may still store the group once it
+                    // can, so a client's retry must carry the same event ids.
+                    let why = format!(
+                        "the log's stream did not confirm the append ({why}); it may still be stored: retry with the same event ids"
+                    );
+                    return give_up(owed, refused, &why);
+                }
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            group = owed.into_iter().filter_map(Owed::into_retry).collect();
+            group.extend(refused.into_iter().map(|(cmd, _)| cmd));
+        }
+    }
+
+    /// Whether the stream ends at this node's head (else the node is behind, or the stream
+    /// cannot be asked).
+    fn at_stream_end(&self) -> Result<(), NatsError> {
+        let Some(replication) = &self.replication else {
+            return Ok(());
+        };
+        let link = &replication.link;
+        let last = link.runtime.block_on(link.last_seq())?;
+        if last == self.head.seq {
+            Ok(())
+        } else {
+            Err(NatsError::Publish(format!(
+                "this node is at {} and the stream at {last}",
+                self.head.seq
+            )))
+        }
+    }
+
+    /// Publishes the staged records right after the head.
+    fn publish(&self, records: &[(Hash, Vec<u8>)]) -> Result<(), NatsError> {
+        let Some(replication) = &self.replication else {
+            return Ok(());
+        };
+        let mut messages = Vec::with_capacity(records.len());
+        for (hash, bytes) in records {
+            let IdOnly { id } = serde_json::from_slice(bytes).map_err(|e| NatsError::Corrupt {
+                seq: 0,
+                why: e.to_string(),
+            })?;
+            messages.push((id, *hash, bytes.as_slice()));
+        }
+        let link = &replication.link;
+        link.runtime
+            .block_on(link.publish(self.head.seq, &messages))
+    }
+
+    /// Applies every stream record past the head, in chunks; whether there was any.
+    fn catch_up(&mut self) -> Result<bool, CatchUp> {
+        let Some(replication) = &self.replication else {
+            return Ok(false);
+        };
+        let link = replication.link.clone();
+        let last = link
+            .runtime
+            .block_on(link.last_seq())
+            .map_err(CatchUp::Stream)?;
+        if last <= self.head.seq {
+            return Ok(false);
+        }
+        while self.head.seq < last {
+            let from = self.head.seq + 1;
+            let to = last.min(from + CATCH_UP_CHUNK - 1);
+            let records = link
+                .runtime
+                .block_on(link.read(from, to))
+                .map_err(CatchUp::Stream)?;
+            self.apply(records)?;
+        }
+        Ok(true)
+    }
+
+    /// Records the follower read: those past the head are applied, after catching up on any
+    /// the follower skipped.
+    pub(super) fn follow(&mut self, records: Vec<StreamRecord>) {
+        if self.failed.load(Ordering::Acquire) || self.replication.is_none() {
+            return;
+        }
+        let head = self.head.seq;
+        let records: Vec<StreamRecord> = records.into_iter().filter(|r| r.seq > head).collect();
+        let Some(first) = records.first() else {
+            return;
+        };
+        let applied = if first.seq == head + 1 {
+            self.apply(records)
+        } else {
+            self.catch_up().map(|_| ())
+        };
+        match applied {
+            Ok(()) => {}
+            Err(CatchUp::Stream(e)) => tracing::warn!(error = %e, "cannot read the stream"),
+            Err(CatchUp::Broken(e)) => {
+                tracing::error!(error = %e, "the stream does not continue this node's log; refusing appends");
+                self.failed.store(true, Ordering::Release);
+            }
+        }
+    }
+
+    /// Writes stream records that start right after the head, as a restore would: each must
+    /// continue the chain (its `prev_hash`, and its content hashing to the hash it was
+    /// published with), its stream version and the registry; their ids are entered.
+    fn apply(&mut self, records: Vec<StreamRecord>) -> Result<(), CatchUp> {
+        let Some(replication) = &self.replication else {
+            return Ok(());
+        };
+        let declarations = replication.declarations;
+        let head = self.head.seq;
+        let mut restores = Vec::with_capacity(records.len());
+        for r in records.into_iter().filter(|r| r.seq > head) {
+            let record: Record = serde_json::from_slice(&r.bytes)
+                .map_err(|e| CatchUp::Broken(format!("stream message {}: {e}", r.seq)))?;
+            if record.seq != r.seq {
+                return Err(CatchUp::Broken(format!(
+                    "stream message {} holds the record of seq {}",
+                    r.seq, record.seq
+                )));
+            }
+            let declares = declarations(&record.event_type, &record.data, "");
+            restores.push(Restore {
+                record,
+                hash: r.hash,
+                refs: References {
+                    declares,
+                    requires: Vec::new(),
+                },
+            });
+        }
+        if restores.is_empty() {
+            return Ok(());
+        }
+        let mut overlay = self.overlay();
+        self.stage_restore(restores, &mut overlay)
+            .map_err(|e| CatchUp::Broken(e.to_string()))?;
+        self.write_group(overlay, Vec::new(), 0);
+        if self.failed.load(Ordering::Acquire) {
+            return Err(CatchUp::Broken("the local write failed".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Answers every request of a group that cannot be made durable with 503's error.
+fn give_up(owed: Vec<Owed>, refused: Vec<(Command, AppendError)>, why: &str) {
+    fail(owed, why);
+    for (cmd, _) in refused {
+        super::refuse(cmd, why);
+    }
+}
+
+/// Why catching up stopped.
+enum CatchUp {
+    /// The stream could not be read (retryable).
+    Stream(NatsError),
+    /// The stream holds something that does not continue the local log.
+    Broken(String),
+}
+
+impl From<AppendError> for CatchUp {
+    fn from(e: AppendError) -> CatchUp {
+        CatchUp::Broken(e.to_string())
+    }
+}
+
+impl Owed {
+    /// The request again, to be staged on fresh state; its events may now be in the log
+    /// (the stream took them though the ack was lost), so their ids are looked up even where
+    /// the server minted them.
+    fn into_retry(self) -> Option<Command> {
+        match self {
+            Owed::Append(reply, _, Some(mut append)) => {
+                for event in &mut append.events {
+                    event.client_id = true;
+                }
+                Some(Command::Append(append, reply))
+            }
+            Owed::Restore(reply, _, Some(records)) => Some(Command::Restore(records, reply)),
+            Owed::Append(reply, ..) => {
+                let _ = reply.send(Err(AppendError::Unavailable("not kept to retry".into())));
+                None
+            }
+            Owed::Restore(reply, ..) => {
+                let _ = reply.send(Err(AppendError::Unavailable("not kept to retry".into())));
+                None
+            }
+        }
+    }
+}

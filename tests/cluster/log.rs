@@ -1,0 +1,345 @@
+//! Two Annals nodes over one 3-node JetStream cluster: each node accepts appends and reads,
+//! the stream linearises them (one gap-free seq, one hash chain), and a node's folder is a
+//! cache that a node over an empty folder rebuilds from the stream. These tests must only use
+//! the HTTP API and the offline `annals verify`, as an operator would.
+
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::helpers::*;
+use crate::nats::NatsCluster;
+use crate::{caught_up, node};
+
+const ZERO_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// An append request of one statement expecting `version`.
+fn at_version(version: u64, n: u64) -> Value {
+    json!({"expected_version": version, "events": [statement(n)]})
+}
+
+/// Seqs 1..=N without a gap, each record's prev_hash the hash before it.
+fn assert_one_chain(records: &[Value]) {
+    let mut prev = ZERO_HASH.to_string();
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r["seq"].as_u64().unwrap(), i as u64 + 1, "seq gap");
+        assert_eq!(r["prev_hash"], prev.as_str(), "chain broken at {}", i + 1);
+        prev = r["hash"].as_str().unwrap().to_string();
+    }
+}
+
+/// Stops a node and runs `annals verify` over its folder; its output.
+async fn verify_offline(app: TestApp) -> String {
+    let dir = app.stop().await;
+    let (code, out, err) = run_cli(
+        &["verify", "--data-dir", dir.path().to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 0, "verify failed: {out} {err}");
+    out
+}
+
+#[tokio::test]
+async fn an_append_on_one_node_is_read_on_the_other() {
+    let cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    a.seed().await;
+    let resp = a.append("process/p", &statement(1)).await;
+    assert_eq!(resp.status(), 201);
+    let appended: Value = resp.json().await.unwrap();
+    let seq = appended["events"][0]["seq"].as_u64().unwrap();
+    assert_eq!(seq, 6);
+
+    let head_b = caught_up(&b, seq).await;
+    assert_eq!(head_b, a.head().await);
+    let stream = b.get_json("/streams/process%2Fp/events").await;
+    assert_eq!(stream["version"], 1);
+    assert_eq!(stream["events"][0]["id"], appended["events"][0]["id"]);
+    assert_eq!(stream["events"][0]["hash"], appended["events"][0]["hash"]);
+}
+
+#[tokio::test]
+async fn concurrent_appends_on_two_nodes_make_one_gap_free_chain_that_verifies_on_both() {
+    let cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    a.seed().await;
+
+    let per_node = 25u64;
+    let bodies: Vec<(Value, Value)> = (0..per_node)
+        .map(|n| (statement(n), statement(100 + n)))
+        .collect();
+    let appends = bodies
+        .iter()
+        .flat_map(|(x, y)| [a.append("process/a", x), b.append("process/b", y)]);
+    for resp in join_all(appends).await {
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    }
+    let total = 5 + 2 * per_node;
+    let head_a = caught_up(&a, total).await;
+    let head_b = caught_up(&b, total).await;
+    assert_eq!(head_a, head_b);
+    assert_eq!(head_a.0, total);
+
+    let (log_a, log_b) = (read_whole_log(&a).await, read_whole_log(&b).await);
+    assert_one_chain(&log_a);
+    assert_eq!(log_a, log_b, "the nodes hold different logs");
+    let stream_b = b.get_json("/streams/process%2Fa/events?limit=100").await;
+    assert_eq!(stream_b["version"], per_node);
+
+    for app in [a, b] {
+        let out = verify_offline(app).await;
+        assert!(out.contains(&head_a.1), "{out}");
+    }
+}
+
+#[tokio::test]
+async fn racing_expected_versions_on_two_nodes_win_each_version_exactly_once() {
+    let cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    a.seed().await;
+    caught_up(&b, 5).await;
+
+    let rounds = 8u64;
+    for version in 0..rounds {
+        let (body_a, body_b) = (
+            at_version(version, 2 * version),
+            at_version(version, 2 * version + 1),
+        );
+        let (ra, rb) = tokio::join!(
+            a.append("process/race", &body_a),
+            b.append("process/race", &body_b)
+        );
+        let mut statuses = [ra.status().as_u16(), rb.status().as_u16()];
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "version {version}");
+        // The loser learns the new version either from its own folder or from the stream.
+        caught_up(&a, 6 + version).await;
+        caught_up(&b, 6 + version).await;
+    }
+    let stream = a.get_json("/streams/process%2Frace/events?limit=100").await;
+    assert_eq!(stream["version"], rounds);
+    assert_eq!(stream["events"].as_array().unwrap().len() as u64, rounds);
+}
+
+#[tokio::test]
+async fn a_stale_expected_version_on_the_other_node_is_a_409() {
+    let cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    a.seed().await;
+    let resp = a.append("process/s", &at_version(0, 1)).await;
+    assert_eq!(resp.status(), 201);
+    // B's own append leaves B at the stream's end (seq 7), the stream `process/s` at v1.
+    let resp = b.append("process/other", &statement(9)).await;
+    assert_eq!(resp.status(), 201);
+    // A moves the stream to version 2; B's client still believes version 1. B refuses
+    // whether it has read A's append already or learns of it when the stream refuses B's.
+    let resp = a.append("process/s", &at_version(1, 2)).await;
+    assert_eq!(resp.status(), 201);
+    let resp = b.append("process/s", &at_version(1, 3)).await;
+    assert_eq!(resp.status(), 409, "{}", resp.text().await.unwrap());
+    assert_eq!(caught_up(&b, 8).await, a.head().await);
+}
+
+#[tokio::test]
+async fn a_retry_of_the_same_event_id_on_the_other_node_answers_the_first_append() {
+    let cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    a.seed().await;
+    let mut event = statement(1);
+    event["id"] = json!(Uuid::now_v7().to_string());
+
+    let first = a.append("process/p", &event).await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+    // At once on B, which may not have the first append yet: the stream refuses the
+    // duplicate id, B catches up and answers with the original position.
+    let again = b.append("process/p", &event).await;
+    assert_eq!(again.status(), 200, "{}", again.text().await.unwrap());
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["events"][0]["duplicate"], true);
+    for field in ["id", "seq", "version", "hash", "recorded_at"] {
+        assert_eq!(
+            again["events"][0][field], first["events"][0][field],
+            "{field}"
+        );
+    }
+    assert_eq!(caught_up(&b, 6).await, a.head().await);
+    assert_eq!(a.head().await.0, 6, "stored twice");
+}
+
+#[tokio::test]
+async fn a_node_over_an_empty_folder_rebuilds_the_same_head_from_the_stream() {
+    let cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    a.seed().await;
+    for n in 0..20 {
+        let resp = a.append("process/p", &statement(n)).await;
+        assert_eq!(resp.status(), 201);
+    }
+    let head = a.head().await;
+    let fresh = node(&cluster).await;
+    assert_eq!(caught_up(&fresh, head.0).await, head);
+    assert_eq!(read_whole_log(&fresh).await, read_whole_log(&a).await);
+    // And it appends after the head it rebuilt.
+    let resp = fresh.append("process/p", &statement(99)).await;
+    assert_eq!(resp.status(), 201);
+    assert_eq!(caught_up(&a, head.0 + 1).await, fresh.head().await);
+}
+
+#[tokio::test]
+async fn an_acknowledged_append_survives_killing_the_stream_leader() {
+    let mut cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    a.seed().await;
+    let mut acked = Vec::new();
+    for n in 0..10 {
+        let resp = a.append("process/p", &statement(n)).await;
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        acked.push(body["events"][0].clone());
+    }
+    let leader = cluster.stream_leader("annals").await;
+    cluster.kill9(&leader);
+
+    // Appends go on after the election (the writer retries while there is none).
+    let resp = a.append("process/p", &statement(10)).await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let body: Value = resp.json().await.unwrap();
+    acked.push(body["events"][0].clone());
+
+    // A node over an empty folder, reading from the surviving replicas, holds every one.
+    let fresh = node(&cluster).await;
+    let head = a.head().await;
+    assert_eq!(caught_up(&fresh, head.0).await, head);
+    let log = read_whole_log(&fresh).await;
+    assert_one_chain(&log);
+    for ack in &acked {
+        let seq = ack["seq"].as_u64().unwrap();
+        let stored = &log[seq as usize - 1];
+        assert_eq!(stored["id"], ack["id"]);
+        assert_eq!(stored["hash"], ack["hash"]);
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+}
+
+#[tokio::test]
+async fn killing_the_stream_leader_during_concurrent_appends_loses_no_acknowledged_event() {
+    let mut cluster = NatsCluster::start().await;
+    let a = std::sync::Arc::new(node(&cluster).await);
+    a.seed().await;
+    let leader = cluster.stream_leader("annals").await;
+
+    // Clients append from before the kill until a second after it, 10 ms apart each.
+    let clients = 16u64;
+    let kill_at = std::time::Instant::now() + Duration::from_millis(300);
+    let stop_at = kill_at + Duration::from_secs(1);
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let tasks: Vec<_> = (0..clients)
+        .map(|c| {
+            let (a, acked) = (a.clone(), acked.clone());
+            tokio::spawn(async move {
+                for i in 0.. {
+                    if std::time::Instant::now() > stop_at {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    let sent = std::time::Instant::now();
+                    let resp = a.append("process/p", &statement(c * 100_000 + i)).await;
+                    // 503 is an honest answer while no leader is elected; 201 must hold.
+                    if resp.status() == 201 {
+                        let body: Value = resp.json().await.unwrap();
+                        let at = std::time::Instant::now();
+                        acked
+                            .lock()
+                            .unwrap()
+                            .push((sent, at, body["events"][0].clone()));
+                    } else {
+                        assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+                    }
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep_until(kill_at.into()).await;
+    let killed = std::time::Instant::now();
+    cluster.kill9(&leader);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    // Appends resume after the election.
+    let sent = std::time::Instant::now();
+    let resp = a.append("process/p", &statement(9999)).await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let body: Value = resp.json().await.unwrap();
+    let at = std::time::Instant::now();
+    acked
+        .lock()
+        .unwrap()
+        .push((sent, at, body["events"][0].clone()));
+    // The failover the benchmark measures: from the kill to the first ack of an
+    // append sent after it.
+    let failover = acked
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(sent, ..)| *sent > killed)
+        .map(|(_, at, _)| *at - killed)
+        .min();
+    eprintln!("failover: first acknowledged append {failover:?} after killing the stream leader");
+
+    let fresh = node(&cluster).await;
+    let head = a.head().await;
+    assert_eq!(caught_up(&fresh, head.0).await, head);
+    let log = read_whole_log(&fresh).await;
+    assert_one_chain(&log);
+    assert_eq!(log, read_whole_log(&a).await);
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() > 1);
+    for (_, _, ack) in &acked {
+        let stored = &log[ack["seq"].as_u64().unwrap() as usize - 1];
+        assert_eq!(stored["id"], ack["id"]);
+        assert_eq!(stored["hash"], ack["hash"]);
+    }
+}
+
+#[tokio::test]
+async fn without_a_quorum_an_append_is_a_503_and_its_retry_stores_the_event_once() {
+    let mut cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    a.seed().await;
+    let names: Vec<String> = cluster.nodes.iter().map(|n| n.name.clone()).collect();
+    cluster.kill9(&names[1]);
+    cluster.kill9(&names[2]);
+
+    // The writer retries for a while, then answers 503: not acknowledged. As after a lost
+    // response, the group may still be stored once the quorum is back.
+    let mut event = statement(1);
+    event["id"] = json!(Uuid::now_v7().to_string());
+    let resp = a.append("process/p", &event).await;
+    assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
+    assert_eq!(resp.headers()["retry-after"], "1");
+
+    cluster.restart(1);
+    cluster.restart(2);
+    cluster.wait_for_meta_leader().await;
+    // The client's retry with the same id: stored now, or answered as already stored.
+    let resp = a.append("process/p", &event).await;
+    let status = resp.status().as_u16();
+    assert!(
+        status == 201 || status == 200,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["events"][0]["seq"], 6);
+    let log = read_whole_log(&a).await;
+    assert_eq!(log.len(), 6, "stored twice");
+    assert_eq!(log[5]["id"], event["id"]);
+}
