@@ -227,6 +227,17 @@ async fn source_and_issue_updates_show_in_their_views_now_but_not_as_of_before_t
     };
     let (status, _) = append(&app, "registry/issues", &issue("issue.defined", "Land")).await;
     assert_eq!(status, 201);
+    // A position on the issue, so the negotiation view names it.
+    let position = json!({
+        "type": "position.stated",
+        "occurred": {"start": "2026-01-20", "precision": "day"},
+        "process": "reg-talks",
+        "data": {"position_id": "position:land-1", "holder": "actor:russia",
+                 "issue": "issue:land", "stance": "demand", "object": "the whole region"},
+        "evidence": [{"source": SOURCE, "relation": "reports"}]
+    });
+    let (status, answer) = append(&app, "positions/russia", &position).await;
+    assert_eq!(status, 201, "{answer}");
     let (status, answer) = append(
         &app,
         "registry/issues",
@@ -234,6 +245,41 @@ async fn source_and_issue_updates_show_in_their_views_now_but_not_as_of_before_t
     )
     .await;
     assert_eq!(status, 201, "{answer}");
+    let label_seq = answer["events"][0]["seq"].as_u64().unwrap();
+    let labels = |v: &Value| -> Vec<Value> {
+        let mut out: Vec<Value> = v["issues"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|i| i["issue_id"] == "issue:land")
+            .map(|i| i["label"].clone())
+            .collect();
+        out.extend(
+            v["positions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["issue"] == "issue:land")
+                .map(|p| p["issue_label"].clone()),
+        );
+        out
+    };
+    let now = view(&app, "/projections/negotiation/reg-talks", label_seq).await;
+    let now_labels = labels(&now);
+    assert!(!now_labels.is_empty(), "the view names the issue: {now}");
+    assert!(now_labels.iter().all(|l| l == "Territory"), "{now}");
+    let before = view(
+        &app,
+        &format!(
+            "/projections/negotiation/reg-talks?known_at={}",
+            label_seq - 1
+        ),
+        label_seq,
+    )
+    .await;
+    let before_labels = labels(&before);
+    assert!(!before_labels.is_empty(), "{before}");
+    assert!(before_labels.iter().all(|l| l == "Land"), "{before}");
     let (status, problem) = append(&app, "registry/issues", &issue("issue.defined", "Land")).await;
     assert_eq!(status, 409, "{problem}");
     assert_eq!(problem["update_event"], "issue.updated", "{problem}");
