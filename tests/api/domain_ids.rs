@@ -267,6 +267,46 @@ async fn dangling_references_to_talks_positions_statements_and_meetings_are_reje
 }
 
 #[tokio::test]
+async fn a_fulfils_naming_a_meeting_or_a_responds_to_naming_a_statement_is_rejected_with_422() {
+    let app = with_registry().await;
+    let meeting = fact(
+        "meeting.held",
+        json!({"meeting_id": "mtg:known", "participants": [], "location": null}),
+    );
+    accepted(&app, "process/p", &meeting).await;
+    let statement = fact(
+        "statement.made",
+        json!({"statement_id": "stm:known", "speaker": "st:ru", "content": "c"}),
+    );
+    accepted(&app, "process/p", &statement).await;
+    let head = app.head().await;
+
+    let fulfils_a_meeting = fact(
+        "meeting.held",
+        json!({"meeting_id": "mtg:2", "participants": [],
+               "location": null, "fulfils": "mtg:known"}),
+    );
+    let message = refused_at(
+        app.append("process/p", &fulfils_a_meeting).await,
+        "/data/fulfils",
+    )
+    .await;
+    assert_eq!(message, "`mtg:known` is a meeting, not talks");
+    let answers_a_statement = fact(
+        "position.stated",
+        json!({"position_id": "pos:2", "holder": "st:ru", "issue": "topic:land",
+               "stance": "reject", "object": "o", "responds_to": "stm:known"}),
+    );
+    let message = refused_at(
+        app.append("process/p", &answers_a_statement).await,
+        "/data/responds_to",
+    )
+    .await;
+    assert_eq!(message, "`stm:known` is a statement, not a position");
+    assert_eq!(app.head().await, head, "nothing was appended");
+}
+
+#[tokio::test]
 async fn an_id_keeps_the_kind_it_was_introduced_with() {
     let app = with_registry().await;
     let head = app.head().await;
