@@ -600,3 +600,39 @@ async fn a_side_follows_roles_in_force_when_the_position_was_taken_and_an_actor_
         200
     );
 }
+
+#[tokio::test]
+async fn an_empty_attribution_reads_as_none_the_outlet_itself_is_the_originator() {
+    let app = spawn_app().await;
+    registries(&app).await;
+    let empty = position(
+        "position:empty",
+        "actor:russia",
+        json!([{"source": "src:tass", "relation": "reports", "attribution": []}]),
+    );
+    appended(app.append(PROCESS, &empty).await).await;
+    let none = position(
+        "position:none",
+        "actor:russia",
+        json!([{"source": "src:tass", "relation": "reports"}]),
+    );
+    let (_, seq) = appended(app.append(PROCESS, &none).await).await;
+
+    let n = negotiation(&app, "", seq).await;
+    let empty = &find_position(&n, "position:empty")["evidence"];
+    let none = &find_position(&n, "position:none")["evidence"];
+    assert_eq!(empty["originators"], json!(["src:tass"]), "{empty}");
+    assert_eq!(empty["items"][0]["originator"], "src:tass", "{empty}");
+    for field in [
+        "originators",
+        "independent_originators",
+        "corroborated",
+        "admiralty",
+    ] {
+        assert_eq!(empty[field], none[field], "{field}: {empty} against {none}");
+    }
+    assert_eq!(
+        empty["items"][0]["originator"], none["items"][0]["originator"],
+        "{empty} against {none}"
+    );
+}
