@@ -636,3 +636,69 @@ async fn an_empty_attribution_reads_as_none_the_outlet_itself_is_the_originator(
         "{empty} against {none}"
     );
 }
+
+#[tokio::test]
+async fn an_actor_update_of_roles_or_members_moves_positions_to_their_side_from_its_seq_on() {
+    let app = spawn_app().await;
+    registries(&app).await;
+    for (id, kind) in [
+        ("actor:loner", "person"),
+        ("actor:member", "person"),
+        ("actor:team", "delegation"),
+    ] {
+        actor(
+            &app,
+            "src:tass",
+            json!({"actor_id": id, "name": id, "kind": kind}),
+        )
+        .await;
+    }
+    let ev = json!([{"source": "src:tass", "relation": "reports"}]);
+    appended(
+        app.append(
+            PROCESS,
+            &position("position:loner", "actor:loner", ev.clone()),
+        )
+        .await,
+    )
+    .await;
+    let (_, before) = appended(
+        app.append(
+            PROCESS,
+            &position("position:member", "actor:member", ev.clone()),
+        )
+        .await,
+    )
+    .await;
+    for data in [
+        json!({"actor_id": "actor:loner",
+               "roles": [{"role": "envoy", "of": "actor:russia", "from": "2025-01"}]}),
+        json!({"actor_id": "actor:team", "members": ["actor:member"]}),
+    ] {
+        let update = json!({"type": "actor.updated", "data": data, "evidence": ev.clone()});
+        appended(app.append("registry/actors", &update).await).await;
+    }
+    let (now_seq, _) = app.head().await;
+
+    let now = negotiation(&app, "?group=side", now_seq).await;
+    let by_side = &now["positions_by_side"];
+    let loner = under_side(by_side, "actor:russia", "actor:loner");
+    assert_eq!(
+        loner["issues"][0]["positions"][0]["position_id"],
+        "position:loner"
+    );
+    let member = under_side(by_side, "actor:team", "actor:member");
+    assert_eq!(member["via"], json!(["actor:member", "actor:team"]));
+
+    // As known before the updates, each is its own side.
+    let then = negotiation(&app, &format!("?group=side&known_at={before}"), now_seq).await;
+    let by_side = &then["positions_by_side"];
+    assert_eq!(
+        under_side(by_side, "actor:loner", "actor:loner")["via"],
+        json!(["actor:loner"])
+    );
+    assert_eq!(
+        under_side(by_side, "actor:member", "actor:member")["via"],
+        json!(["actor:member"])
+    );
+}
