@@ -6,8 +6,10 @@
 //! every example and its mutations through both), and it never words the errors a client
 //! reads (`schema.rs` asks the schemas for those when this refuses).
 
+mod data;
 mod events;
 mod fields;
+mod patterns;
 
 #[cfg(test)]
 mod equivalence;
@@ -18,6 +20,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
+use self::data::*;
 use self::events::*;
 use self::fields::Obj;
 use super::FieldError;

@@ -253,7 +253,7 @@ fn some_of_each_type(examples: &[Value], per_type: usize) -> Vec<Value> {
 
 #[test]
 fn every_example_event_is_accepted_by_both_validators() {
-    let schemas = Schemas::load().unwrap();
+    let schemas = Schemas::load().unwrap(); // ok: a test-only module (`#[cfg(test)] mod equivalence` in typed.rs)
     let examples = examples();
     assert!(examples.len() > 100, "only {} examples", examples.len());
     for (i, event) in examples.iter().enumerate() {
@@ -273,7 +273,7 @@ fn every_example_event_is_accepted_by_both_validators() {
 
 #[test]
 fn every_mutation_of_the_examples_gets_the_same_verdict_and_pointer_from_both_validators() {
-    let schemas = Schemas::load().unwrap();
+    let schemas = Schemas::load().unwrap(); // ok: a test-only module (`#[cfg(test)] mod equivalence` in typed.rs)
     let mut refused = 0;
     let mut total = 0;
     let mut disagreements = Vec::new();
@@ -317,7 +317,7 @@ fn a_configured_vocabulary_word_is_accepted_by_both_validators_and_only_where_co
     added.tones = vec!["firm".into()];
     added.meeting_formats = vec!["firm".into()];
     let extended = Schemas::load_with(&added).unwrap();
-    let plain = Schemas::load().unwrap();
+    let plain = Schemas::load().unwrap(); // ok: a test-only module (`#[cfg(test)] mod equivalence` in typed.rs)
     let statement = json!({
         "type": "statement.made",
         "occurred": {"precision": "day", "start": "2026-01-02"},
@@ -335,7 +335,7 @@ fn a_configured_vocabulary_word_is_accepted_by_both_validators_and_only_where_co
 
 #[test]
 fn every_schema_compiles() {
-    Schemas::load().unwrap().compile_all().unwrap();
+    Schemas::load().unwrap().compile_all().unwrap(); // ok: a test-only module (`#[cfg(test)] mod equivalence` in typed.rs)
     let mut added = VocabularyConfig::none();
     added.stances = vec!["insist".into()];
     Schemas::load_with(&added).unwrap().compile_all().unwrap();
