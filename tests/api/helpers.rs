@@ -93,12 +93,42 @@ pub struct TestApp {
     server: Option<Server>,
 }
 
+/// Where a test server keeps its log. The `api` binary runs every server on [`Backend::Sled`];
+/// the `cluster` binary runs the same suite files with each server on a new stream of one
+/// shared NATS cluster (`tests/cluster/suites.rs` routes `spawn_app` there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// sled in the server's own folder: the shipped default.
+    Sled,
+    /// The JetStream stream `stream` of the cluster at `urls` (created by the server on first
+    /// use); the server's folder is then a cache of it.
+    Nats { urls: Vec<String>, stream: String },
+}
+
+impl Backend {
+    /// `config` with its `[log]` backend set to this one.
+    pub fn apply(&self, config: Config) -> Config {
+        match self {
+            Backend::Sled => config, // the shipped default
+            Backend::Nats { urls, stream } => config
+                .with(json!({"log": {"backend": "nats", "nats": {"urls": urls, "stream": stream}}}))
+                .unwrap(),
+        }
+    }
+}
+
 /// The test configuration: defaults, a free loopback port, the given folder.
 pub fn test_config(dir: &Path) -> Config {
-    Config::defaults()
+    test_config_on(dir, &Backend::Sled)
+}
+
+/// [`test_config`] with the log on `backend`.
+pub fn test_config_on(dir: &Path, backend: &Backend) -> Config {
+    let config = Config::defaults()
         .unwrap()
         .with(json!({"server": {"listen": "127.0.0.1:0", "data_dir": dir}}))
-        .unwrap()
+        .unwrap();
+    backend.apply(config)
 }
 
 pub async fn spawn_app() -> TestApp {
@@ -107,8 +137,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// Starts a server whose config is adjusted by `adjust`.
 pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
+    spawn_app_on(&Backend::Sled, adjust).await
+}
+
+/// Starts a server with its log on `backend`, its config then adjusted by `adjust`: the one
+/// place every test server of both binaries is started.
+pub async fn spawn_app_on(backend: &Backend, adjust: impl FnOnce(Config) -> Config) -> TestApp {
     let dir = tempfile::tempdir().unwrap();
-    let config = adjust(test_config(dir.path()));
+    let config = adjust(test_config_on(dir.path(), backend));
     let keys = TestKeys::new();
     let server = Server::start(
         config.clone(),

@@ -5,28 +5,31 @@
 //! loopback, and every server a test starts is killed when it ends.
 
 #[path = "../api/helpers.rs"]
-mod helpers;
+mod api_helpers;
 
 mod engine;
 mod log;
 mod migrate;
 mod nats;
+mod suites;
+
+// The suite files name their harness and siblings from the crate root.
+use suites::{demo_server, helpers, projections};
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use helpers::{TestApp, spawn_app_with};
+use api_helpers::{Backend, TestApp, spawn_app_on};
 use nats::NatsCluster;
 
 /// An Annals node over the cluster's stream `annals`, on a fresh folder.
 pub async fn node(cluster: &NatsCluster) -> TestApp {
-    let urls = cluster.urls();
-    spawn_app_with(move |c| {
-        c.with(json!({"log": {"backend": "nats", "nats": {"urls": urls}}}))
-            .unwrap()
-    })
-    .await
+    let backend = Backend::Nats {
+        urls: cluster.urls(),
+        stream: "annals".into(),
+    };
+    spawn_app_on(&backend, |c| c).await
 }
 
 /// Waits (up to 30 s) until `app`'s durable head reaches `seq`; the head then.

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use crate::helpers::*;
+use crate::api_helpers::*;
 use crate::nats::NatsCluster;
 use crate::{caught_up, node};
 

@@ -78,9 +78,37 @@ impl NatsCluster {
     /// Starts three nodes with file storage and waits until every node reports the same
     /// JetStream meta leader; on new ports again if they have not agreed within 20 s.
     pub async fn start() -> NatsCluster {
+        Self::start_in(Some(Slot::take())).await
+    }
+
+    /// The one cluster of this test binary that the HTTP suites share (`suites.rs`), started
+    /// on first use. It takes no place among the [`MAX_CLUSTERS`]: it is always running. A
+    /// static is never dropped, so a watchdog process kills its servers and removes its folder
+    /// when this process ends, however it ends (see [`Watchdog`]).
+    pub fn shared() -> &'static NatsCluster {
+        static SHARED: std::sync::OnceLock<(NatsCluster, Watchdog)> = std::sync::OnceLock::new();
+        let (cluster, _) = SHARED.get_or_init(|| {
+            // Started on a runtime of its own: the caller's may be a current-thread one that
+            // is blocked here, and the cluster outlives every test's runtime anyway.
+            let cluster = std::thread::spawn(|| {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap()
+                    .block_on(Self::start_in(None))
+            })
+            .join()
+            .unwrap_or_else(|_| panic!("the shared cluster did not start"));
+            let watchdog = Watchdog::start(&cluster);
+            (cluster, watchdog)
+        });
+        cluster
+    }
+
+    /// As [`NatsCluster::start`], holding `slot` (none for the shared cluster).
+    async fn start_in(slot: Option<Slot>) -> NatsCluster {
         let binary = server_binary();
-        let slot = Slot::take();
-        let mut cluster = Self::spawn(binary, Some(slot));
+        let mut cluster = Self::spawn(binary, slot);
         for attempt in 1..=START_ATTEMPTS {
             if cluster
                 .meta_leader_within(Duration::from_secs(20))
@@ -248,6 +276,36 @@ impl Drop for NatsCluster {
                 let _ = child.wait();
             }
         }
+    }
+}
+
+/// A `sh` that waits for its stdin to close, then kills the shared cluster's servers and
+/// removes their folder. Its stdin's other end is held by this process (and, being
+/// close-on-exec, by no child), so it closes when this process exits or is killed.
+pub struct Watchdog {
+    _child: Child,
+}
+
+impl Watchdog {
+    fn start(cluster: &NatsCluster) -> Watchdog {
+        let pids: Vec<String> = cluster
+            .nodes
+            .iter()
+            .filter_map(|n| n.child.as_ref().map(|c| c.id().to_string()))
+            .collect();
+        let child = Command::new("sh")
+            .arg("-c")
+            .arg(format!(
+                "read _; kill -9 {} 2>/dev/null; rm -rf '{}'",
+                pids.join(" "),
+                cluster._dir.path().display()
+            ))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        Watchdog { _child: child }
     }
 }
 

@@ -1,0 +1,59 @@
+//! The HTTP suites of the `api` binary that issue 9 names (append and read, idempotency,
+//! concurrency, projections, webhooks) compiled again, unchanged, with every server they start
+//! on the nats backend: each on a new stream of one 3-node cluster shared by this binary
+//! ([`NatsCluster::shared`]). The suite files reach the harness as `crate::helpers`, which in
+//! this binary is [`helpers`] below: the `api` helpers with the server-starting entry points
+//! given the nats [`Backend`]. Nothing here may copy a suite or weaken one of its assertions.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::api_helpers::Backend;
+use crate::nats::NatsCluster;
+
+/// The harness the suite files see as `crate::helpers`: everything of `tests/api/helpers.rs`,
+/// but a server they start keeps its log on a new stream of the shared cluster.
+pub mod helpers {
+    use std::path::Path;
+
+    use annals::config::Config;
+
+    pub use crate::api_helpers::*;
+
+    /// [`crate::api_helpers::test_config`] on a new stream of the shared cluster (the demo
+    /// server of the projection suites starts from it).
+    pub fn test_config(dir: &Path) -> Config {
+        test_config_on(dir, &super::new_stream())
+    }
+
+    /// [`crate::api_helpers::spawn_app`] on a new stream of the shared cluster.
+    pub async fn spawn_app() -> TestApp {
+        spawn_app_with(|c| c).await
+    }
+
+    /// [`crate::api_helpers::spawn_app_with`] on a new stream of the shared cluster.
+    pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
+        spawn_app_on(&super::new_stream(), adjust).await
+    }
+}
+
+/// A stream of the shared cluster no server has used yet.
+pub fn new_stream() -> Backend {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    Backend::Nats {
+        urls: NatsCluster::shared().urls(),
+        stream: format!("suite-{}", NEXT.fetch_add(1, Ordering::Relaxed)),
+    }
+}
+
+#[path = "../api/append.rs"]
+mod append;
+#[path = "../api/concurrency.rs"]
+mod concurrency;
+#[path = "../api/demo_server.rs"]
+pub mod demo_server;
+#[path = "../api/idempotency.rs"]
+mod idempotency;
+#[path = "../api/projections/mod.rs"]
+pub mod projections;
+#[path = "../api/webhooks/mod.rs"]
+pub mod webhooks;
