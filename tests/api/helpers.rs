@@ -91,6 +91,23 @@ pub struct TestApp {
     pub dir: TempDir,
     pub config: Config,
     server: Option<Server>,
+    /// Set by [`TestApp::with_log_reads_on_a_second_node`]: the node that answers log reads,
+    /// started on the first one.
+    second: Option<tokio::sync::OnceCell<SecondNode>>,
+}
+
+/// A second server over the same log as a [`TestApp`], on a folder of its own.
+struct SecondNode {
+    base: String,
+    _server: Server,
+    _dir: TempDir,
+}
+
+/// Whether `path` reads the log itself (events and streams), which any node over the same log
+/// must answer alike; the rest (heads, metrics, projections, webhooks) stays with the node the
+/// test appends to.
+fn is_log_read(path: &str) -> bool {
+    path.starts_with("/events") || path.starts_with("/streams")
 }
 
 /// Where a test server keeps its log. The `api` binary runs every server on [`Backend::Sled`];
@@ -113,6 +130,17 @@ impl Backend {
             Backend::Nats { urls, stream } => config
                 .with(json!({"log": {"backend": "nats", "nats": {"urls": urls, "stream": stream}}}))
                 .unwrap(),
+        }
+    }
+
+    /// The `[log]` section of a config file for this backend (none for sled, the default).
+    pub fn toml(&self) -> String {
+        match self {
+            Backend::Sled => String::new(),
+            Backend::Nats { urls, stream } => format!(
+                "[log]\nbackend = \"nats\"\n\n[log.nats]\nurls = {}\nstream = \"{stream}\"\n\n",
+                serde_json::to_string(urls).unwrap()
+            ),
         }
     }
 }
@@ -163,6 +191,7 @@ pub async fn spawn_app_on(backend: &Backend, adjust: impl FnOnce(Config) -> Conf
         dir,
         config,
         server: Some(server),
+        second: None,
     }
 }
 
@@ -217,14 +246,85 @@ impl TestApp {
             .unwrap()
     }
 
-    /// GET with the read key.
+    /// GET with the read key (a log read from the second node, if the test has one).
     pub async fn get(&self, path: &str) -> reqwest::Response {
+        let base = if is_log_read(path) {
+            self.log_read_base().await
+        } else {
+            &self.base
+        };
         self.client
-            .get(self.url(path))
+            .get(format!("{base}{path}"))
             .bearer_auth(&self.keys.read)
             .send()
             .await
             .unwrap()
+    }
+
+    /// From now on, log reads (`/events...`, `/streams...`) through [`TestApp::get`] and
+    /// [`read_whole_log`] are answered by a second node over the same log (the cluster suites'
+    /// nats stream), started on the first such read over a folder of its own, each read once
+    /// its head has reached this node's: what one node acknowledged must read the same on
+    /// another.
+    pub fn with_log_reads_on_a_second_node(mut self) -> TestApp {
+        self.second = Some(tokio::sync::OnceCell::new());
+        self
+    }
+
+    /// Where a log read goes: this node, or the second node once it has caught up.
+    async fn log_read_base(&self) -> &str {
+        let Some(second) = &self.second else {
+            return &self.base;
+        };
+        let second = second
+            .get_or_init(|| async {
+                let dir = tempfile::tempdir().unwrap();
+                let config = self
+                    .config
+                    .clone()
+                    .with(json!({"server": {"data_dir": dir.path()}}))
+                    .unwrap();
+                let server = Server::start(
+                    config,
+                    StartOptions {
+                        demo: false,
+                        extra_keys: self.keys.entries.clone(),
+                        ..StartOptions::default()
+                    },
+                )
+                .await
+                .unwrap();
+                SecondNode {
+                    base: format!("http://{}", server.addr()),
+                    _server: server,
+                    _dir: dir,
+                }
+            })
+            .await;
+        let seq_at = |base: String| async move {
+            let resp = self
+                .client
+                .get(format!("{base}/log"))
+                .bearer_auth(&self.keys.read)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 200, "GET {base}/log");
+            resp.json::<Value>().await.unwrap()["seq"].as_u64().unwrap()
+        };
+        let target = seq_at(self.base.clone()).await;
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let seq = seq_at(second.base.clone()).await;
+            if seq >= target {
+                return &second.base;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second node is at {seq} after 30 s, not {target}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     pub async fn get_json(&self, path: &str) -> Value {
@@ -537,7 +637,7 @@ pub fn pip_install(dir: &Path, requirement: &str) {
 
 /// Every record of the log, paging through `GET /events`; asserts the pages agree on the head.
 pub async fn read_whole_log(app: &TestApp) -> Vec<Value> {
-    read_whole_log_at(&app.client, &app.base, &app.keys.read).await
+    read_whole_log_at(&app.client, app.log_read_base().await, &app.keys.read).await
 }
 
 /// As [`read_whole_log`], from the server at `base` with `key`.

@@ -11,9 +11,10 @@ use crate::api_helpers::Backend;
 use crate::nats::NatsCluster;
 
 /// The harness the suite files see as `crate::helpers`: everything of `tests/api/helpers.rs`,
-/// but a server they start keeps its log on a new stream of the shared cluster.
+/// but a server they start keeps its log on a new stream of the shared cluster, and its log
+/// reads (`/events`, `/streams`) are answered by a second node over that stream once caught up.
 pub mod helpers {
-    use std::path::Path;
+    use std::path::{Path, PathBuf};
 
     use annals::config::Config;
 
@@ -25,14 +26,26 @@ pub mod helpers {
         test_config_on(dir, &super::new_stream())
     }
 
+    /// [`crate::api_helpers::write_config`] with the `[log]` section of a new stream of the
+    /// shared cluster, for the suites that start the real binary.
+    pub fn write_config(dir: &Path, keys: &TestKeys) -> PathBuf {
+        let path = crate::api_helpers::write_config(dir, keys);
+        let text = std::fs::read_to_string(&path).unwrap() + &super::new_stream().toml();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
     /// [`crate::api_helpers::spawn_app`] on a new stream of the shared cluster.
     pub async fn spawn_app() -> TestApp {
         spawn_app_with(|c| c).await
     }
 
-    /// [`crate::api_helpers::spawn_app_with`] on a new stream of the shared cluster.
+    /// [`crate::api_helpers::spawn_app_with`] on a new stream of the shared cluster, its log
+    /// reads answered by a second node over that stream.
     pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
-        spawn_app_on(&super::new_stream(), adjust).await
+        spawn_app_on(&super::new_stream(), adjust)
+            .await
+            .with_log_reads_on_a_second_node()
     }
 }
 

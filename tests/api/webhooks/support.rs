@@ -442,13 +442,11 @@ impl Folder {
     pub fn new(webhooks: &str) -> Folder {
         let dir = tempfile::tempdir().unwrap();
         let keys = TestKeys::new();
-        let config = dir.path().join("annals.toml");
+        let config = write_config(dir.path(), &keys);
+        let text = std::fs::read_to_string(&config).unwrap();
         std::fs::write(
             &config,
-            format!(
-                "{}[webhooks]\nallow_private_targets = true\n{webhooks}",
-                keys.toml()
-            ),
+            format!("{text}[webhooks]\nallow_private_targets = true\n{webhooks}"),
         )
         .unwrap();
         let data = dir.path().join("data");
