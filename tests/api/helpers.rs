@@ -272,7 +272,7 @@ impl TestApp {
     }
 
     /// Where a log read goes: this node, or the second node once it has caught up.
-    async fn log_read_base(&self) -> &str {
+    pub async fn log_read_base(&self) -> &str {
         let Some(second) = &self.second else {
             return &self.base;
         };

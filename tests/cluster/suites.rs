@@ -70,3 +70,31 @@ mod idempotency;
 pub mod projections;
 #[path = "../api/webhooks/mod.rs"]
 pub mod webhooks;
+
+/// The harness itself: a suite's server is a nats node on a stream of its own in the shared
+/// cluster (3 replicas), and its log reads come from another node that has caught up.
+#[tokio::test]
+async fn suite_servers_log_to_their_own_replicated_stream_and_read_it_from_a_second_node() {
+    let app = helpers::spawn_app().await;
+    app.seed().await;
+    let nats = app.config.log.nats.clone().unwrap();
+    assert_eq!(app.config.log.backend, annals::log::Backend::Nats);
+    assert!(nats.stream.starts_with("suite-"), "{}", nats.stream);
+
+    let js = async_nats::jetstream::new(NatsCluster::shared().client().await);
+    let info = js
+        .get_stream(&nats.stream)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .clone();
+    assert_eq!(info.state.messages, 5);
+    assert_eq!(info.config.num_replicas, 3);
+
+    let reader = app.log_read_base().await.to_string();
+    assert_ne!(reader, app.base, "log reads answered by the appending node");
+    let page = app.get_json("/events?from=1").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 5);
+}
