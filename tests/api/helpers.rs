@@ -174,16 +174,7 @@ pub async fn spawn_app_on(backend: &Backend, adjust: impl FnOnce(Config) -> Conf
     let dir = tempfile::tempdir().unwrap();
     let config = adjust(test_config_on(dir.path(), backend));
     let keys = TestKeys::new();
-    let server = Server::start(
-        config.clone(),
-        StartOptions {
-            demo: false,
-            extra_keys: keys.entries.clone(),
-            ..StartOptions::default()
-        },
-    )
-    .await
-    .unwrap();
+    let server = start_server(config.clone(), &keys).await;
     TestApp {
         base: format!("http://{}", server.addr()),
         client: reqwest::Client::new(),
@@ -193,6 +184,20 @@ pub async fn spawn_app_on(backend: &Backend, adjust: impl FnOnce(Config) -> Conf
         server: Some(server),
         second: None,
     }
+}
+
+/// The real server (no demo data) with `config`, accepting `keys`.
+async fn start_server(config: Config, keys: &TestKeys) -> Server {
+    Server::start(
+        config,
+        StartOptions {
+            demo: false,
+            extra_keys: keys.entries.clone(),
+            ..StartOptions::default()
+        },
+    )
+    .await
+    .unwrap()
 }
 
 impl TestApp {
@@ -205,16 +210,7 @@ impl TestApp {
         if let Some(s) = self.server.take() {
             s.stop().await;
         }
-        let server = Server::start(
-            self.config.clone(),
-            StartOptions {
-                demo: false,
-                extra_keys: self.keys.entries.clone(),
-                ..StartOptions::default()
-            },
-        )
-        .await
-        .unwrap();
+        let server = start_server(self.config.clone(), &self.keys).await;
         self.base = format!("http://{}", server.addr());
         self.server = Some(server);
     }
@@ -284,16 +280,7 @@ impl TestApp {
                     .clone()
                     .with(json!({"server": {"data_dir": dir.path()}}))
                     .unwrap();
-                let server = Server::start(
-                    config,
-                    StartOptions {
-                        demo: false,
-                        extra_keys: self.keys.entries.clone(),
-                        ..StartOptions::default()
-                    },
-                )
-                .await
-                .unwrap();
+                let server = start_server(config, &self.keys).await;
                 SecondNode {
                     base: format!("http://{}", server.addr()),
                     _server: server,
