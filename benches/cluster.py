@@ -132,9 +132,14 @@ def bench(extra_env):
         cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True, check=True,
     ).stdout
     print(out, file=sys.stderr)
-    rows = {}
+    rows, in_table = {}, False
     for line in out.splitlines():
-        m = ROW.match(line)
+        # Only the HTTP table: the CPU table below it has rows of the same names.
+        if line.startswith("[2,3] HTTP appends"):
+            in_table = True
+        elif line.startswith("CPU in %"):
+            in_table = False
+        m = ROW.match(line) if in_table else None
         if m:
             rows[(m.group(1), int(m.group(2)))] = (float(m.group(3).replace(",", "")), int(m.group(4)))
     return rows

