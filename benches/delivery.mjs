@@ -48,6 +48,11 @@ async function received() {
   return Number(await (await fetch(`${receiver}/count`)).text());
 }
 
+/** TCP connections the receiver has accepted (ours included: one per fetch at most). */
+async function connections() {
+  return Number(await (await fetch(`${receiver}/connections`)).text());
+}
+
 function statement(n) {
   return {
     type: 'statement.made',
@@ -84,6 +89,7 @@ async function main() {
     await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
   }
   const base0 = await received();
+  const conns0 = await connections();
   const acks = new Map();
   const inflight = new Set();
   let failed = 0;
@@ -131,6 +137,7 @@ async function main() {
   const cpu = cpuSecs() - cpu0;
   const runSecs = Number(nowNs() - t0) / 1e9;
 
+  const conns = (await connections()) - conns0;
   const dump = await (await fetch(`${receiver}/dump`)).text();
   const lat = [];
   let early = 0;
@@ -164,6 +171,9 @@ async function main() {
   console.log(
     `  server CPU ${f(cpu)} s over ${f(runSecs)} s (${f(cpu / runSecs)} cores); per delivery ${f((cpu * 1e6) / Math.max(1, got))} us`,
   );
+  // The generator's own polls of /count open connections too (fetch keeps them alive, so a
+  // handful); a sender that did not keep its connections alive would show one per delivery.
+  console.log(`  connections the receiver accepted during the run: ${conns} (for ${got} deliveries to ${subs} subscriptions)`);
 }
 
 main().catch((e) => {

@@ -7,7 +7,8 @@
 #
 #   benches/delivery.sh                 # 10 subscriptions, then 20, 20 s each
 #   SUBS="10" SECS=5 benches/delivery.sh
-#   PERF=1 SUBS=20 SECS=10 benches/delivery.sh   # also perf record -g the server (perf.data)
+#   PERF=1 SUBS=20 SECS=10 benches/delivery.sh   # also perf record -g the server (perf-N.data)
+#   PERF=1 PERF_ARGS='--call-graph dwarf -F 499' ...  # callers through a release build without frame pointers
 #
 # Needs node (20+). Builds the release binary, unless ANNALS_BIN names one. The server logs at
 # its default level (info) to a file, as it would in production; ANNALS_LOG changes that.
@@ -61,7 +62,7 @@ EOF
   PIDS+=($!)
   rport=$(await_line "$run/receiver.out" '^receiver listening on ' | sed 's/^receiver listening on //')
   if [ -n "${PERF:-}" ]; then
-    perf record -g -p "$server" -o "perf-$subs.data" -- sleep "$SECS" > /dev/null 2>&1 &
+    perf record ${PERF_ARGS:--g} -p "$server" -o "perf-$subs.data" -- sleep "${PERF_SECS:-$SECS}" > /dev/null 2>&1 &
     PIDS+=($!)
   fi
   node benches/delivery.mjs "$base" "$key" "$rport" "$server" "$subs" "$SECS"
