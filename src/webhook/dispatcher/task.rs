@@ -60,6 +60,11 @@ pub(super) struct SubCtx {
     /// host resolves to the same set, so connections stay alive).
     pub(super) client: std::sync::Mutex<Option<(Checked, reqwest::Client)>>,
     pub(super) lag: IntGauge,
+    /// `webhook_deliveries_total{outcome="delivered"}` and
+    /// `webhook_attempts_total{outcome="success"}`, looked up once: the common case of every
+    /// delivery would otherwise hash its label and take the family's lock twice.
+    pub(super) delivered: IntCounter,
+    pub(super) succeeded: IntCounter,
     /// The subscription's secrets, keyed once when the task starts (secrets change only
     /// through an operator's change, which starts a new task), with when each stops signing.
     pub(super) signers: Vec<(Option<u64>, signing::SigningKey)>,
