@@ -44,6 +44,25 @@ function cpuSecs() {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
+/** Server CPU seconds so far per thread name (threads of one name summed; exited threads
+ * are not listed, so this is a split of the work, not a total). */
+function cpuByThread() {
+  const out = new Map();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const secs = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+    out.set(name, (out.get(name) ?? 0) + secs);
+  }
+  return out;
+}
+
 async function received() {
   return Number(await (await fetch(`${receiver}/count`)).text());
 }
@@ -97,6 +116,7 @@ async function main() {
   const samples = [];
   const batches = Math.round((secs * 1000) / every);
   const cpu0 = cpuSecs();
+  const threads0 = cpuByThread();
   const t0 = nowNs();
   const sampler = setInterval(async () => {
     const got = await received();
@@ -135,6 +155,7 @@ async function main() {
   }
   const drained = (Date.now() - drainStart) / 1000;
   const cpu = cpuSecs() - cpu0;
+  const threads1 = cpuByThread();
   const runSecs = Number(nowNs() - t0) / 1e9;
 
   const conns = (await connections()) - conns0;
@@ -171,6 +192,12 @@ async function main() {
   console.log(
     `  server CPU ${f(cpu)} s over ${f(runSecs)} s (${f(cpu / runSecs)} cores); per delivery ${f((cpu * 1e6) / Math.max(1, got))} us`,
   );
+  const split = [...threads1]
+    .map(([name, secs]) => [name, secs - (threads0.get(name) ?? 0)])
+    .filter(([, secs]) => secs >= 0.01)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, secs]) => `${name} ${f(secs)} s (${f((secs * 1e6) / Math.max(1, got))} us/delivery)`);
+  console.log(`  server CPU by thread: ${split.join(', ')}`);
   // The generator's own polls of /count open connections too (fetch keeps them alive, so a
   // handful); a sender that did not keep its connections alive would show one per delivery.
   console.log(`  connections the receiver accepted during the run: ${conns} (for ${got} deliveries to ${subs} subscriptions)`);
