@@ -12,7 +12,7 @@
 //! The parts: `context` (what every task shares, and the syncer), `task` (one subscription's
 //! shared state), `message` (a message and how it settled), `settle` (one message on its
 //! retry schedule), `retry_state` (its place in the schedule), `send` (one HTTP attempt),
-//! `thread` (the dedicated thread every delivery task runs on).
+//! `thread` (the dedicated threads delivery tasks run on).
 
 mod context;
 mod message;
@@ -34,7 +34,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub(crate) use context::{Ctx, client_builder, sync_loop};
+pub(crate) use context::{Ctx, sync_loop};
 pub(crate) use message::MessageCache;
 use message::{Delivery, Msg, Outcome, Prepared};
 use retry_state::Exhaust;
@@ -76,7 +76,7 @@ impl Worker {
     }
 }
 
-/// Starts the delivery task of an active subscription, on the delivery thread.
+/// Starts the delivery task of an active subscription, on a delivery thread.
 pub(crate) fn spawn(ctx: Arc<Ctx>, sub: Subscription) -> Worker {
     let (stop, mut stop_rx) = watch::channel(false);
     let id = sub.id;

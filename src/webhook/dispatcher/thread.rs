@@ -1,36 +1,58 @@
-//! The delivery thread: every subscription's delivery task, and the HTTP connections its
-//! requests open, run on one dedicated thread of the process (a current-thread tokio runtime),
-//! apart from the runtime that serves the API. A delivery is a chain of small steps (sign,
-//! write the request, wake on the answer, settle, start the next message); on the shared
-//! multi-thread runtime each step could land on another worker, so every round trip paid
-//! cross-thread wake-ups (futex calls, a parked worker unparked to find nothing) and queued
-//! behind API work. On one thread the connection task and the delivery task hand each other
-//! the request and the answer without waking anyone. This module must never run anything but
-//! delivery tasks on that thread, and never let a task outlive the runtime that started it.
+//! The delivery threads: every subscription's delivery task, and the HTTP connections its
+//! requests open, run on one of a few dedicated threads of the process (each a current-thread
+//! tokio runtime), apart from the runtime that serves the API. A delivery is a chain of small
+//! steps (sign, write the request, wake on the answer, settle, start the next message); on
+//! the shared multi-thread runtime each step could land on another worker, so every round
+//! trip paid cross-thread wake-ups (futex calls, a parked worker unparked to find nothing)
+//! and queued behind API work. On one thread the connection task and the delivery task hand
+//! each other the request and the answer without waking anyone. There is one thread per core
+//! (at most [`MAX_THREADS`]), subscriptions dealt to them in turn, so delivery can still use
+//! every core. This module must never run anything but delivery tasks on those threads, and
+//! never let a task outlive the runtime that started it.
 
 use std::future::Future;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::runtime::Handle;
 use tokio::task::{AbortHandle, JoinHandle};
 
-/// The thread's name (also that of its blocking helpers, which resolve target hosts).
+/// The threads' name (also that of their blocking helpers, which resolve target hosts).
 pub(super) const THREAD_NAME: &str = "annals-webhooks";
 
-/// The delivery runtime, started on first use; `None` if it could not start (delivery then
-/// runs on the caller's runtime, as it did before the thread existed).
-static DELIVERY: OnceLock<Option<Handle>> = OnceLock::new();
+/// At most this many delivery threads, whatever the core count: each is cheap when idle, but
+/// a subscription's round trips need only one.
+const MAX_THREADS: usize = 4;
+
+/// The delivery runtimes, started on first use; empty if none could start (delivery then
+/// runs on the caller's runtime, as it did before these threads existed).
+static DELIVERY: OnceLock<Vec<Handle>> = OnceLock::new();
+
+/// Which thread the next task goes to.
+static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 fn delivery() -> Option<&'static Handle> {
-    DELIVERY
-        .get_or_init(|| match start() {
-            Ok(handle) => Some(handle),
-            Err(e) => {
-                tracing::error!(error = %e, "cannot start the webhook delivery thread; delivering on the server's runtime");
-                None
+    let handles = DELIVERY.get_or_init(|| {
+        let n = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, MAX_THREADS);
+        let mut handles = Vec::with_capacity(n);
+        for _ in 0..n {
+            match start() {
+                Ok(handle) => handles.push(handle),
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start a webhook delivery thread");
+                    break;
+                }
             }
-        })
-        .as_ref()
+        }
+        handles
+    });
+    if handles.is_empty() {
+        return None;
+    }
+    handles.get(NEXT.fetch_add(1, Ordering::Relaxed) % handles.len())
 }
 
 fn start() -> std::io::Result<Handle> {
@@ -57,8 +79,8 @@ impl Drop for AbortOnDrop {
     }
 }
 
-/// Runs `task` on the delivery thread. The handle answered belongs to a stand-in task on the
-/// caller's runtime that ends when the delivery task ends (a panic passed on as a panic), and
+/// Runs `task` on a delivery thread, the next in turn. The handle answered belongs to a
+/// stand-in task on the caller's runtime that ends when the delivery task ends (a panic passed on as a panic), and
 /// aborts it if dropped first: when that runtime shuts down (a server dropped without its
 /// shutdown, a test's runtime ending), its delivery tasks end with it, as tasks of its own
 /// would, instead of delivering on with a log nobody serves.
@@ -89,7 +111,7 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn a_delivery_task_runs_on_the_delivery_thread() {
+    async fn a_delivery_task_runs_on_a_delivery_thread() {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let handle = spawn(async move {
             let name = std::thread::current().name().map(str::to_owned);
