@@ -44,8 +44,32 @@ function cpuSecs() {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
+/** Server CPU seconds so far per thread name (threads of one name summed; exited threads
+ * are not listed, so this is a split of the work, not a total). */
+function cpuByThread() {
+  const out = new Map();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let stat;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue;
+    }
+    const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const secs = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+    out.set(name, (out.get(name) ?? 0) + secs);
+  }
+  return out;
+}
+
 async function received() {
   return Number(await (await fetch(`${receiver}/count`)).text());
+}
+
+/** TCP connections the receiver has accepted (ours included: one per fetch at most). */
+async function connections() {
+  return Number(await (await fetch(`${receiver}/connections`)).text());
 }
 
 function statement(n) {
@@ -84,6 +108,7 @@ async function main() {
     await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
   }
   const base0 = await received();
+  const conns0 = await connections();
   const acks = new Map();
   const inflight = new Set();
   let failed = 0;
@@ -91,6 +116,7 @@ async function main() {
   const samples = [];
   const batches = Math.round((secs * 1000) / every);
   const cpu0 = cpuSecs();
+  const threads0 = cpuByThread();
   const t0 = nowNs();
   const sampler = setInterval(async () => {
     const got = await received();
@@ -129,8 +155,10 @@ async function main() {
   }
   const drained = (Date.now() - drainStart) / 1000;
   const cpu = cpuSecs() - cpu0;
+  const threads1 = cpuByThread();
   const runSecs = Number(nowNs() - t0) / 1e9;
 
+  const conns = (await connections()) - conns0;
   const dump = await (await fetch(`${receiver}/dump`)).text();
   const lat = [];
   let early = 0;
@@ -164,6 +192,15 @@ async function main() {
   console.log(
     `  server CPU ${f(cpu)} s over ${f(runSecs)} s (${f(cpu / runSecs)} cores); per delivery ${f((cpu * 1e6) / Math.max(1, got))} us`,
   );
+  const split = [...threads1]
+    .map(([name, secs]) => [name, secs - (threads0.get(name) ?? 0)])
+    .filter(([, secs]) => secs >= 0.01)
+    .sort((a, b) => b[1] - a[1])
+    .map(([name, secs]) => `${name} ${f(secs)} s (${f((secs * 1e6) / Math.max(1, got))} us/delivery)`);
+  console.log(`  server CPU by thread: ${split.join(', ')}`);
+  // The generator's own polls of /count open connections too (fetch keeps them alive, so a
+  // handful); a sender that did not keep its connections alive would show one per delivery.
+  console.log(`  connections the receiver accepted during the run: ${conns} (for ${got} deliveries to ${subs} subscriptions)`);
 }
 
 main().catch((e) => {

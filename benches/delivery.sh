@@ -7,19 +7,23 @@
 #
 #   benches/delivery.sh                 # 10 subscriptions, then 20, 20 s each
 #   SUBS="10" SECS=5 benches/delivery.sh
-#   PERF=1 SUBS=20 SECS=10 benches/delivery.sh   # also perf record -g the server (perf.data)
+#   BINS="/tmp/base target/release/annals" benches/delivery.sh   # binaries in turn, per SUBS value
+#   PERF=1 SUBS=20 SECS=10 benches/delivery.sh   # also perf record -g the server (perf-N.data)
+#   PERF=1 PERF_ARGS='--call-graph dwarf -F 499' ...  # callers through a release build without frame pointers
 #
-# Needs node (20+). Builds the release binary, unless ANNALS_BIN names one. The server logs at
+# Needs node (20+). Builds the release binary, unless ANNALS_BIN (or BINS) names one. The server logs at
 # its default level (info) to a file, as it would in production; ANNALS_LOG changes that.
 set -euo pipefail
 SUBS=${SUBS:-"10 20"}
 SECS=${SECS:-20}
 cd "$(dirname "$0")/.."
-if [ -n "${ANNALS_BIN:-}" ]; then
-  BIN=$ANNALS_BIN
+if [ -n "${BINS:-}" ]; then
+  :
+elif [ -n "${ANNALS_BIN:-}" ]; then
+  BINS=$ANNALS_BIN
 else
   cargo build --release --bin annals >&2
-  BIN=target/release/annals
+  BINS=target/release/annals
 fi
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/annals-delivery.XXXXXX")
 PIDS=()
@@ -40,8 +44,11 @@ await_line() {
   return 1
 }
 
+n=0
 for subs in $SUBS; do
-  run="$WORK/run-$subs"
+for BIN in $BINS; do
+  n=$((n + 1))
+  run="$WORK/run-$n"
   mkdir -p "$run"
   cat > "$run/annals.toml" <<EOF
 [server]
@@ -52,6 +59,7 @@ data_dir = "$run/data"
 # The receiver is on loopback.
 allow_private_targets = true
 EOF
+  echo "== $BIN"
   "$BIN" serve --demo --config "$run/annals.toml" > "$run/server.out" 2> "$run/server.log" &
   server=$!
   PIDS+=("$server")
@@ -61,9 +69,10 @@ EOF
   PIDS+=($!)
   rport=$(await_line "$run/receiver.out" '^receiver listening on ' | sed 's/^receiver listening on //')
   if [ -n "${PERF:-}" ]; then
-    perf record -g -p "$server" -o "perf-$subs.data" -- sleep "$SECS" > /dev/null 2>&1 &
+    perf record ${PERF_ARGS:--g} -p "$server" -o "perf-$n.data" -- sleep "${PERF_SECS:-$SECS}" > /dev/null 2>&1 &
     PIDS+=($!)
   fi
   node benches/delivery.mjs "$base" "$key" "$rport" "$server" "$subs" "$SECS"
   kill "$server" 2>/dev/null || true
+done
 done

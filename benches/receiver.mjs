@@ -8,6 +8,8 @@
 //   node benches/receiver.mjs [port]     # prints "receiver listening on <port>"
 //
 //   GET /count  -> the number of deliveries so far
+//   GET /connections -> the number of TCP connections accepted so far (a sender that keeps
+//                       them alive opens about one per subscription, not one per delivery)
 //   GET /dump   -> NDJSON lines [path, webhook-id, arrival ns]
 import http from 'node:http';
 
@@ -16,6 +18,7 @@ const port = Number(process.argv[2] ?? 0);
 const paths = [];
 const ids = [];
 const times = [];
+let connections = 0;
 
 const server = http.createServer((req, res) => {
   if (req.method === 'POST') {
@@ -35,6 +38,11 @@ const server = http.createServer((req, res) => {
     res.end(String(times.length));
     return;
   }
+  if (req.url === '/connections') {
+    res.writeHead(200, { 'content-type': 'text/plain' });
+    res.end(String(connections));
+    return;
+  }
   if (req.url === '/dump') {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     const n = times.length;
@@ -51,6 +59,9 @@ const server = http.createServer((req, res) => {
   }
   res.writeHead(404);
   res.end();
+});
+server.on('connection', () => {
+  connections++;
 });
 server.keepAliveTimeout = 60_000;
 server.headersTimeout = 65_000;

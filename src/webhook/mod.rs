@@ -236,16 +236,12 @@ impl Service {
         }
         let metrics = metrics::WebhookMetrics::register(metrics)
             .map_err(|e| WebhookError::Config(format!("metrics: {e}")))?;
-        let ip_client = dispatcher::client_builder(&config)
-            .build()
-            .map_err(|e| WebhookError::Config(format!("HTTP client: {e}")))?;
         let ctx = Arc::new(Ctx {
             log: log.clone(),
             store,
             messages: dispatcher::MessageCache::new(config.message_cache_entries),
             config,
             metrics,
-            ip_client,
         });
         let (stop_sync, stop_rx) = watch::channel(false);
         let syncer = tokio::spawn(dispatcher::sync_loop(ctx.clone(), stop_rx));

@@ -1,6 +1,5 @@
-//! What every delivery task shares (the log, the store, the settings, the instruments, the
-//! HTTP client for IP targets) and the syncer that makes the store's writes durable every
-//! `cursor_sync_ms`. This module must never write to the log, and never sync more often than
+//! What every delivery task shares (the log, the store, the settings, the instruments) and
+//! the syncer that makes the store's writes durable every `cursor_sync_ms`. This module must never write to the log, and never sync more often than
 //! the store has writes to cover.
 
 use std::sync::Arc;
@@ -26,9 +25,6 @@ pub(crate) struct Ctx {
     pub config: WebhookConfig,
     /// Instruments.
     pub metrics: WebhookMetrics,
-    /// The client for targets given as IP literals (nothing to resolve, so nothing to pin);
-    /// shared so connections are kept alive across subscriptions.
-    pub ip_client: reqwest::Client,
 }
 
 /// The HTTP client settings every target gets: no redirects, no proxy (a proxy would connect

@@ -11,7 +11,8 @@
 //!
 //! The parts: `context` (what every task shares, and the syncer), `task` (one subscription's
 //! shared state), `message` (a message and how it settled), `settle` (one message on its
-//! retry schedule), `retry_state` (its place in the schedule), `send` (one HTTP attempt).
+//! retry schedule), `retry_state` (its place in the schedule), `send` (one HTTP attempt),
+//! `thread` (the dedicated threads delivery tasks run on).
 
 mod context;
 mod message;
@@ -19,6 +20,7 @@ mod retry_state;
 mod send;
 mod settle;
 mod task;
+mod thread;
 
 use std::collections::{BTreeSet, VecDeque};
 use std::future::Future;
@@ -32,7 +34,7 @@ use futures_util::stream::FuturesUnordered;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub(crate) use context::{Ctx, client_builder, sync_loop};
+pub(crate) use context::{Ctx, sync_loop};
 pub(crate) use message::MessageCache;
 use message::{Delivery, Msg, Outcome, Prepared};
 use retry_state::Exhaust;
@@ -74,11 +76,11 @@ impl Worker {
     }
 }
 
-/// Starts the delivery task of an active subscription.
+/// Starts the delivery task of an active subscription, on a delivery thread.
 pub(crate) fn spawn(ctx: Arc<Ctx>, sub: Subscription) -> Worker {
     let (stop, mut stop_rx) = watch::channel(false);
     let id = sub.id;
-    let handle = tokio::spawn(async move {
+    let handle = thread::spawn(async move {
         tokio::select! {
             result = run(ctx, sub) => if let Err(e) = result {
                 tracing::error!(subscription = %id, error = %e, "webhook delivery task stopped");
@@ -146,6 +148,14 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
         restored: std::sync::Mutex::new(BTreeSet::new()),
         client: std::sync::Mutex::new(None),
         lag,
+        delivered: ctx
+            .metrics
+            .deliveries
+            .with_label_values(&[Delivery::Delivered.label()]),
+        succeeded: ctx
+            .metrics
+            .attempts
+            .with_label_values(&[send::AttemptOutcome::Success.label()]),
         signers: signers(&sub),
         sub: std::sync::Mutex::new(sub),
     });

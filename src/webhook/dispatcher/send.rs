@@ -128,10 +128,14 @@ pub(super) async fn attempt(ctx: &Ctx, s: &SubCtx, msg: &Msg, number: u32) -> Ve
             outcome,
         ),
     };
-    ctx.metrics
-        .attempts
-        .with_label_values(&[outcome.label()])
-        .inc();
+    if outcome == AttemptOutcome::Success {
+        s.succeeded.inc();
+    } else {
+        ctx.metrics
+            .attempts
+            .with_label_values(&[outcome.label()])
+            .inc();
+    }
     // One line per attempt. A failure is news (info); a success is the normal case, and at
     // thousands of deliveries a second formatting and writing its line cost a fifth of the
     // delivery's CPU, so it is logged at debug (`ANNALS_LOG=annals::webhook=debug`).

@@ -30,7 +30,7 @@ pub(super) async fn settle(
     let outcome = settle_inner(&ctx, &s, &msg, exhaust, &mut retry).await;
     retry.finish(&ctx, &id, msg.seq, &outcome);
     if let Outcome::Delivered = outcome {
-        Delivery::Delivered.count(&ctx.metrics);
+        s.delivered.inc();
     }
     (redelivery, msg.seq, outcome)
 }

@@ -56,10 +56,17 @@ pub(super) struct SubCtx {
     /// Seqs after the cursor whose retry state was stored when the task started (taken as
     /// their messages are read again). A std mutex: never held across an await.
     pub(super) restored: std::sync::Mutex<BTreeSet<u64>>,
-    /// The client pinned to the last checked addresses of a named host (reused while the
-    /// host resolves to the same set, so connections stay alive).
+    /// The subscription's own client, pinned to the last checked addresses of a named host
+    /// (reused while the host resolves to the same set, so connections stay alive). Its own,
+    /// also for an IP literal: a pooled connection is served by a task of the thread that
+    /// opened it, so a client shared across delivery threads would hand answers between them.
     pub(super) client: std::sync::Mutex<Option<(Checked, reqwest::Client)>>,
     pub(super) lag: IntGauge,
+    /// `webhook_deliveries_total{outcome="delivered"}` and
+    /// `webhook_attempts_total{outcome="success"}`, looked up once: the common case of every
+    /// delivery would otherwise hash its label and take the family's lock twice.
+    pub(super) delivered: IntCounter,
+    pub(super) succeeded: IntCounter,
     /// The subscription's secrets, keyed once when the task starts (secrets change only
     /// through an operator's change, which starts a new task), with when each stops signing.
     pub(super) signers: Vec<(Option<u64>, signing::SigningKey)>,
@@ -95,17 +102,18 @@ impl SubCtx {
         let checked = guard::check(&self.url, ctx.config.allow_private_targets)
             .await
             .map_err(|e| format!("target refused: {e}"))?;
-        let Some(host) = checked.host.clone() else {
-            return Ok(ctx.ip_client.clone());
-        };
         let mut slot = self.client.lock().unwrap_or_else(|e| e.into_inner());
         if let Some((c, client)) = slot.as_ref()
             && c.addrs == checked.addrs
         {
             return Ok(client.clone());
         }
-        let client = client_builder(&ctx.config)
-            .resolve_to_addrs(&host, &checked.addrs)
+        let builder = match &checked.host {
+            Some(host) => client_builder(&ctx.config).resolve_to_addrs(host, &checked.addrs),
+            // An IP literal: nothing to resolve, nothing to pin.
+            None => client_builder(&ctx.config),
+        };
+        let client = builder
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
         *slot = Some((checked, client.clone()));
