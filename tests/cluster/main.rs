@@ -7,10 +7,16 @@
 #[path = "../api/helpers.rs"]
 mod helpers;
 
+mod credentials;
 mod engine;
+mod failover;
 mod log;
 mod migrate;
 mod nats;
+mod shared;
+#[allow(dead_code)]
+#[path = "../api/webhooks/support.rs"]
+mod support;
 
 use std::time::{Duration, Instant};
 

@@ -78,9 +78,14 @@ impl NatsCluster {
     /// Starts three nodes with file storage and waits until every node reports the same
     /// JetStream meta leader; on new ports again if they have not agreed within 20 s.
     pub async fn start() -> NatsCluster {
+        Self::start_with("").await
+    }
+
+    /// As [`NatsCluster::start`], each node's config ending with `extra` (e.g. accounts).
+    pub async fn start_with(extra: &str) -> NatsCluster {
         let binary = server_binary();
         let slot = Slot::take();
-        let mut cluster = Self::spawn(binary, Some(slot));
+        let mut cluster = Self::spawn(binary, Some(slot), extra);
         for attempt in 1..=START_ATTEMPTS {
             if cluster
                 .meta_leader_within(Duration::from_secs(20))
@@ -95,13 +100,13 @@ impl NatsCluster {
             );
             let (binary, slot) = (cluster.binary.clone(), cluster.slot.take());
             drop(cluster);
-            cluster = Self::spawn(binary, slot);
+            cluster = Self::spawn(binary, slot, extra);
         }
         cluster
     }
 
     /// Three nodes on fresh ports over a fresh folder, started.
-    fn spawn(binary: PathBuf, slot: Option<Slot>) -> NatsCluster {
+    fn spawn(binary: PathBuf, slot: Option<Slot>, extra: &str) -> NatsCluster {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -120,7 +125,7 @@ impl NatsCluster {
                 format!(
                     "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http}\"\n\
                      jetstream {{ store_dir: \"{}\" }}\n\
-                     cluster {{ name: annals-test, listen: \"127.0.0.1:{cluster}\", routes: [{}] }}\n",
+                     cluster {{ name: annals-test, listen: \"127.0.0.1:{cluster}\", routes: [{}] }}\n{extra}",
                     store.display(),
                     routes.join(", ")
                 ),

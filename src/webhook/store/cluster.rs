@@ -44,6 +44,9 @@ pub struct Shared {
     own: Mutex<HashMap<String, u64>>,
     /// Subscriptions this node delivers (holds the lease of).
     held: Mutex<HashSet<Uuid>>,
+    /// One push at a time: two pushes of one key (the syncer's and an operator's) could
+    /// otherwise land in the cluster in the other order, the older value last.
+    pushing: tokio::sync::Mutex<()>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -110,10 +113,12 @@ impl Shared {
         Ok(Shared {
             state,
             leases,
-            node: Uuid::now_v7().to_string(),
+            // The process id first: an operator (or a test) can tell which process delivers.
+            node: format!("{}-{}", std::process::id(), Uuid::now_v7()),
             dirty: Mutex::default(),
             own: Mutex::default(),
             held: Mutex::default(),
+            pushing: tokio::sync::Mutex::default(),
         })
     }
 
@@ -202,6 +207,7 @@ impl Store {
         let Some(shared) = self.shared() else {
             return Ok(());
         };
+        let _one = shared.pushing.lock().await;
         let keys = std::mem::take(&mut *locked(&shared.dirty));
         let tree = self.tree()?;
         let mut keys = keys.into_iter();
@@ -281,6 +287,10 @@ impl Store {
         let Some(shared) = self.shared() else {
             return Ok(());
         };
+        if self.tree()?.get(key(SUB, id))?.is_none() {
+            // Deleted elsewhere (the watcher removed it): nothing of it is pushed back.
+            return self.forget(id);
+        }
         let cursor = key(CURSOR, id);
         self.behind.held().cursors.remove(id);
         locked(&shared.dirty).remove(&cursor);
@@ -289,7 +299,9 @@ impl Store {
         let _writing = self.behind.writing();
         let tree = self.tree()?;
         let mut batch = sled::Batch::default();
-        for kind in [SUB, CURSOR, DEAD] {
+        // The record itself only replaced, never removed: a replica that lags may answer
+        // without it just after it was created (a delete reaches this node by the watcher).
+        for kind in [CURSOR, DEAD] {
             for item in tree.scan_prefix(key(kind, id)) {
                 batch.remove(item?.0);
             }
