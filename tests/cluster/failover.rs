@@ -140,6 +140,15 @@ async fn killing_the_delivering_node_mid_stream_loses_no_event_and_both_nodes_ag
             .await;
             runs[k].0.take().unwrap().kill9();
             dead = true;
+            // Until then one node delivered, the lease holder: nothing came twice.
+            let before = rx.all();
+            let ids: std::collections::BTreeSet<&str> =
+                before.iter().map(|c| c.id.as_str()).collect();
+            assert_eq!(
+                ids.len(),
+                before.len(),
+                "delivered twice while both nodes ran"
+            );
         }
     }
 
