@@ -10,6 +10,7 @@ mod helpers;
 mod credentials;
 mod engine;
 mod failover;
+mod lease;
 mod log;
 mod migrate;
 mod nats;
