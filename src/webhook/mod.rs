@@ -186,6 +186,11 @@ impl WebhookError {
     }
 }
 
+/// The task in `slot`, taken out of it.
+fn take(slot: &std::sync::Mutex<Option<JoinHandle<()>>>) -> Option<JoinHandle<()>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 fn invalid(pointer: &str, message: impl Into<String>) -> WebhookError {
     WebhookError::Invalid {
         pointer: pointer.into(),
@@ -386,13 +391,7 @@ impl Service {
     pub async fn shutdown(&self) {
         let _guard = self.inner.control.lock().await;
         self.inner.closed.store(true, Ordering::Release);
-        let follower = self
-            .inner
-            .follower
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(f) = follower {
+        if let Some(f) = take(&self.inner.follower) {
             f.abort();
         }
         let workers: Vec<Runner> = {
@@ -403,13 +402,7 @@ impl Service {
             w.stop().await;
         }
         let _ = self.inner.stop_sync.send(true);
-        let syncer = self
-            .inner
-            .syncer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(h) = syncer {
+        if let Some(h) = take(&self.inner.syncer) {
             let _ = h.await;
         }
         if let Err(e) = self.sync().await {

@@ -6,10 +6,8 @@
 
 use std::time::Duration;
 
-use serde_json::json;
-
 use crate::nats::NatsCluster;
-use crate::shared::hooks_node;
+use crate::shared::{subscribe_to_processes, two_nodes};
 use crate::support::*;
 
 /// The lease's TTL (`webhook::lease::TTL`).
@@ -18,17 +16,9 @@ const TTL: Duration = Duration::from_secs(10);
 #[tokio::test]
 async fn a_node_whose_lease_was_taken_stops_delivering_until_it_holds_the_lease_again() {
     let cluster = NatsCluster::start().await;
-    let folder = tempfile::tempdir().unwrap();
-    let key_file = folder.path().join("webhooks.key");
-    let a = hooks_node(&cluster, &key_file, json!({})).await;
-    let _b = hooks_node(&cluster, &key_file, json!({})).await;
-    a.seed().await;
+    let (_folder, a, _b) = two_nodes(&cluster).await;
     let rx = Receiver::ok().await;
-    let (id, secret) = subscribe(
-        &a,
-        json!({"url": rx.url(), "filter": {"streams": ["process/"]}}),
-    )
-    .await;
+    let (id, secret) = subscribe_to_processes(&a, &rx).await;
     let first = statements(&a, 1, 1).await;
     wait_delivered(&rx, &first).await;
 

@@ -29,6 +29,26 @@ pub async fn hooks_node(cluster: &NatsCluster, key_file: &Path, extra: Value) ->
     .await
 }
 
+/// Two nodes over `cluster` sharing one secret key file (in the folder answered), the
+/// fixture source and actors appended through the first.
+pub async fn two_nodes(cluster: &NatsCluster) -> (tempfile::TempDir, TestApp, TestApp) {
+    let folder = tempfile::tempdir().unwrap();
+    let key_file = folder.path().join("webhooks.key");
+    let a = hooks_node(cluster, &key_file, json!({})).await;
+    let b = hooks_node(cluster, &key_file, json!({})).await;
+    a.seed().await;
+    (folder, a, b)
+}
+
+/// Subscribes `rx` to every process event through `app`; answers (id, secret).
+pub async fn subscribe_to_processes(app: &TestApp, rx: &Receiver) -> (String, String) {
+    subscribe(
+        app,
+        json!({"url": rx.url(), "filter": {"streams": ["process/"]}}),
+    )
+    .await
+}
+
 /// PATCH with the admin key; answers (status, body).
 async fn patch(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
     let resp = app
@@ -60,17 +80,9 @@ async fn status_of(app: &TestApp, path: &str) -> u16 {
 #[tokio::test]
 async fn a_subscription_created_on_one_node_is_listed_changed_and_deleted_from_the_other() {
     let cluster = NatsCluster::start().await;
-    let folder = tempfile::tempdir().unwrap();
-    let key_file = folder.path().join("webhooks.key");
-    let a = hooks_node(&cluster, &key_file, json!({})).await;
-    let b = hooks_node(&cluster, &key_file, json!({})).await;
-    a.seed().await;
+    let (_folder, a, b) = two_nodes(&cluster).await;
     let rx = Receiver::ok().await;
-    let (id, secret) = subscribe(
-        &a,
-        json!({"url": rx.url(), "filter": {"streams": ["process/"]}}),
-    )
-    .await;
+    let (id, secret) = subscribe_to_processes(&a, &rx).await;
 
     // Listed and read on B as soon as A has answered: the create was in the cluster first.
     let listed = admin_get(&b, "/subscriptions").await;
@@ -132,11 +144,7 @@ async fn a_subscription_created_on_one_node_is_listed_changed_and_deleted_from_t
 #[tokio::test]
 async fn dead_letters_made_by_the_delivering_node_are_read_and_redelivered_from_either_node() {
     let cluster = NatsCluster::start().await;
-    let folder = tempfile::tempdir().unwrap();
-    let key_file = folder.path().join("webhooks.key");
-    let a = hooks_node(&cluster, &key_file, json!({})).await;
-    let b = hooks_node(&cluster, &key_file, json!({})).await;
-    a.seed().await;
+    let (_folder, a, b) = two_nodes(&cluster).await;
     // Refuses everything until told otherwise.
     let open = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let gate = open.clone();

@@ -172,20 +172,25 @@ impl Shared {
     pub(crate) async fn pull_all(&self, log: &crate::log::Log) -> Result<(), StoreError> {
         let values = self.snapshot(None).await?;
         let tree = log.aux_tree("webhooks")?;
-        let mut batch = sled::Batch::default();
-        for kind in [SUB, CURSOR, DEAD] {
-            for item in tree.scan_prefix([kind]) {
-                batch.remove(item?.0);
-            }
-        }
-        for change in values {
-            if let (Some((k, _)), Some(v)) = (sled_key(&change.key), change.value) {
-                batch.insert(k, v.to_vec());
-            }
-        }
-        tree.apply_batch(batch)?;
-        Ok(())
+        replace(&tree, &[vec![SUB], vec![CURSOR], vec![DEAD]], values)
     }
+}
+
+/// Removes every key under `prefixes` and writes `values` (the cluster's), in one batch.
+fn replace(tree: &sled::Tree, prefixes: &[Vec<u8>], values: Vec<Change>) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for prefix in prefixes {
+        for item in tree.scan_prefix(prefix) {
+            batch.remove(item?.0);
+        }
+    }
+    for change in values {
+        if let (Some((k, _)), Some(v)) = (sled_key(&change.key), change.value) {
+            batch.insert(k, v.to_vec());
+        }
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
 }
 
 impl Store {
@@ -297,22 +302,9 @@ impl Store {
         self.push().await?;
         let values = shared.snapshot(Some(*id)).await?;
         let _writing = self.behind.writing();
-        let tree = self.tree()?;
-        let mut batch = sled::Batch::default();
         // The record itself only replaced, never removed: a replica that lags may answer
         // without it just after it was created (a delete reaches this node by the watcher).
-        for kind in [CURSOR, DEAD] {
-            for item in tree.scan_prefix(key(kind, id)) {
-                batch.remove(item?.0);
-            }
-        }
-        for change in values {
-            if let (Some((k, _)), Some(v)) = (sled_key(&change.key), change.value) {
-                batch.insert(k, v.to_vec());
-            }
-        }
-        tree.apply_batch(batch)?;
-        Ok(())
+        replace(&self.tree()?, &[key(CURSOR, id), key(DEAD, id)], values)
     }
 
     /// Compares the whole cluster state with the working copy after the watch was lost,
@@ -355,21 +347,16 @@ impl Store {
             held.cursors.remove(id);
             held.attempts.remove(id);
         }
-        let tree = self.tree()?;
-        let mut batch = sled::Batch::default();
-        for kind in [
+        let kinds = [
             SUB,
             CURSOR,
             DEAD,
             super::ATTEMPT,
             super::RETRY,
             super::REDELIVERY,
-        ] {
-            for item in tree.scan_prefix(key(kind, id)) {
-                batch.remove(item?.0);
-            }
-        }
-        tree.apply_batch(batch)?;
+        ];
+        let prefixes: Vec<Vec<u8>> = kinds.iter().map(|k| key(*k, id)).collect();
+        replace(&self.tree()?, &prefixes, Vec::new())?;
         if let Some(s) = self.shared() {
             locked(&s.dirty).retain(|k| k.get(1..17) != Some(id.as_bytes().as_slice()));
         }
