@@ -238,6 +238,7 @@ impl Service {
         config.check()?;
         let shared = shared.map(Arc::new);
         let mut changes = None;
+        let mut seeding = false;
         if let Some(shared) = &shared {
             // Watching first: nothing written between the copy and the watch is missed.
             changes = Some(
@@ -246,7 +247,7 @@ impl Service {
                     .await
                     .map_err(|e| WebhookError::Store(e.into()))?,
             );
-            shared.pull_all(&log).await?;
+            seeding = shared.pull_all(&log).await?;
         }
         let sealer = open_sealer(&log, &config, data_dir)?;
         let store = Store::new(log.clone(), sealer, shared)?;
@@ -261,6 +262,16 @@ impl Service {
             tracing::warn!(
                 subscriptions = sealing.disabled,
                 "webhook subscriptions disabled: their secrets do not decrypt with the key; rotate their secrets, then resume them"
+            );
+        }
+        // Only once sealed: a secret never reaches the cluster in the clear.
+        if seeding {
+            store.sync().await.map_err(|e| match e {
+                SyncError::Cluster(e) => WebhookError::Store(e),
+                other => WebhookError::Config(format!("cannot share the webhook state: {other}")),
+            })?;
+            tracing::info!(
+                "this node's webhook subscriptions now seed the cluster's (it had none)"
             );
         }
         let metrics = metrics::WebhookMetrics::register(metrics)

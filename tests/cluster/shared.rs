@@ -233,3 +233,30 @@ async fn an_api_key_configured_on_one_node_works_on_the_other() {
         401
     );
 }
+
+#[tokio::test]
+async fn a_node_moved_from_the_sled_backend_seeds_an_empty_cluster_with_its_subscriptions() {
+    let cluster = NatsCluster::start().await;
+    let folder = tempfile::tempdir().unwrap();
+    let key_file = folder.path().join("webhooks.key");
+    let mut hooks = test_webhooks();
+    hooks["secret_key_file"] = json!(key_file);
+    let mut a = spawn_app_with(|c| c.with(json!({ "webhooks": hooks })).unwrap()).await;
+    let rx = Receiver::ok().await;
+    let (id, secret) = subscribe_to_processes(&a, &rx).await;
+
+    // The same folder, now a node of the cluster: its subscription becomes the cluster's.
+    let urls = cluster.urls();
+    a.config = a
+        .config
+        .clone()
+        .with(json!({"log": {"backend": "nats", "nats": {"urls": urls}}}))
+        .unwrap();
+    a.restart().await;
+    let b = hooks_node(&cluster, &key_file, json!({})).await;
+    assert_eq!(sub(&b, &id).await["id"], id.as_str());
+    a.seed().await;
+    let sent = statements(&b, 1, 2).await;
+    wait_delivered(&rx, &sent).await;
+    assert!(rx.accepted().iter().all(|c| verifies(&secret, c)));
+}

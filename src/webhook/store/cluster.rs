@@ -168,11 +168,23 @@ impl Shared {
     }
 
     /// Replaces the shared kinds of `log`'s webhook tree by the cluster's (at start, before
-    /// anything reads it: the node's copy may be stale or from another cluster).
-    pub(crate) async fn pull_all(&self, log: &crate::log::Log) -> Result<(), StoreError> {
+    /// anything reads it: the node's copy may be stale). Only a cluster without any webhook
+    /// state keeps the node's subscriptions (a node moved from the sled backend): they are
+    /// marked for the first push, and the answer says so.
+    pub(crate) async fn pull_all(&self, log: &crate::log::Log) -> Result<bool, StoreError> {
         let values = self.snapshot(None).await?;
         let tree = log.aux_tree("webhooks")?;
-        replace(&tree, &[vec![SUB], vec![CURSOR], vec![DEAD]], values)
+        if values.is_empty() && tree.scan_prefix([SUB]).next().is_some() {
+            let mut dirty = locked(&self.dirty);
+            for kind in [SUB, CURSOR, DEAD] {
+                for item in tree.scan_prefix([kind]) {
+                    dirty.insert(item?.0.to_vec());
+                }
+            }
+            return Ok(true);
+        }
+        replace(&tree, &[vec![SUB], vec![CURSOR], vec![DEAD]], values)?;
+        Ok(false)
     }
 }
 
