@@ -256,6 +256,23 @@ impl SharedRing {
         link: &crate::log::nats::Link,
         entries: &[KeyEntry],
     ) -> Result<(SharedRing, tokio::task::JoinHandle<()>), crate::log::nats::NatsError> {
+        // A cluster just started (or busy) may time out the first requests: tried for 30 s.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match Self::share_once(link, entries).await {
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "the cluster's API keys are not reachable yet");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn share_once(
+        link: &crate::log::nats::Link,
+        entries: &[KeyEntry],
+    ) -> Result<(SharedRing, tokio::task::JoinHandle<()>), crate::log::nats::NatsError> {
         use futures_util::StreamExt;
         let bucket = link.bucket("keys", None).await?;
         let shared = SharedRing::default();
@@ -274,7 +291,7 @@ impl SharedRing {
         // Watching before the copy: nothing written in between is missed.
         let mut changes = bucket.watch().await?;
         for name in bucket.keys().await? {
-            if let Some((value, _)) = bucket.get(&name).await? {
+            if let Some((value, _)) = bucket.get_listed(&name).await? {
                 shared.apply(&name, Some(&value));
             }
         }

@@ -488,6 +488,19 @@ impl Bucket {
             .map(|e| (e.value, e.revision)))
     }
 
+    /// The value of a key [`Bucket::keys`] just listed. Reads are served by any replica, and
+    /// one that lags may answer without it for a moment: it is asked again for up to 2 s
+    /// (`None` then: it was deleted since).
+    pub(crate) async fn get_listed(&self, key: &str) -> Result<Option<(Bytes, u64)>, NatsError> {
+        for _ in 0..20 {
+            if let Some(found) = self.get(key).await? {
+                return Ok(Some(found));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(None)
+    }
+
     /// Writes a value; answers its revision.
     pub(crate) async fn put(&self, key: &str, value: Bytes) -> Result<u64, NatsError> {
         self.kv.put(key, value).await.map_err(|e| self.failed(&e))

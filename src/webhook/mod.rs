@@ -240,14 +240,27 @@ impl Service {
         let mut changes = None;
         let mut seeding = false;
         if let Some(shared) = &shared {
-            // Watching first: nothing written between the copy and the watch is missed.
-            changes = Some(
-                shared
-                    .watch()
-                    .await
-                    .map_err(|e| WebhookError::Store(e.into()))?,
-            );
-            seeding = shared.pull_all(&log).await?;
+            // A cluster just started (or busy) may time out the first requests: tried for 30 s.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                // Watching first: nothing written between the copy and the watch is missed.
+                let copied = async {
+                    let watch = shared.watch().await.map_err(StoreError::from)?;
+                    Ok::<_, StoreError>((watch, shared.pull_all(&log).await?))
+                };
+                match copied.await {
+                    Ok((watch, seeds)) => {
+                        changes = Some(watch);
+                        seeding = seeds;
+                        break;
+                    }
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "the cluster's webhook state is not reachable yet");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
         }
         let sealer = open_sealer(&log, &config, data_dir)?;
         let store = Store::new(log.clone(), sealer, shared)?;

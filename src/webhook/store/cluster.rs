@@ -156,7 +156,7 @@ impl Shared {
             if only.is_some_and(|o| o != id) {
                 continue;
             }
-            if let Some((value, revision)) = self.state.get(&k).await? {
+            if let Some((value, revision)) = self.state.get_listed(&k).await? {
                 out.push(Change {
                     key: k,
                     value: Some(value),
