@@ -1,9 +1,15 @@
 //! API keys: making them, hashing them, and looking up who holds one and what it may do.
 //! A plaintext key exists only in the caller's hands and in `annals keys new` output; this
 //! module must never log one or keep one after hashing it.
+//!
+//! With the nats backend the keys live in the cluster ([`SharedRing`], the key-value bucket
+//! `<stream>_keys`): each node publishes its configured `[[auth.keys]]` entries there at
+//! start (their hashes, never a key) and honours every entry the bucket holds, so a key
+//! configured on one node works on every node.
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine;
 use rand::RngCore;
@@ -196,6 +202,112 @@ impl KeyRing {
     /// Whether no key is configured.
     pub fn is_empty(&self) -> bool {
         self.by_hash.is_empty()
+    }
+}
+
+/// The keys the cluster holds, as last seen by this node (nats backend); cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct SharedRing {
+    ring: Arc<RwLock<KeyRing>>,
+}
+
+impl SharedRing {
+    /// Who holds `key` among the cluster's keys, if anyone.
+    pub fn lookup(&self, key: &str) -> Option<Principal> {
+        self.ring
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .lookup(key)
+            .cloned()
+    }
+
+    /// Takes in one bucket value (`None`: the key was deleted, revoked for every node).
+    fn apply(&self, name: &str, value: Option<&[u8]>) {
+        let Some(digest) = name.strip_prefix("k.").and_then(|h| {
+            let mut out = [0u8; 32];
+            hex::decode_to_slice(h, &mut out).ok().map(|()| out)
+        }) else {
+            return;
+        };
+        let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
+        match value.map(serde_json::from_slice::<KeyEntry>) {
+            Some(Ok(entry)) => {
+                ring.by_hash.insert(
+                    digest,
+                    Principal {
+                        name: entry.principal,
+                        scopes: entry.scopes,
+                    },
+                );
+            }
+            Some(Err(e)) => {
+                tracing::warn!(key = name, error = %e, "an API key in the cluster does not parse; ignored");
+                ring.by_hash.remove(&digest);
+            }
+            None => {
+                ring.by_hash.remove(&digest);
+            }
+        }
+    }
+
+    /// Publishes `entries` to the cluster's key bucket, loads every key it holds, and
+    /// follows its changes until the answered task is aborted.
+    pub(crate) async fn share(
+        link: &crate::log::nats::Link,
+        entries: &[KeyEntry],
+    ) -> Result<(SharedRing, tokio::task::JoinHandle<()>), crate::log::nats::NatsError> {
+        // A cluster just started (or busy) may time out the first requests: tried for 30 s.
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            match Self::share_once(link, entries).await {
+                Err(e) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "the cluster's API keys are not reachable yet");
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                done => return done,
+            }
+        }
+    }
+
+    async fn share_once(
+        link: &crate::log::nats::Link,
+        entries: &[KeyEntry],
+    ) -> Result<(SharedRing, tokio::task::JoinHandle<()>), crate::log::nats::NatsError> {
+        use futures_util::StreamExt;
+        let bucket = link.bucket("keys", None).await?;
+        let shared = SharedRing::default();
+        for entry in entries {
+            let Some(digest) = parse_hash(&entry.hash) else {
+                continue;
+            };
+            let value = serde_json::to_vec(entry).map_err(|e| crate::log::nats::NatsError::Kv {
+                bucket: "keys".into(),
+                why: e.to_string(),
+            })?;
+            bucket
+                .put(&format!("k.{}", hex::encode(digest)), value.into())
+                .await?;
+        }
+        // Watching before the copy: nothing written in between is missed.
+        let mut changes = bucket.watch().await?;
+        for name in bucket.keys().await? {
+            if let Some((value, _)) = bucket.get_listed(&name).await? {
+                shared.apply(&name, Some(&value));
+            }
+        }
+        let follower = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Some(change) = changes.next().await {
+                match change {
+                    Ok(c) => follower.apply(&c.key, c.value.as_deref()),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "following the cluster's API keys failed; keys added elsewhere from now on are not seen until a restart");
+                        return;
+                    }
+                }
+            }
+        });
+        Ok((shared, task))
     }
 }
 

@@ -15,8 +15,9 @@ use crate::audit::signer::{Signer, SignerError};
 use crate::config::Config;
 use crate::event::{Schemas, Validator};
 use crate::keys::KeyEntry;
-use crate::keys::{self, KeyRing, Scope};
-use crate::log::Log;
+use crate::keys::{self, KeyRing, Scope, SharedRing};
+use crate::log::nats::Link;
+use crate::log::{Backend, Log};
 use crate::metrics::Metrics;
 use crate::{projection, webhook};
 
@@ -79,6 +80,9 @@ pub enum StartError {
     /// The checkpoint signing key could not be loaded.
     #[error(transparent)]
     Checkpoints(#[from] SignerError),
+    /// The cluster's shared state (webhooks, keys) could not be reached.
+    #[error(transparent)]
+    Cluster(#[from] crate::log::nats::NatsError),
     /// The demo data did not load.
     #[error("demo data: {0}")]
     Demo(#[from] import::ImportError),
@@ -104,6 +108,8 @@ pub struct Server {
     projections: projection::Engine,
     webhooks: webhook::Service,
     checkpoints: Signer,
+    /// The task following the cluster's API keys (nats backend), ended with the server.
+    _key_follower: AbortOnDrop,
     grace: std::time::Duration,
     /// The `--demo` key (read, append, admin), valid for this process.
     pub demo_key: Option<String>,
@@ -175,14 +181,28 @@ impl Server {
                 Ok(p) => p,
                 Err(e) => return Err(abandon(e.into(), log, None, None, None).await),
             };
-        let webhooks =
-            match webhook::Service::start(log.clone(), config.webhooks.clone(), &dir, &metrics) {
-                Ok(w) => w,
-                Err(e) => {
-                    let started = Some(&projections);
-                    return Err(abandon(e.into(), log, started, None, None).await);
-                }
-            };
+        let (shared, keys) = match cluster(&config).await {
+            Ok(Some((webhooks, keys))) => (Some(webhooks), Some(keys)),
+            Ok(None) => (None, None),
+            Err(e) => return Err(abandon(e, log, Some(&projections), None, None).await),
+        };
+        let (auth, key_follower) = match keys {
+            Some((shared_ring, follower)) => (
+                Auth::with_cluster(ring, shared_ring),
+                AbortOnDrop(Some(follower)),
+            ),
+            None => (Auth::new(ring), AbortOnDrop(None)),
+        };
+        let started =
+            webhook::Service::start(log.clone(), config.webhooks.clone(), &dir, &metrics, shared)
+                .await;
+        let webhooks = match started {
+            Ok(w) => w,
+            Err(e) => {
+                let started = Some(&projections);
+                return Err(abandon(e.into(), log, started, None, None).await);
+            }
+        };
         let checkpoints = match Signer::start(log.clone(), &config.audit, &dir) {
             Ok(c) => c,
             Err(e) => {
@@ -197,7 +217,7 @@ impl Server {
             webhooks: webhooks.clone(),
             log: log.clone(),
             validator,
-            auth: Auth::new(ring),
+            auth,
             metrics,
             live: config.live.clone(),
             shutdown: shutdown_rx.clone(),
@@ -227,6 +247,7 @@ impl Server {
             projections,
             webhooks,
             checkpoints,
+            _key_follower: key_follower,
             grace: std::time::Duration::from_secs(config.server.shutdown_grace_secs),
             demo_key,
             demo_loaded,
@@ -265,6 +286,36 @@ impl Server {
         self.projections.shutdown().await;
         self.log.close().await;
     }
+}
+
+/// A task ended when its owner is dropped (on a failed start as on a stop).
+struct AbortOnDrop(Option<JoinHandle<()>>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            task.abort();
+        }
+    }
+}
+
+/// The cluster's webhook state and API keys (this node's configured keys published to it),
+/// with the nats backend, over their own connection to the cluster.
+async fn cluster(
+    config: &Config,
+) -> Result<Option<(webhook::Shared, (SharedRing, JoinHandle<()>))>, StartError> {
+    let Some(nats) = config
+        .log
+        .nats
+        .as_ref()
+        .filter(|_| config.log.backend == Backend::Nats)
+    else {
+        return Ok(None);
+    };
+    let link = Link::connect(nats)?;
+    let webhooks = webhook::Shared::connect(&link).await?;
+    let keys = SharedRing::share(&link, &config.auth.keys).await?;
+    Ok(Some((webhooks, keys)))
 }
 
 /// Undoes a start that failed part-way: stops what had started, closes the log, and answers

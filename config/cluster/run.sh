@@ -15,6 +15,9 @@ annals="${ANNALS_BIN:-target/release/annals}"
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null; wait' EXIT
 mkdir -p data/cluster
+# One key sealing webhook secrets for both nodes, made once (64 hex digits, owner only).
+[ -f data/cluster/webhooks.key ] ||
+  (umask 077 && python3 -c 'import secrets; print(secrets.token_hex(32))' >data/cluster/webhooks.key)
 for i in 1 2 3; do
   "$server" -c "config/cluster/nats-$i.conf" >"data/cluster/nats-$i.log" 2>&1 &
   pids+=($!)

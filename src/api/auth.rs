@@ -9,7 +9,7 @@ use warp::http::StatusCode;
 
 use super::{Shared, with_state};
 use crate::api::problem::Problem;
-use crate::keys::{KeyRing, Principal, Scope};
+use crate::keys::{KeyRing, Principal, Scope, SharedRing};
 
 /// The `Authorization` header, if any (an unreadable one counts as absent: a 401, not a 400).
 fn authorization() -> impl Filter<Extract = (Option<String>,), Error = Infallible> + Clone {
@@ -32,15 +32,25 @@ pub fn with_scope(
     )
 }
 
-/// The configured keys plus any process-lifetime key (the `--demo` key).
+/// The configured keys plus any process-lifetime key (the `--demo` key), and with the nats
+/// backend the keys the cluster holds.
 pub struct Auth {
     ring: KeyRing,
+    shared: Option<SharedRing>,
 }
 
 impl Auth {
     /// Wraps a key ring.
     pub fn new(ring: KeyRing) -> Auth {
-        Auth { ring }
+        Auth { ring, shared: None }
+    }
+
+    /// Wraps a key ring and the cluster's keys.
+    pub fn with_cluster(ring: KeyRing, shared: SharedRing) -> Auth {
+        Auth {
+            ring,
+            shared: Some(shared),
+        }
     }
 
     /// The principal behind an `Authorization` header, if it has `scope`: 401 without a
@@ -60,7 +70,13 @@ impl Auth {
                 "the Authorization header must use the Bearer scheme",
             ));
         };
-        let Some(principal) = self.ring.lookup(key.trim()) else {
+        let key = key.trim();
+        let found = self
+            .ring
+            .lookup(key)
+            .cloned()
+            .or_else(|| self.shared.as_ref().and_then(|s| s.lookup(key)));
+        let Some(principal) = found else {
             return Err(Problem::unauthorized("the API key is not known"));
         };
         if !principal.allows(scope) {
@@ -76,6 +92,6 @@ impl Auth {
             )
             .with("required_scope", serde_json::json!(scope.as_str())));
         }
-        Ok(principal.clone())
+        Ok(principal)
     }
 }

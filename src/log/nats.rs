@@ -6,6 +6,10 @@
 //! to the writer. A stream message is the stored record JSON (the payload) with its chain
 //! hash in the `Annals-Hash` header and its event id as `Nats-Msg-Id`.
 //!
+//! Beside the stream, [`Bucket`] is a JetStream key-value bucket of the same cluster and
+//! replicas: the state every node shares besides the log (webhook subscriptions, cursors, dead
+//! letters and delivery leases; API keys).
+//!
 //! This must never write to sled (only the writer thread does), never publish without an
 //! expected last sequence, and never use `Nats-Expected-Last-Msg-Id` (a stale one wedged a
 //! replicated stream on nats-server 2.15.1).
@@ -15,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{self, consumer, stream};
+use async_nats::jetstream::{self, consumer, kv, stream};
 use bytes::Bytes;
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
@@ -52,6 +56,14 @@ pub enum NatsError {
     /// Reading the stream failed or timed out.
     #[error("cannot read the stream: {0}")]
     Read(String),
+    /// A key-value bucket could not be created, read or written.
+    #[error("the JetStream key-value bucket {bucket} failed: {why}")]
+    Kv {
+        /// The bucket.
+        bucket: String,
+        /// What failed.
+        why: String,
+    },
     /// A stream message is not a record as this backend writes them.
     #[error("stream message {seq} is not a record: {why}")]
     Corrupt {
@@ -167,6 +179,37 @@ impl Link {
             .get_stream_no_info(&self.config.stream)
             .await
             .map_err(|e| NatsError::Stream(e.to_string()))
+    }
+
+    /// The key-value bucket `<stream>_<name>` (created on first use, with the stream's
+    /// replicas and file storage, keeping one value per key). `max_age`, when given, makes every
+    /// value expire that long after it was written: what a lease needs.
+    pub(crate) async fn bucket(
+        &self,
+        name: &str,
+        max_age: Option<Duration>,
+    ) -> Result<Bucket, NatsError> {
+        let bucket = format!("{}_{name}", self.config.stream);
+        let failed = |e: &dyn std::fmt::Display| NatsError::Kv {
+            bucket: bucket.clone(),
+            why: e.to_string(),
+        };
+        let kv = match self.js.get_key_value(bucket.clone()).await {
+            Ok(kv) => kv,
+            Err(_) => self
+                .js
+                .create_key_value(kv::Config {
+                    bucket: bucket.clone(),
+                    history: 1,
+                    max_age: max_age.unwrap_or_default(),
+                    storage: stream::StorageType::File,
+                    num_replicas: self.config.replicas,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| failed(&e))?,
+        };
+        Ok(Bucket { kv, name: bucket })
     }
 
     /// The stream's last sequence (0 when empty).
@@ -407,5 +450,127 @@ pub(crate) async fn follow(link: Link, tx: mpsc::Sender<Command>, head: watch::R
             return;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A change of a key-value bucket seen by [`Bucket::watch`].
+#[derive(Debug, Clone)]
+pub(crate) struct Change {
+    /// The key.
+    pub(crate) key: String,
+    /// The value written, `None` for a delete.
+    pub(crate) value: Option<Bytes>,
+    /// The bucket's revision of this change.
+    pub(crate) revision: u64,
+}
+
+/// A JetStream key-value bucket of the cluster (one value per key); cheap to clone. Every
+/// call fails with [`NatsError::Kv`] naming the bucket.
+#[derive(Clone)]
+pub(crate) struct Bucket {
+    kv: kv::Store,
+    name: String,
+}
+
+impl Bucket {
+    fn failed(&self, e: &dyn std::fmt::Display) -> NatsError {
+        NatsError::Kv {
+            bucket: self.name.clone(),
+            why: e.to_string(),
+        }
+    }
+
+    /// A key's value and revision (`None`: absent or deleted).
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, NatsError> {
+        let entry = self.kv.entry(key).await.map_err(|e| self.failed(&e))?;
+        Ok(entry
+            .filter(|e| e.operation == kv::Operation::Put)
+            .map(|e| (e.value, e.revision)))
+    }
+
+    /// The value of a key [`Bucket::keys`] just listed. Reads are served by any replica, and
+    /// one that lags may answer without it for a moment: it is asked again for up to 2 s
+    /// (`None` then: it was deleted since).
+    pub(crate) async fn get_listed(&self, key: &str) -> Result<Option<(Bytes, u64)>, NatsError> {
+        for _ in 0..20 {
+            if let Some(found) = self.get(key).await? {
+                return Ok(Some(found));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(None)
+    }
+
+    /// Writes a value; answers its revision.
+    pub(crate) async fn put(&self, key: &str, value: Bytes) -> Result<u64, NatsError> {
+        self.kv.put(key, value).await.map_err(|e| self.failed(&e))
+    }
+
+    /// Deletes a key (a no-op when absent).
+    pub(crate) async fn delete(&self, key: &str) -> Result<(), NatsError> {
+        self.kv.delete(key).await.map_err(|e| self.failed(&e))
+    }
+
+    /// Writes a value only if the key holds none; answers its revision, or `None` when the
+    /// key holds one.
+    pub(crate) async fn create(&self, key: &str, value: Bytes) -> Result<Option<u64>, NatsError> {
+        match self.kv.create(key, value).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+
+    /// Writes a value only if the key's revision is still `revision`; answers the new
+    /// revision, or `None` when another write came first (or the value expired).
+    pub(crate) async fn update(
+        &self,
+        key: &str,
+        value: Bytes,
+        revision: u64,
+    ) -> Result<Option<u64>, NatsError> {
+        match self.kv.update(key, value, revision).await {
+            Ok(revision) => Ok(Some(revision)),
+            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
+            Err(e) => Err(self.failed(&e)),
+        }
+    }
+
+    /// Deletes a key only if its revision is still `revision` (a lease given back by its
+    /// holder, never one another node took since).
+    pub(crate) async fn delete_at(&self, key: &str, revision: u64) -> Result<(), NatsError> {
+        self.kv
+            .delete_expect_revision(key, Some(revision))
+            .await
+            .map_err(|e| self.failed(&e))
+    }
+
+    /// Every key that holds a value.
+    pub(crate) async fn keys(&self) -> Result<Vec<String>, NatsError> {
+        let keys = self.kv.keys().await.map_err(|e| self.failed(&e))?;
+        let keys: Vec<_> = keys.collect().await;
+        keys.into_iter()
+            .map(|k| k.map_err(|e| self.failed(&e)))
+            .collect()
+    }
+
+    /// The changes made from now on, in the bucket's order.
+    pub(crate) async fn watch(
+        &self,
+    ) -> Result<impl futures_util::Stream<Item = Result<Change, NatsError>> + use<>, NatsError>
+    {
+        let name = self.name.clone();
+        let watch = self.kv.watch_all().await.map_err(|e| self.failed(&e))?;
+        Ok(watch.map(move |entry| {
+            let entry = entry.map_err(|e| NatsError::Kv {
+                bucket: name.clone(),
+                why: e.to_string(),
+            })?;
+            Ok(Change {
+                value: (entry.operation == kv::Operation::Put).then_some(entry.value),
+                key: entry.key,
+                revision: entry.revision,
+            })
+        }))
     }
 }

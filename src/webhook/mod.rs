@@ -6,9 +6,15 @@
 //! create and rotate answers carry the new one). Secrets are stored sealed under the key in
 //! `webhooks.secret_key_file` (`sealing`); the service starts only once every stored secret
 //! opens with it.
+//!
+//! With the nats backend the subscriptions, cursors and dead letters are the cluster's
+//! (`store::Shared`): the service follows other nodes' changes (restarting the delivery of a
+//! subscription changed elsewhere), and each subscription is delivered by the one node that
+//! holds its lease (`lease`). Every node needs the same secret key file.
 
 mod dispatcher;
 pub mod guard;
+mod lease;
 mod metrics;
 pub mod retry;
 pub mod sealing;
@@ -29,8 +35,9 @@ use uuid::Uuid;
 
 use crate::log::{Log, LogError};
 use crate::metrics::Metrics;
-use dispatcher::{Ctx, Worker};
-pub use store::Unreadable;
+use dispatcher::Ctx;
+use lease::Runner;
+pub use store::{Shared, Unreadable};
 use store::{Store, StoreError, SyncError};
 pub use subscription::{
     Attempt, DeadLetter, Filter, Mode, NewSubscription, Status, Subscription, SubscriptionPatch,
@@ -179,6 +186,11 @@ impl WebhookError {
     }
 }
 
+/// The task in `slot`, taken out of it.
+fn take(slot: &std::sync::Mutex<Option<JoinHandle<()>>>) -> Option<JoinHandle<()>> {
+    slot.lock().unwrap_or_else(|e| e.into_inner()).take()
+}
+
 fn invalid(pointer: &str, message: impl Into<String>) -> WebhookError {
     WebhookError::Invalid {
         pointer: pointer.into(),
@@ -194,9 +206,9 @@ pub struct Service {
 
 struct Inner {
     ctx: Arc<Ctx>,
-    /// Running delivery tasks by subscription. A std mutex: only inserted into and taken
-    /// from, never held across an await.
-    workers: std::sync::Mutex<HashMap<Uuid, Worker>>,
+    /// Running delivery tasks (or lease keepers) by subscription. A std mutex: only inserted
+    /// into and taken from, never held across an await.
+    workers: std::sync::Mutex<HashMap<Uuid, Runner>>,
     /// Serialises changes (stop task, change store, start task) so two operators on one
     /// subscription cannot interleave.
     control: tokio::sync::Mutex<()>,
@@ -206,21 +218,52 @@ struct Inner {
     syncer: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Set once shutdown began: no task is started after it.
     closed: AtomicBool,
+    /// The task following other nodes' changes (nats backend; aborted at shutdown).
+    follower: std::sync::Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Service {
     /// Loads the secret key (creating it in `data_dir` on first start), seals any secret an
     /// earlier version stored in the clear, checks that every stored secret decrypts, then
-    /// loads subscriptions and starts their delivery tasks (and the cursor syncer).
-    pub fn start(
+    /// loads subscriptions and starts their delivery tasks (and the cursor syncer). With a
+    /// cluster (`shared`), the node's copy is first replaced by the cluster's, and the service
+    /// follows the cluster's changes from then on.
+    pub async fn start(
         log: Log,
         config: WebhookConfig,
         data_dir: &Path,
         metrics: &Metrics,
+        shared: Option<Shared>,
     ) -> Result<Service, WebhookError> {
         config.check()?;
+        let shared = shared.map(Arc::new);
+        let mut changes = None;
+        let mut seeding = false;
+        if let Some(shared) = &shared {
+            // A cluster just started (or busy) may time out the first requests: tried for 30 s.
+            let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+            loop {
+                // Watching first: nothing written between the copy and the watch is missed.
+                let copied = async {
+                    let watch = shared.watch().await.map_err(StoreError::from)?;
+                    Ok::<_, StoreError>((watch, shared.pull_all(&log).await?))
+                };
+                match copied.await {
+                    Ok((watch, seeds)) => {
+                        changes = Some(watch);
+                        seeding = seeds;
+                        break;
+                    }
+                    Err(e) if tokio::time::Instant::now() < deadline => {
+                        tracing::debug!(error = %e, "the cluster's webhook state is not reachable yet");
+                        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
         let sealer = open_sealer(&log, &config, data_dir)?;
-        let store = Store::new(log.clone(), sealer)?;
+        let store = Store::new(log.clone(), sealer, shared)?;
         let sealing = store.seal_plaintext_secrets(config.unreadable_secrets)?;
         if sealing.sealed > 0 {
             tracing::info!(
@@ -232,6 +275,16 @@ impl Service {
             tracing::warn!(
                 subscriptions = sealing.disabled,
                 "webhook subscriptions disabled: their secrets do not decrypt with the key; rotate their secrets, then resume them"
+            );
+        }
+        // Only once sealed: a secret never reaches the cluster in the clear.
+        if seeding {
+            store.sync().await.map_err(|e| match e {
+                SyncError::Cluster(e) => WebhookError::Store(e),
+                other => WebhookError::Config(format!("cannot share the webhook state: {other}")),
+            })?;
+            tracing::info!(
+                "this node's webhook subscriptions now seed the cluster's (it had none)"
             );
         }
         let metrics = metrics::WebhookMetrics::register(metrics)
@@ -248,11 +301,11 @@ impl Service {
         let mut workers = HashMap::new();
         for sub in ctx.store.subscriptions()? {
             if sub.status == Status::Active {
-                workers.insert(sub.id, dispatcher::spawn(ctx.clone(), sub));
+                workers.insert(sub.id, Runner::start(ctx.clone(), sub));
             }
         }
         tracing::info!(active = workers.len(), "webhook delivery started");
-        Ok(Service {
+        let service = Service {
             inner: Arc::new(Inner {
                 ctx,
                 workers: std::sync::Mutex::new(workers),
@@ -260,15 +313,108 @@ impl Service {
                 stop_sync,
                 syncer: std::sync::Mutex::new(Some(syncer)),
                 closed: AtomicBool::new(false),
+                follower: std::sync::Mutex::new(None),
             }),
-        })
+        };
+        if let Some(changes) = changes {
+            let follower = tokio::spawn(service.clone().follow(changes));
+            *service
+                .inner
+                .follower
+                .lock()
+                .unwrap_or_else(|e| e.into_inner()) = Some(follower);
+        }
+        Ok(service)
+    }
+
+    /// Applies other nodes' changes to this node's copy, and restarts the delivery of a
+    /// subscription whose record changed. After the watch fails it watches again and compares
+    /// the whole cluster state with the copy.
+    async fn follow(self, mut changes: store::Changes) {
+        use futures_util::StreamExt;
+        loop {
+            while let Some(change) = changes.next().await {
+                let change = match change {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "following the cluster's webhook state failed");
+                        break;
+                    }
+                };
+                match self.store().apply(&change) {
+                    Ok(Some(id)) => self.changed_elsewhere(id).await,
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot apply the cluster's webhook change")
+                    }
+                }
+            }
+            if self.inner.closed.load(Ordering::Acquire) {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            let Some(shared) = self.store().cluster() else {
+                return;
+            };
+            match shared.watch().await {
+                Ok(c) => {
+                    changes = c;
+                    match self.store().resync().await {
+                        Ok(ids) => {
+                            for id in ids {
+                                self.changed_elsewhere(id).await;
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot compare with the cluster's webhook state")
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "cannot watch the cluster's webhook state yet")
+                }
+            }
+        }
+    }
+
+    /// Another node created, changed or deleted a subscription: its delivery here stops
+    /// (taking the cluster's cursor and dead letters), and starts again as it now is.
+    async fn changed_elsewhere(&self, id: Uuid) {
+        let _guard = self.inner.control.lock().await;
+        let runner = self
+            .inner
+            .workers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
+        if let Some(r) = runner {
+            r.stop_adopting().await;
+        }
+        match self.store().subscription(&id) {
+            Ok(Some(sub)) => self.start_worker(&sub),
+            Ok(None) => {
+                if let Err(e) = self.store().forget(&id) {
+                    tracing::error!(subscription = %id, error = %e, "cannot forget a deleted subscription");
+                }
+                let label = id.to_string();
+                let metrics = &self.inner.ctx.metrics;
+                let _ = metrics.lag.remove_label_values(&[&label]);
+                let _ = metrics.dead_letters_evicted.remove_label_values(&[&label]);
+            }
+            Err(e) => {
+                tracing::error!(subscription = %id, error = %e, "cannot read a subscription changed elsewhere")
+            }
+        }
     }
 
     /// Stops every delivery task, then makes the cursors durable. Idempotent.
     pub async fn shutdown(&self) {
         let _guard = self.inner.control.lock().await;
         self.inner.closed.store(true, Ordering::Release);
-        let workers: Vec<Worker> = {
+        if let Some(f) = take(&self.inner.follower) {
+            f.abort();
+        }
+        let workers: Vec<Runner> = {
             let mut map = self.inner.workers.lock().unwrap_or_else(|e| e.into_inner());
             map.drain().map(|(_, w)| w).collect()
         };
@@ -276,13 +422,7 @@ impl Service {
             w.stop().await;
         }
         let _ = self.inner.stop_sync.send(true);
-        let syncer = self
-            .inner
-            .syncer
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(h) = syncer {
+        if let Some(h) = take(&self.inner.syncer) {
             let _ = h.await;
         }
         if let Err(e) = self.sync().await {
@@ -295,6 +435,7 @@ impl Service {
         self.inner.ctx.store.sync().await.map_err(|e| match e {
             SyncError::Log(e) => WebhookError::Log(e),
             SyncError::Task(e) => WebhookError::Config(format!("sync task failed: {e}")),
+            SyncError::Cluster(e) => WebhookError::Store(e),
         })
     }
 
@@ -314,7 +455,7 @@ impl Service {
         if sub.status != Status::Active || self.inner.closed.load(Ordering::Acquire) {
             return;
         }
-        let worker = dispatcher::spawn(self.inner.ctx.clone(), sub.clone());
+        let worker = Runner::start(self.inner.ctx.clone(), sub.clone());
         self.inner
             .workers
             .lock()

@@ -14,6 +14,9 @@
 //! must never touch the log's own tree, never write a secret unsealed, never write without
 //! counting the write, and never hand a secret to anything but the dispatcher and the API's
 //! create/rotate answers.
+//!
+//! With the nats backend the tree is this node's working copy of the cluster's webhook state
+//! (`cluster`): the shared kinds are pushed by each sync and other nodes' writes applied.
 
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
@@ -26,7 +29,11 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::sealing::{SealError, Sealer};
+mod cluster;
 mod secrets;
+
+pub(crate) use cluster::Changes;
+pub use cluster::Shared;
 
 pub use secrets::{Sealing, Unreadable};
 
@@ -108,6 +115,9 @@ pub enum StoreError {
         /// Why (never the secret).
         reason: SealError,
     },
+    /// The cluster's copy of the webhook state could not be read or written.
+    #[error("webhook store: the cluster: {0}")]
+    Cluster(String),
     /// A secret could not be sealed (no random nonce); nothing was written.
     #[error("webhook store: cannot encrypt a secret: {0}")]
     Seal(SealError),
@@ -122,6 +132,9 @@ pub enum SyncError {
     /// The blocking task running the sync failed.
     #[error("the sync task failed: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// The writes could not be pushed to the cluster (they are pushed by the next sync).
+    #[error(transparent)]
+    Cluster(#[from] StoreError),
 }
 
 /// A write of the store, to wait for with [`Store::durable`].
@@ -197,6 +210,8 @@ pub struct Store {
     writes: Arc<Writes>,
     /// Cursors and attempts not yet written to sled (the next sync writes them).
     behind: Arc<Held>,
+    /// The cluster's copy, with the nats backend.
+    shared: Option<Arc<Shared>>,
 }
 
 fn key(kind: u8, id: &Uuid) -> Vec<u8> {
@@ -229,8 +244,12 @@ fn tail_u64(k: &[u8]) -> u64 {
 
 impl Store {
     /// Opens the store beside `log` (checking once that the tree opens), sealing secrets
-    /// with `sealer`.
-    pub fn new(log: crate::log::Log, sealer: Sealer) -> Result<Store, StoreError> {
+    /// with `sealer`; `shared` is the cluster's copy with the nats backend.
+    pub fn new(
+        log: crate::log::Log,
+        sealer: Sealer,
+        shared: Option<Arc<Shared>>,
+    ) -> Result<Store, StoreError> {
         log.aux_tree("webhooks")?;
         Ok(Store {
             log,
@@ -240,6 +259,7 @@ impl Store {
                 synced: watch::channel(0).0,
             }),
             behind: Arc::new(Held::default()),
+            shared,
         })
     }
 
@@ -278,6 +298,8 @@ impl Store {
             store.log.sync_aux()
         })
         .await??;
+        // In the cluster only once durable here: a node never shares what it may lose.
+        self.push().await?;
         // Syncs may finish out of order (the syncer and an operator's change): keep the highest.
         self.writes.synced.send_if_modified(|done| {
             let newer = covered > *done;
@@ -324,6 +346,7 @@ impl Store {
     }
 
     fn put<T: Serialize>(&self, k: Vec<u8>, v: &T) -> Result<Ticket, StoreError> {
+        self.touch(&k);
         self.tree()?.insert(k, serde_json::to_vec(v)?)?;
         Ok(self.wrote())
     }
@@ -352,6 +375,7 @@ impl Store {
     pub fn put_subscription(&self, sub: &Subscription) -> Result<(), StoreError> {
         self.tree()?
             .insert(key(SUB, &sub.id), self.encode_subscription(sub)?)?;
+        self.touch(&key(SUB, &sub.id));
         let _ = self.wrote();
         Ok(())
     }
@@ -369,6 +393,7 @@ impl Store {
         for kind in [SUB, CURSOR, DEAD, ATTEMPT, RETRY, REDELIVERY] {
             for item in self.tree()?.scan_prefix(key(kind, id)) {
                 let (k, _) = item?;
+                self.touch(&k);
                 batch.remove(k);
             }
         }
@@ -393,6 +418,7 @@ impl Store {
     /// Moves the cursor (held in memory; written and made durable by the next sync).
     pub fn set_cursor(&self, id: &Uuid, seq: u64) -> Result<(), StoreError> {
         self.behind.held().cursors.insert(*id, seq);
+        self.touch(&key(CURSOR, id));
         let _ = self.wrote();
         Ok(())
     }
@@ -403,6 +429,7 @@ impl Store {
         let previous = self
             .tree()?
             .insert(key_n(DEAD, id, dl.seq), serde_json::to_vec(dl)?)?;
+        self.touch(&key_n(DEAD, id, dl.seq));
         let _ = self.wrote();
         Ok(previous.is_none())
     }
@@ -411,6 +438,7 @@ impl Store {
     pub fn remove_dead_letter(&self, id: &Uuid, seq: u64) -> Result<bool, StoreError> {
         let removed = self.tree()?.remove(key_n(DEAD, id, seq))?.is_some();
         if removed {
+            self.touch(&key_n(DEAD, id, seq));
             let _ = self.wrote();
         }
         Ok(removed)
@@ -425,6 +453,7 @@ impl Store {
         for item in tree.scan_prefix(key(DEAD, id)).take(n) {
             let (k, _) = item?;
             seqs.push(tail_u64(&k));
+            self.touch(&k);
             batch.remove(k);
         }
         tree.apply_batch(batch)?;

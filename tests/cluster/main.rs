@@ -7,10 +7,17 @@
 #[path = "../api/helpers.rs"]
 mod api_helpers;
 
+mod credentials;
 mod engine;
+mod failover;
+mod lease;
 mod log;
 mod migrate;
 mod nats;
+mod shared;
+#[allow(dead_code)]
+#[path = "../api/webhooks/support.rs"]
+mod support;
 mod suites;
 
 // The suite files name their harness and siblings from the crate root.

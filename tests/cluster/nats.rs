@@ -78,7 +78,12 @@ impl NatsCluster {
     /// Starts three nodes with file storage and waits until every node reports the same
     /// JetStream meta leader; on new ports again if they have not agreed within 20 s.
     pub async fn start() -> NatsCluster {
-        Self::start_in(Some(Slot::take())).await
+        Self::start_in(Some(Slot::take()), "").await
+    }
+
+    /// As [`NatsCluster::start`], each node's config ending with `extra` (e.g. accounts).
+    pub async fn start_with(extra: &str) -> NatsCluster {
+        Self::start_in(Some(Slot::take()), extra).await
     }
 
     /// The one cluster of this test binary that the HTTP suites share (`suites.rs`), started
@@ -95,7 +100,7 @@ impl NatsCluster {
                     .enable_all()
                     .build()
                     .unwrap()
-                    .block_on(Self::start_in(None))
+                    .block_on(Self::start_in(None, ""))
             })
             .join()
             .unwrap_or_else(|_| panic!("the shared cluster did not start"));
@@ -105,10 +110,11 @@ impl NatsCluster {
         cluster
     }
 
-    /// As [`NatsCluster::start`], holding `slot` (none for the shared cluster).
-    async fn start_in(slot: Option<Slot>) -> NatsCluster {
+    /// As [`NatsCluster::start`], holding `slot` (none for the shared cluster), each node's
+    /// config ending with `extra`.
+    async fn start_in(slot: Option<Slot>, extra: &str) -> NatsCluster {
         let binary = server_binary();
-        let mut cluster = Self::spawn(binary, slot);
+        let mut cluster = Self::spawn(binary, slot, extra);
         for attempt in 1..=START_ATTEMPTS {
             if cluster
                 .meta_leader_within(Duration::from_secs(20))
@@ -123,13 +129,13 @@ impl NatsCluster {
             );
             let (binary, slot) = (cluster.binary.clone(), cluster.slot.take());
             drop(cluster);
-            cluster = Self::spawn(binary, slot);
+            cluster = Self::spawn(binary, slot, extra);
         }
         cluster
     }
 
     /// Three nodes on fresh ports over a fresh folder, started.
-    fn spawn(binary: PathBuf, slot: Option<Slot>) -> NatsCluster {
+    fn spawn(binary: PathBuf, slot: Option<Slot>, extra: &str) -> NatsCluster {
         let dir = tempfile::tempdir().unwrap();
         let ports: Vec<(u16, u16, u16)> = (0..3)
             .map(|_| (free_port(), free_port(), free_port()))
@@ -148,7 +154,7 @@ impl NatsCluster {
                 format!(
                     "server_name: {name}\nlisten: \"127.0.0.1:{port}\"\nhttp: \"127.0.0.1:{http}\"\n\
                      jetstream {{ store_dir: \"{}\" }}\n\
-                     cluster {{ name: annals-test, listen: \"127.0.0.1:{cluster}\", routes: [{}] }}\n",
+                     cluster {{ name: annals-test, listen: \"127.0.0.1:{cluster}\", routes: [{}] }}\n{extra}",
                     store.display(),
                     routes.join(", ")
                 ),

@@ -64,6 +64,12 @@ pub(crate) struct Worker {
 }
 
 impl Worker {
+    /// Whether the task has ended on its own (it stopped its subscription, or failed): the
+    /// lease keeper then gives the lease back.
+    pub fn is_finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+
     /// Stops the task and waits until it is gone. In-flight requests are dropped; their
     /// messages stay after the cursor and are sent again by the next run (same webhook-id).
     pub async fn stop(self) {

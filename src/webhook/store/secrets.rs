@@ -185,6 +185,8 @@ impl Store {
                 }
                 Err(e) => return Err(e),
             };
+            // Never pushed to the cluster: only sealed secrets ever reach it, and a node
+            // started with the wrong key must not disable a subscription for every node.
             batch.insert(k, self.encode_subscription(&sub)?);
         }
         if done != Sealing::default() {

@@ -1,0 +1,382 @@
+//! The webhook store's cluster side (`[log] backend = "nats"`): subscriptions (their secrets
+//! sealed, exactly the bytes sled holds), cursors and dead letters live in the cluster's
+//! key-value bucket `<stream>_webhooks`, so every node lists, changes and reads them; the
+//! node's sled tree stays its working copy (the delivery task reads and writes it as with the
+//! sled backend). Each write of those kinds marks its key; [`Store::sync`] pushes the marked
+//! keys after the local flush, so what an operator was answered is in the cluster, and a
+//! moved cursor reaches it every `cursor_sync_ms`. The watcher applies other nodes' writes to
+//! the working copy. Attempts and retry states stay per node (a node that takes over a
+//! subscription starts its retry schedule over: at least once still holds).
+//!
+//! This must never write a secret unsealed (it copies the sealed bytes), never apply another
+//! node's cursor or dead letters to a subscription this node delivers (its own are newer;
+//! [`Store::adopt`] takes the cluster's when asked), and never push a key it did not mark.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::{CURSOR, DEAD, SUB, Store, StoreError, key};
+use crate::log::nats::{Bucket, Change, Link, NatsError};
+
+/// How long start-up waits for the cluster's buckets (a cluster just started elects its
+/// leaders first).
+const READY_WITHIN: Duration = Duration::from_secs(30);
+
+/// Other nodes' changes, as [`Shared::watch`] follows them.
+pub(crate) type Changes =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Change, NatsError>> + Send>>;
+
+/// The cluster's webhook state and this node's bookkeeping of it. One per node.
+pub struct Shared {
+    state: Bucket,
+    /// The delivery leases (`<stream>_webhook_leases`, values expire: see `webhook::lease`).
+    pub(crate) leases: Bucket,
+    /// This node's name in the leases it holds (unique per process).
+    pub(crate) node: String,
+    /// Sled keys written since the last push.
+    dirty: Mutex<BTreeSet<Vec<u8>>>,
+    /// The last revision this node wrote per bucket key: the watcher's echo of it (or of an
+    /// older one) is not another node's change.
+    own: Mutex<HashMap<String, u64>>,
+    /// Subscriptions this node delivers (holds the lease of).
+    held: Mutex<HashSet<Uuid>>,
+    /// One push at a time: two pushes of one key (the syncer's and an operator's) could
+    /// otherwise land in the cluster in the other order, the older value last.
+    pushing: tokio::sync::Mutex<()>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl From<NatsError> for StoreError {
+    fn from(e: NatsError) -> StoreError {
+        StoreError::Cluster(e.to_string())
+    }
+}
+
+/// The bucket key of a sled key of a shared kind (`None`: kept per node).
+fn kv_key(k: &[u8]) -> Option<String> {
+    let id = Uuid::from_slice(k.get(1..17)?).ok()?;
+    match (k.first()?, k.len()) {
+        (&SUB, 17) => Some(format!("sub.{id}")),
+        (&CURSOR, 17) => Some(format!("cursor.{id}")),
+        (&DEAD, 25) => Some(format!("dead.{id}.{}", super::tail_u64(k))),
+        _ => None,
+    }
+}
+
+/// The sled key and subscription of a bucket key.
+fn sled_key(k: &str) -> Option<(Vec<u8>, Uuid)> {
+    let mut parts = k.split('.');
+    let kind = parts.next()?;
+    let id = Uuid::parse_str(parts.next()?).ok()?;
+    let out = match (kind, parts.next()) {
+        ("sub", None) => key(SUB, &id),
+        ("cursor", None) => key(CURSOR, &id),
+        ("dead", Some(seq)) => super::key_n(DEAD, &id, seq.parse().ok()?),
+        _ => return None,
+    };
+    parts.next().is_none().then_some((out, id))
+}
+
+/// Whether a sled key is one of the kinds the cluster holds.
+fn is_shared(k: &[u8]) -> bool {
+    matches!(k.first(), Some(&SUB) | Some(&CURSOR) | Some(&DEAD))
+}
+
+impl Shared {
+    /// Opens (creating on first use) the webhook buckets of the cluster behind `link`.
+    pub(crate) async fn connect(link: &Link) -> Result<Shared, NatsError> {
+        let deadline = tokio::time::Instant::now() + READY_WITHIN;
+        let (state, leases) = loop {
+            let made = async {
+                Ok::<_, NatsError>((
+                    link.bucket("webhooks", None).await?,
+                    link.bucket("webhook_leases", Some(crate::webhook::lease::TTL))
+                        .await?,
+                ))
+            };
+            match made.await {
+                Ok(b) => break b,
+                Err(e) if tokio::time::Instant::now() >= deadline => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "webhook buckets not ready yet");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        };
+        Ok(Shared {
+            state,
+            leases,
+            // The process id first: an operator (or a test) can tell which process delivers.
+            node: format!("{}-{}", std::process::id(), Uuid::now_v7()),
+            dirty: Mutex::default(),
+            own: Mutex::default(),
+            held: Mutex::default(),
+            pushing: tokio::sync::Mutex::default(),
+        })
+    }
+
+    /// Marks a sled key written (pushed by the next sync) if the cluster holds its kind.
+    pub(super) fn touch(&self, k: &[u8]) {
+        if is_shared(k) {
+            locked(&self.dirty).insert(k.to_vec());
+        }
+    }
+
+    /// Notes that this node delivers (or no longer delivers) a subscription.
+    pub(crate) fn hold(&self, id: Uuid, held: bool) {
+        let mut set = locked(&self.held);
+        if held {
+            set.insert(id);
+        } else {
+            set.remove(&id);
+        }
+    }
+
+    /// The changes other nodes make from now on (and echoes of this node's, which
+    /// [`Store::apply`] skips).
+    pub(crate) async fn watch(&self) -> Result<Changes, NatsError> {
+        Ok(Box::pin(self.state.watch().await?))
+    }
+
+    /// Every shared value of the cluster as changes (bucket key, value, revision); `only`
+    /// keeps one subscription's.
+    async fn snapshot(&self, only: Option<Uuid>) -> Result<Vec<Change>, NatsError> {
+        let mut out = Vec::new();
+        for k in self.state.keys().await? {
+            let Some((_, id)) = sled_key(&k) else {
+                continue;
+            };
+            if only.is_some_and(|o| o != id) {
+                continue;
+            }
+            if let Some((value, revision)) = self.state.get_listed(&k).await? {
+                out.push(Change {
+                    key: k,
+                    value: Some(value),
+                    revision,
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Replaces the shared kinds of `log`'s webhook tree by the cluster's (at start, before
+    /// anything reads it: the node's copy may be stale). Only a cluster without any webhook
+    /// state keeps the node's subscriptions (a node moved from the sled backend): they are
+    /// marked for the first push, and the answer says so.
+    pub(crate) async fn pull_all(&self, log: &crate::log::Log) -> Result<bool, StoreError> {
+        let values = self.snapshot(None).await?;
+        let tree = log.aux_tree("webhooks")?;
+        if values.is_empty() && tree.scan_prefix([SUB]).next().is_some() {
+            let mut dirty = locked(&self.dirty);
+            for kind in [SUB, CURSOR, DEAD] {
+                for item in tree.scan_prefix([kind]) {
+                    dirty.insert(item?.0.to_vec());
+                }
+            }
+            return Ok(true);
+        }
+        replace(&tree, &[vec![SUB], vec![CURSOR], vec![DEAD]], values)?;
+        Ok(false)
+    }
+}
+
+/// Removes every key under `prefixes` and writes `values` (the cluster's), in one batch.
+fn replace(tree: &sled::Tree, prefixes: &[Vec<u8>], values: Vec<Change>) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    for prefix in prefixes {
+        for item in tree.scan_prefix(prefix) {
+            batch.remove(item?.0);
+        }
+    }
+    for change in values {
+        if let (Some((k, _)), Some(v)) = (sled_key(&change.key), change.value) {
+            batch.insert(k, v.to_vec());
+        }
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
+}
+
+impl Store {
+    fn shared(&self) -> Option<&Shared> {
+        self.shared.as_deref()
+    }
+
+    /// Marks a written sled key for the next push (no-op with the sled backend).
+    pub(super) fn touch(&self, k: &[u8]) {
+        if let Some(s) = self.shared() {
+            s.touch(k);
+        }
+    }
+
+    /// Pushes every marked key's current value (or its absence) to the cluster, in key
+    /// order: cursors and dead letters before the subscription, so a node that sees an
+    /// operator's change finds the cursor it came with. What fails stays marked.
+    pub(super) async fn push(&self) -> Result<(), StoreError> {
+        let Some(shared) = self.shared() else {
+            return Ok(());
+        };
+        let _one = shared.pushing.lock().await;
+        let keys = std::mem::take(&mut *locked(&shared.dirty));
+        let tree = self.tree()?;
+        let mut keys = keys.into_iter();
+        while let Some(k) = keys.next() {
+            let pushed = async {
+                let Some(name) = kv_key(&k) else {
+                    return Ok(());
+                };
+                match tree.get(&k)? {
+                    Some(v) => {
+                        let revision = shared.state.put(&name, Bytes::from(v.to_vec())).await?;
+                        locked(&shared.own).insert(name, revision);
+                    }
+                    None => {
+                        shared.state.delete(&name).await?;
+                        locked(&shared.own).remove(&name);
+                    }
+                }
+                Ok::<(), StoreError>(())
+            };
+            if let Err(e) = pushed.await {
+                let mut dirty = locked(&shared.dirty);
+                dirty.insert(k);
+                dirty.extend(keys);
+                return Err(e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies another node's change to the working copy; answers the subscription when its
+    /// own record changed (the service then restarts its delivery). Echoes of this node's
+    /// writes, values already held, and another node's cursor or dead letters of a
+    /// subscription this node delivers are skipped.
+    pub(crate) fn apply(&self, change: &Change) -> Result<Option<Uuid>, StoreError> {
+        let Some(shared) = self.shared() else {
+            return Ok(None);
+        };
+        let Some((k, id)) = sled_key(&change.key) else {
+            return Ok(None);
+        };
+        if locked(&shared.own)
+            .get(&change.key)
+            .is_some_and(|own| change.revision <= *own)
+        {
+            return Ok(None);
+        }
+        let is_sub = k.first() == Some(&SUB);
+        if !is_sub && locked(&shared.held).contains(&id) {
+            return Ok(None);
+        }
+        let _writing = self.behind.writing();
+        let tree = self.tree()?;
+        let current = tree.get(&k)?;
+        if current.as_deref() == change.value.as_deref() {
+            return Ok(None);
+        }
+        match &change.value {
+            Some(v) => {
+                tree.insert(&k, v.to_vec())?;
+            }
+            None => {
+                tree.remove(&k)?;
+            }
+        }
+        if k.first() == Some(&CURSOR) {
+            self.behind.held().cursors.remove(&id);
+        }
+        Ok(is_sub.then_some(id))
+    }
+
+    /// Takes the cluster's state of one subscription as this node's (before it starts to
+    /// deliver it, and after another node changed it): this node's cursor not yet pushed is
+    /// dropped (another node may have moved it: a replay), its other writes are pushed first,
+    /// then the subscription, its cursor and dead letters are read from the cluster.
+    pub(crate) async fn adopt(&self, id: &Uuid) -> Result<(), StoreError> {
+        let Some(shared) = self.shared() else {
+            return Ok(());
+        };
+        if self.tree()?.get(key(SUB, id))?.is_none() {
+            // Deleted elsewhere (the watcher removed it): nothing of it is pushed back.
+            return self.forget(id);
+        }
+        let cursor = key(CURSOR, id);
+        self.behind.held().cursors.remove(id);
+        locked(&shared.dirty).remove(&cursor);
+        self.push().await?;
+        let values = shared.snapshot(Some(*id)).await?;
+        let _writing = self.behind.writing();
+        // The record itself only replaced, never removed: a replica that lags may answer
+        // without it just after it was created (a delete reaches this node by the watcher).
+        replace(&self.tree()?, &[key(CURSOR, id), key(DEAD, id)], values)
+    }
+
+    /// Compares the whole cluster state with the working copy after the watch was lost,
+    /// applying what differs as [`Store::apply`] does (a subscription missing from the
+    /// cluster was deleted meanwhile); answers the subscriptions whose record changed.
+    pub(crate) async fn resync(&self) -> Result<Vec<Uuid>, StoreError> {
+        let Some(shared) = self.shared() else {
+            return Ok(Vec::new());
+        };
+        let values = shared.snapshot(None).await?;
+        let mut changed = Vec::new();
+        let mut present = HashSet::new();
+        for change in &values {
+            if let Some((k, id)) = sled_key(&change.key)
+                && k.first() == Some(&SUB)
+            {
+                present.insert(id);
+            }
+            if let Some(id) = self.apply(change)? {
+                changed.push(id);
+            }
+        }
+        for item in self.tree()?.scan_prefix([SUB]) {
+            let (k, _) = item?;
+            if let Ok(id) = Uuid::from_slice(&k[1..])
+                && !present.contains(&id)
+            {
+                changed.push(id);
+                self.forget(&id)?;
+            }
+        }
+        Ok(changed)
+    }
+
+    /// Removes a subscription another node deleted from the working copy (nothing pushed).
+    pub(crate) fn forget(&self, id: &Uuid) -> Result<(), StoreError> {
+        let _writing = self.behind.writing();
+        {
+            let mut held = self.behind.held();
+            held.cursors.remove(id);
+            held.attempts.remove(id);
+        }
+        let kinds = [
+            SUB,
+            CURSOR,
+            DEAD,
+            super::ATTEMPT,
+            super::RETRY,
+            super::REDELIVERY,
+        ];
+        let prefixes: Vec<Vec<u8>> = kinds.iter().map(|k| key(*k, id)).collect();
+        replace(&self.tree()?, &prefixes, Vec::new())?;
+        if let Some(s) = self.shared() {
+            locked(&s.dirty).retain(|k| k.get(1..17) != Some(id.as_bytes().as_slice()));
+        }
+        Ok(())
+    }
+
+    /// The cluster side, if the log is on a cluster.
+    pub(crate) fn cluster(&self) -> Option<&Shared> {
+        self.shared()
+    }
+}
