@@ -111,24 +111,22 @@ fn event(n: u64, total: u64) -> NewEvent {
     }
 }
 
-fn log_config() -> LogConfig {
-    LogConfig {
-        backend: annals::log::Backend::Sled,
-        nats: None,
+fn log_config() -> Res<LogConfig> {
+    Ok(LogConfig {
         durability: Durability::Os,
         max_group_events: 8192,
         queue_capacity: 64,
         cache_capacity_bytes: 64 << 20,
-        compression: true,
         compression_level: 3,
-    }
+        ..annals::config::Config::defaults()?.log
+    })
 }
 
 /// Appends events up to `total` (resuming after what the folder holds) in big batches.
 async fn build(dir: &Path, total: u64) -> Res<()> {
     let log = Log::open(
         dir,
-        log_config(),
+        log_config()?,
         Metrics::new()?,
         annals::event::rules::declarations,
     )?;

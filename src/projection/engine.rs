@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::fold::{fold_until_head, parse_batch};
-use super::knowledge::Knowledge;
+use super::knowledge::{ActorIndexBound, Knowledge};
 use super::records::{CacheMetrics, Records};
 use super::save;
 use super::{NAMES, ProjectionConfig, ProjectionError};
@@ -51,6 +51,7 @@ struct ProjMetrics {
     seq: IntGauge,
     rebuilds: IntCounter,
     cache: CacheMetrics,
+    actor_index_bytes: IntGauge,
 }
 
 impl ProjMetrics {
@@ -71,6 +72,10 @@ impl ProjMetrics {
             lag: IntGauge::new("projection_lag", "Durable head seq minus projection seq")?,
             seq: IntGauge::new("projection_seq", "Seq the projections reflect")?,
             rebuilds: IntCounter::new("projection_rebuilds_total", "Completed rebuilds")?,
+            actor_index_bytes: IntGauge::new(
+                "projection_actor_index_bytes",
+                "Bytes held by the actor views' time orders (bound: projections.actor_index_bytes)",
+            )?,
             cache: CacheMetrics {
                 hits: IntCounter::new(
                     "projection_record_cache_hits_total",
@@ -99,6 +104,7 @@ impl ProjMetrics {
         metrics.register(Box::new(m.cache.misses.clone()))?;
         metrics.register(Box::new(m.cache.entries.clone()))?;
         metrics.register(Box::new(m.cache.bytes.clone()))?;
+        metrics.register(Box::new(m.actor_index_bytes.clone()))?;
         Ok(m)
     }
 }
@@ -246,7 +252,11 @@ impl Engine {
             log.clone(),
             config.record_cache(),
             Some(metrics.cache.clone()),
-        );
+        )
+        .with_actor_index(ActorIndexBound {
+            bytes: config.actor_index_bytes,
+            gauge: Some(metrics.actor_index_bytes.clone()),
+        });
         let tree = log.aux_tree("projections")?;
         let head = log.head().seq;
         let (meta, knowledge) = match save::load(&tree, &log, &records) {
