@@ -124,6 +124,7 @@ impl Config {
             ("limits.max_scan_per_read", self.limits.max_scan_per_read),
             ("log.max_group_events", self.log.max_group_events),
             ("log.queue_capacity", self.log.queue_capacity),
+            ("live.read_batch", self.live.read_batch),
         ];
         for (key, value) in positive {
             if value == 0 {
