@@ -503,7 +503,8 @@ async fn follow(inner: Arc<Inner>) {
         folded_since_trim += n;
         // Caught up after a long tail (a first start, a restart after kill -9: each record
         // was read and parsed into temporaries), or views were served (each reads records
-        // and builds its answer in temporaries, and sled's cache turns pages over): give the
+        // and builds its answer in temporaries, and sled's cache turns pages over): make sled
+        // evict the pages the views left above its bound (after views only), then give the
         // heap's free pages back, at most once per TRIM_EVERY while views keep coming.
         let viewed = inner.views_since_trim.load(Ordering::Relaxed) > 0;
         if (n == 0 && folded_since_trim >= super::trim::TRIM_AFTER_RECORDS)
@@ -512,7 +513,14 @@ async fn follow(inner: Arc<Inner>) {
             folded_since_trim = 0;
             inner.views_since_trim.store(0, Ordering::Relaxed);
             last_trim = Instant::now();
-            let _ = tokio::task::spawn_blocking(super::trim::give_back_free_memory).await;
+            let log = inner.log.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if viewed {
+                    super::trim::sweep_store_cache(&log);
+                }
+                super::trim::give_back_free_memory();
+            })
+            .await;
         }
         if n > 0 {
             continue;

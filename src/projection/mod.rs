@@ -164,6 +164,9 @@ pub fn answer(
         valid_at: q.valid_at.clone(),
     };
     let (body, failed) = records::failed_reads_in(|| body(k, name, entity, q, &cut));
+    // The pages sled evicted while this view read are freed now, not whenever this thread
+    // next reads sled.
+    trim::free_deferred();
     if failed > 0 {
         return Err(ProjectionError::RecordUnavailable(failed));
     }
