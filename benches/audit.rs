@@ -42,14 +42,14 @@ fn event(n: u64) -> NewEvent {
 
 fn options(durability: Durability) -> LogConfig {
     LogConfig {
-        backend: annals::log::Backend::Sled,
-        nats: None,
         durability,
         max_group_events: 512,
         queue_capacity: 4096,
         cache_capacity_bytes: 64 << 20,
-        compression: true,
         compression_level: 3,
+        ..annals::config::Config::defaults()
+            .expect("the shipped defaults load")
+            .log
     }
 }
 

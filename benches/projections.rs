@@ -122,14 +122,12 @@ fn open(dir: &std::path::Path) -> Res<Log> {
     Ok(Log::open(
         dir,
         LogConfig {
-            backend: annals::log::Backend::Sled,
-            nats: None,
             durability: Durability::Os,
             max_group_events: 8192,
             queue_capacity: 64,
             cache_capacity_bytes: 64 << 20,
-            compression: true,
             compression_level: 3,
+            ..annals::config::Config::defaults()?.log
         },
         Metrics::new()?,
         annals::event::rules::declarations,

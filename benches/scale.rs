@@ -2,7 +2,8 @@
 //! 10M events, `ANNALS_BENCH_EVENTS`) in a folder it can reuse (`ANNALS_BENCH_KEEP=/path`),
 //! then serves it with the real binary (`annals serve`, release build) and prints, each beside
 //! its target from the issue:
-//! - RSS of the serving process (VmRSS and VmHWM from /proc) after the views below;
+//! - RSS of the serving process (VmRSS and VmHWM from /proc) right after the views below,
+//!   and 4 s later (once the follower has given back what they left);
 //! - start-up time (spawn to `/healthz` answering and every projection caught up) after a
 //!   clean stop, and after a `kill -9` right behind a burst of appends;
 //! - view latencies over HTTP, p50/p99: the negotiation view of one process (a small one, in
@@ -13,7 +14,8 @@
 //!
 //! The log is written through the library's bulk path: big appends straight to the writer
 //! (no HTTP, no validator), durability `os`, groups of 8192. Settings: `ANNALS_BENCH_EVENTS`,
-//! `ANNALS_BENCH_QUERIES` (default 200 per view), `ANNALS_BENCH_KEEP` (reuse), `ANNALS_BENCH_DIR`
+//! `ANNALS_BENCH_QUERIES` (default 200 per view), `ANNALS_BENCH_KEEP` (reuse), `ANNALS_BENCH_BIN`
+//! (serve with another `annals` binary), `ANNALS_BENCH_DIR`
 //! (where a temp folder goes without `KEEP`). It must never touch a real data folder: `KEEP`
 //! must name a folder the bench made (it holds a `.annals-scale-bench` marker) or an empty one.
 
@@ -40,6 +42,12 @@ const TARGET_EVENTS: u64 = 200;
 const OTHER_PROCESSES: u64 = 1000;
 /// The actor named by a third of the log.
 const BIG_ACTOR: &str = "actor:a0";
+
+/// The binary served and run: this build's, or `ANNALS_BENCH_BIN` (another build, e.g. the
+/// base of a change, measured over the same folder in the same run).
+fn binary() -> String {
+    std::env::var("ANNALS_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_annals").into())
+}
 
 fn env_u64(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -111,24 +119,22 @@ fn event(n: u64, total: u64) -> NewEvent {
     }
 }
 
-fn log_config() -> LogConfig {
-    LogConfig {
-        backend: annals::log::Backend::Sled,
-        nats: None,
+fn log_config() -> Res<LogConfig> {
+    Ok(LogConfig {
         durability: Durability::Os,
         max_group_events: 8192,
         queue_capacity: 64,
         cache_capacity_bytes: 64 << 20,
-        compression: true,
         compression_level: 3,
-    }
+        ..annals::config::Config::defaults()?.log
+    })
 }
 
 /// Appends events up to `total` (resuming after what the folder holds) in big batches.
 async fn build(dir: &Path, total: u64) -> Res<()> {
     let log = Log::open(
         dir,
-        log_config(),
+        log_config()?,
         Metrics::new()?,
         annals::event::rules::declarations,
     )?;
@@ -216,7 +222,7 @@ struct Served {
 
 impl Served {
     fn start(dir: &Path, config: &Path) -> Res<Served> {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
+        let mut child = Command::new(binary())
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config)
             .arg("--data-dir")
@@ -500,6 +506,16 @@ async fn main() -> Res<()> {
         format!("VmRSS {rss:.0} MiB, VmHWM {hwm:.0} MiB"),
         "<= 150 MB at 1M, <= 250 MB at 10M",
     );
+    // The follower gives back what views left (sled pages above its bound, free heap pages)
+    // between its steps, at most every 2 s: read again once it has.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let (rss, _) = server.memory();
+    row(
+        &mut rows,
+        "RSS serving the log (4 s after the views)",
+        format!("VmRSS {rss:.0} MiB"),
+        "<= 150 MB at 1M, <= 250 MB at 10M",
+    );
 
     // 3. A burst of appends over HTTP, then kill -9 at once: the restart folds the tail the
     //    last save lacks.
@@ -578,7 +594,7 @@ async fn main() -> Res<()> {
 
     // 4. Disk: the folder against `annals export` of the same log.
     let export = config_dir.path().join("export.ndjson");
-    let out = Command::new(env!("CARGO_BIN_EXE_annals"))
+    let out = Command::new(binary())
         .args(["export", "--config"])
         .arg(&config)
         .arg("--data-dir")

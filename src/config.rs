@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::api::LiveConfig;
 use crate::audit::AuditConfig;
+use crate::audit::import::ImportConfig;
 use crate::event::VocabularyConfig;
 use crate::keys::AuthConfig;
 use crate::limits::Limits;
@@ -42,6 +43,8 @@ pub struct Config {
     pub webhooks: WebhookConfig,
     /// Signed checkpoints.
     pub audit: AuditConfig,
+    /// How much of a file `annals import` holds.
+    pub import: ImportConfig,
     /// Values added to the extensible vocabularies of `schemas/vocabularies.json`.
     pub vocabulary: VocabularyConfig,
 }
@@ -124,6 +127,10 @@ impl Config {
             ("limits.max_scan_per_read", self.limits.max_scan_per_read),
             ("log.max_group_events", self.log.max_group_events),
             ("log.queue_capacity", self.log.queue_capacity),
+            ("live.read_batch", self.live.read_batch),
+            ("import.chunk_lines", self.import.chunk_lines),
+            ("import.chunk_bytes", self.import.chunk_bytes),
+            ("import.in_flight", self.import.in_flight),
         ];
         for (key, value) in positive {
             if value == 0 {
@@ -150,6 +157,15 @@ impl Config {
             )));
         }
         self.log.check().map_err(|e| ConfigError(e.to_string()))?;
+        let import_cache = self.import.cache_capacity_bytes;
+        if !(crate::log::config::MIN_CACHE_CAPACITY_BYTES
+            ..=crate::log::config::MAX_CACHE_CAPACITY_BYTES)
+            .contains(&import_cache)
+        {
+            return Err(ConfigError(format!(
+                "import.cache_capacity_bytes ({import_cache}) must be between 1 MiB and 1 TiB"
+            )));
+        }
         // The webhook rules live with the webhook settings; checked here so that a bad value
         // is a configuration error (exit 2) like any other, before anything starts.
         self.webhooks

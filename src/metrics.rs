@@ -31,6 +31,8 @@ pub struct Metrics {
     pub live_readers: IntGauge,
     /// Live readers cut off for falling too far behind.
     pub live_cutoffs: IntCounter,
+    /// Registry ids the writer remembers now (at most `[log] known_ids`).
+    pub writer_known_ids: IntGauge,
 }
 
 impl Metrics {
@@ -74,6 +76,11 @@ impl Metrics {
             "live_cutoffs_total",
             "Live readers cut off for lagging too far behind",
         )?;
+        let writer_known_ids = IntGauge::new(
+            "log_writer_known_ids",
+            "Registry ids the writer remembers (bound: log.known_ids)",
+        )?;
+        registry.register(Box::new(writer_known_ids.clone()))?;
         registry.register(Box::new(events_appended.clone()))?;
         registry.register(Box::new(append_requests.clone()))?;
         registry.register(Box::new(group_requests.clone()))?;
@@ -96,6 +103,7 @@ impl Metrics {
             http_seconds,
             live_readers,
             live_cutoffs,
+            writer_known_ids,
         })
     }
 

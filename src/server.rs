@@ -147,9 +147,15 @@ impl Server {
             demo_key = Some(key.key);
             if log.head().seq == 0 {
                 for (name, ndjson) in options.demo_data.sets() {
-                    let imported =
-                        import::import(&log, &validator, ndjson.as_bytes(), "demo-loader", None)
-                            .await;
+                    let imported = import::import(
+                        &log,
+                        &validator,
+                        ndjson.as_bytes(),
+                        "demo-loader",
+                        None,
+                        &config.import,
+                    )
+                    .await;
                     let summary = match imported {
                         Ok(s) => s,
                         Err(e) => return Err(abandon(e.into(), log, None, None, None).await),

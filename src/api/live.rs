@@ -29,10 +29,9 @@ pub struct LiveConfig {
     pub max_lag: u64,
     /// Seconds between keep-alive comments.
     pub keep_alive_secs: u64,
+    /// Records a reader reads from the log per step: what one reader holds at most.
+    pub read_batch: usize,
 }
-
-/// Records read from the log per step.
-const CHUNK: usize = 256;
 
 fn record_event(rec: &crate::log::Recorded) -> Event {
     Event::default()
@@ -123,7 +122,7 @@ fn feed(st: Shared, last_event_id: Option<String>, query: &Query) -> Response {
                 } else {
                     state.limits().max_scan_per_read
                 };
-                match state.log.read_range_within(next, CHUNK, window, |r| filter.keeps(r)) {
+                match state.log.read_range_within(next, state.live.read_batch, window, |r| filter.keeps(r)) {
                     Ok((records, after)) => {
                         for rec in &records {
                             yield Ok(record_event(rec));

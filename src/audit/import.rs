@@ -20,17 +20,26 @@ use crate::log::{Append, AppendError, Log, Restore, Ticket};
 
 /// Records restored per group commit.
 const RESTORE_BATCH: usize = 512;
-/// Lines read, then parsed in parallel, at a time. A parsed line is several kB (its JSON as
-/// `Value`s, its references), so this and [`IN_FLIGHT`] are most of the import's own memory.
-const CHUNK_LINES: usize = 1024;
-/// A chunk also ends after this many bytes, so a file of huge lines stays bounded.
-const CHUNK_BYTES: usize = 8 << 20;
-/// Appends queued and not yet answered. They stay in line order (the writer takes them in
-/// order); enough of them that the writer's groups are full (`[log] max_group_events`, 512 by
-/// default: one flush and fsync each) and that it has work while the next chunk is parsed
-/// (parsing a line costs about half of writing it), few enough to bound memory (an event in
-/// flight is a few kB of parsed JSON). 4096 held about 30 MB more at no gain in rate.
-pub const IN_FLIGHT: usize = 2048;
+/// How much of a file an import holds (`[import]`; every key documented in
+/// `config/default.toml`): the import's own memory, beside sled's cache.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportConfig {
+    /// Lines read, then parsed in parallel, at a time. A parsed line is several kB (its JSON
+    /// as `Value`s, its references), so this and `in_flight` are most of the import's memory.
+    pub chunk_lines: usize,
+    /// A chunk also ends after this many bytes, so a file of huge lines stays bounded.
+    pub chunk_bytes: usize,
+    /// Appends queued and not yet answered. They stay in line order (the writer takes them in
+    /// order); enough of them that the writer's groups are full (`[log] max_group_events`:
+    /// one flush and fsync each) and that it has work while the next chunk is parsed (parsing
+    /// a line costs about half of writing it), few enough to bound memory (an event in flight
+    /// is a few kB of parsed JSON). 4096 held about 30 MB more than 2048 at no gain in rate.
+    pub in_flight: usize,
+    /// sled's cache bound during an import, at most: an import appends, so it reads back only
+    /// the right edge of the indexes and a few registry entries.
+    pub cache_capacity_bytes: u64,
+}
 
 /// Why an import stopped.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +84,7 @@ pub struct Summary {
 /// The import's state between chunks: what it did, and what awaits the writer.
 struct Importer<'a> {
     log: &'a Log,
+    in_flight: usize,
     principal: &'a str,
     summary: Summary,
     restores: Vec<(u64, Restore)>,
@@ -186,7 +196,7 @@ impl Importer<'_> {
                     }
                 };
                 self.pending.push_back((line_no, ticket));
-                self.settle(IN_FLIGHT).await
+                self.settle(self.in_flight).await
             }
         }
     }
@@ -194,10 +204,14 @@ impl Importer<'_> {
 
 /// Reads up to a chunk of lines into `chunk` (emptied first); `Ok(false)` at the end of input.
 /// A read error is returned with the lines read before it left in `chunk`.
-fn read_chunk(input: &mut impl BufRead, chunk: &mut Vec<String>) -> Result<bool, std::io::Error> {
+fn read_chunk(
+    input: &mut impl BufRead,
+    chunk: &mut Vec<String>,
+    bounds: &ImportConfig,
+) -> Result<bool, std::io::Error> {
     chunk.clear();
     let mut bytes = 0;
-    while chunk.len() < CHUNK_LINES && bytes < CHUNK_BYTES {
+    while chunk.len() < bounds.chunk_lines.max(1) && bytes < bounds.chunk_bytes.max(1) {
         let mut text = String::new();
         let n = input.read_line(&mut text)?;
         if n == 0 {
@@ -216,27 +230,29 @@ fn read_chunk(input: &mut impl BufRead, chunk: &mut Vec<String>) -> Result<bool,
 }
 
 /// Imports NDJSON from `input` into `log`; `principal` is recorded for appended lines.
-/// `total_bytes` sizes the progress bar when known.
+/// `total_bytes` sizes the progress bar when known; `bounds` is how much of the file it holds.
 pub async fn import(
     log: &Log,
     validator: &Validator,
     mut input: impl BufRead,
     principal: &str,
     total_bytes: Option<u64>,
+    bounds: &ImportConfig,
 ) -> Result<Summary, ImportError> {
     let bar = super::progress(total_bytes, "importing");
     let mut importer = Importer {
         log,
+        in_flight: bounds.in_flight.max(1),
         principal,
         summary: Summary::default(),
         restores: Vec::new(),
         pending: VecDeque::new(),
         abort: Arc::new(AtomicBool::new(false)),
     };
-    let mut chunk = Vec::with_capacity(CHUNK_LINES);
+    let mut chunk = Vec::with_capacity(bounds.chunk_lines.max(1));
     let mut first_line = 1u64;
     loop {
-        let read = read_chunk(&mut input, &mut chunk);
+        let read = read_chunk(&mut input, &mut chunk, bounds);
         // Parsing is the costly, pure part: the whole chunk at once on the rayon pool, while
         // the writer thread works through what is already queued. This blocks the calling
         // task for one chunk, as the reads of the input do.

@@ -204,21 +204,20 @@ async fn check(config: Config, file: Option<PathBuf>) -> Result<(), CliError> {
     }
 }
 
-/// sled's cache bound during an import, at most (4 MiB). An import appends: it reads back
-/// only the right edge of the indexes and a few registry entries, and sled holds several times
-/// more memory than the bound says (see `[log] cache_capacity_bytes`). 16 MiB held about 20 MB
-/// more at 200k lines than 4 MiB, for the same CPU time.
-const IMPORT_CACHE_BYTES: u64 = 4 << 20;
-
 /// The configuration an import opens the log with: the configured one, with the writer's
-/// queue large enough for [`import::IN_FLIGHT`] pipelined appends, and a small cache. The
+/// queue large enough for `[import] in_flight` pipelined appends, and a small cache
+/// (`[import] cache_capacity_bytes`: 16 MiB held about 20 MB more than 4 MiB at 200k lines, for
+/// the same CPU time; sled holds several times more than its bound says). The
 /// group size stays as configured: the writer's cost is per sled key, not per group, so groups
 /// of 4096 events took as much CPU as groups of 512 (100k lines, same run) and held about
 /// 80 MB more in flight.
 fn for_import(config: &Config) -> Config {
     let mut config = config.clone();
-    config.log.queue_capacity = config.log.queue_capacity.max(import::IN_FLIGHT);
-    config.log.cache_capacity_bytes = config.log.cache_capacity_bytes.min(IMPORT_CACHE_BYTES);
+    config.log.queue_capacity = config.log.queue_capacity.max(config.import.in_flight);
+    config.log.cache_capacity_bytes = config
+        .log
+        .cache_capacity_bytes
+        .min(config.import.cache_capacity_bytes);
     config
 }
 
@@ -233,12 +232,13 @@ async fn import_into(
     let metrics = Metrics::new().map_err(CliError::failed)?;
     let schemas = Schemas::load_with(&config.vocabulary).map_err(CliError::failed)?;
     let validator = Validator::new(schemas, config.limits.clone());
+    let bounds = config.import.clone();
     let log = open_offline(&dir, &for_import(&config), metrics, "import")?;
     let result = match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => match std::fs::File::open(&path) {
             Ok(f) => {
                 let len = f.metadata().ok().map(|m| m.len());
-                import::import(&log, &validator, BufReader::new(f), principal, len).await
+                import::import(&log, &validator, BufReader::new(f), principal, len, &bounds).await
             }
             Err(e) => {
                 log.close().await;
@@ -253,7 +253,7 @@ async fn import_into(
                 eprintln!("annals: reading NDJSON from stdin (Ctrl-D to end)");
             }
             let stdin = std::io::stdin();
-            import::import(&log, &validator, stdin.lock(), principal, None).await
+            import::import(&log, &validator, stdin.lock(), principal, None, &bounds).await
         }
     };
     let head = log.head();

@@ -78,6 +78,9 @@ pub struct LogConfig {
     /// zstd level (1 to 22) of the chunks (or of sled's pages in an older compressed folder);
     /// may change between runs.
     pub compression_level: i32,
+    /// Most registry ids the writer remembers having found in the store (0: none), so an id
+    /// named again costs no sled read; emptied when full.
+    pub known_ids: usize,
 }
 
 /// A `[log]` value out of its range.
@@ -142,14 +145,9 @@ mod tests {
 
     fn config(cache: u64, level: i32) -> LogConfig {
         LogConfig {
-            backend: Backend::Sled,
-            nats: None,
-            durability: Durability::Fsync,
-            max_group_events: 1,
-            queue_capacity: 1,
             cache_capacity_bytes: cache,
-            compression: true,
             compression_level: level,
+            ..crate::config::Config::defaults().unwrap().log
         }
     }
 

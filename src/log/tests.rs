@@ -6,14 +6,12 @@ use super::*;
 async fn a_tree_dropped_through_sled_reads_as_missing_not_as_a_storage_fault() {
     let dir = tempfile::tempdir().unwrap();
     let config = LogConfig {
-        backend: Backend::Sled,
-        nats: None,
         durability: Durability::Os,
         max_group_events: 64,
         queue_capacity: 8,
         cache_capacity_bytes: 1 << 20,
-        compression: true,
         compression_level: 3,
+        ..crate::config::Config::defaults().unwrap().log
     };
     let log = Log::open(dir.path(), config, Metrics::new().unwrap(), |_, _, _| {
         Vec::new()

@@ -91,6 +91,7 @@ impl Writer {
         failed: Arc<AtomicBool>,
         metrics: Metrics,
     ) -> Writer {
+        let known = known::KnownIds::new(options.known_ids, metrics.writer_known_ids.clone());
         Writer {
             db,
             tree,
@@ -108,7 +109,7 @@ impl Writer {
             frontier: Frontier::default(),
             merkle: true,
             packer: None,
-            known: known::KnownIds::default(),
+            known,
             discard: discard::Discard::default(),
             replication: None,
         }

@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::fold::{fold_until_head, parse_batch};
-use super::knowledge::Knowledge;
+use super::knowledge::{ActorIndexBound, Knowledge};
 use super::records::{CacheMetrics, Records};
 use super::save;
 use super::{NAMES, ProjectionConfig, ProjectionError};
@@ -51,6 +51,7 @@ struct ProjMetrics {
     seq: IntGauge,
     rebuilds: IntCounter,
     cache: CacheMetrics,
+    actor_index_bytes: IntGauge,
 }
 
 impl ProjMetrics {
@@ -71,6 +72,10 @@ impl ProjMetrics {
             lag: IntGauge::new("projection_lag", "Durable head seq minus projection seq")?,
             seq: IntGauge::new("projection_seq", "Seq the projections reflect")?,
             rebuilds: IntCounter::new("projection_rebuilds_total", "Completed rebuilds")?,
+            actor_index_bytes: IntGauge::new(
+                "projection_actor_index_bytes",
+                "Bytes held by the actor views' time orders (bound: projections.actor_index_bytes)",
+            )?,
             cache: CacheMetrics {
                 hits: IntCounter::new(
                     "projection_record_cache_hits_total",
@@ -99,6 +104,7 @@ impl ProjMetrics {
         metrics.register(Box::new(m.cache.misses.clone()))?;
         metrics.register(Box::new(m.cache.entries.clone()))?;
         metrics.register(Box::new(m.cache.bytes.clone()))?;
+        metrics.register(Box::new(m.actor_index_bytes.clone()))?;
         Ok(m)
     }
 }
@@ -246,7 +252,11 @@ impl Engine {
             log.clone(),
             config.record_cache(),
             Some(metrics.cache.clone()),
-        );
+        )
+        .with_actor_index(ActorIndexBound {
+            bytes: config.actor_index_bytes,
+            gauge: Some(metrics.actor_index_bytes.clone()),
+        });
         let tree = log.aux_tree("projections")?;
         let head = log.head().seq;
         let (meta, knowledge) = match save::load(&tree, &log, &records) {
@@ -493,7 +503,8 @@ async fn follow(inner: Arc<Inner>) {
         folded_since_trim += n;
         // Caught up after a long tail (a first start, a restart after kill -9: each record
         // was read and parsed into temporaries), or views were served (each reads records
-        // and builds its answer in temporaries, and sled's cache turns pages over): give the
+        // and builds its answer in temporaries, and sled's cache turns pages over): make sled
+        // evict the pages the views left above its bound (after views only), then give the
         // heap's free pages back, at most once per TRIM_EVERY while views keep coming.
         let viewed = inner.views_since_trim.load(Ordering::Relaxed) > 0;
         if (n == 0 && folded_since_trim >= super::trim::TRIM_AFTER_RECORDS)
@@ -502,7 +513,14 @@ async fn follow(inner: Arc<Inner>) {
             folded_since_trim = 0;
             inner.views_since_trim.store(0, Ordering::Relaxed);
             last_trim = Instant::now();
-            let _ = tokio::task::spawn_blocking(super::trim::give_back_free_memory).await;
+            let log = inner.log.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                if viewed {
+                    super::trim::sweep_store_cache(&log);
+                }
+                super::trim::give_back_free_memory();
+            })
+            .await;
         }
         if n > 0 {
             continue;

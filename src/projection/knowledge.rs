@@ -26,7 +26,7 @@ mod by_time;
 mod compact;
 mod ids;
 
-pub use by_time::ActorOrder;
+pub use by_time::{ActorIndexBound, ActorOrder};
 use by_time::{ByTime, time_key};
 pub use compact::{FactRef, FactStore, Text};
 use ids::IdIndex;
@@ -107,6 +107,7 @@ impl Knowledge {
     /// through a bounded cache).
     pub fn over(records: Records) -> Knowledge {
         Knowledge {
+            by_time: ByTime::bounded(records.actor_index().clone()),
             records,
             ..Knowledge::default()
         }
@@ -219,7 +220,7 @@ impl Knowledge {
             }
         }
         let mut by_time_places: Vec<(Box<str>, Ix, bool)> = Vec::new();
-        let by_time_built = !self.by_time.built().is_empty();
+        let by_time_built = self.by_time.any();
         if by_time_built {
             // A registry entry (registration or update) is not an event of the actor's.
             let registration = matches!(
@@ -331,11 +332,9 @@ impl Knowledge {
     /// the first time it is asked for (one parse of each fact's `occurred`), then kept as
     /// facts are folded.
     pub fn of_actor_by_time(&self, actor: &str) -> Arc<ActorOrder> {
-        let built = self.by_time.0.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(order) = built.get(actor) {
-            return order.clone();
+        if let Some(order) = self.by_time.get(actor) {
+            return order;
         }
-        drop(built);
         let by_ix = {
             let mut v = self.of_actor(actor).to_vec();
             v.sort_unstable();
@@ -368,13 +367,7 @@ impl Knowledge {
             by_ix,
             special,
         });
-        self.by_time
-            .0
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .entry(actor.into())
-            .or_insert(order)
-            .clone()
+        self.by_time.keep(actor, order)
     }
 
     /// Where a fact sits in the actor view's order: its occurred sort key, then its seq.

@@ -60,6 +60,10 @@ pub struct ProjectionConfig {
     pub record_cache_entries: usize,
     /// Most record bytes the views' record cache holds.
     pub record_cache_bytes: usize,
+    /// Most bytes the actor views' time orders hold together (about 8 bytes per fact of each
+    /// actor a view asked for); past it the least recently used are dropped and rebuilt on
+    /// their next ask.
+    pub actor_index_bytes: usize,
 }
 
 impl ProjectionConfig {
@@ -160,6 +164,9 @@ pub fn answer(
         valid_at: q.valid_at.clone(),
     };
     let (body, failed) = records::failed_reads_in(|| body(k, name, entity, q, &cut));
+    // The pages sled evicted while this view read are freed now, not whenever this thread
+    // next reads sled.
+    trim::free_deferred();
     if failed > 0 {
         return Err(ProjectionError::RecordUnavailable(failed));
     }
@@ -250,14 +257,12 @@ mod tests {
     async fn a_view_whose_record_cannot_be_read_is_refused_not_shown_with_nulls() {
         let dir = tempfile::tempdir().unwrap();
         let config = LogConfig {
-            backend: crate::log::Backend::Sled,
-            nats: None,
             durability: Durability::Os,
             max_group_events: 64,
             queue_capacity: 8,
             cache_capacity_bytes: 1 << 20,
             compression: false,
-            compression_level: 3,
+            ..crate::config::Config::defaults().unwrap().log
         };
         let log = Log::open(dir.path(), config, Metrics::new().unwrap(), |_, _, _| {
             Vec::new()

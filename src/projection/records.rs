@@ -2,7 +2,9 @@
 //! the records, so a view that needs a record's payload or evidence reads it here. Served by
 //! the log through a bounded cache (`[projections] record_cache_entries` and
 //! `record_cache_bytes`), or, for a fold with no log behind it (`annals replay`, tests), by
-//! the records the fold was handed. This module must never write to the log, never let the
+//! the records the fold was handed. It also carries the bound of the actor orders the views
+//! build (`[projections] actor_index_bytes`), as every fold an engine makes is built over
+//! the same records. This module must never write to the log, never let the
 //! cache grow past its configured bound, and never keep a view of sled's own buffers (a
 //! cached record is a copy, so what it pins is what it counts).
 
@@ -13,6 +15,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use prometheus::{IntCounter, IntGauge};
 use rustc_hash::FxHashMap;
 
+use super::knowledge::ActorIndexBound;
 use crate::log::Log;
 
 thread_local! {
@@ -147,6 +150,9 @@ enum Backing {
 #[derive(Clone)]
 pub struct Records {
     backing: Arc<Backing>,
+    /// The bound of the actor orders every knowledge over these records keeps (it travels
+    /// with the records because every fold an engine makes is built over them).
+    actor_index: ActorIndexBound,
     /// Reads that failed (the log could not be read); a view that met one is refused
     /// ([`failed_reads_in`]).
     failures: Arc<AtomicU64>,
@@ -172,6 +178,7 @@ impl Records {
     pub fn memory() -> Records {
         Records {
             backing: Arc::new(Backing::Memory(RwLock::new(FxHashMap::default()))),
+            actor_index: ActorIndexBound::default(),
             failures: Arc::new(AtomicU64::new(0)),
         }
     }
@@ -184,8 +191,23 @@ impl Records {
                 cache: Mutex::new(Lru::new(bound)),
                 metrics,
             }),
+            actor_index: ActorIndexBound::default(),
             failures: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// These records, with every knowledge folded over them keeping its actor orders within
+    /// `bound` (`[projections] actor_index_bytes`).
+    pub fn with_actor_index(self, bound: ActorIndexBound) -> Records {
+        Records {
+            actor_index: bound,
+            ..self
+        }
+    }
+
+    /// The bound of the actor orders kept by a knowledge over these records.
+    pub fn actor_index(&self) -> &ActorIndexBound {
+        &self.actor_index
     }
 
     /// Whether folded records must be handed over to be kept ([`Records::keep`]).

@@ -7,6 +7,7 @@ mod audit;
 mod auth;
 mod bad_input;
 mod batch_noop;
+mod bounds;
 mod chunks;
 mod cli;
 mod coding_guide;

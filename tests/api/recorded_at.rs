@@ -86,6 +86,7 @@ async fn an_append_after_restoring_later_stamped_records_is_stamped_no_earlier_t
         export_stamped_later().as_bytes(),
         "restorer",
         None,
+        &app.config.import,
     )
     .await
     .unwrap();

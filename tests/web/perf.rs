@@ -74,14 +74,12 @@ fn event(n: u64) -> NewEvent {
 
 async fn build(dir: &std::path::Path) {
     let config = LogConfig {
-        backend: annals::log::Backend::Sled,
-        nats: None,
         durability: Durability::Os,
         max_group_events: 8192,
         queue_capacity: 64,
         cache_capacity_bytes: 64 << 20,
-        compression: true,
         compression_level: 3,
+        ..annals::config::Config::defaults().unwrap().log
     };
     let log = Log::open(
         dir,

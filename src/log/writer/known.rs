@@ -9,20 +9,30 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-/// Ids remembered at most. An entry is an id and a kind (tens of bytes), so the bound holds
-/// the ids a workload keeps naming (actors, issues, sources) in well under a megabyte. When
-/// full the memory is emptied and refills from the store: simpler than an LRU, and an id named
-/// again is one lookup away.
-pub(super) const KNOWN_IDS: usize = 4096;
-
 /// Registry lookups that found their id in the store: id → (kind, introducing seq). Only the
-/// writer thread holds it; lookups take `&self`, hence the cell.
-#[derive(Default)]
+/// writer thread holds it; lookups take `&self`, hence the cell. At most `bound` ids
+/// (`[log] known_ids`; an entry is an id and a kind, tens of bytes). When full the memory is
+/// emptied and refills from the store: simpler than an LRU, and an id named again is one
+/// lookup away.
 pub(super) struct KnownIds {
     ids: RefCell<HashMap<String, (String, u64)>>,
+    bound: usize,
+    /// Ids held now, on `/metrics`.
+    gauge: prometheus::IntGauge,
 }
 
 impl KnownIds {
+    /// An empty memory of at most `bound` ids (0: remember nothing), reporting its size to
+    /// `gauge`.
+    pub(super) fn new(bound: usize, gauge: prometheus::IntGauge) -> KnownIds {
+        gauge.set(0);
+        KnownIds {
+            ids: RefCell::new(HashMap::new()),
+            bound,
+            gauge,
+        }
+    }
+
     /// The kind and introducing seq of `id`, if it was found in the store before.
     pub(super) fn get(&self, id: &str) -> Option<(String, u64)> {
         self.ids.borrow().get(id).cloned()
@@ -30,11 +40,15 @@ impl KnownIds {
 
     /// Remembers what the store answered for `id`.
     pub(super) fn remember(&self, id: &str, kind: &str, seq: u64) {
+        if self.bound == 0 {
+            return;
+        }
         let mut ids = self.ids.borrow_mut();
-        if ids.len() >= KNOWN_IDS {
+        if ids.len() >= self.bound {
             ids.clear();
         }
         ids.insert(id.to_string(), (kind.to_string(), seq));
+        self.gauge.set(ids.len() as i64);
     }
 
     /// How many ids are remembered.
@@ -48,9 +62,18 @@ impl KnownIds {
 mod tests {
     use super::*;
 
+    const KNOWN_IDS: usize = 4096;
+
+    fn known() -> KnownIds {
+        KnownIds::new(
+            KNOWN_IDS,
+            prometheus::IntGauge::new("known", "test").unwrap(),
+        )
+    }
+
     #[test]
     fn a_remembered_id_answers_with_its_kind_and_seq() {
-        let known = KnownIds::default();
+        let known = known();
         assert_eq!(known.get("actor:putin"), None);
         known.remember("actor:putin", "an actor", 7);
         assert_eq!(known.get("actor:putin"), Some(("an actor".into(), 7)));
@@ -58,7 +81,7 @@ mod tests {
 
     #[test]
     fn the_memory_never_grows_past_its_bound() {
-        let known = KnownIds::default();
+        let known = known();
         for i in 0..KNOWN_IDS * 2 + 3 {
             known.remember(&format!("actor:a{i}"), "an actor", i as u64);
             assert!(known.len() <= KNOWN_IDS);

@@ -161,7 +161,7 @@ async fn the_record_cache_never_holds_more_than_its_bound_while_a_view_reads_mor
 }
 
 /// A metric's value in a Prometheus text exposition.
-pub(super) fn metric(text: &str, name: &str) -> f64 {
+pub(crate) fn metric(text: &str, name: &str) -> f64 {
     text.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))

@@ -2,10 +2,11 @@
 //! corrections and retractions, rebuilds under load, restarts from saves, and the
 //! incremental fold against a full rebuild (proptest, in-process).
 
+mod actor_index;
 mod actor_pages;
 mod asof;
 mod cli_rebuild;
-mod compact;
+pub mod compact;
 mod demo;
 mod engine;
 mod evidence;

@@ -1,0 +1,114 @@
+//! The writer's memory of registry lookups stays within `[log] known_ids` (issue 13: every
+//! cache has a configured bound), through the real server: its size is on `/metrics`.
+
+use serde_json::{Value, json};
+
+use crate::helpers::*;
+use crate::projections::compact::metric;
+
+const IDS: usize = 20;
+
+/// Ids the writer remembers after `IDS` registered actors are each named by a statement, with
+/// `known_ids` set to `bound`.
+async fn remembered_with(bound: usize) -> f64 {
+    let app = spawn_app_with(|mut c| {
+        c.log.known_ids = bound;
+        c
+    })
+    .await;
+    app.seed().await;
+    let ids: Vec<String> = (0..IDS).map(|i| format!("actor:known-bound-{i}")).collect();
+    register_all(&app, &ids.iter().map(String::as_str).collect::<Vec<_>>()).await;
+    let events: Vec<Value> = ids
+        .iter()
+        .enumerate()
+        .map(|(n, id)| {
+            let mut s = statement(n as u64);
+            s["data"]["speaker"] = json!(id);
+            s
+        })
+        .collect();
+    let resp = app
+        .append("process/ru-ua-peace", &json!({ "events": events }))
+        .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let text = app.get("/metrics").await.text().await.unwrap();
+    metric(&text, "annals_log_writer_known_ids")
+}
+
+#[tokio::test]
+async fn the_writer_remembers_at_most_log_known_ids_registry_ids() {
+    let small = remembered_with(8).await;
+    assert!(small > 0.0 && small <= 8.0, "{small}");
+    // The shipped bound holds every id the statements named (and their source).
+    let roomy = remembered_with(4096).await;
+    assert!(roomy > IDS as f64, "{roomy}");
+    assert_eq!(remembered_with(0).await, 0.0);
+}
+
+/// Imports `file` into a fresh folder with `config` (TOML); answers the exit code, stderr
+/// and the folder's exported records.
+fn import_with(config: &str, file: &std::path::Path) -> (i32, String, Vec<Value>) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("annals.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let data = dir.path().join("data");
+    let args = |cmd: &'static str| -> Vec<String> {
+        vec![
+            cmd.into(),
+            "--config".into(),
+            cfg.display().to_string(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ]
+    };
+    let mut import = args("import");
+    import.push(file.display().to_string());
+    let import: Vec<&str> = import.iter().map(String::as_str).collect();
+    let (code, _, err) = run_cli(&import, None);
+    if code != 0 {
+        return (code, err, Vec::new());
+    }
+    wait_until_released(&data);
+    let export = args("export");
+    let export: Vec<&str> = export.iter().map(String::as_str).collect();
+    let (code, out, e) = run_cli(&export, None);
+    assert_eq!(code, 0, "{e}");
+    let records = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    (0, err, records)
+}
+
+#[test]
+fn an_import_holding_one_line_at_a_time_appends_the_same_events_and_a_zero_bound_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("demo.ndjson");
+    std::fs::write(&file, annals::server::DEMO_NDJSON).unwrap();
+    let (code, err, shipped) = import_with("", &file);
+    assert_eq!(code, 0, "{err}");
+    let tight = "[import]\nchunk_lines = 1\nchunk_bytes = 1\nin_flight = 1\n\
+                 cache_capacity_bytes = 1048576\n";
+    let (code, err, one_by_one) = import_with(tight, &file);
+    assert_eq!(code, 0, "{err}");
+    let events = |records: &[Value]| -> Vec<(Value, Value, Value)> {
+        records
+            .iter()
+            .map(|r| (r["id"].clone(), r["type"].clone(), r["data"].clone()))
+            .collect()
+    };
+    assert!(shipped.len() > 10);
+    assert_eq!(events(&one_by_one), events(&shipped));
+
+    for (key, value) in [
+        ("in_flight", "0"),
+        ("chunk_lines", "0"),
+        ("chunk_bytes", "0"),
+        ("cache_capacity_bytes", "4096"),
+    ] {
+        let (code, err, _) = import_with(&format!("[import]\n{key} = {value}\n"), &file);
+        assert_eq!(code, 2, "{key}: {err}");
+        assert!(err.contains(&format!("import.{key}")), "{key}: {err}");
+    }
+}
