@@ -61,6 +61,9 @@ pub(super) struct Writer {
     streams: HashMap<String, StreamHead>,
     /// Makes applied groups durable, moves the durable head, answers.
     pipeline: Pipeline,
+    /// Whether the queue was empty when the group being committed was closed: then nothing
+    /// waits to be staged while it syncs, and the writer may sync it itself (`pipeline`).
+    quiet: bool,
     /// `recorded_at` never goes backwards, even if the wall clock does: seeded from the head
     /// record on open (`load_clock`), raised by every group, never lowered.
     last_recorded_at: OffsetDateTime,
@@ -103,6 +106,7 @@ impl Writer {
             metrics,
             streams: HashMap::new(),
             pipeline: Pipeline::Inline(Box::new(syncer)),
+            quiet: false,
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
             frontier: Frontier::default(),
             merkle: true,
@@ -204,8 +208,10 @@ impl Writer {
                         group.push(cmd);
                     }
                 }
+                self.quiet = false;
                 if events < self.options.max_group_events {
                     next = rx.try_recv().ok();
+                    self.quiet = next.is_none();
                 }
             }
             self.commit_group(group);
@@ -345,13 +351,16 @@ impl Writer {
         if overlay.records.is_empty() && overlay.writes.is_empty() {
             // Only duplicates (or refusals): nothing to write, but a duplicate's original may
             // sit in a group still on its way, so they are answered in their turn.
-            self.pipeline.land(Landed {
-                head: None,
-                owed,
-                requests,
-                events: 0,
-                started,
-            });
+            self.pipeline.land(
+                Landed {
+                    head: None,
+                    owed,
+                    requests,
+                    events: 0,
+                    started,
+                },
+                self.quiet,
+            );
             return;
         }
         let new_head = Head {
@@ -395,13 +404,16 @@ impl Writer {
         }
         self.frontier = overlay.frontier;
         self.head = new_head;
-        self.pipeline.land(Landed {
-            head: Some(new_head),
-            owed,
-            requests,
-            events: event_count,
-            started,
-        });
+        self.pipeline.land(
+            Landed {
+                head: Some(new_head),
+                owed,
+                requests,
+                events: event_count,
+                started,
+            },
+            self.quiet,
+        );
         self.discard.drop_later(Box::new(spent));
     }
 }

@@ -2,15 +2,18 @@
 //! then hands it here; a sync thread makes it durable (sled's flush, `fdatasync`), moves the
 //! durable head and answers its requests, while the writer already stages and applies the
 //! next group against the tree, which holds the previous one. Groups that land while a sync
-//! runs share the next one. This must never answer a request (success, duplicate or refusal:
+//! runs share the next one. A group that lands with the writer's queue empty and nothing
+//! handed over still unanswered is made durable on the writer thread itself: there is no
+//! next group to overlap, and a single client saves the hop to the sync thread and back.
+//! This must never answer a request (success, duplicate or refusal:
 //! each may rest on a group before it) before every group landed before it is durable, never
 //! move the head past what is durable, and never acknowledge anything after a failed sync.
 //! With the nats backend the stream is the durable copy and the writer checks the local
 //! write at once, so the same work runs inline on the writer thread.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
@@ -124,10 +127,15 @@ pub(super) enum Pipeline {
     /// Synced on the writer thread as each group lands (the nats backend; and a writer whose
     /// sync thread could not be started).
     Inline(Box<Syncer>),
-    /// Synced on the sync thread.
+    /// Synced on the sync thread, or on the writer thread when nothing is waiting for it.
     Thread {
         tx: SyncSender<Landed>,
         thread: JoinHandle<()>,
+        /// Held while a sync runs, by whichever thread runs it.
+        syncer: Arc<Mutex<Syncer>>,
+        /// Groups handed to the sync thread and not yet answered: only while none is may the
+        /// writer sync a group itself, so answers stay in landing order.
+        handed: Arc<AtomicUsize>,
     },
     /// Finished: nothing lands any more.
     Stopped,
@@ -143,41 +151,73 @@ impl Pipeline {
             return;
         };
         let (tx, rx) = mpsc::sync_channel::<Landed>(LANDED);
-        // The syncer is handed over once the thread runs, so a failed spawn keeps it here.
-        let (start_tx, start_rx) = mpsc::channel::<Box<Syncer>>();
+        let shared = Arc::new(Mutex::new(*syncer));
+        let handed = Arc::new(AtomicUsize::new(0));
+        let (thread_syncer, thread_handed) = (shared.clone(), handed.clone());
         let spawned = std::thread::Builder::new()
             .name("annals-sync".into())
             .spawn(move || {
-                let Ok(mut syncer) = start_rx.recv() else {
-                    return;
-                };
                 // Ends when the writer (the only sender) lets go, after the last group.
                 while let Ok(first) = rx.recv() {
                     let mut landed = vec![first];
                     landed.extend(rx.try_iter());
-                    syncer.settle(landed);
+                    let n = landed.len();
+                    match thread_syncer.lock() {
+                        Ok(mut syncer) => syncer.settle(landed),
+                        // The writer panicked while syncing: nothing is durable any more.
+                        Err(_) => {
+                            for l in landed {
+                                fail(l.owed, "the sync thread stopped");
+                            }
+                        }
+                    }
+                    // Only once they are answered (the lock let go): the writer then
+                    // syncs its next group after them.
+                    thread_handed.fetch_sub(n, Ordering::Release);
                 }
             });
         *self = match spawned {
-            Ok(thread) => match start_tx.send(syncer) {
-                Ok(()) => Pipeline::Thread { tx, thread },
-                Err(mpsc::SendError(back)) => Pipeline::Inline(back),
+            Ok(thread) => Pipeline::Thread {
+                tx,
+                thread,
+                syncer: shared,
+                handed,
             },
             Err(e) => {
                 tracing::warn!(error = %e, "no sync thread; the writer syncs each group itself");
-                Pipeline::Inline(syncer)
+                // The closure that held the other reference is dropped with the failed spawn.
+                match Arc::try_unwrap(shared) {
+                    Ok(syncer) => Pipeline::Inline(Box::new(
+                        syncer.into_inner().unwrap_or_else(|e| e.into_inner()),
+                    )),
+                    Err(_) => Pipeline::Stopped,
+                }
             }
         };
     }
 
-    /// Hands over a group applied to sled.
-    pub(super) fn land(&mut self, landed: Landed) {
+    /// Hands over a group applied to sled. `quiet`: the writer's queue was empty when the
+    /// group was closed, so there is no next group to stage while this one syncs.
+    pub(super) fn land(&mut self, landed: Landed, quiet: bool) {
         match self {
             Pipeline::Inline(syncer) => syncer.settle(vec![landed]),
-            Pipeline::Thread { tx, .. } => {
+            Pipeline::Thread {
+                tx, syncer, handed, ..
+            } => {
+                // Nothing handed over is unanswered (the writer alone hands over, so none can
+                // be on its way): synced here, it is answered after every group before it.
+                if quiet && handed.load(Ordering::Acquire) == 0 {
+                    match syncer.lock() {
+                        Ok(mut syncer) => syncer.settle(vec![landed]),
+                        Err(_) => fail(landed.owed, "the sync thread stopped"),
+                    }
+                    return;
+                }
+                handed.fetch_add(1, Ordering::AcqRel);
                 // Fails only if the sync thread is gone (it panicked): nothing can be made
                 // durable any more.
                 if let Err(mpsc::SendError(landed)) = tx.send(landed) {
+                    handed.fetch_sub(1, Ordering::AcqRel);
                     fail(landed.owed, "the sync thread stopped");
                 }
             }
@@ -187,7 +227,7 @@ impl Pipeline {
 
     /// Waits until every landed group is durable and answered; nothing lands after.
     pub(super) fn finish(&mut self) {
-        if let Pipeline::Thread { tx, thread } = std::mem::replace(self, Pipeline::Stopped) {
+        if let Pipeline::Thread { tx, thread, .. } = std::mem::replace(self, Pipeline::Stopped) {
             drop(tx);
             if thread.join().is_err() {
                 tracing::error!("the sync thread panicked");
@@ -294,6 +334,15 @@ mod tests {
 
     #[test]
     fn answers_come_in_landing_order_each_after_the_groups_before_it_are_durable() {
+        answers_in_landing_order(false);
+    }
+
+    #[test]
+    fn a_quiet_group_landing_behind_a_handed_over_one_is_answered_after_it() {
+        answers_in_landing_order(true);
+    }
+
+    fn answers_in_landing_order(quiet: bool) {
         let dir = tempfile::tempdir().unwrap();
         let (mut pipeline, head) = started(dir.path());
         let first = Head {
@@ -307,13 +356,13 @@ mod tests {
             stream_version: 1,
             duplicate: false,
         };
-        pipeline.land(landed(
-            Some(first),
-            vec![Owed::Append(ok_tx, appended, None)],
-        ));
+        pipeline.land(
+            landed(Some(first), vec![Owed::Append(ok_tx, appended, None)]),
+            false,
+        );
         // A refusal staged on top of the first group (it may rest on it) writes nothing.
         let refusal = Refusal::Append(no_tx, AppendError::Aborted);
-        pipeline.land(landed(None, vec![Owed::Refused(refusal)]));
+        pipeline.land(landed(None, vec![Owed::Refused(refusal)]), quiet);
 
         let refused = no_rx.blocking_recv().unwrap();
         assert!(matches!(refused, Err(AppendError::Aborted)));
@@ -340,11 +389,38 @@ mod tests {
             seq: 1,
             hash: [1; 32],
         };
-        pipeline.land(landed(Some(late), vec![Owed::Append(tx, appended, None)]));
+        pipeline.land(
+            landed(Some(late), vec![Owed::Append(tx, appended, None)]),
+            true,
+        );
         assert!(matches!(
             rx.blocking_recv().unwrap(),
             Err(AppendError::Unavailable(_))
         ));
         assert_eq!(head.borrow().seq, 0);
+    }
+
+    #[test]
+    fn a_quiet_group_with_the_sync_thread_idle_is_durable_and_answered_before_land_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut pipeline, head) = started(dir.path());
+        let (tx, mut rx) = oneshot::channel();
+        let appended = Appended {
+            positions: Vec::new(),
+            stream_version: 1,
+            duplicate: false,
+        };
+        let first = Head {
+            seq: 1,
+            hash: [1; 32],
+        };
+        pipeline.land(
+            landed(Some(first), vec![Owed::Append(tx, appended, None)]),
+            true,
+        );
+        // No hop to the sync thread: answered, and the head moved, on the writer thread.
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+        assert_eq!(*head.borrow(), first);
+        pipeline.finish();
     }
 }
