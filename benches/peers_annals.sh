@@ -47,20 +47,37 @@ KEYS_NEW="$("$BIN" keys new --principal peers-bench --scopes append,read)"
 KEY="$(printf '%s\n' "$KEYS_NEW" | awk '/^key: /{print $2}')"
 printf '%s\n' "$KEYS_NEW" | sed -n '/^\[\[auth.keys\]\]/,$p' >"$WORK/annals.toml"
 
-post() { # path body → status
+post() { # path body → status (000 if it could not connect)
+  rm -f "$WORK/last.json"
   curl -sS -o "$WORK/last.json" -w '%{http_code}' -X POST "$BASE$1" \
-    -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' --data-binary "$2"
+    -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' --data-binary "$2" || true
+}
+
+# After a failed seed (the temp folder, with the server's log, is removed on exit): whether
+# the server still runs, and the end of its log.
+server_state() { # run name
+  if kill -0 "$SERVER_PID" 2>/dev/null; then
+    echo "the server ($SERVER_PID, $BASE) is still running; its log ends:"
+  else
+    wait "$SERVER_PID" 2>/dev/null && rc=0 || rc=$?
+    echo "the server ($SERVER_PID, $BASE) exited with status $rc; its log ends:"
+  fi
+  tail -n 20 "$WORK/server-$1.log" 2>/dev/null || true
 }
 
 start_server() {
   local data="$WORK/data-$1"
-  rm -rf "$data"
+  # Each run's own stdout, absent until its server opens it: the shell truncates a reused file
+  # only once the forked child runs, so on a loaded machine the loop below could read the
+  # previous server's address and seed a port nobody listens on any more.
+  local stdout="$WORK/stdout-$1"
+  rm -rf "$data" "$stdout"
   "$BIN" serve --config "$WORK/annals.toml" --data-dir "$data" --listen 127.0.0.1:0 \
-    >"$WORK/stdout" 2>"$WORK/server-$1.log" &
+    >"$stdout" 2>"$WORK/server-$1.log" &
   SERVER_PID=$!
   local port=""
   for _ in $(seq 1 200); do
-    port="$(grep -o '127\.0\.0\.1:[0-9]*' "$WORK/stdout" 2>/dev/null | head -1 | cut -d: -f2)" || true
+    port="$(grep -o '127\.0\.0\.1:[0-9]*' "$stdout" 2>/dev/null | head -1 | cut -d: -f2)" || true
     [ -n "$port" ] && break
     sleep 0.05
   done
@@ -69,9 +86,9 @@ start_server() {
   # What the statements cite: a registered source and a registered speaker.
   local s
   s="$(post /streams/registry%2Fsources/events '{"type":"source.registered","occurred":{"precision":"unknown"},"data":{"source_id":"src:peers-wire","kind":"wire","publisher":"Peers Wire"},"evidence":[]}')"
-  [ "$s" = 201 ] || { echo "seeding the source answered $s: $(cat "$WORK/last.json")" >&2; exit 1; }
+  [ "$s" = 201 ] || { echo "seeding the source answered $s: $(cat "$WORK/last.json")" >&2; server_state "$1" >&2; exit 1; }
   s="$(post /streams/registry%2Factors/events '{"type":"actor.registered","occurred":{"precision":"unknown"},"data":{"actor_id":"actor:mfa-ru","name":"Ministry of Foreign Affairs of the Russian Federation","kind":"organisation"},"evidence":[{"source":"src:peers-wire","relation":"quotes","quote":"Ministry of Foreign Affairs"}]}')"
-  [ "$s" = 201 ] || { echo "seeding the speaker answered $s: $(cat "$WORK/last.json")" >&2; exit 1; }
+  [ "$s" = 201 ] || { echo "seeding the speaker answered $s: $(cat "$WORK/last.json")" >&2; server_state "$1" >&2; exit 1; }
 }
 
 # run MODE EVENTS CLIENTS

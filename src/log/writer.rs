@@ -1,7 +1,9 @@
 //! The single writer: a dedicated thread that owns every append. Its group loop (here) drains
 //! what is queued, has each request checked and staged against the log and against the
-//! requests before it in the same group (`stage`), writes the whole group in one atomic sled
-//! batch, makes it durable (`durable`), and only then answers and moves the durable head. With
+//! requests before it in the same group (`stage`), applies the whole group in one atomic sled
+//! batch and hands it to the sync thread (`pipeline`), which makes it durable (`durable`) and
+//! only then answers and moves the durable head, while the writer stages the next group
+//! against the tree, which holds the previous one (readers stop at the durable head). With
 //! the nats backend a group is durable once the stream has stored it (`replicated`), and the
 //! writer also applies what other nodes appended. It must never answer success before the
 //! group is durable, and never write part of a request.
@@ -11,14 +13,14 @@ mod durable;
 mod entries;
 mod ids;
 mod known;
+mod pipeline;
 pub(crate) use entries::read_entry;
 pub use ids::Declarations;
 mod replicated;
 mod stage;
 pub(super) use replicated::Replication;
 
-use std::collections::{HashMap, HashSet};
-use std::fs::File;
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -32,6 +34,7 @@ use super::merkle::{self, Frontier};
 use super::{AppendError, Appended, Command, Head, LogConfig, LogError};
 use super::{chunk, layout};
 use crate::metrics::Metrics;
+use pipeline::{Landed, Pipeline, Refusal, Syncer};
 use stage::{Overlay, Stamp, StreamHead};
 
 type AppendReply = oneshot::Sender<Result<Appended, AppendError>>;
@@ -42,25 +45,25 @@ type RestoreReply = oneshot::Sender<Result<Head, AppendError>>;
 enum Owed {
     Append(AppendReply, Appended, Option<super::Append>),
     Restore(RestoreReply, Head, Option<Vec<super::Restore>>),
+    /// A refusal, answered in the group's turn: it may rest on a group not yet durable.
+    Refused(Refusal),
 }
 
 pub(super) struct Writer {
     db: sled::Db,
     tree: sled::Tree,
-    dir: PathBuf,
     options: LogConfig,
+    /// The head of what is applied to sled: durable, or on its way (see `pipeline`).
     head: Head,
-    head_tx: watch::Sender<Head>,
     failed: Arc<AtomicBool>,
     metrics: Metrics,
     /// Stream heads already looked up; the writer is the only one who changes them.
     streams: HashMap<String, StreamHead>,
-    /// The data file handle for fdatasync, opened on first use.
-    data_file: Option<File>,
-    /// Blob files already synced (see `sync_new_blobs`).
-    synced_blobs: HashSet<std::ffi::OsString>,
-    /// The blobs folder's mtime when it was last listed.
-    blobs_mtime: Option<std::time::SystemTime>,
+    /// Makes applied groups durable, moves the durable head, answers.
+    pipeline: Pipeline,
+    /// Whether the queue was empty when the group being committed was closed: then nothing
+    /// waits to be staged while it syncs, and the writer may sync it itself (`pipeline`).
+    quiet: bool,
     /// `recorded_at` never goes backwards, even if the wall clock does: seeded from the head
     /// record on open (`load_clock`), raised by every group, never lowered.
     last_recorded_at: OffsetDateTime,
@@ -92,19 +95,19 @@ impl Writer {
         metrics: Metrics,
     ) -> Writer {
         let known = known::KnownIds::new(options.known_ids, metrics.writer_known_ids.clone());
+        // fdatasync is decided in `run`, once the backend is known.
+        let durable = durable::Durable::new(db.clone(), dir, false);
+        let syncer = Syncer::new(durable, head_tx, failed.clone(), metrics.clone());
         Writer {
             db,
             tree,
-            dir,
             options,
             head,
-            head_tx,
             failed,
             metrics,
             streams: HashMap::new(),
-            data_file: None,
-            synced_blobs: HashSet::new(),
-            blobs_mtime: None,
+            pipeline: Pipeline::Inline(Box::new(syncer)),
+            quiet: false,
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
             frontier: Frontier::default(),
             merkle: true,
@@ -175,6 +178,14 @@ impl Writer {
 
     /// Runs until every sender is gone, one group at a time.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // With the nats backend the stream is the durable copy, and the writer checks each
+        // local write before it goes on (`replicated`): synced inline, without fdatasync.
+        if self.replication.is_none() {
+            if let Pipeline::Inline(syncer) = &mut self.pipeline {
+                syncer.fsync(self.options.durability == super::Durability::Fsync);
+            }
+            self.pipeline.start_thread();
+        }
         let mut closed = None;
         'outer: while let Some(first) = rx.blocking_recv() {
             let mut group = Vec::new();
@@ -198,12 +209,16 @@ impl Writer {
                         group.push(cmd);
                     }
                 }
+                self.quiet = false;
                 if events < self.options.max_group_events {
                     next = rx.try_recv().ok();
+                    self.quiet = next.is_none();
                 }
             }
             self.commit_group(group);
         }
+        // Every landed group durable and answered before the log says it is closed.
+        self.pipeline.finish();
         // Refuse whatever is still queued or arrives later: the receiver goes away below.
         rx.close();
         while let Ok(cmd) = rx.try_recv() {
@@ -287,8 +302,13 @@ impl Writer {
                         {
                             refused.push((Command::Append(append, reply), e));
                         }
-                        // Refusals depend only on state that is either durable or staged
-                        // before this request; answering now is safe.
+                        // Answered in the group's turn: a refusal may rest on a group
+                        // before it that is not durable yet.
+                        (Err(e), ..) if !keep => {
+                            owed.push(Owed::Refused(Refusal::Append(reply, e)));
+                        }
+                        // The nats backend writes each group before the next: nothing it
+                        // rests on is still on its way.
                         (Err(e), ..) => self.refuse_append(reply, e),
                     }
                 }
@@ -306,6 +326,9 @@ impl Writer {
                         (Err(e), Some(records)) if let Some(refused) = refused.as_deref_mut() => {
                             refused.push((Command::Restore(records, reply), e));
                         }
+                        (Err(e), _) if !keep => {
+                            owed.push(Owed::Refused(Refusal::Restore(reply, e)));
+                        }
                         (Err(e), _) => {
                             let _ = reply.send(Err(e));
                         }
@@ -318,27 +341,27 @@ impl Writer {
 
     /// Answers a refused append, counting it.
     fn refuse_append(&self, reply: AppendReply, e: AppendError) {
-        let outcome = match e {
-            AppendError::WrongExpectedVersion { .. }
-            | AppendError::IdConflict { .. }
-            | AppendError::PartialDuplicate { .. } => "conflict",
-            AppendError::Unavailable(_) => "unavailable",
-            _ => "rejected",
-        };
-        self.metrics
-            .append_requests
-            .with_label_values(&[outcome])
-            .inc();
-        let _ = reply.send(Err(e));
+        pipeline::refuse_append(&self.metrics, reply, e);
     }
 
-    /// Writes a staged group to sled in one batch, makes it durable, moves the head, and
-    /// answers what is owed.
+    /// Applies a staged group to sled in one batch and hands it to the pipeline, which makes
+    /// it durable, moves the durable head and answers what is owed; the next group is staged
+    /// against the tree meanwhile.
     fn write_group(&mut self, mut overlay: Overlay, owed: Vec<Owed>, requests: usize) {
+        let started = Instant::now();
         if overlay.records.is_empty() && overlay.writes.is_empty() {
-            // Only duplicates (or refusals): nothing to make durable, but a duplicate's
-            // original may sit in this very group, which is empty here, so all are durable.
-            self.answer(owed);
+            // Only duplicates (or refusals): nothing to write, but a duplicate's original may
+            // sit in a group still on its way, so they are answered in their turn.
+            self.pipeline.land(
+                Landed {
+                    head: None,
+                    owed,
+                    requests,
+                    events: 0,
+                    started,
+                },
+                self.quiet,
+            );
             return;
         }
         let new_head = Head {
@@ -347,7 +370,6 @@ impl Writer {
         };
         let event_count = new_head.seq - self.head.seq;
         let mut batch = sled::Batch::default();
-        let started = Instant::now();
         // The group's records as a few chunk values: one sled key per chunk, not per record.
         let written = chunk::chunks(self.head.seq + 1, &overlay.records, self.packer.as_mut())
             .and_then(|chunks| {
@@ -361,7 +383,7 @@ impl Writer {
                     layout::HEAD,
                     &layout::head_value(new_head.seq, &new_head.hash)[..],
                 );
-                self.make_durable(batch)
+                self.tree.apply_batch(batch).map_err(durable::sled_io)
             });
         if let Err(e) = written {
             tracing::error!(error = %e, "group commit failed; refusing further appends");
@@ -369,16 +391,11 @@ impl Writer {
             fail(owed, &format!("write failed: {e}"));
             return;
         }
-        let elapsed = started.elapsed();
-        self.metrics.flush_seconds.observe(elapsed.as_secs_f64());
-        self.metrics.group_requests.observe(requests as f64);
-        self.metrics.group_events.observe(event_count as f64);
-        self.metrics.events_appended.inc_by(event_count);
-        self.metrics.head_seq.set(new_head.seq as i64);
         // Never lowered: the stamp started from it and only rose.
         self.last_recorded_at = overlay.stamp.at;
         // The group's staged records hold every event's parsed payload: freeing them is many
-        // small frees, which need not delay the next group.
+        // small frees, which need not delay the next group. The tree holds the group now, so
+        // the next one finds it there.
         let spent = (
             std::mem::take(&mut overlay.ids),
             std::mem::take(&mut overlay.records),
@@ -388,56 +405,30 @@ impl Writer {
         }
         self.frontier = overlay.frontier;
         self.head = new_head;
-        tracing::debug!(
-            seq = new_head.seq,
-            events = event_count,
-            requests,
-            flush_us = elapsed.as_micros() as u64,
-            "group committed"
+        self.pipeline.land(
+            Landed {
+                head: Some(new_head),
+                owed,
+                requests,
+                events: event_count,
+                started,
+            },
+            self.quiet,
         );
-        // Readers see the new records only from here on: after they are durable.
-        self.head_tx.send_replace(new_head);
-        self.answer(owed);
         self.discard.drop_later(Box::new(spent));
-    }
-
-    fn answer(&self, owed: Vec<Owed>) {
-        // Counted once per group (a labelled counter is a lookup under a lock), and before any
-        // answer, so a client that reads the metrics after its answer sees its append counted.
-        let (mut ok, mut duplicate) = (0, 0);
-        for o in &owed {
-            match o {
-                Owed::Append(_, appended, _) if appended.duplicate => duplicate += 1,
-                Owed::Append(..) => ok += 1,
-                Owed::Restore(..) => {}
-            }
-        }
-        for (outcome, n) in [("ok", ok), ("duplicate", duplicate)] {
-            if n > 0 {
-                self.metrics
-                    .append_requests
-                    .with_label_values(&[outcome])
-                    .inc_by(n);
-            }
-        }
-        for o in owed {
-            match o {
-                Owed::Append(reply, appended, _) => {
-                    // The client may have gone away; the append stands regardless.
-                    let _ = reply.send(Ok(appended));
-                }
-                Owed::Restore(reply, head, _) => {
-                    let _ = reply.send(Ok(head));
-                }
-            }
-        }
     }
 }
 
-/// Answers every owed request with 503's error.
+/// Answers every owed request with 503's error (a refusal with its own).
 fn fail(owed: Vec<Owed>, why: &str) {
     for o in owed {
         match o {
+            Owed::Refused(Refusal::Append(reply, e)) => {
+                let _ = reply.send(Err(e));
+            }
+            Owed::Refused(Refusal::Restore(reply, e)) => {
+                let _ = reply.send(Err(e));
+            }
             Owed::Append(reply, ..) => {
                 let _ = reply.send(Err(AppendError::Unavailable(why.into())));
             }

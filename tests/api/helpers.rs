@@ -145,6 +145,13 @@ impl Backend {
     }
 }
 
+/// Whether this binary's servers run on the nats backend (the cluster binary's suites shadow
+/// this with `true`): a test of the node-local sled copy of state the cluster holds returns
+/// early there, saying why.
+pub fn on_nats() -> bool {
+    false
+}
+
 /// The test configuration: defaults, a free loopback port, the given folder.
 pub fn test_config(dir: &Path) -> Config {
     test_config_on(dir, &Backend::Sled)
@@ -275,10 +282,20 @@ impl TestApp {
         let second = second
             .get_or_init(|| async {
                 let dir = tempfile::tempdir().unwrap();
+                // The nodes of a cluster share its webhook subscriptions, sealed with one key:
+                // the second node reads the first one's (in its data folder unless set).
+                let key_file = if self.config.webhooks.secret_key_file.as_os_str().is_empty() {
+                    self.dir.path().join("webhooks.key")
+                } else {
+                    self.config.webhooks.secret_key_file.clone()
+                };
                 let config = self
                     .config
                     .clone()
-                    .with(json!({"server": {"data_dir": dir.path()}}))
+                    .with(json!({
+                        "server": {"data_dir": dir.path()},
+                        "webhooks": {"secret_key_file": key_file},
+                    }))
                     .unwrap();
                 let server = start_server(config, &self.keys).await;
                 SecondNode {

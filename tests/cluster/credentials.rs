@@ -7,7 +7,7 @@
 use base64::Engine;
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::api_helpers::*;
 use crate::nats::NatsCluster;
 use crate::shared::hooks_node;
 

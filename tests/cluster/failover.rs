@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::helpers::*;
+use crate::api_helpers::*;
 use crate::nats::NatsCluster;
 use crate::support::*;
 

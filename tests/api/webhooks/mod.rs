@@ -13,6 +13,6 @@ mod held_writes;
 mod restart;
 mod rotation;
 mod signing;
-mod support;
+pub mod support;
 mod type_globs;
 mod verifier;

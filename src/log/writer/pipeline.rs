@@ -1,0 +1,426 @@
+//! The writer's pipeline: the writer thread stages a group and applies its batch to sled,
+//! then hands it here; a sync thread makes it durable (sled's flush, `fdatasync`), moves the
+//! durable head and answers its requests, while the writer already stages and applies the
+//! next group against the tree, which holds the previous one. Groups that land while a sync
+//! runs share the next one. A group that lands with the writer's queue empty and nothing
+//! handed over still unanswered is made durable on the writer thread itself: there is no
+//! next group to overlap, and a single client saves the hop to the sync thread and back.
+//! This must never answer a request (success, duplicate or refusal:
+//! each may rest on a group before it) before every group landed before it is durable, never
+//! move the head past what is durable, and never acknowledge anything after a failed sync.
+//! With the nats backend the stream is the durable copy and the writer checks the local
+//! write at once, so the same work runs inline on the writer thread.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use tokio::sync::watch;
+
+use super::super::{AppendError, Head};
+use super::durable::Durable;
+use super::{AppendReply, Owed, fail};
+use crate::metrics::Metrics;
+
+/// Groups applied and waiting for the sync thread, at most: none. The writer hands a group
+/// over only when the sync thread is free, and meanwhile the queue fills, so the next group is
+/// as large as in a writer that syncs itself. Each sled batch costs a write of its own (sled
+/// seals its I/O buffer around a batch's manifest): a writer racing ahead in small groups
+/// wrote and synced more often, and was slower than the writer that syncs itself.
+const LANDED: usize = 0;
+
+/// A group applied to sled, waiting to be made durable.
+pub(super) struct Landed {
+    /// The head after the group, if it wrote anything (a group of duplicates and refusals
+    /// writes nothing but is still answered in its turn).
+    pub(super) head: Option<Head>,
+    /// Its answers.
+    pub(super) owed: Vec<Owed>,
+    /// Its requests and events, for the metrics.
+    pub(super) requests: usize,
+    pub(super) events: u64,
+    /// When its batch was started.
+    pub(super) started: Instant,
+}
+
+/// Makes landed groups durable and answers them, in the order they landed.
+pub(super) struct Syncer {
+    durable: Durable,
+    head_tx: watch::Sender<Head>,
+    failed: Arc<AtomicBool>,
+    metrics: Metrics,
+    /// Why a sync failed: nothing landed after it is ever acknowledged.
+    broken: Option<String>,
+}
+
+impl Syncer {
+    pub(super) fn new(
+        durable: Durable,
+        head_tx: watch::Sender<Head>,
+        failed: Arc<AtomicBool>,
+        metrics: Metrics,
+    ) -> Syncer {
+        Syncer {
+            durable,
+            head_tx,
+            failed,
+            metrics,
+            broken: None,
+        }
+    }
+
+    /// Whether a sync ends with `fdatasync` (durability `fsync` with the sled backend).
+    pub(super) fn fsync(&mut self, on: bool) {
+        self.durable.fsync = on;
+    }
+
+    /// One sync for every group in `landed` that wrote, then their answers in order.
+    fn settle(&mut self, landed: Vec<Landed>) {
+        let writes = landed.iter().any(|l| l.head.is_some());
+        if writes
+            && self.broken.is_none()
+            && let Err(e) = self.durable.sync()
+        {
+            tracing::error!(error = %e, "group commit failed; refusing further appends");
+            self.failed.store(true, Ordering::Release);
+            self.broken = Some(format!("write failed: {e}"));
+        }
+        if let Some(why) = &self.broken {
+            for l in landed {
+                fail(l.owed, why);
+            }
+            return;
+        }
+        let mut durable = None;
+        for l in &landed {
+            if let Some(head) = l.head {
+                let elapsed = l.started.elapsed();
+                self.metrics.flush_seconds.observe(elapsed.as_secs_f64());
+                self.metrics.group_requests.observe(l.requests as f64);
+                self.metrics.group_events.observe(l.events as f64);
+                self.metrics.events_appended.inc_by(l.events);
+                tracing::debug!(
+                    seq = head.seq,
+                    events = l.events,
+                    requests = l.requests,
+                    flush_us = elapsed.as_micros() as u64,
+                    "group committed"
+                );
+                durable = Some(head);
+            }
+        }
+        if let Some(head) = durable {
+            self.metrics.head_seq.set(head.seq as i64);
+            // Readers see the new records only from here on: after they are durable.
+            self.head_tx.send_replace(head);
+        }
+        for l in landed {
+            answer(&self.metrics, l.owed);
+        }
+    }
+}
+
+/// Where landed groups go: a sync thread, or the writer thread itself.
+pub(super) enum Pipeline {
+    /// Synced on the writer thread as each group lands (the nats backend; and a writer whose
+    /// sync thread could not be started).
+    Inline(Box<Syncer>),
+    /// Synced on the sync thread, or on the writer thread when nothing is waiting for it.
+    Thread {
+        tx: SyncSender<Landed>,
+        thread: JoinHandle<()>,
+        /// Held while a sync runs, by whichever thread runs it.
+        syncer: Arc<Mutex<Syncer>>,
+        /// Groups handed to the sync thread and not yet answered: only while none is may the
+        /// writer sync a group itself, so answers stay in landing order.
+        handed: Arc<AtomicUsize>,
+    },
+    /// Finished: nothing lands any more.
+    Stopped,
+}
+
+impl Pipeline {
+    /// Moves the syncing to its own thread (if it cannot start, it stays inline).
+    pub(super) fn start_thread(&mut self) {
+        let Pipeline::Inline(_) = self else {
+            return;
+        };
+        let Pipeline::Inline(syncer) = std::mem::replace(self, Pipeline::Stopped) else {
+            return;
+        };
+        let (tx, rx) = mpsc::sync_channel::<Landed>(LANDED);
+        let shared = Arc::new(Mutex::new(*syncer));
+        let handed = Arc::new(AtomicUsize::new(0));
+        let (thread_syncer, thread_handed) = (shared.clone(), handed.clone());
+        let spawned = std::thread::Builder::new()
+            .name("annals-sync".into())
+            .spawn(move || {
+                // Ends when the writer (the only sender) lets go, after the last group.
+                while let Ok(first) = rx.recv() {
+                    let mut landed = vec![first];
+                    landed.extend(rx.try_iter());
+                    let n = landed.len();
+                    match thread_syncer.lock() {
+                        Ok(mut syncer) => syncer.settle(landed),
+                        // The writer panicked while syncing: nothing is durable any more.
+                        Err(_) => {
+                            for l in landed {
+                                fail(l.owed, "the sync thread stopped");
+                            }
+                        }
+                    }
+                    // Only once they are answered (the lock let go): the writer then
+                    // syncs its next group after them.
+                    thread_handed.fetch_sub(n, Ordering::Release);
+                }
+            });
+        *self = match spawned {
+            Ok(thread) => Pipeline::Thread {
+                tx,
+                thread,
+                syncer: shared,
+                handed,
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no sync thread; the writer syncs each group itself");
+                // The closure that held the other reference is dropped with the failed spawn.
+                match Arc::try_unwrap(shared) {
+                    Ok(syncer) => Pipeline::Inline(Box::new(
+                        syncer.into_inner().unwrap_or_else(|e| e.into_inner()),
+                    )),
+                    Err(_) => Pipeline::Stopped,
+                }
+            }
+        };
+    }
+
+    /// Hands over a group applied to sled. `quiet`: the writer's queue was empty when the
+    /// group was closed, so there is no next group to stage while this one syncs.
+    pub(super) fn land(&mut self, landed: Landed, quiet: bool) {
+        match self {
+            Pipeline::Inline(syncer) => syncer.settle(vec![landed]),
+            Pipeline::Thread {
+                tx, syncer, handed, ..
+            } => {
+                // Nothing handed over is unanswered (the writer alone hands over, so none can
+                // be on its way): synced here, it is answered after every group before it.
+                if quiet && handed.load(Ordering::Acquire) == 0 {
+                    match syncer.lock() {
+                        Ok(mut syncer) => syncer.settle(vec![landed]),
+                        Err(_) => fail(landed.owed, "the sync thread stopped"),
+                    }
+                    return;
+                }
+                handed.fetch_add(1, Ordering::AcqRel);
+                // Fails only if the sync thread is gone (it panicked): nothing can be made
+                // durable any more.
+                if let Err(mpsc::SendError(landed)) = tx.send(landed) {
+                    handed.fetch_sub(1, Ordering::AcqRel);
+                    fail(landed.owed, "the sync thread stopped");
+                }
+            }
+            Pipeline::Stopped => fail(landed.owed, "the log is closed"),
+        }
+    }
+
+    /// Waits until every landed group is durable and answered; nothing lands after.
+    pub(super) fn finish(&mut self) {
+        if let Pipeline::Thread { tx, thread, .. } = std::mem::replace(self, Pipeline::Stopped) {
+            drop(tx);
+            if thread.join().is_err() {
+                tracing::error!("the sync thread panicked");
+            }
+        }
+    }
+}
+
+/// Answers a durable group's requests.
+fn answer(metrics: &Metrics, owed: Vec<Owed>) {
+    // Counted once per group (a labelled counter is a lookup under a lock), and before any
+    // answer, so a client that reads the metrics after its answer sees its append counted.
+    let (mut ok, mut duplicate) = (0, 0);
+    for o in &owed {
+        match o {
+            Owed::Append(_, appended, _) if appended.duplicate => duplicate += 1,
+            Owed::Append(..) => ok += 1,
+            Owed::Restore(..) | Owed::Refused(..) => {}
+        }
+    }
+    for (outcome, n) in [("ok", ok), ("duplicate", duplicate)] {
+        if n > 0 {
+            metrics
+                .append_requests
+                .with_label_values(&[outcome])
+                .inc_by(n);
+        }
+    }
+    for o in owed {
+        match o {
+            Owed::Append(reply, appended, _) => {
+                // The client may have gone away; the append stands regardless.
+                let _ = reply.send(Ok(appended));
+            }
+            Owed::Restore(reply, head, _) => {
+                let _ = reply.send(Ok(head));
+            }
+            Owed::Refused(refusal) => refusal.answer(metrics),
+        }
+    }
+}
+
+/// A refused request, answered in its group's turn.
+pub(super) enum Refusal {
+    Append(AppendReply, AppendError),
+    Restore(super::RestoreReply, AppendError),
+}
+
+impl Refusal {
+    /// Answers with the refusal, counting a refused append.
+    pub(super) fn answer(self, metrics: &Metrics) {
+        match self {
+            Refusal::Append(reply, e) => refuse_append(metrics, reply, e),
+            Refusal::Restore(reply, e) => {
+                let _ = reply.send(Err(e));
+            }
+        }
+    }
+}
+
+/// Answers a refused append, counting it.
+pub(super) fn refuse_append(metrics: &Metrics, reply: AppendReply, e: AppendError) {
+    let outcome = match e {
+        AppendError::WrongExpectedVersion { .. }
+        | AppendError::IdConflict { .. }
+        | AppendError::PartialDuplicate { .. } => "conflict",
+        AppendError::Unavailable(_) => "unavailable",
+        _ => "rejected",
+    };
+    metrics.append_requests.with_label_values(&[outcome]).inc();
+    let _ = reply.send(Err(e));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::super::{Appended, GENESIS};
+    use super::*;
+    use tokio::sync::oneshot;
+
+    fn started(dir: &std::path::Path) -> (Pipeline, watch::Receiver<Head>) {
+        let db = sled::Config::new().path(dir).open().unwrap();
+        let (head_tx, head_rx) = watch::channel(Head {
+            seq: 0,
+            hash: GENESIS,
+        });
+        let durable = Durable::new(db, dir.to_path_buf(), true);
+        let failed = Arc::new(AtomicBool::new(false));
+        let syncer = Syncer::new(durable, head_tx, failed, Metrics::new().unwrap());
+        let mut pipeline = Pipeline::Inline(Box::new(syncer));
+        pipeline.start_thread();
+        assert!(matches!(pipeline, Pipeline::Thread { .. }));
+        (pipeline, head_rx)
+    }
+
+    fn landed(head: Option<Head>, owed: Vec<Owed>) -> Landed {
+        Landed {
+            head,
+            owed,
+            requests: 1,
+            events: head.map_or(0, |_| 1),
+            started: Instant::now(),
+        }
+    }
+
+    #[test]
+    fn answers_come_in_landing_order_each_after_the_groups_before_it_are_durable() {
+        answers_in_landing_order(false);
+    }
+
+    #[test]
+    fn a_quiet_group_landing_behind_a_handed_over_one_is_answered_after_it() {
+        answers_in_landing_order(true);
+    }
+
+    fn answers_in_landing_order(quiet: bool) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut pipeline, head) = started(dir.path());
+        let first = Head {
+            seq: 1,
+            hash: [1; 32],
+        };
+        let (ok_tx, ok_rx) = oneshot::channel();
+        let (no_tx, no_rx) = oneshot::channel();
+        let appended = Appended {
+            positions: Vec::new(),
+            stream_version: 1,
+            duplicate: false,
+        };
+        pipeline.land(
+            landed(Some(first), vec![Owed::Append(ok_tx, appended, None)]),
+            false,
+        );
+        // A refusal staged on top of the first group (it may rest on it) writes nothing.
+        let refusal = Refusal::Append(no_tx, AppendError::Aborted);
+        pipeline.land(landed(None, vec![Owed::Refused(refusal)]), quiet);
+
+        let refused = no_rx.blocking_recv().unwrap();
+        assert!(matches!(refused, Err(AppendError::Aborted)));
+        // By the time the later refusal is answered, the group before it is durable and
+        // answered.
+        assert_eq!(*head.borrow(), first);
+        assert!(ok_rx.blocking_recv().unwrap().is_ok());
+        pipeline.finish();
+        assert!(matches!(pipeline, Pipeline::Stopped));
+    }
+
+    #[test]
+    fn a_group_landed_after_the_pipeline_finished_is_refused_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut pipeline, head) = started(dir.path());
+        pipeline.finish();
+        let (tx, rx) = oneshot::channel();
+        let appended = Appended {
+            positions: Vec::new(),
+            stream_version: 1,
+            duplicate: false,
+        };
+        let late = Head {
+            seq: 1,
+            hash: [1; 32],
+        };
+        pipeline.land(
+            landed(Some(late), vec![Owed::Append(tx, appended, None)]),
+            true,
+        );
+        assert!(matches!(
+            rx.blocking_recv().unwrap(),
+            Err(AppendError::Unavailable(_))
+        ));
+        assert_eq!(head.borrow().seq, 0);
+    }
+
+    #[test]
+    fn a_quiet_group_with_the_sync_thread_idle_is_durable_and_answered_before_land_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut pipeline, head) = started(dir.path());
+        let (tx, mut rx) = oneshot::channel();
+        let appended = Appended {
+            positions: Vec::new(),
+            stream_version: 1,
+            duplicate: false,
+        };
+        let first = Head {
+            seq: 1,
+            hash: [1; 32],
+        };
+        pipeline.land(
+            landed(Some(first), vec![Owed::Append(tx, appended, None)]),
+            true,
+        );
+        // No hop to the sync thread: answered, and the head moved, on the writer thread.
+        assert!(matches!(rx.try_recv(), Ok(Ok(_))));
+        assert_eq!(*head.borrow(), first);
+        pipeline.finish();
+    }
+}
