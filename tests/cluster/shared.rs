@@ -84,7 +84,14 @@ async fn a_subscription_created_on_one_node_is_listed_changed_and_deleted_from_t
     let rx = Receiver::ok().await;
     let (id, secret) = subscribe_to_processes(&a, &rx).await;
 
-    // Listed and read on B as soon as A has answered: the create was in the cluster first.
+    // Listed and read on B once its watcher has applied the create (the cluster held it
+    // before A answered; B's copy follows within moments, later on a loaded machine).
+    wait_until("B lists the subscription", || async {
+        admin_get(&b, "/subscriptions").await["subscriptions"]
+            .as_array()
+            .is_some_and(|subs| !subs.is_empty())
+    })
+    .await;
     let listed = admin_get(&b, "/subscriptions").await;
     let ids: Vec<&str> = listed["subscriptions"]
         .as_array()
