@@ -122,6 +122,13 @@ async fn a_node_given_the_credentials_file_of_a_cluster_that_requires_a_user_app
     )
     .await;
     assert_eq!(status, 201, "{created}");
+    // B's copy follows the cluster's through its watcher: within moments, later under load.
+    crate::support::wait_until("B lists the subscription", || async {
+        crate::support::admin_get(&b, "/subscriptions").await["subscriptions"]
+            .as_array()
+            .is_some_and(|subs| !subs.is_empty())
+    })
+    .await;
     let listed = crate::support::admin_get(&b, "/subscriptions").await;
     assert_eq!(listed["subscriptions"][0]["id"], created["id"], "{listed}");
 }
