@@ -146,12 +146,6 @@ fn a_dead_letter_cap_of_zero_is_refused_with_the_configuration_naming_the_key() 
 
 #[tokio::test]
 async fn redeliver_all_sends_no_more_at_once_than_the_subscription_allows_in_flight() {
-    if on_nats() {
-        // Open on the nats backend (issue 9): with the suite's second node in the cluster,
-        // a CI run once saw 7 redeliveries in flight against the 6 allowed (a redelivery sent
-        // by the node asked while the lease holder delivers too, it seems; not yet examined).
-        return;
-    }
     let app = app_with(json!({"retry_schedule_ms": [0]})).await;
     // The first six requests fail (six dead letters); the redeliveries each take 300 ms.
     let arrivals = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
