@@ -73,8 +73,14 @@ fn is_entry(k: &Knowledge, ix: Ix) -> bool {
 
 /// The actor's registry entry, as registered and updated as known at the cut.
 pub(crate) fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
-    let mut changes: Vec<(u64, Ix)> = k
-        .of_actor(actor)
+    registration_among(k, cut, actor, k.of_actor(actor))
+}
+
+/// [`registration`] from `facts`, which must hold every registry entry naming the actor
+/// (each fact naming them, or only the few their time index keeps for a closer look: its
+/// `special` list, so a view of an actor with millions of facts does not walk them all).
+fn registration_among(k: &Knowledge, cut: &Cut, actor: &str, facts: &[Ix]) -> Option<Value> {
+    let mut changes: Vec<(u64, Ix)> = facts
         .iter()
         .copied()
         .filter(|&ix| is_entry(k, ix) && k.visible(ix, cut.seq))
@@ -198,7 +204,7 @@ pub fn actor(
     } else {
         index.count(k, cut.seq, |ix| listed(k, cut, actor, ix).is_some())
     };
-    let reg = registration(k, cut, actor);
+    let reg = registration_among(k, cut, actor, index.special());
     if total == 0 && reg.is_none() {
         return Ok(None);
     }

@@ -29,6 +29,14 @@ pub struct ActorOrder {
 }
 
 impl ActorOrder {
+    /// The facts (ascending) that were ever corrected or retracted, and the registry entries
+    /// (registrations, updates) naming the actor: every entry is among them.
+    pub fn special(&self) -> &[Ix] {
+        &self.special
+    }
+}
+
+impl ActorOrder {
     /// How many of the actor's facts are listed at `cut` (a seq), where `listed` tells for
     /// the facts that need a look. Without `valid_at` only: a date cut must look at each.
     pub fn count(&self, k: &Knowledge, cut: u64, listed: impl Fn(Ix) -> bool) -> usize {
