@@ -10,7 +10,13 @@
 //!   a log where every other event belongs to 1,000 other processes), now and as of a random
 //!   earlier seq; the actor view with `limit=100` of an actor named by a third of the log, and
 //!   its pages through `next`;
-//! - disk: the data folder against `annals export` of the same log.
+//! - disk: the data folder against `annals export` of the same log;
+//! - `annals import` of generated submissions (`benches/import_ndjson.py`, 1M lines,
+//!   `ANNALS_BENCH_IMPORT_EVENTS`, 0 skips): events/s and peak RSS;
+//! - webhook delivery through `benches/delivery.sh` (a Node.js receiver in its own process):
+//!   ack -> receiver latency, rate and lag, and CPU per delivery, at
+//!   `ANNALS_BENCH_DELIVERY_SUBS` subscriptions (default "10 20", "" skips), 10 s each
+//!   (`ANNALS_BENCH_DELIVERY_SECS`).
 //!
 //! The log is written through the library's bulk path: big appends straight to the writer
 //! (no HTTP, no validator), durability `os`, groups of 8192. Settings: `ANNALS_BENCH_EVENTS`,
@@ -30,6 +36,9 @@ use annals::log::{Append, Durability, ExpectedVersion, Log, LogConfig, NewEvent,
 use annals::metrics::Metrics;
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+#[path = "scale/outside.rs"]
+mod outside;
 
 type Res<T> = Result<T, Box<dyn Error + Send + Sync>>;
 
@@ -619,6 +628,51 @@ async fn main() -> Res<()> {
         "<= 1.5x",
     );
     std::fs::remove_file(&export)?;
+
+    // 5. `annals import` of generated submissions into a new folder: rate and peak RSS.
+    let lines = env_u64("ANNALS_BENCH_IMPORT_EVENTS", 1_000_000);
+    if lines > 0 {
+        let what = format!("annals import of {lines} submitted events");
+        let value = match outside::import(&binary(), config_dir.path(), lines) {
+            Ok((rate, hwm, size)) => format!(
+                "{rate:.0} events/s, peak RSS {hwm:.0} MiB, folder {:.0} MiB",
+                size as f64 / 1048576.0
+            ),
+            Err(e) => format!("not measured: {e}"),
+        };
+        row(&mut rows, &what, value, ">= 100k events/s, RSS <= 250 MB");
+    }
+
+    // 6. Webhook delivery to an out-of-process receiver (`benches/delivery.sh`).
+    let subs = std::env::var("ANNALS_BENCH_DELIVERY_SUBS").unwrap_or_else(|_| "10 20".into());
+    if !subs.trim().is_empty() {
+        let secs = env_u64("ANNALS_BENCH_DELIVERY_SECS", 10);
+        match outside::delivery(&binary(), &subs, secs) {
+            Ok(runs) => {
+                for run in runs {
+                    row(
+                        &mut rows,
+                        &format!("delivery, {}: ack -> receiver", run.subs),
+                        run.latency,
+                        "p99 <= 20 ms at 10 subscriptions",
+                    );
+                    row(
+                        &mut rows,
+                        &format!("delivery, {}: rate and lag", run.subs),
+                        run.lag,
+                        "20k/s at 20 subscriptions, no growing lag",
+                    );
+                    row(
+                        &mut rows,
+                        &format!("delivery, {}: server CPU per delivery", run.subs),
+                        run.cpu,
+                        "-",
+                    );
+                }
+            }
+            Err(e) => row(&mut rows, "delivery", format!("not measured: {e}"), "-"),
+        }
+    }
 
     println!();
     println!("scale: {head} events ({total} built), {queries} queries per view");
