@@ -184,13 +184,19 @@ pub fn load(
         k.seq = m.seq;
         k.skipped = m.skipped;
     }
+    // Only the keys around the current generation are walked: walking its chunks too would
+    // read the whole save a second time.
     let mut stale = sled::Batch::default();
-    for item in tree.iter() {
+    let after: Vec<u8> = match m.generation.checked_add(1) {
+        Some(next) => gen_prefix(next).to_vec(),
+        None => vec![CHUNK + 1],
+    };
+    for item in tree
+        .range(..gen_prefix(m.generation))
+        .chain(tree.range(after..))
+    {
         let (key, _) = item?;
-        let current = key.len() == 13
-            && key.first() == Some(&CHUNK)
-            && key.get(1..5) == Some(&m.generation.to_be_bytes()[..]);
-        if key != META && !current {
+        if key != META {
             stale.remove(key);
         }
     }

@@ -14,20 +14,46 @@ use crate::projection::fact::{Role, is_actor};
 /// The indexes of a load in progress, by name number.
 #[derive(Debug, Default)]
 pub struct Bulk {
-    by_kind: FxHashMap<Result<EventKind, Sym>, Vec<Ix>>,
-    by_process: FxHashMap<Sym, Vec<Ix>>,
-    by_actor: FxHashMap<Sym, Vec<Ix>>,
-    by_source: FxHashMap<Sym, Vec<Ix>>,
-    by_talks: FxHashMap<Sym, Vec<Ix>>,
+    /// Per known kind (by its number), its facts.
+    by_kind: Vec<Vec<Ix>>,
+    /// Types this build does not know, by the number of their name.
+    by_other_kind: ByNumber,
+    by_process: ByNumber,
+    by_actor: ByNumber,
+    by_source: ByNumber,
+    by_talks: ByNumber,
     /// Per name number, whether it reads as an actor: 0 not asked yet, 1 no, 2 yes.
     actor_like: Vec<u8>,
 }
 
-/// As `knowledge::push`: a fact is listed once under a key even when it names it twice.
-fn push<K: std::hash::Hash + Eq>(map: &mut FxHashMap<K, Vec<Ix>>, key: K, ix: Ix) {
-    let v = map.entry(key).or_default();
-    if v.last() != Some(&ix) {
-        v.push(ix);
+/// One index under construction, keyed by name number through a dense table (4 bytes per
+/// name), so adding a fact costs two array reads and no hashing.
+#[derive(Debug, Default)]
+struct ByNumber {
+    /// Per name number, its list's place in `lists` plus one (0: none yet).
+    slot: Vec<u32>,
+    lists: Vec<(Sym, Vec<Ix>)>,
+}
+
+impl ByNumber {
+    /// As `knowledge::push`: a fact is listed once under a key even when it names it twice.
+    fn push(&mut self, sym: Sym, ix: Ix) {
+        let at = sym as usize;
+        if at >= self.slot.len() {
+            self.slot.resize(at + 1, 0);
+        }
+        let list = match self.slot[at] {
+            0 => {
+                self.lists.push((sym, Vec::new()));
+                self.slot[at] = self.lists.len() as u32;
+                self.lists.len() - 1
+            }
+            n => n as usize - 1,
+        };
+        let list = &mut self.lists[list].1;
+        if list.last() != Some(&ix) {
+            list.push(ix);
+        }
     }
 }
 
@@ -64,20 +90,19 @@ impl Knowledge {
 
     /// Keys the load's indexes by text.
     pub fn finish_load(&mut self, bulk: Bulk) {
-        for (key, list) in bulk.by_kind {
-            let name = match key {
-                Ok(kind) => kind.name(),
-                Err(sym) => self.store.name(sym),
-            };
-            merge(&mut self.by_kind, name, list);
+        for (kind, list) in EventKind::ALL.iter().zip(bulk.by_kind) {
+            if !list.is_empty() {
+                merge(&mut self.by_kind, kind.name(), list);
+            }
         }
         for (bulk_map, map) in [
+            (bulk.by_other_kind, &mut self.by_kind),
             (bulk.by_process, &mut self.by_process),
             (bulk.by_actor, &mut self.by_actor),
             (bulk.by_source, &mut self.by_source),
             (bulk.by_talks, &mut self.by_talks),
         ] {
-            for (sym, list) in bulk_map {
+            for (sym, list) in bulk_map.lists {
                 merge(map, self.store.name(sym), list);
             }
         }
@@ -90,9 +115,24 @@ impl Knowledge {
             self.by_id.insert(key, ix, store);
         }
         let kind = store.kind_key(ix);
-        push(&mut bulk.by_kind, kind, ix);
+        match kind {
+            Ok(known) => {
+                let at = known as usize;
+                if bulk.by_kind.len() <= at {
+                    bulk.by_kind
+                        .resize_with(EventKind::ALL.len().max(at + 1), Vec::new);
+                }
+                let list = &mut bulk.by_kind[at];
+                if list.last() != Some(&ix) {
+                    list.push(ix);
+                }
+            }
+            // A decoded segment names every unknown type (`Segment::decode` checks it).
+            Err(sym) if (sym as usize) < store.names_len() => bulk.by_other_kind.push(sym, ix),
+            Err(_) => {}
+        }
         if let Some(p) = store.process_sym(ix) {
-            push(&mut bulk.by_process, p, ix);
+            bulk.by_process.push(p, ix);
         }
         for (role, s) in store.ref_syms(ix) {
             match role {
@@ -105,11 +145,11 @@ impl Knowledge {
                         bulk.actor_like[at] = if is_actor(store.name(s)) { 2 } else { 1 };
                     }
                     if bulk.actor_like[at] == 2 {
-                        push(&mut bulk.by_actor, s, ix);
+                        bulk.by_actor.push(s, ix);
                     }
                 }
-                Role::Source => push(&mut bulk.by_source, s, ix),
-                Role::Talks => push(&mut bulk.by_talks, s, ix),
+                Role::Source => bulk.by_source.push(s, ix),
+                Role::Talks => bulk.by_talks.push(s, ix),
                 _ => {}
             }
         }
@@ -134,14 +174,14 @@ impl Knowledge {
         ) {
             for (role, s) in store.ref_syms(ix) {
                 if role == Role::PatchActor {
-                    push(&mut bulk.by_talks, s, target);
+                    bulk.by_talks.push(s, target);
                 }
             }
         }
         if target_kind.is_some_and(EventKind::names_actors) {
             for (role, s) in store.ref_syms(ix) {
                 if role == Role::PatchActor {
-                    push(&mut bulk.by_actor, s, target);
+                    bulk.by_actor.push(s, target);
                 }
             }
         }
