@@ -112,6 +112,45 @@ fn assert_only_generation(log: &Log, generation: u32) {
     }
 }
 
+/// Rewrites the save's meta as `old` in layout `format` (the chunks stay as they are).
+fn mark_layout(log: &Log, old: &Meta, format: u32) {
+    tree(log)
+        .insert(
+            b"meta",
+            serde_json::to_vec(&Meta {
+                format,
+                ..old.clone()
+            })
+            .unwrap(),
+        )
+        .unwrap();
+}
+
+/// Starts the engine over a folder whose save (`old`, up to `head`) it must not load: it
+/// folds the log from seq 1 to the views it answered `before`, saves them in the current
+/// layout in the next generation with nothing else left, and a restart trusts that save.
+async fn assert_folded_again(dir: &std::path::Path, head: u64, old: &Meta, before: &Value) {
+    let log = open(dir);
+    let (replayed, views) = run_to_head(start(&log), &log).await;
+    assert_eq!(replayed, head, "folded from seq 1");
+    assert_eq!(&views, before);
+    let m = meta(&log);
+    assert_eq!(
+        (m.generation, m.seq, m.format),
+        (old.generation + 1, head, LAYOUT)
+    );
+    assert_only_generation(&log, m.generation);
+    log.close().await;
+
+    let log = open(dir);
+    assert_eq!(
+        run_to_head(start(&log), &log).await,
+        (0, before.clone()),
+        "the new save is trusted"
+    );
+    log.close().await;
+}
+
 /// Folds `says` into a fresh folder and saves it at a graceful stop; returns the
 /// folder, its views and its whole save tree.
 async fn saved_folder(says: &str, n: u64) -> (tempfile::TempDir, Value, Vec<(Vec<u8>, Vec<u8>)>) {
@@ -193,30 +232,10 @@ async fn a_save_in_layout_2_which_joined_spans_with_the_records_is_folded_again(
     let log = open(dir.path());
     let head = log.head().seq;
     let old = meta(&log);
-    tree(&log)
-        .insert(
-            b"meta",
-            serde_json::to_vec(&Meta {
-                format: 2,
-                ..old.clone()
-            })
-            .unwrap(),
-        )
-        .unwrap();
+    mark_layout(&log, &old, 2);
     log.sync_aux().unwrap();
     log.close().await;
-
-    let log = open(dir.path());
-    let (replayed, views) = run_to_head(start(&log), &log).await;
-    assert_eq!(replayed, head, "folded from seq 1");
-    assert_eq!(views, before);
-    let m = meta(&log);
-    assert_eq!(
-        (m.generation, m.seq, m.format),
-        (old.generation + 1, head, LAYOUT)
-    );
-    assert_only_generation(&log, m.generation);
-    log.close().await;
+    assert_folded_again(dir.path(), head, &old, &before).await;
 }
 
 #[tokio::test]
@@ -225,30 +244,10 @@ async fn a_save_in_layout_3_whose_chunks_sled_compressed_is_folded_again() {
     let log = open(dir.path());
     let head = log.head().seq;
     let old = meta(&log);
-    tree(&log)
-        .insert(
-            b"meta",
-            serde_json::to_vec(&Meta {
-                format: 3,
-                ..old.clone()
-            })
-            .unwrap(),
-        )
-        .unwrap();
+    mark_layout(&log, &old, 3);
     log.sync_aux().unwrap();
     log.close().await;
-
-    let log = open(dir.path());
-    let (replayed, views) = run_to_head(start(&log), &log).await;
-    assert_eq!(replayed, head, "folded from seq 1");
-    assert_eq!(views, before);
-    let m = meta(&log);
-    assert_eq!(
-        (m.generation, m.seq, m.format),
-        (old.generation + 1, head, LAYOUT)
-    );
-    assert_only_generation(&log, m.generation);
-    log.close().await;
+    assert_folded_again(dir.path(), head, &old, &before).await;
 }
 
 #[tokio::test]
@@ -259,47 +258,20 @@ async fn a_save_in_layout_5_which_stored_each_fact_as_text_is_folded_again_into_
     let old = meta(&log);
     // Layout 5 stored each fact as a postcard `StoredFact` (its texts, spans and references):
     // such a chunk is not a segment of rows, and its meta says so.
-    {
-        let t = tree(&log);
-        t.insert(
-            b"meta",
-            serde_json::to_vec(&Meta {
-                format: 5,
-                ..old.clone()
-            })
-            .unwrap(),
-        )
-        .unwrap();
-        let keys: Vec<Vec<u8>> = entries(&log)
-            .into_iter()
-            .map(|(k, _)| k)
-            .filter(|k| k[0] == b'c')
-            .collect();
-        for k in keys {
-            let stored_fact_like =
-                zstd::stream::encode_all(&b"\x01\x9e\x03a fact as text"[..], 3).unwrap();
-            t.insert(k, stored_fact_like).unwrap();
-        }
+    mark_layout(&log, &old, 5);
+    let chunks: Vec<Vec<u8>> = entries(&log)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k[0] == b'c')
+        .collect();
+    for k in chunks {
+        let stored_fact_like =
+            zstd::stream::encode_all(&b"\x01\x9e\x03a fact as text"[..], 3).unwrap();
+        tree(&log).insert(k, stored_fact_like).unwrap();
     }
     log.sync_aux().unwrap();
     log.close().await;
-
-    let log = open(dir.path());
-    let (replayed, views) = run_to_head(start(&log), &log).await;
-    assert_eq!(replayed, head, "folded from seq 1");
-    assert_eq!(views, before);
-    let m = meta(&log);
-    assert_eq!(
-        (m.generation, m.seq, m.format),
-        (old.generation + 1, head, LAYOUT)
-    );
-    assert_only_generation(&log, m.generation);
-    log.close().await;
-
-    // The layout 6 save it wrote is loaded as it is: a restart replays nothing.
-    let log = open(dir.path());
-    assert_eq!(run_to_head(start(&log), &log).await, (0, before));
-    log.close().await;
+    assert_folded_again(dir.path(), head, &old, &before).await;
 }
 
 #[tokio::test]
