@@ -6,7 +6,9 @@
 //! and the rare target of a correction or retraction, goes to a side table); where `data` and
 //! `evidence` sit in the record as five 16-bit distances (a record too large for them goes to
 //! the side table); seqs are runs, not a field per fact. A view reads a fact through [`FactRef`], which gives back the texts
-//! the parsed [`Fact`] held. This module must never read storage or parse a record, and never
+//! the parsed [`Fact`] held. A save stores the rows, pool and names as they are
+//! (`compact/segment.rs`), so loading one copies them back. This module must never read
+//! storage or parse a record, and never
 //! answer a field differently from the [`Fact`] it was built from (`compact.rs` in the API
 //! tests and the unit tests below hold the two equal).
 
