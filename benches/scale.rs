@@ -5,7 +5,10 @@
 //! - RSS of the serving process (VmRSS and VmHWM from /proc) right after the views below,
 //!   and 4 s later (once the follower has given back what they left);
 //! - start-up time (spawn to `/healthz` answering and every projection caught up) after a
-//!   clean stop, and after a `kill -9` right behind a burst of appends;
+//!   clean stop, and after a `kill -9` right behind a burst of appends (the server's own
+//!   `projections resume from their save` line, on stderr, gives the save load's share as
+//!   `load_ms`; the rest is mostly opening the log). A binary of another save layout folds
+//!   the log again at its first start, which the bench does before it measures;
 //! - view latencies over HTTP, p50/p99: the negotiation view of one process (a small one, in
 //!   a log where every other event belongs to 1,000 other processes), now and as of a random
 //!   earlier seq; the actor view with `limit=100` of an actor named by a third of the log, and
@@ -236,7 +239,9 @@ impl Served {
             .arg(config)
             .arg("--data-dir")
             .arg(dir)
-            .env("ANNALS_LOG", "warn")
+            // The engine says at start how long loading the save took (`load_ms`), which
+            // splits a start-up into opening the log and loading the projections.
+            .env("ANNALS_LOG", "warn,annals::projection::engine=info")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()?;

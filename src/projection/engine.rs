@@ -259,6 +259,8 @@ impl Engine {
         });
         let tree = log.aux_tree("projections")?;
         let head = log.head().seq;
+        // Start-up is mostly this load: its time is logged apart from the log's opening.
+        let loading = Instant::now();
         let (meta, knowledge) = match save::load(&tree, &log, &records) {
             Ok(loaded) => loaded,
             Err(
@@ -288,6 +290,8 @@ impl Engine {
             seq = meta.seq,
             head,
             tail = head - meta.seq,
+            facts = knowledge.facts().len(),
+            load_ms = loading.elapsed().as_millis() as u64,
             "projections resume from their save"
         );
         // The load decoded every saved fact into a temporary before indexing it.

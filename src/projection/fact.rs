@@ -4,10 +4,11 @@
 //! process, the target of a correction) and the references (actors, sources), copied into one
 //! text, plus where `data` and `evidence` sit in the record, which a view reads from the log
 //! on demand (`records.rs`). All of it is found by one borrowed scan of the record. Parsing is
-//! pure, so facts of different records are parsed in parallel. A save stores a fact as it is
-//! ([`StoredFact`]). This module must never index facts (that is `knowledge.rs`), never keep
-//! a record or any part of its payload, and never change the encoding of [`StoredFact`]
-//! without bumping the save layout (`save.rs`).
+//! pure, so facts of different records are parsed in parallel. Saves up to layout 5 stored a
+//! fact as it is ([`StoredFact`]); layout 6 stores the compact rows the knowledge holds
+//! (`knowledge/compact/segment.rs`), and [`StoredFact`] stays the form facts are compared and
+//! shown in. This module must never index facts (that is `knowledge.rs`), never keep a record
+//! or any part of its payload, and never change a [`Role`]'s number (saves hold it).
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;

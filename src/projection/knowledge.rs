@@ -22,13 +22,15 @@ use super::records::Records;
 use crate::event::EventKind;
 use crate::event::upcast::upcast_data;
 
+mod bulk;
 mod by_time;
 mod compact;
 mod ids;
 
+pub use bulk::Bulk;
 pub use by_time::{ActorIndexBound, ActorOrder};
 use by_time::{ByTime, time_key};
-pub use compact::{FactRef, FactStore, Text};
+pub use compact::{FactRef, FactStore, Segment, SegmentError, Text};
 use ids::IdIndex;
 
 /// Index of a fact in [`Knowledge::facts`].

@@ -1,20 +1,26 @@
 //! The saved fold: the knowledge layer persisted in the `projections` aux tree, beside the
 //! log, so a restart folds only the tail. (A "checkpoint" is something else: the signed
-//! Merkle checkpoint of `src/audit/`.) A save stores the compact facts the fold derived from
-//! each record (small fields, references, where the payload sits in the record), never the
-//! record itself, as the fold keeps them: loading a save reads no record and parses no JSON
-//! (the chain hash in `meta` ties it to the log's history). Facts are
+//! Merkle checkpoint of `src/audit/`.) A save stores the facts as the knowledge holds them in
+//! memory (layout 6): each chunk is a segment of the compact store (`knowledge/compact/
+//! segment.rs`: the fixed-size rows byte for byte, their slice of the reference pool, the
+//! names they were the first to use, their seq runs and side entries), zstd-compressed with a
+//! checksum. Loading a save is read, decompress, bulk-append, then index by name numbers
+//! (`knowledge/bulk.rs`): no record is read, no JSON parsed, no id or time formatted or
+//! parsed per fact, no text hashed per fact (the chain hash in `meta` ties the save to the
+//! log's history). The indexes are derived from the rows at load, not stored: they cost less
+//! to build by number than to read, and a save stays one copy of the facts. Facts are
 //! immutable once folded (a correction is its own fact), so saves are append-only: each
-//! writes one chunk (the facts folded since the previous save) and the new `meta` in ONE
-//! atomic sled batch. A rebuild writes a whole new generation under its own key prefix and
-//! flips `meta` last, so a crash mid-rebuild leaves the old save intact. This module must
-//! never write to the log.
+//! writes one chunk (the rows folded since the previous save) and the new `meta` in ONE
+//! atomic sled batch, which keeps a save cheap while appends run. A rebuild writes a whole new
+//! generation under its own key prefix and flips `meta` last, so a crash mid-rebuild leaves
+//! the old save intact. This module must never write to the log, and never load a save that
+//! does not match the log.
+
+use std::io::Write;
 
 use serde::{Deserialize, Serialize};
 
-use super::fact::{Fact, StoredFact};
-use super::knowledge::FactStore;
-use super::knowledge::Knowledge;
+use super::knowledge::{Bulk, FactStore, Knowledge, Segment};
 use super::records::Records;
 use crate::log::{Log, LogError};
 
@@ -26,8 +32,10 @@ const CHUNK: u8 = b'c';
 /// up to five times its bound of decompressed chunks in memory after a load); a folder holding
 /// any of them is folded again from the log into a fresh generation. Format 4 is format 3's
 /// postcard chunk, zstd-compressed by us. Format 5 adds the talks references (`Role::Talks`)
-/// the calendar's index of talks is built from, which a format 4 fact lacks.
-const FORMAT: u32 = 5;
+/// the calendar's index of talks is built from, which a format 4 fact lacks. Format 6 stores
+/// the in-memory rows themselves (see the module header); a format 5 save is folded again
+/// like the others, once.
+const FORMAT: u32 = 6;
 /// zstd level of a chunk: cheap to write, and a chunk is read once per start.
 const ZSTD_LEVEL: i32 = 3;
 /// Facts per chunk when a whole generation is written at once.
@@ -68,12 +76,6 @@ impl Default for Meta {
     }
 }
 
-/// One chunk of stored facts, in seq order.
-#[derive(Serialize, Deserialize)]
-struct Chunk {
-    facts: Vec<StoredFact>,
-}
-
 /// A save could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum SaveError {
@@ -88,7 +90,7 @@ pub enum SaveError {
     Meta(serde_json::Error),
     /// A stored chunk does not parse (written by an incompatible version, or corrupt).
     #[error("projection save chunk {0} does not parse: {1}")]
-    Corrupt(String, postcard::Error),
+    Corrupt(String, String),
     /// The chunks do not cover every seq up to the meta's (some are missing).
     #[error("projection save chunks cover {have} of the {want} records up to its seq")]
     Incomplete {
@@ -100,7 +102,7 @@ pub enum SaveError {
     /// A stored chunk does not decompress (corrupt).
     #[error("projection save chunk {0} does not decompress: {1}")]
     Compressed(String, std::io::Error),
-    /// A stored chunk parses but holds a fact that cannot be (its spans do not fit).
+    /// A stored chunk parses but does not fit the chunks before it.
     #[error("projection save chunk {0} is damaged: {1}")]
     Damaged(String, String),
     /// A stored key is not what the layout says.
@@ -173,22 +175,28 @@ pub fn load(
             return Err(SaveError::Mismatch(m.seq));
         }
         k.reserve(m.seq as usize);
-        load_chunks(tree, m.generation, m.seq, &mut k)?;
+        load_chunks(tree, m.generation, &mut k)?;
         k.shrink_to_fit();
         let have = k.facts().len() as u64 + m.skipped;
-        if have != m.seq {
+        if have != m.seq || k.facts().last_seq().is_some_and(|last| last > m.seq) {
             return Err(SaveError::Incomplete { have, want: m.seq });
         }
         k.seq = m.seq;
         k.skipped = m.skipped;
     }
+    // Only the keys around the current generation are walked: walking its chunks too would
+    // read the whole save a second time.
     let mut stale = sled::Batch::default();
-    for item in tree.iter() {
+    let after: Vec<u8> = match m.generation.checked_add(1) {
+        Some(next) => gen_prefix(next).to_vec(),
+        None => vec![CHUNK + 1],
+    };
+    for item in tree
+        .range(..gen_prefix(m.generation))
+        .chain(tree.range(after..))
+    {
         let (key, _) = item?;
-        let current = key.len() == 13
-            && key.first() == Some(&CHUNK)
-            && key.get(1..5) == Some(&m.generation.to_be_bytes()[..]);
-        if key != META && !current {
+        if key != META {
             stale.remove(key);
         }
     }
@@ -196,36 +204,18 @@ pub fn load(
     Ok((m, k))
 }
 
-/// Decodes one stored chunk into its facts up to `upto`.
-fn decode_chunk(key: &[u8], value: &[u8], upto: u64) -> Result<Vec<Fact>, SaveError> {
+/// Decodes one stored chunk into the segment of rows it holds.
+fn decode_chunk(key: &[u8], value: &[u8]) -> Result<Segment, SaveError> {
     let plain =
         zstd::stream::decode_all(value).map_err(|e| SaveError::Compressed(hex::encode(key), e))?;
-    let chunk: Chunk =
-        postcard::from_bytes(&plain).map_err(|e| SaveError::Corrupt(hex::encode(key), e))?;
-    drop(plain);
-    let mut facts = Vec::with_capacity(chunk.facts.len());
-    for stored in chunk.facts {
-        let seq = stored.seq();
-        if seq > upto {
-            break;
-        }
-        facts.push(stored.into_fact().ok_or_else(|| {
-            SaveError::Damaged(hex::encode(key), format!("fact {seq} does not fit"))
-        })?);
-    }
-    Ok(facts)
+    Segment::decode(&plain).map_err(|e| SaveError::Corrupt(hex::encode(key), e.to_string()))
 }
 
 /// Reads a generation's chunks into `k`, in order, as three overlapping stages: one thread
-/// reads the chunks from sled (which decompresses them), one decodes them into facts, and
-/// the calling thread indexes them. A restart's cost is mostly this load, so its stages
-/// overlap rather than add up. The channels are short: a few chunks in flight at most.
-fn load_chunks(
-    tree: &sled::Tree,
-    generation: u32,
-    upto: u64,
-    k: &mut Knowledge,
-) -> Result<(), SaveError> {
+/// reads the chunks from sled, one decompresses and decodes them into segments, and the
+/// calling thread appends and indexes them. The channels are short: a few chunks in flight
+/// at most.
+fn load_chunks(tree: &sled::Tree, generation: u32, k: &mut Knowledge) -> Result<(), SaveError> {
     std::thread::scope(|scope| {
         let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
         let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel(2);
@@ -241,7 +231,7 @@ fn load_chunks(
             for item in read_rx {
                 let decoded = item
                     .map_err(SaveError::from)
-                    .and_then(|(key, value)| decode_chunk(&key, &value, upto));
+                    .and_then(|(key, value)| decode_chunk(&key, &value).map(|seg| (key, seg)));
                 let failed = decoded.is_err();
                 if decoded_tx.send(decoded).is_err() || failed {
                     break;
@@ -250,25 +240,31 @@ fn load_chunks(
         });
         // An error returns at once: the receivers drop, and the stages stop at their next
         // send.
+        let mut bulk = Bulk::default();
         for decoded in decoded_rx {
-            for fact in decoded? {
-                k.insert(fact);
-            }
+            let (key, seg) = decoded?;
+            k.load_segment(seg, &mut bulk)
+                .map_err(|e| SaveError::Damaged(hex::encode(key), e.to_string()))?;
         }
+        k.finish_load(bulk);
         Ok(())
     })
 }
 
 /// Encodes facts `from..to` of `facts` as one chunk.
 fn encode(facts: &FactStore, from: usize, to: usize) -> Result<Vec<u8>, SaveError> {
-    let chunk = Chunk {
-        facts: (from..to).map(|ix| facts.get(ix as u32).stored()).collect(),
-    };
-    let plain = postcard::to_allocvec(&chunk).map_err(|e| SaveError::Encode(e.to_string()))?;
+    let mut plain = Vec::new();
+    facts.encode_segment(from, to, &mut plain);
     // Compressed here, not only by sled: sled's cache counts a page by its size on disk, so a
-    // chunk sled compressed would take several times its count in memory once read.
-    zstd::stream::encode_all(plain.as_slice(), ZSTD_LEVEL)
-        .map_err(|e| SaveError::Encode(e.to_string()))
+    // chunk sled compressed would take several times its count in memory once read. The
+    // checksum makes a damaged chunk fail to decompress rather than load other rows.
+    let encoded = (|| {
+        let mut z = zstd::stream::Encoder::new(Vec::with_capacity(plain.len() / 2), ZSTD_LEVEL)?;
+        z.include_checksum(true)?;
+        z.write_all(&plain)?;
+        z.finish()
+    })();
+    encoded.map_err(|e| SaveError::Encode(e.to_string()))
 }
 
 /// Replaces an unusable save by an empty one in the next generation, in ONE batch (so a

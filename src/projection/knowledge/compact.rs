@@ -6,10 +6,13 @@
 //! and the rare target of a correction or retraction, goes to a side table); where `data` and
 //! `evidence` sit in the record as five 16-bit distances (a record too large for them goes to
 //! the side table); seqs are runs, not a field per fact. A view reads a fact through [`FactRef`], which gives back the texts
-//! the parsed [`Fact`] held. This module must never read storage or parse a record, and never
+//! the parsed [`Fact`] held. A save stores the rows, pool and names as they are
+//! (`compact/segment.rs`), so loading one copies them back. This module must never read
+//! storage or parse a record, and never
 //! answer a field differently from the [`Fact`] it was built from (`compact.rs` in the API
 //! tests and the unit tests below hold the two equal).
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::ops::Deref;
 use std::sync::Arc;
@@ -22,7 +25,7 @@ use super::Ix;
 use crate::event::EventKind;
 
 /// A string's number in the symbol table.
-type Sym = u32;
+pub(super) type Sym = u32;
 
 /// A reference in the pool: its role in the top three bits, its symbol below.
 type PackedRef = u32;
@@ -124,18 +127,32 @@ fn id_key_of(w: [u32; 4]) -> u128 {
 struct Names {
     texts: Vec<Arc<str>>,
     numbers: FxHashMap<Arc<str>, Sym>,
+    /// The row that first named each string, ascending: the names a range of rows added are
+    /// the ones a save of that range must carry (`segment.rs`).
+    first_row: Vec<Ix>,
 }
 
 impl Names {
-    fn intern(&mut self, s: &str) -> Sym {
+    /// The number of `s`, which row `row` names (a new string is numbered next).
+    fn intern(&mut self, s: &str, row: Ix) -> Sym {
         if let Some(&n) = self.numbers.get(s) {
             return n;
         }
+        self.add(Arc::from(s), row)
+    }
+
+    /// Numbers a string known to be new.
+    fn add(&mut self, text: Arc<str>, row: Ix) -> Sym {
         let n = self.texts.len() as Sym;
-        let text: Arc<str> = Arc::from(s);
         self.texts.push(text.clone());
         self.numbers.insert(text, n);
+        self.first_row.push(row);
         n
+    }
+
+    /// How many strings rows before `row` named.
+    fn count_before(&self, row: Ix) -> usize {
+        self.first_row.partition_point(|&r| r < row)
     }
 
     fn get(&self, n: Sym) -> &str {
@@ -153,7 +170,8 @@ pub struct FactStore {
     /// Runs of consecutive seqs: (first row, its seq), ascending. A new run starts only where
     /// a record was skipped (it did not parse), so there is usually one.
     runs: Vec<(Ix, u64)>,
-    odd: FxHashMap<Ix, Odd>,
+    /// Ordered, so a save finds a range's entries without walking them all.
+    odd: BTreeMap<Ix, Odd>,
 }
 
 /// Two stores are equal when they hold the same facts (whatever numbers their names got).
@@ -184,6 +202,8 @@ impl FactStore {
         self.rows.shrink_to_fit();
         self.refs.shrink_to_fit();
         self.runs.shrink_to_fit();
+        self.names.texts.shrink_to_fit();
+        self.names.first_row.shrink_to_fit();
     }
 
     /// The seq of row `ix`.
@@ -199,6 +219,12 @@ impl FactStore {
             }
         };
         at.1 + u64::from(ix - at.0)
+    }
+
+    /// The seq of the last fact, if any.
+    pub fn last_seq(&self) -> Option<u64> {
+        let last = self.rows.len().checked_sub(1)?;
+        Some(self.seq_of(last as Ix))
     }
 
     /// How many facts have a seq at or before `seq` (the index of the first one after it).
@@ -235,6 +261,58 @@ impl FactStore {
         id_key_of(self.rows[ix as usize].id)
     }
 
+    /// The event id of row `ix` as a UUID, as `uuid::Uuid::parse_str` reads its text (`None`:
+    /// not one), without writing the text out for the rows that hold it as 16 bytes.
+    pub(super) fn uuid_of(&self, ix: Ix) -> Option<u128> {
+        let row = &self.rows[ix as usize];
+        if row.flags & ODD_ID == 0 {
+            return Some(id_key_of(row.id));
+        }
+        let text = self.odd.get(&ix).and_then(|o| o.id.as_deref())?;
+        uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
+    }
+
+    /// Row `ix`'s type as a key: the kind, or for a type this build does not know, the
+    /// number of its name.
+    pub(super) fn kind_key(&self, ix: Ix) -> Result<EventKind, Sym> {
+        match self.rows[ix as usize].event_kind {
+            Some(kind) => Ok(kind),
+            None => Err(self.odd.get(&ix).and_then(|o| o.kind).unwrap_or(Sym::MAX)),
+        }
+    }
+
+    /// The number of row `ix`'s process, if it has one.
+    pub(super) fn process_sym(&self, ix: Ix) -> Option<Sym> {
+        let row = &self.rows[ix as usize];
+        (row.flags & HAS_PROCESS != 0).then_some(row.process)
+    }
+
+    /// Row `ix`'s references by number, in indexing order.
+    pub(super) fn ref_syms(&self, ix: Ix) -> impl Iterator<Item = (Role, Sym)> + use<'_> {
+        let end = self
+            .rows
+            .get(ix as usize + 1)
+            .map_or(self.refs.len(), |r| r.refs as usize);
+        let start = self.rows[ix as usize].refs as usize;
+        let refs = self.refs.get(start..end).unwrap_or(&[]);
+        refs.iter().filter_map(|&packed| {
+            Some((
+                Role::from_u8((packed >> ROLE_SHIFT) as u8)?,
+                packed & SYM_MASK,
+            ))
+        })
+    }
+
+    /// The string numbered `n`.
+    pub(super) fn name(&self, n: Sym) -> &str {
+        self.names.get(n)
+    }
+
+    /// How many strings are numbered.
+    pub(super) fn names_len(&self) -> usize {
+        self.names.texts.len()
+    }
+
     /// Adds a fact at the end; returns its index. Facts come in seq order.
     pub fn push(&mut self, fact: &Fact) -> Ix {
         let ix = self.rows.len() as Ix;
@@ -267,13 +345,13 @@ impl FactStore {
         let process = match fact.process() {
             Some(p) => {
                 flags |= HAS_PROCESS;
-                self.names.intern(p)
+                self.names.intern(p, ix)
             }
             None => 0,
         };
         let refs = self.refs.len() as u32;
         for (role, s) in fact.refs() {
-            let sym = self.names.intern(s);
+            let sym = self.names.intern(s, ix);
             // A billion distinct names would not fit in memory long before they overflow the
             // symbol's 29 bits.
             self.refs
@@ -286,14 +364,14 @@ impl FactStore {
             [0; 5]
         });
         if fact.event_kind().is_none() {
-            odd.kind = Some(self.names.intern(fact.kind()));
+            odd.kind = Some(self.names.intern(fact.kind(), ix));
         }
         let row = Row {
             id: id_words(key),
             recorded_at: [(recorded_at >> 32) as u32, recorded_at as u32],
             spans,
-            recorded_by: self.names.intern(fact.recorded_by()),
-            occurred: self.names.intern(fact.occurred_json()),
+            recorded_by: self.names.intern(fact.recorded_by(), ix),
+            occurred: self.names.intern(fact.occurred_json(), ix),
             process,
             refs,
             event_kind: fact.event_kind(),
@@ -596,5 +674,8 @@ fn write_micros(t: i64, buf: &mut [u8; 36]) {
     );
 }
 
+mod segment;
 #[cfg(test)]
 mod tests;
+
+pub use segment::{Segment, SegmentError};

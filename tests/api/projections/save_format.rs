@@ -1,6 +1,7 @@
 //! The save layout in the `projections` aux tree, in-process: `meta` is JSON
 //! `{generation, seq, skipped, format, head_hash}` and each chunk, under `c` + generation (u32 BE) + first
-//! seq (u64 BE), holds the compact facts folded since the previous save, zstd-compressed (layout 5: layout 4 with the talks references). A save the engine
+//! seq (u64 BE), holds the compact facts folded since the previous save in their in-memory
+//! form, zstd-compressed with a checksum (layout 6: a segment of the rows). A save the engine
 //! cannot trust (an older layout, another history) is discarded and the log folded again from
 //! seq 1 into the next generation, and so is one with a chunk that does not parse: the log is
 //! the truth; a save only spares a fold from seq 1.
@@ -14,7 +15,7 @@ use serde_json::{Value, json};
 use super::inproc::{append, caught_up, event, full_fold, is_chunk_of, open};
 
 /// The save layout this version writes.
-const LAYOUT: u32 = 5;
+const LAYOUT: u32 = 6;
 
 /// Saves every 4 events, so a log of a dozen holds several chunks.
 fn config() -> ProjectionConfig {
@@ -111,6 +112,45 @@ fn assert_only_generation(log: &Log, generation: u32) {
     }
 }
 
+/// Rewrites the save's meta as `old` in layout `format` (the chunks stay as they are).
+fn mark_layout(log: &Log, old: &Meta, format: u32) {
+    tree(log)
+        .insert(
+            b"meta",
+            serde_json::to_vec(&Meta {
+                format,
+                ..old.clone()
+            })
+            .unwrap(),
+        )
+        .unwrap();
+}
+
+/// Starts the engine over a folder whose save (`old`, up to `head`) it must not load: it
+/// folds the log from seq 1 to the views it answered `before`, saves them in the current
+/// layout in the next generation with nothing else left, and a restart trusts that save.
+async fn assert_folded_again(dir: &std::path::Path, head: u64, old: &Meta, before: &Value) {
+    let log = open(dir);
+    let (replayed, views) = run_to_head(start(&log), &log).await;
+    assert_eq!(replayed, head, "folded from seq 1");
+    assert_eq!(&views, before);
+    let m = meta(&log);
+    assert_eq!(
+        (m.generation, m.seq, m.format),
+        (old.generation + 1, head, LAYOUT)
+    );
+    assert_only_generation(&log, m.generation);
+    log.close().await;
+
+    let log = open(dir);
+    assert_eq!(
+        run_to_head(start(&log), &log).await,
+        (0, before.clone()),
+        "the new save is trusted"
+    );
+    log.close().await;
+}
+
 /// Folds `says` into a fresh folder and saves it at a graceful stop; returns the
 /// folder, its views and its whole save tree.
 async fn saved_folder(says: &str, n: u64) -> (tempfile::TempDir, Value, Vec<(Vec<u8>, Vec<u8>)>) {
@@ -192,30 +232,10 @@ async fn a_save_in_layout_2_which_joined_spans_with_the_records_is_folded_again(
     let log = open(dir.path());
     let head = log.head().seq;
     let old = meta(&log);
-    tree(&log)
-        .insert(
-            b"meta",
-            serde_json::to_vec(&Meta {
-                format: 2,
-                ..old.clone()
-            })
-            .unwrap(),
-        )
-        .unwrap();
+    mark_layout(&log, &old, 2);
     log.sync_aux().unwrap();
     log.close().await;
-
-    let log = open(dir.path());
-    let (replayed, views) = run_to_head(start(&log), &log).await;
-    assert_eq!(replayed, head, "folded from seq 1");
-    assert_eq!(views, before);
-    let m = meta(&log);
-    assert_eq!(
-        (m.generation, m.seq, m.format),
-        (old.generation + 1, head, LAYOUT)
-    );
-    assert_only_generation(&log, m.generation);
-    log.close().await;
+    assert_folded_again(dir.path(), head, &old, &before).await;
 }
 
 #[tokio::test]
@@ -224,30 +244,34 @@ async fn a_save_in_layout_3_whose_chunks_sled_compressed_is_folded_again() {
     let log = open(dir.path());
     let head = log.head().seq;
     let old = meta(&log);
-    tree(&log)
-        .insert(
-            b"meta",
-            serde_json::to_vec(&Meta {
-                format: 3,
-                ..old.clone()
-            })
-            .unwrap(),
-        )
-        .unwrap();
+    mark_layout(&log, &old, 3);
     log.sync_aux().unwrap();
     log.close().await;
+    assert_folded_again(dir.path(), head, &old, &before).await;
+}
 
+#[tokio::test]
+async fn a_save_in_layout_5_which_stored_each_fact_as_text_is_folded_again_into_layout_6() {
+    let (dir, before, _) = saved_folder("said", 12).await;
     let log = open(dir.path());
-    let (replayed, views) = run_to_head(start(&log), &log).await;
-    assert_eq!(replayed, head, "folded from seq 1");
-    assert_eq!(views, before);
-    let m = meta(&log);
-    assert_eq!(
-        (m.generation, m.seq, m.format),
-        (old.generation + 1, head, LAYOUT)
-    );
-    assert_only_generation(&log, m.generation);
+    let head = log.head().seq;
+    let old = meta(&log);
+    // Layout 5 stored each fact as a postcard `StoredFact` (its texts, spans and references):
+    // such a chunk is not a segment of rows, and its meta says so.
+    mark_layout(&log, &old, 5);
+    let chunks: Vec<Vec<u8>> = entries(&log)
+        .into_iter()
+        .map(|(k, _)| k)
+        .filter(|k| k[0] == b'c')
+        .collect();
+    for k in chunks {
+        let stored_fact_like =
+            zstd::stream::encode_all(&b"\x01\x9e\x03a fact as text"[..], 3).unwrap();
+        tree(&log).insert(k, stored_fact_like).unwrap();
+    }
+    log.sync_aux().unwrap();
     log.close().await;
+    assert_folded_again(dir.path(), head, &old, &before).await;
 }
 
 #[tokio::test]
@@ -385,6 +409,34 @@ async fn a_corrupt_save_chunk_is_discarded_and_the_log_folded_again() {
     let fresh = fresh_views(&log);
     assert_eq!(run_to_head(start(&log), &log).await, (head, fresh.clone()));
     assert!(tree(&log).get(&key).unwrap().is_none());
+    assert_eq!(meta(&log).generation, generation + 1);
+    assert_eq!(run_to_head(start(&log), &log).await, (0, fresh));
+    log.close().await;
+}
+
+#[tokio::test]
+async fn a_chunk_that_decompresses_but_does_not_follow_the_chunk_before_it_is_discarded() {
+    let (dir, _, stored) = saved_folder("said", 12).await;
+    let log = open(dir.path());
+    let chunks: Vec<&(Vec<u8>, Vec<u8>)> = stored.iter().filter(|(k, _)| k[0] == b'c').collect();
+    assert!(chunks.len() > 2, "{}", chunks.len());
+    // The second chunk, well compressed, claiming to start one row later than it does.
+    let (key, value) = chunks[1];
+    let mut plain = zstd::stream::decode_all(value.as_slice()).unwrap();
+    let first_row = u32::from_le_bytes(plain[..4].try_into().unwrap());
+    plain[..4].copy_from_slice(&(first_row + 1).to_le_bytes());
+    tree(&log)
+        .insert(
+            key.as_slice(),
+            zstd::stream::encode_all(plain.as_slice(), 3).unwrap(),
+        )
+        .unwrap();
+    log.sync_aux().unwrap();
+    let head = log.head().seq;
+    let generation = meta(&log).generation;
+
+    let fresh = fresh_views(&log);
+    assert_eq!(run_to_head(start(&log), &log).await, (head, fresh.clone()));
     assert_eq!(meta(&log).generation, generation + 1);
     assert_eq!(run_to_head(start(&log), &log).await, (0, fresh));
     log.close().await;

@@ -1,0 +1,189 @@
+//! Indexing the facts a save load appends ([`Knowledge::load_segment`]): the very indexes
+//! [`Knowledge::insert`] builds fact by fact, built by the numbers of names instead of their
+//! texts and keyed by text once per name at the end ([`Knowledge::finish_load`]), so a load
+//! hashes no text per fact. It must never index differently from `insert`: the unit tests
+//! fold the same facts both ways and compare every index.
+
+use rustc_hash::FxHashMap;
+
+use super::compact::{Segment, SegmentError, Sym};
+use super::{Ix, Knowledge, uuid_key};
+use crate::event::EventKind;
+use crate::projection::fact::{Role, is_actor};
+
+/// The indexes of a load in progress, by name number.
+#[derive(Debug, Default)]
+pub struct Bulk {
+    /// Per known kind (by its number), its facts.
+    by_kind: Vec<Vec<Ix>>,
+    /// Types this build does not know, by the number of their name.
+    by_other_kind: ByNumber,
+    by_process: ByNumber,
+    by_actor: ByNumber,
+    by_source: ByNumber,
+    by_talks: ByNumber,
+    /// Per name number, whether it reads as an actor: 0 not asked yet, 1 no, 2 yes.
+    actor_like: Vec<u8>,
+}
+
+/// One index under construction, keyed by name number through a dense table (4 bytes per
+/// name), so adding a fact costs two array reads and no hashing.
+#[derive(Debug, Default)]
+struct ByNumber {
+    /// Per name number, its list's place in `lists` plus one (0: none yet).
+    slot: Vec<u32>,
+    lists: Vec<(Sym, Vec<Ix>)>,
+}
+
+impl ByNumber {
+    /// As `knowledge::push`: a fact is listed once under a key even when it names it twice.
+    fn push(&mut self, sym: Sym, ix: Ix) {
+        let at = sym as usize;
+        if at >= self.slot.len() {
+            self.slot.resize(at + 1, 0);
+        }
+        let list = match self.slot[at] {
+            0 => {
+                self.lists.push((sym, Vec::new()));
+                self.slot[at] = self.lists.len() as u32;
+                self.lists.len() - 1
+            }
+            n => n as usize - 1,
+        };
+        let list = &mut self.lists[list].1;
+        if list.last() != Some(&ix) {
+            list.push(ix);
+        }
+    }
+}
+
+/// Adds a load's list under its text to an index that may already hold the key.
+fn merge(map: &mut FxHashMap<Box<str>, Vec<Ix>>, key: &str, list: Vec<Ix>) {
+    match map.get_mut(key) {
+        Some(v) => {
+            for ix in list {
+                if v.last() != Some(&ix) {
+                    v.push(ix);
+                }
+            }
+        }
+        None => {
+            map.insert(key.into(), list);
+        }
+    }
+}
+
+impl Knowledge {
+    /// Appends a segment of a save and indexes its facts, in seq order after those held. For
+    /// knowledge being loaded: no actor's order has been built yet (they are built on a
+    /// view's first ask, after the load). Call [`Knowledge::finish_load`] after the last.
+    pub fn load_segment(&mut self, seg: Segment, bulk: &mut Bulk) -> Result<(), SegmentError> {
+        let range = self.store.append(seg)?;
+        for ix in range {
+            self.index_loaded(ix as Ix, bulk);
+        }
+        if let Some(seq) = self.store.last_seq() {
+            self.seq = self.seq.max(seq);
+        }
+        Ok(())
+    }
+
+    /// Keys the load's indexes by text.
+    pub fn finish_load(&mut self, bulk: Bulk) {
+        for (kind, list) in EventKind::ALL.iter().zip(bulk.by_kind) {
+            if !list.is_empty() {
+                merge(&mut self.by_kind, kind.name(), list);
+            }
+        }
+        for (bulk_map, map) in [
+            (bulk.by_other_kind, &mut self.by_kind),
+            (bulk.by_process, &mut self.by_process),
+            (bulk.by_actor, &mut self.by_actor),
+            (bulk.by_source, &mut self.by_source),
+            (bulk.by_talks, &mut self.by_talks),
+        ] {
+            for (sym, list) in bulk_map.lists {
+                merge(map, self.store.name(sym), list);
+            }
+        }
+    }
+
+    /// What [`Knowledge::insert`] does for a fact after pushing its row, by name numbers.
+    fn index_loaded(&mut self, ix: Ix, bulk: &mut Bulk) {
+        let store = &self.store;
+        if let Some(key) = store.uuid_of(ix) {
+            self.by_id.insert(key, ix, store);
+        }
+        let kind = store.kind_key(ix);
+        match kind {
+            Ok(known) => {
+                let at = known as usize;
+                if bulk.by_kind.len() <= at {
+                    bulk.by_kind
+                        .resize_with(EventKind::ALL.len().max(at + 1), Vec::new);
+                }
+                let list = &mut bulk.by_kind[at];
+                if list.last() != Some(&ix) {
+                    list.push(ix);
+                }
+            }
+            // A decoded segment names every unknown type (`Segment::decode` checks it).
+            Err(sym) if (sym as usize) < store.names_len() => bulk.by_other_kind.push(sym, ix),
+            Err(_) => {}
+        }
+        if let Some(p) = store.process_sym(ix) {
+            bulk.by_process.push(p, ix);
+        }
+        for (role, s) in store.ref_syms(ix) {
+            match role {
+                Role::Actor => {
+                    let at = s as usize;
+                    if bulk.actor_like.len() <= at {
+                        bulk.actor_like.resize(store.names_len().max(at + 1), 0);
+                    }
+                    if bulk.actor_like[at] == 0 {
+                        bulk.actor_like[at] = if is_actor(store.name(s)) { 2 } else { 1 };
+                    }
+                    if bulk.actor_like[at] == 2 {
+                        bulk.by_actor.push(s, ix);
+                    }
+                }
+                Role::Source => bulk.by_source.push(s, ix),
+                Role::Talks => bulk.by_talks.push(s, ix),
+                _ => {}
+            }
+        }
+        let is_correction = match kind {
+            Ok(EventKind::EventCorrected) => true,
+            Ok(EventKind::EventRetracted) => false,
+            _ => return,
+        };
+        let Some(target) = uuid_key(store.get(ix).target()).and_then(|k| self.by_id.get(k, store))
+        else {
+            return;
+        };
+        if !is_correction {
+            self.retractions.entry(target).or_default().push(ix);
+            return;
+        }
+        self.corrections.entry(target).or_default().push(ix);
+        let target_kind = store.get(target).event_kind();
+        if matches!(
+            target_kind,
+            Some(EventKind::MeetingHeld | EventKind::TalksStatusChanged)
+        ) {
+            for (role, s) in store.ref_syms(ix) {
+                if role == Role::PatchActor {
+                    bulk.by_talks.push(s, target);
+                }
+            }
+        }
+        if target_kind.is_some_and(EventKind::names_actors) {
+            for (role, s) in store.ref_syms(ix) {
+                if role == Role::PatchActor {
+                    bulk.by_actor.push(s, target);
+                }
+            }
+        }
+    }
+}
