@@ -10,6 +10,7 @@ mod failures;
 mod filters;
 mod guard;
 mod held_writes;
+mod message_cache;
 mod restart;
 mod rotation;
 mod signing;
