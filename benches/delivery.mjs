@@ -20,6 +20,12 @@ const SOURCE = 'src:bench-delivery';
 // After the load, how long the deliveries still owed may take to arrive.
 const DRAIN_LIMIT_MS = 60_000;
 const CLK_TCK = 100;
+// Deliveries slower than this are the tail whose shape is printed (episodes, period); the
+// first TAIL_LINES episodes are listed.
+const SLOW_MS = Number(process.env.SLOW_MS ?? 20);
+const TAIL_LINES = Number(process.env.TAIL_LINES ?? 12);
+// The server's log with stage times (benches/delivery.sh sets it with STAGES=1).
+const STAGES_LOG = process.env.STAGES_LOG;
 
 const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
 const nowNs = () => process.hrtime.bigint();
@@ -86,6 +92,79 @@ function statement(n) {
   };
 }
 
+/** The shape of the tail: the deliveries slower than SLOW_MS, grouped into episodes (acks
+ * less than 50 ms apart), each with its start (ms into the load), length, deliveries, the
+ * subscriptions it touched and its worst latency, then the gaps between episodes. A stall of
+ * every subscription at a steady period points at something periodic in the server (or the
+ * receiver); one subscription at a time points at its own task. */
+function tail(slow, total) {
+  if (slow.length === 0) {
+    console.log(`  tail: no delivery over ${SLOW_MS} ms`);
+    return;
+  }
+  slow.sort((a, b) => a.ack - b.ack);
+  const episodes = [];
+  for (const s of slow) {
+    const e = episodes[episodes.length - 1];
+    if (e && s.ack - e.end < 50) {
+      e.end = s.ack;
+      e.n++;
+      e.subs.add(s.path);
+      e.max = Math.max(e.max, s.d);
+    } else {
+      episodes.push({ start: s.ack, end: s.ack, n: 1, subs: new Set([s.path]), max: s.d });
+    }
+  }
+  const gaps = episodes.slice(1).map((e, i) => Math.round(e.start - episodes[i].start));
+  console.log(
+    `  tail: ${slow.length} of ${total} deliveries over ${SLOW_MS} ms, in ${episodes.length} episodes ` +
+      `(gaps between their starts, ms: ${gaps.slice(0, 40).join(' ')}${gaps.length > 40 ? ' ...' : ''})`,
+  );
+  for (const e of episodes.slice(0, TAIL_LINES)) {
+    console.log(
+      `    at ${e.start.toFixed(0)} ms for ${(e.end - e.start).toFixed(0)} ms: ${e.n} deliveries, ` +
+        `${e.subs.size} subscriptions, worst ${e.max.toFixed(1)} ms`,
+    );
+  }
+}
+
+/** Where the slow deliveries spent their time, from the server's stage log (STAGES_LOG: its
+ * log with `annals::webhook::stages` at debug): per stage, the mean and worst milliseconds
+ * over the slow deliveries. ack -> seen is the head reaching the task (negative: seen before
+ * the ack), seen -> queued the task's own queue, queued -> sent the attempt's set-up (pacing,
+ * signing), sent -> arrival the request reaching the receiver, arrival -> answered the
+ * answer coming back. */
+function stages(slow, subOf, seqOf) {
+  const times = new Map();
+  const re = /subscription=(\S+) seq=(\d+) seen_ns=(\d+) queued_ns=(\d+) sent_ns=(\d+) answered_ns=(\d+)/;
+  // The server's log may be coloured (ANSI escapes around field names).
+  const text = fs.readFileSync(STAGES_LOG, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
+  for (const line of text.split('\n')) {
+    const m = re.exec(line);
+    if (!m) continue;
+    times.set(`${m[1]} ${m[2]}`, [BigInt(m[3]), BigInt(m[4]), BigInt(m[5]), BigInt(m[6])]);
+  }
+  const names = ['ack -> seen', 'seen -> queued', 'queued -> sent', 'sent -> arrival', 'arrival -> answered'];
+  const sum = names.map(() => 0);
+  const worst = names.map(() => -Infinity);
+  let n = 0;
+  for (const s of slow) {
+    const t = times.get(`${subOf.get(s.path)} ${seqOf.get(s.id)}`);
+    if (!t) continue;
+    const [seen, queued, sent, answered] = t;
+    const parts = [seen - s.ackNs, queued - seen, sent - queued, s.atNs - sent, answered - s.atNs].map(
+      (x) => Number(x) / 1e6,
+    );
+    parts.forEach((x, i) => {
+      sum[i] += x;
+      worst[i] = Math.max(worst[i], x);
+    });
+    n++;
+  }
+  console.log(`  stages of the ${n} slow deliveries found in the stage log (${times.size} logged), mean / worst ms:`);
+  console.log(`    ${names.map((name, i) => `${name} ${(sum[i] / Math.max(1, n)).toFixed(1)} / ${worst[i].toFixed(1)}`).join(', ')}`);
+}
+
 function pct(sorted, p) {
   if (sorted.length === 0) return 0;
   return sorted[Math.round((sorted.length - 1) * p)];
@@ -104,12 +183,16 @@ async function main() {
     data: { actor_id: 'actor:witkoff', name: 'Steve Witkoff', kind: 'person' },
     evidence: [{ source: SOURCE, relation: 'reports' }],
   });
+  // The subscription id behind each receiver path, to match the server's stage times.
+  const subOf = new Map();
   for (let i = 0; i < subs; i++) {
-    await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
+    const created = await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
+    subOf.set(`/hook/${i}`, created.id);
   }
   const base0 = await received();
   const conns0 = await connections();
   const acks = new Map();
+  const seqOf = new Map();
   const inflight = new Set();
   let failed = 0;
   let n = 0;
@@ -131,7 +214,10 @@ async function main() {
     const p = call('POST', '/streams/process%2Fru-ua-peace/events', { events })
       .then((r) => {
         const at = nowNs();
-        for (const e of r.events) acks.set(e.id, at);
+        for (const e of r.events) {
+          acks.set(e.id, at);
+          seqOf.set(e.id, e.seq);
+        }
       })
       .catch(() => {
         failed++;
@@ -161,16 +247,18 @@ async function main() {
   const conns = (await connections()) - conns0;
   const dump = await (await fetch(`${receiver}/dump`)).text();
   const lat = [];
+  const slow = [];
   let early = 0;
   for (const line of dump.split('\n')) {
     if (!line) continue;
-    const [, id, at] = JSON.parse(line);
+    const [path, id, at] = JSON.parse(line);
     const ack = acks.get(id);
     if (ack === undefined) continue;
     const d = Number(BigInt(at) - ack) / 1e6;
     // The head moves before the 201 travels back, so a delivery may beat its ack.
     if (d < 0) early++;
     lat.push(Math.max(0, d));
+    if (d > SLOW_MS) slow.push({ path, id, ack: Number(ack - t0) / 1e6, d, ackNs: ack, atNs: BigInt(at) });
   }
   lat.sort((a, b) => a - b);
   const q = (i) => samples[Math.min(samples.length - 1, Math.floor((samples.length * i) / 4))] ?? 0;
@@ -198,6 +286,8 @@ async function main() {
     .sort((a, b) => b[1] - a[1])
     .map(([name, secs]) => `${name} ${f(secs)} s (${f((secs * 1e6) / Math.max(1, got))} us/delivery)`);
   console.log(`  server CPU by thread: ${split.join(', ')}`);
+  tail(slow, lat.length);
+  if (STAGES_LOG) stages(slow, subOf, seqOf);
   // The generator's own polls of /count open connections too (fetch keeps them alive, so a
   // handful); a sender that did not keep its connections alive would show one per delivery.
   console.log(`  connections the receiver accepted during the run: ${conns} (for ${got} deliveries to ${subs} subscriptions)`);
