@@ -136,13 +136,17 @@ function tail(slow, total) {
  * answer coming back. */
 function stages(slow, subOf, seqOf) {
   const times = new Map();
-  const re = /subscription=(\S+) seq=(\d+) seen_ns=(\d+) queued_ns=(\d+) sent_ns=(\d+) answered_ns=(\d+)/;
+  const re = /subscription=(\S+) seq=(\d+) seen_ns=(\d+) queued_ns=(\d+) read_ns=(\d+) sent_ns=(\d+) answered_ns=(\d+)/;
+  const reSync = /started_ns=(\d+) ended_ns=(\d+) webhook store sync|webhook store sync.*started_ns=(\d+) ended_ns=(\d+)/;
+  const syncs = [];
   // The server's log may be coloured (ANSI escapes around field names).
   const text = fs.readFileSync(STAGES_LOG, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
   for (const line of text.split('\n')) {
+    const y = reSync.exec(line);
+    if (y) syncs.push([BigInt(y[1] ?? y[3]), BigInt(y[2] ?? y[4])]);
     const m = re.exec(line);
     if (!m) continue;
-    times.set(`${m[1]} ${m[2]}`, [BigInt(m[3]), BigInt(m[4]), BigInt(m[5]), BigInt(m[6])]);
+    times.set(`${m[1]} ${m[2]}`, [BigInt(m[3]), BigInt(m[4]), BigInt(m[6]), BigInt(m[7]), BigInt(m[5])]);
   }
   const names = ['ack -> seen', 'seen -> queued', 'queued -> sent', 'sent -> arrival', 'arrival -> answered'];
   const sum = names.map(() => 0);
@@ -160,6 +164,68 @@ function stages(slow, subOf, seqOf) {
       worst[i] = Math.max(worst[i], x);
     });
     n++;
+  }
+  // The first slow delivery of each episode (acks 50 ms apart) shows what started it: the
+  // ones after it mostly queue behind it.
+  const firsts = [];
+  let last = -Infinity;
+  for (const s of [...slow].sort((a, b) => a.ack - b.ack)) {
+    if (s.ack - last >= 50) firsts.push(s);
+    last = s.ack;
+  }
+  for (const s of firsts.slice(0, TAIL_LINES)) {
+    const t = times.get(`${subOf.get(s.path)} ${seqOf.get(s.id)}`);
+    if (!t) continue;
+    const [seen, queued, sent, answered, read] = t;
+    const parts = [seen - s.ackNs, queued - seen, sent - queued, s.atNs - sent, answered - s.atNs];
+    // A store sync that ran while this delivery was owed.
+    const sync = syncs.find(([a, b]) => a < s.atNs && b > s.ackNs);
+    console.log(
+      `    episode at ${s.ack.toFixed(0)} ms starts with ${s.d.toFixed(1)} ms: ` +
+        names.map((name, i) => `${name} ${(Number(parts[i]) / 1e6).toFixed(1)}`).join(', ') +
+        `; its read ${(Number(read) / 1e6).toFixed(1)} ms` +
+        (sync ? `; a store sync of ${(Number(sync[1] - sync[0]) / 1e6).toFixed(1)} ms overlapped` : ''),
+    );
+  }
+  // Each subscription's pipeline, message after message: a message already seen when the one
+  // before it was answered should be sent at once, so the time from that answer to its send
+  // is the server's own dead time; its send to its answer is the round trip (network and
+  // receiver). The longest of each say which side stalled.
+  const bySub = new Map();
+  for (const [k, t] of times) {
+    const [sub, seq] = k.split(' ');
+    if (!bySub.has(sub)) bySub.set(sub, []);
+    bySub.get(sub).push([Number(seq), ...t]);
+  }
+  const dead = [];
+  const rtt = [];
+  const t0s = [...times.values()].reduce((m, t) => (t[0] > 0n && t[0] < m ? t[0] : m), BigInt(Number.MAX_SAFE_INTEGER) * 1000n);
+  for (const list of bySub.values()) {
+    list.sort((a, b) => a[0] - b[0]);
+    for (let i = 0; i < list.length; i++) {
+      const [, seen, , sent, answered] = list[i];
+      rtt.push([Number(answered - sent) / 1e6, Number(sent - t0s) / 1e6]);
+      if (i > 0) {
+        const prev = list[i - 1][4];
+        if (seen <= prev) dead.push([Number(sent - prev) / 1e6, Number(prev - t0s) / 1e6]);
+      }
+    }
+  }
+  const top = (xs) =>
+    xs
+      .sort((a, b) => b[0] - a[0])
+      .slice(0, 6)
+      .map(([d, at]) => `${d.toFixed(1)} ms at ${at.toFixed(0)}`)
+      .join(', ');
+  console.log(`  longest server dead times (answer -> next send, backlog waiting): ${top(dead)}`);
+  console.log(`  longest round trips (send -> answer): ${top(rtt)}`);
+  const reads = [...times.values()].map((t) => Number(t[4]) / 1e6);
+  console.log(
+    `  log reads on the delivery threads: max ${Math.max(0, ...reads).toFixed(1)} ms, ${reads.filter((r) => r > 5).length} over 5 ms`,
+  );
+  if (syncs.length > 0) {
+    const d = syncs.map(([a, b]) => Number(b - a) / 1e6).sort((a, b) => a - b);
+    console.log(`  store syncs: ${d.length}, p50 ${pct(d, 0.5).toFixed(1)} ms, max ${d[d.length - 1].toFixed(1)} ms`);
   }
   console.log(`  stages of the ${n} slow deliveries found in the stage log (${times.size} logged), mean / worst ms:`);
   console.log(`    ${names.map((name, i) => `${name} ${(sum[i] / Math.max(1, n)).toFixed(1)} / ${worst[i].toFixed(1)}`).join(', ')}`);

@@ -87,14 +87,18 @@ impl Worker {
 pub(crate) fn spawn(ctx: Arc<Ctx>, sub: Subscription) -> Worker {
     let (stop, mut stop_rx) = watch::channel(false);
     let id = sub.id;
-    let handle = thread::spawn(async move {
-        tokio::select! {
-            result = run(ctx, sub) => if let Err(e) = result {
-                tracing::error!(subscription = %id, error = %e, "webhook delivery task stopped");
-            },
-            _ = stop_rx.wait_for(|s| *s) => {}
-        }
-    });
+    let threads = ctx.config.delivery_threads;
+    let handle = thread::spawn(
+        async move {
+            tokio::select! {
+                result = run(ctx, sub) => if let Err(e) = result {
+                    tracing::error!(subscription = %id, error = %e, "webhook delivery task stopped");
+                },
+                _ = stop_rx.wait_for(|s| *s) => {}
+            }
+        },
+        threads,
+    );
     Worker { stop, handle }
 }
 
@@ -210,6 +214,8 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
     // first attempt can tell when its record was first seen here.
     let trace = stages::on();
     let mut seen: VecDeque<(u64, u64)> = VecDeque::new();
+    // How long the last read of the log (or the message cache) held this thread.
+    let mut last_read_ns = 0u64;
     loop {
         while redo_in_flight < k {
             let Some(dl) = redo.pop_front() else { break };
@@ -245,7 +251,11 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
         let mut read_this_turn = false;
         while in_flight.len() < k {
             if buffer.is_empty() && next <= head && !read_this_turn {
+                let started = if trace { stages::now_ns() } else { 0 };
                 let (msgs, after) = read(&ctx, &s, next)?;
+                if trace {
+                    last_read_ns = stages::now_ns().saturating_sub(started);
+                }
                 read_this_turn = true;
                 next = after;
                 buffer.extend(msgs);
@@ -262,6 +272,7 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                 at = stages::Seen {
                     seen_ns: seen.front().map_or(0, |(_, t)| *t),
                     queued_ns: stages::now_ns(),
+                    read_ns: last_read_ns,
                 };
             }
             pending.push(Box::pin(settle(

@@ -4,7 +4,8 @@
 //! read too, so a load generator's acknowledgement and a receiver's arrival times line up
 //! with them; `benches/delivery.sh` with `STAGES=1` does that). The stages: `seen` (the
 //! subscription's task saw the head that holds the record), `queued` (the task started
-//! settling it), `sent` (its first attempt started), `answered` (the attempt ended). This
+//! settling it; with how long the read that found it took), `sent` (its first attempt
+//! started), `answered` (the attempt ended); and each sync of the store. This
 //! module must never cost a delivery anything while its target is off, and never log a body
 //! or a secret.
 
@@ -12,12 +13,12 @@
 pub(super) const TARGET: &str = "annals::webhook::stages";
 
 /// Whether stage times are wanted (the log target is on).
-pub(super) fn on() -> bool {
+pub(crate) fn on() -> bool {
     tracing::enabled!(target: TARGET, tracing::Level::DEBUG)
 }
 
 /// Now on the monotonic clock, in nanoseconds (0 if it cannot be read).
-pub(super) fn now_ns() -> u64 {
+pub(crate) fn now_ns() -> u64 {
     let mut ts = libc::timespec {
         tv_sec: 0,
         tv_nsec: 0,
@@ -38,6 +39,8 @@ pub(super) fn now_ns() -> u64 {
 pub(super) struct Seen {
     pub(super) seen_ns: u64,
     pub(super) queued_ns: u64,
+    /// How long the read that found it held the delivery thread.
+    pub(super) read_ns: u64,
 }
 
 /// Logs one first attempt's stage times.
@@ -48,8 +51,15 @@ pub(super) fn log(sub: &uuid::Uuid, seq: u64, seen: Seen, sent_ns: u64, answered
         seq,
         seen_ns = seen.seen_ns,
         queued_ns = seen.queued_ns,
+        read_ns = seen.read_ns,
         sent_ns,
         answered_ns,
         "delivery stages"
     );
+}
+
+/// Logs one sync of the store (cursors and attempts written out, flush, fdatasync): a stall
+/// that lines up with syncs points at them.
+pub(crate) fn log_sync(started_ns: u64, ended_ns: u64) {
+    tracing::debug!(target: TARGET, started_ns, ended_ns, "webhook store sync");
 }

@@ -6,6 +6,7 @@ mod bad_url;
 mod crash_budget;
 mod dead_letters;
 mod delivery;
+mod delivery_threads;
 mod failures;
 mod filters;
 mod guard;
