@@ -353,6 +353,11 @@ async function main() {
     .map(([name, secs]) => `${name} ${f(secs)} s (${f((secs * 1e6) / Math.max(1, got))} us/delivery)`);
   console.log(`  server CPU by thread: ${split.join(', ')}`);
   tail(slow, lat.length);
+  const loop = await (await fetch(`${receiver}/loop-delay`)).json();
+  console.log(
+    `  receiver event loop late by p50 ${loop.p50.toFixed(1)} ms, p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms ` +
+      `(5 ms sampling included; a stall here holds every subscription and is not the server's)`,
+  );
   if (STAGES_LOG) stages(slow, subOf, seqOf);
   // The generator's own polls of /count open connections too (fetch keeps them alive, so a
   // handful); a sender that did not keep its connections alive would show one per delivery.
