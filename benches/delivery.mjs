@@ -20,6 +20,12 @@ const SOURCE = 'src:bench-delivery';
 // After the load, how long the deliveries still owed may take to arrive.
 const DRAIN_LIMIT_MS = 60_000;
 const CLK_TCK = 100;
+// Deliveries slower than this are the tail whose shape is printed (episodes, period); the
+// first TAIL_LINES episodes are listed.
+const SLOW_MS = Number(process.env.SLOW_MS ?? 20);
+const TAIL_LINES = Number(process.env.TAIL_LINES ?? 12);
+// The server's log with stage times (benches/delivery.sh sets it with STAGES=1).
+const STAGES_LOG = process.env.STAGES_LOG;
 
 const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
 const nowNs = () => process.hrtime.bigint();
@@ -86,6 +92,145 @@ function statement(n) {
   };
 }
 
+/** The shape of the tail: the deliveries slower than SLOW_MS, grouped into episodes (acks
+ * less than 50 ms apart), each with its start (ms into the load), length, deliveries, the
+ * subscriptions it touched and its worst latency, then the gaps between episodes. A stall of
+ * every subscription at a steady period points at something periodic in the server (or the
+ * receiver); one subscription at a time points at its own task. */
+function tail(slow, total) {
+  if (slow.length === 0) {
+    console.log(`  tail: no delivery over ${SLOW_MS} ms`);
+    return;
+  }
+  slow.sort((a, b) => a.ack - b.ack);
+  const episodes = [];
+  for (const s of slow) {
+    const e = episodes[episodes.length - 1];
+    if (e && s.ack - e.end < 50) {
+      e.end = s.ack;
+      e.n++;
+      e.subs.add(s.path);
+      e.max = Math.max(e.max, s.d);
+    } else {
+      episodes.push({ start: s.ack, end: s.ack, n: 1, subs: new Set([s.path]), max: s.d });
+    }
+  }
+  const gaps = episodes.slice(1).map((e, i) => Math.round(e.start - episodes[i].start));
+  console.log(
+    `  tail: ${slow.length} of ${total} deliveries over ${SLOW_MS} ms, in ${episodes.length} episodes ` +
+      `(gaps between their starts, ms: ${gaps.slice(0, 40).join(' ')}${gaps.length > 40 ? ' ...' : ''})`,
+  );
+  for (const e of episodes.slice(0, TAIL_LINES)) {
+    console.log(
+      `    at ${e.start.toFixed(0)} ms for ${(e.end - e.start).toFixed(0)} ms: ${e.n} deliveries, ` +
+        `${e.subs.size} subscriptions, worst ${e.max.toFixed(1)} ms`,
+    );
+  }
+}
+
+/** Where the slow deliveries spent their time, from the server's stage log (STAGES_LOG: its
+ * log with `annals::webhook::stages` at debug): per stage, the mean and worst milliseconds
+ * over the slow deliveries. ack -> seen is the head reaching the task (negative: seen before
+ * the ack), seen -> queued the task's own queue, queued -> sent the attempt's set-up (pacing,
+ * signing), sent -> arrival the request reaching the receiver, arrival -> answered the
+ * answer coming back. */
+function stages(slow, subOf, seqOf) {
+  const times = new Map();
+  const re = /subscription=(\S+) seq=(\d+) seen_ns=(\d+) queued_ns=(\d+) read_ns=(\d+) sent_ns=(\d+) answered_ns=(\d+)/;
+  const reSync = /started_ns=(\d+) ended_ns=(\d+) webhook store sync|webhook store sync.*started_ns=(\d+) ended_ns=(\d+)/;
+  const syncs = [];
+  // The server's log may be coloured (ANSI escapes around field names).
+  const text = fs.readFileSync(STAGES_LOG, 'utf8').replace(/\x1b\[[0-9;]*m/g, '');
+  for (const line of text.split('\n')) {
+    const y = reSync.exec(line);
+    if (y) syncs.push([BigInt(y[1] ?? y[3]), BigInt(y[2] ?? y[4])]);
+    const m = re.exec(line);
+    if (!m) continue;
+    times.set(`${m[1]} ${m[2]}`, [BigInt(m[3]), BigInt(m[4]), BigInt(m[6]), BigInt(m[7]), BigInt(m[5])]);
+  }
+  const names = ['ack -> seen', 'seen -> queued', 'queued -> sent', 'sent -> arrival', 'arrival -> answered'];
+  const sum = names.map(() => 0);
+  const worst = names.map(() => -Infinity);
+  let n = 0;
+  for (const s of slow) {
+    const t = times.get(`${subOf.get(s.path)} ${seqOf.get(s.id)}`);
+    if (!t) continue;
+    const [seen, queued, sent, answered] = t;
+    const parts = [seen - s.ackNs, queued - seen, sent - queued, s.atNs - sent, answered - s.atNs].map(
+      (x) => Number(x) / 1e6,
+    );
+    parts.forEach((x, i) => {
+      sum[i] += x;
+      worst[i] = Math.max(worst[i], x);
+    });
+    n++;
+  }
+  // The first slow delivery of each episode (acks 50 ms apart) shows what started it: the
+  // ones after it mostly queue behind it.
+  const firsts = [];
+  let last = -Infinity;
+  for (const s of [...slow].sort((a, b) => a.ack - b.ack)) {
+    if (s.ack - last >= 50) firsts.push(s);
+    last = s.ack;
+  }
+  for (const s of firsts.slice(0, TAIL_LINES)) {
+    const t = times.get(`${subOf.get(s.path)} ${seqOf.get(s.id)}`);
+    if (!t) continue;
+    const [seen, queued, sent, answered, read] = t;
+    const parts = [seen - s.ackNs, queued - seen, sent - queued, s.atNs - sent, answered - s.atNs];
+    // A store sync that ran while this delivery was owed.
+    const sync = syncs.find(([a, b]) => a < s.atNs && b > s.ackNs);
+    console.log(
+      `    episode at ${s.ack.toFixed(0)} ms starts with ${s.d.toFixed(1)} ms: ` +
+        names.map((name, i) => `${name} ${(Number(parts[i]) / 1e6).toFixed(1)}`).join(', ') +
+        `; its read ${(Number(read) / 1e6).toFixed(1)} ms` +
+        (sync ? `; a store sync of ${(Number(sync[1] - sync[0]) / 1e6).toFixed(1)} ms overlapped` : ''),
+    );
+  }
+  // Each subscription's pipeline, message after message: a message already seen when the one
+  // before it was answered should be sent at once, so the time from that answer to its send
+  // is the server's own dead time; its send to its answer is the round trip (network and
+  // receiver). The longest of each say which side stalled.
+  const bySub = new Map();
+  for (const [k, t] of times) {
+    const [sub, seq] = k.split(' ');
+    if (!bySub.has(sub)) bySub.set(sub, []);
+    bySub.get(sub).push([Number(seq), ...t]);
+  }
+  const dead = [];
+  const rtt = [];
+  const t0s = [...times.values()].reduce((m, t) => (t[0] > 0n && t[0] < m ? t[0] : m), BigInt(Number.MAX_SAFE_INTEGER) * 1000n);
+  for (const list of bySub.values()) {
+    list.sort((a, b) => a[0] - b[0]);
+    for (let i = 0; i < list.length; i++) {
+      const [, seen, , sent, answered] = list[i];
+      rtt.push([Number(answered - sent) / 1e6, Number(sent - t0s) / 1e6]);
+      if (i > 0) {
+        const prev = list[i - 1][4];
+        if (seen <= prev) dead.push([Number(sent - prev) / 1e6, Number(prev - t0s) / 1e6]);
+      }
+    }
+  }
+  const top = (xs) =>
+    xs
+      .sort((a, b) => b[0] - a[0])
+      .slice(0, 6)
+      .map(([d, at]) => `${d.toFixed(1)} ms at ${at.toFixed(0)}`)
+      .join(', ');
+  console.log(`  longest server dead times (answer -> next send, backlog waiting): ${top(dead)}`);
+  console.log(`  longest round trips (send -> answer): ${top(rtt)}`);
+  const reads = [...times.values()].map((t) => Number(t[4]) / 1e6);
+  console.log(
+    `  log reads on the delivery threads: max ${Math.max(0, ...reads).toFixed(1)} ms, ${reads.filter((r) => r > 5).length} over 5 ms`,
+  );
+  if (syncs.length > 0) {
+    const d = syncs.map(([a, b]) => Number(b - a) / 1e6).sort((a, b) => a - b);
+    console.log(`  store syncs: ${d.length}, p50 ${pct(d, 0.5).toFixed(1)} ms, max ${d[d.length - 1].toFixed(1)} ms`);
+  }
+  console.log(`  stages of the ${n} slow deliveries found in the stage log (${times.size} logged), mean / worst ms:`);
+  console.log(`    ${names.map((name, i) => `${name} ${(sum[i] / Math.max(1, n)).toFixed(1)} / ${worst[i].toFixed(1)}`).join(', ')}`);
+}
+
 function pct(sorted, p) {
   if (sorted.length === 0) return 0;
   return sorted[Math.round((sorted.length - 1) * p)];
@@ -104,12 +249,16 @@ async function main() {
     data: { actor_id: 'actor:witkoff', name: 'Steve Witkoff', kind: 'person' },
     evidence: [{ source: SOURCE, relation: 'reports' }],
   });
+  // The subscription id behind each receiver path, to match the server's stage times.
+  const subOf = new Map();
   for (let i = 0; i < subs; i++) {
-    await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
+    const created = await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
+    subOf.set(`/hook/${i}`, created.id);
   }
   const base0 = await received();
   const conns0 = await connections();
   const acks = new Map();
+  const seqOf = new Map();
   const inflight = new Set();
   let failed = 0;
   let n = 0;
@@ -131,7 +280,10 @@ async function main() {
     const p = call('POST', '/streams/process%2Fru-ua-peace/events', { events })
       .then((r) => {
         const at = nowNs();
-        for (const e of r.events) acks.set(e.id, at);
+        for (const e of r.events) {
+          acks.set(e.id, at);
+          seqOf.set(e.id, e.seq);
+        }
       })
       .catch(() => {
         failed++;
@@ -161,16 +313,18 @@ async function main() {
   const conns = (await connections()) - conns0;
   const dump = await (await fetch(`${receiver}/dump`)).text();
   const lat = [];
+  const slow = [];
   let early = 0;
   for (const line of dump.split('\n')) {
     if (!line) continue;
-    const [, id, at] = JSON.parse(line);
+    const [path, id, at] = JSON.parse(line);
     const ack = acks.get(id);
     if (ack === undefined) continue;
     const d = Number(BigInt(at) - ack) / 1e6;
     // The head moves before the 201 travels back, so a delivery may beat its ack.
     if (d < 0) early++;
     lat.push(Math.max(0, d));
+    if (d > SLOW_MS) slow.push({ path, id, ack: Number(ack - t0) / 1e6, d, ackNs: ack, atNs: BigInt(at) });
   }
   lat.sort((a, b) => a - b);
   const q = (i) => samples[Math.min(samples.length - 1, Math.floor((samples.length * i) / 4))] ?? 0;
@@ -198,6 +352,13 @@ async function main() {
     .sort((a, b) => b[1] - a[1])
     .map(([name, secs]) => `${name} ${f(secs)} s (${f((secs * 1e6) / Math.max(1, got))} us/delivery)`);
   console.log(`  server CPU by thread: ${split.join(', ')}`);
+  tail(slow, lat.length);
+  const loop = await (await fetch(`${receiver}/loop-delay`)).json();
+  console.log(
+    `  receiver event loop late by p50 ${loop.p50.toFixed(1)} ms, p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms ` +
+      `(5 ms sampling included; a stall here holds every subscription and is not the server's)`,
+  );
+  if (STAGES_LOG) stages(slow, subOf, seqOf);
   // The generator's own polls of /count open connections too (fetch keeps them alive, so a
   // handful); a sender that did not keep its connections alive would show one per delivery.
   console.log(`  connections the receiver accepted during the run: ${conns} (for ${got} deliveries to ${subs} subscriptions)`);

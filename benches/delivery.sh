@@ -9,6 +9,7 @@
 #   SUBS="10" SECS=5 benches/delivery.sh
 #   BINS="/tmp/base target/release/annals" benches/delivery.sh   # binaries in turn, per SUBS value
 #   PERF=1 SUBS=20 SECS=10 benches/delivery.sh   # also perf record -g the server (perf-N.data)
+#   STAGES=1 SUBS=10 SECS=5 benches/delivery.sh  # also where the slow deliveries waited (server stage log)
 #   PERF=1 PERF_ARGS='--call-graph dwarf -F 499' ...  # callers through a release build without frame pointers
 #
 # Needs node (20+). Builds the release binary, unless ANNALS_BIN (or BINS) names one. The server logs at
@@ -60,6 +61,12 @@ data_dir = "$run/data"
 allow_private_targets = true
 EOF
   echo "== $BIN"
+  if [ -n "${STAGES:-}" ]; then
+    # Stage times of every first attempt (see src/webhook/dispatcher/stages.rs), read back by
+    # delivery.mjs to say where the slow deliveries waited.
+    export ANNALS_LOG="${STAGES_FILTER:=${ANNALS_LOG:-info},annals::webhook::stages=debug}"
+    export STAGES_LOG="$run/server.log"
+  fi
   "$BIN" serve --demo --config "$run/annals.toml" > "$run/server.out" 2> "$run/server.log" &
   server=$!
   PIDS+=("$server")

@@ -8,10 +8,13 @@
 //   node benches/receiver.mjs [port]     # prints "receiver listening on <port>"
 //
 //   GET /count  -> the number of deliveries so far
+//   GET /loop-delay -> {"p50","p99","max"}: how late its event loop ran, in ms (sampled
+//                      every 5 ms; the timer's own 5 ms is included)
 //   GET /connections -> the number of TCP connections accepted so far (a sender that keeps
 //                       them alive opens about one per subscription, not one per delivery)
 //   GET /dump   -> NDJSON lines [path, webhook-id, arrival ns]
 import http from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 
 const port = Number(process.argv[2] ?? 0);
 // Flat arrays: one object per delivery would put the receiver's GC in the measurement.
@@ -19,6 +22,10 @@ const paths = [];
 const ids = [];
 const times = [];
 let connections = 0;
+// How late the receiver's own event loop ran (GC pauses, losing the core): a stall here
+// delays every subscription at once, and is not the server's.
+const loopDelay = monitorEventLoopDelay({ resolution: 5 });
+loopDelay.enable();
 
 const server = http.createServer((req, res) => {
   if (req.method === 'POST') {
@@ -36,6 +43,14 @@ const server = http.createServer((req, res) => {
   if (req.url === '/count') {
     res.writeHead(200, { 'content-type': 'text/plain' });
     res.end(String(times.length));
+    return;
+  }
+  if (req.url === '/loop-delay') {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const ms = (ns) => Number(ns) / 1e6;
+    res.end(
+      JSON.stringify({ p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) }),
+    );
     return;
   }
   if (req.url === '/connections') {

@@ -1,7 +1,8 @@
 //! The webhook instruments on `/metrics`: deliveries by outcome, attempts by outcome, attempt
-//! latency, lag per subscription, and dead letters evicted per subscription. This module must never fail a delivery over a metric.
+//! latency, lag per subscription, dead letters evicted per subscription, and how often the
+//! shared message cache spared a read. This module must never fail a delivery over a metric.
 
-use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts};
 
 use crate::metrics::Metrics;
 
@@ -22,6 +23,13 @@ pub struct WebhookMetrics {
     /// Dead letters dropped to keep a subscription within
     /// `webhooks.max_dead_letters_per_subscription`.
     pub dead_letters_evicted: IntCounterVec,
+    /// Records a delivery task examined, by where it found them: `hit` (prepared by another
+    /// task, in the shared message cache) or `miss` (read and prepared from the log). Mostly
+    /// misses at several subscriptions means `webhooks.message_cache_entries` is too small
+    /// for how far apart they are.
+    pub message_cache_hits: IntCounter,
+    /// The `miss` side of `webhook_message_cache_lookups_total`.
+    pub message_cache_misses: IntCounter,
 }
 
 impl WebhookMetrics {
@@ -59,6 +67,14 @@ impl WebhookMetrics {
             ),
             &["subscription"],
         )?;
+        let message_cache = IntCounterVec::new(
+            Opts::new(
+                "webhook_message_cache_lookups_total",
+                "Log records examined by webhook delivery tasks, by whether the shared message cache held them (hit) or they were read from the log (miss)",
+            ),
+            &["result"],
+        )?;
+        metrics.register(Box::new(message_cache.clone()))?;
         metrics.register(Box::new(deliveries.clone()))?;
         metrics.register(Box::new(attempts.clone()))?;
         metrics.register(Box::new(attempt_seconds.clone()))?;
@@ -70,6 +86,8 @@ impl WebhookMetrics {
             attempt_seconds,
             lag,
             dead_letters_evicted,
+            message_cache_hits: message_cache.with_label_values(&["hit"]),
+            message_cache_misses: message_cache.with_label_values(&["miss"]),
         })
     }
 }

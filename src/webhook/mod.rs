@@ -92,6 +92,8 @@ pub struct WebhookConfig {
     /// A stored secret that does not decrypt with the key stops the start (`refuse`), or
     /// disables its subscription until the secret is rotated (`disable`).
     pub unreadable_secrets: Unreadable,
+    /// Threads that deliver (each a current-thread runtime); 0: one per core, at most 4.
+    pub delivery_threads: usize,
 }
 
 impl WebhookConfig {
@@ -104,6 +106,9 @@ impl WebhookConfig {
         }
         if self.jitter_percent > 100 {
             return bad("jitter_percent", "must be at most 100");
+        }
+        if self.delivery_threads > 64 {
+            return bad("delivery_threads", "must be at most 64");
         }
         for (key, v) in [
             ("timeout_ms", self.timeout_ms),

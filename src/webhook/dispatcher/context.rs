@@ -50,7 +50,16 @@ pub(crate) async fn sync_loop(ctx: Arc<Ctx>, mut stop: watch::Receiver<bool>) {
             _ = stop.wait_for(|s| *s) => return,
         }
         if ctx.store.is_dirty() {
-            match ctx.store.sync().await {
+            let started = if super::stages::on() {
+                super::stages::now_ns()
+            } else {
+                0
+            };
+            let result = ctx.store.sync().await;
+            if started > 0 {
+                super::stages::log_sync(started, super::stages::now_ns());
+            }
+            match result {
                 Ok(()) => {}
                 Err(SyncError::Log(LogError::Closed)) => return,
                 Err(e) => tracing::error!(error = %e, "cannot make webhook cursors durable"),

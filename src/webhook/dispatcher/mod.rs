@@ -19,6 +19,7 @@ mod message;
 mod retry_state;
 mod send;
 mod settle;
+mod stages;
 mod task;
 mod thread;
 
@@ -86,14 +87,18 @@ impl Worker {
 pub(crate) fn spawn(ctx: Arc<Ctx>, sub: Subscription) -> Worker {
     let (stop, mut stop_rx) = watch::channel(false);
     let id = sub.id;
-    let handle = thread::spawn(async move {
-        tokio::select! {
-            result = run(ctx, sub) => if let Err(e) = result {
-                tracing::error!(subscription = %id, error = %e, "webhook delivery task stopped");
-            },
-            _ = stop_rx.wait_for(|s| *s) => {}
-        }
-    });
+    let threads = ctx.config.delivery_threads;
+    let handle = thread::spawn(
+        async move {
+            tokio::select! {
+                result = run(ctx, sub) => if let Err(e) = result {
+                    tracing::error!(subscription = %id, error = %e, "webhook delivery task stopped");
+                },
+                _ = stop_rx.wait_for(|s| *s) => {}
+            }
+        },
+        threads,
+    );
     Worker { stop, handle }
 }
 
@@ -205,6 +210,12 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
     }
 
     let mut head_rx = ctx.log.subscribe();
+    // With stage times on: each head this task saw and when, oldest first, so a message's
+    // first attempt can tell when its record was first seen here.
+    let trace = stages::on();
+    let mut seen: VecDeque<(u64, u64)> = VecDeque::new();
+    // How long the last read of the log (or the message cache) held this thread.
+    let mut last_read_ns = 0u64;
     loop {
         while redo_in_flight < k {
             let Some(dl) = redo.pop_front() else { break };
@@ -218,6 +229,7 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                             msg,
                             Exhaust::DeadLetter { prior: dl.attempts },
                             true,
+                            stages::Seen::default(),
                         )));
                     }
                     _ => tracing::error!(seq = dl.seq, "dead letter record does not parse"),
@@ -230,13 +242,20 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
             }
         }
         let head = head_rx.borrow_and_update().seq;
+        if trace && seen.back().is_none_or(|(h, _)| *h < head) {
+            seen.push_back((head, stages::now_ns()));
+        }
         // At most one read per turn: a read examines at most `read_batch` records, and the
         // turn ends by yielding, so a filter that refuses a long run of records never holds
         // the thread for longer than one step.
         let mut read_this_turn = false;
         while in_flight.len() < k {
             if buffer.is_empty() && next <= head && !read_this_turn {
+                let started = if trace { stages::now_ns() } else { 0 };
                 let (msgs, after) = read(&ctx, &s, next)?;
+                if trace {
+                    last_read_ns = stages::now_ns().saturating_sub(started);
+                }
                 read_this_turn = true;
                 next = after;
                 buffer.extend(msgs);
@@ -245,12 +264,24 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                 break;
             };
             in_flight.insert(msg.seq);
+            let mut at = stages::Seen::default();
+            if trace {
+                while seen.len() > 1 && seen.front().is_some_and(|(h, _)| *h < msg.seq) {
+                    seen.pop_front();
+                }
+                at = stages::Seen {
+                    seen_ns: seen.front().map_or(0, |(_, t)| *t),
+                    queued_ns: stages::now_ns(),
+                    read_ns: last_read_ns,
+                };
+            }
             pending.push(Box::pin(settle(
                 ctx.clone(),
                 s.clone(),
                 msg,
                 Exhaust::ByMode,
                 false,
+                at,
             )));
         }
         // Everything before the oldest unsettled message is settled, and so is every record
@@ -263,6 +294,9 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
         if settled > cursor {
             ctx.store.set_cursor(&id, settled)?;
             cursor = settled;
+        }
+        while seen.front().is_some_and(|(h, _)| *h <= cursor) {
+            seen.pop_front();
         }
         s.lag.set(head.saturating_sub(cursor) as i64);
         let can_send = in_flight.len() < k && buffer.is_empty();
@@ -331,9 +365,11 @@ fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
         }
     };
     let mut seq = from;
+    let (mut hits, mut misses) = (0u64, 0u64);
     while seq < end {
         if let Some(p) = ctx.messages.get(seq) {
             take(&p);
+            hits += 1;
             seq += 1;
             continue;
         }
@@ -349,7 +385,11 @@ fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
             take(&p);
             ctx.messages.put(p);
         }
+        misses += after - seq;
         seq = after;
     }
+    // Once per step, not per record: the counters are shared by every delivery thread.
+    ctx.metrics.message_cache_hits.inc_by(hits);
+    ctx.metrics.message_cache_misses.inc_by(misses);
     Ok((msgs, seq))
 }

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::context::Ctx;
 use super::message::Msg;
+use super::stages::{self, Seen};
 use super::task::SubCtx;
 use crate::webhook::retry;
 use crate::webhook::signing;
@@ -73,12 +74,22 @@ impl AttemptOutcome {
 }
 
 /// One HTTP attempt, recorded in the attempts ring and the metrics.
-pub(super) async fn attempt(ctx: &Ctx, s: &SubCtx, msg: &Msg, number: u32) -> Verdict {
+pub(super) async fn attempt(
+    ctx: &Ctx,
+    s: &SubCtx,
+    msg: &Msg,
+    number: u32,
+    seen: Option<Seen>,
+) -> Verdict {
     let id = s.id();
     let at = ms_to_rfc3339(now_ms());
+    let sent_ns = if seen.is_some() { stages::now_ns() } else { 0 };
     let start = Instant::now();
     let result = send(ctx, s, msg).await;
     let latency = start.elapsed();
+    if let Some(seen) = seen {
+        stages::log(&id, msg.seq, seen, sent_ns, stages::now_ns());
+    }
     ctx.metrics.attempt_seconds.observe(latency.as_secs_f64());
     let (verdict, status, error, response, outcome) = match result {
         Ok((status, retry_after, preview)) => {

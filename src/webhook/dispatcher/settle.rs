@@ -12,6 +12,7 @@ use super::context::Ctx;
 use super::message::{Delivery, Msg, Outcome};
 use super::retry_state::{Exhaust, Retry};
 use super::send::{Verdict, attempt};
+use super::stages::Seen;
 use super::task::SubCtx;
 use crate::webhook::retry;
 use crate::webhook::subscription::{DeadLetter, Mode, Status, ms_to_rfc3339, now_ms};
@@ -24,10 +25,11 @@ pub(super) async fn settle(
     msg: Msg,
     exhaust: Exhaust,
     redelivery: bool,
+    seen: Seen,
 ) -> (bool, u64, Outcome) {
     let id = s.id();
     let mut retry = Retry::load(&ctx, &s, &id, msg.seq, exhaust);
-    let outcome = settle_inner(&ctx, &s, &msg, exhaust, &mut retry).await;
+    let outcome = settle_inner(&ctx, &s, &msg, exhaust, &mut retry, seen).await;
     retry.finish(&ctx, &id, msg.seq, &outcome);
     if let Outcome::Delivered = outcome {
         s.delivered.inc();
@@ -41,7 +43,10 @@ async fn settle_inner(
     msg: &Msg,
     exhaust: Exhaust,
     retry: &mut Retry,
+    seen: Seen,
 ) -> Outcome {
+    // Stage times are logged for the first attempt this run makes.
+    let mut seen = (seen.queued_ns > 0).then_some(seen);
     let id = s.id();
     let schedule = &ctx.config.retry_schedule_ms;
     if msg.body.len() > ctx.config.max_request_bytes {
@@ -85,7 +90,7 @@ async fn settle_inner(
         // never uses up one of the receiver's.
         retry.state.attempts += 1;
         retry.state.next_at_ms = 0;
-        match attempt(ctx, s, msg, retry.state.attempts).await {
+        match attempt(ctx, s, msg, retry.state.attempts, seen.take()).await {
             Verdict::Success => {
                 s.mark_healthy(ctx);
                 return Outcome::Delivered;

@@ -5,9 +5,9 @@
 //! the shared multi-thread runtime each step could land on another worker, so every round
 //! trip paid cross-thread wake-ups (futex calls, a parked worker unparked to find nothing)
 //! and queued behind API work. On one thread the connection task and the delivery task hand
-//! each other the request and the answer without waking anyone. There is one thread per core
-//! (at most [`MAX_THREADS`]), subscriptions dealt to them in turn, so delivery can still use
-//! every core. This module must never run anything but delivery tasks on those threads, and
+//! each other the request and the answer without waking anyone. There are
+//! `webhooks.delivery_threads` of them (0: one per core, at most [`MAX_THREADS`]),
+//! subscriptions dealt to them in turn, so delivery can still use every core. This module must never run anything but delivery tasks on those threads, and
 //! never let a task outlive the runtime that started it.
 
 use std::future::Future;
@@ -20,9 +20,19 @@ use tokio::task::{AbortHandle, JoinHandle};
 /// The threads' name (also that of their blocking helpers, which resolve target hosts).
 pub(super) const THREAD_NAME: &str = "annals-webhooks";
 
-/// At most this many delivery threads, whatever the core count: each is cheap when idle, but
-/// a subscription's round trips need only one.
+/// At most this many delivery threads by default (`webhooks.delivery_threads = 0`), whatever
+/// the core count: each is cheap when idle, but a subscription's round trips need only one.
 const MAX_THREADS: usize = 4;
+
+/// How many delivery threads `configured` (`webhooks.delivery_threads`) asks for on a
+/// machine of `cores`.
+fn thread_count(configured: usize, cores: usize) -> usize {
+    if configured == 0 {
+        cores.clamp(1, MAX_THREADS)
+    } else {
+        configured
+    }
+}
 
 /// The delivery runtimes, started on first use; empty if none could start (delivery then
 /// runs on the caller's runtime, as it did before these threads existed).
@@ -31,12 +41,14 @@ static DELIVERY: OnceLock<Vec<Handle>> = OnceLock::new();
 /// Which thread the next task goes to.
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
-fn delivery() -> Option<&'static Handle> {
+/// The next delivery runtime in turn; the threads are started by the first call, `threads`
+/// of them (as [`thread_count`]): the setting is read once per process.
+fn delivery(threads: usize) -> Option<&'static Handle> {
     let handles = DELIVERY.get_or_init(|| {
-        let n = std::thread::available_parallelism()
+        let cores = std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(1)
-            .clamp(1, MAX_THREADS);
+            .unwrap_or(1);
+        let n = thread_count(threads, cores);
         let mut handles = Vec::with_capacity(n);
         for _ in 0..n {
             match start() {
@@ -84,11 +96,12 @@ impl Drop for AbortOnDrop {
 /// aborts it if dropped first: when that runtime shuts down (a server dropped without its
 /// shutdown, a test's runtime ending), its delivery tasks end with it, as tasks of its own
 /// would, instead of delivering on with a log nobody serves.
-pub(super) fn spawn<F>(task: F) -> JoinHandle<()>
+/// `threads` is `webhooks.delivery_threads`, used by the first call of the process.
+pub(super) fn spawn<F>(task: F, threads: usize) -> JoinHandle<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    let Some(delivery) = delivery() else {
+    let Some(delivery) = delivery(threads) else {
         return tokio::spawn(task);
     };
     let inner = delivery.spawn(task);
@@ -113,10 +126,13 @@ mod tests {
     #[tokio::test]
     async fn a_delivery_task_runs_on_a_delivery_thread() {
         let (tx, rx) = tokio::sync::oneshot::channel();
-        let handle = spawn(async move {
-            let name = std::thread::current().name().map(str::to_owned);
-            let _ = tx.send(name);
-        });
+        let handle = spawn(
+            async move {
+                let name = std::thread::current().name().map(str::to_owned);
+                let _ = tx.send(name);
+            },
+            0,
+        );
         handle.await.unwrap();
         assert_eq!(rx.await.unwrap().as_deref(), Some(THREAD_NAME));
     }
@@ -137,10 +153,13 @@ mod tests {
             .unwrap();
         runtime.block_on(async {
             let signal = Signal(dropped_tx);
-            let _handle = spawn(async move {
-                let _signal = signal;
-                std::future::pending::<()>().await;
-            });
+            let _handle = spawn(
+                async move {
+                    let _signal = signal;
+                    std::future::pending::<()>().await;
+                },
+                0,
+            );
             tokio::task::yield_now().await;
         });
         assert!(
@@ -153,9 +172,18 @@ mod tests {
             .expect("the delivery task must be dropped with the runtime that started it");
     }
 
+    #[test]
+    fn zero_delivery_threads_is_one_per_core_at_most_four_and_any_other_count_is_taken_as_is() {
+        assert_eq!(thread_count(0, 1), 1);
+        assert_eq!(thread_count(0, 2), 2);
+        assert_eq!(thread_count(0, 16), MAX_THREADS);
+        assert_eq!(thread_count(1, 16), 1);
+        assert_eq!(thread_count(8, 2), 8);
+    }
+
     #[tokio::test]
     async fn a_panic_on_the_delivery_thread_reaches_the_caller_as_a_panic() {
-        let handle = spawn(async { panic!("boom") });
+        let handle = spawn(async { panic!("boom") }, 0);
         let e = handle.await.unwrap_err();
         assert!(e.is_panic());
     }
