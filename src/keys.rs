@@ -290,10 +290,8 @@ impl SharedRing {
         }
         // Watching before the copy: nothing written in between is missed.
         let mut changes = bucket.watch().await?;
-        for name in bucket.keys().await? {
-            if let Some((value, _)) = bucket.get_listed(&name).await? {
-                shared.apply(&name, Some(&value));
-            }
+        for change in bucket.values(">").await? {
+            shared.apply(&change.key, change.value.as_deref());
         }
         let follower = shared.clone();
         let task = tokio::spawn(async move {

@@ -122,6 +122,19 @@ async fn keep(ctx: Arc<Ctx>, id: Uuid, mut order: watch::Receiver<Order>) {
             t = shared.leases.create(&key, Bytes::from(shared.node.clone())) => t,
             _ = order.wait_for(|o| *o != Order::Run) => return,
         };
+        let taken = match taken {
+            // The lease exists: a create of this node's whose answer was lost (a timeout
+            // under load) may have written it. Then it is this node's to take back at its
+            // revision, not to wait out for a TTL.
+            Ok(None) => match shared.leases.get(&key).await {
+                Ok(Some((holder, revision))) if holder == shared.node.as_bytes() => {
+                    Ok(Some(revision))
+                }
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            },
+            other => other,
+        };
         match taken {
             Ok(Some(revision)) => {
                 match deliver(&ctx, shared, id, &key, revision, asked, &mut order).await {

@@ -29,13 +29,6 @@ fn check_duplicates(rx: &Receiver) -> BTreeMap<String, usize> {
 
 #[tokio::test]
 async fn a_graceful_restart_resumes_from_the_cursor_and_loses_nothing() {
-    if on_nats() {
-        // Open on the nats backend (issue 9): a graceful restart of the one node sometimes
-        // repeats an event already delivered (at least once holds; the exactly-once resume
-        // this test asserts does not yet: the cursor the node takes back from the cluster
-        // can be behind the one it stopped at).
-        return;
-    }
     let mut app = app_with(json!({})).await;
     let rx = Receiver::ok().await;
     let (id, _) = subscribe(&app, json!({"url": rx.url()})).await;
