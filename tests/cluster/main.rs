@@ -7,6 +7,7 @@
 #[path = "../api/helpers.rs"]
 mod api_helpers;
 
+mod ack_lost;
 mod credentials;
 mod engine;
 mod failover;
