@@ -485,6 +485,17 @@ impl Bucket {
         }
     }
 
+    /// The bucket's name (`<stream>_<name>`).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// How long the bucket keeps a value after it was written (zero: for ever), as it was
+    /// when the bucket was opened.
+    pub(crate) fn max_age(&self) -> Duration {
+        self.kv.stream.cached_info().config.max_age
+    }
+
     /// A key's value and revision (`None`: absent or deleted), as the bucket's stream leader
     /// holds it. Never a replica's copy (the bucket allows direct gets, which any replica
     /// answers): one that lags answers a write acknowledged a moment ago with the value

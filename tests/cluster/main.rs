@@ -11,6 +11,7 @@ mod ack_lost;
 mod credentials;
 mod engine;
 mod failover;
+mod keep_out;
 mod lease;
 mod log;
 mod migrate;

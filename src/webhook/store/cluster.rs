@@ -92,14 +92,13 @@ fn is_shared(k: &[u8]) -> bool {
 
 impl Shared {
     /// Opens (creating on first use) the webhook buckets of the cluster behind `link`.
-    pub(crate) async fn connect(link: &Link) -> Result<Shared, NatsError> {
+    pub(crate) async fn connect(link: &Link, lease_ttl: Duration) -> Result<Shared, NatsError> {
         let deadline = tokio::time::Instant::now() + READY_WITHIN;
         let (state, leases) = loop {
             let made = async {
                 Ok::<_, NatsError>((
                     link.bucket("webhooks", None).await?,
-                    link.bucket("webhook_leases", Some(crate::webhook::lease::TTL))
-                        .await?,
+                    link.bucket("webhook_leases", Some(lease_ttl)).await?,
                 ))
             };
             match made.await {
@@ -111,6 +110,20 @@ impl Shared {
                 }
             }
         };
+        // A lease lives as long as the bucket keeps a value: every node must agree on it, or
+        // one would count on a lease living longer than the bucket keeps it.
+        if leases.max_age() != lease_ttl {
+            return Err(NatsError::Kv {
+                bucket: leases.name().to_string(),
+                why: format!(
+                    "its leases expire after {} ms, but this node's webhooks.lease_ttl_ms is {}: \
+                     every node must use the same (to change it, stop every node and delete \
+                     the bucket; it holds only leases)",
+                    leases.max_age().as_millis(),
+                    lease_ttl.as_millis()
+                ),
+            });
+        }
         Ok(Shared {
             state,
             leases,
