@@ -12,6 +12,7 @@ mod credentials;
 mod engine;
 mod failover;
 mod keep_out;
+mod keys_cli;
 mod lease;
 mod log;
 mod migrate;
