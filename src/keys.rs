@@ -5,9 +5,12 @@
 //! With the nats backend the keys live in the cluster ([`SharedRing`], the key-value bucket
 //! `<stream>_keys`): each node publishes its configured `[[auth.keys]]` entries there at
 //! start (their hashes, never a key) and honours every entry the bucket holds, so a key
-//! configured on one node works on every node.
+//! configured on one node works on every node. `annals keys add` stores a new key's entry
+//! there directly ([`add_to_cluster`]); `annals keys revoke` ([`revoke_in_cluster`]) writes a
+//! revocation record (`r.<hex>`, kept for ever) and deletes the entry: every node then refuses
+//! the key, its configured keys included, and no node publishes it again at its next start.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
@@ -209,9 +212,44 @@ impl KeyRing {
 #[derive(Debug, Clone, Default)]
 pub struct SharedRing {
     ring: Arc<RwLock<KeyRing>>,
+    /// Keys revoked in the cluster (`r.<hex>`): refused even where configured.
+    revoked: Arc<RwLock<HashSet<[u8; 32]>>>,
+}
+
+/// The bucket key of a key's entry, and of its revocation record.
+fn entry_name(digest: &[u8; 32]) -> String {
+    format!("k.{}", hex::encode(digest))
+}
+
+fn revocation_name(digest: &[u8; 32]) -> String {
+    format!("r.{}", hex::encode(digest))
+}
+
+/// The digest a bucket key names after `prefix` (`k.` or `r.`).
+fn named_digest(name: &str, prefix: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    hex::decode_to_slice(name.strip_prefix(prefix)?, &mut out).ok()?;
+    Some(out)
+}
+
+/// A key revoked in the cluster: kept for ever, so the config that first published the key
+/// cannot bring it back.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Revocation {
+    principal: String,
+    revoked_at: String,
 }
 
 impl SharedRing {
+    /// Whether `key` was revoked in the cluster (then it is refused even where configured).
+    pub fn is_revoked(&self, key: &str) -> bool {
+        let digest: [u8; 32] = Sha256::digest(key.as_bytes()).into();
+        self.revoked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&digest)
+    }
+
     /// Who holds `key` among the cluster's keys, if anyone.
     pub fn lookup(&self, key: &str) -> Option<Principal> {
         self.ring
@@ -223,14 +261,34 @@ impl SharedRing {
 
     /// Takes in one bucket value (`None`: the key was deleted, revoked for every node).
     fn apply(&self, name: &str, value: Option<&[u8]>) {
-        let Some(digest) = name.strip_prefix("k.").and_then(|h| {
-            let mut out = [0u8; 32];
-            hex::decode_to_slice(h, &mut out).ok().map(|()| out)
-        }) else {
+        if let Some(digest) = named_digest(name, "r.") {
+            // A revocation is never undone: a deleted record leaves the key refused here.
+            if value.is_some() {
+                self.revoked
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(digest);
+                self.ring
+                    .write()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .by_hash
+                    .remove(&digest);
+            }
+            return;
+        }
+        let Some(digest) = named_digest(name, "k.") else {
             return;
         };
+        let revoked = self
+            .revoked
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&digest);
         let mut ring = self.ring.write().unwrap_or_else(|e| e.into_inner());
         match value.map(serde_json::from_slice::<KeyEntry>) {
+            Some(Ok(_)) if revoked => {
+                ring.by_hash.remove(&digest);
+            }
             Some(Ok(entry)) => {
                 ring.by_hash.insert(
                     digest,
@@ -276,10 +334,20 @@ impl SharedRing {
         use futures_util::StreamExt;
         let bucket = link.bucket("keys", None).await?;
         let shared = SharedRing::default();
+        let revoked: HashSet<[u8; 32]> = bucket
+            .values("r.*")
+            .await?
+            .iter()
+            .filter_map(|c| named_digest(&c.key, "r."))
+            .collect();
         for entry in entries {
             let Some(digest) = parse_hash(&entry.hash) else {
                 continue;
             };
+            if revoked.contains(&digest) {
+                tracing::warn!(principal = %entry.principal, hash = %entry.hash, "this configured API key was revoked in the cluster (annals keys revoke): refused, and not published again; remove it from [[auth.keys]]");
+                continue;
+            }
             let value = serde_json::to_vec(entry).map_err(|e| crate::log::nats::NatsError::Kv {
                 bucket: "keys".into(),
                 why: e.to_string(),
@@ -290,10 +358,12 @@ impl SharedRing {
         }
         // Watching before the copy: nothing written in between is missed.
         let mut changes = bucket.watch().await?;
-        for name in bucket.keys().await? {
-            if let Some((value, _)) = bucket.get_listed(&name).await? {
-                shared.apply(&name, Some(&value));
-            }
+        let values = bucket.values(">").await?;
+        // Revocations first: an entry is judged knowing every one.
+        let (revocations, others): (Vec<_>, Vec<_>) =
+            values.into_iter().partition(|c| c.key.starts_with("r."));
+        for change in revocations.iter().chain(&others) {
+            shared.apply(&change.key, change.value.as_deref());
         }
         let follower = shared.clone();
         let task = tokio::spawn(async move {
@@ -309,6 +379,138 @@ impl SharedRing {
         });
         Ok((shared, task))
     }
+}
+
+/// What went wrong adding or revoking a key in the cluster (`annals keys add` / `revoke`).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterKeysError {
+    /// The cluster's keys bucket could not be reached, read or written.
+    #[error(transparent)]
+    Nats(#[from] crate::log::nats::NatsError),
+    /// No key in the cluster matches what was asked to revoke.
+    #[error(
+        "no key in the cluster's keys bucket has a hash starting with, or a principal equal to, `{0}`"
+    )]
+    NoMatch(String),
+    /// A hash prefix matches more than one key.
+    #[error("`{prefix}` starts the hashes of several keys ({}): give more of the hash", .candidates.join(", "))]
+    Ambiguous {
+        /// The prefix given.
+        prefix: String,
+        /// The hashes it matches.
+        candidates: Vec<String>,
+    },
+}
+
+/// The cluster's keys bucket, waiting up to 30 s for a cluster just started (or busy).
+async fn cluster_bucket(
+    nats: &crate::log::config::NatsConfig,
+) -> Result<crate::log::nats::Bucket, crate::log::nats::NatsError> {
+    let link = crate::log::nats::Link::connect(nats)?;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match link.bucket("keys", None).await {
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "the cluster's keys bucket is not reachable yet");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+/// Stores a new key's entry (its hash, principal and scopes; never the key) in the cluster
+/// behind `nats`: every node accepts the key from then on. Must be called inside a tokio
+/// runtime.
+pub async fn add_to_cluster(
+    nats: &crate::log::config::NatsConfig,
+    entry: &KeyEntry,
+) -> Result<(), ClusterKeysError> {
+    let bucket = cluster_bucket(nats).await?;
+    let digest =
+        parse_hash(&entry.hash).ok_or_else(|| ClusterKeysError::NoMatch(entry.hash.clone()))?;
+    let value = serde_json::to_vec(entry).map_err(|e| crate::log::nats::NatsError::Kv {
+        bucket: "keys".into(),
+        why: e.to_string(),
+    })?;
+    bucket.put(&entry_name(&digest), value.into()).await?;
+    Ok(())
+}
+
+/// Revokes for every node of the cluster behind `nats` the keys `which` names: a full hash
+/// (`sha256:<hex>` or the hex alone, present in the bucket or not), a prefix of exactly one
+/// key's hash, or a principal (all of its keys). A revocation record is written first, then
+/// the entry deleted, so a node starting in between does not publish the key again. Answers
+/// the revoked keys (hash, principal). Must be called inside a tokio runtime.
+pub async fn revoke_in_cluster(
+    nats: &crate::log::config::NatsConfig,
+    which: &str,
+) -> Result<Vec<(String, String)>, ClusterKeysError> {
+    let bucket = cluster_bucket(nats).await?;
+    let mut known: Vec<([u8; 32], String)> = Vec::new();
+    for change in bucket.values("k.*").await? {
+        if let (Some(digest), Some(value)) = (named_digest(&change.key, "k."), &change.value) {
+            let principal = serde_json::from_slice::<KeyEntry>(value)
+                .map(|e| e.principal)
+                .unwrap_or_default();
+            known.push((digest, principal));
+        }
+    }
+    let hex_part = which
+        .strip_prefix("sha256:")
+        .unwrap_or(which)
+        .to_ascii_lowercase();
+    let full = parse_hash(&format!("sha256:{hex_part}"));
+    let chosen: Vec<([u8; 32], String)> = if let Some(digest) = full {
+        let principal = known
+            .iter()
+            .find(|(d, _)| *d == digest)
+            .map(|(_, p)| p.clone())
+            .unwrap_or_default();
+        vec![(digest, principal)]
+    } else {
+        let by_principal: Vec<_> = known.iter().filter(|(_, p)| p == which).cloned().collect();
+        if !by_principal.is_empty() {
+            by_principal
+        } else {
+            let by_hash: Vec<_> = known
+                .iter()
+                .filter(|(d, _)| !hex_part.is_empty() && hex::encode(d).starts_with(&hex_part))
+                .cloned()
+                .collect();
+            if by_hash.len() > 1 {
+                return Err(ClusterKeysError::Ambiguous {
+                    prefix: which.to_string(),
+                    candidates: by_hash
+                        .iter()
+                        .map(|(d, _)| format!("sha256:{}", hex::encode(d)))
+                        .collect(),
+                });
+            }
+            by_hash
+        }
+    };
+    if chosen.is_empty() {
+        return Err(ClusterKeysError::NoMatch(which.to_string()));
+    }
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut revoked = Vec::with_capacity(chosen.len());
+    for (digest, principal) in chosen {
+        let record = Revocation {
+            principal: principal.clone(),
+            revoked_at: now.clone(),
+        };
+        let value = serde_json::to_vec(&record).map_err(|e| crate::log::nats::NatsError::Kv {
+            bucket: "keys".into(),
+            why: e.to_string(),
+        })?;
+        bucket.put(&revocation_name(&digest), value.into()).await?;
+        bucket.delete(&entry_name(&digest)).await?;
+        revoked.push((format!("sha256:{}", hex::encode(digest)), principal));
+    }
+    Ok(revoked)
 }
 
 #[cfg(test)]

@@ -38,6 +38,12 @@ async fn run(command: Command) -> Result<(), CliError> {
         Command::Keys { action } => match action {
             KeysAction::New { scopes, principal } => keys::new_key(scopes, principal),
             KeysAction::NewSigning { out } => keys::new_signing(out),
+            KeysAction::Add {
+                config,
+                scopes,
+                principal,
+            } => keys::add(config, scopes, principal).await,
+            KeysAction::Revoke { config, which } => keys::revoke(config, which).await,
         },
         Command::Audit { action } => match action {
             AuditAction::VerifyExport(args) => verify::verify_export(args),

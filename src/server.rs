@@ -319,7 +319,7 @@ async fn cluster(
         return Ok(None);
     };
     let link = Link::connect(nats)?;
-    let webhooks = webhook::Shared::connect(&link).await?;
+    let webhooks = webhook::Shared::connect(&link, config.webhooks.lease().ttl).await?;
     let keys = SharedRing::share(&link, &config.auth.keys).await?;
     Ok(Some((webhooks, keys)))
 }

@@ -71,11 +71,14 @@ impl Auth {
             ));
         };
         let key = key.trim();
+        // A key revoked in the cluster is refused even where this node's config holds it.
+        let revoked = self.shared.as_ref().is_some_and(|s| s.is_revoked(key));
         let found = self
             .ring
             .lookup(key)
             .cloned()
-            .or_else(|| self.shared.as_ref().and_then(|s| s.lookup(key)));
+            .or_else(|| self.shared.as_ref().and_then(|s| s.lookup(key)))
+            .filter(|_| !revoked);
         let Some(principal) = found else {
             return Err(Problem::unauthorized("the API key is not known"));
         };

@@ -453,6 +453,11 @@ pub(crate) async fn follow(link: Link, tx: mpsc::Sender<Command>, head: watch::R
     }
 }
 
+/// Whether a bucket message holds a value (not a delete, purge or expiry marker).
+fn is_put(headers: &HeaderMap) -> bool {
+    headers.get("KV-Operation").is_none() && headers.get("Nats-Marker-Reason").is_none()
+}
+
 /// A change of a key-value bucket seen by [`Bucket::watch`].
 #[derive(Debug, Clone)]
 pub(crate) struct Change {
@@ -480,25 +485,72 @@ impl Bucket {
         }
     }
 
-    /// A key's value and revision (`None`: absent or deleted).
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, NatsError> {
-        let entry = self.kv.entry(key).await.map_err(|e| self.failed(&e))?;
-        Ok(entry
-            .filter(|e| e.operation == kv::Operation::Put)
-            .map(|e| (e.value, e.revision)))
+    /// The bucket's name (`<stream>_<name>`).
+    pub(crate) fn name(&self) -> &str {
+        &self.name
     }
 
-    /// The value of a key [`Bucket::keys`] just listed. Reads are served by any replica, and
-    /// one that lags may answer without it for a moment: it is asked again for up to 2 s
-    /// (`None` then: it was deleted since).
-    pub(crate) async fn get_listed(&self, key: &str) -> Result<Option<(Bytes, u64)>, NatsError> {
-        for _ in 0..20 {
-            if let Some(found) = self.get(key).await? {
-                return Ok(Some(found));
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+    /// How long the bucket keeps a value after it was written (zero: for ever), as it was
+    /// when the bucket was opened.
+    pub(crate) fn max_age(&self) -> Duration {
+        self.kv.stream.cached_info().config.max_age
+    }
+
+    /// A key's value and revision (`None`: absent or deleted), as the bucket's stream leader
+    /// holds it. Never a replica's copy (the bucket allows direct gets, which any replica
+    /// answers): one that lags answers a write acknowledged a moment ago with the value
+    /// before it, such as a webhook cursor behind the one a node stopped at.
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, NatsError> {
+        let subject = format!("{}{key}", self.kv.prefix);
+        match self
+            .kv
+            .stream
+            .get_last_raw_message_by_subject(&subject)
+            .await
+        {
+            Ok(m) => Ok(is_put(&m.headers).then_some((m.payload, m.sequence))),
+            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(self.failed(&e)),
         }
-        Ok(None)
+    }
+
+    /// Every value whose key matches `filter` (a subject pattern over the keys: `>` for all,
+    /// `dead.<id>.*`), in revision order, read from the bucket's stream leader one message at
+    /// a time (each the next stored after the last). Not a key listing and direct gets: those
+    /// are answered by any replica, and one that lags misses a key written a moment ago or
+    /// holds its older value.
+    pub(crate) async fn values(&self, filter: &str) -> Result<Vec<Change>, NatsError> {
+        let prefix = self.kv.prefix.as_str();
+        let subject = format!("{prefix}{filter}");
+        let mut out = Vec::new();
+        let mut from = 1;
+        loop {
+            let next = self
+                .kv
+                .stream
+                .raw_message_builder()
+                .sequence(from)
+                .next_by_subject(subject.clone())
+                .send()
+                .await;
+            let m = match next {
+                Ok(m) => m,
+                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
+                    return Ok(out);
+                }
+                Err(e) => return Err(self.failed(&e)),
+            };
+            from = m.sequence + 1;
+            if let Some(key) = m.subject.as_str().strip_prefix(prefix)
+                && is_put(&m.headers)
+            {
+                out.push(Change {
+                    key: key.to_string(),
+                    value: Some(m.payload),
+                    revision: m.sequence,
+                });
+            }
+        }
     }
 
     /// Writes a value; answers its revision.
@@ -543,15 +595,6 @@ impl Bucket {
             .delete_expect_revision(key, Some(revision))
             .await
             .map_err(|e| self.failed(&e))
-    }
-
-    /// Every key that holds a value.
-    pub(crate) async fn keys(&self) -> Result<Vec<String>, NatsError> {
-        let keys = self.kv.keys().await.map_err(|e| self.failed(&e))?;
-        let keys: Vec<_> = keys.collect().await;
-        keys.into_iter()
-            .map(|k| k.map_err(|e| self.failed(&e)))
-            .collect()
     }
 
     /// The changes made from now on, in the bucket's order.

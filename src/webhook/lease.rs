@@ -1,12 +1,13 @@
 //! Who delivers a subscription. With the sled backend, this node, always ([`Runner::Local`]).
 //! With the nats backend every node runs a lease keeper per active subscription, and only the
 //! node holding the subscription's lease (a value in the cluster's `<stream>_webhook_leases`
-//! bucket, which expires [`TTL`] after it was last written) delivers it: it takes the lease
-//! with a create (refused while another node holds it), takes the cluster's cursor and dead
-//! letters as its own, delivers, and renews every [`RENEW_EVERY`] with a revision-checked
-//! update. A renewal refused (another node took the lease) stops delivery at once; renewals
-//! that fail for [`GIVE_UP_AFTER`] (half the TTL, counted from when the last good renewal was
-//! sent, so before the server can let the lease expire) stop it too. A node that stops
+//! bucket, which expires it `lease_ttl_ms` after it was last written) delivers it: it takes
+//! the lease with a create (refused while another node holds it), takes the cluster's cursor
+//! and dead letters as its own, delivers, and renews every `lease_renew_ms` with a
+//! revision-checked update ([`Timings`], from `[webhooks]`). A renewal refused (another node
+//! took the lease) stops delivery at once; renewals that fail for `lease_give_up_ms` (counted
+//! from when the last good renewal was sent, so before the server can let the lease expire)
+//! stop it too. A node with `webhooks.deliver = false` runs no keeper: it never takes a lease. A node that stops
 //! cleanly pushes its cursor and gives the lease back; a node that dies leaves it to expire,
 //! and another node takes over from the last cursor pushed (at most `cursor_sync_ms` behind):
 //! in order, at least once.
@@ -27,19 +28,21 @@ use super::dispatcher::{self, Ctx, Worker};
 use super::store::Shared;
 use super::subscription::{Status, Subscription};
 
-/// How long a lease lives after its last write. Long enough that a renewal every
-/// [`RENEW_EVERY`] survives a couple of slow round trips and a short leader election of the
-/// bucket; short enough that a dead node's subscriptions move within about 12 s.
-pub(crate) const TTL: Duration = Duration::from_secs(10);
-/// How often the holder renews.
-const RENEW_EVERY: Duration = Duration::from_secs(2);
-/// The longest a renewal may take before it counts as failed.
-const RENEW_WITHIN: Duration = Duration::from_secs(1);
-/// The holder stops delivering when no renewal has succeeded for this long: half the TTL, so
-/// it has stopped well before the lease can expire and another node take it.
-const GIVE_UP_AFTER: Duration = Duration::from_secs(5);
-/// How often a node that does not hold a lease tries to take it.
-const TRY_EVERY: Duration = Duration::from_secs(2);
+/// The lease's timings (`[webhooks] lease_*`, checked at start by `WebhookConfig::check`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Timings {
+    /// How long a lease lives after its last write (the bucket's `max_age`). Long enough that
+    /// a renewal every `renew_every` survives a couple of slow round trips and a short leader
+    /// election of the bucket; short enough that a dead node's subscriptions move soon.
+    pub(crate) ttl: Duration,
+    /// How often the holder renews; also how often a node without the lease tries to take it.
+    pub(crate) renew_every: Duration,
+    /// The longest a renewal may take before it counts as failed.
+    pub(crate) renew_within: Duration,
+    /// The holder stops delivering when no renewal has succeeded for this long, so it has
+    /// stopped well before the lease can expire and another node take it.
+    pub(crate) give_up_after: Duration,
+}
 
 /// What the lease keeper is told to do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -56,6 +59,8 @@ pub(crate) enum Order {
 pub(crate) enum Runner {
     /// The sled backend: this node delivers.
     Local(Worker),
+    /// This node keeps out of delivery (`webhooks.deliver = false`): other nodes deliver.
+    Elsewhere,
     /// The nats backend: a lease keeper, delivering while it holds the lease.
     Leased {
         order: watch::Sender<Order>,
@@ -66,6 +71,9 @@ pub(crate) enum Runner {
 impl Runner {
     /// Starts delivering `sub` (directly, or under its lease with a cluster).
     pub(crate) fn start(ctx: Arc<Ctx>, sub: Subscription) -> Runner {
+        if !ctx.config.deliver {
+            return Runner::Elsewhere;
+        }
         if ctx.store.cluster().is_none() {
             return Runner::Local(dispatcher::spawn(ctx, sub));
         }
@@ -86,6 +94,7 @@ impl Runner {
 
     async fn stop_with(self, how: Order) {
         match self {
+            Runner::Elsewhere => {}
             Runner::Local(w) => w.stop().await,
             Runner::Leased { order, handle } => {
                 let _ = order.send(how);
@@ -116,11 +125,25 @@ async fn keep(ctx: Arc<Ctx>, id: Uuid, mut order: watch::Receiver<Order>) {
         return;
     };
     let key = format!("lease.{id}");
+    let timings = ctx.config.lease();
     loop {
         let asked = Instant::now();
         let taken = tokio::select! {
             t = shared.leases.create(&key, Bytes::from(shared.node.clone())) => t,
             _ = order.wait_for(|o| *o != Order::Run) => return,
+        };
+        let taken = match taken {
+            // The lease exists: a create of this node's whose answer was lost (a timeout
+            // under load) may have written it. Then it is this node's to take back at its
+            // revision, not to wait out for a TTL.
+            Ok(None) => match shared.leases.get(&key).await {
+                Ok(Some((holder, revision))) if holder == shared.node.as_bytes() => {
+                    Ok(Some(revision))
+                }
+                Ok(_) => Ok(None),
+                Err(e) => Err(e),
+            },
+            other => other,
         };
         match taken {
             Ok(Some(revision)) => {
@@ -135,7 +158,7 @@ async fn keep(ctx: Arc<Ctx>, id: Uuid, mut order: watch::Receiver<Order>) {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(TRY_EVERY) => {}
+            _ = tokio::time::sleep(timings.renew_every) => {}
             _ = order.wait_for(|o| *o != Order::Run) => return,
         }
     }
@@ -187,10 +210,11 @@ async fn under_lease(
     };
     tracing::info!(subscription = %id, node = %shared.node, "delivering under the webhook lease");
     let worker = dispatcher::spawn(ctx.clone(), sub);
+    let timings = ctx.config.lease();
     let mut renewed = asked;
     let ended = loop {
         tokio::select! {
-            _ = tokio::time::sleep(RENEW_EVERY) => {}
+            _ = tokio::time::sleep(timings.renew_every) => {}
             _ = order.wait_for(|o| *o != Order::Run) => break Ended::Told,
         }
         if worker.is_finished() {
@@ -198,7 +222,7 @@ async fn under_lease(
         }
         let sent = Instant::now();
         let renewal = tokio::time::timeout(
-            RENEW_WITHIN,
+            timings.renew_within,
             shared
                 .leases
                 .update(key, Bytes::from(shared.node.clone()), *revision),
@@ -213,7 +237,7 @@ async fn under_lease(
                 tracing::warn!(subscription = %id, "the webhook lease was taken by another node; delivery stops here");
                 break Ended::Lost;
             }
-            Ok(Err(_)) | Err(_) if renewed.elapsed() >= GIVE_UP_AFTER => {
+            Ok(Err(_)) | Err(_) if renewed.elapsed() >= timings.give_up_after => {
                 tracing::warn!(subscription = %id, "the webhook lease could not be renewed; delivery stops here");
                 break Ended::Lost;
             }

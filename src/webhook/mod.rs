@@ -94,6 +94,21 @@ pub struct WebhookConfig {
     pub unreadable_secrets: Unreadable,
     /// Threads that deliver (each a current-thread runtime); 0: one per core, at most 4.
     pub delivery_threads: usize,
+    /// Whether this node delivers webhooks. `false`: with the nats backend it serves the API
+    /// and follows the cluster's webhook state but never takes a delivery lease (other nodes
+    /// deliver); with sled nothing delivers.
+    pub deliver: bool,
+    /// With the nats backend: how long a delivery lease lives after its last renewal, in ms
+    /// (the cluster's lease bucket expires it then; every node must agree).
+    pub lease_ttl_ms: u64,
+    /// How often the lease holder renews its lease, in ms; also how often a node without it
+    /// tries to take it.
+    pub lease_renew_ms: u64,
+    /// The longest one renewal may take before it counts as failed, in ms.
+    pub lease_renew_timeout_ms: u64,
+    /// The holder stops delivering once no renewal has succeeded for this long (counted from
+    /// when the last good one was sent), in ms: well before the lease can expire.
+    pub lease_give_up_ms: u64,
 }
 
 impl WebhookConfig {
@@ -131,7 +146,66 @@ impl WebhookConfig {
                 return bad(key, "must be positive");
             }
         }
+        self.check_lease()
+    }
+
+    /// The lease timings: a renewal ends before the next is due, at least one renewal is
+    /// tried before the holder gives up, and a holder that gives up has stopped (at its
+    /// next check, at most one renewal interval and one renewal later) before the lease
+    /// can expire and another node take it.
+    fn check_lease(&self) -> Result<(), WebhookError> {
+        let bad =
+            |key: &str, why: String| Err(WebhookError::Config(format!("webhooks.{key} {why}")));
+        for (key, v) in [
+            ("lease_ttl_ms", self.lease_ttl_ms),
+            ("lease_renew_ms", self.lease_renew_ms),
+            ("lease_renew_timeout_ms", self.lease_renew_timeout_ms),
+            ("lease_give_up_ms", self.lease_give_up_ms),
+        ] {
+            if v == 0 {
+                return bad(key, "must be positive".into());
+            }
+        }
+        if self.lease_renew_timeout_ms >= self.lease_renew_ms {
+            return bad(
+                "lease_renew_timeout_ms",
+                format!(
+                    "({}) must be below webhooks.lease_renew_ms ({}): a renewal must end before the next is due",
+                    self.lease_renew_timeout_ms, self.lease_renew_ms
+                ),
+            );
+        }
+        if self.lease_renew_ms >= self.lease_give_up_ms {
+            return bad(
+                "lease_renew_ms",
+                format!(
+                    "({}) must be below webhooks.lease_give_up_ms ({}): the holder must try a renewal before it gives up",
+                    self.lease_renew_ms, self.lease_give_up_ms
+                ),
+            );
+        }
+        let stopped_by = self.lease_give_up_ms + self.lease_renew_ms + self.lease_renew_timeout_ms;
+        if stopped_by >= self.lease_ttl_ms {
+            return bad(
+                "lease_ttl_ms",
+                format!(
+                    "({}) must be above webhooks.lease_give_up_ms + lease_renew_ms + lease_renew_timeout_ms ({stopped_by}): a holder that lost touch with the cluster must have stopped delivering before its lease expires",
+                    self.lease_ttl_ms
+                ),
+            );
+        }
         Ok(())
+    }
+
+    /// The lease timings as durations.
+    pub(crate) fn lease(&self) -> lease::Timings {
+        use std::time::Duration;
+        lease::Timings {
+            ttl: Duration::from_millis(self.lease_ttl_ms),
+            renew_every: Duration::from_millis(self.lease_renew_ms),
+            renew_within: Duration::from_millis(self.lease_renew_timeout_ms),
+            give_up_after: Duration::from_millis(self.lease_give_up_ms),
+        }
     }
 }
 
@@ -241,6 +315,11 @@ impl Service {
         shared: Option<Shared>,
     ) -> Result<Service, WebhookError> {
         config.check()?;
+        if !config.deliver && shared.is_none() {
+            tracing::warn!(
+                "webhooks.deliver = false on the sled backend: no webhook is delivered (it keeps a node of a cluster out of delivery)"
+            );
+        }
         let shared = shared.map(Arc::new);
         let mut changes = None;
         let mut seeding = false;

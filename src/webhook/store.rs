@@ -346,8 +346,10 @@ impl Store {
     }
 
     fn put<T: Serialize>(&self, k: Vec<u8>, v: &T) -> Result<Ticket, StoreError> {
+        // Marked once written: a push between the two would send the value before it and use
+        // up the mark.
+        self.tree()?.insert(k.as_slice(), serde_json::to_vec(v)?)?;
         self.touch(&k);
-        self.tree()?.insert(k, serde_json::to_vec(v)?)?;
         Ok(self.wrote())
     }
 
@@ -450,13 +452,18 @@ impl Store {
         let tree = self.tree()?;
         let mut batch = sled::Batch::default();
         let mut seqs = Vec::with_capacity(n);
+        let mut removed = Vec::with_capacity(n);
         for item in tree.scan_prefix(key(DEAD, id)).take(n) {
             let (k, _) = item?;
             seqs.push(tail_u64(&k));
-            self.touch(&k);
-            batch.remove(k);
+            batch.remove(k.clone());
+            removed.push(k);
         }
         tree.apply_batch(batch)?;
+        // Marked once removed, as `put` marks once written.
+        for k in &removed {
+            self.touch(k);
+        }
         let _ = self.wrote();
         Ok(seqs)
     }

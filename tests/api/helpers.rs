@@ -283,7 +283,8 @@ impl TestApp {
             .get_or_init(|| async {
                 let dir = tempfile::tempdir().unwrap();
                 // The nodes of a cluster share its webhook subscriptions, sealed with one key:
-                // the second node reads the first one's (in its data folder unless set).
+                // the second node reads the first one's (in its data folder unless set). It
+                // only reads: it never takes a delivery lease from the first.
                 let key_file = if self.config.webhooks.secret_key_file.as_os_str().is_empty() {
                     self.dir.path().join("webhooks.key")
                 } else {
@@ -294,7 +295,7 @@ impl TestApp {
                     .clone()
                     .with(json!({
                         "server": {"data_dir": dir.path()},
-                        "webhooks": {"secret_key_file": key_file},
+                        "webhooks": {"secret_key_file": key_file, "deliver": false},
                     }))
                     .unwrap();
                 let server = start_server(config, &self.keys).await;

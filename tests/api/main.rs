@@ -42,4 +42,5 @@ mod stream_runs;
 mod strict_references;
 mod upcast;
 mod vocabulary;
+mod webhook_lease_settings;
 mod webhooks;

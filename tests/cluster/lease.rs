@@ -10,7 +10,7 @@ use crate::nats::NatsCluster;
 use crate::shared::{subscribe_to_processes, two_nodes};
 use crate::support::*;
 
-/// The lease's TTL (`webhook::lease::TTL`).
+/// The lease's TTL (`webhooks.lease_ttl_ms`, shipped default).
 const TTL: Duration = Duration::from_secs(10);
 
 #[tokio::test]

@@ -7,9 +7,12 @@
 #[path = "../api/helpers.rs"]
 mod api_helpers;
 
+mod ack_lost;
 mod credentials;
 mod engine;
 mod failover;
+mod keep_out;
+mod keys_cli;
 mod lease;
 mod log;
 mod migrate;

@@ -48,21 +48,12 @@ pub mod helpers {
     /// [`crate::api_helpers::spawn_app_with`] on a new stream of the shared cluster, its log
     /// reads answered by a second node over that stream.
     pub async fn spawn_app_with(adjust: impl FnOnce(Config) -> Config) -> TestApp {
-        let app = spawn_app_on(&super::new_stream(), adjust).await;
-        // A second node over the stream shares its webhook subscriptions and competes for
-        // their leases (issue 9), so a webhook suite's deliveries could come from either node
-        // and its assertions about one node's cursor, attempts and in-flight bound would race
-        // that. The webhook suites keep one node; the two-node delivery is tested in
-        // `failover.rs`, `lease.rs` and `shared.rs`. (The test harness names a test's thread
-        // after its path.)
-        let webhook_suite = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with("suites::webhooks::"));
-        if webhook_suite {
-            app
-        } else {
-            app.with_log_reads_on_a_second_node()
-        }
+        // The second node keeps out of webhook delivery (`webhooks.deliver = false`), so
+        // the webhook suites' assertions about one node's cursor, attempts and in-flight
+        // bound hold with it too.
+        spawn_app_on(&super::new_stream(), adjust)
+            .await
+            .with_log_reads_on_a_second_node()
     }
 }
 

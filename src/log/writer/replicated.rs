@@ -106,7 +106,11 @@ impl Writer {
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
-            group = owed.into_iter().filter_map(Owed::into_retry).collect();
+            let runtime = self.replication.as_ref().map(|r| r.link.runtime.clone());
+            group = owed
+                .into_iter()
+                .filter_map(|o| o.into_retry(runtime.as_ref()))
+                .collect();
             group.extend(refused.into_iter().map(|(cmd, _)| cmd));
         }
     }
@@ -266,13 +270,20 @@ impl From<AppendError> for CatchUp {
 impl Owed {
     /// The request again, to be staged on fresh state; its events may now be in the log
     /// (the stream took them though the ack was lost), so their ids are looked up even where
-    /// the server minted them.
-    fn into_retry(self) -> Option<Command> {
+    /// the server minted them. Found there, a minted id is this request's own landing, not a
+    /// repeat: see [`own_landing`].
+    fn into_retry(self, runtime: Option<&tokio::runtime::Handle>) -> Option<Command> {
         match self {
             Owed::Append(reply, _, Some(mut append)) => {
+                let minted = append.events.iter().any(|e| !e.client_id);
+                let ids: Vec<Uuid> = append.events.iter().map(|e| e.id).collect();
                 for event in &mut append.events {
                     event.client_id = true;
                 }
+                let reply = match runtime {
+                    Some(runtime) if minted => own_landing(runtime, reply, ids),
+                    _ => reply,
+                };
                 Some(Command::Append(append, reply))
             }
             Owed::Restore(reply, _, Some(records)) => Some(Command::Restore(records, reply)),
@@ -295,4 +306,34 @@ impl Owed {
             }
         }
     }
+}
+
+/// The reply of a retried request with an id this server minted. Such an id can be in the log
+/// only because this request's own publish landed (its ack was lost), so a retry that finds
+/// every one of its events there (a duplicate answer naming exactly its ids, in order) is the
+/// request's own success: answered as created (201) at the positions it landed at, never as
+/// a repeat (200 `duplicate`) of an append the client never made.
+fn own_landing(
+    runtime: &tokio::runtime::Handle,
+    reply: super::AppendReply,
+    ids: Vec<Uuid>,
+) -> super::AppendReply {
+    let (tx, rx) = tokio::sync::oneshot::channel::<Result<super::super::Appended, AppendError>>();
+    runtime.spawn(async move {
+        let Ok(mut answer) = rx.await else {
+            return;
+        };
+        if let Ok(appended) = &mut answer
+            && appended.duplicate
+            && appended
+                .positions
+                .iter()
+                .map(|p| p.id)
+                .eq(ids.iter().copied())
+        {
+            appended.duplicate = false;
+        }
+        let _ = reply.send(answer);
+    });
+    tx
 }

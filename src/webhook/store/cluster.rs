@@ -10,7 +10,8 @@
 //!
 //! This must never write a secret unsealed (it copies the sealed bytes), never apply another
 //! node's cursor or dead letters to a subscription this node delivers (its own are newer;
-//! [`Store::adopt`] takes the cluster's when asked), and never push a key it did not mark.
+//! [`Store::adopt`] takes the cluster's when asked), never push a key it did not mark, and
+//! never use up a mark by pushing what sled holds while a newer cursor is still held in memory.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
@@ -91,14 +92,13 @@ fn is_shared(k: &[u8]) -> bool {
 
 impl Shared {
     /// Opens (creating on first use) the webhook buckets of the cluster behind `link`.
-    pub(crate) async fn connect(link: &Link) -> Result<Shared, NatsError> {
+    pub(crate) async fn connect(link: &Link, lease_ttl: Duration) -> Result<Shared, NatsError> {
         let deadline = tokio::time::Instant::now() + READY_WITHIN;
         let (state, leases) = loop {
             let made = async {
                 Ok::<_, NatsError>((
                     link.bucket("webhooks", None).await?,
-                    link.bucket("webhook_leases", Some(crate::webhook::lease::TTL))
-                        .await?,
+                    link.bucket("webhook_leases", Some(lease_ttl)).await?,
                 ))
             };
             match made.await {
@@ -110,6 +110,20 @@ impl Shared {
                 }
             }
         };
+        // A lease lives as long as the bucket keeps a value: every node must agree on it, or
+        // one would count on a lease living longer than the bucket keeps it.
+        if leases.max_age() != lease_ttl {
+            return Err(NatsError::Kv {
+                bucket: leases.name().to_string(),
+                why: format!(
+                    "its leases expire after {} ms, but this node's webhooks.lease_ttl_ms is {}: \
+                     every node must use the same (to change it, stop every node and delete \
+                     the bucket; it holds only leases)",
+                    leases.max_age().as_millis(),
+                    lease_ttl.as_millis()
+                ),
+            });
+        }
         Ok(Shared {
             state,
             leases,
@@ -146,25 +160,22 @@ impl Shared {
     }
 
     /// Every shared value of the cluster as changes (bucket key, value, revision); `only`
-    /// keeps one subscription's.
+    /// keeps one subscription's. Read from the bucket's leader: a lagging replica's copy
+    /// could miss a cursor or hold an older one, and adopting that would deliver again what
+    /// was delivered (or, missing a cursor, everything from seq 1).
     async fn snapshot(&self, only: Option<Uuid>) -> Result<Vec<Change>, NatsError> {
-        let mut out = Vec::new();
-        for k in self.state.keys().await? {
-            let Some((_, id)) = sled_key(&k) else {
-                continue;
-            };
-            if only.is_some_and(|o| o != id) {
-                continue;
+        let values = match only {
+            None => self.state.values(">").await?,
+            Some(id) => {
+                let mut v = self.state.values(&format!("*.{id}")).await?;
+                v.extend(self.state.values(&format!("dead.{id}.*")).await?);
+                v
             }
-            if let Some((value, revision)) = self.state.get_listed(&k).await? {
-                out.push(Change {
-                    key: k,
-                    value: Some(value),
-                    revision,
-                });
-            }
-        }
-        Ok(out)
+        };
+        Ok(values
+            .into_iter()
+            .filter(|c| sled_key(&c.key).is_some_and(|(_, id)| only.is_none_or(|o| o == id)))
+            .collect())
     }
 
     /// Replaces the shared kinds of `log`'s webhook tree by the cluster's (at start, before
@@ -233,7 +244,13 @@ impl Store {
                 let Some(name) = kv_key(&k) else {
                     return Ok(());
                 };
-                match tree.get(&k)? {
+                let Some(value) = self.written(&tree, &k)? else {
+                    // Still held in memory: the sync that writes it out pushes it. Pushing
+                    // what sled holds now would send an older cursor and use up the mark.
+                    locked(&shared.dirty).insert(k.clone());
+                    return Ok(());
+                };
+                match value {
                     Some(v) => {
                         let revision = shared.state.put(&name, Bytes::from(v.to_vec())).await?;
                         locked(&shared.own).insert(name, revision);
@@ -253,6 +270,24 @@ impl Store {
             }
         }
         Ok(())
+    }
+
+    /// A marked key's value as sled holds it, read under the write-out lock so it is never
+    /// read half way between memory and sled; `None` while a newer cursor is still held in
+    /// memory (it is not in sled yet).
+    fn written(
+        &self,
+        tree: &sled::Tree,
+        k: &[u8],
+    ) -> Result<Option<Option<sled::IVec>>, StoreError> {
+        let _writing = self.behind.writing();
+        if k.first() == Some(&CURSOR)
+            && let Some(id) = k.get(1..17).and_then(|b| Uuid::from_slice(b).ok())
+            && self.behind.held().cursors.contains_key(&id)
+        {
+            return Ok(None);
+        }
+        Ok(Some(tree.get(k)?))
     }
 
     /// Applies another node's change to the working copy; answers the subscription when its

@@ -30,10 +30,13 @@ fn check_duplicates(rx: &Receiver) -> BTreeMap<String, usize> {
 #[tokio::test]
 async fn a_graceful_restart_resumes_from_the_cursor_and_loses_nothing() {
     if on_nats() {
-        // Open on the nats backend (issue 9): a graceful restart of the one node sometimes
-        // repeats an event already delivered (at least once holds; the exactly-once resume
-        // this test asserts does not yet: the cursor the node takes back from the cluster
-        // can be behind the one it stopped at).
+        // Open on the nats backend (issue 9). Its own cause is fixed (a push used up the mark
+        // of a cursor still held in memory, so the final cursor never reached the cluster).
+        // What remains is not the backend's: stopping a delivery task drops an attempt in
+        // flight even after the receiver answered it, before the cursor moves, and the next
+        // start sends it again. Seen once in a full run of the cluster binary under load
+        // (0 of 20 alone); the fix belongs in the dispatcher (let an attempt in flight
+        // finish on a graceful stop).
         return;
     }
     let mut app = app_with(json!({})).await;
