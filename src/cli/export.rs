@@ -14,10 +14,9 @@ use annals::audit::{export, import, remote};
 use annals::config::Config;
 use annals::event::check::{self, Known};
 use annals::event::{Schemas, Validator};
-use annals::log::Writing;
 use annals::metrics::Metrics;
 
-use super::{CliError, Common, load_config, open_offline, open_offline_with};
+use super::{CliError, Common, load_config, open_offline};
 
 /// `annals export` arguments.
 #[derive(Args)]
@@ -234,13 +233,7 @@ async fn import_into(
     let schemas = Schemas::load_with(&config.vocabulary).map_err(CliError::failed)?;
     let validator = Validator::new(schemas, config.limits.clone());
     let bounds = config.import.clone();
-    let log = open_offline_with(
-        Writing::Import,
-        &dir,
-        &for_import(&config),
-        metrics,
-        "import",
-    )?;
+    let log = open_offline(&dir, &for_import(&config), metrics, "import")?;
     let result = match file.filter(|f| f.as_os_str() != "-") {
         Some(path) => match std::fs::File::open(&path) {
             Ok(f) => {

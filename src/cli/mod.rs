@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Parser, Subcommand};
 
 use annals::config::Config;
-use annals::log::{Log, Writing};
+use annals::log::Log;
 use annals::metrics::Metrics;
 
 pub use error::CliError;
@@ -114,19 +114,7 @@ pub fn open_offline(
     metrics: Metrics,
     command: &str,
 ) -> Result<Log, CliError> {
-    open_offline_with(Writing::Served, dir, config, metrics, command)
-}
-
-/// [`open_offline`] for what `writing` says (`Writing::Import` for `annals import`).
-pub fn open_offline_with(
-    writing: Writing,
-    dir: &Path,
-    config: &Config,
-    metrics: Metrics,
-    command: &str,
-) -> Result<Log, CliError> {
-    Log::open_for(
-        writing,
+    Log::open(
         dir,
         config.log.clone(),
         metrics,

@@ -151,21 +151,6 @@ pub struct Log {
     tx: mpsc::Sender<Command>,
 }
 
-/// What a log is opened for: how its writer works.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Writing {
-    /// Serving appends (every command but import).
-    Served,
-    /// A bulk import (`annals import`): the writer also keeps a filter of the ids and
-    /// registry keys the tree holds, so that the new ids nearly every imported line names
-    /// cost no read of the tree. Loading it reads every such key once, and it grows with
-    /// them, which a server should not pay at each start; answers are the same.
-    Import,
-    /// The audit benchmark's baseline, without the Merkle tree (never for data).
-    #[doc(hidden)]
-    NoMerkle,
-}
-
 impl Log {
     /// Opens (or creates) the log in `dir` and starts its writer thread. `declarations` tells
     /// which ids a record introduces (`event::rules::declarations`): the log never knows event
@@ -176,18 +161,7 @@ impl Log {
         metrics: Metrics,
         declarations: Declarations,
     ) -> Result<Log, LogError> {
-        Self::open_with(dir, options, metrics, declarations, Writing::Served)
-    }
-
-    /// [`Log::open`] for what `writing` says: [`Writing::Import`] for a bulk import.
-    pub fn open_for(
-        writing: Writing,
-        dir: &Path,
-        options: LogConfig,
-        metrics: Metrics,
-        declarations: Declarations,
-    ) -> Result<Log, LogError> {
-        Self::open_with(dir, options, metrics, declarations, writing)
+        Self::open_with(dir, options, metrics, declarations, true)
     }
 
     /// Opens a log whose writer does NOT maintain the Merkle tree: proofs and roots of such a
@@ -200,7 +174,7 @@ impl Log {
         metrics: Metrics,
         declarations: Declarations,
     ) -> Result<Log, LogError> {
-        Self::open_with(dir, options, metrics, declarations, Writing::NoMerkle)
+        Self::open_with(dir, options, metrics, declarations, false)
     }
 
     fn open_with(
@@ -208,7 +182,7 @@ impl Log {
         options: LogConfig,
         metrics: Metrics,
         declarations: Declarations,
-        writing: Writing,
+        merkle: bool,
     ) -> Result<Log, LogError> {
         // Before the folder is locked: a bad URL or credentials file is a start-up error.
         let link = match options.backend {
@@ -242,7 +216,7 @@ impl Log {
             metrics,
         );
         let mut writer = writer;
-        writer.merkle = writing != Writing::NoMerkle;
+        writer.merkle = merkle;
         writer.packer = packer;
         writer.replication = link
             .clone()
@@ -252,9 +226,6 @@ impl Log {
         // The one place the log is told which ids a record introduces: through the caller's
         // function, the same rules that compute an append's references.
         writer.load_ids(declarations)?;
-        if writing == Writing::Import {
-            writer.filter_absent()?;
-        }
         let thread = std::thread::Builder::new()
             .name("annals-writer".into())
             .spawn(move || writer.run(rx))

@@ -1,16 +1,13 @@
 //! The single writer: a dedicated thread that owns every append. Its group loop (here) drains
 //! what is queued, has each request checked and staged against the log and against the
-//! requests before it in the same group (`stage`), and hands the whole group to the sync thread
-//! (`pipeline`), which chunks it, applies it in one atomic sled batch, makes it durable
-//! (`durable`) and only then answers and moves the durable head, while the writer stages the
-//! next group against the tree and the group on its way (`applying`; readers stop at the
-//! durable head). With
+//! requests before it in the same group (`stage`), applies the whole group in one atomic sled
+//! batch and hands it to the sync thread (`pipeline`), which makes it durable (`durable`) and
+//! only then answers and moves the durable head, while the writer stages the next group
+//! against the tree, which holds the previous one (readers stop at the durable head). With
 //! the nats backend a group is durable once the stream has stored it (`replicated`), and the
 //! writer also applies what other nodes appended. It must never answer success before the
 //! group is durable, and never write part of a request.
 
-mod absent;
-mod applying;
 mod discard;
 mod durable;
 mod entries;
@@ -79,11 +76,6 @@ pub(super) struct Writer {
     pub(super) packer: Option<chunk::Packer>,
     /// Registry lookups already answered by the store.
     known: known::KnownIds,
-    /// Ids and registry keys the tree cannot hold, during a bulk import (`absent`).
-    absent: Option<absent::Absent>,
-    /// The groups handed over and not yet known to be in the tree, oldest first: read before
-    /// the tree (`applying`).
-    applying: Vec<Arc<applying::Applying>>,
     /// Frees a committed group's staging on another thread.
     discard: discard::Discard,
     /// The stream a group must reach before it is durable (`[log] backend = "nats"`).
@@ -105,13 +97,7 @@ impl Writer {
         let known = known::KnownIds::new(options.known_ids, metrics.writer_known_ids.clone());
         // fdatasync is decided in `run`, once the backend is known.
         let durable = durable::Durable::new(db.clone(), dir, false);
-        let syncer = Syncer::new(
-            tree.clone(),
-            durable,
-            head_tx,
-            failed.clone(),
-            metrics.clone(),
-        );
+        let syncer = Syncer::new(durable, head_tx, failed.clone(), metrics.clone());
         Writer {
             db,
             tree,
@@ -127,8 +113,6 @@ impl Writer {
             merkle: true,
             packer: None,
             known,
-            absent: None,
-            applying: Vec::new(),
             discard: discard::Discard::default(),
             replication: None,
         }
@@ -166,13 +150,6 @@ impl Writer {
         Ok(())
     }
 
-    /// Has lookups of ids and registry keys that the tree cannot hold skip the tree, for a bulk
-    /// import: loads a filter of every such key it holds now (`absent`).
-    pub(super) fn filter_absent(&mut self) -> Result<(), LogError> {
-        self.absent = Some(absent::Absent::load(&self.tree)?);
-        Ok(())
-    }
-
     /// Seeds `last_recorded_at` from the head record, so that neither a restart with a clock
     /// that stepped back nor one after restoring later-stamped records stamps a new record
     /// earlier than the head.
@@ -203,10 +180,6 @@ impl Writer {
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
         // With the nats backend the stream is the durable copy, and the writer checks each
         // local write before it goes on (`replicated`): synced inline, without fdatasync.
-        // Groups are chunked and applied where they are synced.
-        if let Pipeline::Inline(syncer) = &mut self.pipeline {
-            syncer.packer = self.packer.take();
-        }
         if self.replication.is_none() {
             if let Pipeline::Inline(syncer) = &mut self.pipeline {
                 syncer.fsync(self.options.durability == super::Durability::Fsync);
@@ -371,9 +344,9 @@ impl Writer {
         pipeline::refuse_append(&self.metrics, reply, e);
     }
 
-    /// Hands a staged group to the pipeline, which applies it to sled in one batch, makes it
-    /// durable, moves the durable head and answers what is owed; the next group is staged
-    /// meanwhile, against the tree and this group (`applying`).
+    /// Applies a staged group to sled in one batch and hands it to the pipeline, which makes
+    /// it durable, moves the durable head and answers what is owed; the next group is staged
+    /// against the tree meanwhile.
     fn write_group(&mut self, mut overlay: Overlay, owed: Vec<Owed>, requests: usize) {
         let started = Instant::now();
         if overlay.records.is_empty() && overlay.writes.is_empty() {
@@ -382,7 +355,6 @@ impl Writer {
             self.pipeline.land(
                 Landed {
                     head: None,
-                    batch: None,
                     owed,
                     requests,
                     events: 0,
@@ -397,30 +369,37 @@ impl Writer {
             hash: overlay.head_hash,
         };
         let event_count = new_head.seq - self.head.seq;
-        let mut writes = rustc_hash::FxHashMap::default();
-        writes.reserve(overlay.writes.len());
-        for (k, v) in overlay.writes.drain(..) {
-            // Learnt before the next group is staged, which may look the key up.
-            if let Some(absent) = &mut self.absent
-                && absent::Absent::covers(&k)
-            {
-                absent.insert(&k);
-            }
-            writes.insert(k, v);
+        let mut batch = sled::Batch::default();
+        // The group's records as a few chunk values: one sled key per chunk, not per record.
+        let written = chunk::chunks(self.head.seq + 1, &overlay.records, self.packer.as_mut())
+            .and_then(|chunks| {
+                for (k, v) in chunks {
+                    batch.insert(k, v);
+                }
+                for (k, v) in overlay.writes.drain(..) {
+                    batch.insert(k, v);
+                }
+                batch.insert(
+                    layout::HEAD,
+                    &layout::head_value(new_head.seq, &new_head.hash)[..],
+                );
+                self.tree.apply_batch(batch).map_err(durable::sled_io)
+            });
+        if let Err(e) = written {
+            tracing::error!(error = %e, "group commit failed; refusing further appends");
+            self.failed.store(true, Ordering::Release);
+            fail(owed, &format!("write failed: {e}"));
+            return;
         }
-        let batch = Arc::new(applying::Applying {
-            first_seq: self.head.seq + 1,
-            head: new_head,
-            records: std::mem::take(&mut overlay.records),
-            writes,
-            applied: AtomicBool::new(false),
-        });
         // Never lowered: the stamp started from it and only rose.
         self.last_recorded_at = overlay.stamp.at;
         // The group's staged records hold every event's parsed payload: freeing them is many
-        // small frees, which need not delay the next group. The next group finds this one in
-        // `applying` until it is in the tree.
-        let spent = std::mem::take(&mut overlay.ids);
+        // small frees, which need not delay the next group. The tree holds the group now, so
+        // the next one finds it there.
+        let spent = (
+            std::mem::take(&mut overlay.ids),
+            std::mem::take(&mut overlay.records),
+        );
         for (name, head) in overlay.streams {
             self.streams.insert(name, head);
         }
@@ -429,7 +408,6 @@ impl Writer {
         self.pipeline.land(
             Landed {
                 head: Some(new_head),
-                batch: Some(batch.clone()),
                 owed,
                 requests,
                 events: event_count,
@@ -437,8 +415,7 @@ impl Writer {
             },
             self.quiet,
         );
-        let applied = self.track_applying(batch);
-        self.discard.drop_later(Box::new((spent, applied)));
+        self.discard.drop_later(Box::new(spent));
     }
 }
 

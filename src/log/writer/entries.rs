@@ -9,8 +9,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::super::record::Recorded;
-use super::super::{AppendError, Declaration, EntryChange, EntryRule, LogError, Position};
+use super::super::{AppendError, Declaration, EntryChange, EntryRule, Position};
 use super::super::{chunk, layout};
 use super::Writer;
 use super::stage::Overlay;
@@ -44,31 +43,19 @@ pub(crate) fn read_entry(
     key: &str,
     rule: EntryRule,
 ) -> Result<Option<(u64, Value)>, String> {
-    read_entry_from(
-        |k| tree.get(k).map_err(|e| e.to_string()),
-        |seq| chunk::get(tree, seq),
-        key,
-        rule,
-    )
-}
-
-/// [`read_entry`] through `get` (a key's value) and `record` (the record at a seq).
-fn read_entry_from(
-    get: impl Fn(&[u8]) -> Result<Option<sled::IVec>, String>,
-    record: impl Fn(u64) -> Result<Option<Recorded>, LogError>,
-    key: &str,
-    rule: EntryRule,
-) -> Result<Option<(u64, Value)>, String> {
-    if let Some(v) = get(&state_key(key))? {
+    if let Some(v) = tree.get(state_key(key)).map_err(|e| e.to_string())? {
         let seq = layout::read_u64(&v).ok_or("corrupt entry")?;
         let state = serde_json::from_slice(&v[8..]).map_err(|e| e.to_string())?;
         return Ok(Some((seq, state)));
     }
-    let Some(v) = get(&layout::registry_key(key))? else {
+    let Some(v) = tree
+        .get(layout::registry_key(key))
+        .map_err(|e| e.to_string())?
+    else {
         return Ok(None);
     };
     let (seq, _) = layout::read_registry_value(&v).ok_or("corrupt registry entry")?;
-    let rec = record(seq)
+    let rec = chunk::get(tree, seq)
         .map_err(|e| e.to_string())?
         .ok_or("the registry points at a missing record")?
         .record()
@@ -93,13 +80,7 @@ impl Writer {
         let Some(entry) = &decl.entry else {
             return Ok(None);
         };
-        read_entry_from(
-            |k| self.stored(k),
-            |seq| self.record_at(seq),
-            &decl.key,
-            entry.rule,
-        )
-        .map_err(AppendError::Unavailable)
+        read_entry(&self.tree, &decl.key, entry.rule).map_err(AppendError::Unavailable)
     }
 
     /// Judges the `index`th event's declaration against its entry so far (`entries`: what
@@ -155,8 +136,7 @@ impl Writer {
             return Ok(p.clone());
         }
         let unavailable = |e: String| AppendError::Unavailable(e);
-        let rec = self
-            .record_at(seq)
+        let rec = chunk::get(&self.tree, seq)
             .map_err(|e| unavailable(e.to_string()))?
             .ok_or_else(|| unavailable(format!("no record at seq {seq}")))?;
         let parsed = rec.record().map_err(|e| unavailable(e.to_string()))?;

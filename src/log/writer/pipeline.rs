@@ -1,16 +1,13 @@
-//! The writer's pipeline: the writer thread stages a group and hands it here; a sync thread
-//! chunks it and applies it to sled in one batch, makes it durable (sled's flush,
-//! `fdatasync`), moves the durable head and answers its requests, while the writer already
-//! stages the next group against the tree and the groups still on their way (`applying`).
-//! sled's `apply_batch` (its page updates and node splits) was about half of the writer's
-//! work: here it overlaps the next group's staging. Groups that land while a sync runs share
-//! the next one. A group that lands with the writer's queue empty and nothing
+//! The writer's pipeline: the writer thread stages a group and applies its batch to sled,
+//! then hands it here; a sync thread makes it durable (sled's flush, `fdatasync`), moves the
+//! durable head and answers its requests, while the writer already stages and applies the
+//! next group against the tree, which holds the previous one. Groups that land while a sync
+//! runs share the next one. A group that lands with the writer's queue empty and nothing
 //! handed over still unanswered is made durable on the writer thread itself: there is no
 //! next group to overlap, and a single client saves the hop to the sync thread and back.
 //! This must never answer a request (success, duplicate or refusal:
 //! each may rest on a group before it) before every group landed before it is durable, never
-//! move the head past what is durable, never apply a group after one that failed to apply,
-//! and never acknowledge anything after a failed write or sync.
+//! move the head past what is durable, and never acknowledge anything after a failed sync.
 //! With the nats backend the stream is the durable copy and the writer checks the local
 //! write at once, so the same work runs inline on the writer thread.
 
@@ -22,26 +19,23 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
-use super::super::{AppendError, Head, chunk};
-use super::applying::Applying;
-use super::durable::{Durable, sled_io};
+use super::super::{AppendError, Head};
+use super::durable::Durable;
 use super::{AppendReply, Owed, fail};
 use crate::metrics::Metrics;
 
-/// Groups staged and waiting for the sync thread, at most: none. The writer hands a group
+/// Groups applied and waiting for the sync thread, at most: none. The writer hands a group
 /// over only when the sync thread is free, and meanwhile the queue fills, so the next group is
 /// as large as in a writer that syncs itself. Each sled batch costs a write of its own (sled
 /// seals its I/O buffer around a batch's manifest): a writer racing ahead in small groups
 /// wrote and synced more often, and was slower than the writer that syncs itself.
 const LANDED: usize = 0;
 
-/// A staged group, waiting to be applied to sled and made durable.
+/// A group applied to sled, waiting to be made durable.
 pub(super) struct Landed {
     /// The head after the group, if it wrote anything (a group of duplicates and refusals
     /// writes nothing but is still answered in its turn).
     pub(super) head: Option<Head>,
-    /// What it writes, if anything.
-    pub(super) batch: Option<Arc<Applying>>,
     /// Its answers.
     pub(super) owed: Vec<Owed>,
     /// Its requests and events, for the metrics.
@@ -53,9 +47,6 @@ pub(super) struct Landed {
 
 /// Makes landed groups durable and answers them, in the order they landed.
 pub(super) struct Syncer {
-    tree: sled::Tree,
-    /// Compresses chunks, in a folder whose pages sled does not compress.
-    pub(super) packer: Option<chunk::Packer>,
     durable: Durable,
     head_tx: watch::Sender<Head>,
     failed: Arc<AtomicBool>,
@@ -66,15 +57,12 @@ pub(super) struct Syncer {
 
 impl Syncer {
     pub(super) fn new(
-        tree: sled::Tree,
         durable: Durable,
         head_tx: watch::Sender<Head>,
         failed: Arc<AtomicBool>,
         metrics: Metrics,
     ) -> Syncer {
         Syncer {
-            tree,
-            packer: None,
             durable,
             head_tx,
             failed,
@@ -88,33 +76,8 @@ impl Syncer {
         self.durable.fsync = on;
     }
 
-    /// Applies a group's batch to sled, in landing order; after a failure nothing more is
-    /// applied.
-    fn apply(&mut self, batch: &Applying) {
-        if self.broken.is_some() {
-            return;
-        }
-        let written = batch
-            .batch(self.packer.as_mut())
-            .and_then(|b| self.tree.apply_batch(b).map_err(sled_io));
-        match written {
-            Ok(()) => batch.mark_applied(),
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; refusing further appends");
-                self.failed.store(true, Ordering::Release);
-                self.broken = Some(format!("write failed: {e}"));
-            }
-        }
-    }
-
-    /// Applies every group in `landed` that writes, one sync for them, then their answers in
-    /// order.
+    /// One sync for every group in `landed` that wrote, then their answers in order.
     fn settle(&mut self, landed: Vec<Landed>) {
-        for l in &landed {
-            if let Some(batch) = &l.batch {
-                self.apply(batch);
-            }
-        }
         let writes = landed.iter().any(|l| l.head.is_some());
         if writes
             && self.broken.is_none()
@@ -233,7 +196,7 @@ impl Pipeline {
         };
     }
 
-    /// Hands over a staged group. `quiet`: the writer's queue was empty when the
+    /// Hands over a group applied to sled. `quiet`: the writer's queue was empty when the
     /// group was closed, so there is no next group to stage while this one syncs.
     pub(super) fn land(&mut self, landed: Landed, quiet: bool) {
         match self {
@@ -346,14 +309,13 @@ mod tests {
 
     fn started(dir: &std::path::Path) -> (Pipeline, watch::Receiver<Head>) {
         let db = sled::Config::new().path(dir).open().unwrap();
-        let tree = db.open_tree("log").unwrap();
         let (head_tx, head_rx) = watch::channel(Head {
             seq: 0,
             hash: GENESIS,
         });
         let durable = Durable::new(db, dir.to_path_buf(), true);
         let failed = Arc::new(AtomicBool::new(false));
-        let syncer = Syncer::new(tree, durable, head_tx, failed, Metrics::new().unwrap());
+        let syncer = Syncer::new(durable, head_tx, failed, Metrics::new().unwrap());
         let mut pipeline = Pipeline::Inline(Box::new(syncer));
         pipeline.start_thread();
         assert!(matches!(pipeline, Pipeline::Thread { .. }));
@@ -363,7 +325,6 @@ mod tests {
     fn landed(head: Option<Head>, owed: Vec<Owed>) -> Landed {
         Landed {
             head,
-            batch: None,
             owed,
             requests: 1,
             events: head.map_or(0, |_| 1),

@@ -12,13 +12,13 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
-use super::super::layout;
 use super::super::merkle::{self, Frontier};
 use super::super::record::{self, Hash, Record};
 use super::super::{
     Append, AppendError, Appended, Declaration, ExpectedVersion, Head, Position, Requirement,
     Restore,
 };
+use super::super::{chunk, layout};
 use super::Writer;
 use super::entries::{self, Origin};
 
@@ -99,27 +99,20 @@ impl Writer {
         Some(head)
     }
 
-    /// Whether the tree may hold `key` (an id or registry key): `false` only when the bulk
-    /// import's filter proves it absent, so the read is skipped.
-    fn may_hold(&self, key: &[u8]) -> bool {
-        self.absent.as_ref().is_none_or(|a| a.may_hold(key))
-    }
-
     /// The record and position of an id already in the log or staged in this group.
     fn existing(&self, id: &Uuid, overlay: &Overlay) -> Result<Option<(Record, Position)>, String> {
         if let Some((r, p)) = overlay.ids.get(id) {
             return Ok(Some((r.clone(), p.clone())));
         }
-        let key = layout::id_key(id);
-        if !self.may_hold(&key) {
-            return Ok(None);
-        }
-        let Some(v) = self.stored(&key)? else {
+        let Some(v) = self
+            .tree
+            .get(layout::id_key(id))
+            .map_err(|e| e.to_string())?
+        else {
             return Ok(None);
         };
         let seq = layout::read_u64(&v).ok_or("corrupt id index")?;
-        let rec = self
-            .record_at(seq)
+        let rec = chunk::get(&self.tree, seq)
             .map_err(|e| e.to_string())?
             .ok_or("id index points at a missing record")?;
         let parsed = rec.record().map_err(|e| e.to_string())?;
@@ -144,17 +137,11 @@ impl Writer {
         }
         for namespace in layout::REGISTRY_NAMESPACES {
             let key = layout::registry_key(&format!("{namespace}{id}"));
-            if !self.may_hold(&key) {
-                continue;
-            }
-            if let Some(v) = self.stored(&key)? {
+            if let Some(v) = self.tree.get(key).map_err(|e| e.to_string())? {
                 let (seq, kind) =
                     layout::read_registry_value(&v).ok_or("corrupt registry entry")?;
-                // Read from the store, so durable: it stays true (see `known`). A group still
-                // on its way into sled is not remembered: it may yet fail.
-                if !self.in_applying(&key) {
-                    self.known.remember(id, &kind, seq);
-                }
+                // Read from the store, so durable: it stays true (see `known`).
+                self.known.remember(id, &kind, seq);
                 return Ok(Some((kind, seq)));
             }
         }
