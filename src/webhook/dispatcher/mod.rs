@@ -71,10 +71,23 @@ impl Worker {
         self.handle.is_finished()
     }
 
-    /// Stops the task and waits until it is gone. In-flight requests are dropped; their
-    /// messages stay after the cursor and are sent again by the next run (same webhook-id).
+    /// Stops the task and waits until it is gone ([`Worker::signal`], then [`Worker::join`]).
     pub async fn stop(self) {
+        self.signal();
+        self.join().await;
+    }
+
+    /// Tells the task to stop: it starts nothing new and lets the requests in flight finish
+    /// for at most [`DRAIN`] (an answer already sent by the receiver then moves the cursor,
+    /// so a graceful restart sends it no second time). Requests still unanswered then, and
+    /// retries waiting for their backoff, are dropped; their messages stay after the cursor and
+    /// are sent again by the next run (same webhook-id).
+    pub fn signal(&self) {
         let _ = self.stop.send(true);
+    }
+
+    /// Waits until the task, told to stop, is gone.
+    pub async fn join(self) {
         if let Err(e) = self.handle.await
             && e.is_panic()
         {
@@ -83,18 +96,20 @@ impl Worker {
     }
 }
 
+/// The longest a stopping task waits for its requests in flight (capped by the attempt
+/// timeout): long enough for an answer already on its way, short enough that an operator's
+/// change or a shutdown never waits on a slow receiver.
+pub(crate) const DRAIN: Duration = Duration::from_secs(1);
+
 /// Starts the delivery task of an active subscription, on a delivery thread.
 pub(crate) fn spawn(ctx: Arc<Ctx>, sub: Subscription) -> Worker {
-    let (stop, mut stop_rx) = watch::channel(false);
+    let (stop, stop_rx) = watch::channel(false);
     let id = sub.id;
     let threads = ctx.config.delivery_threads;
     let handle = thread::spawn(
         async move {
-            tokio::select! {
-                result = run(ctx, sub) => if let Err(e) = result {
-                    tracing::error!(subscription = %id, error = %e, "webhook delivery task stopped");
-                },
-                _ = stop_rx.wait_for(|s| *s) => {}
+            if let Err(e) = run(ctx, sub, stop_rx).await {
+                tracing::error!(subscription = %id, error = %e, "webhook delivery task stopped");
             }
         },
         threads,
@@ -122,8 +137,15 @@ fn stop(
 type Pending = Pin<Box<dyn Future<Output = (bool, u64, Outcome)> + Send>>;
 
 /// The delivery loop of one subscription.
-async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
+async fn run(
+    ctx: Arc<Ctx>,
+    sub: Subscription,
+    mut stop_rx: watch::Receiver<bool>,
+) -> Result<(), RunError> {
     let id = sub.id;
+    let drain = DRAIN.min(Duration::from_millis(ctx.config.timeout_ms));
+    // Once told to stop: until when the requests in flight may still finish.
+    let mut draining: Option<tokio::time::Instant> = None;
     let url = match guard::parse(&sub.url) {
         Ok(u) => u,
         Err(e) => {
@@ -217,7 +239,10 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
     // How long the last read of the log (or the message cache) held this thread.
     let mut last_read_ns = 0u64;
     loop {
-        while redo_in_flight < k {
+        if draining.is_none() && *stop_rx.borrow() {
+            draining = Some(tokio::time::Instant::now() + drain);
+        }
+        while redo_in_flight < k && draining.is_none() {
             let Some(dl) = redo.pop_front() else { break };
             match ctx.log.get(dl.seq)? {
                 Some(recorded) => match recorded.record().map(|r| Msg::new(&r, &recorded)) {
@@ -249,7 +274,7 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
         // turn ends by yielding, so a filter that refuses a long run of records never holds
         // the thread for longer than one step.
         let mut read_this_turn = false;
-        while in_flight.len() < k {
+        while in_flight.len() < k && draining.is_none() {
             if buffer.is_empty() && next <= head && !read_this_turn {
                 let started = if trace { stages::now_ns() } else { 0 };
                 let (msgs, after) = read(&ctx, &s, next)?;
@@ -299,17 +324,29 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
             seen.pop_front();
         }
         s.lag.set(head.saturating_sub(cursor) as i64);
-        let can_send = in_flight.len() < k && buffer.is_empty();
+        if let Some(until) = draining
+            && (pending.is_empty() || tokio::time::Instant::now() >= until)
+        {
+            return Ok(());
+        }
+        let can_send = in_flight.len() < k && buffer.is_empty() && draining.is_none();
         // More of the log to examine: go on after letting everything else run.
         let more = can_send && next <= head;
         // Nothing left to examine: wait for the head to move.
         let room = can_send && next > head;
         if pending.is_empty() && !more {
-            if head_rx.changed().await.is_err() {
-                return Ok(());
+            tokio::select! {
+                changed = head_rx.changed() => if changed.is_err() {
+                    return Ok(());
+                },
+                // Told to stop, or its worker is gone (the same).
+                _ = stop_rx.wait_for(|s| *s) => {
+                    draining = Some(tokio::time::Instant::now() + drain);
+                }
             }
             continue;
         }
+        let until = draining.unwrap_or_else(tokio::time::Instant::now);
         tokio::select! {
             done = pending.next(), if !pending.is_empty() => {
                 let Some((redelivery, seq, outcome)) = done else { continue };
@@ -338,6 +375,10 @@ async fn run(ctx: Arc<Ctx>, sub: Subscription) -> Result<(), RunError> {
                     return Ok(());
                 }
             }
+            _ = stop_rx.wait_for(|s| *s), if draining.is_none() => {
+                draining = Some(tokio::time::Instant::now() + drain);
+            }
+            _ = tokio::time::sleep_until(until), if draining.is_some() => {}
         }
     }
 }

@@ -29,16 +29,6 @@ fn check_duplicates(rx: &Receiver) -> BTreeMap<String, usize> {
 
 #[tokio::test]
 async fn a_graceful_restart_resumes_from_the_cursor_and_loses_nothing() {
-    if on_nats() {
-        // Open on the nats backend (issue 9). Its own cause is fixed (a push used up the mark
-        // of a cursor still held in memory, so the final cursor never reached the cluster).
-        // What remains is not the backend's: stopping a delivery task drops an attempt in
-        // flight even after the receiver answered it, before the cursor moves, and the next
-        // start sends it again. Seen once in a full run of the cluster binary under load
-        // (0 of 20 alone); the fix belongs in the dispatcher (let an attempt in flight
-        // finish on a graceful stop).
-        return;
-    }
     let mut app = app_with(json!({})).await;
     let rx = Receiver::ok().await;
     let (id, _) = subscribe(&app, json!({"url": rx.url()})).await;
@@ -56,6 +46,32 @@ async fn a_graceful_restart_resumes_from_the_cursor_and_loses_nothing() {
         );
     }
     assert_eq!(sub(&app, &id).await["status"], "active");
+}
+
+#[tokio::test]
+async fn a_graceful_restart_lets_a_request_in_flight_finish_and_never_sends_it_again() {
+    let mut app = app_with(json!({})).await;
+    // Every request is recorded on arrival and answered 300 ms later, so the restart below
+    // lands while the first message's request is in flight.
+    let rx = Receiver::start(|_, _| Answer::SlowOk(300)).await;
+    subscribe(
+        &app,
+        json!({"url": rx.url(), "filter": {"types": ["statement.*"]}}),
+    )
+    .await;
+    let before = statements(&app, 1, 1).await;
+    let first = before[0].1.clone();
+    wait_until("the first request to arrive", || async {
+        rx.all().iter().any(|c| c.id == first)
+    })
+    .await;
+    app.restart().await;
+    let after = statements(&app, 2, 1).await;
+    wait_delivered(&rx, &after).await;
+    let counts = check_duplicates(&rx);
+    // The stop waited for the answer on its way, so the cursor moved past it before the
+    // shutdown made it durable.
+    assert_eq!(counts[&first], 1, "the request in flight was sent again");
 }
 
 #[tokio::test]
