@@ -27,8 +27,8 @@ impl Known for Log {
 
 fn validator() -> Validator {
     Validator::new(
-        Schemas::load().unwrap(),
-        crate::config::Config::defaults().unwrap().limits,
+        Schemas::load().unwrap(), // ok: test code (a #[cfg(test)] module)
+        crate::config::Config::defaults().unwrap().limits, // ok: test code (a #[cfg(test)] module)
     )
 }
 
@@ -52,7 +52,7 @@ fn every_problem_of_a_file_is_listed_at_its_line_and_later_lines_see_earlier_one
         r#"{"stream":"p","type":"actor.registered","data":{"actor_id":"st:ru","name":"Other","kind":"state"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
     ]
     .join("\n");
-    let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap();
+    let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap(); // ok: test code (a #[cfg(test)] module)
     let at: Vec<(usize, &str)> = problems
         .iter()
         .map(|p| (p.line, p.pointer.as_str()))
@@ -74,7 +74,7 @@ fn every_problem_of_a_file_is_listed_at_its_line_and_later_lines_see_earlier_one
 #[test]
 fn a_wrong_kind_is_reported_once_the_schema_passes() {
     let input = r#"{"stream":"p","type":"statement.made","occurred":{"precision":"unknown"},"data":{"statement_id":"stm:1","speaker":"issue:land","content":"c"},"evidence":[{"source":"src:a","relation":"reports"}]}"#;
-    let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap();
+    let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap(); // ok: test code (a #[cfg(test)] module)
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert_eq!(problems[0].pointer, "/data/speaker");
     assert_eq!(

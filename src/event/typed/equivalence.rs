@@ -316,7 +316,7 @@ fn a_configured_vocabulary_word_is_accepted_by_both_validators_and_only_where_co
     let mut added = VocabularyConfig::none();
     added.tones = vec!["firm".into()];
     added.meeting_formats = vec!["firm".into()];
-    let extended = Schemas::load_with(&added).unwrap();
+    let extended = Schemas::load_with(&added).unwrap(); // ok: a test-only module (`#[cfg(test)] mod equivalence` in typed.rs)
     let plain = Schemas::load().unwrap(); // ok: a test-only module (`#[cfg(test)] mod equivalence` in typed.rs)
     let statement = json!({
         "type": "statement.made",
@@ -338,5 +338,5 @@ fn every_schema_compiles() {
     Schemas::load().unwrap().compile_all().unwrap(); // ok: a test-only module (`#[cfg(test)] mod equivalence` in typed.rs)
     let mut added = VocabularyConfig::none();
     added.stances = vec!["insist".into()];
-    Schemas::load_with(&added).unwrap().compile_all().unwrap();
+    Schemas::load_with(&added).unwrap().compile_all().unwrap(); // ok: a test-only module (`#[cfg(test)] mod equivalence` in typed.rs)
 }

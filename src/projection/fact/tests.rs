@@ -22,11 +22,11 @@ fn escaped_strings_are_read_unescaped_and_survive_a_save_round_trip() {
         r#"{"statement_id":"statement:x","speaker":"actor:\u0061","content":"c"}"#,
     );
     let text = String::from_utf8(bytes)
-        .unwrap()
+        .unwrap() // ok: test code (a #[cfg(test)] module)
         .replace(r#""process":"p""#, r#""process":"p\"q""#);
-    let fact = Fact::parse(1, text.as_bytes()).unwrap();
+    let fact = Fact::parse(1, text.as_bytes()).unwrap(); // ok: test code (a #[cfg(test)] module)
     assert_eq!(fact.process(), Some("p\"q"));
-    let back = fact.stored().into_fact().unwrap();
+    let back = fact.stored().into_fact().unwrap(); // ok: test code (a #[cfg(test)] module)
     assert_eq!(back, fact);
     assert_eq!(back.process(), Some("p\"q"));
     assert_eq!(back.id(), A);
@@ -41,7 +41,7 @@ fn a_fact_keeps_no_payload_and_reads_it_only_from_its_own_record() {
     let content = "a long statement that only the record holds";
     let data = format!(r#"{{"speaker":"actor:a","content":"{content}"}}"#);
     let one = record(1, A, "statement.made", &data);
-    let fact = Fact::parse(1, &one).unwrap();
+    let fact = Fact::parse(1, &one).unwrap(); // ok: test code (a #[cfg(test)] module)
     assert!(!fact.text.contains(content), "{}", fact.text);
     assert_eq!(fact.data_in(&one), Some(data.as_str()));
     assert_eq!(
@@ -55,10 +55,10 @@ fn a_fact_keeps_no_payload_and_reads_it_only_from_its_own_record() {
 #[test]
 fn a_saved_fact_whose_spans_do_not_fit_is_refused() {
     let one = record(1, A, "statement.made", r#"{"speaker":"actor:a"}"#);
-    let mut stored = Fact::parse(1, &one).unwrap().stored();
+    let mut stored = Fact::parse(1, &one).unwrap().stored(); // ok: test code (a #[cfg(test)] module)
     stored.spans[Field::Id as usize].1 = stored.text.len() as u32 + 1;
     assert!(stored.into_fact().is_none());
-    let mut stored = Fact::parse(1, &one).unwrap().stored();
+    let mut stored = Fact::parse(1, &one).unwrap().stored(); // ok: test code (a #[cfg(test)] module)
     stored.spans[Field::Data as usize].1 = stored.record_len + 1;
     assert!(stored.into_fact().is_none());
 }
@@ -82,11 +82,11 @@ fn a_stored_fact_encodes_as_save_layout_3_says() {
         "meeting.held",
         r#"{"meeting_id":"meeting:m","participants":[{"actor":"actor:a"},{"actor":"org:x"}]}"#,
     );
-    let fact = Fact::parse(1, &bytes).unwrap();
+    let fact = Fact::parse(1, &bytes).unwrap(); // ok: test code (a #[cfg(test)] module)
     let stored = fact.stored();
     // Saves hold the spans by position, in this order: of the fact's text, but `data`
     // and `evidence`, which are of the record.
-    let record = std::str::from_utf8(&bytes).unwrap();
+    let record = std::str::from_utf8(&bytes).unwrap(); // ok: test code (a #[cfg(test)] module)
     let at = |i: usize| {
         let (a, b) = stored.spans[i];
         let of = if Field::in_record(i) {
@@ -131,10 +131,10 @@ fn a_stored_fact_encodes_as_save_layout_3_says() {
             })
             .collect(),
     };
-    let pinned = postcard::to_allocvec(&pinned).unwrap();
-    assert_eq!(postcard::to_allocvec(&stored).unwrap(), pinned);
-    let loaded: StoredFact = postcard::from_bytes(&pinned).unwrap();
-    let back = loaded.into_fact().unwrap();
+    let pinned = postcard::to_allocvec(&pinned).unwrap(); // ok: test code (a #[cfg(test)] module)
+    assert_eq!(postcard::to_allocvec(&stored).unwrap(), pinned); // ok: test code (a #[cfg(test)] module)
+    let loaded: StoredFact = postcard::from_bytes(&pinned).unwrap(); // ok: test code (a #[cfg(test)] module)
+    let back = loaded.into_fact().unwrap(); // ok: test code (a #[cfg(test)] module)
     let refs: Vec<(Role, &str)> = back.refs().collect();
     assert_eq!(
         refs,
@@ -166,7 +166,7 @@ fn the_role_bytes_are_the_ones_saves_hold() {
 #[test]
 fn a_type_this_build_does_not_know_reads_from_the_record() {
     let bytes = record(1, A, "meeting.planned", "{}");
-    let fact = Fact::parse(1, &bytes).unwrap();
+    let fact = Fact::parse(1, &bytes).unwrap(); // ok: test code (a #[cfg(test)] module)
     assert_eq!(fact.event_kind(), None);
     assert_eq!(fact.kind(), "meeting.planned");
 }

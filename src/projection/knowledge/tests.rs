@@ -19,15 +19,15 @@ fn a_correction_applies_from_its_own_seq_and_a_retraction_hides_from_its_own_seq
             r#"{"statement_id":"statement:x","speaker":"actor:a","content":"old"}"#,
         ),
     )
-    .unwrap();
+    .unwrap(); // ok: test code (a #[cfg(test)] module)
     let patch = format!(
         r#"{{"target":"{A}","patch":[{{"op":"replace","path":"/content","value":"new"}}],"reason":"typo"}}"#
     );
     k.apply(2, &record(2, B, "event.corrected", &patch))
-        .unwrap();
+        .unwrap(); // ok: test code (a #[cfg(test)] module)
     let retract = format!(r#"{{"target":"{A}","reason":"wrong"}}"#);
     k.apply(3, &record(3, C, "event.retracted", &retract))
-        .unwrap();
+        .unwrap(); // ok: test code (a #[cfg(test)] module)
     assert_eq!(k.data_at(0, 1)["content"], "old");
     assert_eq!(k.data_at(0, 2)["content"], "new");
     assert!(k.visible(0, 2));
@@ -41,7 +41,7 @@ fn a_correction_applies_from_its_own_seq_and_a_retraction_hides_from_its_own_seq
 fn records_out_of_order_are_refused() {
     let mut k = Knowledge::new();
     assert!(k.apply(2, b"{}").is_err());
-    k.apply(1, b"not json").unwrap();
+    k.apply(1, b"not json").unwrap(); // ok: test code (a #[cfg(test)] module)
     assert_eq!(k.skipped, 1);
     assert_eq!(k.seq, 1);
 }
@@ -58,17 +58,17 @@ fn a_correction_that_names_a_new_actor_indexes_the_corrected_fact_under_that_act
             r#"{"meeting_id":"meeting:m","participants":[{"actor":"actor:a"}]}"#,
         ),
     )
-    .unwrap();
+    .unwrap(); // ok: test code (a #[cfg(test)] module)
     let patch = format!(
         r#"{{"target":"{A}","patch":[{{"op":"add","path":"/participants/-","value":{{"actor":"actor:b","side":"org:x"}}}}],"reason":"missed"}}"#
     );
     k.apply(2, &record(2, B, "event.corrected", &patch))
-        .unwrap();
+        .unwrap(); // ok: test code (a #[cfg(test)] module)
     assert_eq!(k.of_actor("actor:b"), &[0]);
     assert_eq!(k.of_actor("org:x"), &[0]);
     assert_eq!(k.of_actor("actor:a"), &[0]);
     assert_eq!(k.data_at(0, 2)["participants"][1]["actor"], "actor:b");
-    assert_eq!(k.data_at(0, 1)["participants"].as_array().unwrap().len(), 1);
+    assert_eq!(k.data_at(0, 1)["participants"].as_array().unwrap().len(), 1); // ok: test code (a #[cfg(test)] module)
 }
 
 /// A statement by `actor:a` (and `actor:b` when `both`) that occurred at `start`.
@@ -104,8 +104,8 @@ fn an_actors_time_order_built_early_stays_the_order_a_late_build_gives() {
     for (i, start) in starts.iter().enumerate() {
         let seq = i as u64 + 1;
         let record = said(seq, start, i % 3 == 0);
-        early.apply(seq, &record).unwrap();
-        late.apply(seq, &record).unwrap();
+        early.apply(seq, &record).unwrap(); // ok: test code (a #[cfg(test)] module)
+        late.apply(seq, &record).unwrap(); // ok: test code (a #[cfg(test)] module)
         if seq == 3 {
             // Built now; every later fact is placed in it as it is folded.
             assert_eq!(early.of_actor_by_time("actor:a").by_time.len(), 3);
@@ -135,7 +135,7 @@ fn ids_out_of_ascending_order_are_still_found() {
                 i as u64 + 1,
                 &record(i as u64 + 1, id, "statement.made", "{}"),
             )
-            .unwrap(),
+            .unwrap(), // ok: test code (a #[cfg(test)] module)
         );
     }
     assert_eq!(k.by_id.other.len(), 1);
@@ -235,7 +235,7 @@ fn knowledge_loaded_from_segments_of_any_size_equals_the_fold_it_was_saved_from(
         let seq = i as u64 + 1;
         folded
             .apply(seq, record.as_deref().unwrap_or(b"not json"))
-            .unwrap();
+            .unwrap(); // ok: test code (a #[cfg(test)] module)
     }
     assert_eq!((folded.facts().len(), folded.skipped), (13, 2));
     assert!(!folded.by_talks.is_empty() && !folded.corrections.is_empty());
@@ -248,8 +248,8 @@ fn knowledge_loaded_from_segments_of_any_size_equals_the_fold_it_was_saved_from(
             let to = (from + size).min(folded.facts().len());
             let mut bytes = Vec::new();
             folded.facts().encode_segment(from, to, &mut bytes);
-            let seg = Segment::decode(&bytes).unwrap();
-            loaded.load_segment(seg, &mut bulk).unwrap();
+            let seg = Segment::decode(&bytes).unwrap(); // ok: test code (a #[cfg(test)] module)
+            loaded.load_segment(seg, &mut bulk).unwrap(); // ok: test code (a #[cfg(test)] module)
             from = to;
         }
         loaded.finish_load(bulk);
@@ -263,7 +263,7 @@ fn a_segment_that_does_not_follow_the_rows_held_is_refused() {
     for (i, record) in varied_records().into_iter().enumerate() {
         folded
             .apply(i as u64 + 1, record.as_deref().unwrap_or(b"not json"))
-            .unwrap();
+            .unwrap(); // ok: test code (a #[cfg(test)] module)
     }
     let segment = |from: usize, to: usize| {
         let mut bytes = Vec::new();
@@ -273,10 +273,10 @@ fn a_segment_that_does_not_follow_the_rows_held_is_refused() {
     // A gap: rows 0..3 then 5..8.
     let mut k = Knowledge::new();
     let mut bulk = Bulk::default();
-    k.load_segment(Segment::decode(&segment(0, 3)).unwrap(), &mut bulk)
-        .unwrap();
+    k.load_segment(Segment::decode(&segment(0, 3)).unwrap(), &mut bulk) // ok: test code (a #[cfg(test)] module)
+        .unwrap(); // ok: test code (a #[cfg(test)] module)
     assert!(
-        k.load_segment(Segment::decode(&segment(5, 8)).unwrap(), &mut bulk)
+        k.load_segment(Segment::decode(&segment(5, 8)).unwrap(), &mut bulk) // ok: test code (a #[cfg(test)] module)
             .is_err()
     );
     // Damaged bytes anywhere are refused by the decoder or by the append, never taken.

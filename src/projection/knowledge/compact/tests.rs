@@ -11,7 +11,7 @@ fn a_row_gives_back_every_field_of_the_fact_it_was_built_from() {
         "meeting.held",
         r#"{"meeting_id":"meeting:m","participants":[{"actor":"actor:a"},{"actor":"org:x"}]}"#,
     );
-    let fact = Fact::parse(3, &bytes).unwrap();
+    let fact = Fact::parse(3, &bytes).unwrap(); // ok: test code (a #[cfg(test)] module)
     let mut store = FactStore::default();
     let ix = store.push(&fact);
     let row = store.get(ix);
@@ -35,15 +35,15 @@ fn a_row_gives_back_every_field_of_the_fact_it_was_built_from() {
 fn ids_and_times_not_in_their_canonical_text_are_kept_as_recorded() {
     let upper = A.to_uppercase();
     let text = String::from_utf8(record(1, &upper, "statement.made", "{}"))
-        .unwrap()
+        .unwrap() // ok: test code (a #[cfg(test)] module)
         .replace("2026-01-01T00:00:00.000000Z", "2026-02-30T00:00:00Z");
-    let fact = Fact::parse(1, text.as_bytes()).unwrap();
+    let fact = Fact::parse(1, text.as_bytes()).unwrap(); // ok: test code (a #[cfg(test)] module)
     let mut store = FactStore::default();
     let ix = store.push(&fact);
     assert_eq!(store.get(ix).id(), upper.as_str());
     assert_eq!(
         store.id_key(ix),
-        uuid::Uuid::parse_str(A).unwrap().as_u128()
+        uuid::Uuid::parse_str(A).unwrap().as_u128() // ok: test code (a #[cfg(test)] module)
     );
     assert_eq!(store.get(ix).recorded_at(), "2026-02-30T00:00:00Z");
     assert_eq!(store.get(ix).stored(), fact.stored());
@@ -53,7 +53,7 @@ fn ids_and_times_not_in_their_canonical_text_are_kept_as_recorded() {
 fn a_payload_of_64_kib_or_more_keeps_its_spans_beside_the_row() {
     let big = format!(r#"{{"content":"{}"}}"#, "x".repeat(70_000));
     let bytes = record(1, A, "statement.made", &big);
-    let fact = Fact::parse(1, &bytes).unwrap();
+    let fact = Fact::parse(1, &bytes).unwrap(); // ok: test code (a #[cfg(test)] module)
     let mut store = FactStore::default();
     let ix = store.push(&fact);
     assert_ne!(store.get(ix).row.flags & ODD_SPANS, 0);
@@ -65,7 +65,7 @@ fn a_payload_of_64_kib_or_more_keeps_its_spans_beside_the_row() {
 #[test]
 fn a_type_this_build_does_not_know_keeps_its_name() {
     let bytes = record(1, A, "treaty.sung", "{}");
-    let fact = Fact::parse(1, &bytes).unwrap();
+    let fact = Fact::parse(1, &bytes).unwrap(); // ok: test code (a #[cfg(test)] module)
     assert_eq!(fact.event_kind(), None);
     let mut store = FactStore::default();
     let ix = store.push(&fact);
@@ -80,7 +80,7 @@ fn packed_spans_give_back_what_was_packed() {
         (0, (0, 0), (0, 0)),
         (65_535 * 5, (65_535, 131_070), (196_605, 262_140)),
     ] {
-        let packed = pack_spans(len, data, evidence).unwrap();
+        let packed = pack_spans(len, data, evidence).unwrap(); // ok: test code (a #[cfg(test)] module)
         assert_eq!(unpack_spans(packed), (len, data, evidence));
     }
     assert_eq!(pack_spans(70_000, (10, 69_990), (69_991, 69_995)), None);
@@ -114,7 +114,7 @@ fn times_in_the_logs_format_survive_the_round_trip() {
 fn seqs_with_gaps_are_found_and_counted() {
     let mut store = FactStore::default();
     for seq in [2, 3, 4, 7, 8, 10] {
-        let fact = Fact::parse(seq, &record(seq, A, "statement.made", "{}")).unwrap();
+        let fact = Fact::parse(seq, &record(seq, A, "statement.made", "{}")).unwrap(); // ok: test code (a #[cfg(test)] module)
         store.push(&fact);
     }
     let seqs: Vec<u64> = store.iter().map(|f| f.seq).collect();
