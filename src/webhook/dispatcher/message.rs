@@ -1,12 +1,15 @@
 //! A message (one record, as the body every attempt of it sends) and how it settled, with the
 //! delivery outcomes counted in `webhook_deliveries_total` (their labels come from
 //! [`Delivery`], nowhere else); and the bounded cache that lets every subscription share one
-//! parse and one body per record. This module must never read the store or the network, and
-//! never hold more than `webhooks.message_cache_entries` records.
+//! parse and one body per record, filled with new records by the follower (`follow`). This
+//! module must never read the store or the network, and never hold more than
+//! `webhooks.message_cache_entries` records.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use tokio::sync::watch;
 
 use crate::log::{Record, Recorded};
 use crate::webhook::metrics::WebhookMetrics;
@@ -85,6 +88,15 @@ impl Prepared {
 /// behind than it holds reads the log itself, as before.
 pub(crate) struct MessageCache {
     slots: Vec<Mutex<Option<Arc<Prepared>>>>,
+    /// What the follower (`follow`) has handled: every record up to this seq that it will
+    /// ever prepare is in the cache (or was, and has been evicted). Tasks read no further
+    /// while it follows.
+    pub(super) prepared: watch::Sender<u64>,
+    /// Whether the follower was started (once per cache, by the first delivery task).
+    pub(super) started: AtomicBool,
+    /// Whether the follower runs: once it has stopped (the log closed or failed), tasks read
+    /// up to the head themselves, as they did before it existed.
+    pub(super) following: AtomicBool,
 }
 
 impl MessageCache {
@@ -92,7 +104,15 @@ impl MessageCache {
     pub(crate) fn new(entries: usize) -> MessageCache {
         MessageCache {
             slots: (0..entries.max(1)).map(|_| Mutex::new(None)).collect(),
+            prepared: watch::channel(0).0,
+            started: AtomicBool::new(false),
+            following: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the follower prepares new records (tasks then wait for it).
+    pub(super) fn following(&self) -> bool {
+        self.following.load(Ordering::Acquire)
     }
 
     fn slot(&self, seq: u64) -> &Mutex<Option<Arc<Prepared>>> {
