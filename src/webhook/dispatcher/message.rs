@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use reqwest::header::HeaderValue;
 use tokio::sync::watch;
 
 use crate::log::{Record, Recorded};
@@ -23,19 +24,35 @@ pub(super) struct Msg {
     pub(super) event_type: Arc<str>,
     /// `{"type","timestamp","data"}`: built once, signed and sent as is on every attempt.
     pub(super) body: Bytes,
+    /// `event_id` as the `webhook-id` header value, checked once for every attempt of every
+    /// subscription.
+    pub(super) id_header: HeaderValue,
+}
+
+/// Why a record cannot become a message.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MsgError {
+    /// Its body cannot be encoded.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Its id is no header value (never for a UUID).
+    #[error("the event id is not a valid header value: {0}")]
+    Header(#[from] reqwest::header::InvalidHeaderValue),
 }
 
 impl Msg {
-    pub(super) fn new(rec: &Record, recorded: &Recorded) -> Result<Msg, serde_json::Error> {
+    pub(super) fn new(rec: &Record, recorded: &Recorded) -> Result<Msg, MsgError> {
         let body = format!(
             "{{\"type\":{},\"timestamp\":{},\"data\":{}}}",
             serde_json::to_string(&rec.event_type)?,
             serde_json::to_string(&rec.recorded_at)?,
             recorded.envelope_json()
         );
+        let event_id = rec.id.to_string();
         Ok(Msg {
             seq: recorded.seq,
-            event_id: rec.id.to_string().into(),
+            id_header: HeaderValue::from_str(&event_id)?,
+            event_id: event_id.into(),
             event_type: rec.event_type.as_str().into(),
             body: Bytes::from(body),
         })
