@@ -221,7 +221,7 @@ function stages(slow, subOf, seqOf) {
   console.log(`  longest round trips (send -> answer): ${top(rtt)}`);
   const reads = [...times.values()].map((t) => Number(t[4]) / 1e6);
   console.log(
-    `  log reads on the delivery threads: max ${Math.max(0, ...reads).toFixed(1)} ms, ${reads.filter((r) => r > 5).length} over 5 ms`,
+    `  log reads on the delivery threads: max ${reads.reduce((m, r) => Math.max(m, r), 0).toFixed(1)} ms, ${reads.filter((r) => r > 5).length} over 5 ms`,
   );
   if (syncs.length > 0) {
     const d = syncs.map(([a, b]) => Number(b - a) / 1e6).sort((a, b) => a - b);

@@ -23,8 +23,9 @@ pub struct WebhookMetrics {
     /// Dead letters dropped to keep a subscription within
     /// `webhooks.max_dead_letters_per_subscription`.
     pub dead_letters_evicted: IntCounterVec,
-    /// Records a delivery task examined, by where it found them: `hit` (prepared by another
-    /// task, in the shared message cache) or `miss` (read and prepared from the log). Mostly
+    /// Records a delivery task examined, by where it found them: `hit` (prepared by the
+    /// follower or another task, in the shared message cache) or `miss` (read and prepared
+    /// from the log by the task itself: it was behind the cache). Mostly
     /// misses at several subscriptions means `webhooks.message_cache_entries` is too small
     /// for how far apart they are.
     pub message_cache_hits: IntCounter,

@@ -1,12 +1,16 @@
 //! A message (one record, as the body every attempt of it sends) and how it settled, with the
 //! delivery outcomes counted in `webhook_deliveries_total` (their labels come from
 //! [`Delivery`], nowhere else); and the bounded cache that lets every subscription share one
-//! parse and one body per record. This module must never read the store or the network, and
-//! never hold more than `webhooks.message_cache_entries` records.
+//! parse and one body per record, filled with new records by the follower (`follow`). This
+//! module must never read the store or the network, and never hold more than
+//! `webhooks.message_cache_entries` records.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use reqwest::header::HeaderValue;
+use tokio::sync::watch;
 
 use crate::log::{Record, Recorded};
 use crate::webhook::metrics::WebhookMetrics;
@@ -20,19 +24,35 @@ pub(super) struct Msg {
     pub(super) event_type: Arc<str>,
     /// `{"type","timestamp","data"}`: built once, signed and sent as is on every attempt.
     pub(super) body: Bytes,
+    /// `event_id` as the `webhook-id` header value, checked once for every attempt of every
+    /// subscription.
+    pub(super) id_header: HeaderValue,
+}
+
+/// Why a record cannot become a message.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum MsgError {
+    /// Its body cannot be encoded.
+    #[error(transparent)]
+    Json(#[from] serde_json::Error),
+    /// Its id is no header value (never for a UUID).
+    #[error("the event id is not a valid header value: {0}")]
+    Header(#[from] reqwest::header::InvalidHeaderValue),
 }
 
 impl Msg {
-    pub(super) fn new(rec: &Record, recorded: &Recorded) -> Result<Msg, serde_json::Error> {
+    pub(super) fn new(rec: &Record, recorded: &Recorded) -> Result<Msg, MsgError> {
         let body = format!(
             "{{\"type\":{},\"timestamp\":{},\"data\":{}}}",
             serde_json::to_string(&rec.event_type)?,
             serde_json::to_string(&rec.recorded_at)?,
             recorded.envelope_json()
         );
+        let event_id = rec.id.to_string();
         Ok(Msg {
             seq: recorded.seq,
-            event_id: rec.id.to_string().into(),
+            id_header: HeaderValue::from_str(&event_id)?,
+            event_id: event_id.into(),
             event_type: rec.event_type.as_str().into(),
             body: Bytes::from(body),
         })
@@ -85,6 +105,15 @@ impl Prepared {
 /// behind than it holds reads the log itself, as before.
 pub(crate) struct MessageCache {
     slots: Vec<Mutex<Option<Arc<Prepared>>>>,
+    /// What the follower (`follow`) has handled: every record up to this seq that it will
+    /// ever prepare is in the cache (or was, and has been evicted). Tasks read no further
+    /// while it follows.
+    pub(super) prepared: watch::Sender<u64>,
+    /// Whether the follower was started (once per cache, by the first delivery task).
+    pub(super) started: AtomicBool,
+    /// Whether the follower runs: once it has stopped (the log closed or failed), tasks read
+    /// up to the head themselves, as they did before it existed.
+    pub(super) following: AtomicBool,
 }
 
 impl MessageCache {
@@ -92,7 +121,15 @@ impl MessageCache {
     pub(crate) fn new(entries: usize) -> MessageCache {
         MessageCache {
             slots: (0..entries.max(1)).map(|_| Mutex::new(None)).collect(),
+            prepared: watch::channel(0).0,
+            started: AtomicBool::new(false),
+            following: AtomicBool::new(false),
         }
+    }
+
+    /// Whether the follower prepares new records (tasks then wait for it).
+    pub(super) fn following(&self) -> bool {
+        self.following.load(Ordering::Acquire)
     }
 
     fn slot(&self, seq: u64) -> &Mutex<Option<Arc<Prepared>>> {

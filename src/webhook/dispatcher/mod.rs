@@ -10,11 +10,13 @@
 //! unbounded run of records without yielding, and never log a secret or a body.
 //!
 //! The parts: `context` (what every task shares, and the syncer), `task` (one subscription's
-//! shared state), `message` (a message and how it settled), `settle` (one message on its
-//! retry schedule), `retry_state` (its place in the schedule), `send` (one HTTP attempt),
-//! `thread` (the dedicated threads delivery tasks run on).
+//! shared state), `message` (a message and how it settled), `follow` (the thread that reads
+//! new records into the shared cache, so delivery threads never wait on a log read),
+//! `settle` (one message on its retry schedule), `retry_state` (its place in the schedule),
+//! `send` (one HTTP attempt), `thread` (the dedicated threads delivery tasks run on).
 
 mod context;
+mod follow;
 mod message;
 mod retry_state;
 mod send;
@@ -56,6 +58,9 @@ pub(crate) enum RunError {
     /// The log failed.
     #[error(transparent)]
     Log(#[from] LogError),
+    /// The blocking thread that read the log for this task failed.
+    #[error("reading the log: {0}")]
+    Read(#[from] tokio::task::JoinError),
 }
 
 /// A running delivery task and the switch that stops it.
@@ -106,6 +111,7 @@ pub(crate) fn spawn(ctx: Arc<Ctx>, sub: Subscription) -> Worker {
     let (stop, stop_rx) = watch::channel(false);
     let id = sub.id;
     let threads = ctx.config.delivery_threads;
+    follow::start(&ctx);
     let handle = thread::spawn(
         async move {
             if let Err(e) = run(ctx, sub, stop_rx).await {
@@ -232,6 +238,7 @@ async fn run(
     }
 
     let mut head_rx = ctx.log.subscribe();
+    let mut prepared_rx = ctx.messages.prepared.subscribe();
     // With stage times on: each head this task saw and when, oldest first, so a message's
     // first attempt can tell when its record was first seen here.
     let trace = stages::on();
@@ -267,17 +274,23 @@ async fn run(
             }
         }
         let head = head_rx.borrow_and_update().seq;
-        if trace && seen.back().is_none_or(|(h, _)| *h < head) {
-            seen.push_back((head, stages::now_ns()));
+        // What this task may read: while the follower runs, what it has prepared.
+        let ready = if ctx.messages.following() {
+            head.min(*prepared_rx.borrow_and_update())
+        } else {
+            head
+        };
+        if trace && seen.back().is_none_or(|(h, _)| *h < ready) {
+            seen.push_back((ready, stages::now_ns()));
         }
         // At most one read per turn: a read examines at most `read_batch` records, and the
         // turn ends by yielding, so a filter that refuses a long run of records never holds
         // the thread for longer than one step.
         let mut read_this_turn = false;
         while in_flight.len() < k && draining.is_none() {
-            if buffer.is_empty() && next <= head && !read_this_turn {
+            if buffer.is_empty() && next <= ready && !read_this_turn {
                 let started = if trace { stages::now_ns() } else { 0 };
-                let (msgs, after) = read(&ctx, &s, next)?;
+                let (msgs, after) = read(&ctx, &s, next, ready).await?;
                 if trace {
                     last_read_ns = stages::now_ns().saturating_sub(started);
                 }
@@ -331,12 +344,12 @@ async fn run(
         }
         let can_send = in_flight.len() < k && buffer.is_empty() && draining.is_none();
         // More of the log to examine: go on after letting everything else run.
-        let more = can_send && next <= head;
-        // Nothing left to examine: wait for the head to move.
-        let room = can_send && next > head;
+        let more = can_send && next <= ready;
+        // Nothing left to examine: wait for the head to move (and the follower to prepare).
+        let room = can_send && next > ready;
         if pending.is_empty() && !more {
             tokio::select! {
-                changed = head_rx.changed() => if changed.is_err() {
+                alive = wait_ready(&ctx, &mut head_rx, &mut prepared_rx) => if !alive {
                     return Ok(());
                 },
                 // Told to stop, or its worker is gone (the same).
@@ -370,8 +383,8 @@ async fn run(
             }
             // In-flight deliveries are polled above while the scan goes on.
             _ = tokio::task::yield_now(), if more => {}
-            changed = head_rx.changed(), if room => {
-                if changed.is_err() {
+            alive = wait_ready(&ctx, &mut head_rx, &mut prepared_rx), if room => {
+                if !alive {
                     return Ok(());
                 }
             }
@@ -383,11 +396,39 @@ async fn run(
     }
 }
 
-/// Examines the next `read_batch` records after `from` (bounded by the durable head), matching
-/// or not, and answers the messages among them and the seq after the last one examined. The
-/// bound is on records examined, not on matches, so a rare filter costs one bounded step per
-/// call however far the next match is.
-fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
+/// Waits until there may be more to read: the follower has prepared more (while it runs), or
+/// the head moved (once it has stopped). Answers false once the log is gone. Cancel safe: a
+/// change it consumed is read again from the receivers by the loop.
+async fn wait_ready(
+    ctx: &Ctx,
+    head_rx: &mut watch::Receiver<crate::log::Head>,
+    prepared_rx: &mut watch::Receiver<u64>,
+) -> bool {
+    loop {
+        if !ctx.messages.following() {
+            return head_rx.changed().await.is_ok();
+        }
+        tokio::select! {
+            // The sender lives in the context this task holds.
+            _ = prepared_rx.changed() => return true,
+            changed = head_rx.changed() => if changed.is_err() {
+                return false;
+            },
+        }
+    }
+}
+
+/// Examines the next `read_batch` records after `from` (bounded by `ready`), matching or not,
+/// and answers the messages among them and the seq after the last one examined. The bound is
+/// on records examined, not on matches, so a rare filter costs one bounded step per call
+/// however far the next match is. Records not in the cache (a task behind it) are read from
+/// the log on a blocking thread, never on the delivery thread (see `follow`).
+async fn read(
+    ctx: &Arc<Ctx>,
+    s: &SubCtx,
+    from: u64,
+    ready: u64,
+) -> Result<(Vec<Msg>, u64), RunError> {
     let filter = s
         .sub
         .lock()
@@ -396,7 +437,7 @@ fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
         .clone();
     let end = from
         .saturating_add(ctx.config.read_batch as u64)
-        .min(ctx.log.head().seq.saturating_add(1));
+        .min(ready.saturating_add(1));
     let mut msgs = Vec::new();
     let mut take = |p: &Prepared| {
         if let Some(msg) = &p.msg
@@ -417,14 +458,26 @@ fn read(ctx: &Ctx, s: &SubCtx, from: u64) -> Result<(Vec<Msg>, u64), RunError> {
         // Not prepared yet (this task is the first to get here, or too far behind): the rest
         // of the step from the log, prepared for every task. Every record is kept so that at
         // most `read_batch` are examined; the filter runs in `take`.
-        let (records, after) = ctx.log.read_range(seq, (end - seq) as usize, |_| true)?;
-        if records.is_empty() {
+        let reader = ctx.clone();
+        let (from, limit) = (seq, (end - seq) as usize);
+        let (prepared, after) = tokio::task::spawn_blocking(move || {
+            let (records, after) = reader.log.read_range(from, limit, |_| true)?;
+            let prepared: Vec<Arc<Prepared>> = records
+                .iter()
+                .map(|recorded| {
+                    let p = Arc::new(Prepared::new(recorded));
+                    reader.messages.put(p.clone());
+                    p
+                })
+                .collect();
+            Ok::<_, LogError>((prepared, after))
+        })
+        .await??;
+        if prepared.is_empty() {
             break;
         }
-        for recorded in &records {
-            let p = Arc::new(Prepared::new(recorded));
-            take(&p);
-            ctx.messages.put(p);
+        for p in &prepared {
+            take(p);
         }
         misses += after - seq;
         seq = after;

@@ -6,6 +6,8 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+
 use super::context::Ctx;
 use super::message::Msg;
 use super::stages::{self, Seen};
@@ -13,6 +15,11 @@ use super::task::SubCtx;
 use crate::webhook::retry;
 use crate::webhook::signing;
 use crate::webhook::subscription::{Attempt, ms_to_rfc3339, now_ms};
+
+/// The Standard Webhooks headers.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// One attempt's verdict.
 pub(super) enum Verdict {
@@ -213,16 +220,24 @@ async fn send(
         ));
     }
     let signature = signing::signature_header_with(&keys, &msg.event_id, timestamp, &msg.body);
-    let mut resp = client
-        .post(s.url.clone())
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .header("webhook-id", &*msg.event_id)
-        .header("webhook-timestamp", timestamp.to_string())
-        .header("webhook-signature", signature)
-        .body(msg.body.clone())
-        .send()
-        .await
-        .map_err(describe)?;
+    // The request put together from parts made once (names, the id's value, the body), not
+    // through the builder, which parses every name and value again on every attempt.
+    let mut request = reqwest::Request::new(reqwest::Method::POST, s.url.clone());
+    let headers = request.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(WEBHOOK_ID, msg.id_header.clone());
+    headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
+    headers.insert(
+        WEBHOOK_SIGNATURE,
+        HeaderValue::try_from(signature).map_err(|e| {
+            (
+                AttemptOutcome::Unsigned,
+                format!("the signature is not a valid header value: {e}"),
+            )
+        })?,
+    );
+    *request.body_mut() = Some(msg.body.clone().into());
+    let mut resp = client.execute(request).await.map_err(describe)?;
     let status = resp.status().as_u16();
     let retry_after = if status == 429 || status == 503 {
         resp.headers()

@@ -9,6 +9,7 @@ mod delivery;
 mod delivery_threads;
 mod failures;
 mod filters;
+mod follower;
 mod guard;
 mod held_writes;
 mod message_cache;
