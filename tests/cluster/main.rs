@@ -19,6 +19,7 @@ mod migrate;
 mod nats;
 mod shared;
 mod suites;
+mod watches;
 
 // The suite files name their harness and siblings from the crate root.
 use suites::{demo_server, helpers, projections, webhooks::support};
