@@ -18,6 +18,7 @@ mod log;
 mod migrate;
 mod nats;
 mod shared;
+mod slow_cluster;
 mod suites;
 mod watches;
 
