@@ -331,7 +331,6 @@ impl SharedRing {
         link: &crate::log::nats::Link,
         entries: &[KeyEntry],
     ) -> Result<(SharedRing, tokio::task::JoinHandle<()>), crate::log::nats::NatsError> {
-        use futures_util::StreamExt;
         let bucket = link.bucket("keys", None).await?;
         let shared = SharedRing::default();
         let revoked: HashSet<[u8; 32]> = bucket
@@ -357,29 +356,87 @@ impl SharedRing {
                 .await?;
         }
         // Watching before the copy: nothing written in between is missed.
-        let mut changes = bucket.watch().await?;
-        let values = bucket.values(">").await?;
+        let changes = bucket.watch().await?;
+        shared.replace_all(bucket.values(">").await?);
+        let task = tokio::spawn(shared.clone().follow(bucket, changes));
+        Ok((shared, task))
+    }
+
+    /// Takes in the whole bucket as read from its stream leader: keys deleted meanwhile leave
+    /// the ring, revocations are added (never undone).
+    fn replace_all(&self, values: Vec<crate::log::nats::Change>) {
         // Revocations first: an entry is judged knowing every one.
         let (revocations, others): (Vec<_>, Vec<_>) =
             values.into_iter().partition(|c| c.key.starts_with("r."));
-        for change in revocations.iter().chain(&others) {
-            shared.apply(&change.key, change.value.as_deref());
+        for change in &revocations {
+            self.apply(&change.key, change.value.as_deref());
         }
-        let follower = shared.clone();
-        let task = tokio::spawn(async move {
+        let present: HashSet<[u8; 32]> = others
+            .iter()
+            .filter_map(|c| named_digest(&c.key, "k."))
+            .collect();
+        self.ring
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .by_hash
+            .retain(|digest, _| present.contains(digest));
+        for change in &others {
+            self.apply(&change.key, change.value.as_deref());
+        }
+    }
+
+    /// Follows the bucket's changes for ever. A watch can fail while the cluster elects a
+    /// leader (its consumer lived on the server that died): it is then set up again, with
+    /// backoff, and the whole bucket read again, so a key added or revoked in the gap is
+    /// not missed.
+    async fn follow(
+        self,
+        bucket: crate::log::nats::Bucket,
+        changes: impl futures_util::Stream<
+            Item = Result<crate::log::nats::Change, crate::log::nats::NatsError>,
+        > + Send
+        + 'static,
+    ) {
+        use futures_util::StreamExt;
+        let mut changes = changes.boxed();
+        loop {
             while let Some(change) = changes.next().await {
                 match change {
-                    Ok(c) => follower.apply(&c.key, c.value.as_deref()),
+                    Ok(c) => self.apply(&c.key, c.value.as_deref()),
                     Err(e) => {
-                        tracing::warn!(error = %e, "following the cluster's API keys failed; keys added elsewhere from now on are not seen until a restart");
-                        return;
+                        tracing::warn!(error = %e, "following the cluster's API keys failed; watching them again");
+                        break;
                     }
                 }
             }
-        });
-        Ok((shared, task))
+            let mut pause = WATCH_AGAIN_FIRST;
+            changes = loop {
+                tokio::time::sleep(pause).await;
+                let again = async {
+                    let changes = bucket.watch().await?;
+                    let values = bucket.values(">").await?;
+                    Ok::<_, crate::log::nats::NatsError>((changes, values))
+                };
+                match again.await {
+                    Ok((changes, values)) => {
+                        self.replace_all(values);
+                        tracing::info!("following the cluster's API keys again");
+                        break changes.boxed();
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "cannot watch the cluster's API keys yet");
+                        pause = (pause * 2).min(WATCH_AGAIN_MOST);
+                    }
+                }
+            };
+        }
     }
 }
+
+/// The first pause before the keys are watched again after the watch failed, and the
+/// longest: short enough that a key revoked during a failover is refused soon after it.
+const WATCH_AGAIN_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const WATCH_AGAIN_MOST: std::time::Duration = std::time::Duration::from_secs(4);
 
 /// What went wrong adding or revoking a key in the cluster (`annals keys add` / `revoke`).
 #[derive(Debug, thiserror::Error)]
@@ -427,6 +484,31 @@ pub async fn add_to_cluster(
     entry: &KeyEntry,
 ) -> Result<(), ClusterKeysError> {
     let bucket = cluster_bucket(nats).await?;
+    retried(|| add_once(&bucket, entry)).await
+}
+
+/// Runs `once` again while it fails on the cluster (a leader election, a busy cluster) for up
+/// to 30 s: both operations are idempotent, so a write that landed though its answer was lost
+/// is only written again.
+async fn retried<T, F: Future<Output = Result<T, ClusterKeysError>>>(
+    mut once: impl FnMut() -> F,
+) -> Result<T, ClusterKeysError> {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        match once().await {
+            Err(ClusterKeysError::Nats(e)) if tokio::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "the cluster's keys bucket failed; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            done => return done,
+        }
+    }
+}
+
+async fn add_once(
+    bucket: &crate::log::nats::Bucket,
+    entry: &KeyEntry,
+) -> Result<(), ClusterKeysError> {
     let digest =
         parse_hash(&entry.hash).ok_or_else(|| ClusterKeysError::NoMatch(entry.hash.clone()))?;
     let value = serde_json::to_vec(entry).map_err(|e| crate::log::nats::NatsError::Kv {
@@ -447,8 +529,9 @@ pub async fn revoke_in_cluster(
     which: &str,
 ) -> Result<Vec<(String, String)>, ClusterKeysError> {
     let bucket = cluster_bucket(nats).await?;
+    let values = retried(|| async { Ok(bucket.values("k.*").await?) }).await?;
     let mut known: Vec<([u8; 32], String)> = Vec::new();
-    for change in bucket.values("k.*").await? {
+    for change in values {
         if let (Some(digest), Some(value)) = (named_digest(&change.key, "k."), &change.value) {
             let principal = serde_json::from_slice::<KeyEntry>(value)
                 .map(|e| e.principal)
@@ -506,8 +589,10 @@ pub async fn revoke_in_cluster(
             bucket: "keys".into(),
             why: e.to_string(),
         })?;
-        bucket.put(&revocation_name(&digest), value.into()).await?;
-        bucket.delete(&entry_name(&digest)).await?;
+        let value = bytes::Bytes::from(value);
+        retried(|| async { Ok(bucket.put(&revocation_name(&digest), value.clone()).await?) })
+            .await?;
+        retried(|| async { Ok(bucket.delete(&entry_name(&digest)).await?) }).await?;
         revoked.push((format!("sha256:{}", hex::encode(digest)), principal));
     }
     Ok(revoked)

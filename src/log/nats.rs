@@ -1,18 +1,24 @@
 //! The log's link to a NATS JetStream stream (`[log] backend = "nats"`): the stream is the
-//! durable log of every node, and its stream sequence is the global `seq`. The writer
-//! publishes each group as atomic batches (ADR-50), the first message expecting the stream's
-//! last sequence to be the node's head, so a group lands whole right after the head or not at
-//! all; and each node's follower task reads what other nodes appended, in order, and hands it
-//! to the writer. A stream message is the stored record JSON (the payload) with its chain
-//! hash in the `Annals-Hash` header and its event id as `Nats-Msg-Id`.
+//! durable log of every node. The writer publishes each group as a few stream messages, each
+//! carrying a run of consecutive records (a chunk: its first seq and count in the
+//! `Annals-First` / `Annals-Count` headers, each record framed with its chain hash), as one
+//! atomic batch (ADR-50) whose first message expects the stream's last sequence to be the
+//! message that ends at the node's head: so a group lands whole right after the head or not at
+//! all. A stream sequence is therefore a message, not a seq; the mapping is exact because
+//! every message states the seqs it holds, they follow each other without a gap, and the
+//! stream never deletes (`deny_delete`, `deny_purge`). A stream written before chunks (one
+//! record per message, its stream sequence its seq, its hash in `Annals-Hash`) reads the
+//! same. Each node's follower task reads what other nodes appended, in order, and hands it to
+//! the writer.
 //!
 //! Beside the stream, [`Bucket`] is a JetStream key-value bucket of the same cluster and
 //! replicas: the state every node shares besides the log (webhook subscriptions, cursors, dead
 //! letters and delivery leases; API keys).
 //!
 //! This must never write to sled (only the writer thread does), never publish without an
-//! expected last sequence, and never use `Nats-Expected-Last-Msg-Id` (a stale one wedged a
-//! replicated stream on nats-server 2.15.1).
+//! expected last sequence, never hand on a record whose seq a message does not state, and
+//! never use `Nats-Expected-Last-Msg-Id` (a stale one wedged a replicated stream on
+//! nats-server 2.15.1).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -31,6 +37,14 @@ use super::{Command, Head};
 
 /// The most messages of one atomic batch: the server's limit is 1000 per batch.
 const BATCH_MAX: usize = 1000;
+/// The most record bytes one stream message carries: well under NATS' default
+/// `max_payload` (1 MiB), so a chunk of large events still fits with its framing.
+const MESSAGE_BYTES: usize = 256 * 1024;
+/// The headers of a chunk message: the seq of its first record, and how many it holds.
+const FIRST_HEADER: &str = "Annals-First";
+const COUNT_HEADER: &str = "Annals-Count";
+/// A record's framing inside a chunk message: its chain hash, then its length (u32, LE).
+const FRAME_HEAD: usize = 32 + 4;
 /// How long a request to the cluster (a publish's ack, a stream read) may take. Short: a
 /// request to a leader that died is retried only once it times out, and a retry is always
 /// safe (a group stored after its ack timed out is found by the catch-up that follows).
@@ -96,6 +110,9 @@ pub(crate) struct Link {
     subject: String,
     /// Whether the stream is known to exist (created or found once).
     ready: Arc<AtomicBool>,
+    /// The latest stream message seen (its stream sequence, and the seq it ends at): where
+    /// the next publish expects the stream to end, and where reading past it starts.
+    known: Arc<std::sync::Mutex<(u64, u64)>>,
 }
 
 impl Link {
@@ -146,6 +163,7 @@ impl Link {
             subject: format!("{}.log", config.stream),
             config: config.clone(),
             ready: Arc::new(AtomicBool::new(false)),
+            known: Arc::new(std::sync::Mutex::new((0, 0))),
         })
     }
 
@@ -212,8 +230,18 @@ impl Link {
         Ok(Bucket { kv, name: bucket })
     }
 
-    /// The stream's last sequence (0 when empty).
-    pub(crate) async fn last_seq(&self) -> Result<u64, NatsError> {
+    /// The latest message seen: (stream sequence, the seq it ends at).
+    fn known(&self) -> (u64, u64) {
+        *self.known.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a message seen (stream sequence `stream` ends at seq `end`), if it is the latest.
+    fn note(&self, stream: u64, end: u64) {
+        note(&self.known, stream, end);
+    }
+
+    /// The stream's last stream sequence (0 when empty).
+    async fn last_message(&self) -> Result<u64, NatsError> {
         let info = self
             .stream()
             .await?
@@ -223,37 +251,115 @@ impl Link {
         Ok(info.state.last_sequence)
     }
 
-    /// Publishes `records` (event id, chain hash, JSON) right after stream sequence `last`:
-    /// in atomic batches of at most [`BATCH_MAX`], each expecting the sequence the one
-    /// before ended at, so each lands whole at its place or not at all. Returns once the
-    /// last batch's ack says where it ended.
+    /// The seqs (first, last) stream message `stream` holds, read from the stream's leader.
+    async fn span(&self, stream: u64) -> Result<(u64, u64), NatsError> {
+        let m = self
+            .stream()
+            .await?
+            .get_raw_message(stream)
+            .await
+            .map_err(|e| NatsError::Read(format!("stream message {stream}: {e}")))?;
+        let (first, count) = chunk_span(stream, Some(&m.headers))?;
+        let end = first + count - 1;
+        self.note(stream, end);
+        Ok((first, end))
+    }
+
+    /// The log's last seq as the stream holds it (0 when empty).
+    pub(crate) async fn last_seq(&self) -> Result<u64, NatsError> {
+        let last = self.last_message().await?;
+        if last == 0 {
+            return Ok(0);
+        }
+        let (stream, end) = self.known();
+        if stream == last {
+            return Ok(end);
+        }
+        Ok(self.span(last).await?.1)
+    }
+
+    /// The stream sequence of the message that ends at seq `head`, when that message is the
+    /// stream's last: what a publish right after `head` expects. Else the node is not at the
+    /// stream's end, and the publish would be refused anyway.
+    async fn expected(&self, head: u64) -> Result<u64, NatsError> {
+        let (stream, end) = self.known();
+        if end == head {
+            // Refused by the stream if another message came since: the caller catches up.
+            return Ok(stream);
+        }
+        let last = self.last_message().await?;
+        let end = if last == 0 {
+            0
+        } else {
+            self.span(last).await?.1
+        };
+        if end == head {
+            Ok(last)
+        } else {
+            Err(NatsError::Publish(format!(
+                "this node is at {head} and the stream at {end}"
+            )))
+        }
+    }
+
+    /// The stream sequence of the message that holds seq `seq` (one past the last message
+    /// when the stream ends before it): a binary search over the messages, each stating its
+    /// seqs, which rise with the stream sequence.
+    async fn locate(&self, seq: u64) -> Result<u64, NatsError> {
+        let (stream, end) = self.known();
+        if seq == end + 1 {
+            return Ok(stream + 1);
+        }
+        let last = self.last_message().await?;
+        // Each message holds at least one record: the one holding `seq` is at most `seq`.
+        let (mut lo, mut hi) = (1, last.min(seq));
+        if hi == 0 || self.span(hi).await?.1 < seq {
+            return Ok(hi + 1);
+        }
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.span(mid).await?.1 >= seq {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// Publishes `records` (event id, chain hash, JSON), the seqs right after `last`: as
+    /// chunk messages of at most [`MESSAGE_BYTES`], in atomic batches of at most
+    /// [`BATCH_MAX`] messages, each expecting the message the one before ended at, so each
+    /// lands whole at its place or not at all. Returns once the last batch's ack says where
+    /// it ended.
     pub(crate) async fn publish(
         &self,
         last: u64,
         records: &[(Uuid, Hash, &[u8])],
     ) -> Result<(), NatsError> {
         self.ready().await?;
-        let mut last = last;
-        for batch in records.chunks(BATCH_MAX) {
-            let end = self.publish_batch(last, batch).await?;
-            if end != last + batch.len() as u64 {
+        let mut expected = self.expected(last).await?;
+        let messages = chunk_messages(last, records);
+        let mut end = last;
+        for batch in messages.chunks(BATCH_MAX) {
+            let stored = self.publish_batch(expected, batch).await?;
+            if stored != expected + batch.len() as u64 {
                 return Err(NatsError::Publish(format!(
-                    "stored up to {end}, expected {}",
-                    last + batch.len() as u64
+                    "stored up to stream message {stored}, expected {}",
+                    expected + batch.len() as u64
                 )));
             }
-            last = end;
+            end += batch.iter().map(|m| m.count).sum::<u64>();
+            self.note(stored, end);
+            expected = stored;
         }
         Ok(())
     }
 
-    /// One batch; the stream sequence of its last message. A batch of one is a plain
-    /// publish (whose duplicate answer names the original's sequence, caught by the caller).
-    async fn publish_batch(
-        &self,
-        last: u64,
-        batch: &[(Uuid, Hash, &[u8])],
-    ) -> Result<u64, NatsError> {
+    /// One batch of chunk messages; the stream sequence of its last message. A batch of one
+    /// is a plain publish (whose duplicate answer names the original's sequence, caught by
+    /// the caller).
+    async fn publish_batch(&self, last: u64, batch: &[Chunk]) -> Result<u64, NatsError> {
         let failed = |e: &dyn std::fmt::Display| NatsError::Publish(e.to_string());
         let batch_id = Uuid::now_v7().simple().to_string();
         let single = batch.len() == 1;
@@ -270,10 +376,11 @@ impl Link {
             )
         };
         let mut ack = None;
-        for (i, (id, hash, bytes)) in batch.iter().enumerate() {
+        for (i, chunk) in batch.iter().enumerate() {
             let mut headers = HeaderMap::new();
-            headers.insert("Nats-Msg-Id", id.to_string().as_str());
-            headers.insert(HASH_HEADER, hex::encode(hash).as_str());
+            headers.insert("Nats-Msg-Id", chunk.id.to_string().as_str());
+            headers.insert(FIRST_HEADER, chunk.first.to_string().as_str());
+            headers.insert(COUNT_HEADER, chunk.count.to_string().as_str());
             if i == 0 {
                 headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str());
             }
@@ -281,7 +388,7 @@ impl Link {
                 headers.insert("Nats-Batch-Id", batch_id.as_str());
                 headers.insert("Nats-Batch-Sequence", (i + 1).to_string().as_str());
             }
-            let payload = Bytes::copy_from_slice(bytes);
+            let payload = chunk.payload.clone();
             if i + 1 == batch.len() {
                 if !single {
                     headers.insert("Nats-Batch-Commit", "1");
@@ -325,22 +432,22 @@ impl Link {
         let ack = ack.map_err(|e| failed(&e))?;
         if ack.duplicate {
             return Err(NatsError::Publish(format!(
-                "event id {} is already stored at {}",
-                batch[0].0, ack.sequence
+                "event id {} is already stored in stream message {}",
+                batch[0].id, ack.sequence
             )));
         }
         Ok(ack.sequence)
     }
 
-    /// The stream's records `from..=to`, in order (an ephemeral ordered consumer).
+    /// The log's records `from..=to`, in order (an ephemeral ordered consumer).
     pub(crate) async fn read(&self, from: u64, to: u64) -> Result<Vec<StreamRecord>, NatsError> {
         let mut out = Vec::with_capacity((to + 1).saturating_sub(from) as usize);
         if from > to {
             return Ok(out);
         }
-        let mut messages = self.consume(from).await?;
+        let mut records = std::pin::pin!(self.consume(from).await?);
         while out.len() < (to + 1 - from) as usize {
-            let next = tokio::time::timeout(REQUEST_TIMEOUT, messages.next())
+            let next = tokio::time::timeout(REQUEST_TIMEOUT, records.next())
                 .await
                 .map_err(|_| {
                     NatsError::Read(format!(
@@ -358,19 +465,21 @@ impl Link {
         Ok(out)
     }
 
-    /// Every record from `from` on, as they are stored (an ordered consumer, recreated by the
-    /// client when it misses a message).
+    /// Every record from seq `from` on, as they are stored (an ordered consumer from the
+    /// message holding `from`, recreated by the client when it misses a message).
     async fn consume(
         &self,
         from: u64,
     ) -> Result<impl futures_util::Stream<Item = Result<StreamRecord, NatsError>> + use<>, NatsError>
     {
+        let from = from.max(1);
+        let start = self.locate(from).await?;
         let consumer = self
             .stream()
             .await?
             .create_consumer(consumer::pull::OrderedConfig {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: from.max(1),
+                    start_sequence: start.max(1),
                 },
                 ..Default::default()
             })
@@ -380,37 +489,165 @@ impl Link {
             .messages()
             .await
             .map_err(|e| NatsError::Read(e.to_string()))?;
-        Ok(messages.map(|m| {
-            let m = m.map_err(|e| NatsError::Read(e.to_string()))?;
-            stream_record(&m)
+        let known = self.known.clone();
+        Ok(messages.flat_map(move |m| {
+            let records = m
+                .map_err(|e| NatsError::Read(e.to_string()))
+                .and_then(|m| stream_records(&m));
+            let out: Vec<Result<StreamRecord, NatsError>> = match records {
+                Ok((stream, records)) => {
+                    if let Some(last) = records.last() {
+                        note(&known, stream, last.seq);
+                    }
+                    records
+                        .into_iter()
+                        .filter(|r| r.seq >= from)
+                        .map(Ok)
+                        .collect()
+                }
+                Err(e) => vec![Err(e)],
+            };
+            futures_util::stream::iter(out)
         }))
     }
 }
 
-/// A stream message as a record: its sequence, the hash header, the payload.
-fn stream_record(m: &jetstream::Message) -> Result<StreamRecord, NatsError> {
-    let seq = m
+/// Notes in `known` that stream message `stream` ends at seq `end`, if it is the latest seen.
+fn note(known: &std::sync::Mutex<(u64, u64)>, stream: u64, end: u64) {
+    let mut known = known.lock().unwrap_or_else(|e| e.into_inner());
+    if stream >= known.0 {
+        *known = (stream, end);
+    }
+}
+
+/// A run of consecutive records as one stream message.
+struct Chunk {
+    /// Its `Nats-Msg-Id`: the first record's event id.
+    id: Uuid,
+    /// The seq of its first record.
+    first: u64,
+    /// How many records it holds.
+    count: u64,
+    /// Each record framed: its hash, its length, its JSON.
+    payload: Bytes,
+}
+
+/// `records`, the seqs right after `last`, cut into chunks of at most [`MESSAGE_BYTES`] (a
+/// record larger than that alone in its chunk).
+fn chunk_messages(last: u64, records: &[(Uuid, Hash, &[u8])]) -> Vec<Chunk> {
+    let mut out: Vec<Chunk> = Vec::new();
+    let mut payload = Vec::new();
+    let mut first = last + 1;
+    let mut count = 0u64;
+    let mut id = Uuid::nil();
+    for (i, (event, hash, bytes)) in records.iter().enumerate() {
+        if count > 0 && payload.len() + FRAME_HEAD + bytes.len() > MESSAGE_BYTES {
+            out.push(Chunk {
+                id,
+                first,
+                count,
+                payload: Bytes::from(std::mem::take(&mut payload)),
+            });
+            first = last + 1 + i as u64;
+            count = 0;
+        }
+        if count == 0 {
+            id = *event;
+        }
+        payload.extend_from_slice(hash);
+        payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
+        payload.extend_from_slice(bytes);
+        count += 1;
+    }
+    if count > 0 {
+        out.push(Chunk {
+            id,
+            first,
+            count,
+            payload: Bytes::from(payload),
+        });
+    }
+    out
+}
+
+/// The seqs a stream message holds: (first, count). A message without the chunk headers is
+/// one record, at its stream sequence (a stream written before chunks).
+fn chunk_span(stream: u64, headers: Option<&HeaderMap>) -> Result<(u64, u64), NatsError> {
+    let corrupt = |why: &str| NatsError::Corrupt {
+        seq: stream,
+        why: why.into(),
+    };
+    let Some(first) = headers.and_then(|h| h.get(FIRST_HEADER)) else {
+        return Ok((stream, 1));
+    };
+    let first: u64 = first
+        .as_str()
+        .parse()
+        .map_err(|_| corrupt("Annals-First is not a seq"))?;
+    let count: u64 = headers
+        .and_then(|h| h.get(COUNT_HEADER))
+        .and_then(|v| v.as_str().parse().ok())
+        .filter(|n| *n > 0)
+        .ok_or_else(|| corrupt("no Annals-Count, or 0"))?;
+    Ok((first, count))
+}
+
+/// A stream message's records: its stream sequence, and each record with the seq the message
+/// states, its hash and its JSON (a message of the older form: one record, its hash in the
+/// `Annals-Hash` header).
+fn stream_records(m: &jetstream::Message) -> Result<(u64, Vec<StreamRecord>), NatsError> {
+    let stream = m
         .info()
         .map_err(|e| NatsError::Read(e.to_string()))?
         .stream_sequence;
-    let corrupt = |why: &str| NatsError::Corrupt {
-        seq,
-        why: why.into(),
-    };
-    let text = m
-        .headers
-        .as_ref()
-        .and_then(|h| h.get(HASH_HEADER))
-        .map(|v| v.as_str().to_string())
-        .ok_or_else(|| corrupt("no Annals-Hash header"))?;
-    let mut hash = [0u8; 32];
-    hex::decode_to_slice(&text, &mut hash)
-        .map_err(|_| corrupt("Annals-Hash is not 64 hex digits"))?;
-    Ok(StreamRecord {
-        seq,
-        hash,
-        bytes: m.payload.clone(),
-    })
+    let corrupt = |why: String| NatsError::Corrupt { seq: stream, why };
+    let headers = m.headers.as_ref();
+    if headers.and_then(|h| h.get(FIRST_HEADER)).is_none() {
+        let text = headers
+            .and_then(|h| h.get(HASH_HEADER))
+            .map(|v| v.as_str().to_string())
+            .ok_or_else(|| corrupt("no Annals-Hash header".into()))?;
+        let mut hash = [0u8; 32];
+        hex::decode_to_slice(&text, &mut hash)
+            .map_err(|_| corrupt("Annals-Hash is not 64 hex digits".into()))?;
+        let record = StreamRecord {
+            seq: stream,
+            hash,
+            bytes: m.payload.clone(),
+        };
+        return Ok((stream, vec![record]));
+    }
+    let (first, count) = chunk_span(stream, headers)?;
+    let payload = &m.payload;
+    let mut records = Vec::with_capacity(count as usize);
+    let mut at = 0usize;
+    while at < payload.len() {
+        let head = payload
+            .get(at..at + FRAME_HEAD)
+            .ok_or_else(|| corrupt(format!("a record's framing is cut at byte {at}")))?;
+        let mut hash = [0u8; 32];
+        hash.copy_from_slice(&head[..32]);
+        let mut len = [0u8; 4];
+        len.copy_from_slice(&head[32..]);
+        let len = u32::from_le_bytes(len) as usize;
+        let start = at + FRAME_HEAD;
+        if start + len > payload.len() {
+            return Err(corrupt(format!("a record is cut at byte {start}")));
+        }
+        records.push(StreamRecord {
+            seq: first + records.len() as u64,
+            hash,
+            bytes: payload.slice(start..start + len),
+        });
+        at = start + len;
+    }
+    if records.len() as u64 != count {
+        return Err(corrupt(format!(
+            "holds {} records, Annals-Count says {count}",
+            records.len()
+        )));
+    }
+    Ok((stream, records))
 }
 
 /// A node's follower: reads the stream from the node's head on and hands the records to the

@@ -668,3 +668,46 @@ pub async fn read_whole_log_at(client: &reqwest::Client, base: &str, key: &str) 
         }
     }
 }
+
+/// A projection view: `path` with `?min_seq=` from `app`. Where the test has a second node
+/// over the same log (the cluster suites, [`TestApp::with_log_reads_on_a_second_node`]), the
+/// same view is asked of it too, once its log and projections have reached the seq the first
+/// node answered at, and both answers must be the same: each node folds the log into
+/// projections of its own, and every node must tell the same story.
+pub async fn view_on_every_node(app: &TestApp, path: &str, min_seq: u64) -> Value {
+    let at = |min_seq: u64| {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        format!("{path}{sep}min_seq={min_seq}")
+    };
+    let first = app.get_json(&at(min_seq)).await;
+    if app.second.is_none() {
+        return first;
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut mine = first.clone();
+    loop {
+        // The second node's log holds what the first one's did when it answered.
+        let second_base = app.log_read_base().await.to_string();
+        // The same seq on both: only then are the answers comparable.
+        let seq = mine["as_of_seq"].as_u64().unwrap_or(min_seq);
+        let resp = app
+            .client
+            .get(format!("{second_base}{}", at(seq)))
+            .bearer_auth(&app.keys.read)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200, "GET {} on the second node", at(seq));
+        let theirs: Value = resp.json().await.unwrap();
+        if theirs == mine {
+            return first;
+        }
+        let (a, b) = (mine["as_of_seq"].as_u64(), theirs["as_of_seq"].as_u64());
+        assert!(
+            a != b && std::time::Instant::now() < deadline,
+            "GET {path}: the second node answers\n{theirs}\nthe first\n{mine}"
+        );
+        // The log moved on between the two asks: the first node asked again at the later seq.
+        mine = app.get_json(&at(a.max(b).unwrap_or(min_seq))).await;
+    }
+}

@@ -26,7 +26,12 @@ async fn status_with(app: &TestApp, key: &str) -> u16 {
 
 /// Waits (up to 20 s) until `app` answers a read with `key` by `status`.
 async fn answers(app: &TestApp, key: &str, status: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    answers_within(app, key, status, what, Duration::from_secs(20)).await;
+}
+
+/// Waits (up to `within`) until `app` answers a read with `key` by `status`.
+pub async fn answers_within(app: &TestApp, key: &str, status: u16, what: &str, within: Duration) {
+    let deadline = Instant::now() + within;
     loop {
         let got = status_with(app, key).await;
         if got == status {

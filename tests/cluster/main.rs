@@ -18,7 +18,9 @@ mod log;
 mod migrate;
 mod nats;
 mod shared;
+mod slow_cluster;
 mod suites;
+mod watches;
 
 // The suite files name their harness and siblings from the crate root.
 use suites::{demo_server, helpers, projections, webhooks::support};

@@ -222,6 +222,27 @@ impl NatsCluster {
         }
     }
 
+    /// Stops (`SIGSTOP`) or continues (`SIGCONT`) the node named `name`: a server that
+    /// neither answers nor dies, as under a long pause of its machine.
+    pub fn signal(&self, name: &str, signal: &str) {
+        let node = self
+            .nodes
+            .iter()
+            .find(|n| n.name == name)
+            .unwrap_or_else(|| panic!("no node {name}"));
+        let pid = node
+            .child
+            .as_ref()
+            .map(|c| c.id())
+            .unwrap_or_else(|| panic!("{name} is not running"));
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill -{signal} {pid}");
+    }
+
     /// Waits (up to 30 s) until every running node names the same meta leader.
     pub async fn wait_for_meta_leader(&self) -> String {
         self.meta_leader_within(Duration::from_secs(30))

@@ -27,6 +27,31 @@ use crate::log::nats::{Bucket, Change, Link, NatsError};
 /// leaders first).
 const READY_WITHIN: Duration = Duration::from_secs(30);
 
+/// How long a push tries a write again while the cluster cannot take it (a request timed
+/// out at 2 s: a busy cluster, or the bucket's leader lost and another being elected, which
+/// takes about 5 s). An operator's change waits for its push: within this it is answered as
+/// done rather than with a 503 for a write the cluster takes a moment later.
+const PUSH_RETRIED_FOR: Duration = Duration::from_secs(12);
+
+/// Runs a bucket write until it succeeds or `deadline` passes (the last error then). A put or
+/// delete of one key's current value is idempotent: written twice, it leaves the same value.
+async fn retried<T, F: Future<Output = Result<T, NatsError>>>(
+    deadline: tokio::time::Instant,
+    mut write: impl FnMut() -> F,
+) -> Result<T, NatsError> {
+    let mut pause = Duration::from_millis(100);
+    loop {
+        match write().await {
+            Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                tracing::debug!(error = %e, "a webhook state write to the cluster failed; trying again");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            done => return done,
+        }
+    }
+}
+
 /// Other nodes' changes, as [`Shared::watch`] follows them.
 pub(crate) type Changes =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Change, NatsError>> + Send>>;
@@ -236,6 +261,7 @@ impl Store {
             return Ok(());
         };
         let _one = shared.pushing.lock().await;
+        let deadline = tokio::time::Instant::now() + PUSH_RETRIED_FOR;
         let keys = std::mem::take(&mut *locked(&shared.dirty));
         let tree = self.tree()?;
         let mut keys = keys.into_iter();
@@ -252,11 +278,13 @@ impl Store {
                 };
                 match value {
                     Some(v) => {
-                        let revision = shared.state.put(&name, Bytes::from(v.to_vec())).await?;
+                        let v = Bytes::from(v.to_vec());
+                        let revision =
+                            retried(deadline, || shared.state.put(&name, v.clone())).await?;
                         locked(&shared.own).insert(name, revision);
                     }
                     None => {
-                        shared.state.delete(&name).await?;
+                        retried(deadline, || shared.state.delete(&name)).await?;
                         locked(&shared.own).remove(&name);
                     }
                 }

@@ -22,10 +22,10 @@ use serde_json::Value;
 pub use crate::demo_server::DemoServer;
 use crate::helpers::TestApp;
 
-/// GETs a projection path with the read key, waiting for the projections to reach `min_seq`.
+/// GETs a projection path with the read key, waiting for the projections to reach `min_seq`
+/// (on a cluster, also from a second node, which must answer the same).
 pub async fn view(app: &TestApp, path: &str, min_seq: u64) -> Value {
-    let sep = if path.contains('?') { '&' } else { '?' };
-    app.get_json(&format!("{path}{sep}min_seq={min_seq}")).await
+    crate::helpers::view_on_every_node(app, path, min_seq).await
 }
 
 /// The appended event's id and seq from an append response.
