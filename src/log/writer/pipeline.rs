@@ -493,6 +493,44 @@ mod tests {
     }
 
     #[test]
+    fn a_panic_of_the_sync_thread_marks_the_writer_failed_and_acknowledges_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let (head_tx, head) = watch::channel(Head {
+            seq: 0,
+            hash: GENESIS,
+        });
+        let durable = Durable::new(db, dir.path().to_path_buf(), true);
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut syncer = Syncer::new(durable, head_tx, failed.clone(), Metrics::new().unwrap());
+        syncer.panic_next = true;
+        let mut pipeline = Pipeline::Inline(Box::new(syncer));
+        pipeline.start_thread();
+        let (tx, rx) = oneshot::channel();
+        let appended = Appended {
+            positions: Vec::new(),
+            stream_version: 1,
+            duplicate: false,
+        };
+        let first = Head {
+            seq: 1,
+            hash: [1; 32],
+        };
+        // Handed to the sync thread (not quiet), which panics in its sync.
+        pipeline.land(
+            landed(Some(first), vec![Owed::Append(tx, appended, None)]),
+            false,
+        );
+        assert!(rx.blocking_recv().is_err(), "never acknowledged");
+        pipeline.finish();
+        assert!(
+            failed.load(Ordering::Acquire),
+            "the writer refuses appends from now on"
+        );
+        assert_eq!(head.borrow().seq, 0);
+    }
+
+    #[test]
     fn a_group_landed_after_the_pipeline_finished_is_refused_not_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let (mut pipeline, head) = started(dir.path());
