@@ -438,3 +438,113 @@ fn remove_dir(dir: &Path) -> Result<(), JournalError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// Group `lsn`'s ops: one of seven keys rewritten (so a replay out of order would show),
+    /// frames shrinking as they go (so a reused segment keeps stale frames after new ones).
+    fn group(lsn: u64) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let value = vec![lsn as u8; 100_000 - lsn as usize * 1_000];
+        vec![
+            (format!("k{}", lsn % 7).into_bytes(), value),
+            (layout::JOURNAL_LSN.to_vec(), lsn.to_be_bytes().to_vec()),
+        ]
+    }
+
+    fn sealed(lsn: u64) -> Sealed {
+        let mut frame = Frame::default();
+        for (k, v) in group(lsn) {
+            frame.insert(&k, &v);
+        }
+        frame.seal(lsn)
+    }
+
+    fn apply(tree: &sled::Tree, lsn: u64) {
+        let mut batch = sled::Batch::default();
+        for (k, v) in group(lsn) {
+            batch.insert(k, v);
+        }
+        tree.apply_batch(batch).unwrap(); // ok: test code
+    }
+
+    fn contents(tree: &sled::Tree) -> BTreeMap<Vec<u8>, Vec<u8>> {
+        tree.iter()
+            .map(|kv| kv.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()) // ok: test code
+            .collect()
+    }
+
+    #[test]
+    fn frames_across_rotated_and_reused_segments_replay_once_in_order_even_after_a_crashed_recovery()
+     {
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
+        let expected = {
+            let model = sled::Config::new().temporary(true).open().unwrap(); // ok: test code
+            let tree = model.open_tree("log").unwrap(); // ok: test code
+            (1..=40).for_each(|lsn| apply(&tree, lsn));
+            contents(&tree)
+        };
+        let db = sled::Config::new().path(dir.path()).open().unwrap(); // ok: test code
+        let tree = db.open_tree("log").unwrap(); // ok: test code
+        let covered = Arc::new(AtomicU64::new(0));
+        let mut journal = Journal::new(dir.path(), true, 1 << 20, covered.clone());
+        for lsn in 1..=40 {
+            journal.write(&sealed(lsn)).unwrap(); // ok: test code
+            journal.sync().unwrap(); // ok: test code
+            if lsn <= 15 {
+                apply(&tree, lsn);
+            }
+            if lsn == 15 {
+                // A checkpoint: sled durable up to 15; the first segment (1..10) is reused.
+                db.flush().unwrap(); // ok: test code
+                covered.store(15, Ordering::Release);
+            }
+        }
+        // 1..=11, 12..=23, then 24..=38 in the first segment again, 39..=40 in a new one.
+        let files = std::fs::read_dir(dir.path().join(DIR)).unwrap().count(); // ok: test code
+        assert_eq!(files, 3, "the segment the checkpoint covered was reused");
+        // A crash, then a recovery that crashed after applying 16..=25.
+        drop(journal);
+        (16..=25).for_each(|lsn| apply(&tree, lsn));
+
+        let synced = std::cell::Cell::new(false);
+        let last = recover(dir.path(), &tree, || {
+            synced.set(true);
+            Ok(())
+        })
+        .unwrap(); // ok: test code
+        assert_eq!(last, 40);
+        assert!(synced.get(), "sled is synced before the journal goes");
+        assert_eq!(contents(&tree), expected);
+        assert!(!dir.path().join(DIR).exists(), "the journal is removed");
+        // Opened again: nothing left to apply.
+        assert_eq!(recover(dir.path(), &tree, || Ok(())).unwrap(), 40); // ok: test code
+        assert_eq!(contents(&tree), expected);
+    }
+
+    #[test]
+    fn a_missing_frame_between_sled_and_the_journal_is_refused_not_skipped() {
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
+        let db = sled::Config::new().path(dir.path()).open().unwrap(); // ok: test code
+        let tree = db.open_tree("log").unwrap(); // ok: test code
+        let mut journal = Journal::new(dir.path(), true, 1 << 20, Arc::new(AtomicU64::new(0)));
+        for lsn in 5..=6 {
+            journal.write(&sealed(lsn)).unwrap(); // ok: test code
+        }
+        (1..=3).for_each(|lsn| apply(&tree, lsn));
+        let err = recover(dir.path(), &tree, || Ok(())).unwrap_err(); // ok: test code
+        assert!(
+            matches!(
+                err,
+                LogError::Journal(JournalError::Gap {
+                    missing: 4,
+                    held: 3,
+                    found: 5
+                })
+            ),
+            "{err}"
+        );
+    }
+}
