@@ -81,6 +81,14 @@ pub struct LogConfig {
     /// Most registry ids the writer remembers having found in the store (0: none), so an id
     /// named again costs no sled read; emptied when full.
     pub known_ids: usize,
+    /// Size of a journal segment, in bytes (`journal.rs`): zero-filled ahead of the writes and
+    /// reused once a checkpoint covered its groups.
+    pub journal_segment_bytes: u64,
+    /// A checkpoint (sled flush and `fdatasync`, then the journal's covered segments reused)
+    /// runs once this many journal bytes were written since the last one...
+    pub checkpoint_bytes: u64,
+    /// ...or this many milliseconds after it, whichever comes first.
+    pub checkpoint_ms: u64,
 }
 
 /// A `[log]` value out of its range.
@@ -105,6 +113,12 @@ pub enum LogConfigError {
     /// Not a JetStream replica count.
     #[error("log.nats.replicas ({0}) must be between 1 and 5")]
     Replicas(usize),
+    /// A journal segment too small to hold a group, or absurd.
+    #[error("log.journal_segment_bytes ({0}) must be between 1 MiB and 1 GiB")]
+    JournalSegment(u64),
+    /// A checkpoint trigger of zero.
+    #[error("log.checkpoint_bytes ({0}) and log.checkpoint_ms ({1}) must both be above 0")]
+    Checkpoint(u64, u64),
 }
 
 impl LogConfig {
@@ -118,6 +132,15 @@ impl LogConfig {
         }
         if !(1..=22).contains(&self.compression_level) {
             return Err(LogConfigError::CompressionLevel(self.compression_level));
+        }
+        if !((1 << 20)..=(1 << 30)).contains(&self.journal_segment_bytes) {
+            return Err(LogConfigError::JournalSegment(self.journal_segment_bytes));
+        }
+        if self.checkpoint_bytes == 0 || self.checkpoint_ms == 0 {
+            return Err(LogConfigError::Checkpoint(
+                self.checkpoint_bytes,
+                self.checkpoint_ms,
+            ));
         }
         if self.backend == Backend::Nats {
             let Some(nats) = self.nats.as_ref().filter(|n| !n.urls.is_empty()) else {
@@ -224,6 +247,27 @@ mod tests {
             .check()
             .unwrap();
         with_nats(nats(vec![url], "annals", 5)).check().unwrap();
+    }
+
+    #[test]
+    fn a_journal_segment_outside_one_mib_to_one_gib_or_a_zero_checkpoint_trigger_is_refused() {
+        let base = config(64 << 20, 3);
+        for bad in [0, (1 << 20) - 1, (1 << 30) + 1] {
+            let c = LogConfig {
+                journal_segment_bytes: bad,
+                ..base.clone()
+            };
+            assert!(matches!(c.check(), Err(LogConfigError::JournalSegment(v)) if v == bad));
+        }
+        for (bytes, ms) in [(0, 1000), (1 << 20, 0)] {
+            let c = LogConfig {
+                checkpoint_bytes: bytes,
+                checkpoint_ms: ms,
+                ..base.clone()
+            };
+            assert!(matches!(c.check(), Err(LogConfigError::Checkpoint(..))));
+        }
+        base.check().unwrap();
     }
 
     #[test]

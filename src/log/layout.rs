@@ -13,6 +13,13 @@
 //! | `r` 0x00 `ids` | seq (u64 BE): every id introduced up to it is in the registry with its kind |
 //! | `h` | head seq (u64 BE) ‖ head hash (32 bytes) |
 //! | `m` level (u8) index (u64 BE) | Merkle hash of the perfect subtree (32 bytes), levels ≥ 6 only |
+//! | `j` | the journal LSN (u64 BE) of the last group applied, written in the group's own batch (`journal.rs`) |
+//!
+//! Beside the tree, the data folder holds `journal/` (`journal.rs`) while groups are acknowledged
+//! that sled may not hold durably yet. A clean stop makes sled durable and removes it, so an
+//! older binary opens such a folder as before; after a crash (the folder still has a
+//! `journal/`), open it with this version first: an older one would miss the acknowledged
+//! groups that only the journal holds.
 
 use uuid::Uuid;
 
@@ -45,6 +52,10 @@ pub fn merkle_key(level: u8, index: u64) -> [u8; 10] {
 
 /// The head key.
 pub const HEAD: &[u8] = b"h";
+
+/// The key of the journal LSN of the last group applied: a journal frame at or below it is in
+/// the tree already and is never applied again.
+pub const JOURNAL_LSN: &[u8] = b"j";
 
 /// Key of the record at `seq`.
 pub fn event_key(seq: u64) -> [u8; 9] {

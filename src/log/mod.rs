@@ -8,6 +8,7 @@
 mod append;
 mod chunk;
 pub mod config;
+mod journal;
 mod layout;
 pub mod merkle;
 pub mod nats;
@@ -90,6 +91,9 @@ pub enum LogError {
     /// The nats backend could not be set up.
     #[error(transparent)]
     Nats(#[from] nats::NatsError),
+    /// The journal could not be written, read or applied.
+    #[error(transparent)]
+    Journal(journal::JournalError),
 }
 
 impl From<sled::Error> for LogError {
@@ -195,8 +199,17 @@ impl Log {
                 Some(nats::Link::connect(config)?)
             }
         };
-        let (db, sled_compresses) = open_db(dir, sled::Mode::HighThroughput, &options)?;
+        // With the sled backend the checkpoint makes sled durable; sled's own flusher (which
+        // also cleans its segments) keeps the same pace instead of its 500 ms.
+        let flush_every = match options.backend {
+            Backend::Sled => options.checkpoint_ms,
+            Backend::Nats => 500,
+        };
+        let (db, sled_compresses) =
+            open_db(dir, sled::Mode::HighThroughput, &options, flush_every)?;
         let tree = db.open_tree("log")?;
+        // Before anything reads the head: the groups only the journal holds go into sled.
+        let lsn = recover_journal(dir, &db, &tree)?;
         // Chunks are compressed by the writer where sled does not compress pages already.
         let packer = (options.compression && !sled_compresses)
             .then(|| chunk::Packer::new(options.compression_level));
@@ -218,6 +231,7 @@ impl Log {
         let mut writer = writer;
         writer.merkle = merkle;
         writer.packer = packer;
+        writer.lsn = lsn;
         writer.replication = link
             .clone()
             .map(|link| writer::Replication { link, declarations });
@@ -598,6 +612,16 @@ fn corrupt(key: &[u8]) -> LogError {
     LogError::Corrupt(format!("key {}", String::from_utf8_lossy(key)))
 }
 
+/// Applies the journal's groups that sled does not hold (`journal::recover`), then makes sled
+/// durable; returns the journal LSN of the last group sled holds.
+fn recover_journal(dir: &Path, db: &sled::Db, tree: &sled::Tree) -> Result<u64, LogError> {
+    journal::recover(dir, tree, || {
+        writer::durable::Durable::new(db.clone(), dir.to_path_buf(), true)
+            .sync()
+            .map_err(LogError::Sync)
+    })
+}
+
 /// Reads the head key (or the empty head).
 fn read_head(tree: &sled::Tree) -> Result<Head, LogError> {
     match tree.get(layout::HEAD)? {
@@ -623,8 +647,10 @@ pub mod raw {
     /// Opens the store read-write (sled has no read-only mode) without starting a writer,
     /// with the configured cache bound and compression.
     pub fn open_tree(dir: &Path, options: &LogConfig) -> Result<(sled::Db, sled::Tree), LogError> {
-        let (db, _) = open_db(dir, sled::Mode::LowSpace, options)?;
+        let (db, _) = open_db(dir, sled::Mode::LowSpace, options, 500)?;
         let tree = db.open_tree("log")?;
+        // A folder left by a crash: what only the journal holds goes into sled first.
+        recover_journal(dir, &db, &tree)?;
         Ok((db, tree))
     }
 

@@ -1,7 +1,8 @@
 //! Opening and letting go of the sled store: the configured cache bound, who compresses (a new
 //! folder leaves sled's page compression off, and the writer compresses each chunk; an older
 //! folder keeps the page compression it was created with), and sled's folder lock, which it
-//! takes and releases a moment late. It must never write to the store.
+//! takes and releases a moment late, and how often sled's own flusher runs. It must never write
+//! to the store.
 
 use std::path::Path;
 
@@ -13,11 +14,13 @@ use super::{LogConfig, LogError};
 /// about two seconds. Also answers whether sled compresses this folder's pages: a new folder
 /// is made without (the writer compresses its chunks instead, once each, where sled would
 /// recompress a leaf at every consolidation); a folder made before keeps its setting, which
-/// sled records in its `conf` and insists on.
+/// sled records in its `conf` and insists on. sled's background flusher (which writes its
+/// buffers out and cleans its segments) runs every `flush_every_ms`.
 pub(super) fn open_db(
     dir: &Path,
     mode: sled::Mode,
     options: &LogConfig,
+    flush_every_ms: u64,
 ) -> Result<(sled::Db, bool), LogError> {
     let compression = folder_compression(dir)?.unwrap_or(false);
     if compression && !options.compression {
@@ -32,6 +35,7 @@ pub(super) fn open_db(
         .path(dir)
         .mode(mode)
         .cache_capacity(options.cache_capacity_bytes)
+        .flush_every_ms(Some(flush_every_ms))
         .use_compression(compression)
         .compression_factor(options.compression_level);
     let mut attempt = 0;

@@ -1,15 +1,18 @@
 //! The single writer: a dedicated thread that owns every append. Its group loop (here) drains
 //! what is queued, has each request checked and staged against the log and against the
 //! requests before it in the same group (`stage`), applies the whole group in one atomic sled
-//! batch and hands it to the sync thread (`pipeline`), which makes it durable (`durable`) and
-//! only then answers and moves the durable head, while the writer stages the next group
+//! batch and hands it to the sync thread (`pipeline`) with the same batch as a journal frame;
+//! the sync thread makes it durable (the frame in the journal, `journal.rs`; sled itself is
+//! synced by the `checkpoint` thread through `durable`) and only then answers and moves the
+//! durable head, while the writer stages the next group
 //! against the tree, which holds the previous one (readers stop at the durable head). With
 //! the nats backend a group is durable once the stream has stored it (`replicated`), and the
 //! writer also applies what other nodes appended. It must never answer success before the
 //! group is durable, and never write part of a request.
 
+mod checkpoint;
 mod discard;
-mod durable;
+pub(in crate::log) mod durable;
 mod entries;
 mod ids;
 mod known;
@@ -23,13 +26,14 @@ pub(super) use replicated::Replication;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use tokio::sync::{mpsc, oneshot, watch};
 
+use super::journal::{Frame, Journal};
 use super::merkle::{self, Frontier};
 use super::{AppendError, Appended, Command, Head, LogConfig, LogError};
 use super::{chunk, layout};
@@ -80,6 +84,14 @@ pub(super) struct Writer {
     discard: discard::Discard,
     /// The stream a group must reach before it is durable (`[log] backend = "nats"`).
     pub(super) replication: Option<Replication>,
+    /// The data folder (the journal's).
+    dir: PathBuf,
+    /// The journal LSN of the last group applied to sled (from `journal::recover` on open).
+    pub(super) lsn: u64,
+    /// The same, for the checkpoint thread: it covers what was applied before it syncs.
+    applied: Arc<AtomicU64>,
+    /// Whether groups go through the journal (the sled backend).
+    journaled: bool,
 }
 
 impl Writer {
@@ -96,7 +108,7 @@ impl Writer {
     ) -> Writer {
         let known = known::KnownIds::new(options.known_ids, metrics.writer_known_ids.clone());
         // fdatasync is decided in `run`, once the backend is known.
-        let durable = durable::Durable::new(db.clone(), dir, false);
+        let durable = durable::Durable::new(db.clone(), dir.clone(), false);
         let syncer = Syncer::new(durable, head_tx, failed.clone(), metrics.clone());
         Writer {
             db,
@@ -115,6 +127,10 @@ impl Writer {
             known,
             discard: discard::Discard::default(),
             replication: None,
+            dir,
+            lsn: 0,
+            applied: Arc::new(AtomicU64::new(0)),
+            journaled: false,
         }
     }
 
@@ -181,8 +197,24 @@ impl Writer {
         // With the nats backend the stream is the durable copy, and the writer checks each
         // local write before it goes on (`replicated`): synced inline, without fdatasync.
         if self.replication.is_none() {
+            let fsync = self.options.durability == super::Durability::Fsync;
             if let Pipeline::Inline(syncer) = &mut self.pipeline {
-                syncer.fsync(self.options.durability == super::Durability::Fsync);
+                syncer.fsync(fsync);
+                self.applied.store(self.lsn, Ordering::Release);
+                let covered = Arc::new(AtomicU64::new(self.lsn));
+                let journal = Journal::new(
+                    &self.dir,
+                    fsync,
+                    self.options.journal_segment_bytes,
+                    covered.clone(),
+                );
+                self.journaled = syncer.use_journal(
+                    journal,
+                    self.applied.clone(),
+                    covered,
+                    std::time::Duration::from_millis(self.options.checkpoint_ms),
+                    self.options.checkpoint_bytes,
+                );
             }
             self.pipeline.start_thread();
         }
@@ -359,6 +391,7 @@ impl Writer {
                     requests,
                     events: 0,
                     started,
+                    frame: None,
                 },
                 self.quiet,
             );
@@ -370,19 +403,34 @@ impl Writer {
         };
         let event_count = new_head.seq - self.head.seq;
         let mut batch = sled::Batch::default();
+        // The same ops, as the group's journal frame (sled backend).
+        let mut frame = self.journaled.then(Frame::default);
+        let lsn = self.lsn + 1;
+        fn put(batch: &mut sled::Batch, frame: &mut Option<Frame>, k: &[u8], v: &[u8]) {
+            if let Some(frame) = frame {
+                frame.insert(k, v);
+            }
+            batch.insert(k, v);
+        }
         // The group's records as a few chunk values: one sled key per chunk, not per record.
         let written = chunk::chunks(self.head.seq + 1, &overlay.records, self.packer.as_mut())
             .and_then(|chunks| {
                 for (k, v) in chunks {
-                    batch.insert(k, v);
+                    put(&mut batch, &mut frame, k.as_ref(), v.as_ref());
                 }
                 for (k, v) in overlay.writes.drain(..) {
-                    batch.insert(k, v);
+                    put(&mut batch, &mut frame, &k, &v);
                 }
-                batch.insert(
-                    layout::HEAD,
-                    &layout::head_value(new_head.seq, &new_head.hash)[..],
-                );
+                let head = layout::head_value(new_head.seq, &new_head.hash);
+                put(&mut batch, &mut frame, layout::HEAD, &head);
+                if frame.is_some() {
+                    put(
+                        &mut batch,
+                        &mut frame,
+                        layout::JOURNAL_LSN,
+                        &lsn.to_be_bytes(),
+                    );
+                }
                 self.tree.apply_batch(batch).map_err(durable::sled_io)
             });
         if let Err(e) = written {
@@ -391,6 +439,11 @@ impl Writer {
             fail(owed, &format!("write failed: {e}"));
             return;
         }
+        let frame = frame.map(|f| {
+            self.lsn = lsn;
+            self.applied.store(lsn, Ordering::Release);
+            f.seal(lsn)
+        });
         // Never lowered: the stamp started from it and only rose.
         self.last_recorded_at = overlay.stamp.at;
         // The group's staged records hold every event's parsed payload: freeing them is many
@@ -412,6 +465,7 @@ impl Writer {
                 requests,
                 events: event_count,
                 started,
+                frame,
             },
             self.quiet,
         );

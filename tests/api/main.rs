@@ -24,6 +24,7 @@ mod export_online;
 mod export_route;
 mod idempotency;
 mod import_bulk;
+mod journal;
 mod known_ids;
 mod live;
 mod log_close;

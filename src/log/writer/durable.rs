@@ -1,14 +1,15 @@
-//! A group's durability once its batch is in sled: sled's flush, then `fdatasync` of the data
-//! file and of any new `blobs/` file. Owned by whoever makes groups durable (the pipeline's
-//! sync thread, or the writer itself with the nats backend). A group must never be reported
-//! durable before every one of these calls has returned.
+//! sled's durability: its flush, then `fdatasync` of the data file and of any new `blobs/`
+//! file. With the sled backend this is the checkpoint (`checkpoint`; a group is durable once
+//! its journal frame is) and the recovery's last step (`journal::recover`); with the nats
+//! backend, the local write of each group. Nothing may count as durable in sled before every
+//! one of these calls has returned.
 
 use std::collections::HashSet;
 use std::fs::File;
 use std::path::PathBuf;
 
 /// What makes applied groups durable: the store and the files to sync.
-pub(super) struct Durable {
+pub(in crate::log) struct Durable {
     db: sled::Db,
     dir: PathBuf,
     /// Whether to `fdatasync` (durability `fsync` with the sled backend). With the nats
@@ -24,7 +25,8 @@ pub(super) struct Durable {
 }
 
 impl Durable {
-    pub(super) fn new(db: sled::Db, dir: PathBuf, fsync: bool) -> Durable {
+    /// Syncs `db` (in `dir`), with `fdatasync` when `fsync`.
+    pub(in crate::log) fn new(db: sled::Db, dir: PathBuf, fsync: bool) -> Durable {
         Durable {
             db,
             dir,
@@ -38,7 +40,7 @@ impl Durable {
     /// Makes every batch applied so far durable: sled's flush, then fdatasync of sled's data
     /// file: sled 0.34 flushes with sync_file_range, which does not empty the disk's write
     /// cache.
-    pub(super) fn sync(&mut self) -> Result<(), std::io::Error> {
+    pub(in crate::log) fn sync(&mut self) -> Result<(), std::io::Error> {
         self.db.flush().map_err(sled_io)?;
         if self.fsync {
             if self.data_file.is_none() {
@@ -52,6 +54,11 @@ impl Durable {
             self.sync_new_blobs()?;
         }
         Ok(())
+    }
+
+    /// Another `Durable` of the same store (for the checkpoint thread).
+    pub(super) fn twin(&self) -> Durable {
+        Durable::new(self.db.clone(), self.dir.clone(), self.fsync)
     }
 
     /// sled 0.34 writes pages larger than a quarter segment to `blobs/<lsn>` files and never
@@ -75,7 +82,13 @@ impl Durable {
         for entry in entries {
             let name = entry?.file_name();
             if !self.synced_blobs.contains(&name) {
-                File::open(blobs.join(&name))?.sync_data()?;
+                match File::open(blobs.join(&name)) {
+                    Ok(f) => f.sync_data()?,
+                    // sled collected it after the listing (it runs beside this, on the
+                    // checkpoint thread): nothing of it is left to sync.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(e),
+                }
                 synced_any = true;
             }
             present.insert(name);
@@ -89,9 +102,26 @@ impl Durable {
     }
 }
 
-pub(super) fn sled_io(e: sled::Error) -> std::io::Error {
+pub(in crate::log) fn sled_io(e: sled::Error) -> std::io::Error {
     match e {
         sled::Error::Io(io) => io,
         other => std::io::Error::other(other.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_blob_sled_removes_between_the_listing_and_its_sync_is_not_a_failure() {
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
+        let db = sled::Config::new().path(dir.path()).open().unwrap(); // ok: test code
+        let blobs = dir.path().join("blobs");
+        std::fs::create_dir_all(&blobs).unwrap(); // ok: test code
+        // Listed, then gone when opened: what a blob collected meanwhile looks like.
+        std::os::unix::fs::symlink(dir.path().join("collected"), blobs.join("7")).unwrap(); // ok: test code
+        let mut durable = Durable::new(db, dir.path().to_path_buf(), true);
+        durable.sync().unwrap(); // ok: test code
     }
 }

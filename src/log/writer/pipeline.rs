@@ -1,6 +1,7 @@
 //! The writer's pipeline: the writer thread stages a group and applies its batch to sled,
-//! then hands it here; a sync thread makes it durable (sled's flush, `fdatasync`), moves the
-//! durable head and answers its requests, while the writer already stages and applies the
+//! then hands it here; a sync thread makes it durable (its frame appended to the journal and
+//! one `fdatasync`; sled's flush is the checkpoint thread's), moves the durable head and
+//! answers its requests, while the writer already stages and applies the
 //! next group against the tree, which holds the previous one. Groups that land while a sync
 //! runs share the next one. A group that lands with the writer's queue empty and nothing
 //! handed over still unanswered is made durable on the writer thread itself: there is no
@@ -9,9 +10,10 @@
 //! each may rest on a group before it) before every group landed before it is durable, never
 //! move the head past what is durable, and never acknowledge anything after a failed sync.
 //! With the nats backend the stream is the durable copy and the writer checks the local
-//! write at once, so the same work runs inline on the writer thread.
+//! write at once, so the same work runs inline on the writer thread, with sled's flush and no
+//! journal. A panic of the sync thread marks the writer failed.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -19,7 +21,9 @@ use std::time::Instant;
 
 use tokio::sync::watch;
 
+use super::super::journal::{Journal, Sealed};
 use super::super::{AppendError, Head};
+use super::checkpoint::Checkpoint;
 use super::durable::Durable;
 use super::{AppendReply, Owed, fail};
 use crate::metrics::Metrics;
@@ -43,6 +47,20 @@ pub(super) struct Landed {
     pub(super) events: u64,
     /// When its batch was started.
     pub(super) started: Instant,
+    /// Its batch as a journal frame (with the sled backend, when it wrote).
+    pub(super) frame: Option<Sealed>,
+}
+
+/// Marks the writer failed if the thread holding it panics: nothing after is acknowledged.
+pub(super) struct MarkFailedOnPanic(pub(super) Arc<AtomicBool>);
+
+impl Drop for MarkFailedOnPanic {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("a writer thread panicked; refusing further appends");
+            self.0.store(true, Ordering::Release);
+        }
+    }
 }
 
 /// Makes landed groups durable and answers them, in the order they landed.
@@ -53,6 +71,12 @@ pub(super) struct Syncer {
     metrics: Metrics,
     /// Why a sync failed: nothing landed after it is ever acknowledged.
     broken: Option<String>,
+    /// The journal and its checkpoint thread (sled backend): a group is durable once its
+    /// frame is; without them, once `durable` synced sled.
+    journal: Option<(Journal, Checkpoint)>,
+    /// Test fault: the next settle panics, as a bug in it would.
+    #[cfg(test)]
+    pub(super) panic_next: bool,
 }
 
 impl Syncer {
@@ -68,6 +92,9 @@ impl Syncer {
             failed,
             metrics,
             broken: None,
+            journal: None,
+            #[cfg(test)]
+            panic_next: false,
         }
     }
 
@@ -76,12 +103,89 @@ impl Syncer {
         self.durable.fsync = on;
     }
 
+    /// From now on a group is durable once its journal frame is, and sled is synced by a
+    /// checkpoint thread: every `every`, or once `every_bytes` of frames were written.
+    /// `applied` is the writer's last applied LSN, `covered` the checkpoints' (which the
+    /// journal reads to reuse segments). If the thread cannot start, groups sync sled as before.
+    pub(super) fn use_journal(
+        &mut self,
+        journal: Journal,
+        applied: Arc<AtomicU64>,
+        covered: Arc<AtomicU64>,
+        every: std::time::Duration,
+        every_bytes: u64,
+    ) -> bool {
+        let started = Checkpoint::start(
+            self.durable.twin(),
+            applied,
+            covered,
+            every,
+            every_bytes,
+            self.failed.clone(),
+        );
+        match started {
+            Ok(checkpoint) => {
+                self.journal = Some((journal, checkpoint));
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "no checkpoint thread; each group syncs sled");
+                false
+            }
+        }
+    }
+
+    /// Makes the landed groups that wrote durable: their frames in the journal and one sync,
+    /// or sled's flush and sync without a journal.
+    fn make_durable(&mut self, landed: &[Landed]) -> Result<(), String> {
+        let Some((journal, checkpoint)) = &mut self.journal else {
+            return self.durable.sync().map_err(|e| e.to_string());
+        };
+        let mut bytes = 0;
+        for frame in landed.iter().filter_map(|l| l.frame.as_ref()) {
+            journal.write(frame).map_err(|e| e.to_string())?;
+            bytes += frame.len() as u64;
+        }
+        journal.sync().map_err(|e| e.to_string())?;
+        checkpoint.wrote(bytes);
+        Ok(())
+    }
+
+    /// The last checkpoint, then (if every group made it) the journal removed: a clean stop
+    /// leaves sled durable and no journal, which an older binary reads as before.
+    fn close(&mut self) {
+        let Some((mut journal, mut checkpoint)) = self.journal.take() else {
+            return;
+        };
+        let stopped = checkpoint.stop();
+        if !stopped || self.broken.is_some() || self.failed.load(Ordering::Acquire) {
+            tracing::error!(
+                "the log stopped after a failure; its journal is kept for the next open"
+            );
+            return;
+        }
+        match self.durable.sync() {
+            Ok(()) => {
+                if let Err(e) = journal.clear() {
+                    tracing::error!(error = %e, "cannot remove the journal; the next open applies it");
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the last checkpoint failed; the next open applies the journal")
+            }
+        }
+    }
+
     /// One sync for every group in `landed` that wrote, then their answers in order.
     fn settle(&mut self, landed: Vec<Landed>) {
+        #[cfg(test)]
+        if self.panic_next {
+            panic!("test fault in the sync thread");
+        }
         let writes = landed.iter().any(|l| l.head.is_some());
         if writes
             && self.broken.is_none()
-            && let Err(e) = self.durable.sync()
+            && let Err(e) = self.make_durable(&landed)
         {
             tracing::error!(error = %e, "group commit failed; refusing further appends");
             self.failed.store(true, Ordering::Release);
@@ -151,12 +255,14 @@ impl Pipeline {
             return;
         };
         let (tx, rx) = mpsc::sync_channel::<Landed>(LANDED);
+        let failed = syncer.failed.clone();
         let shared = Arc::new(Mutex::new(*syncer));
         let handed = Arc::new(AtomicUsize::new(0));
         let (thread_syncer, thread_handed) = (shared.clone(), handed.clone());
         let spawned = std::thread::Builder::new()
             .name("annals-sync".into())
             .spawn(move || {
+                let _guard = MarkFailedOnPanic(failed);
                 // Ends when the writer (the only sender) lets go, after the last group.
                 while let Ok(first) = rx.recv() {
                     let mut landed = vec![first];
@@ -225,13 +331,24 @@ impl Pipeline {
         }
     }
 
-    /// Waits until every landed group is durable and answered; nothing lands after.
+    /// Waits until every landed group is durable and answered, then runs the last
+    /// checkpoint; nothing lands after.
     pub(super) fn finish(&mut self) {
-        if let Pipeline::Thread { tx, thread, .. } = std::mem::replace(self, Pipeline::Stopped) {
-            drop(tx);
-            if thread.join().is_err() {
-                tracing::error!("the sync thread panicked");
+        match std::mem::replace(self, Pipeline::Stopped) {
+            Pipeline::Thread {
+                tx, thread, syncer, ..
+            } => {
+                drop(tx);
+                if thread.join().is_err() {
+                    tracing::error!("the sync thread panicked");
+                }
+                // Poisoned: the sync thread panicked, and the journal stays for the next open.
+                if let Ok(mut syncer) = syncer.lock() {
+                    syncer.close();
+                }
             }
+            Pipeline::Inline(mut syncer) => syncer.close(),
+            Pipeline::Stopped => {}
         }
     }
 }
@@ -329,6 +446,7 @@ mod tests {
             requests: 1,
             events: head.map_or(0, |_| 1),
             started: Instant::now(),
+            frame: None,
         }
     }
 
@@ -372,6 +490,44 @@ mod tests {
         assert!(ok_rx.blocking_recv().unwrap().is_ok());
         pipeline.finish();
         assert!(matches!(pipeline, Pipeline::Stopped));
+    }
+
+    #[test]
+    fn a_panic_of_the_sync_thread_marks_the_writer_failed_and_acknowledges_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let (head_tx, head) = watch::channel(Head {
+            seq: 0,
+            hash: GENESIS,
+        });
+        let durable = Durable::new(db, dir.path().to_path_buf(), true);
+        let failed = Arc::new(AtomicBool::new(false));
+        let mut syncer = Syncer::new(durable, head_tx, failed.clone(), Metrics::new().unwrap());
+        syncer.panic_next = true;
+        let mut pipeline = Pipeline::Inline(Box::new(syncer));
+        pipeline.start_thread();
+        let (tx, rx) = oneshot::channel();
+        let appended = Appended {
+            positions: Vec::new(),
+            stream_version: 1,
+            duplicate: false,
+        };
+        let first = Head {
+            seq: 1,
+            hash: [1; 32],
+        };
+        // Handed to the sync thread (not quiet), which panics in its sync.
+        pipeline.land(
+            landed(Some(first), vec![Owed::Append(tx, appended, None)]),
+            false,
+        );
+        assert!(rx.blocking_recv().is_err(), "never acknowledged");
+        pipeline.finish();
+        assert!(
+            failed.load(Ordering::Acquire),
+            "the writer refuses appends from now on"
+        );
+        assert_eq!(head.borrow().seq, 0);
     }
 
     #[test]
