@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::fold::{fold_until_head, parse_batch};
-use super::knowledge::{ActorIndexBound, Knowledge};
+use super::knowledge::{ActorIndexBound, HeapPart, Knowledge};
 use super::records::{CacheMetrics, Records};
 use super::save;
 use super::{NAMES, ProjectionConfig, ProjectionError};
@@ -52,6 +52,8 @@ struct ProjMetrics {
     rebuilds: IntCounter,
     cache: CacheMetrics,
     actor_index_bytes: IntGauge,
+    /// The knowledge layer's heap by part ([`Knowledge::heap_parts`]).
+    heap: IntGaugeVec,
 }
 
 impl ProjMetrics {
@@ -75,6 +77,14 @@ impl ProjMetrics {
             actor_index_bytes: IntGauge::new(
                 "projection_actor_index_bytes",
                 "Bytes held by the actor views' time orders (bound: projections.actor_index_bytes)",
+            )?,
+            heap: IntGaugeVec::new(
+                Opts::new(
+                    "projection_bytes",
+                    "Heap bytes the knowledge layer holds, by part (an estimate from lengths \
+                     and capacities; slack: the unused capacity inside the other parts)",
+                ),
+                &["part"],
             )?,
             cache: CacheMetrics {
                 hits: IntCounter::new(
@@ -105,8 +115,38 @@ impl ProjMetrics {
         metrics.register(Box::new(m.cache.entries.clone()))?;
         metrics.register(Box::new(m.cache.bytes.clone()))?;
         metrics.register(Box::new(m.actor_index_bytes.clone()))?;
+        metrics.register(Box::new(m.heap.clone()))?;
         Ok(m)
     }
+}
+
+impl ProjMetrics {
+    /// Reports the knowledge layer's heap by part.
+    fn report_heap(&self, parts: &[HeapPart]) {
+        for p in parts {
+            self.heap
+                .with_label_values(&[p.part])
+                .set(i64::try_from(p.bytes).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// How often the saves report the knowledge layer's heap.
+const HEAP_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// The heap parts as one log field: `rows=52.0MiB pool=...`, then their total.
+fn heap_summary(parts: &[HeapPart]) -> String {
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let mut out = String::new();
+    let mut total = 0;
+    for p in parts {
+        if p.part != "slack" {
+            total += p.bytes;
+        }
+        out.push_str(&format!("{}={:.1}MiB ", p.part, mib(p.bytes)));
+    }
+    out.push_str(&format!("total={:.1}MiB", mib(total)));
+    out
 }
 
 /// What the follower owns between steps; a rebuild takes it to pause the follower.
@@ -145,6 +185,8 @@ struct Inner {
     rebuilds: AtomicU64,
     /// Views read since the follower last gave free heap memory back ([`super::trim`]).
     views_since_trim: AtomicU64,
+    /// When the heap by part was last reported ([`Inner::report_heap`]).
+    heap_reported: std::sync::Mutex<Instant>,
     metrics: ProjMetrics,
     /// Flips to true on shutdown; the follower writes a final save and stops.
     stop: watch::Sender<bool>,
@@ -221,7 +263,20 @@ impl Inner {
             .save_seconds
             .observe(started.elapsed().as_secs_f64());
         tracing::debug!(seq = meta.seq, "projection saved");
+        self.report_heap();
         Ok(())
+    }
+
+    /// Reports the knowledge layer's heap by part, at most every few seconds: the figures move
+    /// slowly, and taking them walks every index's table.
+    fn report_heap(&self) {
+        let mut last = self.heap_reported.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() < HEAP_REPORT_EVERY {
+            return;
+        }
+        *last = Instant::now();
+        let parts = self.read().heap_parts();
+        self.metrics.report_heap(&parts);
     }
 }
 
@@ -286,12 +341,16 @@ impl Engine {
             }
             Err(e) => return Err(e.into()),
         };
+        let load_ms = loading.elapsed().as_millis() as u64;
+        let heap = knowledge.heap_parts();
+        metrics.report_heap(&heap);
         tracing::info!(
             seq = meta.seq,
             head,
             tail = head - meta.seq,
             facts = knowledge.facts().len(),
-            load_ms = loading.elapsed().as_millis() as u64,
+            load_ms,
+            heap = %heap_summary(&heap),
             "projections resume from their save"
         );
         // The load decoded every saved fact into a temporary before indexing it.
@@ -317,6 +376,7 @@ impl Engine {
             rebuilding: AtomicBool::new(false),
             rebuilds: AtomicU64::new(0),
             views_since_trim: AtomicU64::new(0),
+            heap_reported: std::sync::Mutex::new(Instant::now()),
             metrics,
             stop,
             follower: std::sync::Mutex::new(None),

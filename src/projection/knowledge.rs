@@ -25,12 +25,14 @@ use crate::event::upcast::upcast_data;
 mod bulk;
 mod by_time;
 mod compact;
+mod heap;
 mod ids;
 
 pub use bulk::Bulk;
 pub use by_time::{ActorIndexBound, ActorOrder};
 use by_time::{ByTime, time_key};
 pub use compact::{FactRef, FactStore, Segment, SegmentError, Text};
+pub use heap::HeapPart;
 use ids::IdIndex;
 
 /// Index of a fact in [`Knowledge::facts`].

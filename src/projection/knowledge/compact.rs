@@ -22,6 +22,7 @@ use serde::{Serialize, Serializer};
 
 use super::super::fact::{Fact, Role, Span, StoredFact};
 use super::Ix;
+use super::heap::{HeapPart, table_bytes, vec_bytes};
 use crate::event::EventKind;
 
 /// A string's number in the symbol table.
@@ -204,6 +205,37 @@ impl FactStore {
         self.runs.shrink_to_fit();
         self.names.texts.shrink_to_fit();
         self.names.first_row.shrink_to_fit();
+    }
+
+    /// The store's parts on the heap ([`Knowledge::heap_parts`](super::Knowledge::heap_parts)),
+    /// adding their unused capacity to `slack`.
+    pub(super) fn heap_parts(&self, slack: &mut u64) -> Vec<HeapPart> {
+        let mut part = |part: &'static str, (bytes, unused): (u64, u64)| {
+            *slack += unused;
+            HeapPart { part, bytes }
+        };
+        let names = &self.names;
+        // An `Arc<str>` points at its two counts and the text.
+        let texts: u64 = names.texts.iter().map(|t| 16 + t.len() as u64).sum();
+        let (list, list_slack) = vec_bytes(&names.texts);
+        let (first, first_slack) = vec_bytes(&names.first_row);
+        let names_bytes = texts + list + first + table_bytes(&names.numbers);
+        // A B-tree entry: its key and value, plus about half again for the nodes.
+        let odd_texts: u64 = self
+            .odd
+            .values()
+            .flat_map(|o| [&o.id, &o.recorded_at, &o.target])
+            .flatten()
+            .map(|t| t.len() as u64)
+            .sum();
+        let odd_entry = (std::mem::size_of::<(Ix, Odd)>() * 3 / 2) as u64;
+        vec![
+            part("rows", vec_bytes(&self.rows)),
+            part("pool", vec_bytes(&self.refs)),
+            part("names", (names_bytes, list_slack + first_slack)),
+            part("runs", vec_bytes(&self.runs)),
+            part("odd", (self.odd.len() as u64 * odd_entry + odd_texts, 0)),
+        ]
     }
 
     /// The seq of row `ix`.

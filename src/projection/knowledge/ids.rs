@@ -30,6 +30,12 @@ impl IdIndex {
         self.other.shrink_to_fit();
     }
 
+    /// Bytes held, and how many of them are unused capacity.
+    pub(super) fn heap_bytes(&self) -> (u64, u64) {
+        let (sorted, slack) = super::heap::vec_bytes(&self.sorted_ix);
+        (sorted + super::heap::table_bytes(&self.other), slack)
+    }
+
     fn find(&self, id: u128, store: &FactStore) -> Result<usize, usize> {
         self.sorted_ix
             .binary_search_by_key(&id, |&ix| store.id_key(ix))
