@@ -12,7 +12,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::fold::{fold_until_head, parse_batch};
-use super::knowledge::{ActorIndexBound, HeapPart, Knowledge};
+use super::knowledge::{ActorIndexBound, HeapPart, Knowledge, PageMetrics, PageSetup};
 use super::records::{CacheMetrics, Records};
 use super::save;
 use super::{NAMES, ProjectionConfig, ProjectionError};
@@ -54,6 +54,8 @@ struct ProjMetrics {
     actor_index_bytes: IntGauge,
     /// The knowledge layer's heap by part ([`Knowledge::heap_parts`]).
     heap: IntGaugeVec,
+    /// The row cache's own counters.
+    pages: PageMetrics,
 }
 
 impl ProjMetrics {
@@ -86,6 +88,24 @@ impl ProjMetrics {
                 ),
                 &["part"],
             )?,
+            pages: PageMetrics {
+                hits: IntCounter::new(
+                    "projection_row_cache_hits_total",
+                    "Saved rows the views read from a page the row cache held",
+                )?,
+                misses: IntCounter::new(
+                    "projection_row_cache_misses_total",
+                    "Row pages read from the save (not in the row cache)",
+                )?,
+                evictions: IntCounter::new(
+                    "projection_row_cache_evictions_total",
+                    "Row pages the row cache dropped to stay within projections.row_cache_bytes",
+                )?,
+                pages: IntGauge::new(
+                    "projection_row_cache_pages",
+                    "Decoded row pages the row cache holds",
+                )?,
+            },
             cache: CacheMetrics {
                 hits: IntCounter::new(
                     "projection_record_cache_hits_total",
@@ -116,6 +136,10 @@ impl ProjMetrics {
         metrics.register(Box::new(m.cache.bytes.clone()))?;
         metrics.register(Box::new(m.actor_index_bytes.clone()))?;
         metrics.register(Box::new(m.heap.clone()))?;
+        metrics.register(Box::new(m.pages.hits.clone()))?;
+        metrics.register(Box::new(m.pages.misses.clone()))?;
+        metrics.register(Box::new(m.pages.evictions.clone()))?;
+        metrics.register(Box::new(m.pages.pages.clone()))?;
         Ok(m)
     }
 }
@@ -166,6 +190,8 @@ struct Inner {
     config: ProjectionConfig,
     /// Where every knowledge this engine folds reads its records (one bounded cache).
     records: Records,
+    /// How every knowledge this engine saves pages its rows.
+    pages: PageSetup,
     /// Set by [`Engine::halt`]: stop without the final save, as a crash would.
     skip_final_save: AtomicBool,
     /// The current knowledge. A std lock, not a tokio one: no `.await` is ever held inside;
@@ -255,6 +281,14 @@ impl Inner {
             )?
         };
         self.log.sync_aux()?;
+        {
+            // Durable: the rows of the pages just written can leave the heap.
+            let mut st = self.write();
+            let saved = st.facts().count_upto(meta.seq);
+            if let Err(e) = st.page_out_current(saved) {
+                tracing::error!(error = %e, "projection rows stay in memory: a page does not read back");
+            }
+        }
         cursor.saved_seq = meta.seq;
         cursor.since_save = 0;
         cursor.last_save = Instant::now();
@@ -316,7 +350,8 @@ impl Engine {
         let head = log.head().seq;
         // Start-up is mostly this load: its time is logged apart from the log's opening.
         let loading = Instant::now();
-        let (meta, knowledge) = match save::load(&tree, &log, &records) {
+        let pages = config.row_pages(Some(metrics.pages.clone()));
+        let (meta, knowledge) = match save::load(&tree, &log, &records, &pages) {
             Ok(loaded) => loaded,
             Err(
                 e @ (save::SaveError::Mismatch(_)
@@ -334,10 +369,10 @@ impl Engine {
                     head,
                     "projection save unusable; discarding it and folding the log from seq 1"
                 );
-                (
-                    save::discard(&tree, &log)?,
-                    Knowledge::over(records.clone()),
-                )
+                let meta = save::discard(&tree, &log)?;
+                let mut k = Knowledge::over(records.clone());
+                save::attach_pages(&tree, meta.generation, &pages, &mut k)?;
+                (meta, k)
             }
             Err(e) => return Err(e.into()),
         };
@@ -362,6 +397,7 @@ impl Engine {
             log,
             config,
             records,
+            pages,
             skip_final_save: AtomicBool::new(false),
             state: RwLock::new(knowledge),
             applied,
@@ -655,7 +691,8 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     }
     let generation = inner.cursor.lock().await.generation + 1;
     let written = fresh.seq;
-    let (tree, k) = (inner.tree()?, fresh);
+    let (tree, mut k) = (inner.tree()?, fresh);
+    save::attach_pages(&tree, generation, &inner.pages, &mut k)?;
     let fresh = blocking(move || {
         save::write_generation(&tree, generation, &k, 0)?;
         Ok(k)
@@ -671,6 +708,9 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
         save::write_generation(&tree, generation, &k, written)?;
         let meta = save::append(&tree, &i2.log, generation, &k, k.seq)?;
         i2.log.sync_aux()?;
+        let saved = k.facts().count_upto(meta.seq);
+        k.page_out_current(saved)
+            .map_err(|e| save::SaveError::Damaged("pages".into(), e.to_string()))?;
         Ok((k, meta))
     })
     .await?;
@@ -707,6 +747,7 @@ pub async fn rebuild_offline(
 ) -> Result<u64, ProjectionError> {
     let log = log.clone();
     let batch = config.batch_events.max(1) * 8;
+    let pages = config.row_pages(None);
     blocking(move || {
         let tree = log.aux_tree("projections")?;
         let old = save::meta(&tree)?;
@@ -716,8 +757,9 @@ pub async fn rebuild_offline(
             bytes: 1,
         };
         let mut k = Knowledge::over(Records::log(log.clone(), bound, None));
-        let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
         let generation = old.generation + 1;
+        save::attach_pages(&tree, generation, &pages, &mut k)?;
+        let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
         save::write_generation(&tree, generation, &k, 0)?;
         save::append(&tree, &log, generation, &k, k.seq)?;
         log.sync_aux()?;
