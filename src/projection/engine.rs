@@ -371,7 +371,7 @@ impl Engine {
                 );
                 let meta = save::discard(&tree, &log)?;
                 let mut k = Knowledge::over(records.clone());
-                save::attach_pages(&tree, meta.generation, &pages, &mut k)?;
+                save::attach_pages(&log, meta.generation, &pages, &mut k)?;
                 (meta, k)
             }
             Err(e) => return Err(e.into()),
@@ -692,7 +692,7 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     let generation = inner.cursor.lock().await.generation + 1;
     let written = fresh.seq;
     let (tree, mut k) = (inner.tree()?, fresh);
-    save::attach_pages(&tree, generation, &inner.pages, &mut k)?;
+    save::attach_pages(&inner.log, generation, &inner.pages, &mut k)?;
     let fresh = blocking(move || {
         save::write_generation(&tree, generation, &k, 0)?;
         Ok(k)
@@ -758,7 +758,7 @@ pub async fn rebuild_offline(
         };
         let mut k = Knowledge::over(Records::log(log.clone(), bound, None));
         let generation = old.generation + 1;
-        save::attach_pages(&tree, generation, &pages, &mut k)?;
+        save::attach_pages(&log, generation, &pages, &mut k)?;
         let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
         save::write_generation(&tree, generation, &k, 0)?;
         save::append(&tree, &log, generation, &k, k.seq)?;

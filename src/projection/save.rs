@@ -183,7 +183,7 @@ pub fn load(
         if m.seq > log.head().seq || hash_at(log, m.seq)? != m.head_hash {
             return Err(SaveError::Mismatch(m.seq));
         }
-        attach_pages(tree, m.generation, setup, &mut k)?;
+        attach_pages(log, m.generation, setup, &mut k)?;
         k.reserve(m.seq as usize);
         load_chunks(tree, m.generation, &mut k)?;
         k.shrink_to_fit();
@@ -195,7 +195,7 @@ pub fn load(
         k.skipped = m.skipped;
     }
     if k.row_pages().is_none() {
-        attach_pages(tree, m.generation, setup, &mut k)?;
+        attach_pages(log, m.generation, setup, &mut k)?;
     }
     // Only the keys around the current generation's chunks and pages are walked: walking
     // them too would read the whole save a second time.
@@ -231,13 +231,13 @@ fn after(prefix: &[u8]) -> Vec<u8> {
 
 /// Sets where `k`'s saved rows will be read: the pages of `generation` in `setup`'s size.
 pub fn attach_pages(
-    tree: &sled::Tree,
+    log: &Log,
     generation: u32,
     setup: &PageSetup,
     k: &mut Knowledge,
 ) -> Result<(), SaveError> {
     let pages = Arc::new(RowPages::new(
-        tree.clone(),
+        log.clone(),
         generation,
         setup.page_rows,
         setup,

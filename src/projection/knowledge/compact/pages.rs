@@ -20,6 +20,7 @@ use rustc_hash::FxHashMap;
 
 use super::Row;
 use super::segment::{ROW_BYTES, decode_row, encode_row};
+use crate::log::Log;
 use crate::projection::records::read_failed;
 
 /// The key prefix of a page.
@@ -96,13 +97,24 @@ struct Lru {
 }
 
 /// One generation's pages and the cache they are read through.
-#[derive(Debug)]
 pub struct RowPages {
-    tree: sled::Tree,
+    /// The log whose `projections` tree holds the pages, opened per read: holding the tree
+    /// would keep the store (and its folder lock) open after the log closes.
+    log: Log,
     generation: u32,
     page_rows: u32,
     cache: Mutex<Lru>,
     metrics: Option<PageMetrics>,
+}
+
+impl std::fmt::Debug for RowPages {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowPages")
+            .field("generation", &self.generation)
+            .field("page_rows", &self.page_rows)
+            .field("stats", &self.stats())
+            .finish()
+    }
 }
 
 impl Drop for RowPages {
@@ -114,12 +126,12 @@ impl Drop for RowPages {
 }
 
 impl RowPages {
-    /// The pages of `generation`, of `page_rows` rows each, in `tree`.
-    pub fn new(tree: sled::Tree, generation: u32, page_rows: u32, setup: &PageSetup) -> RowPages {
+    /// The pages of `generation`, of `page_rows` rows each, in `log`'s `projections` tree.
+    pub fn new(log: Log, generation: u32, page_rows: u32, setup: &PageSetup) -> RowPages {
         let page_bytes = page_rows.max(1) as usize * ROW_BYTES;
         let bound = (setup.cache_bytes / page_bytes).max(1);
         RowPages {
-            tree,
+            log,
             generation,
             page_rows: page_rows.max(1),
             cache: Mutex::new(Lru {
@@ -146,11 +158,6 @@ impl RowPages {
     /// The key of page `page`.
     pub fn key(&self, page: u32) -> [u8; 13] {
         page_key(self.generation, self.page_rows, page)
-    }
-
-    /// The tree the pages are in.
-    pub fn tree(&self) -> &sled::Tree {
-        &self.tree
     }
 
     /// The cache's own counters.
@@ -195,7 +202,12 @@ impl RowPages {
 
     /// Reads and decodes page `page` from the save.
     pub(super) fn read_page(&self, page: u32) -> Option<Arc<[Row]>> {
-        let bytes = match self.tree.get(self.key(page)) {
+        let read = self
+            .log
+            .aux_tree("projections")
+            .map_err(|e| e.to_string())
+            .and_then(|t| t.get(self.key(page)).map_err(|e| e.to_string()));
+        let bytes = match read {
             Ok(Some(b)) => b,
             Ok(None) => {
                 tracing::error!(page, "projection row page missing from the save");
