@@ -248,7 +248,8 @@ fn main() -> Res<()> {
         let rebuild_warm = folded as f64 / t.elapsed().as_secs_f64();
         let t = Instant::now();
         let tree = log.aux_tree("projections")?;
-        let (meta, loaded) = projection::save::load(&tree, &log, &records)?;
+        let (meta, loaded) =
+            projection::save::load(&tree, &log, &records, &config.row_pages(None))?;
         let load = meta.seq as f64 / t.elapsed().as_secs_f64();
         if loaded.facts().len() != k.facts().len() {
             return Err("the loaded save differs from the fold".into());

@@ -84,7 +84,7 @@ fn registration_among(k: &Knowledge, cut: &Cut, actor: &str, facts: &[Ix]) -> Op
         .iter()
         .copied()
         .filter(|&ix| is_entry(k, ix) && k.visible(ix, cut.seq))
-        .map(|ix| (k.fact(ix).seq, ix))
+        .map(|ix| (k.seq_of(ix), ix))
         .collect();
     changes.sort_unstable();
     changes.dedup();
@@ -223,7 +223,7 @@ pub fn actor(
         (true, Some(&(ix, _))) => Some(
             Cursor {
                 seq: cut.seq,
-                before: k.fact(ix).seq,
+                before: k.seq_of(ix),
             }
             .encode(),
         ),

@@ -30,7 +30,7 @@ pub(crate) fn facts_of<'k>(
         Some(p) => k.of_process(p),
         None => k.of_kind(kind),
     };
-    let known = all.partition_point(|&ix| k.fact(ix).seq <= cut.seq);
+    let known = all.partition_point(|&ix| k.seq_of(ix) <= cut.seq);
     all[..known].iter().copied().filter(move |&ix| {
         (process.is_none() || k.fact(ix).event_kind() == Some(kind))
             && k.visible(ix, cut.seq)
@@ -46,7 +46,7 @@ fn of_talks<'a>(
     about: &'a [Ix],
     kind: EventKind,
 ) -> impl Iterator<Item = Ix> + 'a {
-    let known = about.partition_point(|&ix| k.fact(ix).seq <= cut.seq);
+    let known = about.partition_point(|&ix| k.seq_of(ix) <= cut.seq);
     about[..known].iter().copied().filter(move |&ix| {
         k.fact(ix).event_kind() == Some(kind)
             && k.visible(ix, cut.seq)
@@ -110,7 +110,7 @@ pub fn talks_json(k: &Knowledge, ix: Ix, cut: &Cut, trust: &Trust<'_>) -> Value 
                 "reason": cd.get("reason"),
                 "planned": cd.get("planned"),
                 "event_id": k.fact(c).id(),
-                "seq": k.fact(c).seq,
+                "seq": k.seq_of(c),
             }),
         ));
     }
@@ -163,7 +163,7 @@ pub fn view(k: &Knowledge, cut: &Cut, process: Option<&str>) -> Value {
         .map(|ix| {
             (
                 asof::sort_key(&k.occurred(ix)),
-                k.fact(ix).seq,
+                k.seq_of(ix),
                 meeting_json(k, ix, cut, &trust),
             )
         })
@@ -173,7 +173,7 @@ pub fn view(k: &Knowledge, cut: &Cut, process: Option<&str>) -> Value {
         .map(|ix| {
             let t = talks_json(k, ix, cut, &trust);
             let start = t["planned"]["start"].as_str().unwrap_or("~").to_string();
-            (start, k.fact(ix).seq, t)
+            (start, k.seq_of(ix), t)
         })
         .collect();
     talks.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));

@@ -7,12 +7,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntGauge, IntGaugeVec, Opts};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::fold::{fold_until_head, parse_batch};
-use super::knowledge::{ActorIndexBound, Knowledge};
+use super::knowledge::{ActorIndexBound, HeapPart, Knowledge, PageMetrics, PageSetup};
 use super::records::{CacheMetrics, Records};
 use super::save;
 use super::{NAMES, ProjectionConfig, ProjectionError};
@@ -52,6 +52,10 @@ struct ProjMetrics {
     rebuilds: IntCounter,
     cache: CacheMetrics,
     actor_index_bytes: IntGauge,
+    /// The knowledge layer's heap by part ([`Knowledge::heap_parts`]).
+    heap: IntGaugeVec,
+    /// The row cache's own counters.
+    pages: PageMetrics,
 }
 
 impl ProjMetrics {
@@ -76,6 +80,32 @@ impl ProjMetrics {
                 "projection_actor_index_bytes",
                 "Bytes held by the actor views' time orders (bound: projections.actor_index_bytes)",
             )?,
+            heap: IntGaugeVec::new(
+                Opts::new(
+                    "projection_bytes",
+                    "Heap bytes the knowledge layer holds, by part (an estimate from lengths \
+                     and capacities; slack: the unused capacity inside the other parts)",
+                ),
+                &["part"],
+            )?,
+            pages: PageMetrics {
+                hits: IntCounter::new(
+                    "projection_row_cache_hits_total",
+                    "Saved rows the views read from a page the row cache held",
+                )?,
+                misses: IntCounter::new(
+                    "projection_row_cache_misses_total",
+                    "Row pages read from the save (not in the row cache)",
+                )?,
+                evictions: IntCounter::new(
+                    "projection_row_cache_evictions_total",
+                    "Row pages the row cache dropped to stay within projections.row_cache_bytes",
+                )?,
+                pages: IntGauge::new(
+                    "projection_row_cache_pages",
+                    "Decoded row pages the row cache holds",
+                )?,
+            },
             cache: CacheMetrics {
                 hits: IntCounter::new(
                     "projection_record_cache_hits_total",
@@ -105,8 +135,42 @@ impl ProjMetrics {
         metrics.register(Box::new(m.cache.entries.clone()))?;
         metrics.register(Box::new(m.cache.bytes.clone()))?;
         metrics.register(Box::new(m.actor_index_bytes.clone()))?;
+        metrics.register(Box::new(m.heap.clone()))?;
+        metrics.register(Box::new(m.pages.hits.clone()))?;
+        metrics.register(Box::new(m.pages.misses.clone()))?;
+        metrics.register(Box::new(m.pages.evictions.clone()))?;
+        metrics.register(Box::new(m.pages.pages.clone()))?;
         Ok(m)
     }
+}
+
+impl ProjMetrics {
+    /// Reports the knowledge layer's heap by part.
+    fn report_heap(&self, parts: &[HeapPart]) {
+        for p in parts {
+            self.heap
+                .with_label_values(&[p.part])
+                .set(i64::try_from(p.bytes).unwrap_or(i64::MAX));
+        }
+    }
+}
+
+/// How often the saves report the knowledge layer's heap.
+const HEAP_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// The heap parts as one log field: `rows=52.0MiB pool=...`, then their total.
+fn heap_summary(parts: &[HeapPart]) -> String {
+    let mib = |b: u64| b as f64 / f64::from(1 << 20);
+    let mut out = String::new();
+    let mut total = 0;
+    for p in parts {
+        if p.part != "slack" {
+            total += p.bytes;
+        }
+        out.push_str(&format!("{}={:.1}MiB ", p.part, mib(p.bytes)));
+    }
+    out.push_str(&format!("total={:.1}MiB", mib(total)));
+    out
 }
 
 /// What the follower owns between steps; a rebuild takes it to pause the follower.
@@ -126,6 +190,8 @@ struct Inner {
     config: ProjectionConfig,
     /// Where every knowledge this engine folds reads its records (one bounded cache).
     records: Records,
+    /// How every knowledge this engine saves pages its rows.
+    pages: PageSetup,
     /// Set by [`Engine::halt`]: stop without the final save, as a crash would.
     skip_final_save: AtomicBool,
     /// The current knowledge. A std lock, not a tokio one: no `.await` is ever held inside;
@@ -145,6 +211,8 @@ struct Inner {
     rebuilds: AtomicU64,
     /// Views read since the follower last gave free heap memory back ([`super::trim`]).
     views_since_trim: AtomicU64,
+    /// When the heap by part was last reported ([`Inner::report_heap`]).
+    heap_reported: std::sync::Mutex<Instant>,
     metrics: ProjMetrics,
     /// Flips to true on shutdown; the follower writes a final save and stops.
     stop: watch::Sender<bool>,
@@ -213,6 +281,14 @@ impl Inner {
             )?
         };
         self.log.sync_aux()?;
+        {
+            // Durable: the rows of the pages just written can leave the heap.
+            let mut st = self.write();
+            let saved = st.facts().count_upto(meta.seq);
+            if let Err(e) = st.page_out_current(saved) {
+                tracing::error!(error = %e, "projection rows stay in memory: a page does not read back");
+            }
+        }
         cursor.saved_seq = meta.seq;
         cursor.since_save = 0;
         cursor.last_save = Instant::now();
@@ -221,7 +297,20 @@ impl Inner {
             .save_seconds
             .observe(started.elapsed().as_secs_f64());
         tracing::debug!(seq = meta.seq, "projection saved");
+        self.report_heap();
         Ok(())
+    }
+
+    /// Reports the knowledge layer's heap by part, at most every few seconds: the figures move
+    /// slowly, and taking them walks every index's table.
+    fn report_heap(&self) {
+        let mut last = self.heap_reported.lock().unwrap_or_else(|e| e.into_inner());
+        if last.elapsed() < HEAP_REPORT_EVERY {
+            return;
+        }
+        *last = Instant::now();
+        let parts = self.read().heap_parts();
+        self.metrics.report_heap(&parts);
     }
 }
 
@@ -261,7 +350,8 @@ impl Engine {
         let head = log.head().seq;
         // Start-up is mostly this load: its time is logged apart from the log's opening.
         let loading = Instant::now();
-        let (meta, knowledge) = match save::load(&tree, &log, &records) {
+        let pages = config.row_pages(Some(metrics.pages.clone()));
+        let (meta, knowledge) = match save::load(&tree, &log, &records, &pages) {
             Ok(loaded) => loaded,
             Err(
                 e @ (save::SaveError::Mismatch(_)
@@ -279,19 +369,23 @@ impl Engine {
                     head,
                     "projection save unusable; discarding it and folding the log from seq 1"
                 );
-                (
-                    save::discard(&tree, &log)?,
-                    Knowledge::over(records.clone()),
-                )
+                let meta = save::discard(&tree, &log)?;
+                let mut k = Knowledge::over(records.clone());
+                save::attach_pages(&log, meta.generation, &pages, &mut k)?;
+                (meta, k)
             }
             Err(e) => return Err(e.into()),
         };
+        let load_ms = loading.elapsed().as_millis() as u64;
+        let heap = knowledge.heap_parts();
+        metrics.report_heap(&heap);
         tracing::info!(
             seq = meta.seq,
             head,
             tail = head - meta.seq,
             facts = knowledge.facts().len(),
-            load_ms = loading.elapsed().as_millis() as u64,
+            load_ms,
+            heap = %heap_summary(&heap),
             "projections resume from their save"
         );
         // The load decoded every saved fact into a temporary before indexing it.
@@ -303,6 +397,7 @@ impl Engine {
             log,
             config,
             records,
+            pages,
             skip_final_save: AtomicBool::new(false),
             state: RwLock::new(knowledge),
             applied,
@@ -317,6 +412,7 @@ impl Engine {
             rebuilding: AtomicBool::new(false),
             rebuilds: AtomicU64::new(0),
             views_since_trim: AtomicU64::new(0),
+            heap_reported: std::sync::Mutex::new(Instant::now()),
             metrics,
             stop,
             follower: std::sync::Mutex::new(None),
@@ -595,7 +691,8 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     }
     let generation = inner.cursor.lock().await.generation + 1;
     let written = fresh.seq;
-    let (tree, k) = (inner.tree()?, fresh);
+    let (tree, mut k) = (inner.tree()?, fresh);
+    save::attach_pages(&inner.log, generation, &inner.pages, &mut k)?;
     let fresh = blocking(move || {
         save::write_generation(&tree, generation, &k, 0)?;
         Ok(k)
@@ -611,6 +708,9 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
         save::write_generation(&tree, generation, &k, written)?;
         let meta = save::append(&tree, &i2.log, generation, &k, k.seq)?;
         i2.log.sync_aux()?;
+        let saved = k.facts().count_upto(meta.seq);
+        k.page_out_current(saved)
+            .map_err(|e| save::SaveError::Damaged("pages".into(), e.to_string()))?;
         Ok((k, meta))
     })
     .await?;
@@ -647,6 +747,7 @@ pub async fn rebuild_offline(
 ) -> Result<u64, ProjectionError> {
     let log = log.clone();
     let batch = config.batch_events.max(1) * 8;
+    let pages = config.row_pages(None);
     blocking(move || {
         let tree = log.aux_tree("projections")?;
         let old = save::meta(&tree)?;
@@ -656,8 +757,9 @@ pub async fn rebuild_offline(
             bytes: 1,
         };
         let mut k = Knowledge::over(Records::log(log.clone(), bound, None));
-        let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
         let generation = old.generation + 1;
+        save::attach_pages(&log, generation, &pages, &mut k)?;
+        let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
         save::write_generation(&tree, generation, &k, 0)?;
         save::append(&tree, &log, generation, &k, k.seq)?;
         log.sync_aux()?;

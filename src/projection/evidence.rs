@@ -101,7 +101,7 @@ impl<'k> Trust<'k> {
             let mut map: HashMap<String, Vec<Ix>> = HashMap::new();
             for kind in EventKind::ALL.iter().filter(|kind| kind.is_about_source()) {
                 let all = self.k.of_kind(*kind);
-                let known = all.partition_point(|&ix| self.k.fact(ix).seq <= self.cut.seq);
+                let known = all.partition_point(|&ix| self.k.seq_of(ix) <= self.cut.seq);
                 for &ix in &all[..known] {
                     for (role, s) in self.k.fact(ix).refs() {
                         if role == Role::Source {
@@ -111,7 +111,7 @@ impl<'k> Trust<'k> {
                 }
             }
             for list in map.values_mut() {
-                list.sort_unstable_by_key(|&ix| self.k.fact(ix).seq);
+                list.sort_unstable_by_key(|&ix| self.k.seq_of(ix));
                 list.dedup();
             }
             map

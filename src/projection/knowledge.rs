@@ -25,12 +25,17 @@ use crate::event::upcast::upcast_data;
 mod bulk;
 mod by_time;
 mod compact;
+mod heap;
 mod ids;
 
 pub use bulk::Bulk;
 pub use by_time::{ActorIndexBound, ActorOrder};
 use by_time::{ByTime, time_key};
-pub use compact::{FactRef, FactStore, Segment, SegmentError, Text};
+pub use compact::{
+    FactRef, FactStore, PAGE, PageMetrics, PageSetup, PageStats, RowPages, Segment, SegmentError,
+    Text, page_prefix,
+};
+pub use heap::HeapPart;
 use ids::IdIndex;
 
 /// Index of a fact in [`Knowledge::facts`].
@@ -281,6 +286,26 @@ impl Knowledge {
         }
     }
 
+    /// Reads the rows a save holds from its `pages` from now on (see [`FactStore::page_out`]):
+    /// the rows before `saved` (a count of facts) leave the heap, up to the last full page.
+    /// With no row saved yet, only sets where the next saves' rows will be read.
+    pub fn page_out(&mut self, pages: &Arc<RowPages>, saved: usize) -> Result<(), SegmentError> {
+        self.store.page_out(pages, saved)
+    }
+
+    /// [`Knowledge::page_out`] to the pages already set (none set: nothing to do).
+    pub fn page_out_current(&mut self, saved: usize) -> Result<(), SegmentError> {
+        match self.store.pages().cloned() {
+            Some(pages) => self.store.page_out(&pages, saved),
+            None => Ok(()),
+        }
+    }
+
+    /// Where the rows are paged, if they are.
+    pub fn row_pages(&self) -> Option<&Arc<RowPages>> {
+        self.store.pages()
+    }
+
     /// Every fact, in seq order.
     pub fn facts(&self) -> &FactStore {
         &self.store
@@ -289,6 +314,11 @@ impl Knowledge {
     /// One fact.
     pub fn fact(&self, ix: Ix) -> FactRef<'_> {
         self.store.get(ix)
+    }
+
+    /// The seq of a fact, without reading its row (a saved row may be on a page).
+    pub fn seq_of(&self, ix: Ix) -> u64 {
+        self.store.seq(ix)
     }
 
     /// The facts of a type, in seq order.
@@ -409,18 +439,18 @@ impl Knowledge {
 
     /// Whether a fact was known at `cut` (recorded by then).
     pub fn known(&self, ix: Ix, cut: u64) -> bool {
-        self.fact(ix).seq <= cut
+        self.seq_of(ix) <= cut
     }
 
     /// The retraction in force for a fact at `cut`, if any. A retraction that was itself
     /// retracted by then does not count (that reinstates the fact).
     pub fn retraction_at(&self, ix: Ix, cut: u64) -> Option<Ix> {
         self.retractions.get(&ix)?.iter().copied().find(|&r| {
-            self.fact(r).seq <= cut
+            self.seq_of(r) <= cut
                 && self
                     .retractions
                     .get(&r)
-                    .is_none_or(|rr| rr.iter().all(|&x| self.fact(x).seq > cut))
+                    .is_none_or(|rr| rr.iter().all(|&x| self.seq_of(x) > cut))
         })
     }
 

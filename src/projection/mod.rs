@@ -64,9 +64,23 @@ pub struct ProjectionConfig {
     /// actor a view asked for); past it the least recently used are dropped and rebuilt on
     /// their next ask.
     pub actor_index_bytes: usize,
+    /// Rows per page of the saved rows the views read through the row cache (see
+    /// `config/default.toml`).
+    pub row_page_rows: u32,
+    /// Most bytes of decoded row pages the row cache holds.
+    pub row_cache_bytes: usize,
 }
 
 impl ProjectionConfig {
+    /// How the saved rows are paged, reporting to `metrics`.
+    pub fn row_pages(&self, metrics: Option<knowledge::PageMetrics>) -> knowledge::PageSetup {
+        knowledge::PageSetup {
+            page_rows: self.row_page_rows.max(1),
+            cache_bytes: self.row_cache_bytes,
+            metrics,
+        }
+    }
+
     /// The bound of the views' record cache.
     pub fn record_cache(&self) -> records::CacheBound {
         records::CacheBound {

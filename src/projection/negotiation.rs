@@ -84,7 +84,7 @@ fn issue_labels(k: &Knowledge, cut: &Cut) -> BTreeMap<String, Value> {
         .copied()
         .filter(|&ix| k.visible(ix, cut.seq))
         .collect();
-    changes.sort_unstable_by_key(|&ix| k.fact(ix).seq);
+    changes.sort_unstable_by_key(|&ix| k.seq_of(ix));
     let mut by_issue: BTreeMap<String, Vec<(&str, Value)>> = BTreeMap::new();
     for ix in changes {
         let d = k.data_at(ix, cut.seq);
@@ -137,7 +137,7 @@ pub fn process_grouped(
     // the process holds, whatever the other processes hold. They are indexed in seq order, so
     // those recorded after the cut are cut off by a binary search.
     let own = k.of_process(process);
-    let own = &own[..own.partition_point(|&ix| k.fact(ix).seq <= cut.seq)];
+    let own = &own[..own.partition_point(|&ix| k.seq_of(ix) <= cut.seq)];
     if own.is_empty() {
         return None;
     }

@@ -22,13 +22,13 @@ pub fn view(k: &Knowledge, cut: &Cut) -> Value {
         .into_iter()
         .filter_map(|p| {
             let own = k.of_process(p);
-            let known = own.partition_point(|&ix| k.fact(ix).seq <= cut.seq);
+            let known = own.partition_point(|&ix| k.seq_of(ix) <= cut.seq);
             let (first, last) = (*own.first()?, *own[..known].last()?);
             Some(json!({
                 "process": p,
                 "events": known,
-                "first_seq": k.fact(first).seq,
-                "last_seq": k.fact(last).seq,
+                "first_seq": k.seq_of(first),
+                "last_seq": k.seq_of(last),
                 "last_recorded_at": k.fact(last).recorded_at().to_string(),
             }))
         })

@@ -13,14 +13,22 @@
 //! writes one chunk (the rows folded since the previous save) and the new `meta` in ONE
 //! atomic sled batch, which keeps a save cheap while appends run. A rebuild writes a whole new
 //! generation under its own key prefix and flips `meta` last, so a crash mid-rebuild leaves
-//! the old save intact. This module must never write to the log, and never load a save that
-//! does not match the log.
+//! the old save intact. Every full page of rows is also written, once, as a fixed-size page
+//! (`knowledge/compact/pages.rs`) in the same batch as the chunk that holds its last rows; a
+//! load checks the last page of each chunk against the rows it decoded and then drops those
+//! rows from the heap, so the views read them from the pages through a bounded cache. The
+//! pages are a copy of what the chunks hold, not a new layout: a save without them (written
+//! before them, or with another page size) gets them at its next load. This module must never
+//! write to the log, and never load a save that does not match the log.
 
 use std::io::Write;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::knowledge::{Bulk, FactStore, Knowledge, Segment};
+use super::knowledge::{
+    Bulk, FactStore, Knowledge, PAGE, PageSetup, RowPages, Segment, page_prefix,
+};
 use super::records::Records;
 use crate::log::{Log, LogError};
 
@@ -158,6 +166,7 @@ pub fn load(
     tree: &sled::Tree,
     log: &Log,
     records: &Records,
+    setup: &PageSetup,
 ) -> Result<(Meta, Knowledge), SaveError> {
     let mut m = meta(tree)?;
     let mut k = Knowledge::over(records.clone());
@@ -174,6 +183,7 @@ pub fn load(
         if m.seq > log.head().seq || hash_at(log, m.seq)? != m.head_hash {
             return Err(SaveError::Mismatch(m.seq));
         }
+        attach_pages(log, m.generation, setup, &mut k)?;
         k.reserve(m.seq as usize);
         load_chunks(tree, m.generation, &mut k)?;
         k.shrink_to_fit();
@@ -184,17 +194,19 @@ pub fn load(
         k.seq = m.seq;
         k.skipped = m.skipped;
     }
-    // Only the keys around the current generation are walked: walking its chunks too would
-    // read the whole save a second time.
+    if k.row_pages().is_none() {
+        attach_pages(log, m.generation, setup, &mut k)?;
+    }
+    // Only the keys around the current generation's chunks and pages are walked: walking
+    // them too would read the whole save a second time.
+    let chunks = gen_prefix(m.generation);
+    let pages = page_prefix(m.generation, setup.page_rows.max(1));
     let mut stale = sled::Batch::default();
-    let after: Vec<u8> = match m.generation.checked_add(1) {
-        Some(next) => gen_prefix(next).to_vec(),
-        None => vec![CHUNK + 1],
-    };
-    for item in tree
-        .range(..gen_prefix(m.generation))
-        .chain(tree.range(after..))
-    {
+    let around = tree
+        .range(..chunks.to_vec())
+        .chain(tree.range(after(&chunks)..pages.to_vec()))
+        .chain(tree.range(after(&pages)..));
+    for item in around {
         let (key, _) = item?;
         if key != META {
             stale.remove(key);
@@ -202,6 +214,76 @@ pub fn load(
     }
     tree.apply_batch(stale)?;
     Ok((m, k))
+}
+
+/// The first key after every key that starts with `prefix`.
+fn after(prefix: &[u8]) -> Vec<u8> {
+    let mut next = prefix.to_vec();
+    while let Some(last) = next.pop() {
+        if last < u8::MAX {
+            next.push(last + 1);
+            return next;
+        }
+    }
+    // Only a prefix of 0xff bytes gets here; no key of this tree starts with one.
+    vec![u8::MAX; prefix.len() + 1]
+}
+
+/// Sets where `k`'s saved rows will be read: the pages of `generation` in `setup`'s size.
+pub fn attach_pages(
+    log: &Log,
+    generation: u32,
+    setup: &PageSetup,
+    k: &mut Knowledge,
+) -> Result<(), SaveError> {
+    let pages = Arc::new(RowPages::new(
+        log.clone(),
+        generation,
+        setup.page_rows,
+        setup,
+    ));
+    k.page_out(&pages, 0)
+        .map_err(|e| SaveError::Damaged("pages".into(), e.to_string()))
+}
+
+/// After a load appended rows: writes the full pages the save lacks (a save written before
+/// pages, or with another page size: the pages are a copy of the chunks' rows), then drops
+/// the rows of every full page from the heap, once the last of them reads back as held.
+fn page_loaded(tree: &sled::Tree, k: &mut Knowledge) -> Result<(), SaveError> {
+    let Some(pages) = k.row_pages().cloned() else {
+        return Ok(());
+    };
+    let per = pages.page_rows();
+    let (first, end) = (
+        (k.facts().paged() / per as usize) as u32,
+        (k.facts().len() / per as usize) as u32,
+    );
+    if end > first && !tree.contains_key(pages.key(end - 1))? {
+        let mut batch = sled::Batch::default();
+        for (page, bytes) in k.facts().encode_pages(per, first, end) {
+            batch.insert(&pages.key(page), bytes);
+        }
+        tree.apply_batch(batch)?;
+    }
+    let len = k.facts().len();
+    k.page_out(&pages, len)
+        .map_err(|e| SaveError::Damaged(format!("page {}", end.saturating_sub(1)), e.to_string()))
+}
+
+/// Adds to `batch` the full pages of `facts` not yet written: a save wrote every full page
+/// of the facts before `start`, so the first one to write is the one `start` falls in.
+fn add_pages(batch: &mut sled::Batch, facts: &FactStore, generation: u32, start: usize) {
+    let Some(pages) = facts.pages().filter(|p| p.generation() == generation) else {
+        return;
+    };
+    let per = pages.page_rows();
+    let (first, end) = (
+        (start / per as usize) as u32,
+        (facts.len() / per as usize) as u32,
+    );
+    for (page, bytes) in facts.encode_pages(per, first, end) {
+        batch.insert(&pages.key(page), bytes);
+    }
 }
 
 /// Decodes one stored chunk into the segment of rows it holds.
@@ -216,6 +298,7 @@ fn decode_chunk(key: &[u8], value: &[u8]) -> Result<Segment, SaveError> {
 /// calling thread appends and indexes them. The channels are short: a few chunks in flight
 /// at most.
 fn load_chunks(tree: &sled::Tree, generation: u32, k: &mut Knowledge) -> Result<(), SaveError> {
+    let pages_tree = tree.clone();
     std::thread::scope(|scope| {
         let (read_tx, read_rx) = std::sync::mpsc::sync_channel(2);
         let (decoded_tx, decoded_rx) = std::sync::mpsc::sync_channel(2);
@@ -245,6 +328,7 @@ fn load_chunks(tree: &sled::Tree, generation: u32, k: &mut Knowledge) -> Result<
             let (key, seg) = decoded?;
             k.load_segment(seg, &mut bulk)
                 .map_err(|e| SaveError::Damaged(hex::encode(key), e.to_string()))?;
+            page_loaded(&pages_tree, k)?;
         }
         k.finish_load(bulk);
         Ok(())
@@ -271,6 +355,7 @@ fn encode(facts: &FactStore, from: usize, to: usize) -> Result<Vec<u8>, SaveErro
 /// crash right after leaves nothing that claims records it does not hold), and makes it
 /// durable. Returns the new meta: the caller folds the log from seq 1.
 pub fn discard(tree: &sled::Tree, log: &Log) -> Result<Meta, SaveError> {
+    // Every key goes, pages too: a page is a copy of a chunk's rows.
     let old = meta(tree).unwrap_or_default();
     let fresh = Meta {
         generation: old.generation + 1,
@@ -309,6 +394,7 @@ pub fn append(
             &chunk_key(generation, first),
             encode(facts, start, facts.len())?,
         );
+        add_pages(&mut batch, facts, generation, start);
     }
     let m = Meta {
         generation,
@@ -335,19 +421,28 @@ pub fn write_generation(
 ) -> Result<(), SaveError> {
     let facts = k.facts();
     let mut start = facts.count_upto(from_seq);
+    let mut pages = sled::Batch::default();
+    add_pages(&mut pages, facts, generation, start);
     while start < facts.len() {
         let end = (start + CHUNK_FACTS).min(facts.len());
         let first = facts.get(start as u32).seq;
         tree.insert(chunk_key(generation, first), encode(facts, start, end)?)?;
         start = end;
     }
+    // Written before `meta` names the generation, as its chunks are.
+    tree.apply_batch(pages)?;
     Ok(())
 }
 
 /// Removes every chunk of a generation (after a rebuild replaced it).
 pub fn drop_generation(tree: &sled::Tree, generation: u32) -> Result<(), SaveError> {
     let mut batch = sled::Batch::default();
-    for item in tree.scan_prefix(gen_prefix(generation)) {
+    let mut pages = vec![PAGE];
+    pages.extend_from_slice(&generation.to_be_bytes());
+    for item in tree
+        .scan_prefix(gen_prefix(generation))
+        .chain(tree.scan_prefix(pages))
+    {
         let (key, _) = item?;
         batch.remove(key);
     }

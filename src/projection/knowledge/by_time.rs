@@ -161,6 +161,11 @@ impl ByTime {
         self.orders.read().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Bytes the kept orders hold together (what the bound counts).
+    pub(super) fn bytes(&self) -> usize {
+        self.read().bytes
+    }
+
     /// Whether any order is kept (a fold need not place its facts otherwise).
     pub(super) fn any(&mut self) -> bool {
         !self

@@ -7,7 +7,9 @@
 //! `evidence` sit in the record as five 16-bit distances (a record too large for them goes to
 //! the side table); seqs are runs, not a field per fact. A view reads a fact through [`FactRef`], which gives back the texts
 //! the parsed [`Fact`] held. A save stores the rows, pool and names as they are
-//! (`compact/segment.rs`), so loading one copies them back. This module must never read
+//! (`compact/segment.rs`), so loading one copies them back; it also stores every full page of
+//! rows on its own (`compact/pages.rs`), and a saved row then leaves the heap: it is read from
+//! its page through a bounded cache, so a [`FactRef`] holds a copy of its row. This module must never read
 //! storage or parse a record, and never
 //! answer a field differently from the [`Fact`] it was built from (`compact.rs` in the API
 //! tests and the unit tests below hold the two equal).
@@ -22,6 +24,7 @@ use serde::{Serialize, Serializer};
 
 use super::super::fact::{Fact, Role, Span, StoredFact};
 use super::Ix;
+use super::heap::{HeapPart, table_bytes, vec_bytes};
 use crate::event::EventKind;
 
 /// A string's number in the symbol table.
@@ -46,7 +49,7 @@ const ODD_SPANS: u8 = 16;
 /// One fact as held in memory: 52 bytes, none of it on the heap. Every field is made of u32s
 /// or smaller, so rows pack at 4-byte alignment (a u64 field would pad each row to 56 and
 /// the id and time to 8-byte boundaries): at a million facts each byte here is a megabyte.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 struct Row {
     /// The event id as a UUID (0 when it is not one), as [`u128`] words, most significant
     /// first.
@@ -163,7 +166,13 @@ impl Names {
 /// The facts, in seq order, as compact rows (see the module header).
 #[derive(Debug, Clone, Default)]
 pub struct FactStore {
+    /// The rows from `paged` on: every row, or with `pages`, the tail that is not yet on a
+    /// full page of the save.
     rows: Vec<Row>,
+    /// Rows before this one are read from `pages` (a whole number of its pages).
+    paged: usize,
+    /// Where the rows before `paged` are read (`pages.rs`), for a knowledge an engine saves.
+    pages: Option<Arc<RowPages>>,
     names: Names,
     /// Every row's references, one after the other.
     refs: Vec<PackedRef>,
@@ -184,17 +193,98 @@ impl PartialEq for FactStore {
 impl FactStore {
     /// Number of facts.
     pub fn len(&self) -> usize {
-        self.rows.len()
+        self.paged + self.rows.len()
     }
 
     /// Whether there is no fact.
     pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
+        self.len() == 0
     }
 
-    /// Makes room for `n` more facts.
+    /// Makes room for `n` more facts (none when the rows go to pages: they leave the heap).
     pub fn reserve(&mut self, n: usize) {
-        self.rows.reserve_exact(n);
+        if self.pages.is_none() {
+            self.rows.reserve_exact(n);
+        }
+    }
+
+    /// Row `ix`: from the in-memory tail, or from its page. Panics on an index out of range,
+    /// as indexing a slice does.
+    fn row(&self, ix: Ix) -> Row {
+        let at = ix as usize;
+        match (at.checked_sub(self.paged), &self.pages) {
+            (Some(tail), _) => self.rows[tail],
+            (None, Some(pages)) => pages.row(ix),
+            // `paged` moves only once pages are set.
+            (None, None) => Row::default(),
+        }
+    }
+
+    /// Where row `ix`'s references end in the pool: where the next row's start.
+    fn refs_end(&self, ix: Ix) -> u32 {
+        if ix as usize + 1 < self.len() {
+            self.row(ix + 1).refs
+        } else {
+            self.refs.len() as u32
+        }
+    }
+
+    /// How many rows are read from pages (a whole number of them).
+    pub fn paged(&self) -> usize {
+        self.paged
+    }
+
+    /// The rows' pages, if they go to pages.
+    pub fn pages(&self) -> Option<&Arc<RowPages>> {
+        self.pages.as_ref()
+    }
+
+    /// Reads the rows of the save's full pages from them from now on: a store that a save
+    /// holds up to row `saved` drops those rows from the heap, up to the last full page. The
+    /// last page dropped is read back and compared first, so a save whose pages do not hold
+    /// these rows is refused (`pages` must be the ones the rows' save was written with).
+    pub fn page_out(&mut self, pages: &Arc<RowPages>, saved: usize) -> Result<(), SegmentError> {
+        if let Some(held) = &self.pages
+            && !Arc::ptr_eq(held, pages)
+            && self.paged > 0
+        {
+            return Err(SegmentError("rows are already paged elsewhere"));
+        }
+        self.pages = Some(pages.clone());
+        let per = pages.page_rows() as usize;
+        let upto = saved.min(self.len()) / per * per;
+        if upto <= self.paged {
+            return Ok(());
+        }
+        let last = (upto / per - 1) as u32;
+        let from = upto - per - self.paged;
+        let held = self.rows.get(from..from + per);
+        if pages.read_page(last).as_deref() != held {
+            return Err(SegmentError("a page of the save does not hold its rows"));
+        }
+        self.rows.drain(..upto - self.paged);
+        self.paged = upto;
+        // A load or a rebuild grew the tail to many pages: give that room back.
+        if self.rows.capacity() > 2 * (self.rows.len() + per) {
+            self.rows.shrink_to(self.rows.len() + per);
+        }
+        Ok(())
+    }
+
+    /// Pages `first..end` of `pages`' size, as a save writes them: each full, in the page
+    /// encoding (only rows the store still holds in memory can be written).
+    pub fn encode_pages(&self, per: u32, first: u32, end: u32) -> Vec<(u32, Vec<u8>)> {
+        let per = per.max(1);
+        (first..end)
+            .map(|page| {
+                let mut out = Vec::with_capacity(per as usize * segment::ROW_BYTES);
+                pages::encode_page(
+                    (page * per..(page + 1) * per).map(|ix| self.row(ix)),
+                    &mut out,
+                );
+                (page, out)
+            })
+            .collect()
     }
 
     /// Gives back what growing left unused (after a load or a rebuild, which grow by doubling).
@@ -204,6 +294,42 @@ impl FactStore {
         self.runs.shrink_to_fit();
         self.names.texts.shrink_to_fit();
         self.names.first_row.shrink_to_fit();
+    }
+
+    /// The store's parts on the heap ([`Knowledge::heap_parts`](super::Knowledge::heap_parts)),
+    /// adding their unused capacity to `slack`.
+    pub(super) fn heap_parts(&self, slack: &mut u64) -> Vec<HeapPart> {
+        let mut part = |part: &'static str, (bytes, unused): (u64, u64)| {
+            *slack += unused;
+            HeapPart { part, bytes }
+        };
+        let names = &self.names;
+        // An `Arc<str>` points at its two counts and the text.
+        let texts: u64 = names.texts.iter().map(|t| 16 + t.len() as u64).sum();
+        let (list, list_slack) = vec_bytes(&names.texts);
+        let (first, first_slack) = vec_bytes(&names.first_row);
+        let names_bytes = texts + list + first + table_bytes(&names.numbers);
+        // A B-tree entry: its key and value, plus about half again for the nodes.
+        let odd_texts: u64 = self
+            .odd
+            .values()
+            .flat_map(|o| [&o.id, &o.recorded_at, &o.target])
+            .flatten()
+            .map(|t| t.len() as u64)
+            .sum();
+        let odd_entry = (std::mem::size_of::<(Ix, Odd)>() * 3 / 2) as u64;
+        vec![
+            part("rows", vec_bytes(&self.rows)),
+            part("pool", vec_bytes(&self.refs)),
+            part("names", (names_bytes, list_slack + first_slack)),
+            part("runs", vec_bytes(&self.runs)),
+            part("odd", (self.odd.len() as u64 * odd_entry + odd_texts, 0)),
+        ]
+    }
+
+    /// The seq of fact `ix` (from the runs: no row is read).
+    pub fn seq(&self, ix: Ix) -> u64 {
+        self.seq_of(ix)
     }
 
     /// The seq of row `ix`.
@@ -223,7 +349,7 @@ impl FactStore {
 
     /// The seq of the last fact, if any.
     pub fn last_seq(&self) -> Option<u64> {
-        let last = self.rows.len().checked_sub(1)?;
+        let last = self.len().checked_sub(1)?;
         Some(self.seq_of(last as Ix))
     }
 
@@ -233,10 +359,7 @@ impl FactStore {
         let Some(&(first_ix, first_seq)) = self.runs.get(n.wrapping_sub(1)) else {
             return 0;
         };
-        let end = self
-            .runs
-            .get(n)
-            .map_or(self.rows.len(), |&(ix, _)| ix as usize);
+        let end = self.runs.get(n).map_or(self.len(), |&(ix, _)| ix as usize);
         let upto = first_ix as usize + (seq - first_seq) as usize + 1;
         upto.min(end)
     }
@@ -246,25 +369,26 @@ impl FactStore {
         FactRef {
             seq: self.seq_of(ix),
             ix,
-            row: &self.rows[ix as usize],
+            row: self.row(ix),
+            refs_end: self.refs_end(ix),
             store: self,
         }
     }
 
     /// Every fact, in seq order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = FactRef<'_>> {
-        (0..self.rows.len() as Ix).map(|ix| self.get(ix))
+        (0..self.len() as Ix).map(|ix| self.get(ix))
     }
 
     /// The event id of row `ix` as a UUID (0: not one), for the id index.
     pub(super) fn id_key(&self, ix: Ix) -> u128 {
-        id_key_of(self.rows[ix as usize].id)
+        id_key_of(self.row(ix).id)
     }
 
     /// The event id of row `ix` as a UUID, as `uuid::Uuid::parse_str` reads its text (`None`:
     /// not one), without writing the text out for the rows that hold it as 16 bytes.
     pub(super) fn uuid_of(&self, ix: Ix) -> Option<u128> {
-        let row = &self.rows[ix as usize];
+        let row = self.row(ix);
         if row.flags & ODD_ID == 0 {
             return Some(id_key_of(row.id));
         }
@@ -275,7 +399,7 @@ impl FactStore {
     /// Row `ix`'s type as a key: the kind, or for a type this build does not know, the
     /// number of its name.
     pub(super) fn kind_key(&self, ix: Ix) -> Result<EventKind, Sym> {
-        match self.rows[ix as usize].event_kind {
+        match self.row(ix).event_kind {
             Some(kind) => Ok(kind),
             None => Err(self.odd.get(&ix).and_then(|o| o.kind).unwrap_or(Sym::MAX)),
         }
@@ -283,17 +407,14 @@ impl FactStore {
 
     /// The number of row `ix`'s process, if it has one.
     pub(super) fn process_sym(&self, ix: Ix) -> Option<Sym> {
-        let row = &self.rows[ix as usize];
+        let row = self.row(ix);
         (row.flags & HAS_PROCESS != 0).then_some(row.process)
     }
 
     /// Row `ix`'s references by number, in indexing order.
     pub(super) fn ref_syms(&self, ix: Ix) -> impl Iterator<Item = (Role, Sym)> + use<'_> {
-        let end = self
-            .rows
-            .get(ix as usize + 1)
-            .map_or(self.refs.len(), |r| r.refs as usize);
-        let start = self.rows[ix as usize].refs as usize;
+        let end = self.refs_end(ix) as usize;
+        let start = self.row(ix).refs as usize;
         let refs = self.refs.get(start..end).unwrap_or(&[]);
         refs.iter().filter_map(|&packed| {
             Some((
@@ -315,8 +436,8 @@ impl FactStore {
 
     /// Adds a fact at the end; returns its index. Facts come in seq order.
     pub fn push(&mut self, fact: &Fact) -> Ix {
-        let ix = self.rows.len() as Ix;
-        let last = self.rows.len().checked_sub(1).map(|l| self.seq_of(l as Ix));
+        let ix = self.len() as Ix;
+        let last = self.len().checked_sub(1).map(|l| self.seq_of(l as Ix));
         if last.is_none_or(|l| l + 1 != fact.seq) {
             self.runs.push((ix, fact.seq));
         }
@@ -391,7 +512,10 @@ pub struct FactRef<'a> {
     /// Global position.
     pub seq: u64,
     ix: Ix,
-    row: &'a Row,
+    /// A copy: the row may have been read from a page the cache drops at any time.
+    row: Row,
+    /// Where its references end in the pool.
+    refs_end: u32,
     store: &'a FactStore,
 }
 
@@ -481,11 +605,10 @@ impl<'a> FactRef<'a> {
     /// The references the fact makes, in indexing order, with their text.
     pub fn refs(&self) -> impl Iterator<Item = (Role, &'a str)> + use<'a> {
         let store = self.store;
-        let end = store
-            .rows
-            .get(self.ix as usize + 1)
-            .map_or(store.refs.len(), |r| r.refs as usize);
-        let refs = store.refs.get(self.row.refs as usize..end).unwrap_or(&[]);
+        let refs = store
+            .refs
+            .get(self.row.refs as usize..self.refs_end as usize)
+            .unwrap_or(&[]);
         refs.iter().filter_map(move |&packed| {
             let role = Role::from_u8((packed >> ROLE_SHIFT) as u8)?;
             Some((role, store.names.get(packed & SYM_MASK)))
@@ -674,8 +797,10 @@ fn write_micros(t: i64, buf: &mut [u8; 36]) {
     );
 }
 
+mod pages;
 mod segment;
 #[cfg(test)]
 mod tests;
 
+pub use pages::{PAGE, PageMetrics, PageSetup, PageStats, RowPages, page_prefix};
 pub use segment::{Segment, SegmentError};

@@ -212,7 +212,7 @@ fn varied_records() -> Vec<Option<Vec<u8>>> {
 fn assert_same_knowledge(a: &Knowledge, b: &Knowledge) {
     assert_eq!(a.seq, b.seq);
     assert_eq!(a.store, b.store);
-    assert_eq!(a.by_id.sorted_ix, b.by_id.sorted_ix);
+    assert_eq!(a.by_id.ascending(), b.by_id.ascending());
     assert_eq!(a.by_id.other, b.by_id.other);
     assert_eq!(a.corrections, b.corrections);
     assert_eq!(a.retractions, b.retractions);

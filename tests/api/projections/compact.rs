@@ -28,7 +28,7 @@ fn config(entries: usize, bytes: usize) -> ProjectionConfig {
 }
 
 /// Appends the sources, then the events of `ops`.
-async fn fill(log: &Log, ops: &[Op]) {
+pub(super) async fn fill(log: &Log, ops: &[Op]) {
     let sources = SOURCES
         .iter()
         .map(|s| {

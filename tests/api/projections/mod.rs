@@ -14,6 +14,7 @@ mod inproc;
 mod processes;
 mod rebuild;
 mod restart;
+mod row_pages;
 mod save_format;
 mod talks_index;
 

@@ -22,7 +22,7 @@ use crate::event::EventKind;
 use crate::projection::fact::Role;
 
 /// A row's size in a segment: its size in memory, without padding.
-const ROW_BYTES: usize = 52;
+pub(super) const ROW_BYTES: usize = 52;
 
 /// Which optional fields a side entry holds.
 const ODD_HAS_ID: u8 = 1;
@@ -34,7 +34,7 @@ const ODD_HAS_SPANS: u8 = 16;
 /// A segment does not fit the store it is appended to, or is damaged.
 #[derive(Debug, thiserror::Error)]
 #[error("fact segment: {0}")]
-pub struct SegmentError(&'static str);
+pub struct SegmentError(pub(super) &'static str);
 
 /// Rows decoded and checked on their own, ready for [`FactStore::append`].
 #[derive(Debug, Default)]
@@ -110,7 +110,7 @@ impl<'a> Reader<'a> {
     }
 }
 
-fn encode_row(out: &mut Vec<u8>, row: &Row) {
+pub(super) fn encode_row(out: &mut Vec<u8>, row: &Row) {
     for w in row.id.iter().chain(&row.recorded_at) {
         put_u32(out, *w);
     }
@@ -124,7 +124,7 @@ fn encode_row(out: &mut Vec<u8>, row: &Row) {
     out.push(row.flags);
 }
 
-fn decode_row(b: &[u8]) -> Result<Row, SegmentError> {
+pub(super) fn decode_row(b: &[u8]) -> Result<Row, SegmentError> {
     let kind = match b[50] {
         0 => None,
         k => Some(
@@ -224,14 +224,19 @@ fn decode_odd(r: &mut Reader<'_>) -> Result<(Ix, Odd), SegmentError> {
 impl FactStore {
     /// Rows `from..to` in the segment encoding, appended to `out`.
     pub fn encode_segment(&self, from: usize, to: usize, out: &mut Vec<u8>) {
-        let to = to.min(self.rows.len());
+        let to = to.min(self.len());
         let from = from.min(to);
-        let rows = &self.rows[from..to];
-        let refs_from = rows.first().map_or(self.refs.len(), |r| r.refs as usize);
-        let refs_to = self
-            .rows
-            .get(to)
-            .map_or(self.refs.len(), |r| r.refs as usize);
+        let n_rows = to - from;
+        let refs_from = if from < to {
+            self.row(from as Ix).refs as usize
+        } else {
+            self.refs.len()
+        };
+        let refs_to = if to < self.len() {
+            self.row(to as Ix).refs as usize
+        } else {
+            self.refs.len()
+        };
         let names_from = self.names.count_before(from as Ix);
         let names_to = self.names.count_before(to as Ix);
         let runs: Vec<&(Ix, u64)> = self
@@ -240,10 +245,10 @@ impl FactStore {
             .filter(|(first, _)| (from..to).contains(&(*first as usize)))
             .collect();
         let odd: Vec<(&Ix, &Odd)> = self.odd.range(from as Ix..to as Ix).collect();
-        out.reserve(32 + rows.len() * ROW_BYTES + (refs_to - refs_from) * 4);
+        out.reserve(32 + n_rows * ROW_BYTES + (refs_to - refs_from) * 4);
         for n in [
             from,
-            rows.len(),
+            n_rows,
             refs_from,
             refs_to - refs_from,
             names_from,
@@ -253,8 +258,8 @@ impl FactStore {
         ] {
             put_u32(out, n as u32);
         }
-        for row in rows {
-            encode_row(out, row);
+        for ix in from..to {
+            encode_row(out, &self.row(ix as Ix));
         }
         for &r in &self.refs[refs_from..refs_to] {
             put_u32(out, r);
@@ -275,7 +280,7 @@ impl FactStore {
     /// Appends a segment that [`Segment::decode`] checked; returns the range of rows it added.
     /// On an error the store is left part-appended: the caller discards it.
     pub fn append(&mut self, seg: Segment) -> Result<std::ops::Range<usize>, SegmentError> {
-        let from = self.rows.len();
+        let from = self.len();
         if seg.first_ix as usize != from
             || seg.refs_from as usize != self.refs.len()
             || seg.names_from as usize != self.names.texts.len()
@@ -307,7 +312,7 @@ impl FactStore {
         self.refs.extend_from_slice(&seg.refs);
         self.rows.extend_from_slice(&seg.rows);
         self.odd.extend(seg.odd);
-        Ok(from..self.rows.len())
+        Ok(from..self.len())
     }
 }
 
