@@ -425,14 +425,14 @@ mod tests {
     use tokio::sync::oneshot;
 
     fn started(dir: &std::path::Path) -> (Pipeline, watch::Receiver<Head>) {
-        let db = sled::Config::new().path(dir).open().unwrap();
+        let db = sled::Config::new().path(dir).open().unwrap(); // ok: test code
         let (head_tx, head_rx) = watch::channel(Head {
             seq: 0,
             hash: GENESIS,
         });
         let durable = Durable::new(db, dir.to_path_buf(), true);
         let failed = Arc::new(AtomicBool::new(false));
-        let syncer = Syncer::new(durable, head_tx, failed, Metrics::new().unwrap());
+        let syncer = Syncer::new(durable, head_tx, failed, Metrics::new().unwrap()); // ok: test code
         let mut pipeline = Pipeline::Inline(Box::new(syncer));
         pipeline.start_thread();
         assert!(matches!(pipeline, Pipeline::Thread { .. }));
@@ -461,7 +461,7 @@ mod tests {
     }
 
     fn answers_in_landing_order(quiet: bool) {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
         let (mut pipeline, head) = started(dir.path());
         let first = Head {
             seq: 1,
@@ -482,27 +482,27 @@ mod tests {
         let refusal = Refusal::Append(no_tx, AppendError::Aborted);
         pipeline.land(landed(None, vec![Owed::Refused(refusal)]), quiet);
 
-        let refused = no_rx.blocking_recv().unwrap();
+        let refused = no_rx.blocking_recv().unwrap(); // ok: test code
         assert!(matches!(refused, Err(AppendError::Aborted)));
         // By the time the later refusal is answered, the group before it is durable and
         // answered.
         assert_eq!(*head.borrow(), first);
-        assert!(ok_rx.blocking_recv().unwrap().is_ok());
+        assert!(ok_rx.blocking_recv().unwrap().is_ok()); // ok: test code
         pipeline.finish();
         assert!(matches!(pipeline, Pipeline::Stopped));
     }
 
     #[test]
     fn a_panic_of_the_sync_thread_marks_the_writer_failed_and_acknowledges_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
+        let db = sled::Config::new().path(dir.path()).open().unwrap(); // ok: test code
         let (head_tx, head) = watch::channel(Head {
             seq: 0,
             hash: GENESIS,
         });
         let durable = Durable::new(db, dir.path().to_path_buf(), true);
         let failed = Arc::new(AtomicBool::new(false));
-        let mut syncer = Syncer::new(durable, head_tx, failed.clone(), Metrics::new().unwrap());
+        let mut syncer = Syncer::new(durable, head_tx, failed.clone(), Metrics::new().unwrap()); // ok: test code
         syncer.panic_next = true;
         let mut pipeline = Pipeline::Inline(Box::new(syncer));
         pipeline.start_thread();
@@ -532,7 +532,7 @@ mod tests {
 
     #[test]
     fn a_group_landed_after_the_pipeline_finished_is_refused_not_dropped() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
         let (mut pipeline, head) = started(dir.path());
         pipeline.finish();
         let (tx, rx) = oneshot::channel();
@@ -550,7 +550,7 @@ mod tests {
             true,
         );
         assert!(matches!(
-            rx.blocking_recv().unwrap(),
+            rx.blocking_recv().unwrap(), // ok: test code
             Err(AppendError::Unavailable(_))
         ));
         assert_eq!(head.borrow().seq, 0);
@@ -558,7 +558,7 @@ mod tests {
 
     #[test]
     fn a_quiet_group_with_the_sync_thread_idle_is_durable_and_answered_before_land_returns() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap(); // ok: test code
         let (mut pipeline, head) = started(dir.path());
         let (tx, mut rx) = oneshot::channel();
         let appended = Appended {
