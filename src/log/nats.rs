@@ -35,22 +35,17 @@ use super::config::NatsConfig;
 use super::record::Hash;
 use super::{Command, Head};
 
+mod bucket;
+mod chunks;
+pub(crate) use bucket::{Bucket, Change};
+use chunks::{COUNT_HEADER, Chunk, FIRST_HEADER, chunk_messages, chunk_span, stream_records};
+
 /// The most messages of one atomic batch: the server's limit is 1000 per batch.
 const BATCH_MAX: usize = 1000;
-/// The most record bytes one stream message carries: well under NATS' default
-/// `max_payload` (1 MiB), so a chunk of large events still fits with its framing.
-const MESSAGE_BYTES: usize = 256 * 1024;
-/// The headers of a chunk message: the seq of its first record, and how many it holds.
-const FIRST_HEADER: &str = "Annals-First";
-const COUNT_HEADER: &str = "Annals-Count";
-/// A record's framing inside a chunk message: its chain hash, then its length (u32, LE).
-const FRAME_HEAD: usize = 32 + 4;
 /// How long a request to the cluster (a publish's ack, a stream read) may take. Short: a
 /// request to a leader that died is retried only once it times out, and a retry is always
 /// safe (a group stored after its ack timed out is found by the catch-up that follows).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
-/// The header carrying a record's chain hash (hex), checked on every read.
-const HASH_HEADER: &str = "Annals-Hash";
 /// Records the follower hands to the writer at most at once.
 const FOLLOW_CHUNK: usize = 512;
 
@@ -328,7 +323,7 @@ impl Link {
     }
 
     /// Publishes `records` (event id, chain hash, JSON), the seqs right after `last`: as
-    /// chunk messages of at most [`MESSAGE_BYTES`], in atomic batches of at most
+    /// chunk messages of at most [`MESSAGE_BYTES`](chunks::MESSAGE_BYTES), in atomic batches of at most
     /// [`BATCH_MAX`] messages, each expecting the message the one before ended at, so each
     /// lands whole at its place or not at all. Returns once the last batch's ack says where
     /// it ended.
@@ -520,136 +515,6 @@ fn note(known: &std::sync::Mutex<(u64, u64)>, stream: u64, end: u64) {
     }
 }
 
-/// A run of consecutive records as one stream message.
-struct Chunk {
-    /// Its `Nats-Msg-Id`: the first record's event id.
-    id: Uuid,
-    /// The seq of its first record.
-    first: u64,
-    /// How many records it holds.
-    count: u64,
-    /// Each record framed: its hash, its length, its JSON.
-    payload: Bytes,
-}
-
-/// `records`, the seqs right after `last`, cut into chunks of at most [`MESSAGE_BYTES`] (a
-/// record larger than that alone in its chunk).
-fn chunk_messages(last: u64, records: &[(Uuid, Hash, &[u8])]) -> Vec<Chunk> {
-    let mut out: Vec<Chunk> = Vec::new();
-    let mut payload = Vec::new();
-    let mut first = last + 1;
-    let mut count = 0u64;
-    let mut id = Uuid::nil();
-    for (i, (event, hash, bytes)) in records.iter().enumerate() {
-        if count > 0 && payload.len() + FRAME_HEAD + bytes.len() > MESSAGE_BYTES {
-            out.push(Chunk {
-                id,
-                first,
-                count,
-                payload: Bytes::from(std::mem::take(&mut payload)),
-            });
-            first = last + 1 + i as u64;
-            count = 0;
-        }
-        if count == 0 {
-            id = *event;
-        }
-        payload.extend_from_slice(hash);
-        payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-        payload.extend_from_slice(bytes);
-        count += 1;
-    }
-    if count > 0 {
-        out.push(Chunk {
-            id,
-            first,
-            count,
-            payload: Bytes::from(payload),
-        });
-    }
-    out
-}
-
-/// The seqs a stream message holds: (first, count). A message without the chunk headers is
-/// one record, at its stream sequence (a stream written before chunks).
-fn chunk_span(stream: u64, headers: Option<&HeaderMap>) -> Result<(u64, u64), NatsError> {
-    let corrupt = |why: &str| NatsError::Corrupt {
-        seq: stream,
-        why: why.into(),
-    };
-    let Some(first) = headers.and_then(|h| h.get(FIRST_HEADER)) else {
-        return Ok((stream, 1));
-    };
-    let first: u64 = first
-        .as_str()
-        .parse()
-        .map_err(|_| corrupt("Annals-First is not a seq"))?;
-    let count: u64 = headers
-        .and_then(|h| h.get(COUNT_HEADER))
-        .and_then(|v| v.as_str().parse().ok())
-        .filter(|n| *n > 0)
-        .ok_or_else(|| corrupt("no Annals-Count, or 0"))?;
-    Ok((first, count))
-}
-
-/// A stream message's records: its stream sequence, and each record with the seq the message
-/// states, its hash and its JSON (a message of the older form: one record, its hash in the
-/// `Annals-Hash` header).
-fn stream_records(m: &jetstream::Message) -> Result<(u64, Vec<StreamRecord>), NatsError> {
-    let stream = m
-        .info()
-        .map_err(|e| NatsError::Read(e.to_string()))?
-        .stream_sequence;
-    let corrupt = |why: String| NatsError::Corrupt { seq: stream, why };
-    let headers = m.headers.as_ref();
-    if headers.and_then(|h| h.get(FIRST_HEADER)).is_none() {
-        let text = headers
-            .and_then(|h| h.get(HASH_HEADER))
-            .map(|v| v.as_str().to_string())
-            .ok_or_else(|| corrupt("no Annals-Hash header".into()))?;
-        let mut hash = [0u8; 32];
-        hex::decode_to_slice(&text, &mut hash)
-            .map_err(|_| corrupt("Annals-Hash is not 64 hex digits".into()))?;
-        let record = StreamRecord {
-            seq: stream,
-            hash,
-            bytes: m.payload.clone(),
-        };
-        return Ok((stream, vec![record]));
-    }
-    let (first, count) = chunk_span(stream, headers)?;
-    let payload = &m.payload;
-    let mut records = Vec::with_capacity(count as usize);
-    let mut at = 0usize;
-    while at < payload.len() {
-        let head = payload
-            .get(at..at + FRAME_HEAD)
-            .ok_or_else(|| corrupt(format!("a record's framing is cut at byte {at}")))?;
-        let mut hash = [0u8; 32];
-        hash.copy_from_slice(&head[..32]);
-        let mut len = [0u8; 4];
-        len.copy_from_slice(&head[32..]);
-        let len = u32::from_le_bytes(len) as usize;
-        let start = at + FRAME_HEAD;
-        if start + len > payload.len() {
-            return Err(corrupt(format!("a record is cut at byte {start}")));
-        }
-        records.push(StreamRecord {
-            seq: first + records.len() as u64,
-            hash,
-            bytes: payload.slice(start..start + len),
-        });
-        at = start + len;
-    }
-    if records.len() as u64 != count {
-        return Err(corrupt(format!(
-            "holds {} records, Annals-Count says {count}",
-            records.len()
-        )));
-    }
-    Ok((stream, records))
-}
-
 /// A node's follower: reads the stream from the node's head on and hands the records to the
 /// writer (which skips what it already holds), so reads on this node see appends made on
 /// others. Runs until the writer's queue closes; after a failure it starts again from the
@@ -687,170 +552,5 @@ pub(crate) async fn follow(link: Link, tx: mpsc::Sender<Command>, head: watch::R
             return;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Whether a bucket message holds a value (not a delete, purge or expiry marker).
-fn is_put(headers: &HeaderMap) -> bool {
-    headers.get("KV-Operation").is_none() && headers.get("Nats-Marker-Reason").is_none()
-}
-
-/// A change of a key-value bucket seen by [`Bucket::watch`].
-#[derive(Debug, Clone)]
-pub(crate) struct Change {
-    /// The key.
-    pub(crate) key: String,
-    /// The value written, `None` for a delete.
-    pub(crate) value: Option<Bytes>,
-    /// The bucket's revision of this change.
-    pub(crate) revision: u64,
-}
-
-/// A JetStream key-value bucket of the cluster (one value per key); cheap to clone. Every
-/// call fails with [`NatsError::Kv`] naming the bucket.
-#[derive(Clone)]
-pub(crate) struct Bucket {
-    kv: kv::Store,
-    name: String,
-}
-
-impl Bucket {
-    fn failed(&self, e: &dyn std::fmt::Display) -> NatsError {
-        NatsError::Kv {
-            bucket: self.name.clone(),
-            why: e.to_string(),
-        }
-    }
-
-    /// The bucket's name (`<stream>_<name>`).
-    pub(crate) fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// How long the bucket keeps a value after it was written (zero: for ever), as it was
-    /// when the bucket was opened.
-    pub(crate) fn max_age(&self) -> Duration {
-        self.kv.stream.cached_info().config.max_age
-    }
-
-    /// A key's value and revision (`None`: absent or deleted), as the bucket's stream leader
-    /// holds it. Never a replica's copy (the bucket allows direct gets, which any replica
-    /// answers): one that lags answers a write acknowledged a moment ago with the value
-    /// before it, such as a webhook cursor behind the one a node stopped at.
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<(Bytes, u64)>, NatsError> {
-        let subject = format!("{}{key}", self.kv.prefix);
-        match self
-            .kv
-            .stream
-            .get_last_raw_message_by_subject(&subject)
-            .await
-        {
-            Ok(m) => Ok(is_put(&m.headers).then_some((m.payload, m.sequence))),
-            Err(e) if e.kind() == stream::LastRawMessageErrorKind::NoMessageFound => Ok(None),
-            Err(e) => Err(self.failed(&e)),
-        }
-    }
-
-    /// Every value whose key matches `filter` (a subject pattern over the keys: `>` for all,
-    /// `dead.<id>.*`), in revision order, read from the bucket's stream leader one message at
-    /// a time (each the next stored after the last). Not a key listing and direct gets: those
-    /// are answered by any replica, and one that lags misses a key written a moment ago or
-    /// holds its older value.
-    pub(crate) async fn values(&self, filter: &str) -> Result<Vec<Change>, NatsError> {
-        let prefix = self.kv.prefix.as_str();
-        let subject = format!("{prefix}{filter}");
-        let mut out = Vec::new();
-        let mut from = 1;
-        loop {
-            let next = self
-                .kv
-                .stream
-                .raw_message_builder()
-                .sequence(from)
-                .next_by_subject(subject.clone())
-                .send()
-                .await;
-            let m = match next {
-                Ok(m) => m,
-                Err(e) if e.kind() == stream::RawMessageErrorKind::NoMessageFound => {
-                    return Ok(out);
-                }
-                Err(e) => return Err(self.failed(&e)),
-            };
-            from = m.sequence + 1;
-            if let Some(key) = m.subject.as_str().strip_prefix(prefix)
-                && is_put(&m.headers)
-            {
-                out.push(Change {
-                    key: key.to_string(),
-                    value: Some(m.payload),
-                    revision: m.sequence,
-                });
-            }
-        }
-    }
-
-    /// Writes a value; answers its revision.
-    pub(crate) async fn put(&self, key: &str, value: Bytes) -> Result<u64, NatsError> {
-        self.kv.put(key, value).await.map_err(|e| self.failed(&e))
-    }
-
-    /// Deletes a key (a no-op when absent).
-    pub(crate) async fn delete(&self, key: &str) -> Result<(), NatsError> {
-        self.kv.delete(key).await.map_err(|e| self.failed(&e))
-    }
-
-    /// Writes a value only if the key holds none; answers its revision, or `None` when the
-    /// key holds one.
-    pub(crate) async fn create(&self, key: &str, value: Bytes) -> Result<Option<u64>, NatsError> {
-        match self.kv.create(key, value).await {
-            Ok(revision) => Ok(Some(revision)),
-            Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
-            Err(e) => Err(self.failed(&e)),
-        }
-    }
-
-    /// Writes a value only if the key's revision is still `revision`; answers the new
-    /// revision, or `None` when another write came first (or the value expired).
-    pub(crate) async fn update(
-        &self,
-        key: &str,
-        value: Bytes,
-        revision: u64,
-    ) -> Result<Option<u64>, NatsError> {
-        match self.kv.update(key, value, revision).await {
-            Ok(revision) => Ok(Some(revision)),
-            Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => Ok(None),
-            Err(e) => Err(self.failed(&e)),
-        }
-    }
-
-    /// Deletes a key only if its revision is still `revision` (a lease given back by its
-    /// holder, never one another node took since).
-    pub(crate) async fn delete_at(&self, key: &str, revision: u64) -> Result<(), NatsError> {
-        self.kv
-            .delete_expect_revision(key, Some(revision))
-            .await
-            .map_err(|e| self.failed(&e))
-    }
-
-    /// The changes made from now on, in the bucket's order.
-    pub(crate) async fn watch(
-        &self,
-    ) -> Result<impl futures_util::Stream<Item = Result<Change, NatsError>> + use<>, NatsError>
-    {
-        let name = self.name.clone();
-        let watch = self.kv.watch_all().await.map_err(|e| self.failed(&e))?;
-        Ok(watch.map(move |entry| {
-            let entry = entry.map_err(|e| NatsError::Kv {
-                bucket: name.clone(),
-                why: e.to_string(),
-            })?;
-            Ok(Change {
-                value: (entry.operation == kv::Operation::Put).then_some(entry.value),
-                key: entry.key,
-                revision: entry.revision,
-            })
-        }))
     }
 }
