@@ -7,7 +7,9 @@
 //! revision-checked update ([`Timings`], from `[webhooks]`). A renewal refused (another node
 //! took the lease) stops delivery at once; renewals that fail for `lease_give_up_ms` (counted
 //! from when the last good renewal was sent, so before the server can let the lease expire)
-//! stop it too. A node with `webhooks.deliver = false` runs no keeper: it never takes a lease. A node that stops
+//! stop it too. A lease taken whose subscription state cannot then be read from the cluster
+//! (an election of the webhook bucket) is given back and taken again on the next round: a
+//! transient cluster error never ends a keeper. A node with `webhooks.deliver = false` runs no keeper: it never takes a lease. A node that stops
 //! cleanly pushes its cursor and gives the lease back; a node that dies leaves it to expire,
 //! and another node takes over from the last cursor pushed (at most `cursor_sync_ms` behind):
 //! in order, at least once.
@@ -117,6 +119,10 @@ enum Ended {
     Finished,
     /// The lease is lost or may have expired: try to take it again.
     Lost,
+    /// The cluster could not be read under the lease (an election of the webhook bucket):
+    /// the lease is given back and taken again on the next round. Never the end of the
+    /// keeper: it may be the only node left to deliver the subscription.
+    Retry,
 }
 
 /// The lease keeper of one subscription: tries to take the lease, delivers while holding it.
@@ -149,7 +155,7 @@ async fn keep(ctx: Arc<Ctx>, id: Uuid, mut order: watch::Receiver<Order>) {
             Ok(Some(revision)) => {
                 match deliver(&ctx, shared, id, &key, revision, asked, &mut order).await {
                     Ended::Told | Ended::Finished => return,
-                    Ended::Lost => {}
+                    Ended::Lost | Ended::Retry => {}
                 }
             }
             Ok(None) => {}
@@ -197,8 +203,8 @@ async fn under_lease(
 ) -> Ended {
     // The last cursor any node pushed, not this node's copy, which may be behind it.
     if let Err(e) = ctx.store.adopt(&id).await {
-        tracing::warn!(subscription = %id, error = %e, "cannot read the subscription's state from the cluster");
-        return Ended::Finished;
+        tracing::warn!(subscription = %id, error = %e, "cannot read the subscription's state from the cluster; trying again");
+        return Ended::Retry;
     }
     let sub = match ctx.store.subscription(&id) {
         Ok(Some(sub)) if sub.status == Status::Active => sub,

@@ -19,14 +19,14 @@ use crate::nats::NatsCluster;
 /// A TCP proxy to one nats-server that, once armed, lets the next client message containing
 /// `needle` through and then drops everything the server answers on that connection, closing
 /// it a second later.
-struct AckCutter {
+pub(crate) struct AckCutter {
     port: u16,
     armed: Arc<AtomicBool>,
     cuts: Arc<AtomicUsize>,
 }
 
 impl AckCutter {
-    async fn start(upstream: &str, needle: String) -> AckCutter {
+    pub(crate) async fn start(upstream: &str, needle: String) -> AckCutter {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let upstream = upstream.trim_start_matches("nats://").to_string();
@@ -45,15 +45,15 @@ impl AckCutter {
         AckCutter { port, armed, cuts }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
-    fn arm(&self) {
+    pub(crate) fn arm(&self) {
         self.armed.store(true, Ordering::SeqCst);
     }
 
-    fn cuts(&self) -> usize {
+    pub(crate) fn cuts(&self) -> usize {
         self.cuts.load(Ordering::SeqCst)
     }
 }

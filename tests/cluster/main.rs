@@ -14,6 +14,7 @@ mod failover;
 mod keep_out;
 mod keys_cli;
 mod lease;
+mod lease_retry;
 mod log;
 mod migrate;
 mod nats;
