@@ -21,7 +21,7 @@
 //! nats-server 2.15.1).
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_nats::HeaderMap;
@@ -108,6 +108,10 @@ pub(crate) struct Link {
     /// The latest stream message seen (its stream sequence, and the seq it ends at): where
     /// the next publish expects the stream to end, and where reading past it starts.
     known: Arc<std::sync::Mutex<(u64, u64)>>,
+    /// The last seq this node's own publishes stored: the writer holds every record up to it
+    /// (it writes its group once the stream took it), so the follower's echo of them is
+    /// dropped, not queued, where it would cut the writer's next group in two.
+    published: Arc<AtomicU64>,
 }
 
 impl Link {
@@ -159,6 +163,7 @@ impl Link {
             config: config.clone(),
             ready: Arc::new(AtomicBool::new(false)),
             known: Arc::new(std::sync::Mutex::new((0, 0))),
+            published: Arc::new(AtomicU64::new(0)),
         })
     }
 
@@ -346,6 +351,7 @@ impl Link {
             }
             end += batch.iter().map(|m| m.count).sum::<u64>();
             self.note(stored, end);
+            self.published.fetch_max(end, Ordering::AcqRel);
             expected = stored;
         }
         Ok(())
@@ -517,7 +523,7 @@ fn note(known: &std::sync::Mutex<(u64, u64)>, stream: u64, end: u64) {
 
 /// A node's follower: reads the stream from the node's head on and hands the records to the
 /// writer (which skips what it already holds), so reads on this node see appends made on
-/// others. Runs until the writer's queue closes; after a failure it starts again from the
+/// others. Records this node's own publishes stored are left out: the writer holds them. Runs until the writer's queue closes; after a failure it starts again from the
 /// head, a second later.
 pub(crate) async fn follow(link: Link, tx: mpsc::Sender<Command>, head: watch::Receiver<Head>) {
     loop {
@@ -528,8 +534,10 @@ pub(crate) async fn follow(link: Link, tx: mpsc::Sender<Command>, head: watch::R
                 while let Some(chunk) = chunks.next().await {
                     let mut batch = Vec::with_capacity(chunk.len());
                     let mut failure = None;
+                    let held = link.published.load(Ordering::Acquire);
                     for item in chunk {
                         match item {
+                            Ok(rec) if rec.seq <= held => {}
                             Ok(rec) => batch.push(rec),
                             Err(e) => {
                                 failure = Some(e);
