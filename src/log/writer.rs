@@ -5,7 +5,9 @@
 //! the sync thread makes it durable (the frame in the journal, `journal.rs`; sled itself is
 //! synced by the `checkpoint` thread through `durable`) and only then answers and moves the
 //! durable head, while the writer stages the next group
-//! against the tree, which holds the previous one (readers stop at the durable head). With
+//! against the tree, which holds the previous one (readers stop at the durable head). A
+//! group nothing waits behind is written ahead instead: its frame synced first, then plain
+//! sled inserts (no atomic batch, whose I/O-buffer seals cost disk waits). With
 //! the nats backend a group is durable once the stream has stored it (`replicated`), and the
 //! writer also applies what other nodes appended. It must never answer success before the
 //! group is durable, and never write part of a request.
@@ -392,6 +394,7 @@ impl Writer {
                     events: 0,
                     started,
                     frame: None,
+                    synced: false,
                 },
                 self.quiet,
             );
@@ -402,48 +405,76 @@ impl Writer {
             hash: overlay.head_hash,
         };
         let event_count = new_head.seq - self.head.seq;
+        // Ahead: nothing waits to be staged and nothing handed over is unanswered, so the
+        // writer makes this group durable itself anyway. Then its frame is synced first and
+        // the group goes into sled as plain inserts. An atomic batch makes sled seal its I/O
+        // buffer before and after it (`pin_log`), and each seal is a write with a
+        // `sync_file_range` that waits for the disk: two disk waits beside the journal's one
+        // per request. Plain inserts stay in sled's buffer until it fills or the checkpoint.
+        // A crash may leave any prefix of them in sled, but never more than the journal holds
+        // (its frame was durable before the first insert; sled recovers a prefix of its log,
+        // and the journal LSN key goes in last), and the open applies the frame again.
+        let ahead = self.journaled && self.quiet && self.pipeline.idle();
         let mut batch = sled::Batch::default();
+        let mut inserts: Vec<(sled::IVec, sled::IVec)> = Vec::new();
         // The same ops, as the group's journal frame (sled backend).
         let mut frame = self.journaled.then(Frame::default);
         let lsn = self.lsn + 1;
-        fn put(batch: &mut sled::Batch, frame: &mut Option<Frame>, k: &[u8], v: &[u8]) {
-            if let Some(frame) = frame {
+        let mut put = |k: &[u8], v: &[u8]| {
+            if let Some(frame) = &mut frame {
                 frame.insert(k, v);
             }
-            batch.insert(k, v);
-        }
+            if ahead {
+                inserts.push((k.into(), v.into()));
+            } else {
+                batch.insert(k, v);
+            }
+        };
         // The group's records as a few chunk values: one sled key per chunk, not per record.
-        let written = chunk::chunks(self.head.seq + 1, &overlay.records, self.packer.as_mut())
-            .and_then(|chunks| {
+        let staged = chunk::chunks(self.head.seq + 1, &overlay.records, self.packer.as_mut())
+            .map(|chunks| {
                 for (k, v) in chunks {
-                    put(&mut batch, &mut frame, k.as_ref(), v.as_ref());
+                    put(k.as_ref(), v.as_ref());
                 }
                 for (k, v) in overlay.writes.drain(..) {
-                    put(&mut batch, &mut frame, &k, &v);
+                    put(&k, &v);
                 }
                 let head = layout::head_value(new_head.seq, &new_head.hash);
-                put(&mut batch, &mut frame, layout::HEAD, &head);
-                if frame.is_some() {
-                    put(
-                        &mut batch,
-                        &mut frame,
-                        layout::JOURNAL_LSN,
-                        &lsn.to_be_bytes(),
-                    );
+                put(layout::HEAD, &head);
+                // Last: a sled that kept this key after a crash kept the whole group.
+                if self.journaled {
+                    put(layout::JOURNAL_LSN, &lsn.to_be_bytes());
                 }
-                self.tree.apply_batch(batch).map_err(durable::sled_io)
-            });
+            })
+            .map_err(|e| e.to_string());
+        let mut frame = frame.map(|f| f.seal(lsn));
+        let written = staged.and_then(|()| {
+            if !ahead {
+                return self
+                    .tree
+                    .apply_batch(batch)
+                    .map_err(|e| durable::sled_io(e).to_string());
+            }
+            if let Some(sealed) = frame.take() {
+                self.pipeline.write_ahead(&sealed)?;
+            }
+            for (k, v) in inserts {
+                self.tree
+                    .insert(k, v)
+                    .map_err(|e| durable::sled_io(e).to_string())?;
+            }
+            Ok(())
+        });
         if let Err(e) = written {
             tracing::error!(error = %e, "group commit failed; refusing further appends");
             self.failed.store(true, Ordering::Release);
             fail(owed, &format!("write failed: {e}"));
             return;
         }
-        let frame = frame.map(|f| {
+        if self.journaled {
             self.lsn = lsn;
             self.applied.store(lsn, Ordering::Release);
-            f.seal(lsn)
-        });
+        }
         // Never lowered: the stamp started from it and only rose.
         self.last_recorded_at = overlay.stamp.at;
         // The group's staged records hold every event's parsed payload: freeing them is many
@@ -466,6 +497,7 @@ impl Writer {
                 events: event_count,
                 started,
                 frame,
+                synced: ahead,
             },
             self.quiet,
         );

@@ -13,14 +13,14 @@ use serde_json::{Value, json};
 use crate::helpers::*;
 
 /// A server killed when dropped, so a failed assertion leaves no process behind.
-struct Running(Option<BinaryServer>);
+pub(crate) struct Running(Option<BinaryServer>);
 
 impl Running {
-    fn start(dir: &Path, config: &Path) -> Running {
+    pub(crate) fn start(dir: &Path, config: &Path) -> Running {
         Running(Some(BinaryServer::start(dir, config)))
     }
 
-    fn kill9(mut self) {
+    pub(crate) fn kill9(mut self) {
         if let Some(s) = self.0.take() {
             s.kill9();
         }
@@ -43,7 +43,7 @@ impl Drop for Running {
 }
 
 /// A config with the test keys and a checkpoint that never comes during a test.
-fn config_without_checkpoints(dir: &Path, keys: &TestKeys) -> PathBuf {
+pub(crate) fn config_without_checkpoints(dir: &Path, keys: &TestKeys) -> PathBuf {
     let path = write_config(dir, keys);
     let mut text = std::fs::read_to_string(&path).unwrap();
     text.push_str("\n[log]\ncheckpoint_ms = 3600000\ncheckpoint_bytes = 1073741824\n");
@@ -51,7 +51,7 @@ fn config_without_checkpoints(dir: &Path, keys: &TestKeys) -> PathBuf {
     path
 }
 
-fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -59,7 +59,7 @@ fn client() -> reqwest::Client {
 }
 
 /// Posts `body` to `stream` and insists on 201; returns the events' (id, seq, hash).
-async fn post(
+pub(crate) async fn post(
     client: &reqwest::Client,
     server: &BinaryServer,
     keys: &TestKeys,
@@ -135,7 +135,7 @@ async fn burst(
 }
 
 /// Every acknowledged event is served at its seq with its hash, and the log ends at `head`.
-async fn assert_served(
+pub(crate) async fn assert_served(
     client: &reqwest::Client,
     base: &str,
     keys: &TestKeys,
@@ -152,7 +152,7 @@ async fn assert_served(
 }
 
 /// `annals verify` of a stopped folder: its verdict line.
-fn verify(dir: &Path) -> String {
+pub(crate) fn verify(dir: &Path) -> String {
     let (code, out, err) = run_cli(&["verify", "--data-dir", dir.to_str().unwrap()], None);
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     out

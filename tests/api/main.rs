@@ -25,6 +25,7 @@ mod export_route;
 mod idempotency;
 mod import_bulk;
 mod journal;
+mod journal_ahead;
 mod known_ids;
 mod live;
 mod log_close;

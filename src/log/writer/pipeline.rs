@@ -5,7 +5,8 @@
 //! next group against the tree, which holds the previous one. Groups that land while a sync
 //! runs share the next one. A group that lands with the writer's queue empty and nothing
 //! handed over still unanswered is made durable on the writer thread itself: there is no
-//! next group to overlap, and a single client saves the hop to the sync thread and back.
+//! next group to overlap, and a single client saves the hop to the sync thread and back;
+//! such a group's frame is made durable before it is applied (`write_ahead`).
 //! This must never answer a request (success, duplicate or refusal:
 //! each may rest on a group before it) before every group landed before it is durable, never
 //! move the head past what is durable, and never acknowledge anything after a failed sync.
@@ -49,6 +50,9 @@ pub(super) struct Landed {
     pub(super) started: Instant,
     /// Its batch as a journal frame (with the sled backend, when it wrote).
     pub(super) frame: Option<Sealed>,
+    /// Whether its frame was already made durable before it was applied (`write_ahead`):
+    /// then it needs no sync of its own.
+    pub(super) synced: bool,
 }
 
 /// Marks the writer failed if the thread holding it panics: nothing after is acknowledged.
@@ -151,6 +155,31 @@ impl Syncer {
         Ok(())
     }
 
+    /// Writes and syncs `frame` before its group is applied to sled (the writer's quiet path,
+    /// see `Pipeline::write_ahead`); a failure stops every later acknowledgement, as in
+    /// `settle`.
+    fn write_ahead(&mut self, frame: &Sealed) -> Result<(), String> {
+        if let Some(why) = &self.broken {
+            return Err(why.clone());
+        }
+        let Some((journal, checkpoint)) = &mut self.journal else {
+            return Err("no journal".into());
+        };
+        match journal.write(frame).and_then(|()| journal.sync()) {
+            Ok(()) => {
+                checkpoint.wrote(frame.len() as u64);
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "group commit failed; refusing further appends");
+                self.failed.store(true, Ordering::Release);
+                let why = format!("write failed: {e}");
+                self.broken = Some(why.clone());
+                Err(why)
+            }
+        }
+    }
+
     /// The last checkpoint, then (if every group made it) the journal removed: a clean stop
     /// leaves sled durable and no journal, which an older binary reads as before.
     fn close(&mut self) {
@@ -182,7 +211,7 @@ impl Syncer {
         if self.panic_next {
             panic!("test fault in the sync thread");
         }
-        let writes = landed.iter().any(|l| l.head.is_some());
+        let writes = landed.iter().any(|l| l.head.is_some() && !l.synced);
         if writes
             && self.broken.is_none()
             && let Err(e) = self.make_durable(&landed)
@@ -331,6 +360,32 @@ impl Pipeline {
         }
     }
 
+    /// Whether nothing handed over is still unanswered: a group made durable now, by the
+    /// writer itself, is then answered after every group before it.
+    pub(super) fn idle(&self) -> bool {
+        match self {
+            Pipeline::Inline(_) => true,
+            Pipeline::Thread { handed, .. } => handed.load(Ordering::Acquire) == 0,
+            Pipeline::Stopped => false,
+        }
+    }
+
+    /// Makes a group's journal frame durable on the writer thread, before the group is
+    /// applied to sled (only while `idle`, so frames stay in LSN order). A group applied
+    /// after its frame is durable may go into sled as plain inserts instead of one atomic
+    /// batch: whatever part of it sled keeps after a crash, the journal holds the whole of
+    /// it, and the open applies it again (see `Writer::write_group`).
+    pub(super) fn write_ahead(&mut self, frame: &Sealed) -> Result<(), String> {
+        match self {
+            Pipeline::Inline(syncer) => syncer.write_ahead(frame),
+            Pipeline::Thread { syncer, .. } => match syncer.lock() {
+                Ok(mut syncer) => syncer.write_ahead(frame),
+                Err(_) => Err("the sync thread stopped".into()),
+            },
+            Pipeline::Stopped => Err("the log is closed".into()),
+        }
+    }
+
     /// Waits until every landed group is durable and answered, then runs the last
     /// checkpoint; nothing lands after.
     pub(super) fn finish(&mut self) {
@@ -447,6 +502,7 @@ mod tests {
             events: head.map_or(0, |_| 1),
             started: Instant::now(),
             frame: None,
+            synced: false,
         }
     }
 
