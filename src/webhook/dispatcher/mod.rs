@@ -302,16 +302,18 @@ async fn run(
                 break;
             };
             in_flight.insert(msg.seq);
-            let mut at = stages::Seen::default();
+            // The queue time always (for `webhook_stage_seconds`); the rest for the stage log.
+            let mut at = stages::Seen {
+                queued_ns: stages::now_ns(),
+                ..stages::Seen::default()
+            };
             if trace {
                 while seen.len() > 1 && seen.front().is_some_and(|(h, _)| *h < msg.seq) {
                     seen.pop_front();
                 }
-                at = stages::Seen {
-                    seen_ns: seen.front().map_or(0, |(_, t)| *t),
-                    queued_ns: stages::now_ns(),
-                    read_ns: last_read_ns,
-                };
+                at.trace = true;
+                at.seen_ns = seen.front().map_or(0, |(_, t)| *t);
+                at.read_ns = last_read_ns;
             }
             pending.push(Box::pin(settle(
                 ctx.clone(),
@@ -460,12 +462,13 @@ async fn read(
         // most `read_batch` are examined; the filter runs in `take`.
         let reader = ctx.clone();
         let (from, limit) = (seq, (end - seq) as usize);
+        let seen_ns = stages::now_ns();
         let (prepared, after) = tokio::task::spawn_blocking(move || {
             let (records, after) = reader.log.read_range(from, limit, |_| true)?;
             let prepared: Vec<Arc<Prepared>> = records
                 .iter()
                 .map(|recorded| {
-                    let p = Arc::new(Prepared::new(recorded));
+                    let p = Arc::new(Prepared::new(recorded, seen_ns));
                     reader.messages.put(p.clone());
                     p
                 })

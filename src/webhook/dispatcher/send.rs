@@ -95,7 +95,17 @@ pub(super) async fn attempt(
     let result = send(ctx, s, msg).await;
     let latency = start.elapsed();
     if let Some(seen) = seen {
-        stages::log(&id, msg.seq, seen, sent_ns, stages::now_ns());
+        let answered_ns = stages::now_ns();
+        ctx.metrics.observe_stages([
+            msg.seen_ns,
+            msg.prepared_ns,
+            seen.queued_ns,
+            sent_ns,
+            answered_ns,
+        ]);
+        if seen.trace {
+            stages::log(&id, msg.seq, seen, sent_ns, answered_ns);
+        }
     }
     ctx.metrics.attempt_seconds.observe(latency.as_secs_f64());
     let (verdict, status, error, response, outcome) = match result {

@@ -16,6 +16,7 @@ mod message_cache;
 mod restart;
 mod rotation;
 mod signing;
+mod stage_metrics;
 pub mod support;
 mod type_globs;
 mod verifier;
