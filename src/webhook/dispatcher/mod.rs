@@ -13,10 +13,12 @@
 //! shared state), `message` (a message and how it settled), `follow` (the thread that reads
 //! new records into the shared cache, so delivery threads never wait on a log read),
 //! `settle` (one message on its retry schedule), `retry_state` (its place in the schedule),
-//! `send` (one HTTP attempt), `thread` (the dedicated threads delivery tasks run on).
+//! `send` (one HTTP attempt), `http1` (the plain-HTTP client: hyper's connections, pooled per
+//! subscription), `thread` (the dedicated threads delivery tasks run on).
 
 mod context;
 mod follow;
+mod http1;
 mod message;
 mod retry_state;
 mod send;
@@ -172,6 +174,8 @@ async fn run(
         .with_label_values(&[&id.to_string()]);
     let letters = ctx.store.dead_letters(&id)?;
     let s = Arc::new(SubCtx {
+        target: http1::Target::new(&url),
+        pool: std::sync::Mutex::new(http1::Pool::default()),
         url,
         mode: sub.mode,
         pacer: Pacer {
