@@ -18,6 +18,8 @@ use hyper::{Method, Request, Uri};
 use hyper_util::rt::TokioIo;
 use reqwest::Url;
 
+use super::send::root_cause;
+
 /// What a response left: its status, headers and first bytes.
 pub(super) struct Answer {
     pub(super) status: u16,
@@ -261,14 +263,6 @@ async fn exchange(
         headers: parts.headers,
         preview,
     })
-}
-
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cur = e;
-    while let Some(next) = cur.source() {
-        cur = next;
-    }
-    cur.to_string()
 }
 
 #[cfg(test)]

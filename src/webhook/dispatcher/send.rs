@@ -344,7 +344,8 @@ fn describe(e: reqwest::Error) -> (AttemptOutcome, String) {
     }
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost error's text (what failed, without the layers that passed it on).
+pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;
