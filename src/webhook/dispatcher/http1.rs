@@ -113,10 +113,13 @@ pub(super) async fn post(
         req
     };
     let attempt = async {
-        // A pooled connection the target closed while idle fails before anything was
-        // answered: that request goes again once, on a new connection, as reqwest's pool did.
-        if let Some(conn) = checkout(pool, addrs) {
-            match exchange(
+        // A pooled connection the target closed while it was idle fails without an answer:
+        // the close may reach us only after the request went out (a reset). The request then
+        // goes again once, on a new connection. The target may have seen it, which at least
+        // once allows: the webhook-id is the same, as with an idempotency key, which is when
+        // Go's client does the same.
+        if let Some(conn) = checkout(pool, addrs)
+            && let Ok(answer) = exchange(
                 pool,
                 addrs,
                 conn,
@@ -124,27 +127,15 @@ pub(super) async fn post(
                 limits,
             )
             .await
-            {
-                Err(Failure::Stale(_)) => {}
-                Err(Failure::Other(e)) => return Err(e),
-                Ok(answer) => return Ok(answer),
-            }
+        {
+            return Ok(answer);
         }
         let conn = connect(addrs, limits.connect_timeout).await?;
-        match exchange(pool, addrs, conn, request(headers, body), limits).await {
-            Ok(answer) => Ok(answer),
-            Err(Failure::Stale(e) | Failure::Other(e)) => Err(e),
-        }
+        exchange(pool, addrs, conn, request(headers, body), limits).await
     };
     tokio::time::timeout(limits.timeout, attempt)
         .await
         .unwrap_or(Err(SendError::Timeout))
-}
-
-/// A failed exchange: `Stale` when the connection closed before the request went out.
-enum Failure {
-    Stale(SendError),
-    Other(SendError),
 }
 
 /// An idle connection to the same addresses that can take a request now.
@@ -212,19 +203,10 @@ async fn exchange(
     mut conn: SendRequest<Full<Bytes>>,
     req: Request<Full<Bytes>>,
     limits: &Limits,
-) -> Result<Answer, Failure> {
+) -> Result<Answer, SendError> {
     let resp = match conn.send_request(req).await {
         Ok(r) => r,
-        Err(e) => {
-            let text = root_cause(&e);
-            // Canceled: the connection closed before the request was written, so the target
-            // never saw it. Anything else may have reached it and is the attempt's outcome.
-            return Err(if e.is_canceled() {
-                Failure::Stale(SendError::Request(text))
-            } else {
-                Failure::Other(SendError::Request(text))
-            });
-        }
+        Err(e) => return Err(SendError::Request(root_cause(&e))),
     };
     let (parts, mut body) = resp.into_parts();
     let mut preview = Vec::new();

@@ -12,6 +12,7 @@ mod filters;
 mod follower;
 mod guard;
 mod held_writes;
+mod keep_alive;
 mod message_cache;
 mod restart;
 mod rotation;
