@@ -26,6 +26,12 @@ const SLOW_MS = Number(process.env.SLOW_MS ?? 20);
 const TAIL_LINES = Number(process.env.TAIL_LINES ?? 12);
 // The server's log with stage times (benches/delivery.sh sets it with STAGES=1).
 const STAGES_LOG = process.env.STAGES_LOG;
+// What is warmed before the measured load (a comma list): `receiver` (this many POSTs
+// straight to the receiver, so its V8 code is optimised before the server's first delivery),
+// `server` (one event delivered to every subscription first: the server's connections and
+// every lazily built part exist before the load). Empty: the load starts cold.
+const WARMUP = (process.env.WARMUP ?? 'receiver,server').split(',').filter(Boolean);
+const WARMUP_POSTS = Number(process.env.WARMUP_POSTS ?? 20000);
 
 const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
 const nowNs = () => process.hrtime.bigint();
@@ -231,6 +237,48 @@ function stages(slow, subOf, seqOf) {
   console.log(`    ${names.map((name, i) => `${name} ${(sum[i] / Math.max(1, n)).toFixed(1)} / ${worst[i].toFixed(1)}`).join(', ')}`);
 }
 
+const STAGE_NAMES = ['seen_to_prepared', 'prepared_to_queued', 'queued_to_sent', 'sent_to_answered'];
+
+/** The server's `webhook_stage_seconds` sums and counts per stage (null when /metrics has
+ * none: an older binary). */
+async function stageTotals() {
+  let text;
+  try {
+    const resp = await fetch(`${base}/metrics`, { headers });
+    text = await resp.text();
+  } catch {
+    return null;
+  }
+  const out = {};
+  for (const name of STAGE_NAMES) {
+    const sum = new RegExp(`webhook_stage_seconds_sum\\{stage="${name}"\\} (\\S+)`).exec(text);
+    const count = new RegExp(`webhook_stage_seconds_count\\{stage="${name}"\\} (\\S+)`).exec(text);
+    if (!sum || !count) return null;
+    out[name] = [Number(sum[1]), Number(count[1])];
+  }
+  return out;
+}
+
+/** Per second of the load (from the server's `webhook_stage_seconds`), the mean ms each
+ * first attempt spent in each stage: says which stage a start episode sits in. */
+function printStageSeconds(first, samples, last) {
+  if (!first || !last) {
+    console.log('  stage means per second: the server has no webhook_stage_seconds');
+    return;
+  }
+  const points = [first, ...samples.filter(Boolean), last];
+  const rows = [];
+  for (let i = 1; i < points.length; i++) {
+    const [a, b] = [points[i - 1], points[i]];
+    const cells = STAGE_NAMES.map((n) => {
+      const dn = b[n][1] - a[n][1];
+      return dn > 0 ? (((b[n][0] - a[n][0]) / dn) * 1000).toFixed(2) : '-';
+    });
+    rows.push(`[${cells.join(' ')}]`);
+  }
+  console.log(`  stage means per second, ms [${STAGE_NAMES.join(' ')}]: ${rows.join(' ')}`);
+}
+
 function pct(sorted, p) {
   if (sorted.length === 0) return 0;
   return sorted[Math.round((sorted.length - 1) * p)];
@@ -255,6 +303,25 @@ async function main() {
     const created = await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
     subOf.set(`/hook/${i}`, created.id);
   }
+  if (WARMUP.includes('receiver')) {
+    // The receiver's own warm-up, from this process: no server work, so a start episode that
+    // goes away with it was the receiver's cold code, not the server's.
+    let left = WARMUP_POSTS;
+    const one = async () => {
+      while (left-- > 0) {
+        const r = await fetch(`${receiver}/warm`, { method: 'POST', headers: { 'webhook-id': 'warm' }, body: '{}' });
+        await r.arrayBuffer();
+      }
+    };
+    await Promise.all(Array.from({ length: subs }, one));
+  }
+  if (WARMUP.includes('server')) {
+    const before = await received();
+    await call('POST', '/streams/process%2Fru-ua-peace/events', { events: [statement(999999999)] });
+    const until = Date.now() + 10_000;
+    while ((await received()) - before < subs && Date.now() < until) await sleep(10);
+  }
+  if (WARMUP.length > 0) console.log(`  warmed up first: ${WARMUP.join(', ')} (WARMUP=${WARMUP.join(',')}; WARMUP= for a cold start)`);
   const base0 = await received();
   const conns0 = await connections();
   const acks = new Map();
@@ -267,9 +334,12 @@ async function main() {
   const cpu0 = cpuSecs();
   const threads0 = cpuByThread();
   const t0 = nowNs();
+  const stage0 = await stageTotals();
+  const stageSamples = [];
   const sampler = setInterval(async () => {
     const got = await received();
     samples.push(acks.size * subs - (got - base0));
+    stageSamples.push(await stageTotals());
   }, 1000);
   for (let b = 0; b < batches; b++) {
     const due = t0 + BigInt(Math.round(b * every * 1e6));
@@ -358,6 +428,7 @@ async function main() {
     `  receiver event loop late by p50 ${loop.p50.toFixed(1)} ms, p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms ` +
       `(5 ms sampling included; a stall here holds every subscription and is not the server's)`,
   );
+  printStageSeconds(stage0, stageSamples, await stageTotals());
   if (STAGES_LOG) stages(slow, subOf, seqOf);
   // The generator's own polls of /count open connections too (fetch keeps them alive, so a
   // handful); a sender that did not keep its connections alive would show one per delivery.

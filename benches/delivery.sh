@@ -11,6 +11,14 @@
 #   PERF=1 SUBS=20 SECS=10 benches/delivery.sh   # also perf record -g the server (perf-N.data)
 #   STAGES=1 SUBS=10 SECS=5 benches/delivery.sh  # also where the slow deliveries waited (server stage log)
 #   PERF=1 PERF_ARGS='--call-graph dwarf -F 499' ...  # callers through a release build without frame pointers
+#   WARMUP= SUBS=10 benches/delivery.sh  # a cold start: no warm-up before the measured load
+#
+# By default the load starts warm (WARMUP=receiver,server): the generator first POSTs
+# WARMUP_POSTS (20000) requests straight to the receiver, so Node's HTTP code is optimised
+# before the server's first delivery, and then one event is delivered to every subscription,
+# so the server's connections exist. Cold, the first second's round trips take 1-1.5 ms
+# instead of 0.5-0.8 (the stage means printed per second show it), and an ordered
+# subscription, one request at a time, owes a backlog that drains for seconds after.
 #
 # Needs node (20+). Builds the release binary, unless ANNALS_BIN (or BINS) names one. The server logs at
 # its default level (info) to a file, as it would in production; ANNALS_LOG changes that.

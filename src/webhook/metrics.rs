@@ -1,8 +1,11 @@
 //! The webhook instruments on `/metrics`: deliveries by outcome, attempts by outcome, attempt
 //! latency, lag per subscription, dead letters evicted per subscription, and how often the
-//! shared message cache spared a read. This module must never fail a delivery over a metric.
+//! shared message cache spared a read, and where a first attempt's time went, stage by stage
+//! (cheap enough to stay on). This module must never fail a delivery over a metric.
 
-use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts};
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts,
+};
 
 use crate::metrics::Metrics;
 
@@ -31,6 +34,59 @@ pub struct WebhookMetrics {
     pub message_cache_hits: IntCounter,
     /// The `miss` side of `webhook_message_cache_lookups_total`.
     pub message_cache_misses: IntCounter,
+    /// `webhook_stage_seconds`: where each message's first attempt spent its time, one
+    /// histogram per stage (see [`Stage`]), so a stall can be placed on `/metrics` without
+    /// turning on a log: a jump in `prepared_to_queued` is a subscription's own backlog, in
+    /// `sent_to_answered` the network or the receiver, in `seen_to_prepared` the log read.
+    pub stages: [Histogram; Stage::ALL.len()],
+}
+
+/// The stages of a first attempt, in order: `seen` (the follower saw the head move past the
+/// record), `prepared` (its message is in the shared cache), `queued` (the subscription's task
+/// started settling it), `sent` (the attempt started), `answered` (the attempt ended).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Reading and preparing the record after the head moved.
+    SeenToPrepared,
+    /// Waiting in the subscription's task (its backlog: ordered delivery sends one at a time).
+    PreparedToQueued,
+    /// Set-up before the request (durability of the last failure, pacing).
+    QueuedToSent,
+    /// The attempt: signing, the client, the round trip, the answer read.
+    SentToAnswered,
+}
+
+impl Stage {
+    /// Every stage, in order.
+    pub const ALL: [Stage; 4] = [
+        Stage::SeenToPrepared,
+        Stage::PreparedToQueued,
+        Stage::QueuedToSent,
+        Stage::SentToAnswered,
+    ];
+
+    /// The metric label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Stage::SeenToPrepared => "seen_to_prepared",
+            Stage::PreparedToQueued => "prepared_to_queued",
+            Stage::QueuedToSent => "queued_to_sent",
+            Stage::SentToAnswered => "sent_to_answered",
+        }
+    }
+}
+
+impl WebhookMetrics {
+    /// Records the stage times (monotonic nanoseconds, 0 when unknown) of one first attempt:
+    /// a stage with either end unknown is skipped.
+    pub fn observe_stages(&self, times: [u64; Stage::ALL.len() + 1]) {
+        for (i, h) in self.stages.iter().enumerate() {
+            let (from, to) = (times[i], times[i + 1]);
+            if from > 0 && to > 0 {
+                h.observe(to.saturating_sub(from) as f64 / 1e9);
+            }
+        }
+    }
 }
 
 impl WebhookMetrics {
@@ -75,6 +131,18 @@ impl WebhookMetrics {
             ),
             &["result"],
         )?;
+        let stages = HistogramVec::new(
+            HistogramOpts::new(
+                "webhook_stage_seconds",
+                "Seconds a message's first attempt spent in each stage: seen_to_prepared (the follower's read), prepared_to_queued (the subscription's backlog), queued_to_sent (set-up, pacing), sent_to_answered (the attempt)",
+            )
+            .buckets(vec![
+                0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1,
+                0.25, 0.5, 1.0, 5.0,
+            ]),
+            &["stage"],
+        )?;
+        metrics.register(Box::new(stages.clone()))?;
         metrics.register(Box::new(message_cache.clone()))?;
         metrics.register(Box::new(deliveries.clone()))?;
         metrics.register(Box::new(attempts.clone()))?;
@@ -89,6 +157,7 @@ impl WebhookMetrics {
             dead_letters_evicted,
             message_cache_hits: message_cache.with_label_values(&["hit"]),
             message_cache_misses: message_cache.with_label_values(&["miss"]),
+            stages: Stage::ALL.map(|st| stages.with_label_values(&[st.label()])),
         })
     }
 }

@@ -27,6 +27,9 @@ pub(crate) struct Ctx {
     pub metrics: WebhookMetrics,
 }
 
+/// The `User-Agent` of every attempt.
+pub(super) const USER_AGENT: &str = concat!("Annals-Webhooks/", env!("CARGO_PKG_VERSION"));
+
 /// The HTTP client settings every target gets: no redirects, no proxy (a proxy would connect
 /// to addresses the guard never saw), timeouts.
 pub(crate) fn client_builder(config: &WebhookConfig) -> reqwest::ClientBuilder {
@@ -36,7 +39,7 @@ pub(crate) fn client_builder(config: &WebhookConfig) -> reqwest::ClientBuilder {
         .timeout(Duration::from_millis(config.timeout_ms))
         .connect_timeout(Duration::from_millis(config.connect_timeout_ms))
         .tcp_nodelay(true)
-        .user_agent(concat!("Annals-Webhooks/", env!("CARGO_PKG_VERSION")))
+        .user_agent(USER_AGENT)
 }
 
 /// Makes moved cursors and retry states durable every `cursor_sync_ms` (one flush +

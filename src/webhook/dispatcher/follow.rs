@@ -100,13 +100,14 @@ fn run(weak: Weak<Ctx>, mut head_rx: watch::Receiver<Head>) {
 fn prepare(ctx: &Ctx, head: u64) -> Result<(), LogError> {
     let step = ctx.config.read_batch.max(1);
     let mut from = *ctx.messages.prepared.borrow() + 1;
+    let seen_ns = super::stages::now_ns();
     while from <= head {
         let (records, after) = ctx.log.read_range(from, step, |_| true)?;
         if records.is_empty() {
             break;
         }
         for recorded in &records {
-            ctx.messages.put(Arc::new(Prepared::new(recorded)));
+            ctx.messages.put(Arc::new(Prepared::new(recorded, seen_ns)));
         }
         ctx.messages.prepared.send_replace(after - 1);
         from = after;

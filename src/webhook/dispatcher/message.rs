@@ -27,6 +27,10 @@ pub(super) struct Msg {
     /// `event_id` as the `webhook-id` header value, checked once for every attempt of every
     /// subscription.
     pub(super) id_header: HeaderValue,
+    /// When the record was seen and prepared (monotonic ns, 0: not through the cache), for
+    /// `webhook_stage_seconds`.
+    pub(super) seen_ns: u64,
+    pub(super) prepared_ns: u64,
 }
 
 /// Why a record cannot become a message.
@@ -55,6 +59,8 @@ impl Msg {
             event_id: event_id.into(),
             event_type: rec.event_type.as_str().into(),
             body: Bytes::from(body),
+            seen_ns: 0,
+            prepared_ns: 0,
         })
     }
 }
@@ -69,8 +75,9 @@ pub(super) struct Prepared {
 }
 
 impl Prepared {
-    /// Parses a record once for every subscription.
-    pub(super) fn new(recorded: &Recorded) -> Prepared {
+    /// Parses a record once for every subscription; `seen_ns` is when the head was seen past
+    /// it (monotonic ns).
+    pub(super) fn new(recorded: &Recorded, seen_ns: u64) -> Prepared {
         let rec = match recorded.record() {
             Ok(rec) => rec,
             Err(e) => {
@@ -84,7 +91,11 @@ impl Prepared {
             }
         };
         let msg = match Msg::new(&rec, recorded) {
-            Ok(m) => Some(m),
+            Ok(mut m) => {
+                m.seen_ns = seen_ns;
+                m.prepared_ns = super::stages::now_ns();
+                Some(m)
+            }
             Err(e) => {
                 tracing::error!(seq = recorded.seq, error = %e, "cannot build a webhook body");
                 None

@@ -13,10 +13,12 @@
 //! shared state), `message` (a message and how it settled), `follow` (the thread that reads
 //! new records into the shared cache, so delivery threads never wait on a log read),
 //! `settle` (one message on its retry schedule), `retry_state` (its place in the schedule),
-//! `send` (one HTTP attempt), `thread` (the dedicated threads delivery tasks run on).
+//! `send` (one HTTP attempt), `http1` (the plain-HTTP client: hyper's connections, pooled per
+//! subscription), `thread` (the dedicated threads delivery tasks run on).
 
 mod context;
 mod follow;
+mod http1;
 mod message;
 mod retry_state;
 mod send;
@@ -172,6 +174,8 @@ async fn run(
         .with_label_values(&[&id.to_string()]);
     let letters = ctx.store.dead_letters(&id)?;
     let s = Arc::new(SubCtx {
+        target: http1::Target::new(&url),
+        pool: std::sync::Mutex::new(http1::Pool::default()),
         url,
         mode: sub.mode,
         pacer: Pacer {
@@ -302,16 +306,18 @@ async fn run(
                 break;
             };
             in_flight.insert(msg.seq);
-            let mut at = stages::Seen::default();
+            // The queue time always (for `webhook_stage_seconds`); the rest for the stage log.
+            let mut at = stages::Seen {
+                queued_ns: stages::now_ns(),
+                ..stages::Seen::default()
+            };
             if trace {
                 while seen.len() > 1 && seen.front().is_some_and(|(h, _)| *h < msg.seq) {
                     seen.pop_front();
                 }
-                at = stages::Seen {
-                    seen_ns: seen.front().map_or(0, |(_, t)| *t),
-                    queued_ns: stages::now_ns(),
-                    read_ns: last_read_ns,
-                };
+                at.trace = true;
+                at.seen_ns = seen.front().map_or(0, |(_, t)| *t);
+                at.read_ns = last_read_ns;
             }
             pending.push(Box::pin(settle(
                 ctx.clone(),
@@ -460,12 +466,13 @@ async fn read(
         // most `read_batch` are examined; the filter runs in `take`.
         let reader = ctx.clone();
         let (from, limit) = (seq, (end - seq) as usize);
+        let seen_ns = stages::now_ns();
         let (prepared, after) = tokio::task::spawn_blocking(move || {
             let (records, after) = reader.log.read_range(from, limit, |_| true)?;
             let prepared: Vec<Arc<Prepared>> = records
                 .iter()
                 .map(|recorded| {
-                    let p = Arc::new(Prepared::new(recorded));
+                    let p = Arc::new(Prepared::new(recorded, seen_ns));
                     reader.messages.put(p.clone());
                     p
                 })

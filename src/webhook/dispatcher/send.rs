@@ -1,17 +1,20 @@
 //! One HTTP attempt: signed per Standard Webhooks, through a client that connects only to
-//! addresses the target guard has just checked, its answer read no further than the caps, its
+//! addresses the target guard has just checked (`http1` for http targets, the pinned reqwest
+//! client for https), its answer read no further than the caps, its
 //! outcome counted and kept in the attempts ring. This module must never follow a redirect,
 //! never send unsigned, and never log a secret or a body.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 
 use super::context::Ctx;
+use super::http1;
 use super::message::Msg;
 use super::stages::{self, Seen};
 use super::task::SubCtx;
+use crate::webhook::guard;
 use crate::webhook::retry;
 use crate::webhook::signing;
 use crate::webhook::subscription::{Attempt, ms_to_rfc3339, now_ms};
@@ -95,7 +98,17 @@ pub(super) async fn attempt(
     let result = send(ctx, s, msg).await;
     let latency = start.elapsed();
     if let Some(seen) = seen {
-        stages::log(&id, msg.seq, seen, sent_ns, stages::now_ns());
+        let answered_ns = stages::now_ns();
+        ctx.metrics.observe_stages([
+            msg.seen_ns,
+            msg.prepared_ns,
+            seen.queued_ns,
+            sent_ns,
+            answered_ns,
+        ]);
+        if seen.trace {
+            stages::log(&id, msg.seq, seen, sent_ns, answered_ns);
+        }
     }
     ctx.metrics.attempt_seconds.observe(latency.as_secs_f64());
     let (verdict, status, error, response, outcome) = match result {
@@ -205,10 +218,6 @@ async fn send(
     s: &SubCtx,
     msg: &Msg,
 ) -> Result<(u16, Option<Duration>, Vec<u8>), (AttemptOutcome, String)> {
-    let client = s
-        .client(ctx)
-        .await
-        .map_err(|e| (AttemptOutcome::Refused, e))?;
     let timestamp = (now_ms() / 1000) as i64;
     let keys = s.keys(now_ms());
     if keys.is_empty() {
@@ -220,11 +229,11 @@ async fn send(
         ));
     }
     let signature = signing::signature_header_with(&keys, &msg.event_id, timestamp, &msg.body);
-    // The request put together from parts made once (names, the id's value, the body), not
-    // through the builder, which parses every name and value again on every attempt.
-    let mut request = reqwest::Request::new(reqwest::Method::POST, s.url.clone());
-    let headers = request.headers_mut();
+    // The headers put together from parts made once (names, the id's value), not through a
+    // builder, which parses every name and value again on every attempt.
+    let mut headers = HeaderMap::with_capacity(8);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(ACCEPT, HeaderValue::from_static("*/*"));
     headers.insert(WEBHOOK_ID, msg.id_header.clone());
     headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
     headers.insert(
@@ -236,11 +245,36 @@ async fn send(
             )
         })?,
     );
-    *request.body_mut() = Some(msg.body.clone().into());
-    let mut resp = client.execute(request).await.map_err(describe)?;
-    let status = resp.status().as_u16();
+    let (status, answer_headers, preview) = match &s.target {
+        Some(target) => {
+            let checked = guard::check(&s.url, ctx.config.allow_private_targets)
+                .await
+                .map_err(|e| (AttemptOutcome::Refused, format!("target refused: {e}")))?;
+            let limits = http1::Limits {
+                timeout: Duration::from_millis(ctx.config.timeout_ms),
+                connect_timeout: Duration::from_millis(ctx.config.connect_timeout_ms),
+                max_response_bytes: ctx.config.max_response_bytes,
+                preview_bytes: ctx.config.response_preview_bytes,
+            };
+            let answer = http1::post(
+                &s.pool,
+                target,
+                &checked.addrs,
+                headers,
+                msg.body.clone(),
+                &limits,
+            )
+            .await
+            .map_err(|e| match e {
+                http1::SendError::Timeout => (AttemptOutcome::Timeout, e.to_string()),
+                _ => (AttemptOutcome::ConnectError, e.to_string()),
+            })?;
+            (answer.status, answer.headers, answer.preview)
+        }
+        None => send_tls(ctx, s, msg, headers).await?,
+    };
     let retry_after = if status == 429 || status == 503 {
-        resp.headers()
+        answer_headers
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| {
@@ -249,6 +283,27 @@ async fn send(
     } else {
         None
     };
+    Ok((status, retry_after, preview))
+}
+
+/// Sends an https request through the subscription's pinned reqwest client; answers the
+/// status, the headers and the first bytes.
+async fn send_tls(
+    ctx: &Ctx,
+    s: &SubCtx,
+    msg: &Msg,
+    headers: HeaderMap,
+) -> Result<(u16, HeaderMap, Vec<u8>), (AttemptOutcome, String)> {
+    let client = s
+        .client(ctx)
+        .await
+        .map_err(|e| (AttemptOutcome::Refused, e))?;
+    let mut request = reqwest::Request::new(reqwest::Method::POST, s.url.clone());
+    *request.headers_mut() = headers;
+    *request.body_mut() = Some(msg.body.clone().into());
+    let mut resp = client.execute(request).await.map_err(describe)?;
+    let status = resp.status().as_u16();
+    let answer_headers = std::mem::take(resp.headers_mut());
     // Read no more than the cap: a target cannot make us buffer an endless answer.
     let mut preview = Vec::new();
     let mut read = 0usize;
@@ -270,7 +325,7 @@ async fn send(
             Err(_) => break,
         }
     }
-    Ok((status, retry_after, preview))
+    Ok((status, answer_headers, preview))
 }
 
 fn describe(e: reqwest::Error) -> (AttemptOutcome, String) {
@@ -289,7 +344,8 @@ fn describe(e: reqwest::Error) -> (AttemptOutcome, String) {
     }
 }
 
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+/// The innermost error's text (what failed, without the layers that passed it on).
+pub(super) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

@@ -5,9 +5,11 @@
 //! with them; `benches/delivery.sh` with `STAGES=1` does that). The stages: `seen` (the
 //! subscription's task saw the head that holds the record), `queued` (the task started
 //! settling it; with how long the read that found it took), `sent` (its first attempt
-//! started), `answered` (the attempt ended); and each sync of the store. This
-//! module must never cost a delivery anything while its target is off, and never log a body
-//! or a secret.
+//! started), `answered` (the attempt ended); and each sync of the store. The same first
+//! attempts always feed `webhook_stage_seconds` on `/metrics` (a few clock reads and
+//! histogram observations per message), with `seen` and `prepared` taken by whoever prepared
+//! the record (the follower, mostly). This module must never cost a delivery more than that
+//! while its log target is off, and never log a body or a secret.
 
 /// The log target; `ANNALS_LOG=info,annals::webhook::stages=debug` turns it on.
 pub(super) const TARGET: &str = "annals::webhook::stages";
@@ -34,9 +36,12 @@ pub(crate) fn now_ns() -> u64 {
         .saturating_add(ts.tv_nsec as u64)
 }
 
-/// When a message was seen and queued, carried to its first attempt (zeros: not traced).
+/// When a message was seen and queued, carried to its first attempt (`queued_ns` 0: not a
+/// first attempt of the cursor's messages, nothing observed).
 #[derive(Debug, Clone, Copy, Default)]
 pub(super) struct Seen {
+    /// Whether the stage log is on: the times are logged too.
+    pub(super) trace: bool,
     pub(super) seen_ns: u64,
     pub(super) queued_ns: u64,
     /// How long the read that found it held the delivery thread.

@@ -1,5 +1,5 @@
 //! The state one subscription's delivery task shares among its messages in flight: the parsed
-//! target and its pinned client, the rate limit, the stored subscription (failing since, status),
+//! target and its pinned client (or its pool of plain-HTTP connections), the rate limit, the stored subscription (failing since, status),
 //! the dead-letter count and cap, and the retry states found at start. This module must never
 //! hold a lock across an await.
 
@@ -42,6 +42,11 @@ impl Pacer {
 /// Per-subscription state shared by its in-flight deliveries (all inside one task).
 pub(super) struct SubCtx {
     pub(super) url: Url,
+    /// An `http` target's request parts (`None`: https, sent through reqwest).
+    pub(super) target: Option<super::http1::Target>,
+    /// An `http` target's idle connections, to the addresses last checked. A std mutex:
+    /// never held across an await.
+    pub(super) pool: std::sync::Mutex<super::http1::Pool>,
     pub(super) mode: Mode,
     /// The stored record; deliveries update `failing_since_ms` and the status through it. A
     /// std mutex: never held across an await.
