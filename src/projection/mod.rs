@@ -27,6 +27,7 @@ pub use asof::{Cut, KnownAt};
 pub use engine::{Engine, Status, rebuild_offline};
 pub use fold::fold_log;
 pub use knowledge::Knowledge;
+pub use trim::set_allocator_release;
 
 /// The projections, by name: every route and status line uses these.
 pub const NAMES: &[&str] = &[

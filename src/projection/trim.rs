@@ -10,6 +10,7 @@
 //! pending frees, runs at the end of each view. Never writes the log (the sweep reads a small
 //! tree of its own).
 
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use crate::log::Log;
@@ -20,8 +21,24 @@ pub(super) const TRIM_AFTER_RECORDS: u64 = 100_000;
 /// Least time between two trims while views keep coming.
 pub(super) const TRIM_EVERY: Duration = Duration::from_secs(2);
 
-/// Returns the heap's free pages to the system (glibc's `malloc_trim`); nothing elsewhere.
+/// How the binary's own allocator returns its free pages at once, when the binary said
+/// ([`set_allocator_release`]).
+static ALLOCATOR_RELEASE: OnceLock<fn()> = OnceLock::new();
+
+/// Tells the projections how to make the process's allocator return its free pages now: the
+/// binary links jemalloc, on which `malloc_trim` does nothing, and whose own decay gives the
+/// pages a load freed back only over the next seconds (hundreds of MiB at 10M). Returns false
+/// when one was set already (the first stays).
+pub fn set_allocator_release(release: fn()) -> bool {
+    ALLOCATOR_RELEASE.set(release).is_ok()
+}
+
+/// Returns the heap's free pages to the system (glibc's `malloc_trim`, and the allocator's
+/// own release when the binary set one); nothing elsewhere.
 pub(super) fn give_back_free_memory() {
+    if let Some(release) = ALLOCATOR_RELEASE.get() {
+        release();
+    }
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         let started = std::time::Instant::now();
