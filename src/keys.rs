@@ -388,7 +388,9 @@ impl SharedRing {
     /// Follows the bucket's changes for ever. A watch can fail while the cluster elects a
     /// leader (its consumer lived on the server that died): it is then set up again, with
     /// backoff, and the whole bucket read again, so a key added or revoked in the gap is
-    /// not missed.
+    /// not missed. A watch can also stall without failing after its server died; so the
+    /// whole bucket is read again every `RESYNC_EVERY` as well, which bounds how long a
+    /// key revoked anywhere can still be accepted here.
     async fn follow(
         self,
         bucket: crate::log::nats::Bucket,
@@ -399,14 +401,27 @@ impl SharedRing {
     ) {
         use futures_util::StreamExt;
         let mut changes = changes.boxed();
+        let mut resync = tokio::time::interval(RESYNC_EVERY);
+        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is immediate, and the caller has just read the whole bucket.
+        resync.tick().await;
         loop {
-            while let Some(change) = changes.next().await {
-                match change {
-                    Ok(c) => self.apply(&c.key, c.value.as_deref()),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "following the cluster's API keys failed; watching them again");
-                        break;
-                    }
+            loop {
+                tokio::select! {
+                    change = changes.next() => match change {
+                        Some(Ok(c)) => self.apply(&c.key, c.value.as_deref()),
+                        Some(Err(e)) => {
+                            tracing::warn!(error = %e, "following the cluster's API keys failed; watching them again");
+                            break;
+                        }
+                        None => break,
+                    },
+                    _ = resync.tick() => match bucket.values(">").await {
+                        // Changes the watch still holds are older or equal, and are applied
+                        // after this in order: the state ends at the newest either way.
+                        Ok(values) => self.replace_all(values),
+                        Err(e) => tracing::debug!(error = %e, "cannot read the cluster's API keys now"),
+                    },
                 }
             }
             let mut pause = WATCH_AGAIN_FIRST;
@@ -437,6 +452,9 @@ impl SharedRing {
 /// longest: short enough that a key revoked during a failover is refused soon after it.
 const WATCH_AGAIN_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
 const WATCH_AGAIN_MOST: std::time::Duration = std::time::Duration::from_secs(4);
+/// How often the whole keys bucket is read again while a watch seems alive: a watch whose
+/// server died can stall without an error, and a revoked key must not stay accepted.
+const RESYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// What went wrong adding or revoking a key in the cluster (`annals keys add` / `revoke`).
 #[derive(Debug, thiserror::Error)]
