@@ -100,13 +100,11 @@ async fn get(client: &reqwest::Client, base: &str, keys: &TestKeys, path: &str) 
     resp.json().await.unwrap()
 }
 
-/// The source and actors the statements name, then `singles` statements one request each (one
-/// group each: one client), then a batch of 20; every acknowledgement in order.
-async fn burst(
+/// Appends the source and actors the statements name; their acknowledgements in order.
+pub(crate) async fn register(
     client: &reqwest::Client,
     server: &BinaryServer,
     keys: &TestKeys,
-    singles: u64,
 ) -> Vec<(String, u64, String)> {
     let mut acked = post(
         client,
@@ -117,6 +115,18 @@ async fn burst(
     )
     .await;
     acked.extend(post(client, server, keys, FIXTURE_STREAM, &fixture_actors()).await);
+    acked
+}
+
+/// The source and actors the statements name, then `singles` statements one request each (one
+/// group each: one client), then a batch of 20; every acknowledgement in order.
+async fn burst(
+    client: &reqwest::Client,
+    server: &BinaryServer,
+    keys: &TestKeys,
+    singles: u64,
+) -> Vec<(String, u64, String)> {
+    let mut acked = register(client, server, keys).await;
     for i in 0..singles {
         acked.extend(post(client, server, keys, "process/p", &statement(i)).await);
     }

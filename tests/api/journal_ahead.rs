@@ -10,7 +10,9 @@
 use std::path::Path;
 
 use crate::helpers::*;
-use crate::journal::{Running, assert_served, client, config_without_checkpoints, post, verify};
+use crate::journal::{
+    Running, assert_served, client, config_without_checkpoints, post, register, verify,
+};
 
 /// Registers the source and actors, then appends `singles` statements one request at a time
 /// (one client: each its own group, on the quiet path); returns every acknowledgement.
@@ -20,15 +22,7 @@ async fn singles(
     keys: &TestKeys,
     singles: u64,
 ) -> Vec<(String, u64, String)> {
-    let mut acked = post(
-        client,
-        server,
-        keys,
-        "registry/sources",
-        &source_event(SOURCE),
-    )
-    .await;
-    acked.extend(post(client, server, keys, FIXTURE_STREAM, &fixture_actors()).await);
+    let mut acked = register(client, server, keys).await;
     for i in 0..singles {
         // Half on one stream, half on fresh ones: stream runs both extended and new.
         let stream = if i % 2 == 0 {
