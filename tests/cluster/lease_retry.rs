@@ -8,6 +8,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::ack_lost::AckCutter;
+use crate::lease::assert_verified_in_order;
 use crate::nats::NatsCluster;
 use crate::shared::{hooks_node, subscribe_to_processes};
 use crate::support::*;
@@ -36,11 +37,5 @@ async fn a_keeper_whose_read_of_the_cluster_under_a_new_lease_fails_takes_the_le
     wait_delivered(&rx, &sent).await;
     assert_eq!(cutter.cuts(), 1, "the keeper's read was not cut");
 
-    let all = rx.accepted();
-    assert!(all.iter().all(|c| verifies(&secret, c)));
-    let seqs: Vec<u64> = all.iter().map(|c| c.seq()).collect();
-    assert!(
-        seqs.windows(2).all(|w| w[0] <= w[1]),
-        "out of order: {seqs:?}"
-    );
+    assert_verified_in_order(&rx, &secret);
 }
