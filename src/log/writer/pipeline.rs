@@ -246,11 +246,21 @@ impl Syncer {
         }
         if let Some(head) = durable {
             self.metrics.head_seq.set(head.seq as i64);
-            // Readers see the new records only from here on: after they are durable.
-            self.head_tx.send_replace(head);
+            // Readers see the new records only from here on: after they are durable. Not
+            // announced yet: the followers woken by it (projections, webhooks) would be
+            // queued on the async workers ahead of the answers, and a client would wait for
+            // their steps before its own response is written.
+            self.head_tx.send_if_modified(|h| {
+                *h = head;
+                false
+            });
         }
         for l in landed {
             answer(&self.metrics, l.owed);
+        }
+        if durable.is_some() {
+            // Now the followers: every reader already sees this head (above).
+            self.head_tx.send_modify(|_| {});
         }
     }
 }
