@@ -92,6 +92,10 @@ async fn concurrent_large_batches_acknowledged_before_sled_holds_them_survive_ki
     let keys = TestKeys::new();
     let dir = tempfile::tempdir().unwrap();
     let config = config_without_checkpoints(dir.path(), &keys);
+    // Every request a large group of its own, whatever else waits.
+    let mut text = std::fs::read_to_string(&config).unwrap();
+    text.push_str("\n[limits]\nmax_events_per_request = 150\n");
+    std::fs::write(&config, text).unwrap();
     let data = tempfile::tempdir().unwrap();
     let client = client();
 
