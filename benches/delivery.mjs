@@ -32,6 +32,13 @@ const STAGES_LOG = process.env.STAGES_LOG;
 // every lazily built part exist before the load). Empty: the load starts cold.
 const WARMUP = (process.env.WARMUP ?? 'receiver,server').split(',').filter(Boolean);
 const WARMUP_POSTS = Number(process.env.WARMUP_POSTS ?? 20000);
+// The subscriptions' delivery mode: `ordered` (one request in flight per subscription, so its
+// rate is capped by the round trip) or `parallel` with IN_FLIGHT requests at once (the
+// server's default, 8, when unset).
+const MODE = process.env.MODE || 'ordered';
+if (MODE !== 'ordered' && MODE !== 'parallel') throw new Error(`MODE must be ordered or parallel, got ${MODE}`);
+// Ignored in ordered mode (one in flight), so MODES="ordered parallel" can share one IN_FLIGHT.
+const IN_FLIGHT = MODE === 'parallel' && process.env.IN_FLIGHT ? Number(process.env.IN_FLIGHT) : undefined;
 
 const headers = { authorization: `Bearer ${key}`, 'content-type': 'application/json' };
 const nowNs = () => process.hrtime.bigint();
@@ -284,6 +291,26 @@ function pct(sorted, p) {
   return sorted[Math.round((sorted.length - 1) * p)];
 }
 
+/** The mode as the server made the subscriptions (for the report). */
+let modeName = MODE;
+
+/** CPU seconds so far of the bench's own processes, this generator and the receiver
+ * (RECEIVER_PID, set by benches/delivery.sh): they share the machine's cores with the server,
+ * so a generator or receiver near a full core limits what the run can show. */
+function benchCpu() {
+  const one = (p) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
+    } catch {
+      return NaN;
+    }
+  };
+  return { generator: one(process.pid), receiver: RECEIVER_PID ? one(RECEIVER_PID) : NaN };
+}
+const RECEIVER_PID = process.env.RECEIVER_PID;
+
 async function main() {
   await call('POST', '/streams/registry%2Fsources/events', {
     type: 'source.registered',
@@ -300,8 +327,12 @@ async function main() {
   // The subscription id behind each receiver path, to match the server's stage times.
   const subOf = new Map();
   for (let i = 0; i < subs; i++) {
-    const created = await call('POST', '/subscriptions', { url: `${receiver}/hook/${i}` });
+    const spec = { url: `${receiver}/hook/${i}`, mode: MODE };
+    if (IN_FLIGHT !== undefined) spec.max_in_flight = IN_FLIGHT;
+    const created = await call('POST', '/subscriptions', spec);
+    if (created.mode !== MODE) throw new Error(`the server made a ${created.mode} subscription, not ${MODE}`);
     subOf.set(`/hook/${i}`, created.id);
+    modeName = MODE === 'parallel' ? `parallel, ${created.max_in_flight} in flight` : 'ordered';
   }
   if (WARMUP.includes('receiver')) {
     // The receiver's own warm-up, from this process: no server work, so a start episode that
@@ -332,6 +363,7 @@ async function main() {
   const samples = [];
   const batches = Math.round((secs * 1000) / every);
   const cpu0 = cpuSecs();
+  const bench0 = benchCpu();
   const threads0 = cpuByThread();
   const t0 = nowNs();
   const stage0 = await stageTotals();
@@ -377,6 +409,7 @@ async function main() {
   }
   const drained = (Date.now() - drainStart) / 1000;
   const cpu = cpuSecs() - cpu0;
+  const bench1 = benchCpu();
   const threads1 = cpuByThread();
   const runSecs = Number(nowNs() - t0) / 1e9;
 
@@ -400,7 +433,7 @@ async function main() {
   const q = (i) => samples[Math.min(samples.length - 1, Math.floor((samples.length * i) / 4))] ?? 0;
   const f = (x) => x.toFixed(2);
   console.log(
-    `delivery: ${subs} subscriptions (ordered), ${batch} events every ${every} ms ` +
+    `delivery: ${subs} subscriptions (${modeName}), ${batch} events every ${every} ms ` +
       `(${Math.round((batch * 1000) / every)} events/s, ${Math.round((batch * 1000 * subs) / every)} deliveries/s offered) for ${f(loadSecs)} s`,
   );
   console.log(`  events acked ${acks.size} (failed batches ${failed}); deliveries expected ${expected}, received ${got}`);
@@ -415,6 +448,11 @@ async function main() {
   );
   console.log(
     `  server CPU ${f(cpu)} s over ${f(runSecs)} s (${f(cpu / runSecs)} cores); per delivery ${f((cpu * 1e6) / Math.max(1, got))} us`,
+  );
+  console.log(
+    `  bench CPU over the run: generator ${f(bench1.generator - bench0.generator)} s (${f((bench1.generator - bench0.generator) / runSecs)} cores), ` +
+      `receiver ${f(bench1.receiver - bench0.receiver)} s (${f((bench1.receiver - bench0.receiver) / runSecs)} cores); ` +
+      `machine load average ${fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ')}`,
   );
   const split = [...threads1]
     .map(([name, secs]) => [name, secs - (threads0.get(name) ?? 0)])

@@ -12,6 +12,8 @@
 #   STAGES=1 SUBS=10 SECS=5 benches/delivery.sh  # also where the slow deliveries waited (server stage log)
 #   PERF=1 PERF_ARGS='--call-graph dwarf -F 499' ...  # callers through a release build without frame pointers
 #   WARMUP= SUBS=10 benches/delivery.sh  # a cold start: no warm-up before the measured load
+#   MODE=parallel IN_FLIGHT=8 SUBS=20 benches/delivery.sh  # parallel subscriptions (default ordered)
+#   MODES="ordered parallel" SUBS=20 benches/delivery.sh   # each mode in turn, per SUBS and binary
 #
 # By default the load starts warm (WARMUP=receiver,server): the generator first POSTs
 # WARMUP_POSTS (20000) requests straight to the receiver, so Node's HTTP code is optimised
@@ -53,8 +55,10 @@ await_line() {
   return 1
 }
 
+MODES=${MODES:-${MODE:-ordered}}
 n=0
 for subs in $SUBS; do
+for mode in $MODES; do
 for BIN in $BINS; do
   n=$((n + 1))
   run="$WORK/run-$n"
@@ -68,7 +72,7 @@ data_dir = "$run/data"
 # The receiver is on loopback.
 allow_private_targets = true
 EOF
-  echo "== $BIN"
+  echo "== $BIN ($mode)"
   if [ -n "${STAGES:-}" ]; then
     # Stage times of every first attempt (see src/webhook/dispatcher/stages.rs), read back by
     # delivery.mjs to say where the slow deliveries waited.
@@ -81,13 +85,15 @@ EOF
   base=$(await_line "$run/server.out" '^listening on ' | sed 's/^listening on //')
   key=$(await_line "$run/server.out" '^demo key: ' | sed 's/^demo key: //')
   node benches/receiver.mjs 0 > "$run/receiver.out" &
-  PIDS+=($!)
+  receiver=$!
+  PIDS+=("$receiver")
   rport=$(await_line "$run/receiver.out" '^receiver listening on ' | sed 's/^receiver listening on //')
   if [ -n "${PERF:-}" ]; then
     perf record ${PERF_ARGS:--g} -p "$server" -o "perf-$n.data" -- sleep "${PERF_SECS:-$SECS}" > /dev/null 2>&1 &
     PIDS+=($!)
   fi
-  node benches/delivery.mjs "$base" "$key" "$rport" "$server" "$subs" "$SECS"
-  kill "$server" 2>/dev/null || true
+  MODE=$mode RECEIVER_PID=$receiver node benches/delivery.mjs "$base" "$key" "$rport" "$server" "$subs" "$SECS"
+  kill "$server" "$receiver" 2>/dev/null || true
+done
 done
 done
