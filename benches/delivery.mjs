@@ -82,6 +82,24 @@ function cpuByThread() {
   return out;
 }
 
+/** Context switches so far (voluntary + involuntary) of the server's delivery threads
+ * (`annals-webhooks`): each voluntary one is the thread parking with nothing to run and a
+ * wake-up after it, the cost the delivery threads pay per round trip when they are idle. */
+function deliverySwitches() {
+  let n = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let status;
+    try {
+      status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
+    } catch {
+      continue;
+    }
+    if (!/^Name:\s+annals-webhooks$/m.test(status)) continue;
+    for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+  }
+  return n;
+}
+
 async function received() {
   return Number(await (await fetch(`${receiver}/count`)).text());
 }
@@ -365,6 +383,7 @@ async function main() {
   const cpu0 = cpuSecs();
   const bench0 = benchCpu();
   const threads0 = cpuByThread();
+  const switches0 = deliverySwitches();
   const t0 = nowNs();
   const stage0 = await stageTotals();
   const stageSamples = [];
@@ -411,6 +430,7 @@ async function main() {
   const cpu = cpuSecs() - cpu0;
   const bench1 = benchCpu();
   const threads1 = cpuByThread();
+  const switches = deliverySwitches() - switches0;
   const runSecs = Number(nowNs() - t0) / 1e9;
 
   const conns = (await connections()) - conns0;
@@ -460,6 +480,9 @@ async function main() {
     .sort((a, b) => b[1] - a[1])
     .map(([name, secs]) => `${name} ${f(secs)} s (${f((secs * 1e6) / Math.max(1, got))} us/delivery)`);
   console.log(`  server CPU by thread: ${split.join(', ')}`);
+  console.log(
+    `  delivery threads' context switches: ${switches} (${f(switches / Math.max(1, got))} per delivery: wake-ups after parking, mostly)`,
+  );
   tail(slow, lat.length);
   const loop = await (await fetch(`${receiver}/loop-delay`)).json();
   console.log(

@@ -14,6 +14,7 @@
 #   WARMUP= SUBS=10 benches/delivery.sh  # a cold start: no warm-up before the measured load
 #   MODE=parallel IN_FLIGHT=8 SUBS=20 benches/delivery.sh  # parallel subscriptions (default ordered)
 #   MODES="ordered parallel" SUBS=20 benches/delivery.sh   # each mode in turn, per SUBS and binary
+#   DELIVERY_THREADS=1 benches/delivery.sh   # webhooks.delivery_threads (default: the server's, 0)
 #
 # By default the load starts warm (WARMUP=receiver,server): the generator first POSTs
 # WARMUP_POSTS (20000) requests straight to the receiver, so Node's HTTP code is optimised
@@ -71,6 +72,7 @@ data_dir = "$run/data"
 [webhooks]
 # The receiver is on loopback.
 allow_private_targets = true
+delivery_threads = ${DELIVERY_THREADS:-0}
 EOF
   echo "== $BIN ($mode)"
   if [ -n "${STAGES:-}" ]; then
