@@ -82,11 +82,12 @@ function cpuByThread() {
   return out;
 }
 
-/** Context switches so far (voluntary + involuntary) of the server's delivery threads
+/** Context switches (voluntary + involuntary) so far of the server's delivery threads
  * (`annals-webhooks`): each voluntary one is the thread parking with nothing to run and a
- * wake-up after it, the cost the delivery threads pay per round trip when they are idle. */
-function deliverySwitches() {
-  let n = 0;
+ * wake-up after it, the cost the delivery threads pay per round trip when they are idle. A
+ * count, which the machine's load disturbs less than CPU times. */
+function deliveryCounts() {
+  const n = { switches: 0 };
   for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
     let status;
     try {
@@ -95,7 +96,7 @@ function deliverySwitches() {
       continue;
     }
     if (!/^Name:\s+annals-webhooks$/m.test(status)) continue;
-    for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n += Number(m[1]);
+    for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n.switches += Number(m[1]);
   }
   return n;
 }
@@ -383,7 +384,7 @@ async function main() {
   const cpu0 = cpuSecs();
   const bench0 = benchCpu();
   const threads0 = cpuByThread();
-  const switches0 = deliverySwitches();
+  const counts0 = deliveryCounts();
   const t0 = nowNs();
   const stage0 = await stageTotals();
   const stageSamples = [];
@@ -430,7 +431,8 @@ async function main() {
   const cpu = cpuSecs() - cpu0;
   const bench1 = benchCpu();
   const threads1 = cpuByThread();
-  const switches = deliverySwitches() - switches0;
+  const counts1 = deliveryCounts();
+  const switches = counts1.switches - counts0.switches;
   const runSecs = Number(nowNs() - t0) / 1e9;
 
   const conns = (await connections()) - conns0;
