@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::NatsError;
+use super::follow::Watch;
 
 /// Whether a bucket message holds a value (not a delete, purge or expiry marker).
 fn is_put(headers: &HeaderMap) -> bool {
@@ -156,14 +157,24 @@ impl Bucket {
             .map_err(|e| self.failed(&e))
     }
 
-    /// The changes made from now on, in the bucket's order.
-    pub(crate) async fn watch(
-        &self,
-    ) -> Result<impl futures_util::Stream<Item = Result<Change, NatsError>> + use<>, NatsError>
-    {
+    /// The bucket's last revision (0 when empty), as its stream leader holds it.
+    pub(crate) async fn last_revision(&self) -> Result<u64, NatsError> {
+        let info = self
+            .kv
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The changes made from now on, in the bucket's order ([`super::follow_bucket`] follows them).
+    pub(crate) async fn watch(&self) -> Result<Watch, NatsError> {
+        // Asked first: the watch delivers every change after this revision.
+        let from = self.last_revision().await?;
         let name = self.name.clone();
         let watch = self.kv.watch_all().await.map_err(|e| self.failed(&e))?;
-        Ok(watch.map(move |entry| {
+        let changes = watch.map(move |entry| {
             let entry = entry.map_err(|e| NatsError::Kv {
                 bucket: name.clone(),
                 why: e.to_string(),
@@ -173,6 +184,7 @@ impl Bucket {
                 key: entry.key,
                 revision: entry.revision,
             })
-        }))
+        });
+        Ok(Watch::new(changes.boxed(), from))
     }
 }
