@@ -170,10 +170,16 @@ impl Bucket {
 
     /// The changes made from now on, in the bucket's order ([`super::follow_bucket`] follows them).
     pub(crate) async fn watch(&self) -> Result<Watch, NatsError> {
-        // Asked first: the watch delivers every change after this revision.
+        // From a revision asked first, not "new from when the consumer is made": the watch then
+        // delivers every change after a revision known here, and one that has not delivered
+        // a later one by the next check has stalled (see `follow`).
         let from = self.last_revision().await?;
         let name = self.name.clone();
-        let watch = self.kv.watch_all().await.map_err(|e| self.failed(&e))?;
+        let watch = self
+            .kv
+            .watch_all_from_revision(from + 1)
+            .await
+            .map_err(|e| self.failed(&e))?;
         let changes = watch.map(move |entry| {
             let entry = entry.map_err(|e| NatsError::Kv {
                 bucket: name.clone(),

@@ -32,7 +32,7 @@ const WATCH_AGAIN_MOST: Duration = Duration::from_secs(4);
 pub(crate) struct Watch {
     changes: BoxStream<'static, Result<Change, NatsError>>,
     /// The newest revision delivered; before any, the bucket's last revision just before the
-    /// watch was set up (it delivers every change after that one).
+    /// watch was set up (it delivers every change after that one, from its first message).
     seen: u64,
 }
 
