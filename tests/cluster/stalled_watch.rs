@@ -22,6 +22,7 @@ use crate::lease::assert_verified_in_order;
 use crate::nats::NatsCluster;
 use crate::shared::{hooks_node, subscribe_to_processes};
 use crate::support::*;
+use crate::watches::{lists_by, read_key};
 
 /// How long a node with a stalled watch may take to see a change: two checks of the watch
 /// (5 s apart), a watch set up again in vain (a 2 s request timeout), then a read of the
@@ -189,17 +190,6 @@ fn frames(pending: &mut Vec<u8>, mut pass: impl FnMut(&[&str], &[u8]) -> Vec<u8>
     out
 }
 
-/// A read-only key entry for `principal`, and the key.
-fn read_key(principal: &str) -> (annals::keys::KeyEntry, String) {
-    let key = annals::keys::generate();
-    let entry = annals::keys::KeyEntry {
-        principal: principal.into(),
-        hash: key.hash.clone(),
-        scopes: vec![annals::keys::Scope::Read],
-    };
-    (entry, key.key.clone())
-}
-
 #[tokio::test]
 async fn keys_added_and_revoked_while_the_keys_watch_is_stalled_are_honoured_within_the_check_bound()
  {
@@ -279,21 +269,7 @@ async fn a_subscription_created_elsewhere_while_the_webhook_watch_is_stalled_is_
     let rx = Receiver::ok().await;
     let (id, secret) = subscribe_to_processes(&a, &rx).await;
     staller.wait_until_stalled().await;
-    let deadline = Instant::now() + SEEN_WITHIN;
-    loop {
-        let listed = admin_get(&b, "/subscriptions").await;
-        let seen = listed["subscriptions"]
-            .as_array()
-            .is_some_and(|subs| subs.iter().any(|s| s["id"] == json!(id)));
-        if seen {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "B does not list the subscription made on A: {listed}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    lists_by(&b, &id, "B", Instant::now() + SEEN_WITHIN).await;
     let sent = statements(&a, 1, 3).await;
     wait_delivered(&rx, &sent).await;
     assert_verified_in_order(&rx, &secret);
