@@ -391,8 +391,8 @@ impl SharedRing {
 }
 
 /// Takes the keys bucket's changes into a node's [`SharedRing`]: a watch that fails or stalls
-/// is set up again and the whole bucket read again ([`crate::log::nats::follow_bucket`]), which bounds
-/// how long a key revoked anywhere can still be accepted here.
+/// is set up again and the whole bucket read again ([`crate::log::nats::follow_bucket`]),
+/// which bounds how long a key revoked anywhere can still be accepted here.
 struct KeysFollower {
     ring: SharedRing,
     bucket: crate::log::nats::Bucket,

@@ -168,11 +168,12 @@ impl Bucket {
         Ok(info.state.last_sequence)
     }
 
-    /// The changes made from now on, in the bucket's order ([`super::follow_bucket`] follows them).
+    /// The changes made from now on, in the bucket's order ([`super::follow_bucket`] follows
+    /// them).
     pub(crate) async fn watch(&self) -> Result<Watch, NatsError> {
         // From a revision asked first, not "new from when the consumer is made": the watch then
-        // delivers every change after a revision known here, and one that has not delivered
-        // a later one by the next check has stalled (see `follow`).
+        // delivers every change after a revision known here, so one that has not delivered a
+        // later one by the next check has stalled (see `follow_bucket`).
         let from = self.last_revision().await?;
         let name = self.name.clone();
         let watch = self

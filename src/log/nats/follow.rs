@@ -1,15 +1,16 @@
-//! Following a key-value bucket of the cluster ([`follow_bucket`]): every change its watch delivers,
-//! and the whole bucket read again whenever the watch was lost or has stalled.
+//! Following a key-value bucket of the cluster ([`follow_bucket`]): every change its watch
+//! delivers, and the whole bucket read again whenever the watch was lost or has stalled.
 //!
 //! A watch can stall without an error: after its connection moved to another server, or a gap
 //! in what it was delivered (a message the server dropped), async-nats sets the watch's
 //! consumer up again by itself, retrying for ever and reporting nothing while that fails (an
-//! election; a consumer left behind by a create whose answer was lost). So a follower never trusts a silent watch: every [`CHECK_EVERY`] it asks the
-//! bucket's last revision, and a watch that has not delivered, by one check, the revision the
-//! bucket held at the check before is given up for a new one, and the bucket read whole.
-//! This must never leave a change unseen for much longer than two checks and a request
-//! timeout, and never read the whole bucket while the watch keeps up (a webhook bucket may
-//! hold thousands of dead letters, each read with one request).
+//! election; a consumer left behind by a create whose answer was lost). So a follower never
+//! trusts a silent watch: every [`CHECK_EVERY`] it asks the bucket's last revision, and a
+//! watch that has not delivered, by one check, the revision the bucket held at the check
+//! before is given up for a new one, and the bucket read whole. This must never leave a
+//! change unseen for much longer than two checks and a request timeout, and never read the
+//! whole bucket while the watch keeps up (a webhook bucket may hold thousands of dead
+//! letters, each read with one request).
 
 use std::time::Duration;
 
