@@ -358,7 +358,11 @@ impl SharedRing {
         // Watching before the copy: nothing written in between is missed.
         let changes = bucket.watch().await?;
         shared.replace_all(bucket.values(">").await?);
-        let task = tokio::spawn(shared.clone().follow(bucket, changes));
+        let follower = KeysFollower {
+            ring: shared.clone(),
+            bucket: bucket.clone(),
+        };
+        let task = tokio::spawn(crate::log::nats::follow_bucket(bucket, changes, follower));
         Ok((shared, task))
     }
 
@@ -384,77 +388,31 @@ impl SharedRing {
             self.apply(&change.key, change.value.as_deref());
         }
     }
-
-    /// Follows the bucket's changes for ever. A watch can fail while the cluster elects a
-    /// leader (its consumer lived on the server that died): it is then set up again, with
-    /// backoff, and the whole bucket read again, so a key added or revoked in the gap is
-    /// not missed. A watch can also stall without failing after its server died; so the
-    /// whole bucket is read again every `RESYNC_EVERY` as well, which bounds how long a
-    /// key revoked anywhere can still be accepted here.
-    async fn follow(
-        self,
-        bucket: crate::log::nats::Bucket,
-        changes: impl futures_util::Stream<
-            Item = Result<crate::log::nats::Change, crate::log::nats::NatsError>,
-        > + Send
-        + 'static,
-    ) {
-        use futures_util::StreamExt;
-        let mut changes = changes.boxed();
-        let mut resync = tokio::time::interval(RESYNC_EVERY);
-        resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        // The first tick is immediate, and the caller has just read the whole bucket.
-        resync.tick().await;
-        loop {
-            loop {
-                tokio::select! {
-                    change = changes.next() => match change {
-                        Some(Ok(c)) => self.apply(&c.key, c.value.as_deref()),
-                        Some(Err(e)) => {
-                            tracing::warn!(error = %e, "following the cluster's API keys failed; watching them again");
-                            break;
-                        }
-                        None => break,
-                    },
-                    _ = resync.tick() => match bucket.values(">").await {
-                        // Changes the watch still holds are older or equal, and are applied
-                        // after this in order: the state ends at the newest either way.
-                        Ok(values) => self.replace_all(values),
-                        Err(e) => tracing::debug!(error = %e, "cannot read the cluster's API keys now"),
-                    },
-                }
-            }
-            let mut pause = WATCH_AGAIN_FIRST;
-            changes = loop {
-                tokio::time::sleep(pause).await;
-                let again = async {
-                    let changes = bucket.watch().await?;
-                    let values = bucket.values(">").await?;
-                    Ok::<_, crate::log::nats::NatsError>((changes, values))
-                };
-                match again.await {
-                    Ok((changes, values)) => {
-                        self.replace_all(values);
-                        tracing::info!("following the cluster's API keys again");
-                        break changes.boxed();
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "cannot watch the cluster's API keys yet");
-                        pause = (pause * 2).min(WATCH_AGAIN_MOST);
-                    }
-                }
-            };
-        }
-    }
 }
 
-/// The first pause before the keys are watched again after the watch failed, and the
-/// longest: short enough that a key revoked during a failover is refused soon after it.
-const WATCH_AGAIN_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
-const WATCH_AGAIN_MOST: std::time::Duration = std::time::Duration::from_secs(4);
-/// How often the whole keys bucket is read again while a watch seems alive: a watch whose
-/// server died can stall without an error, and a revoked key must not stay accepted.
-const RESYNC_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// Takes the keys bucket's changes into a node's [`SharedRing`]: a watch that fails or stalls
+/// is set up again and the whole bucket read again ([`crate::log::nats::follow_bucket`]),
+/// which bounds how long a key revoked anywhere can still be accepted here.
+struct KeysFollower {
+    ring: SharedRing,
+    bucket: crate::log::nats::Bucket,
+}
+
+impl crate::log::nats::Follower for KeysFollower {
+    type Error = crate::log::nats::NatsError;
+    const WHAT: &'static str = "API keys";
+
+    async fn change(&mut self, change: crate::log::nats::Change) {
+        self.ring.apply(&change.key, change.value.as_deref());
+    }
+
+    async fn reread(&mut self) -> Result<(), Self::Error> {
+        // Changes the watch still holds are older or equal, and are applied after this in
+        // order: the ring ends at the newest either way.
+        self.ring.replace_all(self.bucket.values(">").await?);
+        Ok(())
+    }
+}
 
 /// What went wrong adding or revoking a key in the cluster (`annals keys add` / `revoke`).
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,8 @@
 //!
 //! Beside the stream, [`Bucket`] is a JetStream key-value bucket of the same cluster and
 //! replicas: the state every node shares besides the log (webhook subscriptions, cursors, dead
-//! letters and delivery leases; API keys).
+//! letters and delivery leases; API keys), and [`follow_bucket`] the loop that follows one for a
+//! node, not trusting a watch that stopped delivering.
 //!
 //! This must never write to sled (only the writer thread does), never publish without an
 //! expected last sequence, never hand on a record whose seq a message does not state, and
@@ -37,8 +38,10 @@ use super::{Command, Head};
 
 mod bucket;
 mod chunks;
+mod follow;
 pub(crate) use bucket::{Bucket, Change};
 use chunks::{COUNT_HEADER, Chunk, FIRST_HEADER, chunk_messages, chunk_span, stream_records};
+pub(crate) use follow::{Follower, Watch, follow_bucket};
 
 /// The most messages of one atomic batch: the server's limit is 1000 per batch.
 const BATCH_MAX: usize = 1000;

@@ -400,8 +400,8 @@ impl Service {
                 follower: std::sync::Mutex::new(None),
             }),
         };
-        if let Some(changes) = changes {
-            let follower = tokio::spawn(service.clone().follow(changes));
+        if let (Some(changes), Some(shared)) = (changes, service.store().cluster()) {
+            let follower = tokio::spawn(shared.follow(changes, Following(service.clone())));
             *service
                 .inner
                 .follower
@@ -409,56 +409,6 @@ impl Service {
                 .unwrap_or_else(|e| e.into_inner()) = Some(follower);
         }
         Ok(service)
-    }
-
-    /// Applies other nodes' changes to this node's copy, and restarts the delivery of a
-    /// subscription whose record changed. After the watch fails it watches again and compares
-    /// the whole cluster state with the copy.
-    async fn follow(self, mut changes: store::Changes) {
-        use futures_util::StreamExt;
-        loop {
-            while let Some(change) = changes.next().await {
-                let change = match change {
-                    Ok(c) => c,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "following the cluster's webhook state failed");
-                        break;
-                    }
-                };
-                match self.store().apply(&change) {
-                    Ok(Some(id)) => self.changed_elsewhere(id).await,
-                    Ok(None) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot apply the cluster's webhook change")
-                    }
-                }
-            }
-            if self.inner.closed.load(Ordering::Acquire) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-            let Some(shared) = self.store().cluster() else {
-                return;
-            };
-            match shared.watch().await {
-                Ok(c) => {
-                    changes = c;
-                    match self.store().resync().await {
-                        Ok(ids) => {
-                            for id in ids {
-                                self.changed_elsewhere(id).await;
-                            }
-                        }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "cannot compare with the cluster's webhook state")
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "cannot watch the cluster's webhook state yet")
-                }
-            }
-        }
     }
 
     /// Another node created, changed or deleted a subscription: its delivery here stops
@@ -545,6 +495,35 @@ impl Service {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(sub.id, worker);
+    }
+}
+
+/// Applies other nodes' changes to this node's copy, and restarts the delivery of a
+/// subscription whose record changed; after a lost or stalled watch, compares the whole
+/// cluster state with the copy (`Shared::follow`).
+struct Following(Service);
+
+impl crate::log::nats::Follower for Following {
+    type Error = StoreError;
+    const WHAT: &'static str = "webhook state";
+
+    async fn change(&mut self, change: crate::log::nats::Change) {
+        match self.0.store().apply(&change) {
+            Ok(Some(id)) => self.0.changed_elsewhere(id).await,
+            Ok(None) => {}
+            Err(e) => tracing::error!(error = %e, "cannot apply the cluster's webhook change"),
+        }
+    }
+
+    async fn reread(&mut self) -> Result<(), StoreError> {
+        for id in self.0.store().resync().await? {
+            self.0.changed_elsewhere(id).await;
+        }
+        Ok(())
+    }
+
+    fn closed(&self) -> bool {
+        self.0.inner.closed.load(Ordering::Acquire)
     }
 }
 

@@ -32,7 +32,6 @@ use super::sealing::{SealError, Sealer};
 mod cluster;
 mod secrets;
 
-pub(crate) use cluster::Changes;
 pub use cluster::Shared;
 
 pub use secrets::{Sealing, Unreadable};

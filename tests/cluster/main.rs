@@ -20,6 +20,7 @@ mod migrate;
 mod nats;
 mod shared;
 mod slow_cluster;
+mod stalled_watch;
 mod suites;
 mod watches;
 

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 
+use crate::api_helpers::TestApp;
 use crate::keys_cli::answers_within;
 use crate::nats::NatsCluster;
 use crate::shared::{subscribe_to_processes, two_nodes};
@@ -103,7 +104,7 @@ fn index_of(cluster: &NatsCluster, name: &str) -> usize {
 }
 
 /// A read-only key entry for `principal`, and the key.
-fn read_key(principal: &str) -> (annals::keys::KeyEntry, String) {
+pub(crate) fn read_key(principal: &str) -> (annals::keys::KeyEntry, String) {
     let key = annals::keys::generate();
     let entry = annals::keys::KeyEntry {
         principal: principal.into(),
@@ -187,19 +188,25 @@ async fn a_subscription_created_after_the_webhook_watch_lost_its_server_is_seen_
     let (on_a, _) = subscribe_to_processes(&a, &rx).await;
     let deadline = Instant::now() + SEEN_WITHIN;
     for (app, id, name) in [(&a, &on_b, "A"), (&b, &on_a, "B")] {
-        loop {
-            let listed = admin_get(app, "/subscriptions").await;
-            let seen = listed["subscriptions"]
-                .as_array()
-                .is_some_and(|subs| subs.iter().any(|s| s["id"] == json!(id)));
-            if seen {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{name} does not list the subscription made on the other node: {listed}"
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        lists_by(app, id, name, deadline).await;
+    }
+}
+
+/// Waits until node `name` lists the subscription `id` made on another node; panics at
+/// `deadline`.
+pub(crate) async fn lists_by(app: &TestApp, id: &str, name: &str, deadline: Instant) {
+    loop {
+        let listed = admin_get(app, "/subscriptions").await;
+        let seen = listed["subscriptions"]
+            .as_array()
+            .is_some_and(|subs| subs.iter().any(|s| s["id"] == json!(id)));
+        if seen {
+            return;
         }
+        assert!(
+            Instant::now() < deadline,
+            "{name} does not list the subscription made on the other node: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use super::NatsError;
+use super::follow::Watch;
 
 /// Whether a bucket message holds a value (not a delete, purge or expiry marker).
 fn is_put(headers: &HeaderMap) -> bool {
@@ -156,14 +157,31 @@ impl Bucket {
             .map_err(|e| self.failed(&e))
     }
 
-    /// The changes made from now on, in the bucket's order.
-    pub(crate) async fn watch(
-        &self,
-    ) -> Result<impl futures_util::Stream<Item = Result<Change, NatsError>> + use<>, NatsError>
-    {
+    /// The bucket's last revision (0 when empty), as its stream leader holds it.
+    pub(crate) async fn last_revision(&self) -> Result<u64, NatsError> {
+        let info = self
+            .kv
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| self.failed(&e))?;
+        Ok(info.state.last_sequence)
+    }
+
+    /// The changes made from now on, in the bucket's order ([`super::follow_bucket`] follows
+    /// them).
+    pub(crate) async fn watch(&self) -> Result<Watch, NatsError> {
+        // From a revision asked first, not "new from when the consumer is made": the watch then
+        // delivers every change after a revision known here, so one that has not delivered a
+        // later one by the next check has stalled (see `follow_bucket`).
+        let from = self.last_revision().await?;
         let name = self.name.clone();
-        let watch = self.kv.watch_all().await.map_err(|e| self.failed(&e))?;
-        Ok(watch.map(move |entry| {
+        let watch = self
+            .kv
+            .watch_all_from_revision(from + 1)
+            .await
+            .map_err(|e| self.failed(&e))?;
+        let changes = watch.map(move |entry| {
             let entry = entry.map_err(|e| NatsError::Kv {
                 bucket: name.clone(),
                 why: e.to_string(),
@@ -173,6 +191,7 @@ impl Bucket {
                 key: entry.key,
                 revision: entry.revision,
             })
-        }))
+        });
+        Ok(Watch::new(changes.boxed(), from))
     }
 }

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use uuid::Uuid;
 
 use super::{CURSOR, DEAD, SUB, Store, StoreError, key};
-use crate::log::nats::{Bucket, Change, Link, NatsError};
+use crate::log::nats::{Bucket, Change, Follower, Link, NatsError, Watch};
 
 /// How long start-up waits for the cluster's buckets (a cluster just started elects its
 /// leaders first).
@@ -51,10 +51,6 @@ async fn retried<T, F: Future<Output = Result<T, NatsError>>>(
         }
     }
 }
-
-/// Other nodes' changes, as [`Shared::watch`] follows them.
-pub(crate) type Changes =
-    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Change, NatsError>> + Send>>;
 
 /// The cluster's webhook state and this node's bookkeeping of it. One per node.
 pub struct Shared {
@@ -180,8 +176,21 @@ impl Shared {
 
     /// The changes other nodes make from now on (and echoes of this node's, which
     /// [`Store::apply`] skips).
-    pub(crate) async fn watch(&self) -> Result<Changes, NatsError> {
-        Ok(Box::pin(self.state.watch().await?))
+    pub(crate) async fn watch(&self) -> Result<Watch, NatsError> {
+        self.state.watch().await
+    }
+
+    /// Follows the webhook state from `watch` for ever with `follower`: a watch that fails,
+    /// or stalls without an error, is set up again and the whole state compared with the
+    /// working copy ([`crate::log::nats::follow_bucket`]). Without that, a node whose watch stalled
+    /// would never deliver a subscription created elsewhere, and would go on delivering one
+    /// paused, deleted or given a new secret elsewhere.
+    pub(crate) fn follow<F: Follower + 'static>(
+        &self,
+        watch: Watch,
+        follower: F,
+    ) -> impl Future<Output = ()> + Send + use<F> {
+        crate::log::nats::follow_bucket(self.state.clone(), watch, follower)
     }
 
     /// Every shared value of the cluster as changes (bucket key, value, revision); `only`
@@ -382,9 +391,9 @@ impl Store {
         replace(&self.tree()?, &[key(CURSOR, id), key(DEAD, id)], values)
     }
 
-    /// Compares the whole cluster state with the working copy after the watch was lost,
-    /// applying what differs as [`Store::apply`] does (a subscription missing from the
-    /// cluster was deleted meanwhile); answers the subscriptions whose record changed.
+    /// Compares the whole cluster state with the working copy after the watch was lost or
+    /// stalled, applying what differs as [`Store::apply`] does (a subscription missing from
+    /// the cluster was deleted meanwhile); answers the subscriptions whose record changed.
     pub(crate) async fn resync(&self) -> Result<Vec<Uuid>, StoreError> {
         let Some(shared) = self.shared() else {
             return Ok(Vec::new());
