@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One command for the peer comparison of issue 13: builds Annals in release, then runs the shared
+# One command for the peer comparison of issue 13: builds Annals in release (unless ANNALS_BIN
+# names a binary), then runs the shared
 # peer harness (../shared/bench/peers beside the repository: PostgreSQL 15 Message-DB-style and
 # py eventsourcing) with Annals side by side through its ANNALS_BENCH hook
 # (benches/peers_annals.sh), and prints the harness's one table. It must never change the
@@ -19,7 +20,10 @@ PEERS_DIR="${PEERS_DIR:-$ROOT/../shared/bench/peers}"
 [ -f "$PEERS_DIR/run_all.sh" ] || { echo "peer harness not found (set PEERS_DIR)" >&2; exit 1; }
 export PEERS_OUT="${PEERS_OUT:-/tmp/peers-results}"
 
-(cd "$ROOT" && cargo build --release --bin annals)
+# A binary named by ANNALS_BIN is measured as it is (another build, an older release).
+if [ -z "${ANNALS_BIN:-}" ]; then
+  (cd "$ROOT" && cargo build --release --bin annals)
+fi
 export ANNALS_BIN="${ANNALS_BIN:-$ROOT/target/release/annals}"
 
 started=$(date +%s)
