@@ -6,8 +6,9 @@
 //! synced by the `checkpoint` thread through `durable`) and only then answers and moves the
 //! durable head, while the writer stages the next group
 //! against the tree, which holds the previous one (readers stop at the durable head). A
-//! group nothing waits behind is written ahead instead: its frame synced first, then plain
-//! sled inserts (no atomic batch, whose I/O-buffer seals cost disk waits). With
+//! group nothing waits behind, or a large one, is written ahead instead: its frame synced
+//! first, then plain sled inserts (no atomic batch, whose I/O-buffer seals cost disk waits;
+//! a large group's in key order). With
 //! the nats backend a group is durable once the stream has stored it (`replicated`), and the
 //! writer also applies what other nodes appended. It must never answer success before the
 //! group is durable, and never write part of a request.

@@ -45,10 +45,19 @@ impl Drop for Running {
 /// A config with the test keys and a checkpoint that never comes during a test.
 pub(crate) fn config_without_checkpoints(dir: &Path, keys: &TestKeys) -> PathBuf {
     let path = write_config(dir, keys);
-    let mut text = std::fs::read_to_string(&path).unwrap();
-    text.push_str("\n[log]\ncheckpoint_ms = 3600000\ncheckpoint_bytes = 1073741824\n");
-    std::fs::write(&path, text).unwrap();
+    append_config(
+        &path,
+        "[log]\ncheckpoint_ms = 3600000\ncheckpoint_bytes = 1073741824\n",
+    );
     path
+}
+
+/// Adds `lines` (a section of its own) to the config file at `path`.
+pub(crate) fn append_config(path: &Path, lines: &str) {
+    let mut text = std::fs::read_to_string(path).unwrap();
+    text.push('\n');
+    text.push_str(lines);
+    std::fs::write(path, text).unwrap();
 }
 
 pub(crate) fn client() -> reqwest::Client {
@@ -127,9 +136,7 @@ async fn burst(
     singles: u64,
 ) -> Vec<(String, u64, String)> {
     let mut acked = register(client, server, keys).await;
-    for i in 0..singles {
-        acked.extend(post(client, server, keys, "process/p", &statement(i)).await);
-    }
+    acked.extend(one_at_a_time(client, server, keys, singles, |_| "process/p".into()).await);
     let batch: Vec<Value> = (singles..singles + 20).map(statement).collect();
     acked.extend(
         post(
@@ -142,6 +149,44 @@ async fn burst(
         .await,
     );
     acked
+}
+
+/// Statements 0 to `n - 1`, one request each, statement `i` to stream `stream(i)`; every
+/// acknowledgement in order.
+pub(crate) async fn one_at_a_time(
+    client: &reqwest::Client,
+    server: &BinaryServer,
+    keys: &TestKeys,
+    n: u64,
+    stream: impl Fn(u64) -> String,
+) -> Vec<(String, u64, String)> {
+    let mut acked = Vec::new();
+    for i in 0..n {
+        acked.extend(post(client, server, keys, &stream(i), &statement(i)).await);
+    }
+    acked
+}
+
+/// After a reopen: one more append lands right after `head`; then, stopped with -9, the
+/// folder's chain verifies to it.
+pub(crate) async fn goes_on_and_verifies(
+    client: &reqwest::Client,
+    server: Running,
+    keys: &TestKeys,
+    dir: &Path,
+    head: u64,
+) {
+    let next = post(client, &server, keys, "process/p", &statement(1000)).await;
+    assert_eq!(
+        next[0].1,
+        head + 1,
+        "the chain goes on from the replayed head"
+    );
+    server.kill9();
+    assert!(
+        verify(dir).starts_with(&format!("ok: {} records verified", head + 1)),
+        "the chain verifies"
+    );
 }
 
 /// Every acknowledged event is served at its seq with its hash, and the log ends at `head`.
@@ -214,14 +259,7 @@ async fn acknowledged_groups_only_the_journal_holds_survive_kill_9_with_their_ch
         again["root"], root["root"],
         "the Merkle root after the replay"
     );
-    // The chain goes on from the replayed head.
-    let next = post(&client, &server, &keys, "process/p", &statement(1000)).await;
-    assert_eq!(next[0].1, head + 1);
-    server.kill9();
-    assert!(
-        verify(data.path()).starts_with(&format!("ok: {} records verified", head + 1)),
-        "the chain verifies"
-    );
+    goes_on_and_verifies(&client, server, &keys, data.path(), head).await;
 }
 
 /// The frames of a segment: (offset, length with its 16-byte head), as `journal.rs` lays them.

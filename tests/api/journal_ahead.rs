@@ -12,29 +12,9 @@ use std::path::Path;
 
 use crate::helpers::*;
 use crate::journal::{
-    Running, assert_served, client, config_without_checkpoints, post, register, verify,
+    Running, append_config, assert_served, client, config_without_checkpoints,
+    goes_on_and_verifies, one_at_a_time, post, register,
 };
-
-/// Registers the source and actors, then appends `singles` statements one request at a time
-/// (one client: each its own group, on the quiet path); returns every acknowledgement.
-async fn singles(
-    client: &reqwest::Client,
-    server: &BinaryServer,
-    keys: &TestKeys,
-    singles: u64,
-) -> Vec<(String, u64, String)> {
-    let mut acked = register(client, server, keys).await;
-    for i in 0..singles {
-        // Half on one stream, half on fresh ones: stream runs both extended and new.
-        let stream = if i % 2 == 0 {
-            "process/p".to_string()
-        } else {
-            format!("process/s{i}")
-        };
-        acked.extend(post(client, server, keys, &stream, &statement(i)).await);
-    }
-    acked
-}
 
 /// Appends, kills with -9 right after the last acknowledgement, opens again: every
 /// acknowledged event is served, the log goes on from its head, and the chain verifies.
@@ -43,23 +23,23 @@ async fn singles_survive_kill_9(keys: &TestKeys, config: &Path) {
     let client = client();
 
     let server = Running::start(data.path(), config);
-    let acked = singles(&client, &server, keys, 120).await;
+    // One client: each request its own group, on the quiet path. Half on one stream, half
+    // on fresh ones: stream runs both extended and new.
+    let mut acked = register(&client, &server, keys).await;
+    let stream = |i: u64| {
+        if i.is_multiple_of(2) {
+            "process/p".to_string()
+        } else {
+            format!("process/s{i}")
+        }
+    };
+    acked.extend(one_at_a_time(&client, &server, keys, 120, stream).await);
     let head = acked.last().unwrap().1;
     server.kill9();
 
     let server = Running::start(data.path(), config);
     assert_served(&client, &server.base, keys, &acked, head).await;
-    let next = post(&client, &server, keys, "process/p", &statement(1000)).await;
-    assert_eq!(
-        next[0].1,
-        head + 1,
-        "the chain goes on from the replayed head"
-    );
-    server.kill9();
-    assert!(
-        verify(data.path()).starts_with(&format!("ok: {} records verified", head + 1)),
-        "the chain verifies"
-    );
+    goes_on_and_verifies(&client, server, keys, data.path(), head).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -75,11 +55,9 @@ async fn single_appends_survive_kill_9_with_checkpoints_flushing_sled_in_the_mid
     let keys = TestKeys::new();
     let dir = tempfile::tempdir().unwrap();
     let path = write_config(dir.path(), &keys);
-    let mut text = std::fs::read_to_string(&path).unwrap();
     // A checkpoint (and sled's own flusher) every millisecond, and after every frame: sled
     // writes its buffer out while the writer is between a group's inserts.
-    text.push_str("\n[log]\ncheckpoint_ms = 1\ncheckpoint_bytes = 1\n");
-    std::fs::write(&path, text).unwrap();
+    append_config(&path, "[log]\ncheckpoint_ms = 1\ncheckpoint_bytes = 1\n");
     singles_survive_kill_9(&keys, &path).await;
 }
 
@@ -93,9 +71,7 @@ async fn concurrent_large_batches_acknowledged_before_sled_holds_them_survive_ki
     let dir = tempfile::tempdir().unwrap();
     let config = config_without_checkpoints(dir.path(), &keys);
     // Every request a large group of its own, whatever else waits.
-    let mut text = std::fs::read_to_string(&config).unwrap();
-    text.push_str("\n[limits]\nmax_events_per_request = 150\n");
-    std::fs::write(&config, text).unwrap();
+    append_config(&config, "[limits]\nmax_events_per_request = 150\n");
     let data = tempfile::tempdir().unwrap();
     let client = client();
 
@@ -128,15 +104,5 @@ async fn concurrent_large_batches_acknowledged_before_sled_holds_them_survive_ki
 
     let server = Running::start(data.path(), &config);
     assert_served(&client, &server.base, &keys, &acked, head).await;
-    let next = post(&client, &server, &keys, "process/p", &statement(1)).await;
-    assert_eq!(
-        next[0].1,
-        head + 1,
-        "the chain goes on from the replayed head"
-    );
-    server.kill9();
-    assert!(
-        verify(data.path()).starts_with(&format!("ok: {} records verified", head + 1)),
-        "the chain verifies"
-    );
+    goes_on_and_verifies(&client, server, &keys, data.path(), head).await;
 }

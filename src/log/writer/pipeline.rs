@@ -6,7 +6,8 @@
 //! runs share the next one. A group that lands with the writer's queue empty and nothing
 //! handed over still unanswered is made durable on the writer thread itself: there is no
 //! next group to overlap, and a single client saves the hop to the sync thread and back;
-//! such a group's frame is made durable before it is applied (`write_ahead`).
+//! such a group's frame is made durable before it is applied (`write_ahead`), as is a large
+//! group's (then handed over already synced, to be answered in its turn).
 //! This must never answer a request (success, duplicate or refusal:
 //! each may rest on a group before it) before every group landed before it is durable, never
 //! move the head past what is durable, and never acknowledge anything after a failed sync.
@@ -170,14 +171,17 @@ impl Syncer {
                 checkpoint.wrote(frame.len() as u64);
                 Ok(())
             }
-            Err(e) => {
-                tracing::error!(error = %e, "group commit failed; refusing further appends");
-                self.failed.store(true, Ordering::Release);
-                let why = format!("write failed: {e}");
-                self.broken = Some(why.clone());
-                Err(why)
-            }
+            Err(e) => Err(self.break_on(&e)),
         }
+    }
+
+    /// A sync failed: nothing is acknowledged from here on. Returns why, as requests get it.
+    fn break_on(&mut self, e: &dyn std::fmt::Display) -> String {
+        tracing::error!(error = %e, "group commit failed; refusing further appends");
+        self.failed.store(true, Ordering::Release);
+        let why = format!("write failed: {e}");
+        self.broken = Some(why.clone());
+        why
     }
 
     /// The last checkpoint, then (if every group made it) the journal removed: a clean stop
@@ -216,9 +220,7 @@ impl Syncer {
             && self.broken.is_none()
             && let Err(e) = self.make_durable(&landed)
         {
-            tracing::error!(error = %e, "group commit failed; refusing further appends");
-            self.failed.store(true, Ordering::Release);
-            self.broken = Some(format!("write failed: {e}"));
+            self.break_on(&e);
         }
         if let Some(why) = &self.broken {
             for l in landed {
