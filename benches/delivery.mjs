@@ -63,17 +63,23 @@ function cpuSecs() {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
+/** The file `name` of each of the server's threads (a thread gone since the listing is
+ * skipped). */
+function* taskFiles(name) {
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      yield fs.readFileSync(`/proc/${pid}/task/${tid}/${name}`, 'utf8');
+    } catch {
+      continue;
+    }
+  }
+}
+
 /** Server CPU seconds so far per thread name (threads of one name summed; exited threads
  * are not listed, so this is a split of the work, not a total). */
 function cpuByThread() {
   const out = new Map();
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    let stat;
-    try {
-      stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
-    } catch {
-      continue;
-    }
+  for (const stat of taskFiles('stat')) {
     const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
     const secs = (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
@@ -88,13 +94,7 @@ function cpuByThread() {
  * count, which the machine's load disturbs less than CPU times. */
 function deliveryCounts() {
   const n = { switches: 0 };
-  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
-    let status;
-    try {
-      status = fs.readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8');
-    } catch {
-      continue;
-    }
+  for (const status of taskFiles('status')) {
     if (!/^Name:\s+annals-webhooks$/m.test(status)) continue;
     for (const m of status.matchAll(/^(?:non)?voluntary_ctxt_switches:\s+(\d+)$/gm)) n.switches += Number(m[1]);
   }
