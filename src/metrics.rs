@@ -33,6 +33,10 @@ pub struct Metrics {
     pub live_cutoffs: IntCounter,
     /// Registry ids the writer remembers now (at most `[log] known_ids`).
     pub writer_known_ids: IntGauge,
+    /// Groups the nats backend's writer staged while the group before them was being
+    /// published, by outcome: `kept` (that group was taken, this one went on) or `restaged`
+    /// (it was refused; both were staged again).
+    pub groups_staged_meanwhile: IntCounterVec,
 }
 
 impl Metrics {
@@ -80,7 +84,15 @@ impl Metrics {
             "log_writer_known_ids",
             "Registry ids the writer remembers (bound: log.known_ids)",
         )?;
+        let groups_staged_meanwhile = IntCounterVec::new(
+            Opts::new(
+                "log_groups_staged_meanwhile_total",
+                "Groups staged while the group before them was being published (nats backend)",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(writer_known_ids.clone()))?;
+        registry.register(Box::new(groups_staged_meanwhile.clone()))?;
         registry.register(Box::new(events_appended.clone()))?;
         registry.register(Box::new(append_requests.clone()))?;
         registry.register(Box::new(group_requests.clone()))?;
@@ -104,6 +116,7 @@ impl Metrics {
             live_readers,
             live_cutoffs,
             writer_known_ids,
+            groups_staged_meanwhile,
         })
     }
 

@@ -97,6 +97,24 @@ pub(crate) struct StreamRecord {
     pub(crate) bytes: Bytes,
 }
 
+/// Records framed as the chunk messages that publish them right after seq `last`. They own
+/// their bytes, so that a publish can be under way on the runtime while the writer stages the
+/// next group.
+pub(crate) struct Outgoing {
+    last: u64,
+    messages: Vec<Chunk>,
+}
+
+impl Outgoing {
+    /// `records` (event id, chain hash, JSON), the seqs right after `last`.
+    pub(crate) fn new(last: u64, records: &[(Uuid, Hash, &[u8])]) -> Outgoing {
+        Outgoing {
+            last,
+            messages: chunk_messages(last, records),
+        }
+    }
+}
+
 /// A connection to the cluster and the stream's name; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Link {
@@ -330,19 +348,15 @@ impl Link {
         Ok(lo)
     }
 
-    /// Publishes `records` (event id, chain hash, JSON), the seqs right after `last`: as
-    /// chunk messages of at most [`MESSAGE_BYTES`](chunks::MESSAGE_BYTES), in atomic batches of at most
+    /// Publishes `out`'s records, the seqs right after its `last`: as chunk messages of at
+    /// most [`MESSAGE_BYTES`](chunks::MESSAGE_BYTES), in atomic batches of at most
     /// [`BATCH_MAX`] messages, each expecting the message the one before ended at, so each
     /// lands whole at its place or not at all. Returns once the last batch's ack says where
     /// it ended.
-    pub(crate) async fn publish(
-        &self,
-        last: u64,
-        records: &[(Uuid, Hash, &[u8])],
-    ) -> Result<(), NatsError> {
+    pub(crate) async fn publish(&self, out: Outgoing) -> Result<(), NatsError> {
+        let Outgoing { last, messages } = out;
         self.ready().await?;
         let mut expected = self.expected(last).await?;
-        let messages = chunk_messages(last, records);
         let mut end = last;
         for batch in messages.chunks(BATCH_MAX) {
             let stored = self.publish_batch(expected, batch).await?;

@@ -222,20 +222,23 @@ impl Writer {
             self.pipeline.start_thread();
         }
         let mut closed = None;
-        'outer: while let Some(first) = rx.blocking_recv() {
+        // A Close or Follow the nats backend received while a group was on its way: it goes
+        // after that group, before anything later.
+        let mut carry = None;
+        'outer: while let Some(first) = carry.take().or_else(|| rx.blocking_recv()) {
             let mut group = Vec::new();
             let mut events = 0;
             let mut next = Some(first);
             while let Some(cmd) = next.take() {
                 match cmd {
                     Command::Close(reply) => {
-                        self.commit_group(group);
+                        self.commit_group(group, None);
                         closed = Some(reply);
                         break 'outer;
                     }
                     // Another node's records go in at their place: after what is queued before.
                     Command::Follow(records) => {
-                        self.commit_group(std::mem::take(&mut group));
+                        self.commit_group(std::mem::take(&mut group), None);
                         events = 0;
                         self.follow(records);
                     }
@@ -250,7 +253,7 @@ impl Writer {
                     self.quiet = next.is_none();
                 }
             }
-            self.commit_group(group);
+            carry = self.commit_group(group, Some(&mut rx));
         }
         // Every landed group durable and answered before the log says it is closed.
         self.pipeline.finish();
@@ -268,21 +271,30 @@ impl Writer {
         }
     }
 
-    fn commit_group(&mut self, group: Vec<Command>) {
+    /// Commits a group. With the nats backend and `rx`, the requests that arrive while the
+    /// stream takes it are staged meanwhile (`replicated`); a Close or Follow among them is
+    /// returned, to be handled next.
+    fn commit_group(
+        &mut self,
+        group: Vec<Command>,
+        rx: Option<&mut mpsc::Receiver<Command>>,
+    ) -> Option<Command> {
         if group.is_empty() {
-            return;
+            return None;
         }
         if self.failed.load(Ordering::Acquire) {
             for cmd in group {
                 refuse(cmd, "an earlier write failed; restart the server");
             }
-            return;
+            return None;
         }
         if self.replication.is_some() {
-            return self.commit_replicated(group);
+            return self.commit_replicated(group, rx);
         }
-        let (overlay, owed, requests) = self.stage_group(group, None);
+        let mut overlay = self.overlay();
+        let (owed, requests) = self.stage_group(group, &mut overlay, None);
         self.write_group(overlay, owed, requests);
+        None
     }
 
     /// An empty overlay over the durable head.
@@ -296,7 +308,7 @@ impl Writer {
         }
     }
 
-    /// Stages every request of the group; returns the overlay, the answers owed once it is
+    /// Stages every request of the group on `overlay`; returns the answers owed once it is
     /// durable and the number of requests. Refusals are answered at once, unless `refused`
     /// is given (the nats backend): then each refused request is kept there with its
     /// refusal, and every staged one is kept in its answer, so that they can be staged again
@@ -304,10 +316,10 @@ impl Writer {
     fn stage_group(
         &mut self,
         group: Vec<Command>,
+        overlay: &mut Overlay,
         mut refused: Option<&mut Vec<(Command, AppendError)>>,
-    ) -> (Overlay, Vec<Owed>, usize) {
+    ) -> (Vec<Owed>, usize) {
         let keep = refused.is_some();
-        let mut overlay = self.overlay();
         let mut owed = Vec::with_capacity(group.len());
         let requests = group.len();
         for cmd in group {
@@ -323,7 +335,7 @@ impl Writer {
                         Err(AppendError::Aborted)
                     } else {
                         let recorded_at = overlay.stamp.text.clone();
-                        self.stage_append(append, &recorded_at, &mut overlay)
+                        self.stage_append(append, &recorded_at, overlay)
                     };
                     if staged.is_err()
                         && let Some(flag) = &abort_flag
@@ -342,8 +354,8 @@ impl Writer {
                         (Err(e), ..) if !keep => {
                             owed.push(Owed::Refused(Refusal::Append(reply, e)));
                         }
-                        // The nats backend writes each group before the next: nothing it
-                        // rests on is still on its way.
+                        // The nats backend keeps its refusals apart: only an abort comes
+                        // here, and it rests on no record.
                         (Err(e), ..) => self.refuse_append(reply, e),
                     }
                 }
@@ -356,7 +368,7 @@ impl Writer {
                 Command::Follow(_) => {}
                 Command::Restore(records, reply) => {
                     let kept = keep.then(|| records.clone());
-                    match (self.stage_restore(records, &mut overlay), kept) {
+                    match (self.stage_restore(records, overlay), kept) {
                         (Ok(head), kept) => owed.push(Owed::Restore(reply, head, kept)),
                         (Err(e), Some(records)) if let Some(refused) = refused.as_deref_mut() => {
                             refused.push((Command::Restore(records, reply), e));
@@ -371,7 +383,7 @@ impl Writer {
                 }
             }
         }
-        (overlay, owed, requests)
+        (owed, requests)
     }
 
     /// Answers a refused append, counting it.

@@ -343,3 +343,107 @@ async fn without_a_quorum_an_append_is_a_503_and_its_retry_stores_the_event_once
     assert_eq!(log.len(), 6, "stored twice");
     assert_eq!(log[5]["id"], event["id"]);
 }
+
+/// The value of `log_groups_staged_meanwhile_total{outcome}` on a node's `/metrics`.
+async fn staged_meanwhile(app: &TestApp, outcome: &str) -> u64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    let name = format!("annals_log_groups_staged_meanwhile_total{{outcome=\"{outcome}\"}}");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name.as_str()))
+        .map_or(0, |v| v.trim().parse().unwrap())
+}
+
+#[tokio::test]
+async fn groups_staged_while_the_one_before_is_published_keep_one_chain_and_win_each_version_once()
+{
+    let cluster = NatsCluster::start().await;
+    let a = node(&cluster).await;
+    let b = node(&cluster).await;
+    a.seed().await;
+    caught_up(&b, 5).await;
+
+    // Eight clients per node race for the next version of four shared streams: each node's
+    // writer stages the requests that arrive while its group is published, and the other
+    // node's appends make some of those groups refused (both groups then go again).
+    let (clients, attempts, streams) = (16u64, 12u64, 4u64);
+    let racers = (0..clients).map(|c| {
+        let app = if c % 2 == 0 { &a } else { &b };
+        async move {
+            let stream = format!("process/race{}", c % streams);
+            let (mut version, mut won) = (0u64, Vec::new());
+            for attempt in 0..attempts {
+                let body = at_version(version, 1000 * c + attempt);
+                let resp = app.append(&stream, &body).await;
+                let status = resp.status().as_u16();
+                let answer: Value = resp.json().await.unwrap();
+                match status {
+                    201 => {
+                        let event = answer["events"][0].clone();
+                        version = event["version"].as_u64().unwrap();
+                        won.push((stream.clone(), event));
+                    }
+                    409 => version = answer["current_version"].as_u64().unwrap(),
+                    _ => panic!("{status}: {answer}"),
+                }
+            }
+            won
+        }
+    });
+    let won: Vec<(String, Value)> = join_all(racers).await.into_iter().flatten().collect();
+
+    let head = caught_up(&a, 5 + won.len() as u64).await;
+    assert_eq!(
+        head.0,
+        5 + won.len() as u64,
+        "an append that was not acknowledged landed"
+    );
+    assert_eq!(caught_up(&b, head.0).await, head);
+    let log = read_whole_log(&a).await;
+    assert_one_chain(&log);
+    assert_eq!(
+        log,
+        read_whole_log(&b).await,
+        "the nodes hold different logs"
+    );
+    // Every acknowledged event is in the log at the seq and version it was acknowledged with,
+    // and each version of each stream was acknowledged exactly once.
+    let mut versions = std::collections::BTreeSet::new();
+    for (stream, event) in &won {
+        let seq = event["seq"].as_u64().unwrap();
+        let record = &log[seq as usize - 1];
+        assert_eq!(record["id"], event["id"], "seq {seq}");
+        assert_eq!(record["stream"], stream.as_str(), "seq {seq}");
+        assert_eq!(record["version"], event["version"], "seq {seq}");
+        let version = event["version"].as_u64().unwrap();
+        assert!(
+            versions.insert((stream.clone(), version)),
+            "{stream} v{version} won twice"
+        );
+    }
+    for s in 0..streams {
+        let stream = format!("process%2Frace{s}");
+        let read = a
+            .get_json(&format!("/streams/{stream}/events?limit=1000"))
+            .await;
+        let acknowledged = versions
+            .iter()
+            .filter(|(n, _)| n.ends_with(&format!("race{s}")));
+        assert_eq!(
+            read["version"].as_u64().unwrap(),
+            acknowledged.count() as u64
+        );
+    }
+    // The requests did overlap a publish: the path under test was taken.
+    let (mut kept, mut restaged) = (0, 0);
+    for app in [&a, &b] {
+        kept += staged_meanwhile(app, "kept").await;
+        restaged += staged_meanwhile(app, "restaged").await;
+    }
+    eprintln!("groups staged meanwhile: {kept} kept, {restaged} staged again");
+    assert!(kept > 0, "no group was staged while another was published");
+
+    for app in [a, b] {
+        let out = verify_offline(app).await;
+        assert!(out.contains(&head.1), "{out}");
+    }
+}

@@ -12,16 +12,22 @@
 //! This must never write a record locally before the stream holds it at the same seq, and
 //! never apply a stream record that does not continue the local chain.
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
+use time::OffsetDateTime;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::super::nats::{Link, NatsError, StreamRecord};
+use super::super::merkle::Frontier;
+use super::super::nats::{Link, NatsError, Outgoing, StreamRecord};
 use super::super::record::{Hash, Record};
 use super::super::{AppendError, Command, References, Restore};
 use super::ids::Declarations;
+use super::stage::{Overlay, Stamp, StreamHead};
 use super::{Owed, Writer, fail};
 
 /// How long a group is retried while the stream cannot take it (no quorum, a leader
@@ -45,21 +51,83 @@ struct IdOnly {
     id: Uuid,
 }
 
+/// A group's publish, under way on the runtime.
+type Publishing = JoinHandle<Result<(), NatsError>>;
+
+/// A group staged on top of the one being published: its requests, and where it starts in
+/// the overlay they share.
+struct Next {
+    split: Split,
+    owed: Vec<Owed>,
+    requests: usize,
+    refused: Vec<(Command, AppendError)>,
+}
+
+/// Where the group being published ends in an overlay that goes on with the next group: what
+/// writing it alone needs.
+struct Split {
+    records: usize,
+    writes: usize,
+    next_seq: u64,
+    head_hash: Hash,
+    frontier: Frontier,
+    streams: HashMap<String, StreamHead>,
+    stamp: Stamp,
+}
+
+impl Split {
+    fn of(overlay: &Overlay) -> Split {
+        Split {
+            records: overlay.records.len(),
+            writes: overlay.writes.len(),
+            next_seq: overlay.next_seq,
+            head_hash: overlay.head_hash,
+            frontier: overlay.frontier.clone(),
+            streams: overlay.streams.clone(),
+            stamp: overlay.stamp.clone(),
+        }
+    }
+
+    /// The first group, as an overlay of its own, taken out of the shared one, which keeps
+    /// the next group. Each request's writes went in whole and in order, so the first
+    /// group's are a prefix; its ids and names stay behind for the next group's lookups.
+    fn take_first(self, overlay: &mut Overlay) -> Overlay {
+        Overlay {
+            records: overlay.records.drain(..self.records).collect(),
+            writes: overlay.writes.drain(..self.writes).collect(),
+            next_seq: self.next_seq,
+            head_hash: self.head_hash,
+            frontier: self.frontier,
+            streams: self.streams,
+            stamp: self.stamp,
+            ..Overlay::default()
+        }
+    }
+}
+
 impl Writer {
     /// Stages the group, has the stream store it, then writes it locally and answers; on a
-    /// refusal, catches up and stages the same requests again.
-    pub(super) fn commit_replicated(&mut self, mut group: Vec<Command>) {
-        let started = Instant::now();
+    /// refusal, catches up and stages the same requests again. While the stream takes a
+    /// group, the requests that arrive are staged on top of it (`stage_meanwhile`): the next
+    /// group, published once this one is written. Returns a Close or Follow that arrived
+    /// meanwhile, for `run` to handle next.
+    pub(super) fn commit_replicated(
+        &mut self,
+        group: Vec<Command>,
+        mut rx: Option<&mut mpsc::Receiver<Command>>,
+    ) -> Option<Command> {
+        let mut carry = None;
+        let mut started = Instant::now();
         let mut pause = Duration::from_millis(50);
+        let mut refused = Vec::new();
+        let mut overlay = self.overlay();
+        let (mut owed, mut requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
         loop {
-            let mut refused = Vec::new();
-            let (overlay, owed, requests) = self.stage_group(group, Some(&mut refused));
-            let fresh = if refused.is_empty() {
-                Ok(())
-            } else {
-                self.at_stream_end()
-            };
-            let published = fresh.and_then(|()| {
+            let mut flight = Ok(None);
+            if !refused.is_empty() {
+                flight = self.at_stream_end().map(|()| None);
+            }
+            if flight.is_ok() {
                 // The refusals stand: the stream ends at the head they were judged against.
                 for (cmd, e) in refused.drain(..) {
                     match cmd {
@@ -70,14 +138,59 @@ impl Writer {
                         Command::Close(_) | Command::Follow(_) => {}
                     }
                 }
-                if overlay.records.is_empty() && overlay.writes.is_empty() {
-                    return Ok(());
+                if !overlay.records.is_empty() || !overlay.writes.is_empty() {
+                    flight = self.send(&overlay.records);
                 }
-                self.publish(&overlay.records)
-            });
-            let why = match published {
-                Ok(()) => return self.write_group(overlay, owed, requests),
-                Err(e) => e,
+            }
+            let mut next = None;
+            let published = match flight {
+                Ok(Some(publishing)) => {
+                    let receiving = if carry.is_none() {
+                        rx.as_deref_mut()
+                    } else {
+                        None
+                    };
+                    let (published, staged) =
+                        self.stage_meanwhile(publishing, &mut overlay, receiving, &mut carry);
+                    next = staged;
+                    published
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            let why = match (published, next) {
+                (Ok(()), None) => {
+                    self.write_group(overlay, owed, requests);
+                    return carry;
+                }
+                (Ok(()), Some(next)) => {
+                    self.metrics
+                        .groups_staged_meanwhile
+                        .with_label_values(&["kept"])
+                        .inc();
+                    let first = next.split.take_first(&mut overlay);
+                    self.write_group(first, owed, requests);
+                    if self.failed.load(Ordering::Acquire) {
+                        give_up(next.owed, next.refused, "the local write failed");
+                        return carry;
+                    }
+                    (owed, requests, refused) = (next.owed, next.requests, next.refused);
+                    started = Instant::now();
+                    pause = Duration::from_millis(50);
+                    continue;
+                }
+                (Err(e), next) => {
+                    // What was staged on top of this group goes back with it, after it.
+                    if let Some(next) = next {
+                        self.metrics
+                            .groups_staged_meanwhile
+                            .with_label_values(&["restaged"])
+                            .inc();
+                        owed.extend(next.owed);
+                        refused.extend(next.refused);
+                    }
+                    e
+                }
             };
             tracing::debug!(error = %why, "the stream did not take the group; catching up");
             let moved = match self.catch_up() {
@@ -90,7 +203,8 @@ impl Writer {
                     tracing::error!(error = %e, "the stream does not continue this node's log; refusing appends");
                     self.failed.store(true, Ordering::Release);
                     let why = format!("the stream does not continue this node's log: {e}");
-                    return give_up(owed, refused, &why);
+                    give_up(owed, refused, &why);
+                    return carry;
                 }
             };
             if !moved {
@@ -101,17 +215,87 @@ impl Writer {
                     let why = format!(
                         "the log's stream did not confirm the append ({why}); it may still be stored: retry with the same event ids"
                     );
-                    return give_up(owed, refused, &why);
+                    give_up(owed, refused, &why);
+                    return carry;
                 }
                 std::thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_millis(500));
             }
             let runtime = self.replication.as_ref().map(|r| r.link.runtime.clone());
-            group = owed
+            let mut group: Vec<Command> = owed
                 .into_iter()
                 .filter_map(|o| o.into_retry(runtime.as_ref()))
                 .collect();
-            group.extend(refused.into_iter().map(|(cmd, _)| cmd));
+            group.extend(refused.drain(..).map(|(cmd, _)| cmd));
+            overlay = self.overlay();
+            (owed, requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
+        }
+    }
+
+    /// Waits for the publish under way. Meanwhile, the requests that arrive on `rx` (up to a
+    /// group's worth) are staged on the overlay after the group being published: the next
+    /// group, returned with where it starts. A Close or Follow stops that and is kept in
+    /// `carry`: it goes after both groups.
+    fn stage_meanwhile(
+        &mut self,
+        mut publishing: Publishing,
+        overlay: &mut Overlay,
+        mut rx: Option<&mut mpsc::Receiver<Command>>,
+        carry: &mut Option<Command>,
+    ) -> (Result<(), NatsError>, Option<Next>) {
+        let Some(runtime) = self.replication.as_ref().map(|r| r.link.runtime.clone()) else {
+            return (Ok(()), None);
+        };
+        let mut next: Option<Next> = None;
+        let mut events = 0;
+        loop {
+            let arrived = runtime.block_on(async {
+                match rx.as_deref_mut() {
+                    // The publish first: its requests wait for it.
+                    Some(rx) => tokio::select! {
+                        biased;
+                        done = &mut publishing => Err(done),
+                        cmd = rx.recv() => Ok(cmd),
+                    },
+                    None => Err((&mut publishing).await),
+                }
+            });
+            let cmd = match arrived {
+                Err(done) => {
+                    let done = done.unwrap_or_else(|e| {
+                        Err(NatsError::Publish(format!("the publish task ended: {e}")))
+                    });
+                    return (done, next);
+                }
+                Ok(Some(cmd @ (Command::Close(_) | Command::Follow(_)))) => {
+                    *carry = Some(cmd);
+                    rx = None;
+                    continue;
+                }
+                Ok(None) => {
+                    rx = None;
+                    continue;
+                }
+                Ok(Some(cmd)) => cmd,
+            };
+            events += super::command_events(&cmd);
+            let next = next.get_or_insert_with(|| {
+                let split = Split::of(overlay);
+                // Stamped when staged, as a group of its own would be.
+                overlay.stamp.raise(OffsetDateTime::now_utc());
+                Next {
+                    split,
+                    owed: Vec::new(),
+                    requests: 0,
+                    refused: Vec::new(),
+                }
+            });
+            let (owed, requests) = self.stage_group(vec![cmd], overlay, Some(&mut next.refused));
+            next.owed.extend(owed);
+            next.requests += requests;
+            if events >= self.options.max_group_events {
+                rx = None;
+            }
         }
     }
 
@@ -133,10 +317,11 @@ impl Writer {
         }
     }
 
-    /// Publishes the staged records right after the head.
-    fn publish(&self, records: &[(Hash, Vec<u8>)]) -> Result<(), NatsError> {
+    /// Starts publishing the staged records right after the head, on the runtime (None
+    /// without a stream).
+    fn send(&self, records: &[(Hash, Vec<u8>)]) -> Result<Option<Publishing>, NatsError> {
         let Some(replication) = &self.replication else {
-            return Ok(());
+            return Ok(None);
         };
         let mut messages = Vec::with_capacity(records.len());
         for (hash, bytes) in records {
@@ -146,9 +331,14 @@ impl Writer {
             })?;
             messages.push((id, *hash, bytes.as_slice()));
         }
-        let link = &replication.link;
-        link.runtime
-            .block_on(link.publish(self.head.seq, &messages))
+        let outgoing = Outgoing::new(self.head.seq, &messages);
+        let link = replication.link.clone();
+        Ok(Some(
+            replication
+                .link
+                .runtime
+                .spawn(async move { link.publish(outgoing).await }),
+        ))
     }
 
     /// Applies every stream record past the head, in chunks; whether there was any.

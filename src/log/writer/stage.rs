@@ -52,6 +52,7 @@ pub(super) struct Overlay {
 }
 
 /// A `recorded_at`, as a time and as the text the records carry.
+#[derive(Clone)]
 pub(super) struct Stamp {
     pub(super) at: OffsetDateTime,
     pub(super) text: String,
@@ -66,7 +67,7 @@ impl Stamp {
     }
 
     /// Moves the stamp to `at` if that is later; never back.
-    fn raise(&mut self, at: OffsetDateTime) {
+    pub(super) fn raise(&mut self, at: OffsetDateTime) {
         if at > self.at {
             *self = Stamp::new(at);
         }
