@@ -122,12 +122,17 @@ impl Writer {
         let mut refused = Vec::new();
         let mut overlay = self.overlay();
         let (mut owed, mut requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
+        // The next group's publish, when it was started before the group before it was
+        // written here.
+        let mut sent: Option<Result<Publishing, NatsError>> = None;
         loop {
             let mut flight = Ok(None);
-            if !refused.is_empty() {
+            if let Some(early) = sent.take() {
+                flight = early.map(Some);
+            } else if !refused.is_empty() {
                 flight = self.at_stream_end().map(|()| None);
             }
-            if flight.is_ok() {
+            if flight.as_ref().is_ok_and(Option::is_none) {
                 // The refusals stand: the stream ends at the head they were judged against.
                 for (cmd, e) in refused.drain(..) {
                     match cmd {
@@ -139,7 +144,7 @@ impl Writer {
                     }
                 }
                 if !overlay.records.is_empty() || !overlay.writes.is_empty() {
-                    flight = self.send(&overlay.records);
+                    flight = self.send(self.head.seq, &overlay.records);
                 }
             }
             let mut next = None;
@@ -169,9 +174,20 @@ impl Writer {
                         .with_label_values(&["kept"])
                         .inc();
                     let first = next.split.take_first(&mut overlay);
+                    // The stream holds the first group: the next one goes out at once, and
+                    // is on its way while the first is written here. Not when it has
+                    // refusals: they are judged once the stream is seen to end at the head.
+                    let staged = !overlay.records.is_empty() || !overlay.writes.is_empty();
+                    if next.refused.is_empty() && staged {
+                        match self.send(first.next_seq - 1, &overlay.records) {
+                            Ok(publishing) => sent = publishing.map(Ok),
+                            Err(e) => sent = Some(Err(e)),
+                        }
+                    }
                     self.write_group(first, owed, requests);
                     if self.failed.load(Ordering::Acquire) {
-                        give_up(next.owed, next.refused, "the local write failed");
+                        let why = "the local write failed; the append may still be stored: retry with the same event ids";
+                        give_up(next.owed, next.refused, why);
                         return carry;
                     }
                     (owed, requests, refused) = (next.owed, next.requests, next.refused);
@@ -317,9 +333,13 @@ impl Writer {
         }
     }
 
-    /// Starts publishing the staged records right after the head, on the runtime (None
+    /// Starts publishing the staged records right after seq `last`, on the runtime (None
     /// without a stream).
-    fn send(&self, records: &[(Hash, Vec<u8>)]) -> Result<Option<Publishing>, NatsError> {
+    fn send(
+        &self,
+        last: u64,
+        records: &[(Hash, Vec<u8>)],
+    ) -> Result<Option<Publishing>, NatsError> {
         let Some(replication) = &self.replication else {
             return Ok(None);
         };
@@ -331,7 +351,7 @@ impl Writer {
             })?;
             messages.push((id, *hash, bytes.as_slice()));
         }
-        let outgoing = Outgoing::new(self.head.seq, &messages);
+        let outgoing = Outgoing::new(last, &messages);
         let link = replication.link.clone();
         Ok(Some(
             replication
