@@ -106,12 +106,12 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    /// `records` (event id, chain hash, JSON), the seqs right after `last`.
-    pub(crate) fn new(last: u64, records: &[(Uuid, Hash, &[u8])]) -> Outgoing {
-        Outgoing {
+    /// `records` (chain hash, JSON), the seqs right after `last`.
+    pub(crate) fn new(last: u64, records: &[(Hash, Vec<u8>)]) -> Result<Outgoing, NatsError> {
+        Ok(Outgoing {
             last,
-            messages: chunk_messages(last, records),
-        }
+            messages: chunk_messages(last, records)?,
+        })
     }
 }
 

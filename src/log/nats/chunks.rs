@@ -35,15 +35,25 @@ pub(super) struct Chunk {
     pub(super) payload: Bytes,
 }
 
-/// `records`, the seqs right after `last`, cut into chunks of at most [`MESSAGE_BYTES`] (a
-/// record larger than that alone in its chunk).
-pub(super) fn chunk_messages(last: u64, records: &[(Uuid, Hash, &[u8])]) -> Vec<Chunk> {
+/// Only the id of a stored record: a chunk's `Nats-Msg-Id`.
+#[derive(serde::Deserialize)]
+struct IdOnly {
+    id: Uuid,
+}
+
+/// `records` (chain hash, JSON), the seqs right after `last`, cut into chunks of at most
+/// [`MESSAGE_BYTES`] (a record larger than that alone in its chunk). Only a chunk's first
+/// record is parsed, for its id.
+pub(super) fn chunk_messages(
+    last: u64,
+    records: &[(Hash, Vec<u8>)],
+) -> Result<Vec<Chunk>, NatsError> {
     let mut out: Vec<Chunk> = Vec::new();
     let mut payload = Vec::new();
     let mut first = last + 1;
     let mut count = 0u64;
     let mut id = Uuid::nil();
-    for (i, (event, hash, bytes)) in records.iter().enumerate() {
+    for (i, (hash, bytes)) in records.iter().enumerate() {
         if count > 0 && payload.len() + FRAME_HEAD + bytes.len() > MESSAGE_BYTES {
             out.push(Chunk {
                 id,
@@ -55,7 +65,12 @@ pub(super) fn chunk_messages(last: u64, records: &[(Uuid, Hash, &[u8])]) -> Vec<
             count = 0;
         }
         if count == 0 {
-            id = *event;
+            let IdOnly { id: first_id } =
+                serde_json::from_slice(bytes).map_err(|e| NatsError::Corrupt {
+                    seq: last + 1 + i as u64,
+                    why: e.to_string(),
+                })?;
+            id = first_id;
         }
         payload.extend_from_slice(hash);
         payload.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
@@ -70,7 +85,7 @@ pub(super) fn chunk_messages(last: u64, records: &[(Uuid, Hash, &[u8])]) -> Vec<
             payload: Bytes::from(payload),
         });
     }
-    out
+    Ok(out)
 }
 
 /// The seqs a stream message holds: (first, count). A message without the chunk headers is

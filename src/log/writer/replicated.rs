@@ -16,7 +16,6 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -43,12 +42,6 @@ pub(in crate::log) struct Replication {
     /// Which ids a record introduces (`event::rules::declarations`), for records of other
     /// nodes: their references were checked by the node that appended them.
     pub(in crate::log) declarations: Declarations,
-}
-
-/// Only the id of a stored record, for its `Nats-Msg-Id`.
-#[derive(Deserialize)]
-struct IdOnly {
-    id: Uuid,
 }
 
 /// A group's publish, under way on the runtime.
@@ -343,15 +336,7 @@ impl Writer {
         let Some(replication) = &self.replication else {
             return Ok(None);
         };
-        let mut messages = Vec::with_capacity(records.len());
-        for (hash, bytes) in records {
-            let IdOnly { id } = serde_json::from_slice(bytes).map_err(|e| NatsError::Corrupt {
-                seq: 0,
-                why: e.to_string(),
-            })?;
-            messages.push((id, *hash, bytes.as_slice()));
-        }
-        let outgoing = Outgoing::new(last, &messages);
+        let outgoing = Outgoing::new(last, records)?;
         let link = replication.link.clone();
         Ok(Some(
             replication
