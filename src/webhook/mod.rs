@@ -516,7 +516,15 @@ impl crate::log::nats::Follower for Following {
     }
 
     async fn reread(&mut self) -> Result<(), StoreError> {
-        for id in self.0.store().resync().await? {
+        // Under `control`, as an operator's create, change or delete: that writes this node's
+        // copy, then pushes to the cluster. A resync between the two would find the new
+        // subscription missing from the cluster, forget it here, and then the push of its
+        // cursor or its delete of the forgotten one would undo an answered 201.
+        let changed = {
+            let _guard = self.0.inner.control.lock().await;
+            self.0.store().resync().await?
+        };
+        for id in changed {
             self.0.changed_elsewhere(id).await;
         }
         Ok(())
