@@ -13,13 +13,14 @@
 //! writes one chunk (the rows folded since the previous save) and the new `meta` in ONE
 //! atomic sled batch, which keeps a save cheap while appends run. A rebuild writes a whole new
 //! generation under its own key prefix and flips `meta` last, so a crash mid-rebuild leaves
-//! the old save intact. Every full page of rows is also written, once, as a fixed-size page
-//! (`knowledge/compact/pages.rs`) in the same batch as the chunk that holds its last rows; a
-//! load checks the last page of each chunk against the rows it decoded and then drops those
-//! rows from the heap, so the views read them from the pages through a bounded cache. The
-//! pages are a copy of what the chunks hold, not a new layout: a save without them (written
-//! before them, or with another page size) gets them at its next load. This module must never
-//! write to the log, and never load a save that does not match the log.
+//! the old save intact. Every full page of rows is also written, once, as a compressed page
+//! of fixed-size rows (`knowledge/compact/pages.rs`) in the same batch as the chunk that
+//! holds its last rows; a load checks the last page of each chunk against the rows it decoded
+//! and then drops those rows from the heap, so the views read them from the pages through a
+//! bounded cache. The pages are a copy of what the chunks hold, not a new layout: a save
+//! without them (written before them, with another page size, or with the plain pages of the
+//! version before) gets them at its next load. This module must never write to the log, and
+//! never load a save that does not match the log.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -260,7 +261,8 @@ fn page_loaded(tree: &sled::Tree, k: &mut Knowledge) -> Result<(), SaveError> {
     );
     if end > first && !tree.contains_key(pages.key(end - 1))? {
         let mut batch = sled::Batch::default();
-        for (page, bytes) in k.facts().encode_pages(per, first, end) {
+        let encoded = k.facts().encode_pages(per, first, end);
+        for (page, bytes) in encoded.map_err(|e| SaveError::Encode(e.to_string()))? {
             batch.insert(&pages.key(page), bytes);
         }
         tree.apply_batch(batch)?;
@@ -272,18 +274,25 @@ fn page_loaded(tree: &sled::Tree, k: &mut Knowledge) -> Result<(), SaveError> {
 
 /// Adds to `batch` the full pages of `facts` not yet written: a save wrote every full page
 /// of the facts before `start`, so the first one to write is the one `start` falls in.
-fn add_pages(batch: &mut sled::Batch, facts: &FactStore, generation: u32, start: usize) {
+fn add_pages(
+    batch: &mut sled::Batch,
+    facts: &FactStore,
+    generation: u32,
+    start: usize,
+) -> Result<(), SaveError> {
     let Some(pages) = facts.pages().filter(|p| p.generation() == generation) else {
-        return;
+        return Ok(());
     };
     let per = pages.page_rows();
     let (first, end) = (
         (start / per as usize) as u32,
         (facts.len() / per as usize) as u32,
     );
-    for (page, bytes) in facts.encode_pages(per, first, end) {
+    let encoded = facts.encode_pages(per, first, end);
+    for (page, bytes) in encoded.map_err(|e| SaveError::Encode(e.to_string()))? {
         batch.insert(&pages.key(page), bytes);
     }
+    Ok(())
 }
 
 /// Decodes one stored chunk into the segment of rows it holds.
@@ -394,7 +403,7 @@ pub fn append(
             &chunk_key(generation, first),
             encode(facts, start, facts.len())?,
         );
-        add_pages(&mut batch, facts, generation, start);
+        add_pages(&mut batch, facts, generation, start)?;
     }
     let m = Meta {
         generation,
@@ -422,7 +431,7 @@ pub fn write_generation(
     let facts = k.facts();
     let mut start = facts.count_upto(from_seq);
     let mut pages = sled::Batch::default();
-    add_pages(&mut pages, facts, generation, start);
+    add_pages(&mut pages, facts, generation, start)?;
     while start < facts.len() {
         let end = (start + CHUNK_FACTS).min(facts.len());
         let first = facts.get(start as u32).seq;
