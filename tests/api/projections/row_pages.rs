@@ -290,13 +290,7 @@ async fn metrics_show_the_row_cache_within_its_configured_bound_over_many_more_r
         head = v["events"][0]["seq"].as_u64().unwrap();
     }
     // Saved, so the rows are on pages: the views read them through the cache.
-    for _ in 0..200 {
-        let p = app.get_json("/projections").await;
-        if p["projections"][0]["last_checkpoint_seq"].as_u64() >= Some(head) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    saved_up_to(&app, head).await;
     let actor = view(&app, "/projections/actors/actor:witkoff?limit=24", head).await;
     assert_eq!(actor["events"].as_array().unwrap().len(), 24);
     let text = app.get("/metrics").await.text().await.unwrap();
