@@ -3,10 +3,11 @@
 //! `[projections] row_cache_bytes`. With pages of a few rows and a cache of two pages, the
 //! engine answers every view, now and as known at any seq, across a restart that loads the
 //! save, exactly as a full in-memory fold; the cache never holds more than its bound; a save
-//! written without pages (or with another page size, or with the plain pages of the version
-//! before compressed pages) gets them at its next load without folding the log again; a save
-//! whose pages do not hold its rows is folded again; and a served folder holds its pages
-//! compressed and rewrites none of its save when it restarts.
+//! written without pages (or with another page size) gets them at its next load without
+//! folding the log again; a save with the plain pages of the version before compressed pages
+//! reads them as they are and adds compressed ones; a save whose pages do not hold its rows is
+//! folded again; and a served folder holds its pages compressed and rewrites none of its save
+//! when it restarts.
 
 use annals::log::Log;
 use annals::metrics::Metrics;
@@ -216,9 +217,19 @@ fn page_key(prefix: u8, (generation, rows, page): (u32, u32, u32)) -> Vec<u8> {
     k
 }
 
+/// The keys and values of the save under `prefix`.
+fn stored(log: &Log, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tree(log)
+        .scan_prefix([prefix])
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
 #[tokio::test]
-async fn a_save_with_the_plain_pages_of_the_version_before_gets_compressed_pages_at_its_next_load()
-{
+async fn a_save_with_the_plain_pages_of_the_version_before_reads_them_and_adds_compressed_ones() {
     let dir = tempfile::tempdir().unwrap();
     let (before, _) = saved_folder(dir.path()).await;
     let log = open(dir.path());
@@ -233,16 +244,40 @@ async fn a_save_with_the_plain_pages_of_the_version_before_gets_compressed_pages
             .unwrap();
     }
     log.sync_aux().unwrap();
-    assert!(pages(&log).is_empty());
+    let plain = stored(&log, PLAIN_PAGE);
     let engine = start(&log, 2);
     assert_eq!(engine.status()[0].replayed_since_start, 0, "the save loads");
-    assert_eq!(pages(&log), written, "the pages are written compressed");
-    assert_eq!(
-        tree(&log).scan_prefix([PLAIN_PAGE]).count(),
-        0,
-        "the plain pages are removed"
-    );
     assert_eq!(engine.read(projection::all_views), before);
+    let mut out = compare(&engine, &log, &[3, 11]);
+    let more = (0..6)
+        .map(|i| {
+            event(
+                "statement.made",
+                json!({"statement_id": format!("statement:after{i}"), "speaker": "actor:a",
+                       "content": format!("said after {i}")}),
+                json!([]),
+            )
+        })
+        .collect();
+    append(&log, "process/p", more).await;
+    caught_up(&engine, &log).await;
+    engine.shutdown().await;
+    assert_eq!(
+        stored(&log, PLAIN_PAGE),
+        plain,
+        "the plain pages stay as they were"
+    );
+    let added = pages(&log);
+    assert!(
+        !added.is_empty() && added.iter().all(|p| p.2 as usize >= plain.len()),
+        "the pages after them are compressed: {added:?}"
+    );
+    let engine = start(&log, 2);
+    assert_eq!(engine.status()[0].replayed_since_start, 0);
+    out.extend(compare(&engine, &log, &[3, 11, 25]));
+    for (when, paged, full) in out {
+        assert_eq!(paged, full, "{when}");
+    }
     engine.shutdown().await;
     log.close().await;
 }
