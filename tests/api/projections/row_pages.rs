@@ -9,7 +9,7 @@
 //! folded again; and a served folder holds its pages compressed and rewrites none of its save
 //! when it restarts.
 
-use annals::log::Log;
+use annals::log::{Log, NewEvent};
 use annals::metrics::Metrics;
 use annals::projection::knowledge::{PAGE, PLAIN_PAGE};
 use annals::projection::save;
@@ -94,6 +94,20 @@ fn compare(engine: &Engine, log: &Log, cuts: &[u64]) -> Vec<(String, Value, Valu
     })
 }
 
+/// `n` statements that cite nothing, to fold after a save was loaded.
+fn said_after(n: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| {
+            event(
+                "statement.made",
+                json!({"statement_id": format!("statement:after{i}"), "speaker": "actor:a",
+                       "content": format!("said after {i}")}),
+                json!([]),
+            )
+        })
+        .collect()
+}
+
 /// Folds `ops`, restarts (the load reads the rows from the save and drops them from the
 /// heap), folds a few more statements after the loaded rows, and compares at each point.
 async fn paged_both_ways(
@@ -118,17 +132,7 @@ async fn paged_both_ways(
         );
     }
     out.extend(compare(&engine, &log, &cuts));
-    let more = (0..5)
-        .map(|i| {
-            event(
-                "statement.made",
-                json!({"statement_id": format!("statement:after{i}"), "speaker": "actor:a",
-                       "content": format!("said after {i}")}),
-                json!([]),
-            )
-        })
-        .collect();
-    append(&log, "process/p", more).await;
+    append(&log, "process/p", said_after(5)).await;
     caught_up(&engine, &log).await;
     out.extend(compare(&engine, &log, &cuts));
     engine.shutdown().await;
@@ -217,15 +221,19 @@ fn page_key(prefix: u8, (generation, rows, page): (u32, u32, u32)) -> Vec<u8> {
     k
 }
 
-/// The keys and values of the save under `prefix`.
-fn stored(log: &Log, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
-    tree(log)
-        .scan_prefix([prefix])
+/// The keys and values of `tree` under `prefix`.
+fn entries(tree: &sled::Tree, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tree.scan_prefix(prefix)
         .map(|kv| {
             let (k, v) = kv.unwrap();
             (k.to_vec(), v.to_vec())
         })
         .collect()
+}
+
+/// The keys and values of the save under `prefix`.
+fn stored(log: &Log, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+    entries(&tree(log), &[prefix])
 }
 
 #[tokio::test]
@@ -249,17 +257,7 @@ async fn a_save_with_the_plain_pages_of_the_version_before_reads_them_and_adds_c
     assert_eq!(engine.status()[0].replayed_since_start, 0, "the save loads");
     assert_eq!(engine.read(projection::all_views), before);
     let mut out = compare(&engine, &log, &[3, 11]);
-    let more = (0..6)
-        .map(|i| {
-            event(
-                "statement.made",
-                json!({"statement_id": format!("statement:after{i}"), "speaker": "actor:a",
-                       "content": format!("said after {i}")}),
-                json!([]),
-            )
-        })
-        .collect();
-    append(&log, "process/p", more).await;
+    append(&log, "process/p", said_after(6)).await;
     caught_up(&engine, &log).await;
     engine.shutdown().await;
     assert_eq!(
@@ -340,13 +338,7 @@ async fn metrics_show_the_row_cache_within_its_configured_bound_over_many_more_r
 fn saved_fold(dir: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
     wait_until_released(dir);
     let db = open_store(dir);
-    let tree = db.open_tree("projections").unwrap();
-    tree.iter()
-        .map(|kv| {
-            let (k, v) = kv.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
+    entries(&db.open_tree("projections").unwrap(), &[])
 }
 
 /// Waits until the server's save holds every record up to `head`.
