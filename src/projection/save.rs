@@ -13,13 +13,14 @@
 //! writes one chunk (the rows folded since the previous save) and the new `meta` in ONE
 //! atomic sled batch, which keeps a save cheap while appends run. A rebuild writes a whole new
 //! generation under its own key prefix and flips `meta` last, so a crash mid-rebuild leaves
-//! the old save intact. Every full page of rows is also written, once, as a fixed-size page
-//! (`knowledge/compact/pages.rs`) in the same batch as the chunk that holds its last rows; a
-//! load checks the last page of each chunk against the rows it decoded and then drops those
-//! rows from the heap, so the views read them from the pages through a bounded cache. The
-//! pages are a copy of what the chunks hold, not a new layout: a save without them (written
-//! before them, or with another page size) gets them at its next load. This module must never
-//! write to the log, and never load a save that does not match the log.
+//! the old save intact. Every full page of rows is also written, once, as a compressed page
+//! of fixed-size rows (`knowledge/compact/pages.rs`) in the same batch as the chunk that
+//! holds its last rows; a load checks the last page of each chunk against the rows it decoded
+//! and then drops those rows from the heap, so the views read them from the pages through a
+//! bounded cache. The pages are a copy of what the chunks hold, not a new layout: a save
+//! without them (written before them, or with another page size) gets them at its next load,
+//! and a save with the plain pages of the version before keeps them and adds compressed ones.
+//! This module must never write to the log, and never load a save that does not match the log.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -27,7 +28,8 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::knowledge::{
-    Bulk, FactStore, Knowledge, PAGE, PageSetup, RowPages, Segment, page_prefix,
+    Bulk, FactStore, Knowledge, PAGE, PLAIN_PAGE, PageSetup, RowPages, Segment, page_prefix,
+    plain_page_prefix,
 };
 use super::records::Records;
 use crate::log::{Log, LogError};
@@ -200,11 +202,13 @@ pub fn load(
     // Only the keys around the current generation's chunks and pages are walked: walking
     // them too would read the whole save a second time.
     let chunks = gen_prefix(m.generation);
+    let plain = plain_page_prefix(m.generation, setup.page_rows.max(1));
     let pages = page_prefix(m.generation, setup.page_rows.max(1));
     let mut stale = sled::Batch::default();
     let around = tree
         .range(..chunks.to_vec())
-        .chain(tree.range(after(&chunks)..pages.to_vec()))
+        .chain(tree.range(after(&chunks)..plain.to_vec()))
+        .chain(tree.range(after(&plain)..pages.to_vec()))
         .chain(tree.range(after(&pages)..));
     for item in around {
         let (key, _) = item?;
@@ -229,17 +233,31 @@ fn after(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
-/// Sets where `k`'s saved rows will be read: the pages of `generation` in `setup`'s size.
+/// Sets where `k`'s saved rows will be read: the pages of `generation` in `setup`'s size,
+/// the plain ones a save of the version before compressed pages wrote first.
 pub fn attach_pages(
     log: &Log,
     generation: u32,
     setup: &PageSetup,
     k: &mut Knowledge,
 ) -> Result<(), SaveError> {
+    let plain = plain_page_prefix(generation, setup.page_rows.max(1));
+    let plain_pages = match log.aux_tree("projections")?.scan_prefix(plain).next_back() {
+        Some(item) => {
+            let (key, _) = item?;
+            let number = key
+                .get(9..13)
+                .filter(|_| key.len() == 13)
+                .ok_or_else(|| SaveError::BadKey(hex::encode(&key)))?;
+            u32::from_be_bytes([number[0], number[1], number[2], number[3]]) + 1
+        }
+        None => 0,
+    };
     let pages = Arc::new(RowPages::new(
         log.clone(),
         generation,
         setup.page_rows,
+        plain_pages,
         setup,
     ));
     k.page_out(&pages, 0)
@@ -254,13 +272,15 @@ fn page_loaded(tree: &sled::Tree, k: &mut Knowledge) -> Result<(), SaveError> {
         return Ok(());
     };
     let per = pages.page_rows();
+    // Plain pages are never written again: one missing reads as a damaged save.
     let (first, end) = (
-        (k.facts().paged() / per as usize) as u32,
+        ((k.facts().paged() / per as usize) as u32).max(pages.plain_pages()),
         (k.facts().len() / per as usize) as u32,
     );
     if end > first && !tree.contains_key(pages.key(end - 1))? {
         let mut batch = sled::Batch::default();
-        for (page, bytes) in k.facts().encode_pages(per, first, end) {
+        let encoded = k.facts().encode_pages(per, first, end);
+        for (page, bytes) in encoded.map_err(|e| SaveError::Encode(e.to_string()))? {
             batch.insert(&pages.key(page), bytes);
         }
         tree.apply_batch(batch)?;
@@ -272,18 +292,25 @@ fn page_loaded(tree: &sled::Tree, k: &mut Knowledge) -> Result<(), SaveError> {
 
 /// Adds to `batch` the full pages of `facts` not yet written: a save wrote every full page
 /// of the facts before `start`, so the first one to write is the one `start` falls in.
-fn add_pages(batch: &mut sled::Batch, facts: &FactStore, generation: u32, start: usize) {
+fn add_pages(
+    batch: &mut sled::Batch,
+    facts: &FactStore,
+    generation: u32,
+    start: usize,
+) -> Result<(), SaveError> {
     let Some(pages) = facts.pages().filter(|p| p.generation() == generation) else {
-        return;
+        return Ok(());
     };
     let per = pages.page_rows();
     let (first, end) = (
-        (start / per as usize) as u32,
+        ((start / per as usize) as u32).max(pages.plain_pages()),
         (facts.len() / per as usize) as u32,
     );
-    for (page, bytes) in facts.encode_pages(per, first, end) {
+    let encoded = facts.encode_pages(per, first, end);
+    for (page, bytes) in encoded.map_err(|e| SaveError::Encode(e.to_string()))? {
         batch.insert(&pages.key(page), bytes);
     }
+    Ok(())
 }
 
 /// Decodes one stored chunk into the segment of rows it holds.
@@ -394,7 +421,7 @@ pub fn append(
             &chunk_key(generation, first),
             encode(facts, start, facts.len())?,
         );
-        add_pages(&mut batch, facts, generation, start);
+        add_pages(&mut batch, facts, generation, start)?;
     }
     let m = Meta {
         generation,
@@ -422,7 +449,7 @@ pub fn write_generation(
     let facts = k.facts();
     let mut start = facts.count_upto(from_seq);
     let mut pages = sled::Batch::default();
-    add_pages(&mut pages, facts, generation, start);
+    add_pages(&mut pages, facts, generation, start)?;
     while start < facts.len() {
         let end = (start + CHUNK_FACTS).min(facts.len());
         let first = facts.get(start as u32).seq;
@@ -437,11 +464,15 @@ pub fn write_generation(
 /// Removes every chunk of a generation (after a rebuild replaced it).
 pub fn drop_generation(tree: &sled::Tree, generation: u32) -> Result<(), SaveError> {
     let mut batch = sled::Batch::default();
-    let mut pages = vec![PAGE];
-    pages.extend_from_slice(&generation.to_be_bytes());
+    let [pages, plain] = [PAGE, PLAIN_PAGE].map(|kind| {
+        let mut prefix = vec![kind];
+        prefix.extend_from_slice(&generation.to_be_bytes());
+        prefix
+    });
     for item in tree
         .scan_prefix(gen_prefix(generation))
         .chain(tree.scan_prefix(pages))
+        .chain(tree.scan_prefix(plain))
     {
         let (key, _) = item?;
         batch.remove(key);

@@ -272,17 +272,19 @@ impl FactStore {
     }
 
     /// Pages `first..end` of `pages`' size, as a save writes them: each full, in the page
-    /// encoding (only rows the store still holds in memory can be written).
-    pub fn encode_pages(&self, per: u32, first: u32, end: u32) -> Vec<(u32, Vec<u8>)> {
+    /// encoding, compressed (only rows the store still holds in memory can be written).
+    pub fn encode_pages(
+        &self,
+        per: u32,
+        first: u32,
+        end: u32,
+    ) -> std::io::Result<Vec<(u32, Vec<u8>)>> {
         let per = per.max(1);
+        let mut packer = pages::PagePacker::new();
         (first..end)
             .map(|page| {
-                let mut out = Vec::with_capacity(per as usize * segment::ROW_BYTES);
-                pages::encode_page(
-                    (page * per..(page + 1) * per).map(|ix| self.row(ix)),
-                    &mut out,
-                );
-                (page, out)
+                let rows = (page * per..(page + 1) * per).map(|ix| self.row(ix));
+                Ok((page, packer.pack(rows)?))
             })
             .collect()
     }
@@ -577,5 +579,7 @@ mod segment;
 mod tests;
 
 pub use fact_ref::{FactRef, Text};
-pub use pages::{PAGE, PageMetrics, PageSetup, PageStats, RowPages, page_prefix};
+pub use pages::{
+    PAGE, PLAIN_PAGE, PageMetrics, PageSetup, PageStats, RowPages, page_prefix, plain_page_prefix,
+};
 pub use segment::{Segment, SegmentError};

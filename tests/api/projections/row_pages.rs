@@ -4,11 +4,14 @@
 //! engine answers every view, now and as known at any seq, across a restart that loads the
 //! save, exactly as a full in-memory fold; the cache never holds more than its bound; a save
 //! written without pages (or with another page size) gets them at its next load without
-//! folding the log again; and a save whose pages do not hold its rows is folded again.
+//! folding the log again; a save with the plain pages of the version before compressed pages
+//! reads them as they are and adds compressed ones; a save whose pages do not hold its rows is
+//! folded again; and a served folder holds its pages compressed and rewrites none of its save
+//! when it restarts.
 
-use annals::log::Log;
+use annals::log::{Log, NewEvent};
 use annals::metrics::Metrics;
-use annals::projection::knowledge::PAGE;
+use annals::projection::knowledge::{PAGE, PLAIN_PAGE};
 use annals::projection::save;
 use annals::projection::{self, Engine, ProjectionConfig};
 use proptest::prelude::*;
@@ -91,6 +94,20 @@ fn compare(engine: &Engine, log: &Log, cuts: &[u64]) -> Vec<(String, Value, Valu
     })
 }
 
+/// `n` statements that cite nothing, to fold after a save was loaded.
+fn said_after(n: usize) -> Vec<NewEvent> {
+    (0..n)
+        .map(|i| {
+            event(
+                "statement.made",
+                json!({"statement_id": format!("statement:after{i}"), "speaker": "actor:a",
+                       "content": format!("said after {i}")}),
+                json!([]),
+            )
+        })
+        .collect()
+}
+
 /// Folds `ops`, restarts (the load reads the rows from the save and drops them from the
 /// heap), folds a few more statements after the loaded rows, and compares at each point.
 async fn paged_both_ways(
@@ -115,17 +132,7 @@ async fn paged_both_ways(
         );
     }
     out.extend(compare(&engine, &log, &cuts));
-    let more = (0..5)
-        .map(|i| {
-            event(
-                "statement.made",
-                json!({"statement_id": format!("statement:after{i}"), "speaker": "actor:a",
-                       "content": format!("said after {i}")}),
-                json!([]),
-            )
-        })
-        .collect();
-    append(&log, "process/p", more).await;
+    append(&log, "process/p", said_after(5)).await;
     caught_up(&engine, &log).await;
     out.extend(compare(&engine, &log, &cuts));
     engine.shutdown().await;
@@ -178,12 +185,8 @@ async fn a_save_without_pages_gets_them_at_its_next_load_without_folding_the_log
     let log = open(dir.path());
     let written = pages(&log);
     // A layout 6 save of the version before pages: its chunks alone.
-    for (generation, rows, page) in &written {
-        let mut k = vec![PAGE];
-        for n in [generation, rows, page] {
-            k.extend_from_slice(&n.to_be_bytes());
-        }
-        tree(&log).remove(k).unwrap();
+    for page in &written {
+        tree(&log).remove(page_key(PAGE, *page)).unwrap();
     }
     log.sync_aux().unwrap();
     assert!(pages(&log).is_empty());
@@ -209,19 +212,86 @@ async fn a_save_without_pages_gets_them_at_its_next_load_without_folding_the_log
     log.close().await;
 }
 
+/// The key of page `page` of `generation`, in pages of `rows` rows, under `prefix`.
+fn page_key(prefix: u8, (generation, rows, page): (u32, u32, u32)) -> Vec<u8> {
+    let mut k = vec![prefix];
+    for n in [generation, rows, page] {
+        k.extend_from_slice(&n.to_be_bytes());
+    }
+    k
+}
+
+/// The keys and values of `tree` under `prefix`.
+fn entries(tree: &sled::Tree, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    tree.scan_prefix(prefix)
+        .map(|kv| {
+            let (k, v) = kv.unwrap();
+            (k.to_vec(), v.to_vec())
+        })
+        .collect()
+}
+
+/// The keys and values of the save under `prefix`.
+fn stored(log: &Log, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
+    entries(&tree(log), &[prefix])
+}
+
+#[tokio::test]
+async fn a_save_with_the_plain_pages_of_the_version_before_reads_them_and_adds_compressed_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (before, _) = saved_folder(dir.path()).await;
+    let log = open(dir.path());
+    let written = pages(&log);
+    // As the version before compressed pages left it: each page's rows as they are, under `p`.
+    for page in &written {
+        let packed = tree(&log).remove(page_key(PAGE, *page)).unwrap().unwrap();
+        let plain = zstd::block::decompress(&packed, page.1 as usize * ROW_BYTES).unwrap();
+        assert_eq!(plain.len(), page.1 as usize * ROW_BYTES);
+        tree(&log)
+            .insert(page_key(PLAIN_PAGE, *page), plain)
+            .unwrap();
+    }
+    log.sync_aux().unwrap();
+    let plain = stored(&log, PLAIN_PAGE);
+    let engine = start(&log, 2);
+    assert_eq!(engine.status()[0].replayed_since_start, 0, "the save loads");
+    assert_eq!(engine.read(projection::all_views), before);
+    let mut out = compare(&engine, &log, &[3, 11]);
+    append(&log, "process/p", said_after(6)).await;
+    caught_up(&engine, &log).await;
+    engine.shutdown().await;
+    assert_eq!(
+        stored(&log, PLAIN_PAGE),
+        plain,
+        "the plain pages stay as they were"
+    );
+    let added = pages(&log);
+    assert!(
+        !added.is_empty() && added.iter().all(|p| p.2 as usize >= plain.len()),
+        "the pages after them are compressed: {added:?}"
+    );
+    let engine = start(&log, 2);
+    assert_eq!(engine.status()[0].replayed_since_start, 0);
+    out.extend(compare(&engine, &log, &[3, 11, 25]));
+    for (when, paged, full) in out {
+        assert_eq!(paged, full, "{when}");
+    }
+    engine.shutdown().await;
+    log.close().await;
+}
+
 #[tokio::test]
 async fn a_save_whose_page_does_not_hold_its_rows_is_folded_again() {
     let dir = tempfile::tempdir().unwrap();
     let (before, head) = saved_folder(dir.path()).await;
     let log = open(dir.path());
     let (generation, rows, page) = *pages(&log).last().unwrap();
-    let mut key = vec![PAGE];
-    for n in [generation, rows, page] {
-        key.extend_from_slice(&n.to_be_bytes());
-    }
-    let mut value = tree(&log).get(&key).unwrap().unwrap().to_vec();
-    // Another `recorded_at` in the page's first row.
-    value[20] ^= 1;
+    let key = page_key(PAGE, (generation, rows, page));
+    let stored = tree(&log).get(&key).unwrap().unwrap();
+    let mut plain = zstd::block::decompress(&stored, rows as usize * ROW_BYTES).unwrap();
+    // Another `recorded_at` in the page's first row, in a page that still decompresses.
+    plain[20] ^= 1;
+    let value = zstd::block::compress(&plain, 1).unwrap();
     tree(&log).insert(key, value).unwrap();
     log.sync_aux().unwrap();
     let engine = start(&log, 2);
@@ -253,13 +323,7 @@ async fn metrics_show_the_row_cache_within_its_configured_bound_over_many_more_r
         head = v["events"][0]["seq"].as_u64().unwrap();
     }
     // Saved, so the rows are on pages: the views read them through the cache.
-    for _ in 0..200 {
-        let p = app.get_json("/projections").await;
-        if p["projections"][0]["last_checkpoint_seq"].as_u64() >= Some(head) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    saved_up_to(&app, head).await;
     let actor = view(&app, "/projections/actors/actor:witkoff?limit=24", head).await;
     assert_eq!(actor["events"].as_array().unwrap().len(), 24);
     let text = app.get("/metrics").await.text().await.unwrap();
@@ -268,4 +332,63 @@ async fn metrics_show_the_row_cache_within_its_configured_bound_over_many_more_r
     assert!(metric(&text, "annals_projection_row_cache_evictions_total") >= 10.0);
     assert!(metric(&text, "annals_projection_row_cache_hits_total") > 0.0);
     assert!(metric(&text, "annals_projection_bytes{part=\"rows\"}") >= 0.0);
+}
+
+/// Every key and value of a stopped folder's saved fold.
+fn saved_fold(dir: &std::path::Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+    wait_until_released(dir);
+    let db = open_store(dir);
+    entries(&db.open_tree("projections").unwrap(), &[])
+}
+
+/// Waits until the server's save holds every record up to `head`.
+async fn saved_up_to(app: &TestApp, head: u64) {
+    for _ in 0..500 {
+        let p = app.get_json("/projections").await;
+        if p["projections"][0]["last_checkpoint_seq"].as_u64() >= Some(head) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("the projections did not save up to seq {head}");
+}
+
+#[tokio::test]
+async fn a_served_folder_holds_its_row_pages_compressed_and_a_restart_rewrites_none_of_its_save() {
+    // The shipped page size, so a page compresses as it does in a served folder.
+    let mut app = spawn_app().await;
+    let per = app.config.projections.row_page_rows as usize;
+    app.seed().await;
+    let mut head = 0;
+    for batch in 0..3u64 {
+        let events: Vec<Value> = (0..100).map(|n| statement(batch * 100 + n)).collect();
+        let resp = app
+            .append("process/ru-ua-peace", &json!({"events": events}))
+            .await;
+        assert_eq!(resp.status(), 201);
+        let v: Value = resp.json().await.unwrap();
+        head = v["events"][99]["seq"].as_u64().unwrap();
+    }
+    saved_up_to(&app, head).await;
+    let mut served = Vec::new();
+    app.restart_after(|dir| served = saved_fold(dir)).await;
+    let pages: Vec<_> = served.iter().filter(|(k, _)| k[0] == PAGE).collect();
+    assert!(pages.len() >= 2, "{} full pages", pages.len());
+    let (rows, stored) = (
+        pages.len() * per,
+        pages.iter().map(|(_, v)| v.len()).sum::<usize>(),
+    );
+    // About a third, measured: a row's event id is mostly random bytes.
+    assert!(
+        stored * 2 < rows * ROW_BYTES,
+        "{rows} rows on pages in {stored} bytes, not less than half their {} plain bytes",
+        rows * ROW_BYTES
+    );
+    let resumed = app.get_json("/projections").await;
+    assert_eq!(resumed["projections"][0]["replayed_since_start"], 0);
+    let dir = app.stop().await;
+    assert!(
+        saved_fold(dir.path()) == served,
+        "a restart with nothing new to fold leaves the save as it was"
+    );
 }
