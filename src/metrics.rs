@@ -35,8 +35,7 @@ pub struct Metrics {
     pub writer_known_ids: IntGauge,
     /// Groups the nats backend's writer staged while the group before them was being
     /// published, by outcome: `kept` (that group was taken, this one went on) or `restaged`
-    /// (it was refused; both were staged again); `sent_ahead` counts those published before
-    /// the group before them was stored.
+    /// (it was refused; both were staged again).
     pub groups_staged_meanwhile: IntCounterVec,
 }
 

@@ -102,29 +102,16 @@ pub(crate) struct StreamRecord {
 /// next group.
 pub(crate) struct Outgoing {
     last: u64,
-    /// The stream sequence of the message that ends at `last`, which the first batch expects.
-    expected: u64,
     messages: Vec<Chunk>,
 }
 
 impl Outgoing {
-    /// `records` (chain hash, JSON), the seqs right after `last`, which ends at stream
-    /// message `expected` ([`Link::expected`], or where a publish still on its way will end).
-    pub(crate) fn new(
-        last: u64,
-        expected: u64,
-        records: &[(Hash, Vec<u8>)],
-    ) -> Result<Outgoing, NatsError> {
+    /// `records` (chain hash, JSON), the seqs right after `last`.
+    pub(crate) fn new(last: u64, records: &[(Hash, Vec<u8>)]) -> Result<Outgoing, NatsError> {
         Ok(Outgoing {
             last,
-            expected,
             messages: chunk_messages(last, records)?,
         })
-    }
-
-    /// The stream sequence of the message it ends at, once stored.
-    pub(crate) fn end(&self) -> u64 {
-        self.expected + self.messages.len() as u64
     }
 }
 
@@ -315,8 +302,7 @@ impl Link {
     /// The stream sequence of the message that ends at seq `head`, when that message is the
     /// stream's last: what a publish right after `head` expects. Else the node is not at the
     /// stream's end, and the publish would be refused anyway.
-    pub(crate) async fn expected(&self, head: u64) -> Result<u64, NatsError> {
-        self.ready().await?;
+    async fn expected(&self, head: u64) -> Result<u64, NatsError> {
         let (stream, end) = self.known();
         if end == head {
             // Refused by the stream if another message came since: the caller catches up.
@@ -368,11 +354,9 @@ impl Link {
     /// lands whole at its place or not at all. Returns once the last batch's ack says where
     /// it ended.
     pub(crate) async fn publish(&self, out: Outgoing) -> Result<(), NatsError> {
-        let Outgoing {
-            last,
-            mut expected,
-            messages,
-        } = out;
+        let Outgoing { last, messages } = out;
+        self.ready().await?;
+        let mut expected = self.expected(last).await?;
         let mut end = last;
         for batch in messages.chunks(BATCH_MAX) {
             let stored = self.publish_batch(expected, batch).await?;

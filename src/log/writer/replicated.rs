@@ -6,29 +6,28 @@
 //! stream, checking the chain, and stages the group again on the fresh state: so a stale
 //! expected version is still refused, and a request whose records did land answers as the
 //! duplicate of itself. A refusal (an expected version, a reference, an id) is answered only
-//! once the stream is known to end at the head it was judged against (its group's publish
-//! was stored, or the stream says so), so a node that lags never refuses what the log already
-//! allows. While a group is on its way, the next ones are staged and published after it
-//! (`flights`). Records other nodes appended arrive through the follower (`follow`).
+//! once the stream is known to end at this node's head, so a node that lags never refuses
+//! what the log already allows. Records other nodes appended arrive through the follower
+//! (`follow`).
 //! This must never write a record locally before the stream holds it at the same seq, and
 //! never apply a stream record that does not continue the local chain.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use time::OffsetDateTime;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::super::nats::{Link, NatsError, StreamRecord};
-use super::super::record::Record;
+use super::super::merkle::Frontier;
+use super::super::nats::{Link, NatsError, Outgoing, StreamRecord};
+use super::super::record::{Hash, Record};
 use super::super::{AppendError, Command, References, Restore};
 use super::ids::Declarations;
-use super::stage::Overlay;
+use super::stage::{Overlay, Stamp, StreamHead};
 use super::{Owed, Writer, fail};
-use flights::{Flight, Queued, Staged};
-
-mod flights;
 
 /// How long a group is retried while the stream cannot take it (no quorum, a leader
 /// election: about 5 s) before its requests get 503.
@@ -45,12 +44,66 @@ pub(in crate::log) struct Replication {
     pub(in crate::log) declarations: Declarations,
 }
 
+/// A group's publish, under way on the runtime.
+type Publishing = JoinHandle<Result<(), NatsError>>;
+
+/// A group staged on top of the one being published: its requests, and where it starts in
+/// the overlay they share.
+struct Next {
+    split: Split,
+    owed: Vec<Owed>,
+    requests: usize,
+    refused: Vec<(Command, AppendError)>,
+}
+
+/// Where the group being published ends in an overlay that goes on with the next group: what
+/// writing it alone needs.
+struct Split {
+    records: usize,
+    writes: usize,
+    next_seq: u64,
+    head_hash: Hash,
+    frontier: Frontier,
+    streams: HashMap<String, StreamHead>,
+    stamp: Stamp,
+}
+
+impl Split {
+    fn of(overlay: &Overlay) -> Split {
+        Split {
+            records: overlay.records.len(),
+            writes: overlay.writes.len(),
+            next_seq: overlay.next_seq,
+            head_hash: overlay.head_hash,
+            frontier: overlay.frontier.clone(),
+            streams: overlay.streams.clone(),
+            stamp: overlay.stamp.clone(),
+        }
+    }
+
+    /// The first group, as an overlay of its own, taken out of the shared one, which keeps
+    /// the next group. Each request's writes went in whole and in order, so the first
+    /// group's are a prefix; its ids and names stay behind for the next group's lookups.
+    fn take_first(self, overlay: &mut Overlay) -> Overlay {
+        Overlay {
+            records: overlay.records.drain(..self.records).collect(),
+            writes: overlay.writes.drain(..self.writes).collect(),
+            next_seq: self.next_seq,
+            head_hash: self.head_hash,
+            frontier: self.frontier,
+            streams: self.streams,
+            stamp: self.stamp,
+            ..Overlay::default()
+        }
+    }
+}
+
 impl Writer {
     /// Stages the group, has the stream store it, then writes it locally and answers; on a
     /// refusal, catches up and stages the same requests again. While the stream takes a
-    /// group, the requests that arrive are staged after it (`flights`); each is written
-    /// and answered in its turn. Returns a Close or Follow that arrived meanwhile, for `run`
-    /// to handle next.
+    /// group, the requests that arrive are staged on top of it (`stage_meanwhile`): the next
+    /// group, published once this one is written. Returns a Close or Follow that arrived
+    /// meanwhile, for `run` to handle next.
     pub(super) fn commit_replicated(
         &mut self,
         group: Vec<Command>,
@@ -59,87 +112,95 @@ impl Writer {
         let mut carry = None;
         let mut started = Instant::now();
         let mut pause = Duration::from_millis(50);
-        let mut overlay = self.overlay();
         let mut refused = Vec::new();
-        let (owed, requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
-        let mut front = Staged::new(owed, requests, refused);
-        // The groups staged after the front one, in order, on the same overlay.
-        let mut queued: VecDeque<Queued> = VecDeque::new();
+        let mut overlay = self.overlay();
+        let (mut owed, mut requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
+        // The next group's publish, when it was started before the group before it was
+        // written here.
+        let mut sent: Option<Result<Publishing, NatsError>> = None;
         loop {
-            if front.flight.is_none() {
-                front.flight = self.send_front(&overlay, &queued, self.head.seq);
-                // Refusals stand once the stream is seen to end at the head they were judged
-                // against: a publish that expects it and is stored shows that, else ask.
-                if front.flight.is_none()
-                    && !front.refused.is_empty()
-                    && let Err(e) = self.at_stream_end()
-                {
-                    front.flight = Some(Err(e));
+            let mut flight = Ok(None);
+            if let Some(early) = sent.take() {
+                flight = early.map(Some);
+            } else if !refused.is_empty() {
+                flight = self.at_stream_end().map(|()| None);
+            }
+            if flight.as_ref().is_ok_and(Option::is_none) {
+                // The refusals stand: the stream ends at the head they were judged against.
+                for (cmd, e) in refused.drain(..) {
+                    match cmd {
+                        Command::Append(_, reply) => self.refuse_append(reply, e),
+                        Command::Restore(_, reply) => {
+                            let _ = reply.send(Err(e));
+                        }
+                        Command::Close(_) | Command::Follow(_) => {}
+                    }
+                }
+                if !overlay.records.is_empty() || !overlay.writes.is_empty() {
+                    flight = self.send(self.head.seq, &overlay.records);
                 }
             }
-            let published = match front.flight.take() {
-                None => Ok(()),
-                Some(Err(e)) => Err(e),
-                Some(Ok(flight)) => {
+            let mut next = None;
+            let published = match flight {
+                Ok(Some(publishing)) => {
                     let receiving = if carry.is_none() {
                         rx.as_deref_mut()
                     } else {
                         None
                     };
-                    self.stage_meanwhile(flight, &mut overlay, receiving, &mut carry, &mut queued)
+                    let (published, staged) =
+                        self.stage_meanwhile(publishing, &mut overlay, receiving, &mut carry);
+                    next = staged;
+                    published
                 }
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
             };
-            let why = match published {
-                Ok(()) => {
-                    self.answer_refusals(&mut front.refused);
-                    let Some(next) = queued.pop_front() else {
-                        self.write_group(overlay, front.owed, front.requests);
-                        return carry;
-                    };
+            let why = match (published, next) {
+                (Ok(()), None) => {
+                    self.write_group(overlay, owed, requests);
+                    return carry;
+                }
+                (Ok(()), Some(next)) => {
                     self.metrics
                         .groups_staged_meanwhile
                         .with_label_values(&["kept"])
                         .inc();
-                    let written = next.split.take_front(&mut overlay, &mut queued);
-                    let mut next = next.staged;
-                    // The stream holds the front group: the next one goes out before the
-                    // front is written here.
-                    if next.flight.is_none() {
-                        next.flight = self.send_front(&overlay, &queued, written.next_seq - 1);
+                    let first = next.split.take_first(&mut overlay);
+                    // The stream holds the first group: the next one goes out at once, and
+                    // is on its way while the first is written here. Not when it has
+                    // refusals: they are judged once the stream is seen to end at the head.
+                    let staged = !overlay.records.is_empty() || !overlay.writes.is_empty();
+                    if next.refused.is_empty() && staged {
+                        match self.send(first.next_seq - 1, &overlay.records) {
+                            Ok(publishing) => sent = publishing.map(Ok),
+                            Err(e) => sent = Some(Err(e)),
+                        }
                     }
-                    self.write_group(written, front.owed, front.requests);
+                    self.write_group(first, owed, requests);
                     if self.failed.load(Ordering::Acquire) {
                         let why = "the local write failed; the append may still be stored: retry with the same event ids";
-                        for group in
-                            std::iter::once(next).chain(queued.into_iter().map(|q| q.staged))
-                        {
-                            give_up(group.owed, group.refused, why);
-                        }
+                        give_up(next.owed, next.refused, why);
                         return carry;
                     }
-                    front = next;
+                    (owed, requests, refused) = (next.owed, next.requests, next.refused);
                     started = Instant::now();
                     pause = Duration::from_millis(50);
                     continue;
                 }
-                Err(e) => e,
-            };
-            // Every group after the front one rests on it: once those on their way are
-            // settled, they all go back, after it, in order.
-            let mut owed = front.owed;
-            let mut refused = front.refused;
-            for q in queued.drain(..) {
-                self.metrics
-                    .groups_staged_meanwhile
-                    .with_label_values(&["restaged"])
-                    .inc();
-                if let (Some(Ok(flight)), Some(replication)) = (q.staged.flight, &self.replication)
-                {
-                    flight.settle(&replication.link.runtime);
+                (Err(e), next) => {
+                    // What was staged on top of this group goes back with it, after it.
+                    if let Some(next) = next {
+                        self.metrics
+                            .groups_staged_meanwhile
+                            .with_label_values(&["restaged"])
+                            .inc();
+                        owed.extend(next.owed);
+                        refused.extend(next.refused);
+                    }
+                    e
                 }
-                owed.extend(q.staged.owed);
-                refused.extend(q.staged.refused);
-            }
+            };
             tracing::debug!(error = %why, "the stream did not take the group; catching up");
             let moved = match self.catch_up() {
                 Ok(moved) => moved,
@@ -174,38 +235,75 @@ impl Writer {
                 .into_iter()
                 .filter_map(|o| o.into_retry(runtime.as_ref()))
                 .collect();
-            group.extend(refused.into_iter().map(|(cmd, _)| cmd));
+            group.extend(refused.drain(..).map(|(cmd, _)| cmd));
             overlay = self.overlay();
-            let mut refused = Vec::new();
-            let (owed, requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
-            front = Staged::new(owed, requests, refused);
+            (owed, requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
         }
     }
 
-    /// Starts publishing the front group, the seqs after `last` up to where the first queued
-    /// group starts; None when it has nothing to publish (only duplicates).
-    fn send_front(
-        &self,
-        overlay: &Overlay,
-        queued: &VecDeque<Queued>,
-        last: u64,
-    ) -> Option<Result<Flight, NatsError>> {
-        let end = queued
-            .front()
-            .map_or(overlay.records.len(), |q| q.split.records());
-        let records = &overlay.records[..end];
-        (!records.is_empty() || !overlay.writes.is_empty()).then(|| self.send(last, None, records))
-    }
-
-    /// Answers refusals that stand.
-    fn answer_refusals(&self, refused: &mut Vec<(Command, AppendError)>) {
-        for (cmd, e) in refused.drain(..) {
-            match cmd {
-                Command::Append(_, reply) => self.refuse_append(reply, e),
-                Command::Restore(_, reply) => {
-                    let _ = reply.send(Err(e));
+    /// Waits for the publish under way. Meanwhile, the requests that arrive on `rx` (up to a
+    /// group's worth) are staged on the overlay after the group being published: the next
+    /// group, returned with where it starts. A Close or Follow stops that and is kept in
+    /// `carry`: it goes after both groups.
+    fn stage_meanwhile(
+        &mut self,
+        mut publishing: Publishing,
+        overlay: &mut Overlay,
+        mut rx: Option<&mut mpsc::Receiver<Command>>,
+        carry: &mut Option<Command>,
+    ) -> (Result<(), NatsError>, Option<Next>) {
+        let Some(runtime) = self.replication.as_ref().map(|r| r.link.runtime.clone()) else {
+            return (Ok(()), None);
+        };
+        let mut next: Option<Next> = None;
+        let mut events = 0;
+        loop {
+            let arrived = runtime.block_on(async {
+                match rx.as_deref_mut() {
+                    // The publish first: its requests wait for it.
+                    Some(rx) => tokio::select! {
+                        biased;
+                        done = &mut publishing => Err(done),
+                        cmd = rx.recv() => Ok(cmd),
+                    },
+                    None => Err((&mut publishing).await),
                 }
-                Command::Close(_) | Command::Follow(_) => {}
+            });
+            let cmd = match arrived {
+                Err(done) => {
+                    let done = done.unwrap_or_else(|e| {
+                        Err(NatsError::Publish(format!("the publish task ended: {e}")))
+                    });
+                    return (done, next);
+                }
+                Ok(Some(cmd @ (Command::Close(_) | Command::Follow(_)))) => {
+                    *carry = Some(cmd);
+                    rx = None;
+                    continue;
+                }
+                Ok(None) => {
+                    rx = None;
+                    continue;
+                }
+                Ok(Some(cmd)) => cmd,
+            };
+            events += super::command_events(&cmd);
+            let next = next.get_or_insert_with(|| {
+                let split = Split::of(overlay);
+                // Stamped when staged, as a group of its own would be.
+                overlay.stamp.raise(OffsetDateTime::now_utc());
+                Next {
+                    split,
+                    owed: Vec::new(),
+                    requests: 0,
+                    refused: Vec::new(),
+                }
+            });
+            let (owed, requests) = self.stage_group(vec![cmd], overlay, Some(&mut next.refused));
+            next.owed.extend(owed);
+            next.requests += requests;
+            if events >= self.options.max_group_events {
+                rx = None;
             }
         }
     }
@@ -226,6 +324,26 @@ impl Writer {
                 self.head.seq
             )))
         }
+    }
+
+    /// Starts publishing the staged records right after seq `last`, on the runtime (None
+    /// without a stream).
+    fn send(
+        &self,
+        last: u64,
+        records: &[(Hash, Vec<u8>)],
+    ) -> Result<Option<Publishing>, NatsError> {
+        let Some(replication) = &self.replication else {
+            return Ok(None);
+        };
+        let outgoing = Outgoing::new(last, records)?;
+        let link = replication.link.clone();
+        Ok(Some(
+            replication
+                .link
+                .runtime
+                .spawn(async move { link.publish(outgoing).await }),
+        ))
     }
 
     /// Applies every stream record past the head, in chunks; whether there was any.
