@@ -362,25 +362,30 @@ async fn groups_staged_while_the_one_before_is_published_keep_one_chain_and_win_
     a.seed().await;
     caught_up(&b, 5).await;
 
-    // Eight clients per node race for the next version of four shared streams: each node's
-    // writer stages the requests that arrive while its group is published, and the other
-    // node's appends make some of those groups refused (both groups then go again).
-    let (clients, attempts, streams) = (16u64, 12u64, 4u64);
+    // Eight clients per node race for the next version of four shared streams, with batches
+    // of 100: each node's writer stages the requests that arrive while its group is
+    // published, and the other node's appends make some of those groups refused (both groups
+    // then go again). With 100-event groups racing, this found the chain broken when a
+    // second group was published before the first was stored (see ARCHITECTURE.md).
+    let (clients, attempts, streams, batch) = (16u64, 8u64, 4u64, 100u64);
     let racers = (0..clients).map(|c| {
         let app = if c % 2 == 0 { &a } else { &b };
         async move {
             let stream = format!("process/race{}", c % streams);
             let (mut version, mut won) = (0u64, Vec::new());
             for attempt in 0..attempts {
-                let body = at_version(version, 1000 * c + attempt);
+                let first = (1000 * c + attempt) * batch;
+                let events: Vec<Value> = (first..first + batch).map(statement).collect();
+                let body = json!({"expected_version": version, "events": events});
                 let resp = app.append(&stream, &body).await;
                 let status = resp.status().as_u16();
                 let answer: Value = resp.json().await.unwrap();
                 match status {
                     201 => {
-                        let event = answer["events"][0].clone();
-                        version = event["version"].as_u64().unwrap();
-                        won.push((stream.clone(), event));
+                        for event in answer["events"].as_array().unwrap() {
+                            won.push((stream.clone(), event.clone()));
+                        }
+                        version = won.last().unwrap().1["version"].as_u64().unwrap();
                     }
                     409 => version = answer["current_version"].as_u64().unwrap(),
                     _ => panic!("{status}: {answer}"),
