@@ -102,8 +102,8 @@ impl Writer {
     /// Stages the group, has the stream store it, then writes it locally and answers; on a
     /// refusal, catches up and stages the same requests again. While the stream takes a
     /// group, the requests that arrive are staged on top of it (`stage_meanwhile`): the next
-    /// group, published once this one is written. Returns a Close or Follow that arrived
-    /// meanwhile, for `run` to handle next.
+    /// group, published as soon as the stream has taken this one, before this one is written
+    /// here. Returns a Close or Follow that arrived meanwhile, for `run` to handle next.
     pub(super) fn commit_replicated(
         &mut self,
         group: Vec<Command>,
@@ -119,27 +119,10 @@ impl Writer {
         // written here.
         let mut sent: Option<Result<Publishing, NatsError>> = None;
         loop {
-            let mut flight = Ok(None);
-            if let Some(early) = sent.take() {
-                flight = early.map(Some);
-            } else if !refused.is_empty() {
-                flight = self.at_stream_end().map(|()| None);
-            }
-            if flight.as_ref().is_ok_and(Option::is_none) {
-                // The refusals stand: the stream ends at the head they were judged against.
-                for (cmd, e) in refused.drain(..) {
-                    match cmd {
-                        Command::Append(_, reply) => self.refuse_append(reply, e),
-                        Command::Restore(_, reply) => {
-                            let _ = reply.send(Err(e));
-                        }
-                        Command::Close(_) | Command::Follow(_) => {}
-                    }
-                }
-                if !overlay.records.is_empty() || !overlay.writes.is_empty() {
-                    flight = self.send(self.head.seq, &overlay.records);
-                }
-            }
+            let flight = match sent.take() {
+                Some(early) => early.map(Some),
+                None => self.publish_front(&overlay, &mut refused),
+            };
             let mut next = None;
             let published = match flight {
                 Ok(Some(publishing)) => {
@@ -172,10 +155,7 @@ impl Writer {
                     // refusals: they are judged once the stream is seen to end at the head.
                     let staged = !overlay.records.is_empty() || !overlay.writes.is_empty();
                     if next.refused.is_empty() && staged {
-                        match self.send(first.next_seq - 1, &overlay.records) {
-                            Ok(publishing) => sent = publishing.map(Ok),
-                            Err(e) => sent = Some(Err(e)),
-                        }
+                        sent = self.send(first.next_seq - 1, &overlay.records).transpose();
                     }
                     self.write_group(first, owed, requests);
                     if self.failed.load(Ordering::Acquire) {
@@ -306,6 +286,31 @@ impl Writer {
                 rx = None;
             }
         }
+    }
+
+    /// Answers the group's refusals once the stream is seen to end at the head they were
+    /// judged against, then starts publishing what it staged (None: nothing to publish).
+    fn publish_front(
+        &self,
+        overlay: &Overlay,
+        refused: &mut Vec<(Command, AppendError)>,
+    ) -> Result<Option<Publishing>, NatsError> {
+        if !refused.is_empty() {
+            self.at_stream_end()?;
+        }
+        for (cmd, e) in refused.drain(..) {
+            match cmd {
+                Command::Append(_, reply) => self.refuse_append(reply, e),
+                Command::Restore(_, reply) => {
+                    let _ = reply.send(Err(e));
+                }
+                Command::Close(_) | Command::Follow(_) => {}
+            }
+        }
+        if overlay.records.is_empty() && overlay.writes.is_empty() {
+            return Ok(None);
+        }
+        self.send(self.head.seq, &overlay.records)
     }
 
     /// Whether the stream ends at this node's head (else the node is behind, or the stream
