@@ -197,9 +197,13 @@ impl Writer {
 
     /// Runs until every sender is gone, one group at a time.
     pub(super) fn run(mut self, mut rx: mpsc::Receiver<Command>) {
-        // With the nats backend the stream is the durable copy, and the writer checks each
-        // local write before it goes on (`replicated`): synced inline, without fdatasync.
-        if self.replication.is_none() {
+        // With the nats backend the stream is the durable copy and the folder its cache
+        // (`replicated`): groups are settled inline, unflushed (`Syncer::cache_only`).
+        if self.replication.is_some() {
+            if let Pipeline::Inline(syncer) = &mut self.pipeline {
+                syncer.cache_only();
+            }
+        } else {
             let fsync = self.options.durability == super::Durability::Fsync;
             if let Pipeline::Inline(syncer) = &mut self.pipeline {
                 syncer.fsync(fsync);

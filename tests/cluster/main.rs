@@ -8,6 +8,7 @@
 mod api_helpers;
 
 mod ack_lost;
+mod cache_kill;
 mod credentials;
 mod engine;
 mod failover;

@@ -1,7 +1,7 @@
 //! sled's durability: its flush, then `fdatasync` of the data file and of any new `blobs/`
 //! file. With the sled backend this is the checkpoint (`checkpoint`; a group is durable once
 //! its journal frame is) and the recovery's last step (`journal::recover`); with the nats
-//! backend, the local write of each group. Nothing may count as durable in sled before every
+//! backend, only a clean stop (the folder is a cache of the stream). Nothing may count as durable in sled before every
 //! one of these calls has returned.
 
 use std::collections::HashSet;

@@ -11,9 +11,10 @@
 //! This must never answer a request (success, duplicate or refusal:
 //! each may rest on a group before it) before every group landed before it is durable, never
 //! move the head past what is durable, and never acknowledge anything after a failed sync.
-//! With the nats backend the stream is the durable copy and the writer checks the local
-//! write at once, so the same work runs inline on the writer thread, with sled's flush and no
-//! journal. A panic of the sync thread marks the writer failed.
+//! With the nats backend the stream is the durable copy and this folder a cache of it, so the
+//! same work runs inline on the writer thread, with no journal and no flush per group: sled's
+//! own flusher writes the folder out, and a clean stop flushes it. A panic of the sync thread
+//! marks the writer failed.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, SyncSender};
@@ -79,6 +80,11 @@ pub(super) struct Syncer {
     /// The journal and its checkpoint thread (sled backend): a group is durable once its
     /// frame is; without them, once `durable` synced sled.
     journal: Option<(Journal, Checkpoint)>,
+    /// Whether the folder is only a cache of a durable copy elsewhere (the nats backend: the
+    /// stream stored the group before it was written here). Then a group is not flushed:
+    /// a crash leaves a prefix of the groups in sled (its recovery keeps a prefix of its
+    /// log), and the node reads the rest from the stream again, as a node that lags does.
+    cache_only: bool,
     /// Test fault: the next settle panics, as a bug in it would.
     #[cfg(test)]
     pub(super) panic_next: bool,
@@ -98,6 +104,7 @@ impl Syncer {
             metrics,
             broken: None,
             journal: None,
+            cache_only: false,
             #[cfg(test)]
             panic_next: false,
         }
@@ -106,6 +113,13 @@ impl Syncer {
     /// Whether a sync ends with `fdatasync` (durability `fsync` with the sled backend).
     pub(super) fn fsync(&mut self, on: bool) {
         self.durable.fsync = on;
+    }
+
+    /// From now on a group is durable without a sync here: the folder is a cache of the
+    /// stream, which stored the group first (see `cache_only`). A clean stop still flushes.
+    pub(super) fn cache_only(&mut self) {
+        self.durable.fsync = false;
+        self.cache_only = true;
     }
 
     /// From now on a group is durable once its journal frame is, and sled is synced by a
@@ -144,6 +158,9 @@ impl Syncer {
     /// or sled's flush and sync without a journal.
     fn make_durable(&mut self, landed: &[Landed]) -> Result<(), String> {
         let Some((journal, checkpoint)) = &mut self.journal else {
+            if self.cache_only {
+                return Ok(());
+            }
             return self.durable.sync().map_err(|e| e.to_string());
         };
         let mut bytes = 0;
@@ -188,6 +205,13 @@ impl Syncer {
     /// leaves sled durable and no journal, which an older binary reads as before.
     fn close(&mut self) {
         let Some((mut journal, mut checkpoint)) = self.journal.take() else {
+            if self.cache_only && self.broken.is_none() {
+                // Not needed for what was acknowledged (the stream holds it), but a clean
+                // stop leaves the cache whole, so the next start reads nothing again.
+                if let Err(e) = self.durable.sync() {
+                    tracing::warn!(error = %e, "the last flush failed; the next start reads the rest from the stream");
+                }
+            }
             return;
         };
         let stopped = checkpoint.stop();
