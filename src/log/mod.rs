@@ -8,6 +8,7 @@
 mod append;
 mod chunk;
 pub mod config;
+mod encode;
 mod journal;
 mod layout;
 pub mod merkle;
@@ -120,7 +121,10 @@ pub struct StreamInfo {
 }
 
 pub(crate) enum Command {
-    Append(Append, oneshot::Sender<Result<Appended, AppendError>>),
+    Append(
+        encode::Queued,
+        oneshot::Sender<Result<Appended, AppendError>>,
+    ),
     Restore(Vec<Restore>, oneshot::Sender<Result<Head, AppendError>>),
     /// Finish what is queued before it, flush, and stop; later appends get `Unavailable`.
     Close(oneshot::Sender<()>),
@@ -266,9 +270,10 @@ impl Log {
 
     /// Appends one request; answers once it is durable (or refused).
     pub async fn append(&self, append: Append) -> Result<Appended, AppendError> {
+        let queued = encode::Queued::of(append, self.shared.follower.is_some())?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .try_send(Command::Append(append, reply))
+            .try_send(Command::Append(queued, reply))
             .map_err(|e| match e {
                 mpsc::error::TrySendError::Full(_) => {
                     AppendError::Unavailable("the append queue is full; retry shortly".into())
@@ -284,9 +289,10 @@ impl Log {
     /// Queues an append, waiting for room instead of refusing (bulk import). Requests are
     /// taken by the writer in the order they were queued; the ticket yields the answer.
     pub async fn enqueue(&self, append: Append) -> Result<Ticket, AppendError> {
+        let queued = encode::Queued::of(append, self.shared.follower.is_some())?;
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Append(append, reply))
+            .send(Command::Append(queued, reply))
             .await
             .map_err(|_| AppendError::Unavailable("the writer has stopped".into()))?;
         Ok(Ticket(rx))

@@ -50,7 +50,7 @@ type RestoreReply = oneshot::Sender<Result<Head, AppendError>>;
 /// Answers owed once the group is durable, with the request itself when it may have to be
 /// staged again (the nats backend, after another node appended first).
 enum Owed {
-    Append(AppendReply, Appended, Option<super::Append>),
+    Append(AppendReply, Appended, Option<super::encode::Queued>),
     Restore(RestoreReply, Head, Option<Vec<super::Restore>>),
     /// A refusal, answered in the group's turn: it may rest on a group not yet durable.
     Refused(Refusal),
@@ -328,18 +328,27 @@ impl Writer {
         let requests = group.len();
         for cmd in group {
             match cmd {
-                Command::Append(append, reply) => {
+                Command::Append(queued, reply) => {
+                    let super::encode::Queued {
+                        append,
+                        encoded,
+                        retry,
+                    } = queued;
                     let aborted = append
                         .abort_on_refusal
                         .as_ref()
                         .is_some_and(|f| f.load(Ordering::Acquire));
                     let abort_flag = append.abort_on_refusal.clone();
-                    let kept = keep.then(|| append.clone());
+                    let kept = keep.then(|| super::encode::Queued {
+                        append: retry.unwrap_or_else(|| append.clone()),
+                        encoded: encoded.clone(),
+                        retry: None,
+                    });
                     let staged = if aborted {
                         Err(AppendError::Aborted)
                     } else {
                         let recorded_at = overlay.stamp.text.clone();
-                        self.stage_append(append, &recorded_at, overlay)
+                        self.stage_append(append, &encoded, &recorded_at, overlay)
                     };
                     if staged.is_err()
                         && let Some(flag) = &abort_flag
@@ -348,10 +357,10 @@ impl Writer {
                     }
                     match (staged, kept, refused.as_deref_mut()) {
                         (Ok(appended), kept, _) => owed.push(Owed::Append(reply, appended, kept)),
-                        (Err(e), Some(append), Some(refused))
+                        (Err(e), Some(queued), Some(refused))
                             if !matches!(e, AppendError::Aborted) =>
                         {
-                            refused.push((Command::Append(append, reply), e));
+                            refused.push((Command::Append(queued, reply), e));
                         }
                         // Answered in the group's turn: a refusal may rest on a group
                         // before it that is not durable yet.
@@ -559,7 +568,7 @@ fn fail(owed: Vec<Owed>, why: &str) {
 
 fn command_events(cmd: &Command) -> usize {
     match cmd {
-        Command::Append(a, _) => a.events.len(),
+        Command::Append(q, _) => q.append.events.len(),
         Command::Restore(r, _) => r.len(),
         Command::Close(_) | Command::Follow(_) => 0,
     }

@@ -474,7 +474,8 @@ impl Owed {
     /// repeat: see [`own_landing`].
     fn into_retry(self, runtime: Option<&tokio::runtime::Handle>) -> Option<Command> {
         match self {
-            Owed::Append(reply, _, Some(mut append)) => {
+            Owed::Append(reply, _, Some(mut queued)) => {
+                let append = &mut queued.append;
                 let minted = append.events.iter().any(|e| !e.client_id);
                 let ids: Vec<Uuid> = append.events.iter().map(|e| e.id).collect();
                 for event in &mut append.events {
@@ -484,7 +485,7 @@ impl Owed {
                     Some(runtime) if minted => own_landing(runtime, reply, ids),
                     _ => reply,
                 };
-                Some(Command::Append(append, reply))
+                Some(Command::Append(queued, reply))
             }
             Owed::Restore(reply, _, Some(records)) => Some(Command::Restore(records, reply)),
             // Not made by the nats backend's staging, which keeps its refusals apart.

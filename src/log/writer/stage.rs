@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 use uuid::Uuid;
 
+use super::super::encode::{self, Encoded};
 use super::super::merkle::{self, Frontier};
 use super::super::record::{self, Hash, Record};
 use super::super::{
@@ -193,6 +194,7 @@ impl Writer {
     pub(super) fn stage_append(
         &mut self,
         append: Append,
+        encoded: &Encoded,
         recorded_at: &str,
         overlay: &mut Overlay,
     ) -> Result<Appended, AppendError> {
@@ -323,6 +325,7 @@ impl Writer {
         // Leaves join the frontier only once the request is accepted whole: no copy of the
         // frontier per request.
         let mut leaves = Vec::with_capacity(append.events.len());
+        let recorded_at_json = encode::json_string(recorded_at);
         let Append {
             stream,
             events,
@@ -359,9 +362,13 @@ impl Writer {
                 meta: ev.meta,
                 prev_hash: hex::encode(hash),
             };
-            let bytes = rec
-                .to_bytes()
-                .map_err(|e| AppendError::Unavailable(format!("cannot encode record: {e}")))?;
+            // Joined from the parts the request's task encoded: the payload is not
+            // serialised here.
+            let bytes = encoded
+                .record(index, &rec.id, seq, version, &recorded_at_json, &hash)
+                .ok_or_else(|| {
+                    AppendError::Unavailable("an event was queued without its encoded parts".into())
+                })?;
             hash = record::chain(&hash, &bytes);
             if self.merkle {
                 leaves.push(merkle::leaf_hash(&bytes));
