@@ -55,6 +55,7 @@ async fn a_node_killed_right_after_its_acks_keeps_every_acknowledged_event_after
 
     let mut acked: Vec<(u64, u64, String)> = Vec::new();
     let mut version = 0;
+    let mut behind = 0;
     for round in 0..4u64 {
         let server = Running(Some(BinaryServer::start(&data, &config)));
         let bin = Bin {
@@ -73,8 +74,13 @@ async fn a_node_killed_right_after_its_acks_keeps_every_acknowledged_event_after
                 || async { bin.get("/log").await["seq"].as_u64() == Some(head) },
             )
             .await;
-            let read = bin.get(&format!("{path}?limit=1000")).await;
-            let events = read["events"].as_array().unwrap();
+            let mut events: Vec<Value> = Vec::new();
+            let mut from = Some(1);
+            while let Some(v) = from {
+                let page = bin.get(&format!("{path}?from={v}&limit=500")).await;
+                events.extend(page["events"].as_array().unwrap().iter().cloned());
+                from = page["next"].as_u64();
+            }
             assert_eq!(events.len(), acked.len(), "events of the stream");
             for (e, (seq, v, id)) in events.iter().zip(&acked) {
                 assert_eq!(e["id"], id.as_str());
@@ -116,6 +122,11 @@ async fn a_node_killed_right_after_its_acks_keeps_every_acknowledged_event_after
             "the folder holds {kept}, past the head {head}"
         );
         eprintln!("round {round}: the folder kept seq {kept} of {head}");
+        behind += u64::from(kept < head);
     }
     assert_eq!(version, 3 * 15 * 40);
+    // The folder is not flushed per group, and the kill comes within a millisecond of the
+    // last answer while sled flushes every 500 ms: a restart that had nothing to read back
+    // from the stream in all three rounds would not have tested what this test is for.
+    assert!(behind > 0, "no kill left the folder behind the stream");
 }
