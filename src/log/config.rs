@@ -32,6 +32,9 @@ pub struct NatsConfig {
     /// A NATS credentials file (`.creds`), if the servers require one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credentials: Option<PathBuf>,
+    /// Whether each stream message's records are one zstd frame (at `log.compression_level`).
+    /// Every node reading the stream must be of a version that reads them (stop 18 on).
+    pub compression: bool,
 }
 
 /// When an append counts as durable.
@@ -210,6 +213,7 @@ mod tests {
             stream: stream.into(),
             replicas,
             credentials: None,
+            compression: true,
         }
     }
 

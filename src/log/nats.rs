@@ -40,7 +40,9 @@ mod bucket;
 mod chunks;
 mod follow;
 pub(crate) use bucket::{Bucket, Change};
-use chunks::{COUNT_HEADER, Chunk, FIRST_HEADER, chunk_messages, chunk_span, stream_records};
+use chunks::{
+    COUNT_HEADER, Chunk, FIRST_HEADER, ZSTD_HEADER, chunk_messages, chunk_span, stream_records,
+};
 pub(crate) use follow::{Follower, Watch, follow_bucket};
 
 /// The most messages of one atomic batch: the server's limit is 1000 per batch.
@@ -106,11 +108,16 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    /// `records` (chain hash, JSON), the seqs right after `last`.
-    pub(crate) fn new(last: u64, records: &[(Hash, Vec<u8>)]) -> Result<Outgoing, NatsError> {
+    /// `records` (chain hash, JSON), the seqs right after `last`; each message compressed at
+    /// zstd `level` when one is given.
+    pub(crate) fn new(
+        last: u64,
+        records: &[(Hash, Vec<u8>)],
+        level: Option<i32>,
+    ) -> Result<Outgoing, NatsError> {
         Ok(Outgoing {
             last,
-            messages: chunk_messages(last, records)?,
+            messages: chunk_messages(last, records, level)?,
         })
     }
 }
@@ -399,6 +406,9 @@ impl Link {
             headers.insert("Nats-Msg-Id", chunk.id.to_string().as_str());
             headers.insert(FIRST_HEADER, chunk.first.to_string().as_str());
             headers.insert(COUNT_HEADER, chunk.count.to_string().as_str());
+            if let Some(plain) = chunk.plain {
+                headers.insert(ZSTD_HEADER, plain.to_string().as_str());
+            }
             if i == 0 {
                 headers.insert("Nats-Expected-Last-Sequence", last.to_string().as_str());
             }

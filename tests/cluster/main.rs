@@ -9,6 +9,7 @@ mod api_helpers;
 
 mod ack_lost;
 mod cache_kill;
+mod compressed;
 mod credentials;
 mod engine;
 mod failover;

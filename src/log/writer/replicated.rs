@@ -341,7 +341,13 @@ impl Writer {
         let Some(replication) = &self.replication else {
             return Ok(None);
         };
-        let outgoing = Outgoing::new(last, records)?;
+        let level = self
+            .options
+            .nats
+            .as_ref()
+            .is_some_and(|n| n.compression)
+            .then_some(self.options.compression_level);
+        let outgoing = Outgoing::new(last, records, level)?;
         let link = replication.link.clone();
         Ok(Some(
             replication
