@@ -83,12 +83,21 @@ fn env_usize(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
+/// A list of client counts from `name` (commas or spaces between them; empty: none), or
+/// `default`. A part that is not a count stops the bench: measuring nothing by a typo would
+/// print an empty table that looks like a result.
 fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
     match std::env::var(name) {
         Ok(s) => s
-            .split(',')
-            .filter_map(|p| p.trim().parse().ok())
-            .filter(|n| *n > 0)
+            .split(|c: char| c == ',' || c.is_whitespace())
+            .filter(|p| !p.is_empty())
+            .map(|p| match p.parse::<usize>() {
+                Ok(n) if n > 0 => n,
+                _ => {
+                    eprintln!("{name}: {p:?} is not a client count (e.g. {name}=\"4,16\")");
+                    std::process::exit(2);
+                }
+            })
             .collect(),
         Err(_) => default.to_vec(),
     }
