@@ -14,7 +14,7 @@ pub(in crate::log) struct Durable {
     dir: PathBuf,
     /// Whether to `fdatasync` (durability `fsync` with the sled backend). With the nats
     /// backend the stream holds the durable copy (replicated, synced by the cluster) and this
-    /// folder is a cache rebuilt from it: sled's flush is enough.
+    /// folder is a cache rebuilt from it: only a clean stop syncs it, with sled's flush.
     pub(super) fsync: bool,
     /// The data file handle for fdatasync, opened on first use.
     data_file: Option<File>,
