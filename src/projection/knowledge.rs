@@ -293,6 +293,16 @@ impl Knowledge {
         self.store.page_out(pages, saved)
     }
 
+    /// [`Knowledge::page_out`] during a load, which keeps the tail's room for the rows still
+    /// to come.
+    pub fn page_out_loading(
+        &mut self,
+        pages: &Arc<RowPages>,
+        saved: usize,
+    ) -> Result<(), SegmentError> {
+        self.store.page_out_loading(pages, saved)
+    }
+
     /// [`Knowledge::page_out`] to the pages already set (none set: nothing to do).
     pub fn page_out_current(&mut self, saved: usize) -> Result<(), SegmentError> {
         match self.store.pages().cloned() {

@@ -6,7 +6,8 @@
 
 use rustc_hash::FxHashMap;
 
-use super::compact::{Segment, SegmentError, Sym};
+use super::compact::{FactStore, Loaded, Segment, SegmentError, Sym};
+use super::ids::IdIndex;
 use super::{Ix, Knowledge, uuid_key};
 use crate::event::EventKind;
 use crate::projection::fact::{Role, is_actor};
@@ -79,8 +80,43 @@ impl Knowledge {
     /// view's first ask, after the load). Call [`Knowledge::finish_load`] after the last.
     pub fn load_segment(&mut self, seg: Segment, bulk: &mut Bulk) -> Result<(), SegmentError> {
         let range = self.store.append(seg)?;
-        for ix in range {
-            self.index_loaded(ix as Ix, bulk);
+        let store = &self.store;
+        for fact in store.loaded(range) {
+            index_loaded(&fact, store, &mut self.by_id, bulk);
+            let is_correction = match fact.kind {
+                Ok(EventKind::EventCorrected) => true,
+                Ok(EventKind::EventRetracted) => false,
+                _ => continue,
+            };
+            let ix = fact.ix;
+            let Some(target) =
+                uuid_key(store.get(ix).target()).and_then(|k| self.by_id.get(k, store))
+            else {
+                continue;
+            };
+            if !is_correction {
+                self.retractions.entry(target).or_default().push(ix);
+                continue;
+            }
+            self.corrections.entry(target).or_default().push(ix);
+            let target_kind = store.get(target).event_kind();
+            if matches!(
+                target_kind,
+                Some(EventKind::MeetingHeld | EventKind::TalksStatusChanged)
+            ) {
+                for (role, s) in fact.ref_syms() {
+                    if role == Role::PatchActor {
+                        bulk.by_talks.push(s, target);
+                    }
+                }
+            }
+            if target_kind.is_some_and(EventKind::names_actors) {
+                for (role, s) in fact.ref_syms() {
+                    if role == Role::PatchActor {
+                        bulk.by_actor.push(s, target);
+                    }
+                }
+            }
         }
         if let Some(seq) = self.store.last_seq() {
             self.seq = self.seq.max(seq);
@@ -107,83 +143,51 @@ impl Knowledge {
             }
         }
     }
+}
 
-    /// What [`Knowledge::insert`] does for a fact after pushing its row, by name numbers.
-    fn index_loaded(&mut self, ix: Ix, bulk: &mut Bulk) {
-        let store = &self.store;
-        if let Some(key) = store.uuid_of(ix) {
-            self.by_id.insert(key, ix, store);
-        }
-        let kind = store.kind_key(ix);
-        match kind {
-            Ok(known) => {
-                let at = known as usize;
-                if bulk.by_kind.len() <= at {
-                    bulk.by_kind
-                        .resize_with(EventKind::ALL.len().max(at + 1), Vec::new);
-                }
-                let list = &mut bulk.by_kind[at];
-                if list.last() != Some(&ix) {
-                    list.push(ix);
-                }
+/// What [`Knowledge::insert`] does for a fact after pushing its row, by name numbers, but
+/// for the links of corrections and retractions ([`Knowledge::load_segment`]).
+fn index_loaded(fact: &Loaded<'_>, store: &FactStore, by_id: &mut IdIndex, bulk: &mut Bulk) {
+    let ix = fact.ix;
+    if let Some(key) = fact.uuid {
+        by_id.insert(key, ix, store);
+    }
+    match fact.kind {
+        Ok(known) => {
+            let at = known as usize;
+            if bulk.by_kind.len() <= at {
+                bulk.by_kind
+                    .resize_with(EventKind::ALL.len().max(at + 1), Vec::new);
             }
-            // A decoded segment names every unknown type (`Segment::decode` checks it).
-            Err(sym) if (sym as usize) < store.names_len() => bulk.by_other_kind.push(sym, ix),
-            Err(_) => {}
-        }
-        if let Some(p) = store.process_sym(ix) {
-            bulk.by_process.push(p, ix);
-        }
-        for (role, s) in store.ref_syms(ix) {
-            match role {
-                Role::Actor => {
-                    let at = s as usize;
-                    if bulk.actor_like.len() <= at {
-                        bulk.actor_like.resize(store.names_len().max(at + 1), 0);
-                    }
-                    if bulk.actor_like[at] == 0 {
-                        bulk.actor_like[at] = if is_actor(store.name(s)) { 2 } else { 1 };
-                    }
-                    if bulk.actor_like[at] == 2 {
-                        bulk.by_actor.push(s, ix);
-                    }
-                }
-                Role::Source => bulk.by_source.push(s, ix),
-                Role::Talks => bulk.by_talks.push(s, ix),
-                _ => {}
+            let list = &mut bulk.by_kind[at];
+            if list.last() != Some(&ix) {
+                list.push(ix);
             }
         }
-        let is_correction = match kind {
-            Ok(EventKind::EventCorrected) => true,
-            Ok(EventKind::EventRetracted) => false,
-            _ => return,
-        };
-        let Some(target) = uuid_key(store.get(ix).target()).and_then(|k| self.by_id.get(k, store))
-        else {
-            return;
-        };
-        if !is_correction {
-            self.retractions.entry(target).or_default().push(ix);
-            return;
-        }
-        self.corrections.entry(target).or_default().push(ix);
-        let target_kind = store.get(target).event_kind();
-        if matches!(
-            target_kind,
-            Some(EventKind::MeetingHeld | EventKind::TalksStatusChanged)
-        ) {
-            for (role, s) in store.ref_syms(ix) {
-                if role == Role::PatchActor {
-                    bulk.by_talks.push(s, target);
+        // A decoded segment names every unknown type (`Segment::decode` checks it).
+        Err(sym) if (sym as usize) < store.names_len() => bulk.by_other_kind.push(sym, ix),
+        Err(_) => {}
+    }
+    if let Some(p) = fact.process {
+        bulk.by_process.push(p, ix);
+    }
+    for (role, s) in fact.ref_syms() {
+        match role {
+            Role::Actor => {
+                let at = s as usize;
+                if bulk.actor_like.len() <= at {
+                    bulk.actor_like.resize(store.names_len().max(at + 1), 0);
+                }
+                if bulk.actor_like[at] == 0 {
+                    bulk.actor_like[at] = if is_actor(store.name(s)) { 2 } else { 1 };
+                }
+                if bulk.actor_like[at] == 2 {
+                    bulk.by_actor.push(s, ix);
                 }
             }
-        }
-        if target_kind.is_some_and(EventKind::names_actors) {
-            for (role, s) in store.ref_syms(ix) {
-                if role == Role::PatchActor {
-                    bulk.by_actor.push(s, target);
-                }
-            }
+            Role::Source => bulk.by_source.push(s, ix),
+            Role::Talks => bulk.by_talks.push(s, ix),
+            _ => {}
         }
     }
 }

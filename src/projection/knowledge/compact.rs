@@ -244,6 +244,27 @@ impl FactStore {
     /// last page dropped is read back and compared first, so a save whose pages do not hold
     /// these rows is refused (`pages` must be the ones the rows' save was written with).
     pub fn page_out(&mut self, pages: &Arc<RowPages>, saved: usize) -> Result<(), SegmentError> {
+        let drained = self.page_out_rows(pages, saved)?;
+        // A rebuild grew the tail to many pages: give that room back.
+        if drained && self.rows.capacity() > 2 * (self.rows.len() + pages.page_rows() as usize) {
+            self.rows
+                .shrink_to(self.rows.len() + pages.page_rows() as usize);
+        }
+        Ok(())
+    }
+
+    /// [`FactStore::page_out`] keeping the tail's room: a load pages out every few segments
+    /// and would only grow it again (it shrinks the store once at its end).
+    pub fn page_out_loading(
+        &mut self,
+        pages: &Arc<RowPages>,
+        saved: usize,
+    ) -> Result<(), SegmentError> {
+        self.page_out_rows(pages, saved).map(|_| ())
+    }
+
+    /// Whether rows left the heap.
+    fn page_out_rows(&mut self, pages: &Arc<RowPages>, saved: usize) -> Result<bool, SegmentError> {
         if let Some(held) = &self.pages
             && !Arc::ptr_eq(held, pages)
             && self.paged > 0
@@ -254,7 +275,7 @@ impl FactStore {
         let per = pages.page_rows() as usize;
         let upto = saved.min(self.len()) / per * per;
         if upto <= self.paged {
-            return Ok(());
+            return Ok(false);
         }
         let last = (upto / per - 1) as u32;
         let from = upto - per - self.paged;
@@ -264,11 +285,7 @@ impl FactStore {
         }
         self.rows.drain(..upto - self.paged);
         self.paged = upto;
-        // A load or a rebuild grew the tail to many pages: give that room back.
-        if self.rows.capacity() > 2 * (self.rows.len() + per) {
-            self.rows.shrink_to(self.rows.len() + per);
-        }
-        Ok(())
+        Ok(true)
     }
 
     /// Pages `first..end` of `pages`' size, as a save writes them: each full, in the page
@@ -387,42 +404,48 @@ impl FactStore {
         id_key_of(self.row(ix).id)
     }
 
-    /// The event id of row `ix` as a UUID, as `uuid::Uuid::parse_str` reads its text (`None`:
-    /// not one), without writing the text out for the rows that hold it as 16 bytes.
-    pub(super) fn uuid_of(&self, ix: Ix) -> Option<u128> {
-        let row = self.row(ix);
-        if row.flags & ODD_ID == 0 {
-            return Some(id_key_of(row.id));
-        }
-        let text = self.odd.get(&ix).and_then(|o| o.id.as_deref())?;
-        uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
-    }
-
-    /// Row `ix`'s type as a key: the kind, or for a type this build does not know, the
-    /// number of its name.
-    pub(super) fn kind_key(&self, ix: Ix) -> Result<EventKind, Sym> {
-        match self.row(ix).event_kind {
-            Some(kind) => Ok(kind),
-            None => Err(self.odd.get(&ix).and_then(|o| o.kind).unwrap_or(Sym::MAX)),
-        }
-    }
-
-    /// The number of row `ix`'s process, if it has one.
-    pub(super) fn process_sym(&self, ix: Ix) -> Option<Sym> {
-        let row = self.row(ix);
-        (row.flags & HAS_PROCESS != 0).then_some(row.process)
-    }
-
-    /// Row `ix`'s references by number, in indexing order.
-    pub(super) fn ref_syms(&self, ix: Ix) -> impl Iterator<Item = (Role, Sym)> + use<'_> {
-        let end = self.refs_end(ix) as usize;
-        let start = self.row(ix).refs as usize;
-        let refs = self.refs.get(start..end).unwrap_or(&[]);
-        refs.iter().filter_map(|&packed| {
-            Some((
-                Role::from_u8((packed >> ROLE_SHIFT) as u8)?,
-                packed & SYM_MASK,
-            ))
+    /// What indexing reads of each fact of `range` ([`Loaded`]), from the rows held in
+    /// memory as they are: a load indexes the rows it just appended, and reading them one
+    /// field at a time through [`FactStore::row`] copied each row about six times. A row of
+    /// the range already on a page is read from it.
+    pub(super) fn loaded(
+        &self,
+        range: std::ops::Range<usize>,
+    ) -> impl Iterator<Item = Loaded<'_>> + use<'_> {
+        range.map(move |at| {
+            let ix = at as Ix;
+            let (row, refs_end) = match at.checked_sub(self.paged) {
+                Some(t) if t < self.rows.len() => (
+                    self.rows[t],
+                    self.rows
+                        .get(t + 1)
+                        .map_or(self.refs.len() as u32, |next| next.refs),
+                ),
+                _ => (self.row(ix), self.refs_end(ix)),
+            };
+            let odd = || self.odd.get(&ix);
+            let uuid = if row.flags & ODD_ID == 0 {
+                Some(id_key_of(row.id))
+            } else {
+                odd()
+                    .and_then(|o| o.id.as_deref())
+                    .and_then(|t| uuid::Uuid::parse_str(t).ok())
+                    .map(|u| u.as_u128())
+            };
+            let kind = row
+                .event_kind
+                .ok_or_else(|| odd().and_then(|o| o.kind).unwrap_or(Sym::MAX));
+            let refs = self
+                .refs
+                .get(row.refs as usize..refs_end as usize)
+                .unwrap_or(&[]);
+            Loaded {
+                ix,
+                uuid,
+                kind,
+                process: (row.flags & HAS_PROCESS != 0).then_some(row.process),
+                refs,
+            }
         })
     }
 
@@ -505,6 +528,29 @@ impl FactStore {
         }
         self.rows.push(row);
         ix
+    }
+}
+
+/// What indexing reads of one fact ([`FactStore::loaded`]): the same answers as
+/// [`FactStore::uuid_of`], [`FactStore::kind_key`], [`FactStore::process_sym`] and
+/// [`FactStore::ref_syms`].
+pub(super) struct Loaded<'a> {
+    pub(super) ix: Ix,
+    pub(super) uuid: Option<u128>,
+    pub(super) kind: Result<EventKind, Sym>,
+    pub(super) process: Option<Sym>,
+    refs: &'a [PackedRef],
+}
+
+impl Loaded<'_> {
+    /// Its references by number, in indexing order.
+    pub(super) fn ref_syms(&self) -> impl Iterator<Item = (Role, Sym)> + use<'_> {
+        self.refs.iter().filter_map(|&packed| {
+            Some((
+                Role::from_u8((packed >> ROLE_SHIFT) as u8)?,
+                packed & SYM_MASK,
+            ))
+        })
     }
 }
 

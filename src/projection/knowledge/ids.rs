@@ -21,6 +21,9 @@ pub(super) struct IdIndex {
     runs: Vec<(u32, Ix)>,
     /// How many facts the ascending list holds.
     len: u32,
+    /// The id of the list's last fact (meaningful when `len > 0`): each insert compares with
+    /// it, and reading it from the fact's row each time cost a row copy per fact.
+    last_id: u128,
     /// Ids that arrived out of order.
     pub(super) other: FxHashMap<u128, Ix>,
 }
@@ -74,12 +77,12 @@ impl IdIndex {
 
     /// Enters fact `ix` (already in `store`) under `id`, its event id as a UUID.
     pub(super) fn insert(&mut self, id: u128, ix: Ix, store: &FactStore) {
-        let last = self.last();
-        if last.is_none_or(|last| id > store.id_key(last)) {
-            if last.is_none_or(|last| last + 1 != ix) {
+        if self.len == 0 || id > self.last_id {
+            if self.last().is_none_or(|last| last + 1 != ix) {
                 self.runs.push((self.len, ix));
             }
             self.len += 1;
+            self.last_id = id;
         } else {
             // A repeated id cannot come from the log (the writer refuses it); if one did, the
             // first fact keeps it, as a lookup in the ascending list would find the first.
