@@ -76,8 +76,13 @@ impl Packer {
         }
     }
 
+    /// `plain` as one zstd frame (a stream message's payload, with the nats backend).
+    pub(super) fn frame(&mut self, plain: &[u8]) -> Result<Vec<u8>, std::io::Error> {
+        self.context.compress(plain, self.level)
+    }
+
     fn pack(&mut self, plain: Vec<u8>) -> Result<Vec<u8>, std::io::Error> {
-        let frame = self.context.compress(&plain, self.level)?;
+        let frame = self.frame(&plain)?;
         let mut v = Vec::with_capacity(5 + frame.len());
         v.push(FORMAT_ZSTD);
         v.extend_from_slice(&(plain.len() as u32).to_be_bytes());
@@ -134,11 +139,17 @@ thread_local! {
 /// A compressed chunk's plain form; `None` when it does not decompress to the length it claims.
 fn unpack(value: &[u8]) -> Option<IVec> {
     let len = u32::from_be_bytes(value.get(1..5)?.try_into().ok()?) as usize;
+    unframe(value.get(5..)?, len).map(IVec::from)
+}
+
+/// A zstd `frame` decompressed with this thread's context; `None` unless it is exactly `len`
+/// bytes, at most [`MAX_PLAIN`].
+pub(super) fn unframe(frame: &[u8], len: usize) -> Option<Vec<u8>> {
     if len > MAX_PLAIN {
         return None;
     }
-    let plain = UNPACKER.with(|d| d.borrow_mut().decompress(value.get(5..)?, len).ok())?;
-    (plain.len() == len).then(|| plain.into())
+    let plain = UNPACKER.with(|d| d.borrow_mut().decompress(frame, len).ok())?;
+    (plain.len() == len).then_some(plain)
 }
 
 /// A stored chunk, read in place: its records are views of the value, never copies.

@@ -222,6 +222,12 @@ impl Log {
         metrics.head_seq.set(head.seq as i64);
         let (head_tx, head_rx) = watch::channel(head);
         let (tx, rx) = mpsc::channel(options.queue_capacity);
+        // The nats backend's stream messages: compressed by the writer, with one context.
+        let stream_packer = options
+            .nats
+            .as_ref()
+            .is_some_and(|n| n.compression)
+            .then(|| std::cell::RefCell::new(chunk::Packer::new(options.compression_level)));
         let failed = Arc::new(AtomicBool::new(false));
         let writer = writer::Writer::new(
             db.clone(),
@@ -237,9 +243,11 @@ impl Log {
         writer.merkle = merkle;
         writer.packer = packer;
         writer.lsn = lsn;
-        writer.replication = link
-            .clone()
-            .map(|link| writer::Replication { link, declarations });
+        writer.replication = link.clone().map(|link| writer::Replication {
+            link,
+            declarations,
+            packer: stream_packer,
+        });
         writer.load_merkle()?;
         writer.load_clock()?;
         // The one place the log is told which ids a record introduces: through the caller's

@@ -108,16 +108,16 @@ pub(crate) struct Outgoing {
 }
 
 impl Outgoing {
-    /// `records` (chain hash, JSON), the seqs right after `last`; each message compressed at
-    /// zstd `level` when one is given.
-    pub(crate) fn new(
+    /// `records` (chain hash, JSON), the seqs right after `last`; each message compressed
+    /// with `packer` when one is given.
+    pub(in crate::log) fn new(
         last: u64,
         records: &[(Hash, Vec<u8>)],
-        level: Option<i32>,
+        packer: Option<&mut super::chunk::Packer>,
     ) -> Result<Outgoing, NatsError> {
         Ok(Outgoing {
             last,
-            messages: chunk_messages(last, records, level)?,
+            messages: chunk_messages(last, records, packer)?,
         })
     }
 }

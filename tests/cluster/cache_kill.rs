@@ -12,22 +12,6 @@ use crate::api_helpers::*;
 use crate::nats::NatsCluster;
 use crate::support::*;
 
-/// A config file for a node over `cluster`, with `keys`.
-fn cluster_config(dir: &Path, keys: &TestKeys, cluster: &NatsCluster) -> std::path::PathBuf {
-    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
-    let path = dir.join("annals.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[log]\nbackend = \"nats\"\n[log.nats]\nurls = [{}]\n",
-            keys.toml(),
-            urls.join(", ")
-        ),
-    )
-    .unwrap();
-    path
-}
-
 /// `annals verify` over a folder no server holds: its head seq (the command must pass).
 fn verified_head(data: &Path) -> u64 {
     wait_until_released(data);
@@ -48,7 +32,7 @@ async fn a_node_killed_right_after_its_acks_keeps_every_acknowledged_event_after
     let cluster = NatsCluster::start().await;
     let dir = tempfile::tempdir().unwrap();
     let keys = TestKeys::new();
-    let config = cluster_config(dir.path(), &keys, &cluster);
+    let config = cluster.config_file(dir.path(), "annals.toml", &keys.toml(), "");
     let data = dir.path().join("a");
     let stream = "process/cache";
     let path = format!("/streams/{}/events", encode(stream));

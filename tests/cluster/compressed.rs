@@ -67,11 +67,7 @@ async fn a_node_that_compresses_and_one_that_does_not_read_each_others_groups_as
         let page: Value = node.get_json("/events?from=1&limit=100").await;
         let events = page["events"].as_array().unwrap();
         assert_eq!(events.len() as u64, head);
-        let mut prev = "0".repeat(64);
-        for e in events {
-            assert_eq!(e["prev_hash"], prev.as_str());
-            prev = e["hash"].as_str().unwrap().to_string();
-        }
+        crate::log::assert_one_chain(events);
     }
     let a: Value = packs.get_json("/events?from=1&limit=100").await;
     let b: Value = plain.get_json("/events?from=1&limit=100").await;

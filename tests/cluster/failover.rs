@@ -18,22 +18,13 @@ use crate::support::*;
 /// The config file both processes run with: the test keys, the cluster, the webhook test
 /// settings and one shared secret key file.
 fn write_cluster_config(dir: &Path, keys: &TestKeys, cluster: &NatsCluster) -> std::path::PathBuf {
-    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
-    let path = dir.join("annals.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "{}[log]\nbackend = \"nats\"\n[log.nats]\nurls = [{}]\n\
-             [webhooks]\nallow_private_targets = true\nretry_schedule_ms = [0, 50, 100, 200]\n\
-             timeout_ms = 2000\nconnect_timeout_ms = 500\ncursor_sync_ms = 50\n\
-             secret_key_file = {:?}\n",
-            keys.toml(),
-            urls.join(", "),
-            dir.join("webhooks.key")
-        ),
-    )
-    .unwrap();
-    path
+    let webhooks = format!(
+        "[webhooks]\nallow_private_targets = true\nretry_schedule_ms = [0, 50, 100, 200]\n\
+         timeout_ms = 2000\nconnect_timeout_ms = 500\ncursor_sync_ms = 50\n\
+         secret_key_file = {:?}\n",
+        dir.join("webhooks.key")
+    );
+    cluster.config_file(dir, "annals.toml", &keys.toml(), &webhooks)
 }
 
 /// Appends statement `n` (with its own event id, so a retry elsewhere is answered once) to

@@ -21,7 +21,7 @@ fn at_version(version: u64, n: u64) -> Value {
 }
 
 /// Seqs 1..=N without a gap, each record's prev_hash the hash before it.
-fn assert_one_chain(records: &[Value]) {
+pub(crate) fn assert_one_chain(records: &[Value]) {
     let mut prev = ZERO_HASH.to_string();
     for (i, r) in records.iter().enumerate() {
         assert_eq!(r["seq"].as_u64().unwrap(), i as u64 + 1, "seq gap");

@@ -11,17 +11,7 @@ use crate::{caught_up, node};
 
 /// A config file naming the cluster's stream.
 fn nats_config(dir: &Path, cluster: &NatsCluster) -> std::path::PathBuf {
-    let urls: Vec<String> = cluster.urls().iter().map(|u| format!("{u:?}")).collect();
-    let path = dir.join("cluster.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[log]\nbackend = \"nats\"\n\n[log.nats]\nurls = [{}]\n",
-            urls.join(", ")
-        ),
-    )
-    .unwrap();
-    path
+    cluster.config_file(dir, "cluster.toml", "", "")
 }
 
 fn arg(p: &Path) -> &str {

@@ -188,6 +188,19 @@ impl NatsCluster {
             .collect()
     }
 
+    /// Writes `dir/name`, a config file for a node over this cluster: `before`, then `[log]`
+    /// with the nats backend and these URLs, then `after` (more tables).
+    pub fn config_file(&self, dir: &Path, name: &str, before: &str, after: &str) -> PathBuf {
+        let urls: Vec<String> = self.urls().iter().map(|u| format!("{u:?}")).collect();
+        let path = dir.join(name);
+        let log = format!(
+            "[log]\nbackend = \"nats\"\n[log.nats]\nurls = [{}]\n",
+            urls.join(", ")
+        );
+        std::fs::write(&path, format!("{before}{log}{after}")).unwrap();
+        path
+    }
+
     /// A client of the cluster (any node).
     pub async fn client(&self) -> async_nats::Client {
         let addrs: Vec<async_nats::ServerAddr> =

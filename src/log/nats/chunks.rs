@@ -11,6 +11,7 @@ use async_nats::jetstream;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::super::chunk::{Packer, unframe};
 use super::super::record::Hash;
 use super::{NatsError, StreamRecord};
 
@@ -27,10 +28,6 @@ pub(super) const HASH_HEADER: &str = "Annals-Hash";
 /// The header of a compressed chunk: the length of its plain payload, which is one zstd
 /// frame.
 pub(super) const ZSTD_HEADER: &str = "Annals-Zstd";
-/// The largest plain payload a compressed chunk may claim: a chunk holds at most
-/// [`MESSAGE_BYTES`] of records, or one record larger than that (bounded by the largest
-/// event a request may hold, far below this).
-const MAX_PLAIN: usize = 64 << 20;
 
 /// A run of consecutive records as one stream message.
 pub(super) struct Chunk {
@@ -53,25 +50,22 @@ struct IdOnly {
 }
 
 /// `records` (chain hash, JSON), the seqs right after `last`, cut into chunks of at most
-/// [`MESSAGE_BYTES`] (a record larger than that alone in its chunk), each compressed at zstd
-/// `level` when one is given. Only a chunk's first record is parsed, for its id.
+/// [`MESSAGE_BYTES`] (a record larger than that alone in its chunk), each compressed with
+/// `packer` when one is given. Only a chunk's first record is parsed, for its id.
 pub(super) fn chunk_messages(
     last: u64,
     records: &[(Hash, Vec<u8>)],
-    level: Option<i32>,
+    mut packer: Option<&mut Packer>,
 ) -> Result<Vec<Chunk>, NatsError> {
     let mut out: Vec<Chunk> = Vec::new();
-    let mut packer = level.map(|l| (zstd::block::Compressor::new(), l));
     let mut seal = |first: u64, payload: Vec<u8>| -> Result<(Bytes, Option<usize>), NatsError> {
-        match packer.as_mut() {
+        match packer.as_deref_mut() {
             None => Ok((Bytes::from(payload), None)),
-            Some((context, level)) => {
-                let frame = context
-                    .compress(&payload, *level)
-                    .map_err(|e| NatsError::Corrupt {
-                        seq: first,
-                        why: format!("cannot compress the chunk: {e}"),
-                    })?;
+            Some(packer) => {
+                let frame = packer.frame(&payload).map_err(|e| NatsError::Corrupt {
+                    seq: first,
+                    why: format!("cannot compress the chunk: {e}"),
+                })?;
                 Ok((Bytes::from(frame), Some(payload.len())))
             }
         }
@@ -187,18 +181,12 @@ fn unpack(stream: u64, plain: Option<&str>, payload: &Bytes) -> Result<Bytes, Na
     };
     let plain: usize = plain
         .parse()
-        .ok()
-        .filter(|n| *n <= MAX_PLAIN)
-        .ok_or_else(|| corrupt(format!("Annals-Zstd is not a length up to {MAX_PLAIN}")))?;
-    let bytes = zstd::block::decompress(payload, plain)
-        .map_err(|e| corrupt(format!("the chunk does not decompress: {e}")))?;
-    if bytes.len() != plain {
-        return Err(corrupt(format!(
-            "the chunk decompresses to {} bytes, Annals-Zstd says {plain}",
-            bytes.len()
-        )));
-    }
-    Ok(Bytes::from(bytes))
+        .map_err(|_| corrupt("Annals-Zstd is not a length".into()))?;
+    unframe(payload, plain).map(Bytes::from).ok_or_else(|| {
+        corrupt(format!(
+            "the chunk does not decompress to the {plain} bytes Annals-Zstd states (at most 64 MiB)"
+        ))
+    })
 }
 
 /// The records framed in a chunk's plain payload, at the seqs from `first` on; exactly
@@ -275,7 +263,7 @@ mod tests {
     fn compressed_chunks_read_back_as_the_same_records_at_the_same_seqs_and_are_smaller() {
         let recs = records(1200);
         let plain = chunk_messages(10, &recs, None).unwrap();
-        let packed = chunk_messages(10, &recs, Some(1)).unwrap();
+        let packed = chunk_messages(10, &recs, Some(&mut Packer::new(1))).unwrap();
         // The same cuts and ids either way: compression changes only the payload.
         let spans = |c: &[Chunk]| {
             c.iter()
@@ -305,13 +293,13 @@ mod tests {
 
     #[test]
     fn a_compressed_chunk_whose_stated_length_is_wrong_or_huge_is_corrupt_not_a_panic() {
-        let packed = chunk_messages(0, &records(3), Some(1)).unwrap();
+        let packed = chunk_messages(0, &records(3), Some(&mut Packer::new(1))).unwrap();
         let c = &packed[0];
         let plain = c.plain.unwrap();
         for bad in [
             (plain - 1).to_string(),
             (plain + 1).to_string(),
-            (MAX_PLAIN + 1).to_string(),
+            ((64usize << 20) + 1).to_string(),
             "x".to_string(),
         ] {
             assert!(matches!(

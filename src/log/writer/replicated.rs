@@ -21,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use super::super::chunk::Packer;
 use super::super::merkle::Frontier;
 use super::super::nats::{Link, NatsError, Outgoing, StreamRecord};
 use super::super::record::{Hash, Record};
@@ -42,6 +43,9 @@ pub(in crate::log) struct Replication {
     /// Which ids a record introduces (`event::rules::declarations`), for records of other
     /// nodes: their references were checked by the node that appended them.
     pub(in crate::log) declarations: Declarations,
+    /// The stream messages' compression (`[log.nats] compression`): one zstd context for
+    /// every message, used on the writer thread only.
+    pub(in crate::log) packer: Option<std::cell::RefCell<Packer>>,
 }
 
 /// A group's publish, under way on the runtime.
@@ -341,13 +345,9 @@ impl Writer {
         let Some(replication) = &self.replication else {
             return Ok(None);
         };
-        let level = self
-            .options
-            .nats
-            .as_ref()
-            .is_some_and(|n| n.compression)
-            .then_some(self.options.compression_level);
-        let outgoing = Outgoing::new(last, records, level)?;
+        let mut packer = replication.packer.as_ref().map(|p| p.borrow_mut());
+        let outgoing = Outgoing::new(last, records, packer.as_deref_mut())?;
+        drop(packer);
         let link = replication.link.clone();
         Ok(Some(
             replication
