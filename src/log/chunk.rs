@@ -1,6 +1,6 @@
 //! Chunks: the records of one group commit stored as one sled value, so that the writer's
-//! sled work per event is its id index key alone (each key is a page update, compressed on the
-//! writer's path). A chunk is the records' canonical JSON concatenated, after a table of their
+//! sled work is per group, not per record (each key is a page update on the writer's path; the
+//! event ids go into a few buckets per group, `id_index.rs`). A chunk is the records' canonical JSON concatenated, after a table of their
 //! hashes and end offsets; it is keyed by its first seq, so the record at seq N is one range
 //! seek (`range(..=N).next_back()`). Folders written before chunks hold one `e` key per record;
 //! every read here tries the chunk form and falls back to that key, and new writes are chunks.

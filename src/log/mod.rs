@@ -9,6 +9,7 @@ mod append;
 mod chunk;
 pub mod config;
 mod encode;
+mod id_index;
 mod journal;
 mod layout;
 pub mod merkle;
@@ -473,11 +474,8 @@ impl Log {
 
     /// The durable record with event id `id`.
     pub fn get_by_id(&self, id: &Uuid) -> Result<Option<Recorded>, LogError> {
-        match self.tree()?.get(layout::id_key(id))? {
-            Some(v) => {
-                let seq = layout::read_u64(&v).ok_or_else(|| corrupt(&layout::id_key(id)))?;
-                self.get(seq)
-            }
+        match id_index::lookup(&self.tree()?, id, true)? {
+            Some(seq) => self.get(seq),
             None => Ok(None),
         }
     }
@@ -620,6 +618,15 @@ impl Log {
             start = layout::stream_after(name);
         }
         Ok(out)
+    }
+}
+
+impl From<id_index::LookupError> for LogError {
+    fn from(e: id_index::LookupError) -> LogError {
+        match e {
+            id_index::LookupError::Store(e) => LogError::Storage(e),
+            id_index::LookupError::Corrupt(c) => corrupt(&c.key),
+        }
     }
 }
 

@@ -65,8 +65,5 @@ pub fn event_key(seq: u64) -> Vec<u8> {
 
 /// Whether a stored id index entry points at `seq`.
 pub fn id_points_to(tree: &sled::Tree, id: &Uuid, seq: u64) -> Result<bool, LogError> {
-    Ok(tree
-        .get(layout::id_key(id))?
-        .and_then(|v| layout::read_u64(&v))
-        == Some(seq))
+    Ok(id_index::lookup(tree, id, true)? == Some(seq))
 }

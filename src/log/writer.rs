@@ -95,6 +95,9 @@ pub(super) struct Writer {
     applied: Arc<AtomicU64>,
     /// Whether groups go through the journal (the sled backend).
     journaled: bool,
+    /// Whether the id index may hold single `i` keys (a folder from before buckets, or a
+    /// full bucket's overflow): then an id missing from its bucket is looked up there too.
+    pub(super) singles: bool,
 }
 
 impl Writer {
@@ -113,6 +116,9 @@ impl Writer {
         // fdatasync is decided in `run`, once the backend is known.
         let durable = durable::Durable::new(db.clone(), dir.clone(), false);
         let syncer = Syncer::new(durable, head_tx, failed.clone(), metrics.clone());
+        // A store that cannot say is treated as one that may hold them: a lookup too many,
+        // never an id missed.
+        let singles = super::id_index::has_singles(&tree).unwrap_or(true);
         Writer {
             db,
             tree,
@@ -134,6 +140,7 @@ impl Writer {
             lsn: 0,
             applied: Arc::new(AtomicU64::new(0)),
             journaled: false,
+            singles,
         }
     }
 
@@ -409,6 +416,7 @@ impl Writer {
     /// against the tree meanwhile.
     fn write_group(&mut self, mut overlay: Overlay, owed: Vec<Owed>, requests: usize) {
         let started = Instant::now();
+        overlay.seal_id_buckets();
         if overlay.records.is_empty() && overlay.writes.is_empty() {
             // Only duplicates (or refusals): nothing to write, but a duplicate's original may
             // sit in a group still on its way, so they are answered in their turn.

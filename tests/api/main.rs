@@ -22,6 +22,7 @@ mod dry_run_noop;
 mod durability;
 mod export_online;
 mod export_route;
+mod id_buckets;
 mod idempotency;
 mod import_bulk;
 mod journal;

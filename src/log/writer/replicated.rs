@@ -73,7 +73,10 @@ struct Split {
 }
 
 impl Split {
-    fn of(overlay: &Overlay) -> Split {
+    /// Marks where the group staged so far ends; its id buckets are staged as writes first,
+    /// so the first group's writes hold them as it leaves them, without the next group's ids.
+    fn of(overlay: &mut Overlay) -> Split {
+        overlay.seal_id_buckets();
         Split {
             records: overlay.records.len(),
             writes: overlay.writes.len(),

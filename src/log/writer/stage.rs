@@ -6,6 +6,7 @@
 //! A refused request must never leave a trace in the overlay, and nothing here ever writes to
 //! the store: the group loop writes the overlay in one batch.
 
+use std::collections::hash_map::Entry;
 use std::collections::{HashMap, HashSet};
 
 use time::OffsetDateTime;
@@ -19,7 +20,7 @@ use super::super::{
     Append, AppendError, Appended, Declaration, ExpectedVersion, Head, Position, Requirement,
     Restore,
 };
-use super::super::{chunk, layout};
+use super::super::{chunk, id_index, layout};
 use super::Writer;
 use super::entries::{self, Origin};
 
@@ -40,6 +41,9 @@ pub(super) struct Overlay {
     pub(super) names: HashMap<String, String>,
     /// Registry entries changed in this group: key → (registration seq, entry).
     pub(super) entries: HashMap<String, (u64, serde_json::Value)>,
+    /// Id index buckets as this group leaves them (`id_index.rs`); each is staged as one
+    /// write when the group is written (`seal_id_buckets`), not once per request.
+    pub(super) id_buckets: HashMap<[u8; 7], IdBucket>,
     pub(super) writes: Vec<(Vec<u8>, Vec<u8>)>,
     /// The group's records (hash, JSON) from the head's next seq on, written as chunks.
     pub(super) records: Vec<(Hash, Vec<u8>)>,
@@ -50,6 +54,36 @@ pub(super) struct Overlay {
     /// The `recorded_at` of appends staged from here on: a restore of later-stamped records
     /// raises it, so an append after it in the same group is not stamped earlier.
     pub(super) stamp: Stamp,
+}
+
+/// An id index bucket's value as staged, and whether it changed since it was last staged as
+/// a write.
+pub(super) struct IdBucket {
+    value: Vec<u8>,
+    dirty: bool,
+}
+
+/// The id index buckets one request changes, taken into the overlay only when it is accepted.
+type TouchedBuckets = HashMap<[u8; 7], Vec<u8>>;
+
+impl Overlay {
+    /// Stages every bucket changed since the last call as a write of its whole value: once per
+    /// group, however many of its requests added to it.
+    pub(super) fn seal_id_buckets(&mut self) {
+        for (key, bucket) in &mut self.id_buckets {
+            if bucket.dirty {
+                self.writes.push((key.to_vec(), bucket.value.clone()));
+                bucket.dirty = false;
+            }
+        }
+    }
+
+    /// Takes an accepted request's buckets.
+    fn take_buckets(&mut self, touched: TouchedBuckets) {
+        for (key, value) in touched {
+            self.id_buckets.insert(key, IdBucket { value, dirty: true });
+        }
+    }
 }
 
 /// A `recorded_at`, as a time and as the text the records carry.
@@ -106,14 +140,13 @@ impl Writer {
         if let Some((r, p)) = overlay.ids.get(id) {
             return Ok(Some((r.clone(), p.clone())));
         }
-        let Some(v) = self
-            .tree
-            .get(layout::id_key(id))
-            .map_err(|e| e.to_string())?
+        // The store holds every group applied before this one (a group staged meanwhile with
+        // the nats backend is in `overlay.ids`, as this one's are).
+        let Some(seq) =
+            id_index::lookup(&self.tree, id, self.singles).map_err(|e| e.to_string())?
         else {
             return Ok(None);
         };
-        let seq = layout::read_u64(&v).ok_or("corrupt id index")?;
         let rec = chunk::get(&self.tree, seq)
             .map_err(|e| e.to_string())?
             .ok_or("id index points at a missing record")?;
@@ -321,6 +354,7 @@ impl Writer {
         let mut staged = Vec::with_capacity(append.events.len() + 2);
         let mut records = Vec::with_capacity(append.events.len());
         let mut staged_ids = Vec::with_capacity(append.events.len());
+        let mut touched = TouchedBuckets::new();
         let mut positions: Vec<Position> = Vec::with_capacity(append.events.len());
         // Leaves join the frontier only once the request is accepted whole: no copy of the
         // frontier per request.
@@ -373,7 +407,8 @@ impl Writer {
             if self.merkle {
                 leaves.push(merkle::leaf_hash(&bytes));
             }
-            stage_record(&mut staged, &mut records, seq, hash, bytes, &ev.id);
+            records.push((hash, bytes));
+            self.stage_id(&mut touched, overlay, &ev.id, seq, &mut staged)?;
             for decl in ev.refs.declares {
                 if fresh.remove(&decl.id) {
                     staged.push((
@@ -417,6 +452,7 @@ impl Writer {
         }
         overlay.writes.extend(staged);
         overlay.records.extend(records);
+        overlay.take_buckets(touched);
         for (rec, pos) in staged_ids {
             overlay.ids.insert(rec.id, (rec, pos));
         }
@@ -430,6 +466,41 @@ impl Writer {
             stream_version: version,
             duplicate: false,
         })
+    }
+
+    /// Stages `id` at `seq` in the id index: into its bucket as this request has it in
+    /// `touched` (taken from the overlay or the store on first touch), or, that bucket full,
+    /// as a key of its own.
+    fn stage_id(
+        &mut self,
+        touched: &mut TouchedBuckets,
+        overlay: &Overlay,
+        id: &Uuid,
+        seq: u64,
+        staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), AppendError> {
+        let key = layout::id_bucket_key(id);
+        let bucket = match touched.entry(key) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => {
+                let value = match overlay.id_buckets.get(&key) {
+                    Some(b) => b.value.clone(),
+                    None => self
+                        .tree
+                        .get(key)
+                        .map_err(|e| AppendError::Unavailable(e.to_string()))?
+                        .map(|v| v.to_vec())
+                        .unwrap_or_default(),
+                };
+                e.insert(value)
+            }
+        };
+        if !id_index::add(bucket, id, seq) {
+            staged.push((layout::id_key(id).to_vec(), seq.to_be_bytes().to_vec()));
+            // Lookups now go on to single keys when a bucket misses.
+            self.singles = true;
+        }
+        Ok(())
     }
 
     /// Checks exported records continue the log exactly and stages them verbatim.
@@ -448,6 +519,7 @@ impl Writer {
         let mut ids: Vec<(Record, Position)> = Vec::new();
         let mut frontier = overlay.frontier.clone();
         let mut latest = overlay.stamp.at;
+        let mut touched = TouchedBuckets::new();
         for r in records {
             let rec = r.record;
             let mismatch = |reason: String| AppendError::RestoreMismatch {
@@ -514,7 +586,8 @@ impl Writer {
             if self.merkle {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
-            stage_record(&mut staged, &mut kept, seq, hash, bytes, &rec.id);
+            kept.push((hash, bytes));
+            self.stage_id(&mut touched, overlay, &rec.id, seq, &mut staged)?;
             // A restored record is a run of one: records of a stream rarely follow each other.
             staged.push((
                 layout::stream_key(&rec.stream, rec.version),
@@ -575,6 +648,7 @@ impl Writer {
         }
         overlay.writes.extend(staged);
         overlay.records.extend(kept);
+        overlay.take_buckets(touched);
         overlay.streams.extend(streams);
         overlay.names.extend(names);
         overlay.entries.extend(restored);
@@ -587,20 +661,6 @@ impl Writer {
         overlay.stamp.raise(latest);
         Ok(Head { seq: seq - 1, hash })
     }
-}
-
-/// Stages a record: its hash and JSON go into the group's chunks, its id key is written. Its
-/// stream position is staged by the caller, as part of a run.
-fn stage_record(
-    staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    records: &mut Vec<(Hash, Vec<u8>)>,
-    seq: u64,
-    hash: Hash,
-    bytes: Vec<u8>,
-    id: &Uuid,
-) {
-    records.push((hash, bytes));
-    staged.push((layout::id_key(id).to_vec(), seq.to_be_bytes().to_vec()));
 }
 
 /// Adds a record's leaf to the Merkle frontier and stages every completed subtree from
