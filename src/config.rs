@@ -60,6 +60,30 @@ pub struct ServerConfig {
     /// Seconds to wait for open connections (live feeds whose readers stopped reading) when
     /// shutting down; after that the log is closed regardless.
     pub shutdown_grace_secs: u64,
+    /// Worker threads of the async runtime (`annals serve`); 0: one fewer than the cores, at
+    /// least one ([`ServerConfig::workers`]).
+    pub worker_threads: usize,
+}
+
+impl ServerConfig {
+    /// The worker threads to start: `worker_threads`, or for 0 one fewer than the cores the
+    /// process may use, at least one. The log's writer thread keeps a core busy under load;
+    /// a second worker on a 2-core machine only takes turns with it (measured: 100-event batches
+    /// 1.08-1.16x and single events 1.15-1.21x faster with one worker there).
+    pub fn workers(&self) -> usize {
+        if self.worker_threads > 0 {
+            return self.worker_threads;
+        }
+        default_workers()
+    }
+}
+
+/// One fewer than the cores this process may use, at least one.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get().saturating_sub(1))
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// A configuration that could not be loaded; the message names the offending key.

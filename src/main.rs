@@ -55,6 +55,7 @@ fn main() -> ExitCode {
     annals::projection::set_allocator_release(release_jemalloc);
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli::worker_threads(&cli.command))
         .enable_all()
         .build()
     {

@@ -33,6 +33,8 @@ pub struct Metrics {
     pub live_cutoffs: IntCounter,
     /// Registry ids the writer remembers now (at most `[log] known_ids`).
     pub writer_known_ids: IntGauge,
+    /// The async runtime's worker threads (`server.worker_threads`).
+    pub runtime_worker_threads: IntGauge,
     /// Groups the nats backend's writer staged while the group before them was being
     /// published, by outcome: `kept` (that group was taken, this one went on) or `restaged`
     /// (it was refused; both were staged again).
@@ -91,6 +93,11 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let runtime_worker_threads = IntGauge::new(
+            "runtime_worker_threads",
+            "Worker threads of the async runtime that serves HTTP (server.worker_threads)",
+        )?;
+        registry.register(Box::new(runtime_worker_threads.clone()))?;
         registry.register(Box::new(writer_known_ids.clone()))?;
         registry.register(Box::new(groups_staged_meanwhile.clone()))?;
         registry.register(Box::new(events_appended.clone()))?;
@@ -116,6 +123,7 @@ impl Metrics {
             live_readers,
             live_cutoffs,
             writer_known_ids,
+            runtime_worker_threads,
             groups_staged_meanwhile,
         })
     }

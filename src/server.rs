@@ -123,6 +123,10 @@ impl Server {
         let dir = config.server.data_dir.clone();
         std::fs::create_dir_all(&dir).map_err(|e| StartError::DataDir(dir.clone(), e))?;
         let metrics = Metrics::new()?;
+        // What the runtime serving us has, whoever built it (`annals serve` or a test).
+        metrics
+            .runtime_worker_threads
+            .set(tokio::runtime::Handle::current().metrics().num_workers() as i64);
         let log = Log::open(
             &dir,
             config.log.clone(),

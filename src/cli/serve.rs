@@ -49,6 +49,14 @@ impl From<Demo> for DemoData {
     }
 }
 
+/// The runtime's worker threads for `annals serve` (`server.worker_threads`). A configuration
+/// that does not load gets the default here; `serve` then reports why it does not load.
+pub fn worker_threads(args: &ServeArgs) -> usize {
+    load_config(&args.common, args.listen)
+        .map(|c| c.server.workers())
+        .unwrap_or_else(|_| annals::config::default_workers())
+}
+
 /// Runs the server until a shutdown signal.
 pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
     init_tracing(&args.common.log_format);

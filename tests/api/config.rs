@@ -402,3 +402,40 @@ fn the_log_imports_nothing_above_it() {
     }
     assert!(read > 8, "{read} files");
 }
+
+/// `/metrics` of a running binary, read with `key`.
+async fn binary_metrics(server: &BinaryServer, key: &str) -> String {
+    reqwest::Client::new()
+        .get(format!("{}/metrics", server.base))
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn serve_starts_the_configured_worker_threads_and_by_default_one_fewer_than_the_cores() {
+    let keys = TestKeys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cores = std::thread::available_parallelism().unwrap().get();
+    for (configured, want) in [(None, (cores - 1).max(1)), (Some(3), 3)] {
+        let mut toml = keys.toml();
+        if let Some(n) = configured {
+            toml.push_str(&format!("\n[server]\nworker_threads = {n}\n"));
+        }
+        let file = dir.path().join("annals.toml");
+        std::fs::write(&file, toml).unwrap();
+        let server = BinaryServer::start(&dir.path().join("data"), &file);
+        let text = binary_metrics(&server, &keys.read).await;
+        let line = format!("annals_runtime_worker_threads {want}");
+        assert!(
+            text.lines().any(|l| l == line),
+            "{configured:?}: no `{line}` in /metrics"
+        );
+        server.kill9();
+        wait_until_released(&dir.path().join("data"));
+    }
+}

@@ -19,6 +19,27 @@ fn id_keys(dir: &std::path::Path) -> (usize, usize) {
     )
 }
 
+/// Restarts `app`, counting its id index keys while it is stopped: (`b` buckets, `i` singles).
+async fn restart_counting_id_keys(app: &mut TestApp) -> (usize, usize) {
+    let mut counted = (0, 0);
+    app.restart_after(|dir| {
+        wait_until_released(dir);
+        counted = id_keys(dir);
+    })
+    .await;
+    counted
+}
+
+/// Stops `app` and has `annals verify` check its folder, every id index entry included.
+async fn verify_ok(app: TestApp) {
+    let dir = app.stop().await;
+    let (code, out, err) = run_cli(
+        &["verify", "--data-dir", dir.path().to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+}
+
 /// Statement `n` with `id` as its client-chosen id.
 fn with_id(n: u64, id: Uuid) -> Value {
     let mut e = statement(n);
@@ -94,13 +115,7 @@ async fn ids_minted_together_share_a_few_bucket_keys_and_are_found_after_a_resta
     let minted_landed = append_batches(&app, "process/minted", &minted).await;
     let chosen: Vec<Value> = (300..600).map(|n| with_id(n, Uuid::now_v7())).collect();
     let chosen_landed = append_batches(&app, "process/chosen", &chosen).await;
-    let mut counted = (0, 0);
-    app.restart_after(|dir| {
-        wait_until_released(dir);
-        counted = id_keys(dir);
-    })
-    .await;
-    let (buckets, singles) = counted;
+    let (buckets, singles) = restart_counting_id_keys(&mut app).await;
     assert_eq!(singles, 0, "no bucket was full: no id has a key of its own");
     assert!(
         buckets * 10 <= 601,
@@ -116,12 +131,7 @@ async fn ids_minted_together_share_a_few_bucket_keys_and_are_found_after_a_resta
     assert_eq!(app.get(&format!("/events/{unknown}")).await.status(), 404);
     let resp = app.append("process/chosen", &with_id(900, unknown)).await;
     assert_eq!(resp.status(), 201);
-    let dir = app.stop().await;
-    let (code, out, err) = run_cli(
-        &["verify", "--data-dir", dir.path().to_str().unwrap()],
-        None,
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    verify_ok(app).await;
 }
 
 #[tokio::test]
@@ -135,20 +145,10 @@ async fn ids_past_a_full_bucket_get_keys_of_their_own_and_are_found_and_repeated
         .map(|(n, id)| with_id(n as u64, id))
         .collect();
     let landed = append_batches(&app, "process/burst", &events).await;
-    let mut singles = 0;
-    app.restart_after(|dir| {
-        wait_until_released(dir);
-        singles = id_keys(dir).1;
-    })
-    .await;
+    let (_, singles) = restart_counting_id_keys(&mut app).await;
     assert_eq!(singles, 300 - 256, "the ids past a full bucket");
     assert_found_and_repeats_are_duplicates(&app, "process/burst", &events, &landed).await;
-    let dir = app.stop().await;
-    let (code, out, err) = run_cli(
-        &["verify", "--data-dir", dir.path().to_str().unwrap()],
-        None,
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    verify_ok(app).await;
 }
 
 #[tokio::test]
@@ -180,23 +180,12 @@ async fn a_folder_with_one_key_per_id_from_before_buckets_keeps_working_beside_t
     // New events go into buckets beside the old keys; both kinds are found and repeated.
     let new: Vec<Value> = (150..250).map(|n| with_id(n, Uuid::now_v7())).collect();
     let new_landed = append_batches(&app, "process/new", &new).await;
-    let mut counted = (0, 0);
-    app.restart_after(|dir| {
-        wait_until_released(dir);
-        counted = id_keys(dir);
-    })
-    .await;
-    let (buckets, singles) = counted;
+    let (buckets, singles) = restart_counting_id_keys(&mut app).await;
     assert!(
         singles >= 150 && buckets >= 1,
         "{singles} singles, {buckets} buckets"
     );
     assert_found_and_repeats_are_duplicates(&app, "process/old", &old, &old_landed).await;
     assert_found_and_repeats_are_duplicates(&app, "process/new", &new, &new_landed).await;
-    let dir = app.stop().await;
-    let (code, out, err) = run_cli(
-        &["verify", "--data-dir", dir.path().to_str().unwrap()],
-        None,
-    );
-    assert_eq!(code, 0, "{out}{err}");
+    verify_ok(app).await;
 }
