@@ -492,9 +492,11 @@ fn run_ceiling(
             }
             return batch;
         }
-        // The writer's write set: record, id index and the statement id's registry entry per
-        // event, one stream index run per request, the log head per group.
+        // The writer's write set: record and the statement id's registry entry per event, the
+        // event ids as one id bucket per group (the ids of a millisecond share one), one stream
+        // index run per request, the log head per group.
         let requests = shape.events.div_ceil(shape.per_request);
+        let mut bucket = Vec::with_capacity(24 * shape.events);
         for r in 0..requests {
             let stream = stream_name(r);
             let version = versions.entry(r).or_insert(0);
@@ -512,9 +514,8 @@ fn run_ceiling(
                 *version += 1;
                 let s = seq.to_be_bytes();
                 batch.insert(&event_key(*seq)[..], value);
-                let mut ik = vec![b'i'];
-                ik.extend_from_slice(Uuid::now_v7().as_bytes());
-                batch.insert(ik, &s[..]);
+                bucket.extend_from_slice(Uuid::now_v7().as_bytes());
+                bucket.extend_from_slice(&s);
                 let mut rk = b"rentity:statement:test-".to_vec();
                 rk.extend_from_slice(seq.to_string().as_bytes());
                 let mut rv = s.to_vec();
@@ -522,6 +523,10 @@ fn run_ceiling(
                 batch.insert(rk, rv);
             }
         }
+        let mut bk = vec![b'b'];
+        bk.extend_from_slice(&bucket[..6]);
+        bk.extend_from_slice(&[0, 0]);
+        batch.insert(bk, bucket);
         let mut hv = seq.to_be_bytes().to_vec();
         hv.extend_from_slice(&value[..32]);
         batch.insert(&b"h"[..], hv);

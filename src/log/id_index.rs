@@ -1,36 +1,44 @@
 //! The event-id index: the seq that holds an event id. Ids are kept in buckets of ids minted
-//! close together (`layout::id_bucket_key`), so a group of events writes a few sled keys
+//! close together (a span, `layout::id_span`), so a group of events writes a few sled keys
 //! instead of one per event: each sled key is a page update on the writer's path, and a page
-//! to keep track of in memory. A bucket is a sorted run of fixed 24-byte entries; one that is
-//! full sends its further ids to single `i` keys, as every id of a folder written before
-//! buckets is. This module only reads and encodes; it must never write to the store (the
-//! writer stages bucket values in its group's batch).
+//! to keep track of in memory. A bucket is a sorted run of fixed 24-byte entries; a span whose
+//! bucket is full goes on in its next generation, and one whose 256 generations are full sends
+//! its further ids to single `i` keys, as every id of a folder written before buckets is. This
+//! module only reads and encodes; it must never write to the store (the writer stages bucket
+//! values in its group's batch).
 
 use uuid::Uuid;
 
 use super::layout;
 
-/// The most ids one bucket holds. A UUIDv7 bucket is one millisecond, so only a burst of more
-/// than this many events in one millisecond (or a client minting ids with one timestamp)
-/// fills one; its value stays at most 6 KiB, rewritten whole when an id joins it.
+/// The most ids one bucket holds: its value stays at most 6 KiB, rewritten whole when a group
+/// adds to it. A UUIDv7 span is one millisecond, so only a burst of more than this many events
+/// in one millisecond (or a client minting ids with one timestamp) starts a second generation;
+/// an import's span is 256 lines, so each further file imported adds one.
 pub(crate) const BUCKET_CAP: usize = 256;
 
 /// One entry: the event id (16 bytes) ‖ its seq (u64 BE).
 const ENTRY: usize = 24;
 
-/// A bucket value that is not a whole number of entries, or not in ascending order.
+/// Generations a span may have; past them, ids get single keys.
+const GENERATIONS: u16 = 256;
+
+/// A bucket value that is not a whole number of entries.
 #[derive(Debug, thiserror::Error)]
-#[error("corrupt id bucket {key:?}")]
+#[error("corrupt id index entry {key:?}")]
 pub(crate) struct CorruptBucket {
-    /// The bucket's key.
+    /// The entry's key.
     pub(crate) key: Vec<u8>,
 }
 
+/// Whether the bucket value `bucket` holds as many ids as a bucket may.
+pub(crate) fn is_full(bucket: &[u8]) -> bool {
+    bucket.len() >= BUCKET_CAP * ENTRY
+}
+
 /// The seq of `id` in the bucket value `bucket`, if it holds it.
-pub(crate) fn find(bucket: &[u8], id: &Uuid) -> Result<Option<u64>, CorruptBucket> {
-    let corrupt = || CorruptBucket {
-        key: layout::id_bucket_key(id).to_vec(),
-    };
+fn find(bucket: &[u8], id: &Uuid, key: &[u8]) -> Result<Option<u64>, CorruptBucket> {
+    let corrupt = || CorruptBucket { key: key.to_vec() };
     if !bucket.len().is_multiple_of(ENTRY) {
         return Err(corrupt());
     }
@@ -76,17 +84,26 @@ pub(crate) fn add(bucket: &mut Vec<u8>, id: &Uuid, seq: u64) -> bool {
     true
 }
 
-/// The seq of `id` in the stored index: its bucket, then, when `singles` says the folder may
-/// hold single keys (a full bucket's overflow, or a folder from before buckets), its own key.
+/// The seq of `id` in the stored index: its span's buckets, generation by generation up to
+/// the first that is not full, then, when `singles` says the folder may hold single keys (a
+/// span past its last generation, or a folder from before buckets), its own key.
 pub(crate) fn lookup(
     tree: &sled::Tree,
     id: &Uuid,
     singles: bool,
 ) -> Result<Option<u64>, LookupError> {
-    if let Some(bucket) = tree.get(layout::id_bucket_key(id))?
-        && let Some(seq) = find(&bucket, id)?
-    {
-        return Ok(Some(seq));
+    let span = layout::id_span(id);
+    for generation in 0..GENERATIONS {
+        let key = layout::id_bucket_key(&span, generation as u8);
+        let Some(bucket) = tree.get(key)? else {
+            break;
+        };
+        if let Some(seq) = find(&bucket, id, &key)? {
+            return Ok(Some(seq));
+        }
+        if !is_full(&bucket) {
+            break;
+        }
     }
     if !singles {
         return Ok(None);
@@ -99,6 +116,23 @@ pub(crate) fn lookup(
         }),
         None => Ok(None),
     }
+}
+
+/// The generation of `span` that takes its next ids, and its stored value (empty when new);
+/// `None` when all its generations are full.
+pub(crate) fn tail(
+    tree: &sled::Tree,
+    span: &[u8; 7],
+) -> Result<Option<(u8, Vec<u8>)>, sled::Error> {
+    for generation in 0..GENERATIONS {
+        let generation = generation as u8;
+        match tree.get(layout::id_bucket_key(span, generation))? {
+            None => return Ok(Some((generation, Vec::new()))),
+            Some(v) if !is_full(&v) => return Ok(Some((generation, v.to_vec()))),
+            Some(_) => {}
+        }
+    }
+    Ok(None)
 }
 
 /// Whether the folder holds any single id key (checked once on open).
@@ -135,13 +169,16 @@ mod tests {
             assert!(add(&mut bucket, &id(1, n), 100 + i as u64));
         }
         for (i, n) in [5u16, 1, 9, 3, 7].into_iter().enumerate() {
-            assert_eq!(find(&bucket, &id(1, n)).unwrap(), Some(100 + i as u64));
+            assert_eq!(
+                find(&bucket, &id(1, n), b"k").unwrap(),
+                Some(100 + i as u64)
+            );
         }
         for n in [0u16, 2, 4, 6, 8, 10] {
-            assert_eq!(find(&bucket, &id(1, n)).unwrap(), None);
+            assert_eq!(find(&bucket, &id(1, n), b"k").unwrap(), None);
         }
         assert!(!add(&mut bucket, &id(1, 9), 7), "an id is held once");
-        assert_eq!(find(&bucket, &id(1, 9)).unwrap(), Some(102));
+        assert_eq!(find(&bucket, &id(1, 9), b"k").unwrap(), Some(102));
     }
 
     #[test]
@@ -150,9 +187,10 @@ mod tests {
         for n in 0..BUCKET_CAP as u16 {
             assert!(add(&mut bucket, &id(2, n), u64::from(n)));
         }
+        assert!(is_full(&bucket));
         assert!(!add(&mut bucket, &id(2, 9999), 1));
-        assert_eq!(find(&bucket, &id(2, 9999)).unwrap(), None);
-        assert_eq!(find(&bucket, &id(2, 255)).unwrap(), Some(255));
+        assert_eq!(find(&bucket, &id(2, 9999), b"k").unwrap(), None);
+        assert_eq!(find(&bucket, &id(2, 255), b"k").unwrap(), Some(255));
     }
 
     #[test]
@@ -160,7 +198,7 @@ mod tests {
         let mut bucket = Vec::new();
         add(&mut bucket, &id(3, 1), 1);
         bucket.pop();
-        assert!(find(&bucket, &id(3, 1)).is_err());
+        assert!(find(&bucket, &id(3, 1), b"k").is_err());
     }
 
     #[test]
@@ -168,28 +206,52 @@ mod tests {
         let a = Uuid::now_v7();
         let mut b = *a.as_bytes();
         b[15] ^= 1;
-        assert_eq!(
-            layout::id_bucket_key(&a),
-            layout::id_bucket_key(&Uuid::from_bytes(b))
-        );
+        assert_eq!(layout::id_span(&a), layout::id_span(&Uuid::from_bytes(b)));
         let mut later = *a.as_bytes();
         later[5] = later[5].wrapping_add(1);
         assert_ne!(
-            layout::id_bucket_key(&a),
-            layout::id_bucket_key(&Uuid::from_bytes(later))
+            layout::id_span(&a),
+            layout::id_span(&Uuid::from_bytes(later))
         );
         let line = |n: u64| {
             let mut b = [0u8; 16];
             b[..6].copy_from_slice(&n.to_be_bytes()[2..]);
             uuid::Builder::from_custom_bytes(b).into_uuid()
         };
-        assert_eq!(
-            layout::id_bucket_key(&line(256)),
-            layout::id_bucket_key(&line(511))
-        );
-        assert_ne!(
-            layout::id_bucket_key(&line(255)),
-            layout::id_bucket_key(&line(256))
-        );
+        assert_eq!(layout::id_span(&line(256)), layout::id_span(&line(511)));
+        assert_ne!(layout::id_span(&line(255)), layout::id_span(&line(256)));
+    }
+
+    #[test]
+    fn a_span_goes_on_in_its_next_generation_and_every_id_is_found_across_them() {
+        let tree = sled::Config::new()
+            .temporary(true)
+            .open()
+            .unwrap()
+            .open_tree("log")
+            .unwrap();
+        let span = layout::id_span(&id(4, 0));
+        let mut seq = 0;
+        for n in 0..(2 * BUCKET_CAP as u16 + 10) {
+            let (generation, mut bucket) = tail(&tree, &span).unwrap().unwrap();
+            assert_eq!(usize::from(generation), usize::from(n) / BUCKET_CAP);
+            seq += 1;
+            assert!(add(&mut bucket, &id(4, n), seq));
+            tree.insert(layout::id_bucket_key(&span, generation), bucket)
+                .unwrap();
+        }
+        for n in 0..(2 * BUCKET_CAP as u16 + 10) {
+            assert_eq!(
+                lookup(&tree, &id(4, n), false).unwrap(),
+                Some(u64::from(n) + 1)
+            );
+        }
+        assert_eq!(lookup(&tree, &id(4, 9999), false).unwrap(), None);
+        // A single key is read only when the folder may hold them.
+        tree.insert(layout::id_key(&id(5, 1)), &7u64.to_be_bytes()[..])
+            .unwrap();
+        assert_eq!(lookup(&tree, &id(5, 1), false).unwrap(), None);
+        assert_eq!(lookup(&tree, &id(5, 1), true).unwrap(), Some(7));
+        assert!(has_singles(&tree).unwrap());
     }
 }

@@ -8,8 +8,8 @@
 //! | `e` seq (u64 BE) | record hash (32 bytes) ‖ record JSON: folders written before chunks; no longer written |
 //! | `s` stream 0x00 first version (u64 BE) | a run of consecutive versions at consecutive seqs: first seq (u64 BE), then, when the run has more than one event, its length (u64 BE) |
 //! | `v` stream | version (u64 BE) ‖ last seq (u64 BE): written by folders before stream heads were read from the last run; no longer written nor read |
-//! | `b` id bucket: the event id's first 6 bytes (a UUIDv7's millisecond), or 5 for any other version (an import's derived ids: 256 lines) | the bucket's ids in ascending order, each event id (16 bytes) ‖ seq (u64 BE), at most `id_index::BUCKET_CAP` of them (`id_index.rs`) |
-//! | `i` event id (16 bytes) | seq (u64 BE): an id whose bucket was full, and every id of a folder written before buckets |
+//! | `b` span: the event id's first 6 bytes (a UUIDv7's millisecond), or 5 and a zero byte for any other version (an import's derived ids: 256 lines); then a generation (u8) | the bucket's ids in ascending order, each event id (16 bytes) ‖ seq (u64 BE), at most `id_index::BUCKET_CAP` of them; a span's next generation starts when one is full (`id_index.rs`) |
+//! | `i` event id (16 bytes) | seq (u64 BE): an id of a span whose 256 generations are full, and every id of a folder written before buckets |
 //! | `r` registry key (UTF-8): `source:` or `entity:`, then the id | seq (u64 BE) of the event that first introduced the id ‖ its kind (UTF-8, e.g. `an actor`) |
 //! | `r` 0x00 `ids` | seq (u64 BE): every id introduced up to it is in the registry with its kind |
 //! | `h` | head seq (u64 BE) ‖ head hash (32 bytes) |
@@ -135,15 +135,25 @@ pub fn id_key(id: &Uuid) -> [u8; 17] {
     k
 }
 
-/// Key of the bucket that holds `id` in the event id index: ids minted close together share
-/// one (a UUIDv7's first 6 bytes are its millisecond; an import's derived UUIDv8 starts with
-/// its line number, so 5 bytes make a bucket of 256 lines).
-pub fn id_bucket_key(id: &Uuid) -> [u8; 7] {
+/// The part of an id bucket's key that ids minted close together share (prefix and span; the
+/// generation byte after it is 0): a UUIDv7's first 6 bytes are its millisecond; an import's
+/// derived UUIDv8 starts with its line number, so 5 bytes make a span of 256 lines.
+pub fn id_span(id: &Uuid) -> [u8; 7] {
     let b = id.as_bytes();
     let mut k = [0u8; 7];
     k[0] = ID_BUCKET;
     let span = if id.get_version_num() == 7 { 6 } else { 5 };
     k[1..=span].copy_from_slice(&b[..span]);
+    k
+}
+
+/// Key of generation `generation` of the id buckets of `span` ([`id_span`]): a span's ids fill
+/// generation 0, then, once it is full, 1, and so on (a second import file's derived ids share
+/// their spans with the first's, line for line).
+pub fn id_bucket_key(span: &[u8; 7], generation: u8) -> [u8; 8] {
+    let mut k = [0u8; 8];
+    k[..7].copy_from_slice(span);
+    k[7] = generation;
     k
 }
 

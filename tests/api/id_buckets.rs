@@ -1,8 +1,9 @@
 //! The event-id index keeps ids minted close together in one bucket key (a UUIDv7's
-//! millisecond) rather than one sled key per event. Every id is found where it landed, after a
-//! restart as before it; a repeat is answered with the original position; a full bucket sends
-//! its further ids to keys of their own; a folder from before buckets (one key per id) keeps
-//! working beside them; and `annals verify` checks every id whichever way it is held.
+//! millisecond, 256 lines of an import) rather than one sled key per event. Every id is found
+//! where it landed, after a restart as before it; a repeat is answered with the original
+//! position; a full bucket goes on in the span's next generation (a burst of ids in one
+//! millisecond, a second import file's lines); a folder from before buckets (one key per id)
+//! keeps working beside them; and `annals verify` checks every id whichever way it is held.
 
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -17,6 +18,15 @@ fn id_keys(dir: &std::path::Path) -> (usize, usize) {
         tree.scan_prefix(b"b").count(),
         tree.scan_prefix(b"i").count(),
     )
+}
+
+/// The generations (bucket keys) of the span of a UUIDv7 `id`: `b`, its first 6 bytes.
+fn generations_of(dir: &std::path::Path, id: &Uuid) -> usize {
+    let db = open_store(dir);
+    let tree = db.open_tree("log").unwrap();
+    let mut span = vec![b'b'];
+    span.extend_from_slice(&id.as_bytes()[..6]);
+    tree.scan_prefix(span).count()
 }
 
 /// Restarts `app`, counting its id index keys while it is stopped: (`b` buckets, `i` singles).
@@ -135,18 +145,25 @@ async fn ids_minted_together_share_a_few_bucket_keys_and_are_found_after_a_resta
 }
 
 #[tokio::test]
-async fn ids_past_a_full_bucket_get_keys_of_their_own_and_are_found_and_repeated() {
+async fn ids_past_a_full_bucket_go_on_in_the_next_generation_and_are_found_and_repeated() {
     let mut app = spawn_app().await;
     app.seed().await;
-    // 300 ids of one millisecond: a bucket holds 256.
-    let events: Vec<Value> = same_millisecond(300)
-        .into_iter()
+    // 600 ids of one millisecond: a bucket holds 256, so three generations.
+    let ids = same_millisecond(600);
+    let events: Vec<Value> = ids
+        .iter()
         .enumerate()
-        .map(|(n, id)| with_id(n as u64, id))
+        .map(|(n, id)| with_id(n as u64, *id))
         .collect();
     let landed = append_batches(&app, "process/burst", &events).await;
-    let (_, singles) = restart_counting_id_keys(&mut app).await;
-    assert_eq!(singles, 300 - 256, "the ids past a full bucket");
+    let mut generations = 0;
+    app.restart_after(|dir| {
+        wait_until_released(dir);
+        assert_eq!(id_keys(dir).1, 0, "no id needs a key of its own");
+        generations = generations_of(dir, &ids[0]);
+    })
+    .await;
+    assert_eq!(generations, 3);
     assert_found_and_repeats_are_duplicates(&app, "process/burst", &events, &landed).await;
     verify_ok(app).await;
 }
@@ -188,4 +205,60 @@ async fn a_folder_with_one_key_per_id_from_before_buckets_keeps_working_beside_t
     assert_found_and_repeats_are_duplicates(&app, "process/old", &old, &old_landed).await;
     assert_found_and_repeats_are_duplicates(&app, "process/new", &new, &new_landed).await;
     verify_ok(app).await;
+}
+
+/// `n` statements of one stream as submissions without ids, the `k`-th file's own content.
+fn import_file(dir: &std::path::Path, k: u64, n: u64) -> std::path::PathBuf {
+    let mut out = String::new();
+    for i in 0..n {
+        let mut event = statement(k * 100_000 + i);
+        event["stream"] = json!(format!("process/file-{k}"));
+        out.push_str(&event.to_string());
+        out.push('\n');
+    }
+    let path = dir.join(format!("file-{k}.ndjson"));
+    std::fs::write(&path, out).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_second_import_files_derived_ids_share_the_first_files_spans_in_later_generations() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let dir = app.stop().await;
+    let data = dir.path().to_str().unwrap();
+    // Derived ids start with the line number, and every file starts at line 1: the three
+    // files' lines share spans of 256 lines, generation after generation.
+    let files: Vec<_> = (1..=3).map(|k| import_file(dir.path(), k, 600)).collect();
+    for file in &files {
+        let (code, out, err) = run_cli(
+            &["import", "--data-dir", data, file.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            err.contains("600 appended, 0 already present"),
+            "{out}{err}"
+        );
+    }
+    wait_until_released(dir.path());
+    let (buckets, singles) = id_keys(dir.path());
+    assert_eq!(singles, 0, "no id needs a key of its own");
+    // Lines 1-255, 256-511, 512-600 of each file (and the seed's bucket or two): generations,
+    // not a key per line.
+    assert!((9..=12).contains(&buckets), "{buckets} buckets");
+    // Each file again: every line is found in its generation, and nothing is appended twice.
+    for file in files.iter().rev() {
+        let (code, out, err) = run_cli(
+            &["import", "--data-dir", data, file.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            err.contains("0 appended, 600 already present"),
+            "{out}{err}"
+        );
+    }
+    let (code, out, err) = run_cli(&["verify", "--data-dir", data], None);
+    assert_eq!(code, 0, "{out}{err}");
 }

@@ -41,9 +41,12 @@ pub(super) struct Overlay {
     pub(super) names: HashMap<String, String>,
     /// Registry entries changed in this group: key → (registration seq, entry).
     pub(super) entries: HashMap<String, (u64, serde_json::Value)>,
-    /// Id index buckets as this group leaves them (`id_index.rs`); each is staged as one
-    /// write when the group is written (`seal_id_buckets`), not once per request.
-    pub(super) id_buckets: HashMap<[u8; 7], IdBucket>,
+    /// The id index's spans this group adds to, each with the bucket that takes its next ids
+    /// (`id_index.rs`); each bucket is staged as one write when the group is written
+    /// (`seal_id_buckets`), not once per request.
+    pub(super) id_spans: HashMap<[u8; 7], IdSpan>,
+    /// Buckets this group filled, changed since they were last staged: key, value.
+    pub(super) filled_buckets: Vec<([u8; 8], Vec<u8>)>,
     pub(super) writes: Vec<(Vec<u8>, Vec<u8>)>,
     /// The group's records (hash, JSON) from the head's next seq on, written as chunks.
     pub(super) records: Vec<(Hash, Vec<u8>)>,
@@ -56,33 +59,79 @@ pub(super) struct Overlay {
     pub(super) stamp: Stamp,
 }
 
-/// An id index bucket's value as staged, and whether it changed since it was last staged as
-/// a write.
-pub(super) struct IdBucket {
+/// A span of the id index as staged: the generation that takes its next ids (`None`: all are
+/// full, so they get single keys), that bucket's value, and whether it changed since it was
+/// last staged as a write.
+pub(super) struct IdSpan {
+    generation: Option<u8>,
     value: Vec<u8>,
     dirty: bool,
 }
 
-/// The id index buckets one request changes, taken into the overlay only when it is accepted.
-type TouchedBuckets = HashMap<[u8; 7], Vec<u8>>;
+impl IdSpan {
+    /// Adds `id` at `seq` to the span's bucket, going on to the next generation when it is
+    /// full (the full one, if changed, into `filled`). `false`: no generation is left.
+    fn add(
+        &mut self,
+        span: &[u8; 7],
+        id: &Uuid,
+        seq: u64,
+        filled: &mut Vec<([u8; 8], Vec<u8>)>,
+    ) -> bool {
+        let Some(generation) = self.generation else {
+            return false;
+        };
+        if id_index::is_full(&self.value) {
+            let full = std::mem::take(&mut self.value);
+            if self.dirty {
+                filled.push((layout::id_bucket_key(span, generation), full));
+            }
+            self.dirty = false;
+            self.generation = generation.checked_add(1);
+            if self.generation.is_none() {
+                return false;
+            }
+        }
+        let added = id_index::add(&mut self.value, id, seq);
+        self.dirty |= added;
+        added
+    }
+}
 
 impl Overlay {
     /// Stages every bucket changed since the last call as a write of its whole value: once per
     /// group, however many of its requests added to it.
     pub(super) fn seal_id_buckets(&mut self) {
-        for (key, bucket) in &mut self.id_buckets {
-            if bucket.dirty {
-                self.writes.push((key.to_vec(), bucket.value.clone()));
-                bucket.dirty = false;
+        for (key, value) in self.filled_buckets.drain(..) {
+            self.writes.push((key.to_vec(), value));
+        }
+        for (span, tail) in &mut self.id_spans {
+            if let (true, Some(generation)) = (tail.dirty, tail.generation) {
+                let key = layout::id_bucket_key(span, generation);
+                self.writes.push((key.to_vec(), tail.value.clone()));
+                tail.dirty = false;
             }
         }
     }
 
-    /// Takes an accepted request's buckets.
-    fn take_buckets(&mut self, touched: TouchedBuckets) {
-        for (key, value) in touched {
-            self.id_buckets.insert(key, IdBucket { value, dirty: true });
+    /// Adds an accepted request's ids to their spans, which `Writer::load_spans` brought into
+    /// the overlay; an id whose span has no generation left is staged in `staged` as a key of
+    /// its own. Returns whether it staged any such key. Infallible, so a request is added
+    /// whole.
+    fn add_ids(&mut self, ids: &[(Uuid, u64)], staged: &mut Vec<(Vec<u8>, Vec<u8>)>) -> bool {
+        let mut single = false;
+        for (id, seq) in ids {
+            let span = layout::id_span(id);
+            let added = match self.id_spans.get_mut(&span) {
+                Some(tail) => tail.add(&span, id, *seq, &mut self.filled_buckets),
+                None => false,
+            };
+            if !added {
+                staged.push((layout::id_key(id).to_vec(), seq.to_be_bytes().to_vec()));
+                single = true;
+            }
         }
+        single
     }
 }
 
@@ -354,7 +403,7 @@ impl Writer {
         let mut staged = Vec::with_capacity(append.events.len() + 2);
         let mut records = Vec::with_capacity(append.events.len());
         let mut staged_ids = Vec::with_capacity(append.events.len());
-        let mut touched = TouchedBuckets::new();
+        let mut new_ids = Vec::with_capacity(append.events.len());
         let mut positions: Vec<Position> = Vec::with_capacity(append.events.len());
         // Leaves join the frontier only once the request is accepted whole: no copy of the
         // frontier per request.
@@ -408,7 +457,7 @@ impl Writer {
                 leaves.push(merkle::leaf_hash(&bytes));
             }
             records.push((hash, bytes));
-            self.stage_id(&mut touched, overlay, &ev.id, seq, &mut staged)?;
+            new_ids.push((ev.id, seq));
             for decl in ev.refs.declares {
                 if fresh.remove(&decl.id) {
                     staged.push((
@@ -446,13 +495,14 @@ impl Writer {
             entries_now.push((key, (at, state)));
         }
 
-        // Commit the staging into the overlay.
+        // Commit the staging into the overlay: the last step that may fail comes first.
+        self.load_spans(&new_ids, overlay)?;
         for leaf in leaves {
             stage_leaf(&mut overlay.frontier, leaf, &mut staged);
         }
+        self.singles |= overlay.add_ids(&new_ids, &mut staged);
         overlay.writes.extend(staged);
         overlay.records.extend(records);
-        overlay.take_buckets(touched);
         for (rec, pos) in staged_ids {
             overlay.ids.insert(rec.id, (rec, pos));
         }
@@ -468,37 +518,27 @@ impl Writer {
         })
     }
 
-    /// Stages `id` at `seq` in the id index: into its bucket as this request has it in
-    /// `touched` (taken from the overlay or the store on first touch), or, that bucket full,
-    /// as a key of its own.
-    fn stage_id(
-        &mut self,
-        touched: &mut TouchedBuckets,
-        overlay: &Overlay,
-        id: &Uuid,
-        seq: u64,
-        staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<(), AppendError> {
-        let key = layout::id_bucket_key(id);
-        let bucket = match touched.entry(key) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(e) => {
-                let value = match overlay.id_buckets.get(&key) {
-                    Some(b) => b.value.clone(),
-                    None => self
-                        .tree
-                        .get(key)
-                        .map_err(|e| AppendError::Unavailable(e.to_string()))?
-                        .map(|v| v.to_vec())
-                        .unwrap_or_default(),
+    /// Brings the spans of `ids` that the overlay lacks into it, each with the bucket that
+    /// takes its next ids as the store holds it (a span no group of the overlay changed is as
+    /// the store has it, also with the nats backend's group staged meanwhile: the group before
+    /// it left its spans in the overlay). Unchanged, so a request refused after this leaves
+    /// nothing of its own.
+    fn load_spans(&self, ids: &[(Uuid, u64)], overlay: &mut Overlay) -> Result<(), AppendError> {
+        for (id, _) in ids {
+            let span = layout::id_span(id);
+            if let Entry::Vacant(slot) = overlay.id_spans.entry(span) {
+                let tail = id_index::tail(&self.tree, &span)
+                    .map_err(|e| AppendError::Unavailable(e.to_string()))?;
+                let (generation, value) = match tail {
+                    Some((generation, value)) => (Some(generation), value),
+                    None => (None, Vec::new()),
                 };
-                e.insert(value)
+                slot.insert(IdSpan {
+                    generation,
+                    value,
+                    dirty: false,
+                });
             }
-        };
-        if !id_index::add(bucket, id, seq) {
-            staged.push((layout::id_key(id).to_vec(), seq.to_be_bytes().to_vec()));
-            // Lookups now go on to single keys when a bucket misses.
-            self.singles = true;
         }
         Ok(())
     }
@@ -519,7 +559,7 @@ impl Writer {
         let mut ids: Vec<(Record, Position)> = Vec::new();
         let mut frontier = overlay.frontier.clone();
         let mut latest = overlay.stamp.at;
-        let mut touched = TouchedBuckets::new();
+        let mut new_ids = Vec::with_capacity(records.len());
         for r in records {
             let rec = r.record;
             let mismatch = |reason: String| AppendError::RestoreMismatch {
@@ -587,7 +627,7 @@ impl Writer {
                 stage_merkle(&mut frontier, &bytes, &mut staged);
             }
             kept.push((hash, bytes));
-            self.stage_id(&mut touched, overlay, &rec.id, seq, &mut staged)?;
+            new_ids.push((rec.id, seq));
             // A restored record is a run of one: records of a stream rarely follow each other.
             staged.push((
                 layout::stream_key(&rec.stream, rec.version),
@@ -646,9 +686,10 @@ impl Writer {
             ids.push((rec, pos));
             seq += 1;
         }
+        self.load_spans(&new_ids, overlay)?;
+        self.singles |= overlay.add_ids(&new_ids, &mut staged);
         overlay.writes.extend(staged);
         overlay.records.extend(kept);
-        overlay.take_buckets(touched);
         overlay.streams.extend(streams);
         overlay.names.extend(names);
         overlay.entries.extend(restored);
