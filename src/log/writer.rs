@@ -17,6 +17,7 @@ mod checkpoint;
 mod discard;
 pub(in crate::log) mod durable;
 mod entries;
+mod id_spans;
 mod ids;
 mod known;
 mod pipeline;
