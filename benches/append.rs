@@ -106,9 +106,6 @@ fn env_list(name: &str, default: &[usize]) -> Vec<usize> {
 impl Settings {
     fn from_env() -> Settings {
         let secs = env_secs("ANNALS_BENCH_SECS", 5.0);
-        let cpus = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2);
         Settings {
             secs,
             ceiling_secs: env_secs("ANNALS_BENCH_CEILING_SECS", secs.as_secs_f64()),
@@ -118,7 +115,12 @@ impl Settings {
             batch_clients: env_list("ANNALS_BENCH_BATCH_CLIENTS", &[4, 16]),
             batch_size: env_usize("ANNALS_BENCH_BATCH_SIZE", 100).max(1),
             client_threads: env_usize("ANNALS_BENCH_CLIENT_THREADS", 2).max(1),
-            server_threads: env_usize("ANNALS_BENCH_SERVER_THREADS", cpus).max(1),
+            // As `annals serve` starts them (`server.worker_threads` = 0).
+            server_threads: env_usize(
+                "ANNALS_BENCH_SERVER_THREADS",
+                annals::config::default_workers(),
+            )
+            .max(1),
             pad: env_usize("ANNALS_BENCH_PAD", 0),
             base_dir: std::env::var_os("ANNALS_BENCH_DIR").map(PathBuf::from),
             only: std::env::var("ANNALS_BENCH_ONLY")
