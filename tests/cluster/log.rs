@@ -385,7 +385,15 @@ async fn groups_staged_while_the_one_before_is_published_keep_one_chain_and_win_
                         for event in answer["events"].as_array().unwrap() {
                             won.push((stream.clone(), event.clone()));
                         }
-                        version = won.last().unwrap().1["version"].as_u64().unwrap();
+                        let (_, last) = won.last().unwrap();
+                        version = last["version"].as_u64().unwrap();
+                        // Found by id on the node that acknowledged it, at once: the group's
+                        // id index was written with it, not with the group staged after it.
+                        let path = format!("/events/{}", last["id"].as_str().unwrap());
+                        let read = app.get(&path).await;
+                        assert_eq!(read.status(), 200, "acknowledged {last} not found by id");
+                        let found: Value = read.json().await.unwrap();
+                        assert_eq!(found["seq"], last["seq"]);
                     }
                     409 => version = answer["current_version"].as_u64().unwrap(),
                     _ => panic!("{status}: {answer}"),
