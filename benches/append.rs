@@ -527,7 +527,7 @@ fn run_ceiling(
         }
         let mut bk = vec![b'b'];
         bk.extend_from_slice(&bucket[..6]);
-        bk.extend_from_slice(&[0, 0]);
+        bk.push(0); // generation 0
         batch.insert(bk, bucket);
         let mut hv = seq.to_be_bytes().to_vec();
         hv.extend_from_slice(&value[..32]);

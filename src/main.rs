@@ -54,23 +54,41 @@ fn release_jemalloc() {
 fn main() -> ExitCode {
     annals::projection::set_allocator_release(release_jemalloc);
     let cli = Cli::parse();
+    // `serve` takes its worker threads from its configuration (`server.worker_threads`); the
+    // other commands, an import's appends among them, take the same default: one fewer than
+    // the cores, leaving one to the log's writer thread.
+    let serve_config = match &cli.command {
+        Command::Serve(args) => Some(serve::config(args)),
+        _ => None,
+    };
+    let workers = match &serve_config {
+        Some(Ok(config)) => config.server.workers(),
+        _ => annals::config::default_workers(),
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(cli::worker_threads(&cli.command))
+        .worker_threads(workers)
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => return CliError::failed(format!("cannot start the runtime: {e}")).report(),
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, serve_config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => e.report(),
     }
 }
 
-async fn run(command: Command) -> Result<(), CliError> {
+/// Runs `command`; `serve_config` is `serve`'s configuration, loaded before the runtime.
+async fn run(
+    command: Command,
+    serve_config: Option<Result<annals::config::Config, CliError>>,
+) -> Result<(), CliError> {
     match command {
-        Command::Serve(args) => serve::serve(args).await,
+        Command::Serve(args) => {
+            let config = serve_config.unwrap_or_else(|| serve::config(&args));
+            serve::serve(args, config).await
+        }
         Command::Export(args) => export::export(args).await,
         Command::Import(args) => export::import(args).await,
         Command::Verify(args) => verify::verify(args),

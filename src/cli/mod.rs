@@ -37,16 +37,6 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// The async runtime's worker threads for `command`: `server.worker_threads` for `serve`, and
-/// the same default (one fewer than the cores) for the rest, whose appends (an import) also
-/// leave a core to the log's writer thread.
-pub fn worker_threads(command: &Command) -> usize {
-    match command {
-        Command::Serve(args) => serve::worker_threads(args),
-        _ => annals::config::default_workers(),
-    }
-}
-
 /// Options every command that reads the configuration takes.
 #[derive(Args, Clone)]
 pub struct Common {

@@ -49,19 +49,17 @@ impl From<Demo> for DemoData {
     }
 }
 
-/// The runtime's worker threads for `annals serve` (`server.worker_threads`). A configuration
-/// that does not load gets the default here; `serve` then reports why it does not load.
-pub fn worker_threads(args: &ServeArgs) -> usize {
+/// `annals serve`'s configuration. Loaded once, before the runtime is built, since its worker
+/// threads come from it (`server.worker_threads`).
+pub fn config(args: &ServeArgs) -> Result<Config, CliError> {
     load_config(&args.common, args.listen)
-        .map(|c| c.server.workers())
-        .unwrap_or_else(|_| annals::config::default_workers())
 }
 
-/// Runs the server until a shutdown signal.
-pub async fn serve(args: ServeArgs) -> Result<(), CliError> {
+/// Runs the server with `config` (from [`config`]) until a shutdown signal; a configuration
+/// that did not load is reported once logging is set up.
+pub async fn serve(args: ServeArgs, config: Result<Config, CliError>) -> Result<(), CliError> {
     init_tracing(&args.common.log_format);
-    let config = load_config(&args.common, args.listen)?;
-    run(config, args.demo).await
+    run(config?, args.demo).await
 }
 
 fn init_tracing(format: &str) {

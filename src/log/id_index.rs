@@ -23,10 +23,11 @@ const ENTRY: usize = 24;
 /// Generations a span may have; past them, ids get single keys.
 const GENERATIONS: u16 = 256;
 
-/// A bucket value that is not a whole number of entries.
+/// A bucket value that is not a whole number of entries, or a single key's value that is not a
+/// seq.
 #[derive(Debug, thiserror::Error)]
 #[error("corrupt id index entry {key:?}")]
-pub(crate) struct CorruptBucket {
+pub(crate) struct CorruptEntry {
     /// The entry's key.
     pub(crate) key: Vec<u8>,
 }
@@ -37,8 +38,8 @@ pub(crate) fn is_full(bucket: &[u8]) -> bool {
 }
 
 /// The seq of `id` in the bucket value `bucket`, if it holds it.
-fn find(bucket: &[u8], id: &Uuid, key: &[u8]) -> Result<Option<u64>, CorruptBucket> {
-    let corrupt = || CorruptBucket { key: key.to_vec() };
+fn find(bucket: &[u8], id: &Uuid, key: &[u8]) -> Result<Option<u64>, CorruptEntry> {
+    let corrupt = || CorruptEntry { key: key.to_vec() };
     if !bucket.len().is_multiple_of(ENTRY) {
         return Err(corrupt());
     }
@@ -110,7 +111,7 @@ pub(crate) fn lookup(
     }
     match tree.get(layout::id_key(id))? {
         Some(v) => layout::read_u64(&v).map(Some).ok_or_else(|| {
-            LookupError::Corrupt(CorruptBucket {
+            LookupError::Corrupt(CorruptEntry {
                 key: layout::id_key(id).to_vec(),
             })
         }),
@@ -148,7 +149,7 @@ pub(crate) enum LookupError {
     Store(#[from] sled::Error),
     /// An index value is damaged.
     #[error(transparent)]
-    Corrupt(#[from] CorruptBucket),
+    Corrupt(#[from] CorruptEntry),
 }
 
 #[cfg(test)]

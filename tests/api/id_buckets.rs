@@ -221,6 +221,16 @@ fn import_file(dir: &std::path::Path, k: u64, n: u64) -> std::path::PathBuf {
     path
 }
 
+/// `annals import` of `file` into `data` succeeds, and its summary says `counts`.
+fn import_reports(data: &str, file: &std::path::Path, counts: &str) {
+    let (code, out, err) = run_cli(
+        &["import", "--data-dir", data, file.to_str().unwrap()],
+        None,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains(counts), "{out}{err}");
+}
+
 #[tokio::test]
 async fn a_second_import_files_derived_ids_share_the_first_files_spans_in_later_generations() {
     let app = spawn_app().await;
@@ -231,15 +241,7 @@ async fn a_second_import_files_derived_ids_share_the_first_files_spans_in_later_
     // files' lines share spans of 256 lines, generation after generation.
     let files: Vec<_> = (1..=3).map(|k| import_file(dir.path(), k, 600)).collect();
     for file in &files {
-        let (code, out, err) = run_cli(
-            &["import", "--data-dir", data, file.to_str().unwrap()],
-            None,
-        );
-        assert_eq!(code, 0, "{out}{err}");
-        assert!(
-            err.contains("600 appended, 0 already present"),
-            "{out}{err}"
-        );
+        import_reports(data, file, "600 appended, 0 already present");
     }
     wait_until_released(dir.path());
     let (buckets, singles) = id_keys(dir.path());
@@ -249,15 +251,7 @@ async fn a_second_import_files_derived_ids_share_the_first_files_spans_in_later_
     assert!((9..=12).contains(&buckets), "{buckets} buckets");
     // Each file again: every line is found in its generation, and nothing is appended twice.
     for file in files.iter().rev() {
-        let (code, out, err) = run_cli(
-            &["import", "--data-dir", data, file.to_str().unwrap()],
-            None,
-        );
-        assert_eq!(code, 0, "{out}{err}");
-        assert!(
-            err.contains("0 appended, 600 already present"),
-            "{out}{err}"
-        );
+        import_reports(data, file, "0 appended, 600 already present");
     }
     let (code, out, err) = run_cli(&["verify", "--data-dir", data], None);
     assert_eq!(code, 0, "{out}{err}");

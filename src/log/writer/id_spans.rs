@@ -22,7 +22,8 @@ pub(super) struct IdSpan {
 
 impl IdSpan {
     /// Adds `id` at `seq` to the span's bucket, going on to the next generation when it is
-    /// full (the full one, if changed, into `filled`). `false`: no generation is left.
+    /// full (the full one, if changed, into `filled`). `false`: no generation is left (or the
+    /// bucket holds the id already, which the writer never asks: it looks an id up first).
     fn add(
         &mut self,
         span: &[u8; 7],
@@ -70,11 +71,7 @@ impl Overlay {
     /// the overlay; an id whose span has no generation left is staged in `staged` as a key of
     /// its own. Returns whether it staged any such key. Infallible, so a request is added
     /// whole.
-    pub(super) fn add_ids(
-        &mut self,
-        ids: &[(Uuid, u64)],
-        staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> bool {
+    fn add_ids(&mut self, ids: &[(Uuid, u64)], staged: &mut Vec<(Vec<u8>, Vec<u8>)>) -> bool {
         let mut single = false;
         for (id, seq) in ids {
             let span = layout::id_span(id);
@@ -92,16 +89,27 @@ impl Overlay {
 }
 
 impl Writer {
+    /// Indexes an accepted request's ids (`(id, seq)`) in the overlay's buckets, staging in
+    /// `staged` the single key of any id whose span is full. Its only failure, a store read,
+    /// comes before anything changes, so a request refused by it leaves no trace.
+    pub(super) fn stage_ids(
+        &mut self,
+        ids: &[(Uuid, u64)],
+        overlay: &mut Overlay,
+        staged: &mut Vec<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), AppendError> {
+        self.load_spans(ids, overlay)?;
+        // From now on lookups that miss a bucket also try single keys.
+        self.singles |= overlay.add_ids(ids, staged);
+        Ok(())
+    }
+
     /// Brings the spans of `ids` that the overlay lacks into it, each with the bucket that
     /// takes its next ids as the store holds it (a span no group of the overlay changed is as
     /// the store has it, also with the nats backend's group staged meanwhile: the group before
     /// it left its spans in the overlay). Unchanged, so a request refused after this leaves
     /// nothing of its own.
-    pub(super) fn load_spans(
-        &self,
-        ids: &[(Uuid, u64)],
-        overlay: &mut Overlay,
-    ) -> Result<(), AppendError> {
+    fn load_spans(&self, ids: &[(Uuid, u64)], overlay: &mut Overlay) -> Result<(), AppendError> {
         for (id, _) in ids {
             let span = layout::id_span(id);
             if let Entry::Vacant(slot) = overlay.id_spans.entry(span) {

@@ -420,11 +420,10 @@ impl Writer {
         }
 
         // Commit the staging into the overlay: the last step that may fail comes first.
-        self.load_spans(&new_ids, overlay)?;
+        self.stage_ids(&new_ids, overlay, &mut staged)?;
         for leaf in leaves {
             stage_leaf(&mut overlay.frontier, leaf, &mut staged);
         }
-        self.singles |= overlay.add_ids(&new_ids, &mut staged);
         overlay.writes.extend(staged);
         overlay.records.extend(records);
         for (rec, pos) in staged_ids {
@@ -585,8 +584,7 @@ impl Writer {
             ids.push((rec, pos));
             seq += 1;
         }
-        self.load_spans(&new_ids, overlay)?;
-        self.singles |= overlay.add_ids(&new_ids, &mut staged);
+        self.stage_ids(&new_ids, overlay, &mut staged)?;
         overlay.writes.extend(staged);
         overlay.records.extend(kept);
         overlay.streams.extend(streams);
