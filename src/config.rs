@@ -63,6 +63,9 @@ pub struct ServerConfig {
     /// Worker threads of the async runtime (`annals serve`); 0: one fewer than the cores, at
     /// least one ([`ServerConfig::workers`]).
     pub worker_threads: usize,
+    /// Log lines waiting for the thread that writes them to stderr, at most (`annals serve`);
+    /// a full queue makes the logging thread wait, so no line is dropped.
+    pub log_queue_lines: usize,
 }
 
 impl ServerConfig {

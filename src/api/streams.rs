@@ -154,15 +154,13 @@ async fn append(
                 .positions
                 .iter()
                 .enumerate()
-                .map(|(i, p)| {
-                    json!({
-                        "id": p.id,
-                        "seq": p.seq,
-                        "version": p.version,
-                        "hash": hex::encode(p.hash),
-                        "recorded_at": p.recorded_at,
-                        "duplicate": appended.duplicate || submitted.get(i) != Some(&p.id),
-                    })
+                .map(|(i, p)| Placed {
+                    duplicate: appended.duplicate || submitted.get(i) != Some(&p.id),
+                    hash: crate::log::record::hash_hex(&p.hash),
+                    id: p.id,
+                    recorded_at: &p.recorded_at,
+                    seq: p.seq,
+                    version: p.version,
                 })
                 .collect();
             let status = if appended.duplicate {
@@ -170,15 +168,41 @@ async fn append(
             } else {
                 StatusCode::CREATED
             };
-            let body = json!({
-                "stream": stream,
-                "stream_version": appended.stream_version,
-                "events": events,
+            let body = Answer {
+                events,
+                stream: &stream,
+                stream_version: appended.stream_version,
+            };
+            let stream_version = body.stream_version;
+            // Strings, numbers and UUIDs never fail to encode; the events are stored whatever
+            // happens here, so the fallback still answers where the stream stands.
+            let body = serde_json::to_string(&body).unwrap_or_else(|_| {
+                json!({"stream": stream, "stream_version": stream_version}).to_string()
             });
-            Ok(json_response(status, body.to_string()))
+            Ok(json_response(status, body))
         }
         .await,
     )
+}
+
+/// The answer to an append, members in the order `json!` gave them (sorted), written without
+/// building a JSON value per event.
+#[derive(serde::Serialize)]
+struct Answer<'a> {
+    events: Vec<Placed<'a>>,
+    stream: &'a str,
+    stream_version: u64,
+}
+
+/// Where one appended event was placed.
+#[derive(serde::Serialize)]
+struct Placed<'a> {
+    duplicate: bool,
+    hash: String,
+    id: uuid::Uuid,
+    recorded_at: &'a str,
+    seq: u64,
+    version: u64,
 }
 
 /// `GET /streams/{stream}/events?from=&limit=`.

@@ -67,7 +67,7 @@ pub fn verify_tree(tree: &sled::Tree) -> Result<Report, LogError> {
                 seq - 1,
             ));
         }
-        if parsed.prev_hash != hex::encode(prev) {
+        if parsed.prev_hash != record::hash_hex(&prev) {
             return Ok(bad(
                 seq,
                 "prev_hash does not match the chain".into(),

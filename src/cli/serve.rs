@@ -58,21 +58,40 @@ pub fn config(args: &ServeArgs) -> Result<Config, CliError> {
 /// Runs the server with `config` (from [`config`]) until a shutdown signal; a configuration
 /// that did not load is reported once logging is set up.
 pub async fn serve(args: ServeArgs, config: Result<Config, CliError>) -> Result<(), CliError> {
-    init_tracing(&args.common.log_format);
+    let queue = config
+        .as_ref()
+        .map(|c| c.server.log_queue_lines)
+        .unwrap_or(DEFAULT_LOG_QUEUE_LINES);
+    // Flushes the lines still queued when `serve` returns, whatever it returns.
+    let _log = init_tracing(&args.common.log_format, queue);
     run(config?, args.demo).await
 }
 
-fn init_tracing(format: &str) {
+/// The log queue's bound for a configuration that did not load (`config/default.toml`'s).
+const DEFAULT_LOG_QUEUE_LINES: usize = 65536;
+
+/// Logs to stderr through a writer thread of its own (`server.log_queue_lines` lines queued at
+/// most, never dropped): a request's log line is not a write to stderr on its worker. Colours
+/// only on a terminal. The guard flushes what is queued when dropped.
+fn init_tracing(format: &str, queue: usize) -> tracing_appender::non_blocking::WorkerGuard {
+    use std::io::IsTerminal;
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .buffered_lines_limit(queue.max(1))
+        .lossy(false)
+        .thread_name("annals-log")
+        .finish(std::io::stderr());
     let filter = tracing_subscriber::EnvFilter::try_from_env("ANNALS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     if format == "json" {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
 }
 
 async fn run(config: Config, demo: Option<Demo>) -> Result<(), CliError> {

@@ -7,6 +7,7 @@ pub mod kind;
 pub mod registry;
 pub mod rules;
 pub mod schema;
+mod size;
 pub mod typed;
 pub mod upcast;
 pub mod vocabulary;
@@ -291,7 +292,8 @@ impl Validator {
         if !shape.is_empty() {
             return Err(InputError::Invalid(shape));
         }
-        let size = encoded_len(&raw);
+        let measured = size::measure(&raw, self.limits.max_string_bytes);
+        let size = measured.len;
         if size > self.limits.max_event_bytes {
             return Err(InputError::TooLarge {
                 what: format!("an event of {size} bytes"),
@@ -300,7 +302,9 @@ impl Validator {
             });
         }
         let mut errors = Vec::new();
-        check_strings(&raw, base, self.limits.max_string_bytes, &mut errors);
+        if measured.long_string {
+            size::check_strings(&raw, base, self.limits.max_string_bytes, &mut errors);
+        }
         let event_type = raw
             .get("type")
             .and_then(Value::as_str)
@@ -323,18 +327,17 @@ impl Validator {
         }
         let null = Value::Null;
         let data = raw.get("data").unwrap_or(&null);
-        match self
-            .schemas
-            .check_data(&event_type, data, &format!("{base}/data"))
-        {
-            Some(mut errs) if errs.is_empty() => {
-                // Only a payload the current schema accepts is held to version 1's forms, so
-                // a mistake is reported once, by the schema that explains it best.
-                errs = self.schemas.check_version(
+        let data_base = format!("{base}/data");
+        match self.schemas.check_data(&event_type, data, &data_base) {
+            // Only a payload the current schema accepts is held to version 1's forms, so a
+            // mistake is reported once, by the schema that explains it best. Only version 1
+            // narrows anything: the other versions skip the check and its pointer.
+            Some(errs) if errs.is_empty() && schema_version == 1 => {
+                let mut errs = self.schemas.check_version(
                     schema_version,
                     &event_type,
                     data,
-                    &format!("{base}/data"),
+                    &data_base,
                     raw.get("meta"),
                     &format!("{base}/meta"),
                 );
@@ -413,101 +416,5 @@ impl Validator {
             refs,
             client_id,
         })
-    }
-}
-
-/// The length of `value` encoded as compact JSON, counted without building the encoding.
-fn encoded_len(value: &Value) -> usize {
-    struct Count(usize);
-    impl std::io::Write for Count {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0 += buf.len();
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut count = Count(0);
-    match serde_json::to_writer(&mut count, value) {
-        Ok(()) => count.0,
-        Err(_) => usize::MAX,
-    }
-}
-
-/// Reports every string (value or key) longer than `max` bytes. The pointer is built only
-/// when something is wrong: this runs on every event.
-fn check_strings(value: &Value, pointer: &str, max: usize, errors: &mut Vec<FieldError>) {
-    let mut path: Vec<Segment<'_>> = Vec::new();
-    walk_strings(value, &mut path, pointer, max, errors);
-}
-
-/// One step of a JSON pointer.
-enum Segment<'a> {
-    Key(&'a str),
-    Index(usize),
-}
-
-fn render(base: &str, path: &[Segment<'_>]) -> String {
-    let mut out = base.to_string();
-    for seg in path {
-        out.push('/');
-        match seg {
-            Segment::Key(k) => out.push_str(&k.replace('~', "~0").replace('/', "~1")),
-            Segment::Index(i) => out.push_str(&i.to_string()),
-        }
-    }
-    out
-}
-
-fn walk_strings<'a>(
-    value: &'a Value,
-    path: &mut Vec<Segment<'a>>,
-    base: &str,
-    max: usize,
-    errors: &mut Vec<FieldError>,
-) {
-    match value {
-        Value::String(s) if s.len() > max => errors.push(FieldError {
-            pointer: render(base, path),
-            message: format!("this string is {} bytes long; the limit is {max}", s.len()),
-        }),
-        Value::Array(items) => {
-            for (i, v) in items.iter().enumerate() {
-                path.push(Segment::Index(i));
-                walk_strings(v, path, base, max, errors);
-                path.pop();
-            }
-        }
-        Value::Object(map) => {
-            for (k, v) in map {
-                path.push(Segment::Key(k));
-                if k.len() > max {
-                    errors.push(FieldError {
-                        pointer: render(base, path),
-                        message: format!("this key is {} bytes long; the limit is {max}", k.len()),
-                    });
-                }
-                walk_strings(v, path, base, max, errors);
-                path.pop();
-            }
-        }
-        _ => {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::encoded_len;
-
-    #[test]
-    fn an_events_encoded_length_is_counted_as_serde_json_encodes_it() {
-        for line in crate::server::DEMO_NDJSON.lines().take(20) {
-            let value: serde_json::Value = serde_json::from_str(line).unwrap();
-            assert_eq!(
-                encoded_len(&value),
-                serde_json::to_vec(&value).unwrap().len()
-            );
-        }
     }
 }

@@ -31,8 +31,8 @@ fn registry_key(kind: IdKind, id: &str) -> String {
 fn require(kind: IdKind, id: &str, pointer: String) -> Requirement {
     Requirement::Id {
         id: id.to_string(),
-        kind: kind.phrase().to_string(),
-        introduced_by: kind.introduced_by().to_string(),
+        kind: kind.phrase(),
+        introduced_by: kind.introduced_by(),
         pointer,
         must_exist: kind.must_be_known(),
         // Sources were checked before ids had kinds; an old export restores only if nothing
@@ -42,26 +42,39 @@ fn require(kind: IdKind, id: &str, pointer: String) -> Requirement {
 }
 
 /// Every string at `path` (segments separated by `/`, `*` for each array item) under `value`,
-/// with its pointer below `pointer`.
-fn strings_at<'a>(value: &'a Value, path: &str, pointer: String, out: &mut Vec<(&'a str, String)>) {
+/// with its pointer below `pointer`. The pointer grows in place and is back as it was on
+/// return: only a string found costs a pointer of its own (this runs on every event).
+fn strings_at<'a>(
+    value: &'a Value,
+    path: &str,
+    pointer: &mut String,
+    out: &mut Vec<(&'a str, String)>,
+) {
     let (head, rest) = match path.split_once('/') {
         Some((h, r)) => (h, Some(r)),
         None => (path, None),
     };
-    let mut visit = |v: &'a Value, p: String| match rest {
-        Some(r) => strings_at(v, r, p, out),
+    let len = pointer.len();
+    let mut visit = |v: &'a Value, pointer: &mut String| match rest {
+        Some(r) => strings_at(v, r, pointer, out),
         None => {
             if let Some(s) = v.as_str() {
-                out.push((s, p));
+                out.push((s, pointer.clone()));
             }
         }
     };
     if head == "*" {
         for (i, item) in value.as_array().into_iter().flatten().enumerate() {
-            visit(item, format!("{pointer}/{i}"));
+            pointer.push('/');
+            pointer.push_str(itoa::Buffer::new().format(i));
+            visit(item, pointer);
+            pointer.truncate(len);
         }
     } else if let Some(v) = value.get(head) {
-        visit(v, format!("{pointer}/{head}"));
+        pointer.push('/');
+        pointer.push_str(head);
+        visit(v, pointer);
+        pointer.truncate(len);
     }
 }
 
@@ -110,10 +123,10 @@ pub fn references(
     };
     let kind = EventKind::from_name(event_type);
     let mut errors = Vec::new();
-    let data_base = format!("{base}/data");
+    let mut pointer = format!("{base}/data");
     for (path, id_kind) in kind.map(EventKind::id_refs).unwrap_or_default() {
         let mut found = Vec::new();
-        strings_at(data, path, data_base.clone(), &mut found);
+        strings_at(data, path, &mut pointer, &mut found);
         // An update needs the entry it changes, whatever its kind's leniency.
         let updated = kind
             .and_then(EventKind::updates)
@@ -128,10 +141,10 @@ pub fn references(
     }
     let mut event_ids = Vec::new();
     if kind.is_some_and(EventKind::targets_event) {
-        strings_at(data, "target", data_base.clone(), &mut event_ids);
+        strings_at(data, "target", &mut pointer, &mut event_ids);
     }
     for path in kind.map(EventKind::event_refs).unwrap_or_default() {
-        strings_at(data, path, data_base.clone(), &mut event_ids);
+        strings_at(data, path, &mut pointer, &mut event_ids);
     }
     for (id, pointer) in event_ids {
         match Uuid::parse_str(id) {
@@ -156,13 +169,18 @@ pub fn references(
     let registers = (kind == Some(EventKind::SourceRegistered))
         .then(|| data.get("source_id").and_then(Value::as_str))
         .flatten();
+    // Each item's pointer, grown in place as `strings_at` grows it.
+    pointer.truncate(base.len());
+    pointer.push_str("/evidence/");
+    let items_at = pointer.len();
     for (i, item) in items.iter().enumerate() {
-        let at = format!("{base}/evidence/{i}");
+        pointer.truncate(items_at);
+        pointer.push_str(itoa::Buffer::new().format(i));
         if let Some(source) = item.get("source").and_then(Value::as_str) {
             if Some(source) == registers {
                 if item.get("relation").and_then(Value::as_str) != Some("primary") {
                     errors.push(FieldError {
-                        pointer: format!("{at}/relation"),
+                        pointer: format!("{pointer}/relation"),
                         message: format!(
                             "a source registration may cite `{source}` itself only as its `primary` record"
                         ),
@@ -170,11 +188,11 @@ pub fn references(
                 }
             } else {
                 refs.requires
-                    .push(require(IdKind::Source, source, format!("{at}/source")));
+                    .push(require(IdKind::Source, source, format!("{pointer}/source")));
             }
         }
         let mut chain = Vec::new();
-        strings_at(item, "attribution/*", at, &mut chain);
+        strings_at(item, "attribution/*", &mut pointer, &mut chain);
         for (actor, pointer) in chain {
             refs.requires.push(require(IdKind::Actor, actor, pointer));
         }
@@ -265,7 +283,7 @@ mod tests {
             .filter_map(|r| match r {
                 Requirement::Id {
                     id, kind, pointer, ..
-                } => Some((pointer.clone(), id.clone(), kind.clone())),
+                } => Some((pointer.clone(), id.clone(), kind.to_string())),
                 Requirement::Event { .. } => None,
             })
             .collect();

@@ -105,7 +105,7 @@ impl Typed {
     pub fn check_event(&self, event: &Value, base: &str) -> Result<(), FieldError> {
         let _scope = Scope::enter(&self.vocabularies);
         read::<Obj<Event>>(event, base)?;
-        occurred_rules(event.get("occurred"), &format!("{base}/occurred"))
+        occurred_rules(event.get("occurred"), base)
     }
 
     /// Checks the `data` of an event of `event_type` (pointers from `base`); `None` for a type
@@ -231,7 +231,9 @@ fn pointer(base: &str, path: &serde_path_to_error::Path, message: &str) -> Strin
 
 /// `occurred`'s `allOf`: what each precision requires of `start` and `end`. Run once the
 /// members' own rules hold.
-fn occurred_rules(occurred: Option<&Value>, base: &str) -> Result<(), FieldError> {
+/// The rules of `occurred` beyond its shape; `event` is the event's pointer (the pointer of a
+/// refusal is built only then: this runs on every event).
+fn occurred_rules(occurred: Option<&Value>, event: &str) -> Result<(), FieldError> {
     use self::fields::{
         DateOrDateTimePattern, DatePattern, DateTimePattern, PartialDateTimePattern, Pattern,
         YearMonthPattern, YearPattern,
@@ -242,7 +244,12 @@ fn occurred_rules(occurred: Option<&Value>, base: &str) -> Result<(), FieldError
     let Some(precision) = occurred.get("precision").and_then(Value::as_str) else {
         return Ok(());
     };
-    let fail = |pointer: String, message: String| Err(FieldError { pointer, message });
+    let fail = |member: &str, message: String| {
+        Err(FieldError {
+            pointer: format!("{event}/occurred{member}"),
+            message,
+        })
+    };
     let (matches, what, needs_end): (fn(&str) -> bool, &str, bool) = match precision {
         "exact" => (DateTimePattern::matches, DateTimePattern::WHAT, false),
         "day" => (DatePattern::matches, DatePattern::WHAT, false),
@@ -255,16 +262,13 @@ fn occurred_rules(occurred: Option<&Value>, base: &str) -> Result<(), FieldError
         ),
         "unknown" => {
             if occurred.get("end").is_some() {
-                return fail(
-                    base.to_string(),
-                    "a precision of `unknown` has no `end`".into(),
-                );
+                return fail("", "a precision of `unknown` has no `end`".into());
             }
             if let Some(start) = occurred.get("start").and_then(Value::as_str)
                 && !PartialDateTimePattern::matches(start)
             {
                 return fail(
-                    format!("{base}/start"),
+                    "/start",
                     format!("`{start}` is not {}", PartialDateTimePattern::WHAT),
                 );
             }
@@ -274,7 +278,7 @@ fn occurred_rules(occurred: Option<&Value>, base: &str) -> Result<(), FieldError
     };
     if occurred.get("start").is_none() || needs_end && occurred.get("end").is_none() {
         return fail(
-            base.to_string(),
+            "",
             format!("a precision of `{precision}` needs its `start`"),
         );
     }
@@ -283,7 +287,7 @@ fn occurred_rules(occurred: Option<&Value>, base: &str) -> Result<(), FieldError
             && !matches(s)
         {
             return fail(
-                format!("{base}/{member}"),
+                &format!("/{member}"),
                 format!("`{s}` is not {what} (precision `{precision}`)"),
             );
         }

@@ -44,9 +44,9 @@ pub enum Requirement {
         /// The referenced id (`actor:putin`).
         id: String,
         /// The kind it must have, as the registry stores it ("an actor").
-        kind: String,
+        kind: &'static str,
         /// The event types that introduce such ids, for the refusal ("actor.registered").
-        introduced_by: String,
+        introduced_by: &'static str,
         /// JSON pointer (absolute in the request body) of the referring field.
         pointer: String,
         /// Whether the id must be known; when not, only a known id of another kind is

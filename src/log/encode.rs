@@ -147,7 +147,7 @@ pub(crate) fn json_string(text: &str) -> Vec<u8> {
 const RECORD_BYTES_HINT: usize = 768;
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use proptest::prelude::*;
     use serde_json::{Value, json};
     use uuid::Uuid;
@@ -253,7 +253,7 @@ mod tests {
     }
 
     /// Any JSON value (strings with escapes and non-ASCII, numbers, nesting).
-    fn any_json() -> impl Strategy<Value = Value> {
+    pub(crate) fn any_json() -> impl Strategy<Value = Value> {
         let leaf = prop_oneof![
             Just(Value::Null),
             any::<bool>().prop_map(Value::Bool),

@@ -9,6 +9,9 @@ mod append;
 mod chunk;
 pub mod config;
 mod encode;
+/// Any JSON value, for property tests elsewhere that must agree with serde_json.
+#[cfg(test)]
+pub(crate) use encode::tests::any_json;
 mod id_index;
 mod journal;
 mod layout;

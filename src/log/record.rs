@@ -102,6 +102,18 @@ impl Record {
 /// The capacity a record's bytes start with: a statement with its evidence is about 600.
 const RECORD_BYTES_HINT: usize = 1024;
 
+/// A hash as the 64 lower-case hex digits the records and answers carry, written straight
+/// into one string (`hex::encode` collects it a character at a time; this runs per record).
+pub fn hash_hex(hash: &Hash) -> String {
+    let mut out = [0u8; 64];
+    // Infallible: the buffer is exactly twice the hash.
+    let _ = hex::encode_to_slice(hash, &mut out);
+    // Hex digits are ASCII: never the default.
+    std::str::from_utf8(&out)
+        .map(str::to_owned)
+        .unwrap_or_default()
+}
+
 /// `SHA-256(prev || bytes)`: the chain link for a record.
 pub fn chain(prev: &Hash, bytes: &[u8]) -> Hash {
     let mut h = Sha256::new();
@@ -143,7 +155,7 @@ impl Recorded {
         let body = String::from_utf8_lossy(&self.bytes);
         let trimmed = body.trim_end();
         let without_brace = trimmed.strip_suffix('}').unwrap_or(trimmed);
-        format!("{without_brace},\"hash\":\"{}\"}}", hex::encode(self.hash))
+        format!("{without_brace},\"hash\":\"{}\"}}", hash_hex(&self.hash))
     }
 
     /// Parses the stored bytes.

@@ -27,7 +27,7 @@ mod replicated;
 mod stage;
 pub(super) use replicated::Replication;
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

@@ -21,7 +21,9 @@ use super::vocabulary_has;
 pub(crate) struct Digest(u64);
 
 pub(super) fn digest_str(s: &str) -> Digest {
-    let mut h = std::collections::hash_map::DefaultHasher::new();
+    // Not SipHash: every string of every event is digested, and a collision costs only the
+    // JSON Schema's second look, so a fast hash is enough.
+    let mut h = rustc_hash::FxHasher::default();
     s.hash(&mut h);
     Digest(h.finish())
 }

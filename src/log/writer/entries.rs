@@ -5,7 +5,7 @@
 //! This must never learn an event type: how an event changes an entry is the `EntryRule`
 //! that `event/` hands in with each `Declaration`.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use serde_json::Value;
 

@@ -5,7 +5,7 @@
 //! marker so it never walks them again. This must never change a record, and never learn an
 //! event type itself: which ids a record introduces comes from `event::rules::declarations`.
 
-use std::collections::HashSet;
+use foldhash::{HashSet, HashSetExt};
 
 use serde_json::Value;
 

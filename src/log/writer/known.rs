@@ -6,8 +6,8 @@
 //! never hold an id the store does not hold (nothing staged, nothing looked up and missing: a
 //! group may still be refused), and never grow past its bound.
 
+use foldhash::{HashMap, HashMapExt};
 use std::cell::RefCell;
-use std::collections::HashMap;
 
 /// Registry lookups that found their id in the store: id → (kind, introducing seq). Only the
 /// writer thread holds it; lookups take `&self`, hence the cell. At most `bound` ids

@@ -12,7 +12,7 @@
 //! This must never write a record locally before the stream holds it at the same seq, and
 //! never apply a stream record that does not continue the local chain.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 

@@ -6,7 +6,8 @@
 //! A refused request must never leave a trace in the overlay, and nothing here ever writes to
 //! the store: the group loop writes the overlay in one batch.
 
-use std::collections::{HashMap, HashSet};
+// foldhash, not SipHash: the writer hashes every staged id; its seed is still random per process.
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
@@ -367,7 +368,7 @@ impl Writer {
                 data: ev.data,
                 evidence: ev.evidence,
                 meta: ev.meta,
-                prev_hash: hex::encode(hash),
+                prev_hash: record::hash_hex(&hash),
             };
             // Joined from the parts the request's task encoded: the payload is not
             // serialised here.
@@ -467,7 +468,7 @@ impl Writer {
             if rec.seq != seq {
                 return Err(mismatch(format!("expected seq {seq}")));
             }
-            if rec.prev_hash != hex::encode(hash) {
+            if rec.prev_hash != record::hash_hex(&hash) {
                 return Err(mismatch("prev_hash does not continue the chain".into()));
             }
             let current = match streams.get(&rec.stream) {
@@ -501,7 +502,7 @@ impl Writer {
                 }
                 let events: HashSet<Uuid> = match req {
                     Requirement::Event { id, .. } if ids.iter().any(|(x, _)| x.id == *id) => {
-                        HashSet::from([*id])
+                        std::iter::once(*id).collect()
                     }
                     _ => HashSet::new(),
                 };
