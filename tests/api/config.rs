@@ -439,3 +439,72 @@ async fn serve_starts_the_configured_worker_threads_and_by_default_one_fewer_tha
         wait_until_released(&dir.path().join("data"));
     }
 }
+
+#[tokio::test]
+async fn every_request_is_logged_through_a_queue_of_one_line_and_the_lines_are_plain_text() {
+    let keys = TestKeys::new();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("annals.toml");
+    std::fs::write(
+        &file,
+        format!("{}\n[server]\nlog_queue_lines = 1\n", keys.toml()),
+    )
+    .unwrap();
+    let log_path = dir.path().join("stderr.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&file)
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .env("ANNALS_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let base = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap()
+        .to_string();
+    // Many requests at once against a queue of one line: each waits for its turn, none is
+    // dropped.
+    let client = reqwest::Client::new();
+    let requests = 200;
+    let answers = futures_util::future::join_all((0..requests).map(|i| {
+        client
+            .get(format!("{base}/healthz?n={i}"))
+            .bearer_auth(&keys.read)
+            .send()
+    }))
+    .await;
+    assert!(
+        answers
+            .iter()
+            .all(|a| a.as_ref().is_ok_and(|r| r.status() == 200))
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let exited = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(exited.success(), "serve exited with {exited}");
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let logged = log
+        .lines()
+        .filter(|l| l.contains("annals::http") && l.contains("path=\"/healthz\""))
+        .count();
+    assert_eq!(logged, requests, "request lines in:\n{log}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a log that is not a terminal"
+    );
+}
