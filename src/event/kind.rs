@@ -390,6 +390,26 @@ impl EventKind {
         }
     }
 
+    /// Whether a view reads facts of this type by their type (`Knowledge::of_kind`): the
+    /// registries, the issues, meetings and talks the calendar lists, and the changes of
+    /// knowledge. Only these types are kept in the projections' type index; the others
+    /// (statements, positions, plans...) are found by process, actor or source, and at 10M
+    /// statements a type index of them would be 38 MiB nobody reads. A view that lists
+    /// another type by type adds it here (`of_kind` asserts it in debug builds).
+    pub const fn listed_by_type(self) -> bool {
+        matches!(
+            self,
+            EventKind::ActorRegistered
+                | EventKind::ActorUpdated
+                | EventKind::IssueDefined
+                | EventKind::IssueUpdated
+                | EventKind::MeetingHeld
+                | EventKind::TalksScheduled
+                | EventKind::EventCorrected
+                | EventKind::EventRetracted
+        ) || self.is_about_source()
+    }
+
     /// Whether the payload's `source_id` names the source the event is about (its
     /// registration, grades, corrections and withdrawal). The projections index such an event
     /// under that source.

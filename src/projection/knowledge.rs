@@ -214,7 +214,9 @@ impl Knowledge {
         if let Some(key) = uuid_key(fact.id()) {
             self.by_id.insert(key, ix, &self.store);
         }
-        push(&mut self.by_kind, fact.kind(), ix);
+        if fact.event_kind().is_some_and(EventKind::listed_by_type) {
+            push(&mut self.by_kind, fact.kind(), ix);
+        }
         if let Some(p) = fact.process() {
             push(&mut self.by_process, p, ix);
         }
@@ -331,8 +333,14 @@ impl Knowledge {
         self.store.seq(ix)
     }
 
-    /// The facts of a type, in seq order.
+    /// The facts of a type, in seq order: of a type views list by type
+    /// ([`EventKind::listed_by_type`]); no other type is indexed.
     pub fn of_kind(&self, kind: EventKind) -> &[Ix] {
+        debug_assert!(
+            kind.listed_by_type(),
+            "{} is not in the type index: add it to EventKind::listed_by_type",
+            kind.name()
+        );
         self.by_kind
             .get(kind.name())
             .map(Vec::as_slice)

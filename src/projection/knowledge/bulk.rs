@@ -15,10 +15,8 @@ use crate::projection::fact::{Role, is_actor};
 /// The indexes of a load in progress, by name number.
 #[derive(Debug, Default)]
 pub struct Bulk {
-    /// Per known kind (by its number), its facts.
+    /// Per kind listed by type (by its number), its facts.
     by_kind: Vec<Vec<Ix>>,
-    /// Types this build does not know, by the number of their name.
-    by_other_kind: ByNumber,
     by_process: ByNumber,
     by_actor: ByNumber,
     by_source: ByNumber,
@@ -132,7 +130,6 @@ impl Knowledge {
             }
         }
         for (bulk_map, map) in [
-            (bulk.by_other_kind, &mut self.by_kind),
             (bulk.by_process, &mut self.by_process),
             (bulk.by_actor, &mut self.by_actor),
             (bulk.by_source, &mut self.by_source),
@@ -153,6 +150,8 @@ fn index_loaded(fact: &Loaded<'_>, store: &FactStore, by_id: &mut IdIndex, bulk:
         by_id.insert(key, ix, store);
     }
     match fact.kind {
+        // Only the types views list by type are indexed by type (`EventKind::listed_by_type`).
+        Ok(known) if !known.listed_by_type() => {}
         Ok(known) => {
             let at = known as usize;
             if bulk.by_kind.len() <= at {
@@ -164,8 +163,7 @@ fn index_loaded(fact: &Loaded<'_>, store: &FactStore, by_id: &mut IdIndex, bulk:
                 list.push(ix);
             }
         }
-        // A decoded segment names every unknown type (`Segment::decode` checks it).
-        Err(sym) if (sym as usize) < store.names_len() => bulk.by_other_kind.push(sym, ix),
+        // A type this build does not know is never asked for by type.
         Err(_) => {}
     }
     if let Some(p) = fact.process {

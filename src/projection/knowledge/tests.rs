@@ -296,3 +296,36 @@ fn a_segment_that_does_not_follow_the_rows_held_is_refused() {
     }
     assert!(Segment::decode(&whole[..whole.len() - 1]).is_err());
 }
+
+#[test]
+fn only_the_types_views_list_by_type_are_kept_in_the_type_index() {
+    let mut k = Knowledge::new();
+    for seq in 1..=50u64 {
+        let id = format!("019be826-{:04x}-701f-91c2-d6a7f0a1c8e9", 0x9100 + seq);
+        let data =
+            format!(r#"{{"statement_id":"statement:s{seq}","speaker":"actor:a","content":"c"}}"#);
+        k.apply(seq, &record(seq, &id, "statement.made", &data))
+            .unwrap(); // ok: test code (a #[cfg(test)] module)
+    }
+    k.apply(
+        51,
+        &record(
+            51,
+            B,
+            "source.registered",
+            r#"{"source_id":"src:b","kind":"wire","publisher":"P"}"#,
+        ),
+    )
+    .unwrap(); // ok: test code (a #[cfg(test)] module)
+    // Statements are found by actor and source, not by type: no list of them is kept.
+    assert!(!EventKind::StatementMade.listed_by_type());
+    assert!(!k.by_kind.contains_key("statement.made"));
+    assert_eq!(k.of_actor("actor:a").len(), 50);
+    assert_eq!(k.of_kind(EventKind::SourceRegistered), &[50]);
+    let by_kind = k
+        .heap_parts()
+        .into_iter()
+        .find(|p| p.part == "by_kind")
+        .map(|p| p.bytes);
+    assert!(by_kind.is_some_and(|b| b < 50 * 4), "{by_kind:?}");
+}
