@@ -3,7 +3,8 @@
 #   bash benches/cluster.sh
 # Starts a 3-node NATS JetStream cluster on loopback (the same nats-server as the cluster tests;
 # file storage, every write synced), runs the append bench on sled and through the cluster in
-# the same run and prints them side by side with the ratio, then measures failover (kill -9 of
+# the same run and prints them side by side with the ratio (CLUSTER_ROUNDS=N: N rounds, then the
+# medians and the median of the rounds' batched ratios), then measures failover (kill -9 of
 # the stream leader -> first acknowledged append) CLUSTER_FAILOVER_ROUNDS times (default 3).
 # The append bench's own settings apply to both runs (ANNALS_BENCH_SECS,
 # ANNALS_BENCH_SINGLE_CLIENTS, ANNALS_BENCH_BATCH_CLIENTS, ...). Loopback only; every server it
