@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::asof::Cut;
 use super::evidence::{Standing, Trust, originator};
-use super::knowledge::{Ix, Knowledge, dedup};
+use super::knowledge::{Ix, Knowledge};
 use crate::event::{EventKind, registry};
 use crate::log::EntryChange;
 
@@ -35,7 +35,7 @@ struct SourceFacts {
 }
 
 fn source_facts(k: &Knowledge, cut: &Cut, id: &str) -> SourceFacts {
-    source_facts_among(k, cut, id, &dedup(k.of_source(id)))
+    source_facts_among(k, cut, id, &k.of_source(id))
 }
 
 /// [`source_facts`] from `candidates`, facts in seq order that include every fact about the
@@ -139,7 +139,7 @@ fn source_with(
         .and_then(|g| g["grade"].as_str().map(str::to_string));
     let mut claims = Vec::new();
     let mut corroborated = 0usize;
-    for ix in dedup(k.of_source(id)) {
+    for ix in k.of_source(id) {
         if about_source(k, ix) || !k.visible(ix, cut.seq) {
             continue;
         }

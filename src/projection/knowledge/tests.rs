@@ -329,3 +329,26 @@ fn only_the_types_views_list_by_type_are_kept_in_the_type_index() {
         .map(|p| p.bytes);
     assert!(by_kind.is_some_and(|b| b < 50 * 4), "{by_kind:?}");
 }
+
+#[test]
+fn a_source_cited_by_every_fact_costs_a_fraction_of_a_list_and_reads_back_in_seq_order() {
+    let mut k = Knowledge::new();
+    // More facts than an array container holds (4,096), as a source's citations soon are.
+    let n = 20_000u64;
+    for seq in 1..=n {
+        let id = format!("019be826-{:04x}-701f-91c2-d6a7f0a1c8e9", seq);
+        let data =
+            format!(r#"{{"statement_id":"statement:s{seq}","speaker":"actor:a","content":"c"}}"#);
+        k.apply(seq, &record(seq, &id, "statement.made", &data))
+            .unwrap(); // ok: test code (a #[cfg(test)] module)
+    }
+    let cited = k.of_source("src:a");
+    assert_eq!(cited, (0..n as Ix).collect::<Vec<_>>());
+    let by_source = k
+        .heap_parts()
+        .into_iter()
+        .find(|p| p.part == "by_source")
+        .map(|p| p.bytes);
+    // A list of u32s would be 80,000 bytes.
+    assert!(by_source.is_some_and(|b| b < 20_000), "{by_source:?}");
+}
