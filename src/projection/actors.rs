@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::asof::{self, Cut};
 use super::evidence::Trust;
-use super::knowledge::{Ix, Knowledge, dedup};
+use super::knowledge::{Ix, Knowledge};
 use crate::event::{EventKind, registry};
 
 /// The name of this projection in routes and status.
@@ -73,7 +73,7 @@ fn is_entry(k: &Knowledge, ix: Ix) -> bool {
 
 /// The actor's registry entry, as registered and updated as known at the cut.
 pub(crate) fn registration(k: &Knowledge, cut: &Cut, actor: &str) -> Option<Value> {
-    registration_among(k, cut, actor, k.of_actor(actor))
+    registration_among(k, cut, actor, &k.of_actor(actor))
 }
 
 /// [`registration`] from `facts`, which must hold every registry entry naming the actor
@@ -269,7 +269,8 @@ pub fn view(k: &Knowledge, cut: &Cut) -> Value {
         .into_iter()
         .filter_map(|a| {
             let reg = registration(k, cut, a);
-            let count = dedup(k.of_actor(a))
+            let count = k
+                .of_actor(a)
                 .into_iter()
                 .filter(|&ix| k.visible(ix, cut.seq) && !is_entry(k, ix))
                 .count();
@@ -313,7 +314,7 @@ mod tests {
             let seq = i as u64 + 1;
             k.apply(seq, &record(seq, data)).unwrap();
         }
-        let found = dedup(k.of_actor("actor:x"));
+        let found = k.of_actor("actor:x");
         assert_eq!(found.len(), payloads.len(), "{found:?}");
         for ix in found {
             assert!(!roles(&k.data_at(ix, u64::MAX), "actor:x").is_empty());

@@ -58,8 +58,9 @@ pub struct Knowledge {
     by_kind: FxHashMap<Box<str>, Vec<Ix>>,
     /// Facts by process.
     by_process: FxHashMap<Box<str>, Vec<Ix>>,
-    /// Facts naming an actor (a correction may add an entry; views re-check the effective data).
-    by_actor: FxHashMap<Box<str>, Vec<Ix>>,
+    /// Facts naming an actor (a correction may add an entry; views re-check the effective
+    /// data), as a compressed set per actor: a speaker is named by a large share of the log.
+    by_actor: FxHashMap<Box<str>, roaring::RoaringBitmap>,
     /// Facts citing a source, and the events about the source itself: a compressed set of
     /// fact numbers per source. A source is cited by a large share of the log (at 10M
     /// statements of one wire, a list of u32s was 38 MiB; the set is about 1 MiB), and its
@@ -106,7 +107,8 @@ fn push(map: &mut FxHashMap<Box<str>, Vec<Ix>>, key: &str, ix: Ix) {
     }
 }
 
-/// [`push`] into a set: a fact already there (it cites the source twice) is not added again.
+/// [`push`] into a set: a fact already there (it names the key twice, or a correction names it
+/// again) is not added again, and one added out of order (a correction's target) takes its place.
 fn push_set(map: &mut FxHashMap<Box<str>, roaring::RoaringBitmap>, key: &str, ix: Ix) {
     match map.get_mut(key) {
         Some(set) => {
@@ -154,16 +156,12 @@ impl Knowledge {
     pub fn shrink_to_fit(&mut self) {
         self.store.shrink_to_fit();
         self.by_id.shrink_to_fit();
-        for map in [
-            &mut self.by_kind,
-            &mut self.by_process,
-            &mut self.by_actor,
-            &mut self.by_talks,
-        ] {
+        for map in [&mut self.by_kind, &mut self.by_process, &mut self.by_talks] {
             map.values_mut().for_each(Vec::shrink_to_fit);
             map.shrink_to_fit();
         }
         self.by_source.shrink_to_fit();
+        self.by_actor.shrink_to_fit();
     }
 
     /// Folds in one stored record (the JSON bytes, without the 32-byte hash prefix). A record
@@ -239,7 +237,7 @@ impl Knowledge {
         }
         for (role, s) in fact.refs() {
             match role {
-                Role::Actor if is_actor(s) => push(&mut self.by_actor, s, ix),
+                Role::Actor if is_actor(s) => push_set(&mut self.by_actor, s, ix),
                 Role::Source => push_set(&mut self.by_source, s, ix),
                 Role::Talks => push(&mut self.by_talks, s, ix),
                 _ => {}
@@ -289,7 +287,7 @@ impl Knowledge {
                 if names_actors {
                     for (role, s) in fact.refs() {
                         if role == Role::PatchActor {
-                            push(&mut self.by_actor, s, target);
+                            push_set(&mut self.by_actor, s, target);
                             if by_time_built {
                                 by_time_places.push((s.into(), target, true));
                             }
@@ -389,9 +387,13 @@ impl Knowledge {
         v
     }
 
-    /// The facts that name an actor (may hold duplicates after corrections; see `dedup`).
-    pub fn of_actor(&self, actor: &str) -> &[Ix] {
-        self.by_actor.get(actor).map(Vec::as_slice).unwrap_or(&[])
+    /// The facts that name an actor, each once, in seq order (a correction may have added its
+    /// target: views re-check the effective data).
+    pub fn of_actor(&self, actor: &str) -> Vec<Ix> {
+        self.by_actor
+            .get(actor)
+            .map(|set| set.iter().collect())
+            .unwrap_or_default()
     }
 
     /// The facts that name an actor, each once, in the actor view's order (by when they
@@ -402,12 +404,7 @@ impl Knowledge {
         if let Some(order) = self.by_time.get(actor) {
             return order;
         }
-        let by_ix = {
-            let mut v = self.of_actor(actor).to_vec();
-            v.sort_unstable();
-            v.dedup();
-            v
-        };
+        let by_ix = self.of_actor(actor);
         if by_ix.is_empty() {
             // An actor no fact names keeps no entry: a request cannot make the map grow.
             return Arc::default();
@@ -627,12 +624,6 @@ pub fn apply_patch(data: &mut Value, correction: &Value) {
     if json_patch::patch(&mut patched, &patch).is_ok() {
         *data = patched;
     }
-}
-
-/// Removes repeated indexes (a correction can index a fact a second time), keeping order.
-pub fn dedup(ixs: &[Ix]) -> Vec<Ix> {
-    let mut seen = std::collections::HashSet::new();
-    ixs.iter().copied().filter(|ix| seen.insert(*ix)).collect()
 }
 
 #[cfg(test)]

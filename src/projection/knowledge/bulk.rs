@@ -131,20 +131,24 @@ impl Knowledge {
         }
         for (bulk_map, map) in [
             (bulk.by_process, &mut self.by_process),
-            (bulk.by_actor, &mut self.by_actor),
             (bulk.by_talks, &mut self.by_talks),
         ] {
             for (sym, list) in bulk_map.lists {
                 merge(map, self.store.name(sym), list);
             }
         }
-        for (sym, list) in bulk.by_source.lists {
-            let name = self.store.name(sym);
-            match self.by_source.get_mut(name) {
-                Some(set) => set.extend(list),
-                None => {
-                    let set: roaring::RoaringBitmap = list.into_iter().collect();
-                    self.by_source.insert(name.into(), set);
+        for (bulk_map, map) in [
+            (bulk.by_source, &mut self.by_source),
+            (bulk.by_actor, &mut self.by_actor),
+        ] {
+            for (sym, list) in bulk_map.lists {
+                let name = self.store.name(sym);
+                match map.get_mut(name) {
+                    Some(set) => set.extend(list),
+                    None => {
+                        let set: roaring::RoaringBitmap = list.into_iter().collect();
+                        map.insert(name.into(), set);
+                    }
                 }
             }
         }

@@ -84,17 +84,18 @@ impl Knowledge {
         for (part, map) in [
             ("by_kind", &self.by_kind),
             ("by_process", &self.by_process),
-            ("by_actor", &self.by_actor),
             ("by_talks", &self.by_talks),
         ] {
             let (bytes, unused) = index_bytes(map);
             slack += unused;
             parts.push(HeapPart { part, bytes });
         }
-        parts.push(HeapPart {
-            part: "by_source",
-            bytes: sets_bytes(&self.by_source),
-        });
+        for (part, map) in [("by_actor", &self.by_actor), ("by_source", &self.by_source)] {
+            parts.push(HeapPart {
+                part,
+                bytes: sets_bytes(map),
+            });
+        }
         let (c, cs) = links_bytes(&self.corrections);
         let (r, rs) = links_bytes(&self.retractions);
         slack += cs + rs;
