@@ -112,7 +112,11 @@ fn push(map: &mut FxHashMap<Box<str>, Vec<Ix>>, key: &str, ix: Ix) {
 fn push_set(map: &mut FxHashMap<Box<str>, roaring::RoaringBitmap>, key: &str, ix: Ix) {
     match map.get_mut(key) {
         Some(set) => {
-            set.insert(ix);
+            // Facts come in ascending order but for a correction's target: appending the
+            // next one skips the search `insert` makes for its place.
+            if set.append(std::iter::once(ix)).is_err() {
+                set.insert(ix);
+            }
         }
         None => {
             let mut set = roaring::RoaringBitmap::new();
