@@ -451,27 +451,13 @@ async fn every_request_is_logged_through_a_queue_of_one_line_and_the_lines_are_p
     )
     .unwrap();
     let log_path = dir.path().join("stderr.log");
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_annals"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&file)
-        .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .env("ANNALS_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::fs::File::create(&log_path).unwrap())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let base = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap()
-        .to_string();
+    let server = BinaryServer::start_logging(
+        &dir.path().join("data"),
+        &file,
+        "info",
+        std::fs::File::create(&log_path).unwrap(),
+    );
+    let base = server.base.clone();
     // Many requests at once against a queue of one line: each waits for its turn, none is
     // dropped.
     let client = reqwest::Client::new();
@@ -488,12 +474,7 @@ async fn every_request_is_logged_through_a_queue_of_one_line_and_the_lines_are_p
             .iter()
             .all(|a| a.as_ref().is_ok_and(|r| r.status() == 200))
     );
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exited = tokio::task::spawn_blocking(move || child.wait().unwrap())
+    let exited = tokio::task::spawn_blocking(move || server.terminate())
         .await
         .unwrap();
     assert!(exited.success(), "serve exited with {exited}");

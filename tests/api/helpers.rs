@@ -415,14 +415,28 @@ pub struct BinaryServer {
 impl BinaryServer {
     /// Starts the binary on `dir` with `config_file`; waits for its "listening on" line.
     pub fn start(dir: &Path, config_file: &Path) -> BinaryServer {
+        BinaryServer::spawn(dir, config_file, "warn", Stdio::inherit())
+    }
+
+    /// [`BinaryServer::start`] logging at `level` into `log`, a file the test reads.
+    pub fn start_logging(
+        dir: &Path,
+        config_file: &Path,
+        level: &str,
+        log: std::fs::File,
+    ) -> BinaryServer {
+        BinaryServer::spawn(dir, config_file, level, Stdio::from(log))
+    }
+
+    fn spawn(dir: &Path, config_file: &Path, level: &str, stderr: Stdio) -> BinaryServer {
         let mut child = Command::new(env!("CARGO_BIN_EXE_annals"))
             .args(["serve", "--listen", "127.0.0.1:0", "--config"])
             .arg(config_file)
             .arg("--data-dir")
             .arg(dir)
-            .env("ANNALS_LOG", "warn")
+            .env("ANNALS_LOG", level)
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
@@ -434,6 +448,16 @@ impl BinaryServer {
             .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
             .to_string();
         BinaryServer { child, base: addr }
+    }
+
+    /// SIGTERM, as an operator stops the service; waits for it to exit and returns how.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill -TERM failed");
+        self.child.wait().unwrap()
     }
 
     /// SIGKILL: no chance to flush anything.
