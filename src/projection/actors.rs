@@ -202,7 +202,7 @@ pub fn actor(
             .filter(|&&ix| listed(k, cut, actor, ix).is_some())
             .count()
     } else {
-        index.count(k, cut.seq, |ix| listed(k, cut, actor, ix).is_some())
+        index.count(k, actor, cut.seq, |ix| listed(k, cut, actor, ix).is_some())
     };
     let reg = registration_among(k, cut, actor, index.special());
     if total == 0 && reg.is_none() {
@@ -398,7 +398,8 @@ mod tests {
                     .iter()
                     .filter(|&&ix| listed(&k, &cut, who, ix).is_some())
                     .count();
-                let counted = index.count(&k, cut.seq, |ix| listed(&k, &cut, who, ix).is_some());
+                let counted =
+                    index.count(&k, who, cut.seq, |ix| listed(&k, &cut, who, ix).is_some());
                 assert_eq!(counted, one_by_one, "{who} at {cut_seq}");
                 let total = actor(&k, &cut, who, 100, None)
                     .unwrap()

@@ -26,16 +26,19 @@ pub(crate) fn facts_of<'k>(
     // Facts are indexed in seq order: those recorded after the cut are cut off by a binary
     // search rather than filtered one by one. One process's facts are walked in the process's
     // own index, so what they cost does not grow with the other processes.
-    let all = match process {
-        Some(p) => k.of_process(p),
+    let of_kind = match process {
+        Some(_) => &[][..],
         None => k.of_kind(kind),
     };
-    let known = all.partition_point(|&ix| k.seq_of(ix) <= cut.seq);
-    all[..known].iter().copied().filter(move |&ix| {
-        (process.is_none() || k.fact(ix).event_kind() == Some(kind))
-            && k.visible(ix, cut.seq)
-            && asof::occurred_by(cut, &k.occurred(ix))
-    })
+    let of_kind = &of_kind[..of_kind.partition_point(|&ix| k.seq_of(ix) <= cut.seq)];
+    let of_process = process.into_iter().flat_map(|p| k.of_process(p, cut.seq));
+    of_process
+        .chain(of_kind.iter().copied())
+        .filter(move |&ix| {
+            (process.is_none() || k.fact(ix).event_kind() == Some(kind))
+                && k.visible(ix, cut.seq)
+                && asof::occurred_by(cut, &k.occurred(ix))
+        })
 }
 
 /// The facts of a type among `about` (a talks entry's, [`Knowledge::about_talks`]) that are

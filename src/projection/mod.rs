@@ -61,7 +61,7 @@ pub struct ProjectionConfig {
     pub record_cache_entries: usize,
     /// Most record bytes the views' record cache holds.
     pub record_cache_bytes: usize,
-    /// Most bytes the actor views' time orders hold together (about 8 bytes per fact of each
+    /// Most bytes the actor views' time orders hold together (about 4 bytes per fact of each
     /// actor a view asked for); past it the least recently used are dropped and rebuilt on
     /// their next ask.
     pub actor_index_bytes: usize,

@@ -134,16 +134,10 @@ pub fn process_grouped(
 ) -> Option<Value> {
     let trust = Trust::new(k, cut);
     // The process's own facts, not every fact of each type: a process's view must cost what
-    // the process holds, whatever the other processes hold. They are indexed in seq order, so
-    // those recorded after the cut are cut off by a binary search.
-    let own = k.of_process(process);
-    let own = &own[..own.partition_point(|&ix| k.seq_of(ix) <= cut.seq)];
-    if own.is_empty() {
-        return None;
-    }
+    // the process holds, whatever the other processes hold.
+    let mut own = k.of_process(process, cut.seq).peekable();
+    own.peek()?;
     let ixs: Vec<Ix> = own
-        .iter()
-        .copied()
         .filter(|&ix| {
             k.fact(ix)
                 .event_kind()

@@ -21,9 +21,7 @@ pub fn view(k: &Knowledge, cut: &Cut) -> Value {
         .processes()
         .into_iter()
         .filter_map(|p| {
-            let own = k.of_process(p);
-            let known = own.partition_point(|&ix| k.seq_of(ix) <= cut.seq);
-            let (first, last) = (*own.first()?, *own[..known].last()?);
+            let (known, first, last) = k.process_span(p, cut.seq)?;
             Some(json!({
                 "process": p,
                 "events": known,

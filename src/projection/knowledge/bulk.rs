@@ -129,15 +129,11 @@ impl Knowledge {
                 merge(&mut self.by_kind, kind.name(), list);
             }
         }
-        for (bulk_map, map) in [
-            (bulk.by_process, &mut self.by_process),
-            (bulk.by_talks, &mut self.by_talks),
-        ] {
-            for (sym, list) in bulk_map.lists {
-                merge(map, self.store.name(sym), list);
-            }
+        for (sym, list) in bulk.by_talks.lists {
+            merge(&mut self.by_talks, self.store.name(sym), list);
         }
         for (bulk_map, map) in [
+            (bulk.by_process, &mut self.by_process),
             (bulk.by_source, &mut self.by_source),
             (bulk.by_actor, &mut self.by_actor),
         ] {

@@ -20,10 +20,10 @@ use super::{Ix, Knowledge};
 /// search: a page costs what it shows, not what the actor holds.
 #[derive(Debug, Clone, Default)]
 pub struct ActorOrder {
-    /// Each fact once, in the view's order.
+    /// Each fact once, in the view's order: the facts of the actor's set in the knowledge's
+    /// actor index, which serves as this order's list in seq order (the same facts: a fact
+    /// joins both at once), so it is not held twice.
     pub by_time: Vec<Ix>,
-    /// Each fact once, ascending (seq order).
-    pub(super) by_ix: Vec<Ix>,
     /// The facts (ascending) a count must check one by one.
     pub(super) special: Vec<Ix>,
 }
@@ -37,11 +37,21 @@ impl ActorOrder {
 }
 
 impl ActorOrder {
-    /// How many of the actor's facts are listed at `cut` (a seq), where `listed` tells for
-    /// the facts that need a look. Without `valid_at` only: a date cut must look at each.
-    pub fn count(&self, k: &Knowledge, cut: u64, listed: impl Fn(Ix) -> bool) -> usize {
+    /// How many of `actor`'s facts (this is their order) are listed at `cut` (a seq), where
+    /// `listed` tells for the facts that need a look. Without `valid_at` only: a date cut
+    /// must look at each.
+    pub fn count(
+        &self,
+        k: &Knowledge,
+        actor: &str,
+        cut: u64,
+        listed: impl Fn(Ix) -> bool,
+    ) -> usize {
         let cut_ix = k.store.count_upto(cut) as Ix;
-        let known = self.by_ix.partition_point(|&i| i < cut_ix);
+        let known = match (k.by_actor.get(actor), cut_ix.checked_sub(1)) {
+            (Some(set), Some(last)) => set.rank(last) as usize,
+            _ => 0,
+        };
         let special_known = self.special.partition_point(|&i| i < cut_ix);
         let special_listed = self.special[..special_known]
             .iter()
@@ -84,7 +94,7 @@ const ORDER_OVERHEAD: usize = 96;
 
 /// What an order of `actor` holds, in bytes.
 fn cost(actor: &str, order: &ActorOrder) -> usize {
-    let ixs = order.by_time.capacity() + order.by_ix.capacity() + order.special.capacity();
+    let ixs = order.by_time.capacity() + order.special.capacity();
     ixs * std::mem::size_of::<Ix>() + actor.len() + ORDER_OVERHEAD
 }
 
@@ -117,7 +127,7 @@ struct Orders {
 /// of each of their facts' `occurred`), then kept as facts are folded (a fact that occurred
 /// last, the usual case, is pushed at the end), so a page of the view costs what it shows.
 /// Built only on demand: a fold or a save load pays nothing for it, and only actors someone
-/// looks at hold one (about 8 bytes a fact). Never more than [`ActorIndexBound`] together:
+/// looks at hold one (about 4 bytes a fact). Never more than [`ActorIndexBound`] together:
 /// past it the orders views used least recently are dropped (a view that holds one keeps
 /// its copy), and the next ask builds them again.
 #[derive(Debug, Default)]
@@ -211,9 +221,16 @@ impl ByTime {
     }
 
     /// Places a newly folded fact (or a fact a correction newly names the actor in) in an
-    /// actor's order, if that order is kept and the fact is not in it yet. `special`: its
-    /// listing needs a look (see [`ActorOrder`]).
-    pub(super) fn place(&mut self, facts: &FactStore, actor: &str, ix: Ix, special: bool) {
+    /// actor's order, if that order is kept. `special`: its listing needs a look (see
+    /// [`ActorOrder`]); `new`: it just joined the actor's set, so it is not in the order yet.
+    pub(super) fn place(
+        &mut self,
+        facts: &FactStore,
+        actor: &str,
+        ix: Ix,
+        special: bool,
+        new: bool,
+    ) {
         let orders = self.orders.get_mut().unwrap_or_else(|e| e.into_inner());
         let Some(kept) = orders.map.get_mut(actor) else {
             return;
@@ -224,8 +241,7 @@ impl ByTime {
         if special {
             insert_sorted(&mut order.special, ix);
         }
-        if order.by_ix.binary_search(&ix).is_err() {
-            insert_sorted(&mut order.by_ix, ix);
+        if new {
             let key = time_key(facts, ix);
             let list = &mut order.by_time;
             if list.last().is_none_or(|&last| time_key(facts, last) < key) {
@@ -242,12 +258,19 @@ impl ByTime {
     }
 
     /// A fact was just corrected or retracted: from now on its listing needs a look in every
-    /// kept order that holds it.
-    pub(super) fn mark_special(&mut self, ix: Ix) {
+    /// kept order that holds it (that is, whose actor's set in `by_actor` holds it).
+    pub(super) fn mark_special(
+        &mut self,
+        ix: Ix,
+        by_actor: &FxHashMap<Box<str>, roaring::RoaringBitmap>,
+    ) {
         let orders = self.orders.get_mut().unwrap_or_else(|e| e.into_inner());
         let mut changed = false;
         for (actor, kept) in orders.map.iter_mut() {
-            if kept.order.by_ix.binary_search(&ix).is_ok() {
+            if by_actor
+                .get(actor.as_ref())
+                .is_some_and(|set| set.contains(ix))
+            {
                 let order = Arc::make_mut(&mut kept.order);
                 insert_sorted(&mut order.special, ix);
                 let bytes = cost(actor, order);

@@ -81,16 +81,16 @@ impl Knowledge {
             part: "by_id",
             bytes: ids,
         });
-        for (part, map) in [
-            ("by_kind", &self.by_kind),
-            ("by_process", &self.by_process),
-            ("by_talks", &self.by_talks),
-        ] {
+        for (part, map) in [("by_kind", &self.by_kind), ("by_talks", &self.by_talks)] {
             let (bytes, unused) = index_bytes(map);
             slack += unused;
             parts.push(HeapPart { part, bytes });
         }
-        for (part, map) in [("by_actor", &self.by_actor), ("by_source", &self.by_source)] {
+        for (part, map) in [
+            ("by_process", &self.by_process),
+            ("by_actor", &self.by_actor),
+            ("by_source", &self.by_source),
+        ] {
             parts.push(HeapPart {
                 part,
                 bytes: sets_bytes(map),

@@ -6,6 +6,7 @@ use crate::projection::fact::tests::{A, record};
 
 const B: &str = "019be826-9001-701f-91c2-d6a7f0a1c8e9";
 const C: &str = "019be826-9002-701f-91c2-d6a7f0a1c8e9";
+const D: &str = "019be826-9003-701f-91c2-d6a7f0a1c8e9";
 
 #[test]
 fn a_correction_applies_from_its_own_seq_and_a_retraction_hides_from_its_own_seq() {
@@ -351,4 +352,42 @@ fn a_source_cited_by_every_fact_costs_a_fraction_of_a_list_and_reads_back_in_seq
         .map(|p| p.bytes);
     // A list of u32s would be 80,000 bytes.
     assert!(by_source.is_some_and(|b| b < 20_000), "{by_source:?}");
+}
+
+#[test]
+fn a_process_lists_the_facts_recorded_by_the_cut_and_its_span() {
+    let mut k = Knowledge::new();
+    for (seq, id, process) in [(1, A, "p"), (2, B, "q"), (3, C, "p"), (4, D, "q")] {
+        let bytes = String::from_utf8(record(seq, id, "statement.made", "{}"))
+            .unwrap() // ok: test code (a #[cfg(test)] module)
+            .replace(r#""process":"p""#, &format!(r#""process":"{process}""#));
+        k.apply(seq, bytes.as_bytes()).unwrap(); // ok: test code (a #[cfg(test)] module)
+    }
+    let of = |p: &str, cut: u64| k.of_process(p, cut).collect::<Vec<_>>();
+    assert_eq!(of("p", 0), Vec::<Ix>::new());
+    assert_eq!(of("p", 2), [0]);
+    assert_eq!(of("p", 4), [0, 2]);
+    assert_eq!(of("q", 4), [1, 3]);
+    assert_eq!(of("nobody", 4), Vec::<Ix>::new());
+    assert_eq!(k.process_span("p", 2), Some((1, 0, 0)));
+    assert_eq!(k.process_span("p", 4), Some((2, 0, 2)));
+    assert_eq!(k.process_span("q", 3), Some((1, 1, 1)));
+    assert_eq!(k.process_span("q", 1), None);
+    assert_eq!(k.process_span("nobody", 4), None);
+}
+
+#[test]
+fn compacting_a_set_keeps_its_values_and_leaves_it_appendable() {
+    // One value in every 1,000: array containers of about 65 values, grown by appends.
+    let mut set = roaring::RoaringBitmap::new();
+    for ix in (0..1_000_000u32).step_by(1000) {
+        assert!(set.append(std::iter::once(ix)).is_ok());
+    }
+    let before = set.clone();
+    compact_set(&mut set);
+    assert_eq!(set, before);
+    assert_eq!(set.len(), 1000);
+    // Still appendable after compaction.
+    assert!(set.append(std::iter::once(2_000_000)).is_ok());
+    assert_eq!(set.max(), Some(2_000_000));
 }
