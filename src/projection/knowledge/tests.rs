@@ -332,7 +332,7 @@ fn only_the_types_views_list_by_type_are_kept_in_the_type_index() {
 }
 
 #[test]
-fn a_source_cited_by_every_fact_costs_a_fraction_of_a_list_and_reads_back_in_seq_order() {
+fn a_source_or_process_of_every_fact_costs_a_fraction_of_a_list_and_reads_back_in_seq_order() {
     let mut k = Knowledge::new();
     // More facts than an array container holds (4,096), as a source's citations soon are.
     let n = 20_000u64;
@@ -345,13 +345,18 @@ fn a_source_cited_by_every_fact_costs_a_fraction_of_a_list_and_reads_back_in_seq
     }
     let cited = k.of_source("src:a");
     assert_eq!(cited, (0..n as Ix).collect::<Vec<_>>());
-    let by_source = k
-        .heap_parts()
-        .into_iter()
-        .find(|p| p.part == "by_source")
-        .map(|p| p.bytes);
-    // A list of u32s would be 80,000 bytes.
-    assert!(by_source.is_some_and(|b| b < 20_000), "{by_source:?}");
+    // Every fact is of process `p`.
+    let own: Vec<Ix> = k.of_process("p", n).collect();
+    assert_eq!(own, cited);
+    for part in ["by_source", "by_process"] {
+        let bytes = k
+            .heap_parts()
+            .into_iter()
+            .find(|p| p.part == part)
+            .map(|p| p.bytes);
+        // A list of u32s would be 80,000 bytes.
+        assert!(bytes.is_some_and(|b| b < 20_000), "{part}: {bytes:?}");
+    }
 }
 
 #[test]
