@@ -54,6 +54,9 @@ pub const MIN_CACHE_CAPACITY_BYTES: u64 = 1 << 20;
 /// typo (sled would also quietly clamp it to a cgroup memory limit).
 pub const MAX_CACHE_CAPACITY_BYTES: u64 = 1 << 40;
 
+/// The longest `writer_spin_us`: 10 ms, beyond which polling costs far more than a wake.
+pub const MAX_WRITER_SPIN_US: u64 = 10_000;
+
 /// Group-commit and store settings of the log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -84,6 +87,9 @@ pub struct LogConfig {
     /// Most registry ids the writer remembers having found in the store (0: none), so an id
     /// named again costs no sled read; emptied when full.
     pub known_ids: usize,
+    /// How long the writer thread polls its queue, in microseconds, when it runs empty, before
+    /// it sleeps until the next append (0: it sleeps at once). At most [`MAX_WRITER_SPIN_US`].
+    pub writer_spin_us: u64,
     /// Size of a journal segment, in bytes (`journal.rs`): zero-filled ahead of the writes and
     /// reused once a checkpoint covered its groups.
     pub journal_segment_bytes: u64,
@@ -122,6 +128,9 @@ pub enum LogConfigError {
     /// A checkpoint trigger of zero.
     #[error("log.checkpoint_bytes ({0}) and log.checkpoint_ms ({1}) must both be above 0")]
     Checkpoint(u64, u64),
+    /// A poll longer than a wake could ever cost.
+    #[error("log.writer_spin_us ({0}) must be between 0 and {MAX_WRITER_SPIN_US}")]
+    WriterSpin(u64),
 }
 
 impl LogConfig {
@@ -135,6 +144,9 @@ impl LogConfig {
         }
         if !(1..=22).contains(&self.compression_level) {
             return Err(LogConfigError::CompressionLevel(self.compression_level));
+        }
+        if self.writer_spin_us > MAX_WRITER_SPIN_US {
+            return Err(LogConfigError::WriterSpin(self.writer_spin_us));
         }
         if !((1 << 20)..=(1 << 30)).contains(&self.journal_segment_bytes) {
             return Err(LogConfigError::JournalSegment(self.journal_segment_bytes));
@@ -193,6 +205,20 @@ mod tests {
         }
         config(MIN_CACHE_CAPACITY_BYTES, 3).check().unwrap(); // ok: test code
         config(MAX_CACHE_CAPACITY_BYTES, 3).check().unwrap(); // ok: test code
+    }
+
+    #[test]
+    fn a_writer_poll_beyond_ten_milliseconds_is_refused() {
+        let spin = |us| LogConfig {
+            writer_spin_us: us,
+            ..config(64 << 20, 3)
+        };
+        assert!(matches!(
+            spin(MAX_WRITER_SPIN_US + 1).check(),
+            Err(LogConfigError::WriterSpin(v)) if v == MAX_WRITER_SPIN_US + 1
+        ));
+        spin(0).check().unwrap(); // ok: test code
+        spin(MAX_WRITER_SPIN_US).check().unwrap(); // ok: test code
     }
 
     #[test]

@@ -20,6 +20,7 @@ pub mod nats;
 mod proofs;
 pub mod raw;
 pub mod record;
+mod spin;
 mod store;
 mod writer;
 
@@ -162,6 +163,8 @@ struct Shared {
 pub struct Log {
     shared: Arc<Shared>,
     tx: mpsc::Sender<Command>,
+    /// The appends in flight, shared with the writer: a lone one polls instead of sleeping.
+    lone: spin::Lone,
 }
 
 impl Log {
@@ -233,6 +236,7 @@ impl Log {
             .is_some_and(|n| n.compression)
             .then(|| std::cell::RefCell::new(chunk::Packer::new(options.compression_level)));
         let failed = Arc::new(AtomicBool::new(false));
+        let lone = spin::Lone::new(options.writer_spin_us);
         let writer = writer::Writer::new(
             db.clone(),
             tree.clone(),
@@ -247,6 +251,7 @@ impl Log {
         writer.merkle = merkle;
         writer.packer = packer;
         writer.lsn = lsn;
+        writer.lone = lone.clone();
         writer.replication = link.clone().map(|link| writer::Replication {
             link,
             declarations,
@@ -277,13 +282,15 @@ impl Log {
                 follower,
             }),
             tx,
+            lone,
         })
     }
 
     /// Appends one request; answers once it is durable (or refused).
     pub async fn append(&self, append: Append) -> Result<Appended, AppendError> {
         let queued = encode::Queued::of(append, self.shared.follower.is_some())?;
-        let (reply, rx) = oneshot::channel();
+        let (reply, mut rx) = oneshot::channel();
+        let this = self.lone.enter();
         self.tx
             .try_send(Command::Append(queued, reply))
             .map_err(|e| match e {
@@ -294,6 +301,9 @@ impl Log {
                     AppendError::Unavailable("the writer has stopped".into())
                 }
             })?;
+        if let Some(answer) = self.lone.poll_answer(&this, &mut rx).await {
+            return answer;
+        }
         rx.await
             .map_err(|_| AppendError::Unavailable("the writer stopped before answering".into()))?
     }
