@@ -251,7 +251,7 @@ impl Log {
         writer.merkle = merkle;
         writer.packer = packer;
         writer.lsn = lsn;
-        writer.lone = lone.clone();
+        writer.poll = spin::WriterPoll::new(lone.clone());
         writer.replication = link.clone().map(|link| writer::Replication {
             link,
             declarations,

@@ -6,14 +6,15 @@
 //! up to `[log] writer_spin_us` before either sleeps. With more appends in flight neither
 //! polls: the writer's wake then costs little against a group's work, and a polling writer
 //! would take every request alone (smaller groups, one sync each) and a core the request
-//! workers need. This must never hold an answer back (a poll returns it the moment it is
-//! there) and never poll while other appends are in flight.
+//! workers need; and both stop polling while the writer's polls run out (appends paced
+//! further apart than the budget, as a feed of a batch every 10 ms). This must never hold an answer back (a poll returns it the moment
+//! it is there) and never poll while other appends are in flight.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 /// The appends in flight (from [`crate::log::Log::append`]'s call to its answer) and how long
 /// to poll while one is alone. Cheap to clone: the count is shared with the writer.
@@ -21,6 +22,9 @@ use tokio::sync::oneshot;
 pub(super) struct Lone {
     in_flight: Arc<AtomicUsize>,
     spin: Duration,
+    /// Whether the writer's polls pay (see [`WriterPoll`]): a lone append's task polls only
+    /// then, so a paced feed costs no polling at either end.
+    pays: Arc<AtomicBool>,
 }
 
 /// One append counted in flight until it is dropped.
@@ -42,6 +46,7 @@ impl Lone {
         Lone {
             in_flight: Arc::default(),
             spin: Duration::from_micros(spin_us),
+            pays: Arc::new(AtomicBool::new(true)),
         }
     }
 
@@ -64,7 +69,8 @@ impl Lone {
         }
     }
 
-    /// The answer of `rx` if it comes within the budget while `this` is alone, polled
+    /// The answer of `rx` if it comes within the budget while `this` is alone and the
+    /// writer's polls pay, polled
     /// between yields to the runtime (other tasks on this worker still run); `None`: wait for
     /// it asleep (`rx.await`), as when it is not alone.
     pub(super) async fn poll_answer<T>(
@@ -72,7 +78,7 @@ impl Lone {
         this: &InFlight,
         rx: &mut oneshot::Receiver<T>,
     ) -> Option<T> {
-        if !this.alone || self.spin.is_zero() {
+        if !this.alone || self.spin.is_zero() || !self.pays.load(Ordering::Acquire) {
             return None;
         }
         let since = Instant::now();
@@ -86,6 +92,55 @@ impl Lone {
                 Err(oneshot::error::TryRecvError::Empty) => return None,
             }
         }
+    }
+}
+
+/// The writer's side: it polls its queue only while at most one append is in flight, and only
+/// while polling pays. A poll that runs out (appends paced further apart than the budget, as
+/// a feed of one batch every 10 ms) stops the polling, and a later wait shorter than the
+/// budget starts it again: a paced writer would otherwise spend the whole budget after every
+/// group, a core's share the webhook deliveries of such a feed need.
+#[derive(Debug, Default)]
+pub(super) struct WriterPoll {
+    lone: Lone,
+    pays: bool,
+}
+
+impl WriterPoll {
+    /// Polling as `lone` allows.
+    pub(super) fn new(lone: Lone) -> WriterPoll {
+        WriterPoll { lone, pays: true }
+    }
+
+    fn set_pays(&mut self, pays: bool) {
+        self.pays = pays;
+        self.lone.pays.store(pays, Ordering::Release);
+    }
+
+    /// The next item of `rx`: polled for while that pays, else waited for asleep. `None` once
+    /// the queue is closed.
+    pub(super) fn next<T>(&mut self, rx: &mut mpsc::Receiver<T>) -> Option<T> {
+        let budget = self.lone.writer_spin();
+        let since = Instant::now();
+        if self.pays && !budget.is_zero() {
+            loop {
+                match rx.try_recv() {
+                    Ok(item) => return Some(item),
+                    Err(mpsc::error::TryRecvError::Disconnected) => return None,
+                    Err(mpsc::error::TryRecvError::Empty) if since.elapsed() < budget => {
+                        std::hint::spin_loop();
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                }
+            }
+            self.set_pays(false);
+        }
+        let item = rx.blocking_recv();
+        if since.elapsed() < budget {
+            // A poll would have caught it.
+            self.set_pays(true);
+        }
+        item
     }
 }
 
@@ -108,6 +163,33 @@ mod tests {
         drop(second);
         assert_eq!(lone.writer_spin(), Duration::from_micros(500));
         assert_eq!(Lone::new(0).writer_spin(), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_writer_stops_polling_when_a_poll_runs_out_and_starts_again_after_a_short_wait() {
+        let (tx, mut rx) = mpsc::channel::<u32>(8);
+        let mut poll = WriterPoll::new(Lone::new(5_000));
+        tx.try_send(1).unwrap(); // ok: test code (a #[cfg(test)] module)
+        assert_eq!(poll.next(&mut rx), Some(1));
+        assert!(poll.pays);
+        // Nothing within the 5 ms budget: the poll runs out, then the wait (20 ms) is longer
+        // than the budget, so polling stays off.
+        let late = tx.clone();
+        let feeder = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(25));
+            late.try_send(2).unwrap(); // ok: test code (a #[cfg(test)] module)
+        });
+        assert_eq!(poll.next(&mut rx), Some(2));
+        assert!(!poll.pays);
+        assert!(!poll.lone.pays.load(Ordering::Acquire));
+        feeder.join().unwrap(); // ok: test code (a #[cfg(test)] module)
+        // An item waiting already: the wait was short, so polling pays again.
+        tx.try_send(3).unwrap(); // ok: test code (a #[cfg(test)] module)
+        assert_eq!(poll.next(&mut rx), Some(3));
+        assert!(poll.pays);
+        assert!(poll.lone.pays.load(Ordering::Acquire));
+        drop(tx);
+        assert_eq!(poll.next(&mut rx), None);
     }
 
     #[tokio::test]
@@ -133,5 +215,13 @@ mod tests {
         tx.send(1).unwrap(); // ok: test code (a #[cfg(test)] module)
         assert_eq!(short.poll_answer(&other, &mut rx).await, None);
         assert_eq!(rx.await.ok(), Some(1));
+        // Alone, but the writer's polls do not pay (a paced feed): no polling either.
+        drop((this, other));
+        let this = short.enter();
+        short.pays.store(false, Ordering::Release);
+        let (tx, mut rx) = oneshot::channel();
+        tx.send(2).unwrap(); // ok: test code (a #[cfg(test)] module)
+        assert_eq!(short.poll_answer(&this, &mut rx).await, None);
+        assert_eq!(rx.await.ok(), Some(2));
     }
 }

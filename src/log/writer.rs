@@ -99,8 +99,9 @@ pub(super) struct Writer {
     /// Whether the id index may hold single `i` keys (a folder from before buckets, or a
     /// full bucket's overflow): then an id missing from its bucket is looked up there too.
     pub(super) singles: bool,
-    /// The appends in flight: the writer polls an empty queue only while at most one is.
-    pub(super) lone: super::spin::Lone,
+    /// How the writer waits for its next command: polling while at most one append is in
+    /// flight and polling pays (`spin.rs`), else asleep.
+    pub(super) poll: super::spin::WriterPoll,
 }
 
 impl Writer {
@@ -138,7 +139,7 @@ impl Writer {
             packer: None,
             known,
             discard: discard::Discard::default(),
-            lone: super::spin::Lone::default(),
+            poll: super::spin::WriterPoll::default(),
             replication: None,
             dir,
             lsn: 0,
@@ -240,10 +241,7 @@ impl Writer {
         // A Close or Follow the nats backend received while a group was on its way: it goes
         // after that group, before anything later.
         let mut carry = None;
-        'outer: while let Some(first) = carry
-            .take()
-            .or_else(|| next_command(&mut rx, self.lone.writer_spin()))
-        {
+        'outer: while let Some(first) = carry.take().or_else(|| self.poll.next(&mut rx)) {
             let mut group = Vec::new();
             let mut events = 0;
             let mut next = Some(first);
@@ -554,25 +552,6 @@ impl Writer {
         );
         self.discard.drop_later(Box::new(spent));
     }
-}
-
-/// The next command: polled for up to `spin` while the queue is empty, then waited for
-/// asleep (`spin.rs` says when and why). `None` once the queue is closed.
-fn next_command(rx: &mut mpsc::Receiver<Command>, spin: std::time::Duration) -> Option<Command> {
-    if !spin.is_zero() {
-        let since = Instant::now();
-        loop {
-            match rx.try_recv() {
-                Ok(cmd) => return Some(cmd),
-                Err(mpsc::error::TryRecvError::Disconnected) => return None,
-                Err(mpsc::error::TryRecvError::Empty) if since.elapsed() < spin => {
-                    std::hint::spin_loop();
-                }
-                Err(mpsc::error::TryRecvError::Empty) => break,
-            }
-        }
-    }
-    rx.blocking_recv()
 }
 
 /// Events from which a group is written ahead of sled even while appends wait (see
