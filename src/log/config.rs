@@ -87,8 +87,9 @@ pub struct LogConfig {
     /// Most registry ids the writer remembers having found in the store (0: none), so an id
     /// named again costs no sled read; emptied when full.
     pub known_ids: usize,
-    /// How long the writer thread polls its queue, in microseconds, when it runs empty, before
-    /// it sleeps until the next append (0: it sleeps at once). At most [`MAX_WRITER_SPIN_US`].
+    /// While at most one append is in flight, how long the writer thread polls its empty
+    /// queue and that append's task polls for its answer, in microseconds, before either
+    /// sleeps (0: never poll; `spin.rs`). At most [`MAX_WRITER_SPIN_US`].
     pub writer_spin_us: u64,
     /// Size of a journal segment, in bytes (`journal.rs`): zero-filled ahead of the writes and
     /// reused once a checkpoint covered its groups.

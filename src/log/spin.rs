@@ -6,9 +6,9 @@
 //! up to `[log] writer_spin_us` before either sleeps. With more appends in flight neither
 //! polls: the writer's wake then costs little against a group's work, and a polling writer
 //! would take every request alone (smaller groups, one sync each) and a core the request
-//! workers need; and both stop polling while the writer's polls run out (appends paced
-//! further apart than the budget, as a feed of a batch every 10 ms). This must never hold an answer back (a poll returns it the moment
-//! it is there) and never poll while other appends are in flight.
+//! workers need. Both also stop while the writer's polls run out (appends paced further apart
+//! than the budget, as a feed of a batch every 10 ms). This must never hold an answer back (a
+//! poll returns it the moment it is there) and never poll while other appends are in flight.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,8 +22,8 @@ use tokio::sync::{mpsc, oneshot};
 pub(super) struct Lone {
     in_flight: Arc<AtomicUsize>,
     spin: Duration,
-    /// Whether the writer's polls pay (see [`WriterPoll`]): a lone append's task polls only
-    /// then, so a paced feed costs no polling at either end.
+    /// Whether the writer's polls pay (set by [`WriterPoll`] alone): a lone append's task
+    /// polls only then, so a paced feed costs no polling at either end.
     pays: Arc<AtomicBool>,
 }
 
@@ -70,9 +70,8 @@ impl Lone {
     }
 
     /// The answer of `rx` if it comes within the budget while `this` is alone and the
-    /// writer's polls pay, polled
-    /// between yields to the runtime (other tasks on this worker still run); `None`: wait for
-    /// it asleep (`rx.await`), as when it is not alone.
+    /// writer's polls pay, polled between yields to the runtime (other tasks on this worker
+    /// still run); `None`: wait for it asleep (`rx.await`), as when it is not alone.
     pub(super) async fn poll_answer<T>(
         &self,
         this: &InFlight,
@@ -103,17 +102,19 @@ impl Lone {
 #[derive(Debug, Default)]
 pub(super) struct WriterPoll {
     lone: Lone,
-    pays: bool,
 }
 
 impl WriterPoll {
-    /// Polling as `lone` allows.
+    /// Polling as `lone` allows (`lone` starts out with polls that pay).
     pub(super) fn new(lone: Lone) -> WriterPoll {
-        WriterPoll { lone, pays: true }
+        WriterPoll { lone }
     }
 
-    fn set_pays(&mut self, pays: bool) {
-        self.pays = pays;
+    fn pays(&self) -> bool {
+        self.lone.pays.load(Ordering::Acquire)
+    }
+
+    fn set_pays(&self, pays: bool) {
         self.lone.pays.store(pays, Ordering::Release);
     }
 
@@ -122,7 +123,7 @@ impl WriterPoll {
     pub(super) fn next<T>(&mut self, rx: &mut mpsc::Receiver<T>) -> Option<T> {
         let budget = self.lone.writer_spin();
         let since = Instant::now();
-        if self.pays && !budget.is_zero() {
+        if self.pays() && !budget.is_zero() {
             loop {
                 match rx.try_recv() {
                     Ok(item) => return Some(item),
@@ -171,7 +172,7 @@ mod tests {
         let mut poll = WriterPoll::new(Lone::new(5_000));
         tx.try_send(1).unwrap(); // ok: test code (a #[cfg(test)] module)
         assert_eq!(poll.next(&mut rx), Some(1));
-        assert!(poll.pays);
+        assert!(poll.pays());
         // Nothing within the 5 ms budget: the poll runs out, then the wait (20 ms) is longer
         // than the budget, so polling stays off.
         let late = tx.clone();
@@ -180,14 +181,12 @@ mod tests {
             late.try_send(2).unwrap(); // ok: test code (a #[cfg(test)] module)
         });
         assert_eq!(poll.next(&mut rx), Some(2));
-        assert!(!poll.pays);
-        assert!(!poll.lone.pays.load(Ordering::Acquire));
+        assert!(!poll.pays());
         feeder.join().unwrap(); // ok: test code (a #[cfg(test)] module)
         // An item waiting already: the wait was short, so polling pays again.
         tx.try_send(3).unwrap(); // ok: test code (a #[cfg(test)] module)
         assert_eq!(poll.next(&mut rx), Some(3));
-        assert!(poll.pays);
-        assert!(poll.lone.pays.load(Ordering::Acquire));
+        assert!(poll.pays());
         drop(tx);
         assert_eq!(poll.next(&mut rx), None);
     }

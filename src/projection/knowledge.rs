@@ -123,8 +123,8 @@ fn compact_set(set: &mut roaring::RoaringBitmap) {
 }
 
 /// [`push`] into a set: a fact already there (it names the key twice, or a correction names it
-/// again) is not added again, and one added out of order (a correction's target) takes its place.
-/// Whether the fact was not in the set yet.
+/// again) is not added again, and one added out of order (a correction's target) takes its
+/// place. Returns whether the fact was new to the set.
 fn push_set(map: &mut FxHashMap<Box<str>, roaring::RoaringBitmap>, key: &str, ix: Ix) -> bool {
     match map.get_mut(key) {
         // Facts come in ascending order but for a correction's target: appending the next
@@ -402,8 +402,7 @@ impl Knowledge {
     /// one by the cut; `None` when it has none by then.
     pub fn process_span(&self, process: &str, cut: u64) -> Option<(u64, Ix, Ix)> {
         let set = self.by_process.get(process)?;
-        let known = self.known_by(cut);
-        let count = known.checked_sub(1).map_or(0, |last| set.rank(last));
+        let count = set.range_cardinality(..self.known_by(cut));
         let last = set.select(u32::try_from(count.checked_sub(1)?).ok()?)?;
         Some((count, set.min()?, last))
     }

@@ -47,11 +47,11 @@ impl ActorOrder {
         cut: u64,
         listed: impl Fn(Ix) -> bool,
     ) -> usize {
-        let cut_ix = k.store.count_upto(cut) as Ix;
-        let known = match (k.by_actor.get(actor), cut_ix.checked_sub(1)) {
-            (Some(set), Some(last)) => set.rank(last) as usize,
-            _ => 0,
-        };
+        let cut_ix = k.known_by(cut);
+        let known = k
+            .by_actor
+            .get(actor)
+            .map_or(0, |set| set.range_cardinality(..cut_ix) as usize);
         let special_known = self.special.partition_point(|&i| i < cut_ix);
         let special_listed = self.special[..special_known]
             .iter()
