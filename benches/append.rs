@@ -1050,16 +1050,15 @@ fn measure_pieces(settings: &Settings) -> Res<Pieces> {
         .to_string()
         .into_bytes();
     let dur = settings.piece_secs;
+    // As the API reads a body: the borrowed fast path, which takes these valid bodies whole.
     let (n, s) = time_loop(dur, || {
-        let v = parse_json(&single)?;
-        let sub = validator.submission(&v, Some("any"))?;
+        let sub = validator.submit_body(&single, Some("any"))?;
         std::hint::black_box(sub);
         Ok(())
     })?;
     let validate_single_us = s / n as f64 * 1e6;
     let (n, s) = time_loop(dur, || {
-        let v = parse_json(&batch)?;
-        let sub = validator.submission(&v, None)?;
+        let sub = validator.submit_body(&batch, None)?;
         std::hint::black_box(sub);
         Ok(())
     })?;
@@ -1084,6 +1083,8 @@ fn measure_pieces(settings: &Settings) -> Res<Pieces> {
         .remove(0);
     let mut hash = record::GENESIS;
     let mut seq = 0u64;
+    let (occurred, data, evidence) = (ev.occurred.value(), ev.data.value(), ev.evidence.value());
+    let meta = ev.meta.as_ref().map(annals::log::JsonText::value);
     let (n, s) = time_loop(dur, || {
         seq += 1;
         // What the writer does per event in `stage_append`: build, encode, chain.
@@ -1096,11 +1097,11 @@ fn measure_pieces(settings: &Settings) -> Res<Pieces> {
             schema_version: ev.schema_version,
             recorded_at: "2026-01-23T10:00:00.123456Z".into(),
             recorded_by: PRINCIPAL.into(),
-            occurred: ev.occurred.clone(),
+            occurred: occurred.clone(),
             process: ev.process.clone(),
-            data: ev.data.clone(),
-            evidence: ev.evidence.clone(),
-            meta: ev.meta.clone(),
+            data: data.clone(),
+            evidence: evidence.clone(),
+            meta: meta.clone(),
             prev_hash: hex::encode(hash),
         };
         let bytes = rec.to_bytes()?;

@@ -25,15 +25,15 @@ fn event(n: u64) -> NewEvent {
         id: uuid::Uuid::now_v7(),
         event_type: "statement.made".into(),
         schema_version: 1,
-        occurred: json!({"start": "2026-01-22", "precision": "day"}),
+        occurred: json!({"start": "2026-01-22", "precision": "day"}).into(),
         process: Some("ru-ua-peace".into()),
         data: json!({
             "statement_id": format!("statement:bench-{n}"),
             "speaker": "actor:witkoff",
             "content": "The peace negotiations are now close to the final stage; only one issue remains."
-        }),
+        }).into(),
         evidence: json!([{"source": "src:bench", "relation": "quotes",
-            "quote": "close to the final stage", "credibility": 2}]),
+            "quote": "close to the final stage", "credibility": 2}]).into(),
         meta: None,
         refs: References::default(),
         client_id: false,

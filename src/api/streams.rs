@@ -122,11 +122,10 @@ async fn append(
                 ));
             }
             let bytes = read_body(content_length, body, st.limits().max_body_bytes).await?;
-            let value = event::parse_json(&bytes)?;
-            let single = value.get("events").is_none();
             let submission = st
                 .validator
-                .submit(value, query.get("expected_version").map(String::as_str))?;
+                .submit_body(&bytes, query.get("expected_version").map(String::as_str))?;
+            let single = submission.single;
             if dry_run {
                 return super::events::dry_run(&st, &stream, single, &submission);
             }

@@ -14,7 +14,7 @@ use super::Validator;
 use serde_json::Value;
 
 use crate::log::{
-    AppendError, Declaration, EntryChange, EntryRule, ExpectedVersion, NewEvent, Record,
+    AppendError, Declaration, EntryChange, EntryRule, ExpectedVersion, JsonText, NewEvent, Record,
     Requirement,
 };
 
@@ -287,11 +287,11 @@ impl<'k, K: Known> DryRun<'k, K> {
             stream: stream.to_string(),
             event_type: ev.event_type.clone(),
             schema_version: ev.schema_version,
-            occurred: ev.occurred.clone(),
+            occurred: ev.occurred.value(),
             process: ev.process.clone(),
-            data: ev.data.clone(),
-            evidence: ev.evidence.clone(),
-            meta: ev.meta.clone(),
+            data: ev.data.value(),
+            evidence: ev.evidence.value(),
+            meta: ev.meta.as_ref().map(JsonText::value),
             ..rec.clone()
         };
         Ok(Some((
@@ -626,11 +626,11 @@ pub fn check_lines(
                     id: rec.id,
                     event_type: rec.event_type,
                     schema_version: rec.schema_version,
-                    occurred: rec.occurred,
+                    occurred: rec.occurred.into(),
                     process: rec.process,
-                    data: rec.data,
-                    evidence: rec.evidence,
-                    meta: rec.meta,
+                    data: rec.data.into(),
+                    evidence: rec.evidence.into(),
+                    meta: rec.meta.map(JsonText::from),
                     refs,
                     client_id: true,
                 };

@@ -3,7 +3,9 @@
 //! storage; whatever needs the log's state (references, versions) is checked by the writer.
 
 pub mod check;
+mod fast;
 pub mod kind;
+pub mod node;
 pub mod registry;
 pub mod rules;
 pub mod schema;
@@ -16,7 +18,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::limits::Limits;
-use crate::log::{ExpectedVersion, NewEvent};
+use crate::log::{ExpectedVersion, JsonText, NewEvent};
 pub use kind::EventKind;
 pub use schema::{FieldError, Schemas};
 pub use upcast::{CURRENT_SCHEMA_VERSION, SCHEMA_VERSIONS};
@@ -57,6 +59,9 @@ pub struct Submission {
     pub expected: ExpectedVersion,
     /// The events, in order.
     pub events: Vec<NewEvent>,
+    /// Whether the body was one event, not `{"events": [...]}`: a refusal's pointers then
+    /// have no `/events/i` prefix.
+    pub single: bool,
 }
 
 /// Validates submissions against the schemas and the configured limits.
@@ -161,6 +166,20 @@ impl Validator {
     /// The configured limits.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Turns the bytes of an append body into a submission: read without building a
+    /// `serde_json::Value` when every event passes (`fast.rs`), else parsed and decided by
+    /// [`Validator::submit`], which words the refusals.
+    pub fn submit_body(
+        &self,
+        body: &[u8],
+        query_expected: Option<&str>,
+    ) -> Result<Submission, InputError> {
+        if let Some(submission) = fast::submission(self, body, query_expected) {
+            return Ok(submission);
+        }
+        self.submit(parse_json(body)?, query_expected)
     }
 
     /// Turns an append body into a submission. The body is either `{expected_version?,
@@ -276,7 +295,11 @@ impl Validator {
         if !errors.is_empty() {
             return Err(InputError::Invalid(errors));
         }
-        Ok(Submission { expected, events })
+        Ok(Submission {
+            expected,
+            events,
+            single: !batch,
+        })
     }
 
     /// Validates one submitted event (already shaped by `event.json` or about to be) whose
@@ -399,22 +422,35 @@ impl Validator {
             .get("process")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let Value::Object(mut members) = raw else {
+        let Value::Object(members) = raw else {
             return Err(invalid(base, "invalid event"));
         };
         Ok(NewEvent {
             id,
             event_type,
             schema_version: schema_version as u32,
-            occurred: members.remove("occurred").unwrap_or(Value::Null),
+            occurred: JsonText::of(members.get("occurred").unwrap_or(&Value::Null)),
             process,
-            data: members.remove("data").unwrap_or(Value::Null),
+            data: JsonText::of(members.get("data").unwrap_or(&Value::Null)),
             evidence: members
-                .remove("evidence")
-                .unwrap_or_else(|| Value::Array(vec![])),
-            meta: members.remove("meta"),
+                .get("evidence")
+                .map_or_else(|| JsonText::of(&Value::Array(vec![])), JsonText::of),
+            meta: members.get("meta").map(JsonText::of),
             refs,
             client_id,
         })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A validator over the shipped schemas and the default limits.
+    pub(crate) fn validator() -> Validator {
+        Validator::new(
+            Schemas::load().unwrap(),
+            crate::config::Config::defaults().unwrap().limits,
+        )
     }
 }

@@ -4,10 +4,10 @@
 //! what is durable, so that two concurrent requests cannot both pass on stale knowledge.
 //! This module must never read storage itself.
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use super::kind::{EventKind, IdKind};
+use super::node::JsonView;
 use super::schema::FieldError;
 use crate::log::{Declaration, Entry, References, Requirement};
 
@@ -22,8 +22,8 @@ pub fn needs_evidence(event_type: &str) -> bool {
 /// before kinds hold them), every other id is an `entity:`.
 fn registry_key(kind: IdKind, id: &str) -> String {
     match kind {
-        IdKind::Source => format!("source:{id}"),
-        _ => format!("entity:{id}"),
+        IdKind::Source => ["source:", id].concat(),
+        _ => ["entity:", id].concat(),
     }
 }
 
@@ -44,8 +44,8 @@ fn require(kind: IdKind, id: &str, pointer: String) -> Requirement {
 /// Every string at `path` (segments separated by `/`, `*` for each array item) under `value`,
 /// with its pointer below `pointer`. The pointer grows in place and is back as it was on
 /// return: only a string found costs a pointer of its own (this runs on every event).
-fn strings_at<'a>(
-    value: &'a Value,
+fn strings_at<'a, J: JsonView>(
+    value: &'a J,
     path: &str,
     pointer: &mut String,
     out: &mut Vec<(&'a str, String)>,
@@ -55,22 +55,22 @@ fn strings_at<'a>(
         None => (path, None),
     };
     let len = pointer.len();
-    let mut visit = |v: &'a Value, pointer: &mut String| match rest {
+    let mut visit = |v: &'a J, pointer: &mut String| match rest {
         Some(r) => strings_at(v, r, pointer, out),
         None => {
-            if let Some(s) = v.as_str() {
+            if let Some(s) = v.string() {
                 out.push((s, pointer.clone()));
             }
         }
     };
     if head == "*" {
-        for (i, item) in value.as_array().into_iter().flatten().enumerate() {
+        for (i, item) in value.items().into_iter().flatten().enumerate() {
             pointer.push('/');
             pointer.push_str(itoa::Buffer::new().format(i));
             visit(item, pointer);
             pointer.truncate(len);
         }
-    } else if let Some(v) = value.get(head) {
+    } else if let Some(v) = value.member(head) {
         pointer.push('/');
         pointer.push_str(head);
         visit(v, pointer);
@@ -81,19 +81,19 @@ fn strings_at<'a>(
 /// The ids an event of `event_type` with this payload introduces, at pointers below `base`.
 /// A registry entry's registration or update also carries what it states about the entry, so
 /// the writer judges a re-registration against the entry as updated so far (`registry::apply`).
-pub fn declarations(event_type: &str, data: &Value, base: &str) -> Vec<Declaration> {
+pub fn declarations<J: JsonView>(event_type: &str, data: &J, base: &str) -> Vec<Declaration> {
     let Some(kind) = EventKind::from_name(event_type) else {
         return Vec::new();
     };
     let Some(intro) = kind.introduces().or(kind.updates()) else {
         return Vec::new();
     };
-    let Some(id) = data.get(intro.field).and_then(Value::as_str) else {
+    let Some(id) = data.member(intro.field).and_then(J::string) else {
         return Vec::new();
     };
     let entry = kind.update_type().map(|update| Entry {
         event_type: event_type.to_string(),
-        stated: data.clone(),
+        stated: data.value(),
         at: format!("{base}/data"),
         update_with: update.name().to_string(),
         rule: super::registry::apply,
@@ -104,17 +104,17 @@ pub fn declarations(event_type: &str, data: &Value, base: &str) -> Vec<Declarati
         kind: intro.kind.phrase().to_string(),
         // An update names a known entry; a registration is judged against it.
         once: intro.kind.is_registry() && kind.updates().is_none(),
-        pointer: format!("{base}/data/{}", intro.field),
+        pointer: [base, "/data/", intro.field].concat(),
         entry,
     }]
 }
 
 /// The ids an event introduces and the references it requires. `base` is the event's pointer
 /// in the request body; pointers in the result are absolute.
-pub fn references(
+pub fn references<J: JsonView>(
     event_type: &str,
-    data: &Value,
-    evidence: &Value,
+    data: &J,
+    evidence: &J,
     base: &str,
 ) -> Result<References, Vec<FieldError>> {
     let mut refs = References {
@@ -123,7 +123,9 @@ pub fn references(
     };
     let kind = EventKind::from_name(event_type);
     let mut errors = Vec::new();
-    let mut pointer = format!("{base}/data");
+    // Joined, not `format!`ted: this runs for every event, and the formatting machinery costs
+    // more than the copies.
+    let mut pointer = [base, "/data"].concat();
     for (path, id_kind) in kind.map(EventKind::id_refs).unwrap_or_default() {
         let mut found = Vec::new();
         strings_at(data, path, &mut pointer, &mut found);
@@ -155,7 +157,7 @@ pub fn references(
             }),
         }
     }
-    let items = evidence.as_array().map(Vec::as_slice).unwrap_or_default();
+    let items = evidence.items().unwrap_or_default();
     if items.is_empty() && needs_evidence(event_type) {
         errors.push(FieldError {
             pointer: format!("{base}/evidence"),
@@ -167,7 +169,7 @@ pub fn references(
     // The first source has nothing else to cite: a registration may cite the source it
     // registers, as its own primary record.
     let registers = (kind == Some(EventKind::SourceRegistered))
-        .then(|| data.get("source_id").and_then(Value::as_str))
+        .then(|| data.member("source_id").and_then(J::string))
         .flatten();
     // Each item's pointer, grown in place as `strings_at` grows it.
     pointer.truncate(base.len());
@@ -176,9 +178,9 @@ pub fn references(
     for (i, item) in items.iter().enumerate() {
         pointer.truncate(items_at);
         pointer.push_str(itoa::Buffer::new().format(i));
-        if let Some(source) = item.get("source").and_then(Value::as_str) {
+        if let Some(source) = item.member("source").and_then(J::string) {
             if Some(source) == registers {
-                if item.get("relation").and_then(Value::as_str) != Some("primary") {
+                if item.member("relation").and_then(J::string) != Some("primary") {
                     errors.push(FieldError {
                         pointer: format!("{pointer}/relation"),
                         message: format!(
@@ -187,8 +189,11 @@ pub fn references(
                     });
                 }
             } else {
-                refs.requires
-                    .push(require(IdKind::Source, source, format!("{pointer}/source")));
+                refs.requires.push(require(
+                    IdKind::Source,
+                    source,
+                    [&pointer, "/source"].concat(),
+                ));
             }
         }
         let mut chain = Vec::new();

@@ -268,7 +268,6 @@ impl Schemas {
     }
 
     /// The typed validator.
-    #[cfg(test)]
     pub(crate) fn typed(&self) -> &Typed {
         &self.typed
     }

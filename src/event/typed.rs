@@ -12,7 +12,7 @@ mod fields;
 mod patterns;
 
 #[cfg(test)]
-mod equivalence;
+pub(crate) mod equivalence;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -24,6 +24,7 @@ use self::data::*;
 use self::events::*;
 use self::fields::Obj;
 use super::FieldError;
+use super::node::{JsonView, Node};
 
 /// The words of every closed list of `vocabularies.json` as this deployment extends them.
 #[derive(Debug, Default)]
@@ -117,41 +118,34 @@ impl Typed {
         base: &str,
     ) -> Option<Result<(), FieldError>> {
         let _scope = Scope::enter(&self.vocabularies);
-        Some(match event_type {
-            "actor.registered" => read::<Obj<ActorRegistered>>(data, base),
-            "actor.updated" => read::<Obj<ActorUpdated>>(data, base),
-            "agreement.reached" => read::<Obj<AgreementReached>>(data, base),
-            "event.corrected" => read::<Obj<EventCorrected>>(data, base),
-            "event.retracted" => read::<Obj<EventRetracted>>(data, base),
-            "issue.defined" => read::<Obj<IssueDefined>>(data, base),
-            "issue.status_changed" => read::<Obj<IssueStatusChanged>>(data, base),
-            "issue.updated" => read::<Obj<IssueUpdated>>(data, base),
-            "meeting.held" => read::<Obj<MeetingHeld>>(data, base),
-            "organisation.founded" => read::<Obj<OrganisationFounded>>(data, base),
-            "plan.proposed" => read::<Obj<PlanProposed>>(data, base),
-            "plan.revised" => read::<Obj<PlanRevised>>(data, base),
-            "position.stated" => read::<Obj<PositionStated>>(data, base),
-            "source.assessed" => read::<Obj<SourceAssessed>>(data, base),
-            "source.corrected" | "source.withdrawn" => read::<Obj<SourceNotice>>(data, base),
-            "source.registered" => read::<Obj<SourceRegistered>>(data, base),
-            "source.updated" => read::<Obj<SourceUpdated>>(data, base),
-            "statement.made" => read::<Obj<StatementMade>>(data, base),
-            "talks.scheduled" => read::<Obj<TalksScheduled>>(data, base),
-            "talks.status_changed" => read::<Obj<TalksStatusChanged>>(data, base),
-            _ => return None,
-        })
+        data_in(event_type, data, base)
+    }
+
+    /// Whether an event read as a [`Node`] passes [`Typed::check_event`]. A refusal says
+    /// nothing of where: the `Value` path finds that.
+    pub(crate) fn event_node_passes(&self, event: &Node<'_>) -> bool {
+        let _scope = Scope::enter(&self.vocabularies);
+        event.accepts::<Obj<Event>>("").is_ok()
+            && occurred_rules(event.member("occurred"), "").is_ok()
+    }
+
+    /// Whether an event's `data` read as a [`Node`] passes [`Typed::check_data`]; `None` for
+    /// a type with no schema.
+    pub(crate) fn data_node_passes(&self, event_type: &str, data: &Node<'_>) -> Option<bool> {
+        let _scope = Scope::enter(&self.vocabularies);
+        data_in(event_type, data, "").map(|r| r.is_ok())
     }
 
     /// Checks what schema version 1 narrows (`version-1.json`): a tone is one string, a
     /// provision a string, a plan change an object, a PLOVER code a string. Nothing for other
     /// versions.
-    pub fn check_version(
+    pub fn check_version<J: JsonView>(
         &self,
         version: u64,
         event_type: &str,
-        data: &Value,
+        data: &J,
         data_base: &str,
-        meta: Option<&Value>,
+        meta: Option<&J>,
         meta_base: &str,
     ) -> Result<(), FieldError> {
         if version != 1 {
@@ -162,17 +156,24 @@ impl Typed {
             message: format!("must be {what} in schema version 1"),
         };
         match event_type {
-            "statement.made" if data.get("tone").is_some_and(|t| !t.is_string()) => {
+            "statement.made" if data.member("tone").is_some_and(|t| t.string().is_none()) => {
                 return Err(narrower(format!("{data_base}/tone"), "a string"));
             }
             "agreement.reached" | "plan.revised" => {
-                let (member, want, what): (&str, fn(&Value) -> bool, &str) =
-                    if event_type == "agreement.reached" {
-                        ("provisions", Value::is_string, "a string")
+                let strings = event_type == "agreement.reached";
+                let (member, what) = if strings {
+                    ("provisions", "a string")
+                } else {
+                    ("changes", "an object")
+                };
+                let want = |v: &J| {
+                    if strings {
+                        v.string().is_some()
                     } else {
-                        ("changes", Value::is_object, "an object")
-                    };
-                if let Some(items) = data.get(member).and_then(Value::as_array)
+                        v.is_object()
+                    }
+                };
+                if let Some(items) = data.member(member).and_then(J::items)
                     && let Some(i) = items.iter().position(|v| !want(v))
                 {
                     return Err(narrower(format!("{data_base}/{member}/{i}"), what));
@@ -181,13 +182,68 @@ impl Typed {
             _ => {}
         }
         if meta
-            .and_then(|m| m.get("codes"))
-            .and_then(|c| c.get("plover"))
-            .is_some_and(|p| !p.is_string())
+            .and_then(|m| m.member("codes"))
+            .and_then(|c| c.member("plover"))
+            .is_some_and(|p| p.string().is_none())
         {
             return Err(narrower(format!("{meta_base}/codes/plover"), "a string"));
         }
         Ok(())
+    }
+}
+
+/// Reads `data` as the struct of `event_type`, from either source; `None` for a type with no
+/// schema. The one list of which struct reads which type's `data`.
+fn data_in<'de, S: Source<'de>>(
+    event_type: &str,
+    data: S,
+    base: &str,
+) -> Option<Result<(), FieldError>> {
+    Some(match event_type {
+        "actor.registered" => data.accepts::<Obj<ActorRegistered>>(base),
+        "actor.updated" => data.accepts::<Obj<ActorUpdated>>(base),
+        "agreement.reached" => data.accepts::<Obj<AgreementReached>>(base),
+        "event.corrected" => data.accepts::<Obj<EventCorrected>>(base),
+        "event.retracted" => data.accepts::<Obj<EventRetracted>>(base),
+        "issue.defined" => data.accepts::<Obj<IssueDefined>>(base),
+        "issue.status_changed" => data.accepts::<Obj<IssueStatusChanged>>(base),
+        "issue.updated" => data.accepts::<Obj<IssueUpdated>>(base),
+        "meeting.held" => data.accepts::<Obj<MeetingHeld>>(base),
+        "organisation.founded" => data.accepts::<Obj<OrganisationFounded>>(base),
+        "plan.proposed" => data.accepts::<Obj<PlanProposed>>(base),
+        "plan.revised" => data.accepts::<Obj<PlanRevised>>(base),
+        "position.stated" => data.accepts::<Obj<PositionStated>>(base),
+        "source.assessed" => data.accepts::<Obj<SourceAssessed>>(base),
+        "source.corrected" | "source.withdrawn" => data.accepts::<Obj<SourceNotice>>(base),
+        "source.registered" => data.accepts::<Obj<SourceRegistered>>(base),
+        "source.updated" => data.accepts::<Obj<SourceUpdated>>(base),
+        "statement.made" => data.accepts::<Obj<StatementMade>>(base),
+        "talks.scheduled" => data.accepts::<Obj<TalksScheduled>>(base),
+        "talks.status_changed" => data.accepts::<Obj<TalksStatusChanged>>(base),
+        _ => return None,
+    })
+}
+
+/// Where a typed read takes its value from: a parsed `Value`, or a [`Node`].
+trait Source<'de>: Copy {
+    /// Reads the value as `T`; a refusal's pointer is from `base`.
+    fn accepts<T: Deserialize<'de>>(self, base: &str) -> Result<(), FieldError>;
+}
+
+impl<'de> Source<'de> for &'de Value {
+    fn accepts<T: Deserialize<'de>>(self, base: &str) -> Result<(), FieldError> {
+        read::<T>(self, base)
+    }
+}
+
+/// A [`Node`], read for a verdict: a refusal is blamed on `base` as a whole (the `Value` path,
+/// which words every refusal, finds where).
+impl<'de, 'a: 'de> Source<'de> for &'de Node<'a> {
+    fn accepts<T: Deserialize<'de>>(self, base: &str) -> Result<(), FieldError> {
+        T::deserialize(self).map(|_| ()).map_err(|e| FieldError {
+            pointer: base.to_string(),
+            message: e.to_string(),
+        })
     }
 }
 
@@ -233,7 +289,7 @@ fn pointer(base: &str, path: &serde_path_to_error::Path, message: &str) -> Strin
 /// members' own rules hold.
 /// The rules of `occurred` beyond its shape; `event` is the event's pointer (the pointer of a
 /// refusal is built only then: this runs on every event).
-fn occurred_rules(occurred: Option<&Value>, event: &str) -> Result<(), FieldError> {
+fn occurred_rules<J: JsonView>(occurred: Option<&J>, event: &str) -> Result<(), FieldError> {
     use self::fields::{
         DateOrDateTimePattern, DatePattern, DateTimePattern, PartialDateTimePattern, Pattern,
         YearMonthPattern, YearPattern,
@@ -241,7 +297,7 @@ fn occurred_rules(occurred: Option<&Value>, event: &str) -> Result<(), FieldErro
     let Some(occurred) = occurred else {
         return Ok(());
     };
-    let Some(precision) = occurred.get("precision").and_then(Value::as_str) else {
+    let Some(precision) = occurred.member("precision").and_then(J::string) else {
         return Ok(());
     };
     let fail = |member: &str, message: String| {
@@ -261,10 +317,10 @@ fn occurred_rules(occurred: Option<&Value>, event: &str) -> Result<(), FieldErro
             true,
         ),
         "unknown" => {
-            if occurred.get("end").is_some() {
+            if occurred.member("end").is_some() {
                 return fail("", "a precision of `unknown` has no `end`".into());
             }
-            if let Some(start) = occurred.get("start").and_then(Value::as_str)
+            if let Some(start) = occurred.member("start").and_then(J::string)
                 && !PartialDateTimePattern::matches(start)
             {
                 return fail(
@@ -276,14 +332,14 @@ fn occurred_rules(occurred: Option<&Value>, event: &str) -> Result<(), FieldErro
         }
         _ => return Ok(()),
     };
-    if occurred.get("start").is_none() || needs_end && occurred.get("end").is_none() {
+    if occurred.member("start").is_none() || needs_end && occurred.member("end").is_none() {
         return fail(
             "",
             format!("a precision of `{precision}` needs its `start`"),
         );
     }
     for member in ["start", "end"] {
-        if let Some(s) = occurred.get(member).and_then(Value::as_str)
+        if let Some(s) = occurred.member(member).and_then(J::string)
             && !matches(s)
         {
             return fail(

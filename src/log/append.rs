@@ -229,6 +229,49 @@ pub struct References {
     pub requires: Vec<Requirement>,
 }
 
+/// A JSON value held as the text a record stores: serde_json's compact encoding of the parsed
+/// value (members sorted by key, no whitespace). The writer joins it into the record as it is;
+/// only a rare reader (a repeated id's comparison, a dry run) parses it back. It must never
+/// hold text in any other encoding: every hash of the log depends on these bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonText(String);
+
+impl JsonText {
+    /// The text of `value`.
+    pub fn of(value: &Value) -> JsonText {
+        // `Display` is the compact encoding; writing into a `String` cannot fail.
+        JsonText(value.to_string())
+    }
+
+    /// Text already in that encoding: serde_json's own serialisation of a value read without
+    /// building it (`event::borrowed`).
+    pub(crate) fn encoded(text: String) -> JsonText {
+        JsonText(text)
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value, parsed again.
+    pub fn value(&self) -> Value {
+        // The text was written by serde_json, so it parses; `Null` cannot be reached.
+        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+    }
+
+    /// Whether the value is `null`.
+    pub fn is_null(&self) -> bool {
+        self.0 == "null"
+    }
+}
+
+impl From<Value> for JsonText {
+    fn from(value: Value) -> JsonText {
+        JsonText::of(&value)
+    }
+}
+
 /// A validated event on its way into the log.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
@@ -238,16 +281,16 @@ pub struct NewEvent {
     pub event_type: String,
     /// Schema version.
     pub schema_version: u32,
-    /// When it happened.
-    pub occurred: Value,
+    /// When it happened (`null`: not given, left out of the record).
+    pub occurred: JsonText,
     /// The negotiation it belongs to.
     pub process: Option<String>,
     /// Payload.
-    pub data: Value,
+    pub data: JsonText,
     /// Evidence items.
-    pub evidence: Value,
+    pub evidence: JsonText,
     /// Meta.
-    pub meta: Option<Value>,
+    pub meta: Option<JsonText>,
     /// References to check at append time.
     pub refs: References,
     /// Whether the client chose the id (only then can it already be in the log).

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::append::{Append, AppendError};
+use super::append::{Append, AppendError, JsonText};
 use super::record::Hash;
 
 /// An append as the writer takes it: the request and its events' record JSON parts.
@@ -63,15 +63,15 @@ impl Encoded {
             serde_json::to_writer(&mut out, &ev.schema_version)?;
             let split = out.len();
             if !ev.occurred.is_null() {
-                field(&mut out, "occurred", &ev.occurred)?;
+                text_field(&mut out, "occurred", &ev.occurred);
             }
             if let Some(process) = &ev.process {
                 field(&mut out, "process", process)?;
             }
-            field(&mut out, "data", &ev.data)?;
-            field(&mut out, "evidence", &ev.evidence)?;
+            text_field(&mut out, "data", &ev.data);
+            text_field(&mut out, "evidence", &ev.evidence);
             if let Some(meta) = &ev.meta {
-                field(&mut out, "meta", meta)?;
+                text_field(&mut out, "meta", meta);
             }
             events.push((out, split));
         }
@@ -137,6 +137,14 @@ fn field<T: Serialize + ?Sized>(
     serde_json::to_writer(out, value)
 }
 
+/// `,"name":value` of a value already encoded (the validator wrote it as serde would).
+fn text_field(out: &mut Vec<u8>, name: &str, value: &JsonText) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(value.as_str().as_bytes());
+}
+
 /// `recorded_at` as the JSON string the parts are joined with.
 pub(crate) fn json_string(text: &str) -> Vec<u8> {
     // A `&str` always serialises.
@@ -166,11 +174,13 @@ pub(crate) mod tests {
             id: Uuid::now_v7(),
             event_type: "statement.made".into(),
             schema_version: 2,
-            occurred,
+            occurred: occurred.into(),
             process,
-            data,
-            evidence: json!([{"source": "src:x", "relation": "quotes", "quote": "\"q\" \u{1F600}"}]),
-            meta,
+            data: data.into(),
+            evidence:
+                json!([{"source": "src:x", "relation": "quotes", "quote": "\"q\" \u{1F600}"}])
+                    .into(),
+            meta: meta.map(JsonText::from),
             refs: References::default(),
             client_id: false,
         }
@@ -191,11 +201,11 @@ pub(crate) mod tests {
                 schema_version: ev.schema_version,
                 recorded_at: recorded_at.into(),
                 recorded_by: append.principal.clone(),
-                occurred: ev.occurred.clone(),
+                occurred: ev.occurred.value(),
                 process: ev.process.clone(),
-                data: ev.data.clone(),
-                evidence: ev.evidence.clone(),
-                meta: ev.meta.clone(),
+                data: ev.data.value(),
+                evidence: ev.evidence.value(),
+                meta: ev.meta.as_ref().map(JsonText::value),
                 prev_hash: hex::encode(prev),
             };
             let joined = encoded
@@ -222,6 +232,17 @@ pub(crate) mod tests {
             events,
             principal: principal.into(),
             abort_on_refusal: None,
+        }
+    }
+
+    #[test]
+    fn a_float_reads_back_as_the_value_it_was_written_from() {
+        // Auditors re-encode a parsed record to check its hash: a float must survive the trip
+        // (serde_json's `float_roundtrip`; without it these read back one unit off).
+        for f in [5.967595080910843e294, -1.2388547852049603e262, 0.1, 1e-300] {
+            let text = JsonText::of(&json!([f]));
+            assert_eq!(text.value(), json!([f]), "{}", text.as_str());
+            assert_eq!(JsonText::of(&text.value()), text);
         }
     }
 

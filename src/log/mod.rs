@@ -34,7 +34,7 @@ use uuid::Uuid;
 use crate::metrics::Metrics;
 pub use append::{
     Append, AppendError, Appended, Declaration, Entry, EntryChange, EntryRule, ExpectedVersion,
-    NewEvent, Position, References, Requirement, Restore, Ticket,
+    JsonText, NewEvent, Position, References, Requirement, Restore, Ticket,
 };
 pub use config::{Backend, Durability, LogConfig, NatsConfig};
 pub use record::{GENESIS, Hash, Record, Recorded};

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::ProblemKind;
 use crate::event::{InputError, Validator, parse_json};
-use crate::log::{ExpectedVersion, NewEvent, Restore};
+use crate::log::{ExpectedVersion, JsonText, NewEvent, Restore};
 
 /// A parsed, validated line.
 #[derive(Debug)]
@@ -251,15 +251,22 @@ pub fn derived_id(line_no: u64, stream: &str, event: &NewEvent) -> Uuid {
         let mut w = HashWriter(&mut hasher);
         // Writing into a hash cannot fail; a value serde cannot write would fail the append
         // later anyway, and here only makes the id depend on less.
-        let _ = serde_json::to_writer(&mut w, &event.occurred);
+        // The payload's texts are serde_json's encoding of the values, byte for byte.
+        let _ = w.write_all(event.occurred.as_str().as_bytes());
         let _ = w.write_all(b"\0");
         let _ = serde_json::to_writer(&mut w, &event.process);
         let _ = w.write_all(b"\0");
-        let _ = serde_json::to_writer(&mut w, &event.data);
+        let _ = w.write_all(event.data.as_str().as_bytes());
         let _ = w.write_all(b"\0");
-        let _ = serde_json::to_writer(&mut w, &event.evidence);
+        let _ = w.write_all(event.evidence.as_str().as_bytes());
         let _ = w.write_all(b"\0");
-        let _ = serde_json::to_writer(&mut w, &event.meta);
+        let _ = w.write_all(
+            event
+                .meta
+                .as_ref()
+                .map_or("null", JsonText::as_str)
+                .as_bytes(),
+        );
     }
     let digest = hasher.finalize();
     let mut bytes = [0u8; 16];
@@ -271,14 +278,7 @@ pub fn derived_id(line_no: u64, stream: &str, event: &NewEvent) -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::Schemas;
-
-    fn validator() -> Validator {
-        Validator::new(
-            Schemas::load().unwrap(),
-            crate::config::Config::defaults().unwrap().limits,
-        )
-    }
+    use crate::event::tests::validator;
 
     fn submission(text: &str, line: u64) -> (String, NewEvent) {
         match parse_line(&validator(), line, text).unwrap() {

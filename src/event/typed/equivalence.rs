@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::event::{FieldError, Schemas, VocabularyConfig};
 
 /// The examples: every line of both data sets and every event of the coding guide.
-fn examples() -> Vec<Value> {
+pub(crate) fn examples() -> Vec<Value> {
     let mut out = Vec::new();
     for set in [
         crate::server::DEMO_NDJSON,
@@ -167,7 +167,7 @@ fn replacements(value: &Value) -> Vec<Value> {
 
 /// Every variant of `event` with one change: at each place, the value replaced or (for a
 /// member) removed.
-fn mutations(event: &Value) -> Vec<(String, Value)> {
+pub(crate) fn mutations(event: &Value) -> Vec<(String, Value)> {
     let mut out = Vec::new();
     let mut paths = Vec::new();
     collect_paths(event, &mut Vec::new(), &mut paths);
@@ -236,7 +236,7 @@ fn get_mut<'a>(value: &'a mut Value, path: &[String]) -> Option<&'a mut Value> {
 }
 
 /// Up to `per_type` examples of each event type, so the mutations stay a few seconds.
-fn some_of_each_type(examples: &[Value], per_type: usize) -> Vec<Value> {
+pub(crate) fn some_of_each_type(examples: &[Value], per_type: usize) -> Vec<Value> {
     let mut counts = std::collections::BTreeMap::<String, usize>::new();
     examples
         .iter()

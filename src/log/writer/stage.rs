@@ -17,13 +17,48 @@ use super::super::encode::{self, Encoded};
 use super::super::merkle::{self, Frontier};
 use super::super::record::{self, Hash, Record};
 use super::super::{
-    Append, AppendError, Appended, Declaration, ExpectedVersion, Head, Position, Requirement,
-    Restore,
+    Append, AppendError, Appended, Declaration, ExpectedVersion, Head, JsonText, Position,
+    Requirement, Restore,
 };
 use super::super::{chunk, id_index, layout};
 use super::Writer;
 use super::entries::{self, Origin};
 use super::id_spans::IdSpan;
+
+/// An event staged in this group, as a repeated id is compared with it: a restored record as
+/// it was read; a submitted event as its record but for the payload, and the payload as the
+/// text it was encoded as, parsed back only for that comparison (which is rare).
+pub(super) enum Staged {
+    /// A record of a restore.
+    Restored(Record),
+    /// A submitted event.
+    Submitted(Submitted),
+}
+
+/// A submitted event as staged: its record, payload `null`, and its payload's text.
+pub(super) struct Submitted {
+    head: Record,
+    occurred: JsonText,
+    data: JsonText,
+    evidence: JsonText,
+    meta: Option<JsonText>,
+}
+
+impl Staged {
+    /// The event's record.
+    fn record(&self) -> Record {
+        match self {
+            Staged::Restored(record) => record.clone(),
+            Staged::Submitted(s) => Record {
+                occurred: s.occurred.value(),
+                data: s.data.value(),
+                evidence: s.evidence.value(),
+                meta: s.meta.as_ref().map(JsonText::value),
+                ..s.head.clone()
+            },
+        }
+    }
+}
 
 /// A stream's head as the writer tracks it.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +71,8 @@ pub(super) struct StreamHead {
 #[derive(Default)]
 pub(super) struct Overlay {
     pub(super) streams: HashMap<String, StreamHead>,
-    /// Event ids staged in this group: id → (record, position).
-    pub(super) ids: HashMap<Uuid, (Record, Position)>,
+    /// Event ids staged in this group: id → (event, position).
+    pub(super) ids: HashMap<Uuid, (Staged, Position)>,
     /// Ids introduced in this group: id → kind.
     pub(super) names: HashMap<String, String>,
     /// Registry entries changed in this group: key → (registration seq, entry).
@@ -111,8 +146,8 @@ impl Writer {
 
     /// The record and position of an id already in the log or staged in this group.
     fn existing(&self, id: &Uuid, overlay: &Overlay) -> Result<Option<(Record, Position)>, String> {
-        if let Some((r, p)) = overlay.ids.get(id) {
-            return Ok(Some((r.clone(), p.clone())));
+        if let Some((staged, p)) = overlay.ids.get(id) {
+            return Ok(Some((staged.record(), p.clone())));
         }
         // The store holds every group applied before this one (a group staged meanwhile with
         // the nats backend is in `overlay.ids`, as this one's are).
@@ -226,11 +261,11 @@ impl Writer {
                     stream: append.stream.clone(),
                     event_type: ev.event_type.clone(),
                     schema_version: ev.schema_version,
-                    occurred: ev.occurred.clone(),
+                    occurred: ev.occurred.value(),
                     process: ev.process.clone(),
-                    data: ev.data.clone(),
-                    evidence: ev.evidence.clone(),
-                    meta: ev.meta.clone(),
+                    data: ev.data.value(),
+                    evidence: ev.evidence.value(),
+                    meta: ev.meta.as_ref().map(JsonText::value),
                     ..rec.clone()
                 };
                 if candidate.content() != rec.content() {
@@ -353,27 +388,33 @@ impl Writer {
                 None => {}
             }
             version += 1;
-            // Fields move into the record: no copy of the payload on the hot path.
-            let rec = Record {
-                id: ev.id,
-                seq,
-                stream: stream.clone(),
-                version,
-                event_type: ev.event_type,
-                schema_version: ev.schema_version,
-                recorded_at: recorded_at.to_string(),
-                recorded_by: principal.clone(),
+            // Fields move into the staged event: no copy of the payload on the hot path.
+            let staged_event = Submitted {
+                head: Record {
+                    id: ev.id,
+                    seq,
+                    stream: stream.clone(),
+                    version,
+                    event_type: ev.event_type,
+                    schema_version: ev.schema_version,
+                    recorded_at: recorded_at.to_string(),
+                    recorded_by: principal.clone(),
+                    occurred: serde_json::Value::Null,
+                    process: ev.process,
+                    data: serde_json::Value::Null,
+                    evidence: serde_json::Value::Null,
+                    meta: None,
+                    prev_hash: record::hash_hex(&hash),
+                },
                 occurred: ev.occurred,
-                process: ev.process,
                 data: ev.data,
                 evidence: ev.evidence,
                 meta: ev.meta,
-                prev_hash: record::hash_hex(&hash),
             };
             // Joined from the parts the request's task encoded: the payload is not
             // serialised here.
             let bytes = encoded
-                .record(index, &rec.id, seq, version, &recorded_at_json, &hash)
+                .record(index, &ev.id, seq, version, &recorded_at_json, &hash)
                 .ok_or_else(|| {
                     AppendError::Unavailable("an event was queued without its encoded parts".into())
                 })?;
@@ -399,7 +440,7 @@ impl Writer {
                 recorded_at: recorded_at.to_string(),
             };
             positions.push(position.clone());
-            staged_ids.push((rec, position));
+            staged_ids.push((Staged::Submitted(staged_event), position));
             seq += 1;
         }
         // The request's events are one run of the stream: one index key, whatever its size.
@@ -427,8 +468,8 @@ impl Writer {
         }
         overlay.writes.extend(staged);
         overlay.records.extend(records);
-        for (rec, pos) in staged_ids {
-            overlay.ids.insert(rec.id, (rec, pos));
+        for (staged, pos) in staged_ids {
+            overlay.ids.insert(pos.id, (staged, pos));
         }
         overlay.names.extend(local);
         overlay.entries.extend(entries_now);
@@ -592,7 +633,7 @@ impl Writer {
         overlay.names.extend(names);
         overlay.entries.extend(restored);
         for (rec, pos) in ids {
-            overlay.ids.insert(rec.id, (rec, pos));
+            overlay.ids.insert(rec.id, (Staged::Restored(rec), pos));
         }
         overlay.next_seq = seq;
         overlay.head_hash = hash;
