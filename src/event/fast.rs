@@ -1,10 +1,10 @@
 //! The fast path of an append body: the body read once as a borrowed tree ([`Node`]), each
 //! event checked by the typed validator from that tree, and each event's payload written
-//! straight as the record's text, with no `serde_json::Value` built. It only ever accepts: a body it does
-//! not accept whole (malformed, refused, or a case it leaves alone) goes to the `Value` path
-//! (`Validator::submit`), which decides it and words every refusal. So it must never accept
-//! what that path refuses, nor make a different event of what both accept (a test runs the
-//! examples and their mutations through both).
+//! straight as the record's text, with no `serde_json::Value` built. It only ever accepts: a
+//! body it does not accept whole (malformed, refused, or a case it leaves alone) goes to the
+//! `Value` path (`Validator::submit`), which decides it and words every refusal. So it must
+//! never accept what that path refuses, nor make a different event of what both accept (a test
+//! runs the examples and their mutations through both, as sent and rewritten).
 
 use std::ops::Range;
 
@@ -75,7 +75,7 @@ pub(super) fn submission(
 /// A typical event's stored size: a statement with its evidence is about 600 bytes.
 const EVENT_BYTES_HINT: usize = 768;
 
-/// The members of an event the record keeps, by their place in the event's text.
+/// Where the members of an event the record keeps are in its stored JSON.
 #[derive(Default)]
 struct Spans {
     occurred: Option<Range<usize>>,
