@@ -15,6 +15,9 @@ pub struct Metrics {
     pub events_appended: IntCounter,
     /// Append requests by outcome (`ok`, `duplicate`, `conflict`, `rejected`, `unavailable`).
     pub append_requests: IntCounterVec,
+    /// Append bodies by how they were read: `fast` (borrowed, every event taken whole) or
+    /// `value` (parsed into `serde_json` values: a refusal, or a body the fast path leaves).
+    pub append_bodies: IntCounterVec,
     /// Append requests per group commit.
     pub group_requests: Histogram,
     /// Events per group commit.
@@ -69,6 +72,13 @@ impl Metrics {
             ]),
         )?;
         let head_seq = IntGauge::new("log_head_seq", "Durable head sequence number")?;
+        let append_bodies = IntCounterVec::new(
+            Opts::new(
+                "append_bodies_total",
+                "Append bodies by how they were read (fast: borrowed; value: parsed into values)",
+            ),
+            &["path"],
+        )?;
         let http_responses = IntCounterVec::new(
             Opts::new("http_responses_total", "HTTP responses by status"),
             &["status"],
@@ -102,6 +112,7 @@ impl Metrics {
         registry.register(Box::new(groups_staged_meanwhile.clone()))?;
         registry.register(Box::new(events_appended.clone()))?;
         registry.register(Box::new(append_requests.clone()))?;
+        registry.register(Box::new(append_bodies.clone()))?;
         registry.register(Box::new(group_requests.clone()))?;
         registry.register(Box::new(group_events.clone()))?;
         registry.register(Box::new(flush_seconds.clone()))?;
@@ -114,6 +125,7 @@ impl Metrics {
             registry,
             events_appended,
             append_requests,
+            append_bodies,
             group_requests,
             group_events,
             flush_seconds,

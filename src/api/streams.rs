@@ -122,9 +122,15 @@ async fn append(
                 ));
             }
             let bytes = read_body(content_length, body, st.limits().max_body_bytes).await?;
-            let submission = st
+            let submitted = st
                 .validator
-                .submit_body(&bytes, query.get("expected_version").map(String::as_str))?;
+                .submit_body(&bytes, query.get("expected_version").map(String::as_str));
+            let path = match &submitted {
+                Ok(s) if s.fast => "fast",
+                _ => "value",
+            };
+            st.metrics.append_bodies.with_label_values(&[path]).inc();
+            let submission = submitted?;
             let single = submission.single;
             if dry_run {
                 return super::events::dry_run(&st, &stream, single, &submission);

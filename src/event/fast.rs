@@ -69,6 +69,7 @@ pub(super) fn submission(
         expected,
         events: out,
         single,
+        fast: true,
     })
 }
 

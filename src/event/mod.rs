@@ -62,6 +62,8 @@ pub struct Submission {
     /// Whether the body was one event, not `{"events": [...]}`: a refusal's pointers then
     /// have no `/events/i` prefix.
     pub single: bool,
+    /// Whether the fast path read it (`fast.rs`); `false` when the `Value` path did.
+    pub fast: bool,
 }
 
 /// Validates submissions against the schemas and the configured limits.
@@ -299,6 +301,7 @@ impl Validator {
             expected,
             events,
             single: !batch,
+            fast: false,
         })
     }
 

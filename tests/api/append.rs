@@ -238,6 +238,16 @@ async fn metrics_count_appends_group_commits_flush_latency_and_http_statuses() {
         sample(&text, "annals_http_responses_total{status=\"422\"}"),
         1.0
     );
+    // Every accepted body was read by the fast path; the refused one by the Value path,
+    // which words the refusal.
+    assert_eq!(
+        sample(&text, "annals_append_bodies_total{path=\"fast\"}"),
+        3.0
+    );
+    assert_eq!(
+        sample(&text, "annals_append_bodies_total{path=\"value\"}"),
+        1.0
+    );
 }
 
 #[tokio::test]
