@@ -1,38 +1,68 @@
 //! The fast path of an append body: the body read once as a borrowed tree ([`Node`]), each
 //! event checked by the typed validator from that tree, and each event's payload written
-//! straight as the record's text, with no `serde_json::Value` built. It only ever accepts: a
-//! body it does not accept whole (malformed, refused, or a case it leaves alone) goes to the
-//! `Value` path (`Validator::submit`), which decides it and words every refusal. So it must
-//! never accept what that path refuses, nor make a different event of what both accept (a test
-//! runs the examples and their mutations through both, as sent and rewritten).
+//! straight as the record's text, with no `serde_json::Value` built. It accepts, or leaves the
+//! body to the `Value` path (`Validator::submit`), which decides it and words every refusal;
+//! it refuses only a member named `node::RESERVED_MEMBER`, which that path cannot always see.
+//! So it must never accept what that path refuses, nor make a different event of what both
+//! accept (a test runs the examples and their mutations through both, as sent and rewritten).
 
 use std::ops::Range;
 
 use uuid::Uuid;
 
-use super::node::{JsonView, Node};
+use super::node::{JsonView, Node, RESERVED_MEMBER};
 use super::{
     EventKind, SCHEMA_VERSIONS, Submission, Validator, parse_expected, parse_expected_str, rules,
 };
 use crate::log::{ExpectedVersion, JsonText, NewEvent};
 
-/// The submission of `body`, if the fast path accepts all of it; `None` sends the body to the
-/// `Value` path.
+/// What the fast path made of a body.
+pub(super) enum Outcome {
+    /// Every event accepted.
+    Taken(Submission),
+    /// A member named [`RESERVED_MEMBER`] at this pointer: refused here, since the `Value`
+    /// path would not see it where serde_json reads it as raw text (an object's first member).
+    Reserved(String),
+    /// Left to the `Value` path.
+    Left,
+}
+
+/// What the fast path makes of `body`.
 pub(super) fn submission(
     validator: &Validator,
     body: &[u8],
     query_expected: Option<&str>,
+) -> Outcome {
+    let Ok(body) = serde_json::from_slice::<Node<'_>>(body) else {
+        return Outcome::Left;
+    };
+    if body.has_key(RESERVED_MEMBER) {
+        return match body.pointer_of_key(RESERVED_MEMBER, "") {
+            Some(pointer) => Outcome::Reserved(pointer),
+            None => Outcome::Left,
+        };
+    }
+    match accept(validator, &body, query_expected) {
+        Some(submission) => Outcome::Taken(submission),
+        None => Outcome::Left,
+    }
+}
+
+/// The submission of a body read as `body`, if every event passes; `None` leaves it.
+fn accept(
+    validator: &Validator,
+    body: &Node<'_>,
+    query_expected: Option<&str>,
 ) -> Option<Submission> {
-    let body: Node<'_> = serde_json::from_slice(body).ok()?;
     let query = match query_expected {
         Some(q) => Some(parse_expected_str(q)?),
         None => None,
     };
-    let Node::Object(members) = &body else {
+    let Node::Object(members) = body else {
         return None;
     };
     let (single, events, body_expected) = match body.get("events") {
-        None => (true, std::slice::from_ref(&body), None),
+        None => (true, std::slice::from_ref(body), None),
         Some(Node::Array(list)) => {
             if members
                 .iter()
@@ -229,10 +259,18 @@ mod tests {
         out
     }
 
+    /// The submission the fast path makes of `body`, if it takes it.
+    fn taken(validator: &Validator, body: &str, query: Option<&str>) -> Option<Submission> {
+        match submission(validator, body.as_bytes(), query) {
+            Outcome::Taken(s) => Some(s),
+            Outcome::Reserved(_) | Outcome::Left => None,
+        }
+    }
+
     /// Whether the fast path accepts `body`; when it does, the `Value` path must accept it
     /// too and make the same submission (a minted id aside).
     fn agree(validator: &Validator, body: &str, query: Option<&str>) -> bool {
-        let Some(fast) = submission(validator, body.as_bytes(), query) else {
+        let Some(fast) = taken(validator, body, query) else {
             return false;
         };
         let slow = match super::super::parse_json(body.as_bytes())
@@ -321,15 +359,72 @@ mod tests {
             // A refused event in a batch of good ones: the Value path words the refusal.
             json!({"events": [event, {"type": "statement.made"}]}).to_string(),
         ] {
-            assert!(
-                submission(&validator, body.as_bytes(), None).is_none(),
-                "{body}"
-            );
+            assert!(taken(&validator, &body, None).is_none(), "{body}");
         }
         // A member given twice counts once, its last value, as a `Value` keeps it.
         assert!(agree(&validator, &repeated, None), "{repeated}");
         let batch = json!({"expected_version": 1, "events": [event]}).to_string();
-        assert!(submission(&validator, batch.as_bytes(), Some("2")).is_none());
-        assert!(submission(&validator, batch.as_bytes(), Some("1")).is_some());
+        assert!(taken(&validator, &batch, Some("2")).is_none());
+        assert!(taken(&validator, &batch, Some("1")).is_some());
+    }
+
+    #[test]
+    fn the_reserved_member_name_is_refused_at_its_pointer_wherever_it_stands() {
+        let validator = validator();
+        let event = examples()
+            .into_iter()
+            .find(|e| e["type"] == "event.corrected" && e["data"]["patch"][0]["op"] == "test")
+            .unwrap();
+        let reserved = crate::event::node::RESERVED_MEMBER;
+        // A patch's `value` may be anything. First in its object, serde_json would read the
+        // object as the raw JSON of its string, so the Value path alone would not see it;
+        // elsewhere, stored, the record would not read back. Both are refused, at the member.
+        for (value, first) in [
+            (format!(r#"{{"{reserved}": "{{\"a\": 1}}"}}"#), true),
+            (format!(r#"{{"b": 1, "{reserved}": "x"}}"#), false),
+        ] {
+            let mut changed = event.clone();
+            changed["data"]["patch"][0]["value"] = json!("VALUE");
+            let text = changed.to_string().replace(r#""VALUE""#, &value);
+            let batch = format!(r#"{{"events": [{text}]}}"#);
+            let err = validator.submit_body(batch.as_bytes(), None).unwrap_err();
+            let crate::event::InputError::Invalid(errors) = err else {
+                panic!("{err:?}");
+            };
+            let pointer = format!("/events/0/data/patch/0/value/{reserved}");
+            assert_eq!(errors[0].pointer, pointer);
+            assert!(errors[0].message.contains("cannot be a member name"));
+            if !first {
+                let value = crate::event::parse_json(batch.as_bytes()).unwrap();
+                let crate::event::InputError::Invalid(errors) =
+                    validator.submit(value, None).unwrap_err()
+                else {
+                    panic!("not a field error");
+                };
+                assert_eq!(errors[0].pointer, pointer);
+            }
+        }
+    }
+
+    #[test]
+    fn a_patch_op_is_a_string_not_an_object_naming_one() {
+        let validator = validator();
+        let mut event = examples()
+            .into_iter()
+            .find(|e| e["type"] == "event.corrected")
+            .unwrap();
+        assert!(agree(&validator, &event.to_string(), None));
+        // The same operation, named by an object: serde reads an enum so from a `Value`.
+        let op = event["data"]["patch"][0]["op"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        event["data"]["patch"][0]["op"] = json!({ op: null });
+        let body = event.to_string();
+        assert!(taken(&validator, &body, None).is_none());
+        assert!(
+            validator.submit_body(body.as_bytes(), None).is_err(),
+            "the schema allows only a string"
+        );
     }
 }

@@ -81,6 +81,17 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, InputError> {
     })
 }
 
+/// The refusal of a member named [`node::RESERVED_MEMBER`] at `pointer`.
+fn reserved_member(pointer: String) -> FieldError {
+    FieldError {
+        pointer,
+        message: format!(
+            "`{}` cannot be a member name: the JSON library reads an object with it as raw JSON text, so a record holding it would not read back as it was stored",
+            node::RESERVED_MEMBER
+        ),
+    }
+}
+
 fn invalid(pointer: impl Into<String>, message: impl Into<String>) -> InputError {
     InputError::Invalid(vec![FieldError {
         pointer: pointer.into(),
@@ -178,10 +189,13 @@ impl Validator {
         body: &[u8],
         query_expected: Option<&str>,
     ) -> Result<Submission, InputError> {
-        if let Some(submission) = fast::submission(self, body, query_expected) {
-            return Ok(submission);
+        match fast::submission(self, body, query_expected) {
+            fast::Outcome::Taken(submission) => Ok(submission),
+            fast::Outcome::Reserved(pointer) => {
+                Err(InputError::Invalid(vec![reserved_member(pointer)]))
+            }
+            fast::Outcome::Left => self.submit(parse_json(body)?, query_expected),
         }
-        self.submit(parse_json(body)?, query_expected)
     }
 
     /// Turns an append body into a submission. The body is either `{expected_version?,
@@ -330,6 +344,11 @@ impl Validator {
         let mut errors = Vec::new();
         if measured.long_string {
             size::check_strings(&raw, base, self.limits.max_string_bytes, &mut errors);
+        }
+        if measured.reserved
+            && let Some(pointer) = size::pointer_of_key(&raw, node::RESERVED_MEMBER, base)
+        {
+            errors.push(reserved_member(pointer));
         }
         let event_type = raw
             .get("type")

@@ -14,6 +14,12 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 use serde_json::{Number, Value};
 
+/// The member name serde_json reserves: with its `raw_value` feature, an object whose first
+/// member has this name is read as the raw JSON text of that member's string. A record holding
+/// it elsewhere would not read back as the object it was, so no event may hold it (both paths
+/// refuse it at its pointer).
+pub const RESERVED_MEMBER: &str = "$serde_json::private::RawValue";
+
 /// A JSON value borrowed from its text.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node<'a> {
@@ -68,6 +74,35 @@ impl<'a> Node<'a> {
                 .iter()
                 .any(|(k, v)| k.len() > max || v.has_string_over(max)),
             Node::Null | Node::Bool(_) | Node::Number(_) => false,
+        }
+    }
+
+    /// The JSON pointer (from `base`) of the first member named `key`, at any depth.
+    pub fn pointer_of_key(&self, key: &str, base: &str) -> Option<String> {
+        match self {
+            Node::Array(items) => items
+                .iter()
+                .enumerate()
+                .find_map(|(i, v)| v.pointer_of_key(key, &format!("{base}/{i}"))),
+            Node::Object(members) => members.iter().find_map(|(k, v)| {
+                let here = format!("{base}/{}", k.replace('~', "~0").replace('/', "~1"));
+                if k == key {
+                    Some(here)
+                } else {
+                    v.pointer_of_key(key, &here)
+                }
+            }),
+            Node::Null | Node::Bool(_) | Node::Number(_) | Node::Str(_) => None,
+        }
+    }
+
+    /// Whether any object in it has a member named `key`. (A walk without pointers: this runs
+    /// on every body.)
+    pub fn has_key(&self, key: &str) -> bool {
+        match self {
+            Node::Array(items) => items.iter().any(|v| v.has_key(key)),
+            Node::Object(members) => members.iter().any(|(k, v)| k == key || v.has_key(key)),
+            Node::Null | Node::Bool(_) | Node::Number(_) | Node::Str(_) => false,
         }
     }
 
@@ -451,6 +486,21 @@ mod tests {
             serde_json::to_string(&node).unwrap(),
             r#"{"a":{"y":3,"z":2},"b":"last","c!":"x"}"#
         );
+    }
+
+    #[test]
+    fn serde_json_still_reads_the_reserved_member_as_raw_text_and_a_node_finds_it() {
+        // If serde_json stops reserving the name, this says so: the refusal can then go.
+        let value: Value =
+            serde_json::from_str(&format!(r#"{{"{RESERVED_MEMBER}": "[1]"}}"#)).unwrap();
+        assert_eq!(value, serde_json::json!([1]));
+        let text = format!(r#"{{"a": [{{"b/c": 1, "{RESERVED_MEMBER}": 2}}]}}"#);
+        let node: Node<'_> = serde_json::from_str(&text).unwrap();
+        assert!(node.has_key(RESERVED_MEMBER));
+        let expected = format!("/x/a/0/{RESERVED_MEMBER}");
+        assert_eq!(node.pointer_of_key(RESERVED_MEMBER, "/x"), Some(expected));
+        assert!(!node.has_key("z"));
+        assert_eq!(node.pointer_of_key("b/c", ""), Some("/a/0/b~1c".into()));
     }
 
     #[test]

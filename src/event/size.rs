@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use super::FieldError;
+use super::node::RESERVED_MEMBER;
 
 /// What one walk of an event found: its encoded length and whether any string or key is over
 /// the string limit.
@@ -15,6 +16,8 @@ pub(super) struct Measure {
     pub(super) len: usize,
     /// Whether a string or a key is longer than the limit it was measured against.
     pub(super) long_string: bool,
+    /// Whether a member is named [`RESERVED_MEMBER`].
+    pub(super) reserved: bool,
 }
 
 /// Measures `value` against the string limit `max` (bytes).
@@ -22,6 +25,7 @@ pub(super) fn measure(value: &Value, max: usize) -> Measure {
     let mut m = Measure {
         len: 0,
         long_string: false,
+        reserved: false,
     };
     add(value, max, &mut m);
     m
@@ -43,6 +47,7 @@ fn add(value: &Value, max: usize, m: &mut Measure) {
             // Braces, a colon per member and the commas between them.
             m.len += 2 + map.len() + map.len().saturating_sub(1);
             for (k, v) in map {
+                m.reserved |= k == RESERVED_MEMBER;
                 string(k, max, m);
                 add(v, max, m);
             }
@@ -118,6 +123,34 @@ pub(super) fn check_strings(
 ) {
     let mut path: Vec<Segment<'_>> = Vec::new();
     walk_strings(value, &mut path, pointer, max, errors);
+}
+
+/// The pointer (from `base`) of the first member named `key`, at any depth. Run only once
+/// [`measure`] found one.
+pub(super) fn pointer_of_key(value: &Value, key: &str, base: &str) -> Option<String> {
+    fn walk<'a>(value: &'a Value, key: &str, path: &mut Vec<Segment<'a>>) -> bool {
+        match value {
+            Value::Array(items) => items.iter().enumerate().any(|(i, v)| {
+                path.push(Segment::Index(i));
+                let found = walk(v, key, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            Value::Object(map) => map.iter().any(|(k, v)| {
+                path.push(Segment::Key(k));
+                let found = k == key || walk(v, key, path);
+                if !found {
+                    path.pop();
+                }
+                found
+            }),
+            _ => false,
+        }
+    }
+    let mut path = Vec::new();
+    walk(value, key, &mut path).then(|| render(base, &path))
 }
 
 /// One step of a JSON pointer.
@@ -201,6 +234,19 @@ mod tests {
         assert_eq!(errors[0].pointer, "/events/1/data/list/1");
         let key = serde_json::json!({"a_very_long_key": 1});
         assert!(measure(&key, 5).long_string);
+    }
+
+    #[test]
+    fn the_reserved_member_name_is_found_at_any_depth_and_at_its_pointer() {
+        let value = serde_json::json!({"a": [{"b": 1, RESERVED_MEMBER: 2}]});
+        assert!(measure(&value, usize::MAX).reserved);
+        assert_eq!(
+            pointer_of_key(&value, RESERVED_MEMBER, "/events/0"),
+            Some(format!("/events/0/a/0/{RESERVED_MEMBER}"))
+        );
+        let plain = serde_json::json!({"a": [{"b": 1}]});
+        assert!(!measure(&plain, usize::MAX).reserved);
+        assert_eq!(pointer_of_key(&plain, RESERVED_MEMBER, ""), None);
     }
 
     proptest! {

@@ -306,6 +306,29 @@ async fn a_string_over_max_string_bytes_is_rejected_with_422_pointing_at_that_st
     assert_eq!(app.append("process/p", &at_limit).await.status(), 201);
 }
 
+#[tokio::test]
+async fn the_member_name_serde_json_reserves_is_rejected_with_422_at_it_first_or_not() {
+    let (app, head) = seeded().await;
+    let reserved = "$serde_json::private::RawValue";
+    // First in its object, serde_json reads the object as the raw JSON text of its string;
+    // anywhere else, a record holding it would not read back. Refused either way, at it.
+    for value in [
+        format!(r#"{{"{reserved}": "1"}}"#),
+        format!(r#"{{"b": 1, "{reserved}": "x"}}"#),
+    ] {
+        let text = statement(1).to_string().replacen(
+            r#""data":{"#,
+            &format!(r#""data":{{"z":{value},"#),
+            1,
+        );
+        let body = format!(r#"{{"events": [{}, {text}]}}"#, statement(2));
+        let resp = post_raw(&app, "process%2Fp", Some("application/json"), body).await;
+        let message = invalid_at(resp, &format!("/events/1/data/z/{reserved}")).await;
+        assert!(message.contains("cannot be a member name"), "{message}");
+        assert_eq!(app.head().await, head);
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Schema violations: 422 with a pointer.
 

@@ -256,9 +256,9 @@ impl ObjectRule for PatchOp {
     }
 }
 
-/// `json_patch` `op`.
-#[derive(Deserialize, PartialEq)]
-#[serde(rename_all = "lowercase")]
+/// `json_patch` `op`: a string. Not a derived enum: serde would also read a unit variant from
+/// an object naming it (`{"remove": null}`), which the schema refuses.
+#[derive(PartialEq)]
 enum PatchOpName {
     Add,
     Remove,
@@ -266,6 +266,22 @@ enum PatchOpName {
     Move,
     Copy,
     Test,
+}
+
+impl<'de> Deserialize<'de> for PatchOpName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        const NAMES: &[&str] = &["add", "remove", "replace", "move", "copy", "test"];
+        let name = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Ok(match name.as_ref() {
+            "add" => PatchOpName::Add,
+            "remove" => PatchOpName::Remove,
+            "replace" => PatchOpName::Replace,
+            "move" => PatchOpName::Move,
+            "copy" => PatchOpName::Copy,
+            "test" => PatchOpName::Test,
+            other => return Err(serde::de::Error::unknown_variant(other, NAMES)),
+        })
+    }
 }
 
 /// `provision` in its structured form.

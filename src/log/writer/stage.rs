@@ -207,7 +207,9 @@ impl Writer {
                 None => Ok(looked_up(self.known_id(id, overlay))?.map(|(k, _)| k)),
             },
             |id| {
+                // Staged in this group: known without building its record.
                 Ok(local_events.contains(id)
+                    || overlay.ids.contains_key(id)
                     || self
                         .existing(id, overlay)
                         .map_err(AppendError::Unavailable)?
