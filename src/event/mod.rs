@@ -82,7 +82,7 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, InputError> {
 }
 
 /// The refusal of a member named [`node::RESERVED_MEMBER`] at `pointer`.
-fn reserved_member(pointer: String) -> FieldError {
+pub(crate) fn reserved_member(pointer: String) -> FieldError {
     FieldError {
         pointer,
         message: format!(

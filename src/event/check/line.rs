@@ -12,7 +12,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::ProblemKind;
-use crate::event::{InputError, Validator, parse_json};
+use crate::event::node::{Node, RESERVED_MEMBER};
+use crate::event::{InputError, Validator, parse_json, reserved_member};
 use crate::log::{ExpectedVersion, JsonText, NewEvent, Restore};
 
 /// A parsed, validated line.
@@ -128,6 +129,15 @@ fn as_submission(v: &Value) -> Value {
 pub fn parse_line(validator: &Validator, line_no: u64, text: &str) -> Result<Line, LineError> {
     if text.trim().is_empty() {
         return Ok(Line::Blank);
+    }
+    // serde_json reads an object led by the reserved member name as raw JSON text, so the
+    // parsed value would not show it: the line's text is read for it first, as the API does.
+    // Any spelling of the name holds either its last word or an escape.
+    if (text.contains("RawValue") || text.contains("\\u"))
+        && let Ok(node) = serde_json::from_str::<Node<'_>>(text)
+        && let Some(pointer) = node.pointer_of_key(RESERVED_MEMBER, "")
+    {
+        return Err(InputError::Invalid(vec![reserved_member(pointer)]).into());
     }
     let value = parse_json(text.as_bytes())?;
     if value.get("seq").is_some() && value.get("hash").is_some() {
@@ -279,6 +289,24 @@ pub fn derived_id(line_no: u64, stream: &str, event: &NewEvent) -> Uuid {
 mod tests {
     use super::*;
     use crate::event::tests::validator;
+
+    #[test]
+    fn a_line_with_the_reserved_member_name_is_refused_at_it_first_in_its_object_or_not() {
+        for value in [
+            r#"{"$serde_json::private::RawValue": "1"}"#,
+            r#"{"b": 1, "$serde_json::private::RawValue": "x"}"#,
+            r#"{"\u0024serde_json::private::RawValue": "1"}"#,
+        ] {
+            let text = format!(
+                r#"{{"stream": "process/p", "type": "statement.made", "data": {{"z": {value}}}}}"#
+            );
+            let err = parse_line(&validator(), 1, &text).unwrap_err();
+            assert_eq!(
+                err.problems[0].1, "/data/z/$serde_json::private::RawValue",
+                "{text}: {err}"
+            );
+        }
+    }
 
     fn submission(text: &str, line: u64) -> (String, NewEvent) {
         match parse_line(&validator(), line, text).unwrap() {
