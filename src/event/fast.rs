@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::node::{JsonView, Node, RESERVED_MEMBER};
 use super::{
     EventKind, SCHEMA_VERSIONS, Submission, Validator, parse_expected, parse_expected_str, rules,
+    version_number,
 };
 use crate::log::{ExpectedVersion, JsonText, NewEvent};
 
@@ -156,10 +157,11 @@ fn event(validator: &Validator, node: &Node<'_>, base: &str) -> Option<NewEvent>
     let part = |span: &Option<Range<usize>>| span.clone().and_then(|r| encoded.get(r));
 
     let event_type = node.get("type")?.as_str()?;
-    let schema_version = node
-        .get("schema_version")
-        .and_then(Node::as_u64)
-        .unwrap_or(1);
+    let schema_version = match node.get("schema_version") {
+        Some(Node::Number(n)) => version_number(n),
+        _ => None,
+    }
+    .unwrap_or(1);
     if !SCHEMA_VERSIONS
         .iter()
         .any(|v| u64::from(*v) == schema_version)
@@ -404,6 +406,24 @@ mod tests {
                 assert_eq!(errors[0].pointer, pointer);
             }
         }
+    }
+
+    #[test]
+    fn a_schema_version_written_as_a_float_without_fraction_is_that_version() {
+        let validator = validator();
+        let event = examples()
+            .into_iter()
+            .find(|e| e["schema_version"] == 2 && e["type"] == "statement.made")
+            .unwrap();
+        let body = event
+            .to_string()
+            .replace(r#""schema_version":2"#, r#""schema_version":2.0"#);
+        assert!(body.contains("2.0"), "{body}");
+        assert!(agree(&validator, &body, None));
+        assert_eq!(
+            taken(&validator, &body, None).unwrap().events[0].schema_version,
+            2
+        );
     }
 
     #[test]

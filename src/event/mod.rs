@@ -81,6 +81,17 @@ pub fn parse_json(bytes: &[u8]) -> Result<Value, InputError> {
     })
 }
 
+/// A schema version given as a number: an integer, or a float without a fraction (`2.0`),
+/// which JSON Schema's `integer` accepts too (read as 1 before: version 1's forms applied, and
+/// the record said 1).
+pub(crate) fn version_number(n: &serde_json::Number) -> Option<u64> {
+    n.as_u64().or_else(|| {
+        n.as_f64()
+            .filter(|f| f.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(f))
+            .map(|f| f as u64)
+    })
+}
+
 /// The refusal of a member named [`node::RESERVED_MEMBER`] at `pointer`.
 pub(crate) fn reserved_member(pointer: String) -> FieldError {
     FieldError {
@@ -357,7 +368,8 @@ impl Validator {
             .to_string();
         let schema_version = raw
             .get("schema_version")
-            .and_then(Value::as_u64)
+            .and_then(Value::as_number)
+            .and_then(version_number)
             .unwrap_or(1);
         if !SCHEMA_VERSIONS
             .iter()

@@ -57,14 +57,6 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// The number as a `u64`, if it is one.
-    pub fn as_u64(&self) -> Option<u64> {
-        match self {
-            Node::Number(n) => n.as_u64(),
-            _ => None,
-        }
-    }
-
     /// Whether any string or key in it is longer than `max` bytes.
     pub fn has_string_over(&self, max: usize) -> bool {
         match self {

@@ -551,6 +551,13 @@ async fn a_wrong_key_gets_a_clear_message_and_an_empty_log_a_helpful_empty_state
     );
 
     let page = site.open().await;
+    // The empty state is drawn once the first reads answer: waited for, not raced (this read
+    // once found it not yet drawn).
+    page.wait_for(
+        "(document.getElementById('empty')?.textContent || '').includes('The log is empty')",
+        WAIT,
+    )
+    .await;
     let empty = text(&page, "#empty").await;
     assert!(empty.contains("The log is empty"), "{empty}");
     assert!(empty.contains("annals serve --demo"), "{empty}");
