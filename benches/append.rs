@@ -1008,7 +1008,7 @@ impl Bench {
 struct Pieces {
     validate_single_us: f64,
     validate_batch_us: f64,
-    /// The batch body through the `Value` path alone (`parse_json` + `Validator::submit`),
+    /// The batch body through the `Value` path alone (`parse_json` + `Validator::submission`),
     /// the baseline of the fast path in the same run.
     value_batch_us: f64,
     schema_event_us: f64,
@@ -1067,7 +1067,7 @@ fn measure_pieces(settings: &Settings) -> Res<Pieces> {
     })?;
     let validate_batch_us = s / (n as f64 * settings.batch_size as f64) * 1e6;
     let (n, s) = time_loop(dur, || {
-        let sub = validator.submit(parse_json(&batch)?, None)?;
+        let sub = validator.submission(&parse_json(&batch)?, None)?;
         std::hint::black_box(sub);
         Ok(())
     })?;

@@ -1,7 +1,7 @@
 //! The fast path of an append body: the body read once as a borrowed tree ([`Node`]), each
 //! event checked by the typed validator from that tree, and each event's payload written
 //! straight as the record's text, with no `serde_json::Value` built. It accepts, or leaves the
-//! body to the `Value` path (`Validator::submit`), which decides it and words every refusal;
+//! body to the `Value` path (`Validator::submission`), which decides it and words every refusal;
 //! it refuses only a member named `node::RESERVED_MEMBER`, which that path cannot always see.
 //! So it must never accept what that path refuses, nor make a different event of what both
 //! accept (a test runs the examples and their mutations through both, as sent and rewritten).
@@ -12,10 +12,10 @@ use uuid::Uuid;
 
 use super::node::{JsonView, Node, RESERVED_MEMBER};
 use super::{
-    EventKind, SCHEMA_VERSIONS, Submission, Validator, parse_expected, parse_expected_str, rules,
+    EventKind, SCHEMA_VERSIONS, Submission, Validator, expected_version, parse_expected, rules,
     version_number,
 };
-use crate::log::{ExpectedVersion, JsonText, NewEvent};
+use crate::log::{JsonText, NewEvent};
 
 /// What the fast path made of a body.
 pub(super) enum Outcome {
@@ -55,10 +55,6 @@ fn accept(
     body: &Node<'_>,
     query_expected: Option<&str>,
 ) -> Option<Submission> {
-    let query = match query_expected {
-        Some(q) => Some(parse_expected_str(q)?),
-        None => None,
-    };
     let Node::Object(members) = body else {
         return None;
     };
@@ -81,12 +77,7 @@ fn accept(
         }
         Some(_) => return None,
     };
-    let expected = match (body_expected, query) {
-        (Some(b), Some(q)) if b != q => return None,
-        (Some(b), _) => b,
-        (None, Some(q)) => q,
-        (None, None) => ExpectedVersion::Any,
-    };
+    let expected = expected_version(body_expected, query_expected).ok()?;
     let mut out = Vec::with_capacity(events.len());
     for (i, node) in events.iter().enumerate() {
         let base = if single {
@@ -116,7 +107,7 @@ struct Spans {
     meta: Option<Range<usize>>,
 }
 
-/// One event of the body (`base` its pointer), if every check `Validator::event_owned` makes
+/// One event of the body (`base` its pointer), if every check `Validator::event` makes
 /// passes, made as that path makes it.
 fn event(validator: &Validator, node: &Node<'_>, base: &str) -> Option<NewEvent> {
     let typed = validator.schemas.typed();
@@ -276,7 +267,7 @@ mod tests {
             return false;
         };
         let slow = match super::super::parse_json(body.as_bytes())
-            .and_then(|value| validator.submit(value, query))
+            .and_then(|value| validator.submission(&value, query))
         {
             Ok(s) => s,
             Err(e) => panic!("the fast path accepts what the Value path refuses ({e:?}):\n{body}"),
@@ -399,7 +390,7 @@ mod tests {
             if !first {
                 let value = crate::event::parse_json(batch.as_bytes()).unwrap();
                 let crate::event::InputError::Invalid(errors) =
-                    validator.submit(value, None).unwrap_err()
+                    validator.submission(&value, None).unwrap_err()
                 else {
                     panic!("not a field error");
                 };

@@ -92,6 +92,36 @@ pub(crate) fn version_number(n: &serde_json::Number) -> Option<u64> {
     })
 }
 
+/// The expected version of a request, from its body's and its query's (either, both equal, or
+/// neither: `any`). Both paths of a body decide it here.
+pub(crate) fn expected_version(
+    body: Option<ExpectedVersion>,
+    query: Option<&str>,
+) -> Result<ExpectedVersion, InputError> {
+    let query = match query {
+        Some(q) => Some(parse_expected_str(q).ok_or_else(|| {
+            invalid(
+                "",
+                format!(
+                    "query parameter expected_version=`{q}` is not any, no_stream, exists or a number"
+                ),
+            )
+        })?),
+        None => None,
+    };
+    Ok(match (body, query) {
+        (Some(b), Some(q)) if b != q => {
+            return Err(invalid(
+                "/expected_version",
+                format!("the body says {b} but the query says {q}"),
+            ));
+        }
+        (Some(b), _) => b,
+        (None, Some(q)) => q,
+        (None, None) => ExpectedVersion::Any,
+    })
+}
+
 /// The refusal of a member named [`node::RESERVED_MEMBER`] at `pointer`.
 pub(crate) fn reserved_member(pointer: String) -> FieldError {
     FieldError {
@@ -194,7 +224,7 @@ impl Validator {
 
     /// Turns the bytes of an append body into a submission: read without building a
     /// `serde_json::Value` when every event passes (`fast.rs`), else parsed and decided by
-    /// [`Validator::submit`], which words the refusals.
+    /// [`Validator::submission`], which words the refusals.
     pub fn submit_body(
         &self,
         body: &[u8],
@@ -205,7 +235,7 @@ impl Validator {
             fast::Outcome::Reserved(pointer) => {
                 Err(InputError::Invalid(vec![reserved_member(pointer)]))
             }
-            fast::Outcome::Left => self.submit(parse_json(body)?, query_expected),
+            fast::Outcome::Left => self.submission(&parse_json(body)?, query_expected),
         }
     }
 
@@ -216,32 +246,11 @@ impl Validator {
         body: &Value,
         query_expected: Option<&str>,
     ) -> Result<Submission, InputError> {
-        self.submit(body.clone(), query_expected)
-    }
-
-    /// [`Validator::submission`] of a body it may take apart: each event's members move into
-    /// its `NewEvent` instead of being copied.
-    pub fn submit(
-        &self,
-        body: Value,
-        query_expected: Option<&str>,
-    ) -> Result<Submission, InputError> {
         let Some(obj) = body.as_object() else {
             return Err(invalid(
                 "",
                 "the body must be a JSON object: an event, or {\"events\": [...]}",
             ));
-        };
-        let query = match query_expected {
-            Some(q) => Some(parse_expected_str(q).ok_or_else(|| {
-                invalid(
-                    "",
-                    format!(
-                        "query parameter expected_version=`{q}` is not any, no_stream, exists or a number"
-                    ),
-                )
-            })?),
-            None => None,
         };
         let (batch, base_of, body_expected): (bool, Box<dyn Fn(usize) -> String>, _) = if let Some(
             events,
@@ -292,28 +301,15 @@ impl Validator {
             // Checked against `event.json` once, in `event()` below.
             (false, Box::new(|_| String::new()), None)
         };
-        let expected = match (body_expected, query) {
-            (Some(b), Some(q)) if b != q => {
-                return Err(invalid(
-                    "/expected_version",
-                    format!("the body says {b} but the query says {q}"),
-                ));
-            }
-            (Some(b), _) => b,
-            (None, Some(q)) => q,
-            (None, None) => ExpectedVersion::Any,
-        };
-        let raw_events = match body {
-            Value::Object(mut obj) if batch => match obj.remove("events") {
-                Some(Value::Array(list)) => list,
-                _ => Vec::new(),
-            },
-            body => vec![body],
+        let expected = expected_version(body_expected, query_expected)?;
+        let raw_events = match obj.get("events").and_then(Value::as_array) {
+            Some(list) if batch => list.as_slice(),
+            _ => std::slice::from_ref(body),
         };
         let mut events = Vec::with_capacity(raw_events.len());
         let mut errors = Vec::new();
-        for (i, raw) in raw_events.into_iter().enumerate() {
-            match self.event_owned(raw, &base_of(i)) {
+        for (i, raw) in raw_events.iter().enumerate() {
+            match self.event(raw, &base_of(i)) {
                 Ok(ev) => events.push(ev),
                 Err(InputError::Invalid(mut errs)) => errors.append(&mut errs),
                 Err(other) => return Err(other),
@@ -331,19 +327,14 @@ impl Validator {
     }
 
     /// Validates one submitted event (already shaped by `event.json` or about to be) whose
-    /// pointer in the body is `base`.
+    /// pointer in the body is `base`. Its `occurred`, `data`, `evidence` and `meta` are
+    /// encoded for the record once every check has passed.
     pub fn event(&self, raw: &Value, base: &str) -> Result<NewEvent, InputError> {
-        self.event_owned(raw.clone(), base)
-    }
-
-    /// [`Validator::event`] of an event it may take apart: `data`, `evidence`, `occurred` and
-    /// `meta` move into the `NewEvent` once every check has passed.
-    pub fn event_owned(&self, raw: Value, base: &str) -> Result<NewEvent, InputError> {
-        let shape = self.schemas.check_event(&raw, base);
+        let shape = self.schemas.check_event(raw, base);
         if !shape.is_empty() {
             return Err(InputError::Invalid(shape));
         }
-        let measured = size::measure(&raw, self.limits.max_string_bytes);
+        let measured = size::measure(raw, self.limits.max_string_bytes);
         let size = measured.len;
         if size > self.limits.max_event_bytes {
             return Err(InputError::TooLarge {
@@ -354,10 +345,10 @@ impl Validator {
         }
         let mut errors = Vec::new();
         if measured.long_string {
-            size::check_strings(&raw, base, self.limits.max_string_bytes, &mut errors);
+            size::check_strings(raw, base, self.limits.max_string_bytes, &mut errors);
         }
         if measured.reserved
-            && let Some(pointer) = size::pointer_of_key(&raw, node::RESERVED_MEMBER, base)
+            && let Some(pointer) = size::pointer_of_key(raw, node::RESERVED_MEMBER, base)
         {
             errors.push(reserved_member(pointer));
         }
@@ -456,20 +447,15 @@ impl Validator {
             .get("process")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let Value::Object(members) = raw else {
-            return Err(invalid(base, "invalid event"));
-        };
         Ok(NewEvent {
             id,
             event_type,
             schema_version: schema_version as u32,
-            occurred: JsonText::of(members.get("occurred").unwrap_or(&Value::Null)),
+            occurred: JsonText::of(raw.get("occurred").unwrap_or(&null)),
             process,
-            data: JsonText::of(members.get("data").unwrap_or(&Value::Null)),
-            evidence: members
-                .get("evidence")
-                .map_or_else(|| JsonText::of(&Value::Array(vec![])), JsonText::of),
-            meta: members.get("meta").map(JsonText::of),
+            data: JsonText::of(data),
+            evidence: JsonText::of(evidence),
+            meta: raw.get("meta").map(JsonText::of),
             refs,
             client_id,
         })
