@@ -244,7 +244,7 @@ impl JsonText {
     }
 
     /// Text already in that encoding: serde_json's own serialisation of a value read without
-    /// building it (`event::borrowed`).
+    /// building it (`event::fast`).
     pub(crate) fn encoded(text: String) -> JsonText {
         JsonText(text)
     }
