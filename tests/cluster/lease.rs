@@ -26,8 +26,21 @@ async fn a_node_whose_lease_was_taken_stops_delivering_until_it_holds_the_lease_
     let js = async_nats::jetstream::new(cluster.client().await);
     let leases = js.get_key_value("annals_webhook_leases").await.unwrap();
     let key = format!("lease.{id}");
-    let taken = tokio::time::Instant::now();
-    leases.put(&key, "intruder".into()).await.unwrap();
+    // Retried: on a cluster just started, the bucket's stream may briefly answer "not found"
+    // while its leader settles (one CI run saw it); the test is about what follows the write.
+    let mut attempts = 0;
+    let taken = loop {
+        let at = tokio::time::Instant::now();
+        match leases.put(&key, "intruder".into()).await {
+            Ok(_) => break at,
+            Err(e) if attempts < 20 => {
+                attempts += 1;
+                eprintln!("the intruder's write is retried: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("the intruder cannot write the lease: {e}"),
+        }
+    };
     tokio::time::sleep(Duration::from_millis(3500)).await;
 
     let meanwhile = statements(&a, 2, 3).await;
