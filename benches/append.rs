@@ -630,6 +630,8 @@ struct LoadResult {
     group_events: f64,
     group_requests: f64,
     flush_mean: f64,
+    /// Mean seconds from a group's publish to the stream's ack (nats backend; NaN on sled).
+    publish_mean: f64,
     groups_per_s: f64,
     /// Fraction of the window the writer spent in batch + flush + fdatasync.
     flush_busy: f64,
@@ -660,6 +662,11 @@ fn test_config(dir: &Path, durability: &str) -> Res<Config> {
     // compression's cost can be read from two runs.
     if let Ok(v) = std::env::var("ANNALS_BENCH_COMPRESSION") {
         log["compression"] = json!(v.trim() != "false");
+    }
+    // `ANNALS_BENCH_MAX_GROUP_EVENTS=N` sets `[log] max_group_events`.
+    if let Ok(v) = std::env::var("ANNALS_BENCH_MAX_GROUP_EVENTS") {
+        let n: usize = v.trim().parse()?;
+        log["max_group_events"] = json!(n);
     }
     // `ANNALS_BENCH_NATS_URLS=nats://127.0.0.1:4222,...` runs the server on the nats backend
     // (issue 9), each scenario on a stream of its own, so a fresh folder has nothing to read.
@@ -995,6 +1002,11 @@ impl Bench {
             group_events: ratio(delta(&m0, &m1, "annals_group_commit_events_sum")),
             group_requests: ratio(delta(&m0, &m1, "annals_group_commit_requests_sum")),
             flush_mean: ratio(flush_sum),
+            publish_mean: {
+                let n = delta(&m0, &m1, "annals_log_stream_publish_seconds_count");
+                let sum = delta(&m0, &m1, "annals_log_stream_publish_seconds_sum");
+                if n > 0.0 { sum / n } else { f64::NAN }
+            },
             groups_per_s: groups / secs,
             flush_busy: flush_sum / secs,
             cpu: cpu_use(&c0, &c1, elapsed),
@@ -1298,7 +1310,7 @@ fn main() -> Res<()> {
             settings.server_threads, settings.client_threads
         );
         println!(
-            "{:<24} {:>3} {:>8} {:>7} {:>8} {:>8} {:>4} {:>7} {:>7} {:>7} {:>8} {:>6}",
+            "{:<24} {:>3} {:>8} {:>7} {:>8} {:>8} {:>4} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7}",
             "scenario",
             "cli",
             "events/s",
@@ -1310,14 +1322,15 @@ fn main() -> Res<()> {
             "grp req",
             "flush",
             "groups/s",
-            "fbusy"
+            "fbusy",
+            "publish"
         );
         for r in &loads {
             let na = |v: f64, f: &dyn Fn(f64) -> String| {
                 if v.is_finite() { f(v) } else { "-".into() }
             };
             println!(
-                "{:<24} {:>3} {:>8} {:>7} {:>8} {:>8} {:>4} {:>7} {:>7} {:>7} {:>8} {:>6}",
+                "{:<24} {:>3} {:>8} {:>7} {:>8} {:>8} {:>4} {:>7} {:>7} {:>7} {:>8} {:>6} {:>7}",
                 r.label,
                 r.clients,
                 if r.kind == Kind::Health {
@@ -1333,7 +1346,8 @@ fn main() -> Res<()> {
                 na(r.group_requests, &|v| format!("{v:.1}")),
                 na(r.flush_mean, &fmt_secs),
                 fmt_rate(r.groups_per_s),
-                format!("{:.0}%", r.flush_busy * 100.0)
+                format!("{:.0}%", r.flush_busy * 100.0),
+                na(r.publish_mean, &fmt_secs)
             );
         }
         println!(

@@ -42,6 +42,9 @@ pub struct Metrics {
     /// published, by outcome: `kept` (that group was taken, this one went on) or `restaged`
     /// (it was refused; both were staged again).
     pub groups_staged_meanwhile: IntCounterVec,
+    /// Seconds from a group's publish to the stream's ack of it (nats backend): the
+    /// replicated stream's share of an append's latency.
+    pub stream_publish_seconds: Histogram,
 }
 
 impl Metrics {
@@ -103,6 +106,15 @@ impl Metrics {
             ),
             &["outcome"],
         )?;
+        let stream_publish_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "log_stream_publish_seconds",
+                "Seconds from a group's publish to the stream's ack (nats backend)",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.5, 2.0,
+            ]),
+        )?;
         let runtime_worker_threads = IntGauge::new(
             "runtime_worker_threads",
             "Worker threads of the async runtime that serves HTTP (server.worker_threads)",
@@ -110,6 +122,7 @@ impl Metrics {
         registry.register(Box::new(runtime_worker_threads.clone()))?;
         registry.register(Box::new(writer_known_ids.clone()))?;
         registry.register(Box::new(groups_staged_meanwhile.clone()))?;
+        registry.register(Box::new(stream_publish_seconds.clone()))?;
         registry.register(Box::new(events_appended.clone()))?;
         registry.register(Box::new(append_requests.clone()))?;
         registry.register(Box::new(append_bodies.clone()))?;
@@ -137,6 +150,7 @@ impl Metrics {
             writer_known_ids,
             runtime_worker_threads,
             groups_staged_meanwhile,
+            stream_publish_seconds,
         })
     }
 

@@ -252,6 +252,9 @@ impl Writer {
                         closed = Some(reply);
                         break 'outer;
                     }
+                    // This node's own records, echoed by the follower before their ack came
+                    // back: nothing to do, and no reason to cut the group short.
+                    Command::Follow(records) if records.iter().all(|r| r.seq <= self.head.seq) => {}
                     // Another node's records go in at their place: after what is queued before.
                     Command::Follow(records) => {
                         self.commit_group(std::mem::take(&mut group), None);

@@ -133,10 +133,10 @@ impl Writer {
             let mut next = None;
             let published = match flight {
                 Ok(Some(publishing)) => {
-                    let receiving = if carry.is_none() {
-                        rx.as_deref_mut()
-                    } else {
+                    let receiving = if matches!(carry, Some(Command::Close(_))) {
                         None
+                    } else {
+                        rx.as_deref_mut()
                     };
                     let (published, staged) =
                         self.stage_meanwhile(publishing, &mut overlay, receiving, &mut carry);
@@ -157,6 +157,9 @@ impl Writer {
                         .with_label_values(&["kept"])
                         .inc();
                     let first = next.split.take_first(&mut overlay);
+                    if let Some(Command::Follow(records)) = carry.take() {
+                        keep_following(&mut carry, records, overlay.next_seq - 1);
+                    }
                     // The stream holds the first group: the next one goes out at once, and
                     // is on its way while the first is written here. Not when it has
                     // refusals: they are judged once the stream is seen to end at the head.
@@ -230,8 +233,8 @@ impl Writer {
 
     /// Waits for the publish under way. Meanwhile, the requests that arrive on `rx` (up to a
     /// group's worth) are staged on the overlay after the group being published: the next
-    /// group, returned with where it starts. A Close or Follow stops that and is kept in
-    /// `carry`: it goes after both groups.
+    /// group, returned with where it starts. A Close stops that and is kept in `carry`: it goes
+    /// after both groups; so do a Follow's records past what is staged (`keep_following`).
     fn stage_meanwhile(
         &mut self,
         mut publishing: Publishing,
@@ -263,7 +266,15 @@ impl Writer {
                     });
                     return (done, next);
                 }
-                Ok(Some(cmd @ (Command::Close(_) | Command::Follow(_)))) => {
+                Ok(Some(Command::Follow(records))) => {
+                    // Most often this node's own group, echoed by the follower before its ack
+                    // came back: it must not cut the next group short, so staging goes on.
+                    keep_following(carry, records, overlay.next_seq - 1);
+                    continue;
+                }
+                Ok(Some(cmd @ Command::Close(_))) => {
+                    // Closing: a Follow kept so far is dropped (the stream holds its records;
+                    // the follower reads them again when the log is next opened).
                     *carry = Some(cmd);
                     rx = None;
                     continue;
@@ -352,12 +363,16 @@ impl Writer {
         let outgoing = Outgoing::new(last, records, packer.as_deref_mut())?;
         drop(packer);
         let link = replication.link.clone();
-        Ok(Some(
-            replication
-                .link
-                .runtime
-                .spawn(async move { link.publish(outgoing).await }),
-        ))
+        let took = self.metrics.stream_publish_seconds.clone();
+        // From here: the writer waits for the ack, the task's start on the runtime included.
+        let started = Instant::now();
+        Ok(Some(replication.link.runtime.spawn(async move {
+            let published = link.publish(outgoing).await;
+            if published.is_ok() {
+                took.observe(started.elapsed().as_secs_f64());
+            }
+            published
+        })))
     }
 
     /// Applies every stream record past the head, in chunks; whether there was any.
@@ -454,6 +469,28 @@ impl Writer {
     }
 }
 
+/// Keeps, in `carry`, the followed records past `staged` (the last seq staged here), after
+/// any kept before. Those up to it need no following: if the stream took the groups staged
+/// here, they are this node's own; if not, the writer catches up from the stream before it
+/// stages again. So what is kept stays small: records past everything staged mean the
+/// stream went on past this node's groups, whose next publish is then refused, and catching
+/// up applies them (the follow after it skips what the head already holds).
+fn keep_following(carry: &mut Option<Command>, mut records: Vec<StreamRecord>, staged: u64) {
+    records.retain(|r| r.seq > staged);
+    match carry {
+        Some(Command::Follow(kept)) => {
+            kept.retain(|r| r.seq > staged);
+            kept.extend(records);
+            if kept.is_empty() {
+                *carry = None;
+            }
+        }
+        Some(_) => {}
+        None if records.is_empty() => {}
+        None => *carry = Some(Command::Follow(records)),
+    }
+}
+
 /// Answers every request of a group that cannot be made durable with 503's error.
 fn give_up(owed: Vec<Owed>, refused: Vec<(Command, AppendError)>, why: &str) {
     fail(owed, why);
@@ -546,4 +583,54 @@ fn own_landing(
         let _ = reply.send(answer);
     });
     tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn records(seqs: std::ops::RangeInclusive<u64>) -> Vec<StreamRecord> {
+        seqs.map(|seq| StreamRecord {
+            seq,
+            hash: [0; 32],
+            bytes: bytes::Bytes::new(),
+        })
+        .collect()
+    }
+
+    fn kept(carry: &Option<Command>) -> Option<Vec<u64>> {
+        match carry {
+            Some(Command::Follow(records)) => Some(records.iter().map(|r| r.seq).collect()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_echo_of_what_is_staged_is_not_kept_to_follow() {
+        let mut carry = None;
+        keep_following(&mut carry, records(11..=20), 20);
+        assert!(carry.is_none());
+    }
+
+    #[test]
+    fn followed_records_past_what_is_staged_are_kept_in_order_after_earlier_ones() {
+        let mut carry = None;
+        keep_following(&mut carry, records(18..=22), 20);
+        assert_eq!(kept(&carry), Some(vec![21, 22]));
+        keep_following(&mut carry, records(23..=24), 20);
+        assert_eq!(kept(&carry), Some(vec![21, 22, 23, 24]));
+        // Once more is staged (or caught up on), what it covers is dropped from what is kept.
+        keep_following(&mut carry, Vec::new(), 22);
+        assert_eq!(kept(&carry), Some(vec![23, 24]));
+        keep_following(&mut carry, Vec::new(), 30);
+        assert!(carry.is_none());
+    }
+
+    #[test]
+    fn a_close_waiting_to_be_handled_is_not_replaced_by_followed_records() {
+        let (tx, _rx) = tokio::sync::oneshot::channel();
+        let mut carry = Some(Command::Close(tx));
+        keep_following(&mut carry, records(21..=22), 20);
+        assert!(matches!(carry, Some(Command::Close(_))));
+    }
 }
