@@ -229,40 +229,50 @@ async fn an_acknowledged_append_survives_killing_the_stream_leader() {
     tokio::time::sleep(Duration::from_millis(10)).await;
 }
 
+/// One append the leader-kill test sent: its event (with the client's id), and the answer's
+/// position when it was acknowledged.
+struct Sent {
+    event: Value,
+    at: std::time::Instant,
+    acked: Option<(std::time::Instant, Value)>,
+}
+
 #[tokio::test]
-async fn killing_the_stream_leader_during_concurrent_appends_loses_no_acknowledged_event() {
+async fn killing_the_stream_leader_during_64_client_appends_loses_no_acknowledged_event_and_retries_store_once()
+ {
     let mut cluster = NatsCluster::start().await;
     let a = std::sync::Arc::new(node(&cluster).await);
     a.seed().await;
     let leader = cluster.stream_leader("annals").await;
 
-    // Clients append from before the kill until a second after it, 10 ms apart each.
-    let clients = 16u64;
+    // Clients append from before the kill until a second after it, 10 ms apart each, every
+    // event with an id of the client's, so it can retry it.
+    let clients = 64u64;
     let kill_at = std::time::Instant::now() + Duration::from_millis(300);
     let stop_at = kill_at + Duration::from_secs(1);
-    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Sent>::new()));
     let tasks: Vec<_> = (0..clients)
         .map(|c| {
-            let (a, acked) = (a.clone(), acked.clone());
+            let (a, sent) = (a.clone(), sent.clone());
             tokio::spawn(async move {
                 for i in 0.. {
                     if std::time::Instant::now() > stop_at {
                         break;
                     }
                     tokio::time::sleep(Duration::from_millis(10)).await;
-                    let sent = std::time::Instant::now();
-                    let resp = a.append("process/p", &statement(c * 100_000 + i)).await;
+                    let mut event = statement(c * 100_000 + i);
+                    event["id"] = json!(Uuid::now_v7().to_string());
+                    let at = std::time::Instant::now();
+                    let resp = a.append("process/p", &event).await;
                     // 503 is an honest answer while no leader is elected; 201 must hold.
-                    if resp.status() == 201 {
+                    let acked = if resp.status() == 201 {
                         let body: Value = resp.json().await.unwrap();
-                        let at = std::time::Instant::now();
-                        acked
-                            .lock()
-                            .unwrap()
-                            .push((sent, at, body["events"][0].clone()));
+                        Some((std::time::Instant::now(), body["events"][0].clone()))
                     } else {
                         assert_eq!(resp.status(), 503, "{}", resp.text().await.unwrap());
-                    }
+                        None
+                    };
+                    sent.lock().unwrap().push(Sent { event, at, acked });
                 }
             })
         })
@@ -274,25 +284,30 @@ async fn killing_the_stream_leader_during_concurrent_appends_loses_no_acknowledg
         t.await.unwrap();
     }
     // Appends resume after the election.
-    let sent = std::time::Instant::now();
-    let resp = a.append("process/p", &statement(9999)).await;
+    let mut event = statement(9999);
+    event["id"] = json!(Uuid::now_v7().to_string());
+    let at = std::time::Instant::now();
+    let resp = a.append("process/p", &event).await;
     assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
     let body: Value = resp.json().await.unwrap();
-    let at = std::time::Instant::now();
-    acked
-        .lock()
-        .unwrap()
-        .push((sent, at, body["events"][0].clone()));
+    let acked = Some((std::time::Instant::now(), body["events"][0].clone()));
+    let sent = std::mem::take(&mut *sent.lock().unwrap());
+    let sent: Vec<Sent> = sent
+        .into_iter()
+        .chain([Sent { event, at, acked }])
+        .collect();
     // The failover the benchmark measures: from the kill to the first ack of an
     // append sent after it.
-    let failover = acked
-        .lock()
-        .unwrap()
+    let failover = sent
         .iter()
-        .filter(|(sent, ..)| *sent > killed)
-        .map(|(_, at, _)| *at - killed)
+        .filter(|s| s.at > killed)
+        .filter_map(|s| s.acked.as_ref().map(|(done, _)| *done - killed))
         .min();
-    eprintln!("failover: first acknowledged append {failover:?} after killing the stream leader");
+    let acked = sent.iter().filter(|s| s.acked.is_some()).count();
+    eprintln!(
+        "failover: first acknowledged append {failover:?} after killing the stream leader; {acked} of {} appends acknowledged",
+        sent.len()
+    );
 
     let fresh = node(&cluster).await;
     let head = a.head().await;
@@ -300,12 +315,59 @@ async fn killing_the_stream_leader_during_concurrent_appends_loses_no_acknowledg
     let log = read_whole_log(&fresh).await;
     assert_one_chain(&log);
     assert_eq!(log, read_whole_log(&a).await);
-    let acked = acked.lock().unwrap().clone();
-    assert!(acked.len() > 1);
-    for (_, _, ack) in &acked {
+    assert!(acked > 1);
+    for ack in sent
+        .iter()
+        .filter_map(|s| s.acked.as_ref().map(|(_, ack)| ack))
+    {
         let stored = &log[ack["seq"].as_u64().unwrap() as usize - 1];
         assert_eq!(stored["id"], ack["id"]);
         assert_eq!(stored["hash"], ack["hash"]);
+    }
+
+    // Every request retried after the leader change, half on the node that sent it and half
+    // on the one that rebuilt from the stream: an acknowledged one is a duplicate answered
+    // with its first position; a 503 one is stored now, or found stored by the stream.
+    let fresh = std::sync::Arc::new(fresh);
+    let retries = sent.iter().enumerate().map(|(i, s)| {
+        let node = if i % 2 == 0 { a.clone() } else { fresh.clone() };
+        async move {
+            let resp = node.append("process/p", &s.event).await;
+            let status = resp.status().as_u16();
+            let body: Value = resp.json().await.unwrap();
+            (status, body["events"][0].clone())
+        }
+    });
+    let answers: Vec<(u16, Value)> = futures_util::StreamExt::collect(
+        futures_util::StreamExt::buffered(futures_util::stream::iter(retries), 16),
+    )
+    .await;
+    for (s, (status, answer)) in sent.iter().zip(&answers) {
+        assert_eq!(answer["id"], s.event["id"]);
+        match &s.acked {
+            Some((_, ack)) => {
+                assert_eq!(*status, 200, "{answer}");
+                assert_eq!(answer["duplicate"], true);
+                for field in ["seq", "version", "hash", "recorded_at"] {
+                    assert_eq!(answer[field], ack[field], "{field}");
+                }
+            }
+            None => assert!(*status == 201 || *status == 200, "{status} {answer}"),
+        }
+    }
+    // Each event once in the log, at the position its retry named.
+    let log = read_whole_log(&a).await;
+    assert_one_chain(&log);
+    let ids: std::collections::HashMap<&str, u64> = log
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(ids.len(), log.len(), "an id stored twice");
+    for (_, answer) in &answers {
+        assert_eq!(
+            ids[answer["id"].as_str().unwrap()],
+            answer["seq"].as_u64().unwrap()
+        );
     }
 }
 
