@@ -369,6 +369,51 @@ async fn killing_the_stream_leader_during_64_client_appends_loses_no_acknowledge
             answer["seq"].as_u64().unwrap()
         );
     }
+
+    // The Merkle tree: both nodes serve one root over the whole log, and a checkpoint signed
+    // by the node that appended verifies offline against the log read from the other one.
+    let head = a.head().await;
+    assert_eq!(caught_up(&fresh, head.0).await, head);
+    let root = a.get_json("/audit/root").await;
+    assert_eq!(root["tree_size"].as_u64().unwrap(), head.0);
+    assert_eq!(fresh.get_json("/audit/root").await, root);
+    let resp = a
+        .client
+        .post(a.url("/audit/checkpoint"))
+        .bearer_auth(&a.keys.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    let checkpoint: Value = resp.json().await.unwrap();
+    assert_eq!(checkpoint["root"], root["root"]);
+    let key = a.get_json("/audit/public-key").await["public_key"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let export = fresh.get("/export").await;
+    assert_eq!(export.status(), 200);
+    let work = tempfile::tempdir().unwrap();
+    let (cp_file, export_file) = (work.path().join("cp.json"), work.path().join("log.ndjson"));
+    std::fs::write(&cp_file, checkpoint.to_string()).unwrap();
+    std::fs::write(&export_file, export.bytes().await.unwrap()).unwrap();
+    let (code, out, err) = run_cli(
+        &[
+            "audit",
+            "verify-export",
+            export_file.to_str().unwrap(),
+            "--checkpoint",
+            cp_file.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains(&format!("checkpoint of size {}", head.0)),
+        "{out}"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! The HTTP suites of the `api` binary that issue 9 names (append and read, idempotency,
-//! concurrency, projections, webhooks) compiled again, unchanged, with every server they start
+//! concurrency, projections, webhooks; and audit: roots, proofs, signed checkpoints, replay)
+//! compiled again, unchanged, with every server they start
 //! on the nats backend: each on a new stream of one 3-node cluster shared by this binary
 //! ([`NatsCluster::shared`]). The suite files reach the harness as `crate::helpers`, which in
 //! this binary is [`helpers`] below: the `api` helpers with the server-starting entry points
@@ -68,6 +69,8 @@ pub fn new_stream() -> Backend {
 
 #[path = "../api/append.rs"]
 mod append;
+#[path = "../api/audit.rs"]
+mod audit;
 #[path = "../api/concurrency.rs"]
 mod concurrency;
 #[path = "../api/demo_server.rs"]
