@@ -24,6 +24,7 @@ mod shared;
 mod slow_cluster;
 mod stalled_watch;
 mod suites;
+mod tryout;
 mod watches;
 
 // The suite files name their harness and siblings from the crate root.
