@@ -228,6 +228,11 @@ impl Writer {
             group.extend(refused.drain(..).map(|(cmd, _)| cmd));
             overlay = self.overlay();
             (owed, requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
+            // What was kept to follow and the catch-up applied is dropped here, so what is
+            // kept stays bounded however long the stream refuses.
+            if let Some(Command::Follow(records)) = carry.take() {
+                keep_following(&mut carry, records, overlay.next_seq - 1);
+            }
         }
     }
 
