@@ -157,8 +157,9 @@ impl Writer {
                         .with_label_values(&["kept"])
                         .inc();
                     let first = next.split.take_first(&mut overlay);
+                    // The stream took the first group: its seqs are this node's, written next.
                     if let Some(Command::Follow(records)) = carry.take() {
-                        keep_following(&mut carry, records, overlay.next_seq - 1);
+                        keep_following(&mut carry, records, first.next_seq - 1);
                     }
                     // The stream holds the first group: the next one goes out at once, and
                     // is on its way while the first is written here. Not when it has
@@ -228,10 +229,9 @@ impl Writer {
             group.extend(refused.drain(..).map(|(cmd, _)| cmd));
             overlay = self.overlay();
             (owed, requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
-            // What was kept to follow and the catch-up applied is dropped here, so what is
-            // kept stays bounded however long the stream refuses.
+            // What was kept to follow and the catch-up applied is dropped here.
             if let Some(Command::Follow(records)) = carry.take() {
-                keep_following(&mut carry, records, overlay.next_seq - 1);
+                keep_following(&mut carry, records, self.head.seq);
             }
         }
     }
@@ -239,7 +239,7 @@ impl Writer {
     /// Waits for the publish under way. Meanwhile, the requests that arrive on `rx` (up to a
     /// group's worth) are staged on the overlay after the group being published: the next
     /// group, returned with where it starts. A Close stops that and is kept in `carry`: it goes
-    /// after both groups; so do a Follow's records past what is staged (`keep_following`).
+    /// after both groups; so do a Follow's records past the head (`keep_following`).
     fn stage_meanwhile(
         &mut self,
         mut publishing: Publishing,
@@ -274,7 +274,7 @@ impl Writer {
                 Ok(Some(Command::Follow(records))) => {
                     // Most often this node's own group, echoed by the follower before its ack
                     // came back: it must not cut the next group short, so staging goes on.
-                    keep_following(carry, records, overlay.next_seq - 1);
+                    keep_following(carry, records, self.head.seq);
                     continue;
                 }
                 Ok(Some(cmd @ Command::Close(_))) => {
@@ -474,17 +474,18 @@ impl Writer {
     }
 }
 
-/// Keeps, in `carry`, the followed records past `staged` (the last seq staged here), after
-/// any kept before. Those up to it need no following: if the stream took the groups staged
-/// here, they are this node's own; if not, the writer catches up from the stream before it
-/// stages again. So what is kept stays small: records past everything staged mean the
-/// stream went on past this node's groups, whose next publish is then refused, and catching
-/// up applies them (the follow after it skips what the head already holds).
-fn keep_following(carry: &mut Option<Command>, mut records: Vec<StreamRecord>, staged: u64) {
-    records.retain(|r| r.seq > staged);
+/// Keeps, in `carry`, the followed records past `held`, after any kept before: `held` is
+/// the last seq this node holds or is sure to write (its head; or the end of a group the
+/// stream took, about to be written). Records up to it need no following. The others are
+/// kept, even those in the range of a group still on its way: that group may be refused, or
+/// the writer may give up on it, and then they are what `run`'s follow applies, from memory.
+/// So what is kept is at most about the groups on their way, pruned as each is taken and
+/// after each catch-up.
+fn keep_following(carry: &mut Option<Command>, mut records: Vec<StreamRecord>, held: u64) {
+    records.retain(|r| r.seq > held);
     match carry {
         Some(Command::Follow(kept)) => {
-            kept.retain(|r| r.seq > staged);
+            kept.retain(|r| r.seq > held);
             kept.extend(records);
             if kept.is_empty() {
                 *carry = None;
@@ -611,20 +612,20 @@ mod tests {
     }
 
     #[test]
-    fn an_echo_of_what_is_staged_is_not_kept_to_follow() {
+    fn records_this_node_holds_are_not_kept_to_follow() {
         let mut carry = None;
         keep_following(&mut carry, records(11..=20), 20);
         assert!(carry.is_none());
     }
 
     #[test]
-    fn followed_records_past_what_is_staged_are_kept_in_order_after_earlier_ones() {
+    fn followed_records_past_what_this_node_holds_are_kept_in_order_after_earlier_ones() {
         let mut carry = None;
         keep_following(&mut carry, records(18..=22), 20);
         assert_eq!(kept(&carry), Some(vec![21, 22]));
         keep_following(&mut carry, records(23..=24), 20);
         assert_eq!(kept(&carry), Some(vec![21, 22, 23, 24]));
-        // Once more is staged (or caught up on), what it covers is dropped from what is kept.
+        // Once more is held (a group taken, or caught up on), what it covers is dropped.
         keep_following(&mut carry, Vec::new(), 22);
         assert_eq!(kept(&carry), Some(vec![23, 24]));
         keep_following(&mut carry, Vec::new(), 30);
