@@ -59,6 +59,11 @@ async fn an_append_on_one_node_is_read_on_the_other() {
     assert_eq!(stream["version"], 1);
     assert_eq!(stream["events"][0]["id"], appended["events"][0]["id"]);
     assert_eq!(stream["events"][0]["hash"], appended["events"][0]["hash"]);
+    // Each group A published (the seed's two appends and this one) is timed to the stream's
+    // ack on A's /metrics; B, which published nothing, times none.
+    let published = "annals_log_stream_publish_seconds_count";
+    assert_eq!(metric(&a, published).await, 3.0);
+    assert_eq!(metric(&b, published).await, 0.0);
 }
 
 #[tokio::test]
@@ -453,11 +458,16 @@ async fn without_a_quorum_an_append_is_a_503_and_its_retry_stores_the_event_once
 
 /// The value of `log_groups_staged_meanwhile_total{outcome}` on a node's `/metrics`.
 async fn staged_meanwhile(app: &TestApp, outcome: &str) -> u64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
     let name = format!("annals_log_groups_staged_meanwhile_total{{outcome=\"{outcome}\"}}");
+    metric(app, &name).await as u64
+}
+
+/// A sample of a node's `/metrics` (`name` with its labels, if any); 0 when absent.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
     text.lines()
-        .find_map(|l| l.strip_prefix(name.as_str()))
-        .map_or(0, |v| v.trim().parse().unwrap())
+        .find_map(|l| l.strip_prefix(name).filter(|v| v.starts_with(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
 #[tokio::test]

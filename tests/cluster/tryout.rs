@@ -55,23 +55,34 @@ impl Drop for Tryout {
     }
 }
 
-/// The demo key a node printed, by its address.
-fn demo_keys(lines: &mpsc::Receiver<String>) -> Vec<(String, String)> {
+/// The two nodes' addresses and demo keys, as they printed them (two processes writing to one
+/// pipe: their lines may interleave, so a key is not paired with the address before it).
+fn printed(lines: &mpsc::Receiver<String>) -> (Vec<String>, Vec<String>) {
     let deadline = Instant::now() + Duration::from_secs(180);
-    let (mut addr, mut keys) = (Vec::new(), Vec::new());
-    while keys.len() < 2 {
+    let (mut addrs, mut keys) = (Vec::new(), Vec::new());
+    while keys.len() < 2 || addrs.len() < 2 {
         let left = deadline.saturating_duration_since(Instant::now());
         let line = lines
             .recv_timeout(left)
-            .unwrap_or_else(|e| panic!("the try-out cluster printed {keys:?} by now: {e}"));
+            .unwrap_or_else(|e| panic!("the try-out cluster printed {addrs:?} by now: {e}"));
         if let Some(a) = line.strip_prefix("listening on ") {
-            addr.push(a.to_string());
+            addrs.push(a.to_string());
         } else if let Some(k) = line.strip_prefix("demo key: ") {
-            // Each node prints its address, then its key, in one write.
-            keys.push((addr.last().cloned().unwrap_or_default(), k.to_string()));
+            keys.push(k.to_string());
         }
     }
-    keys
+    addrs.sort();
+    (addrs, keys)
+}
+
+/// A key of `keys` that the node at `base` takes for reads.
+async fn key_of(client: &reqwest::Client, base: &str, keys: &[String]) -> String {
+    for key in keys {
+        if head(client, base, key).await.is_some() {
+            return key.clone();
+        }
+    }
+    panic!("{base} takes none of the printed keys");
 }
 
 async fn head(client: &reqwest::Client, base: &str, key: &str) -> Option<u64> {
@@ -120,14 +131,16 @@ async fn the_try_out_script_starts_two_annals_nodes_that_share_one_log_over_thre
             }
         }
     });
-    let mut keys = demo_keys(&lines);
-    keys.sort();
-    let addrs: Vec<&str> = keys.iter().map(|(a, _)| a.as_str()).collect();
+    let (addrs, keys) = printed(&lines);
     assert_eq!(addrs, ["http://127.0.0.1:8081", "http://127.0.0.1:8082"]);
-    let [(a, key_a), (b, key_b)] = [keys[0].clone(), keys[1].clone()];
+    let (a, b) = (addrs[0].clone(), addrs[1].clone());
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let (key_a, key_b) = (
+        key_of(&client, &a, &keys).await,
+        key_of(&client, &b, &keys).await,
+    );
 
     // Both nodes loaded the demo into the one stream: the same head, once caught up.
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     let demo = loop {
         let (ha, hb) = (

@@ -158,9 +158,7 @@ impl Writer {
                         .inc();
                     let first = next.split.take_first(&mut overlay);
                     // The stream took the first group: its seqs are this node's, written next.
-                    if let Some(Command::Follow(records)) = carry.take() {
-                        keep_following(&mut carry, records, first.next_seq - 1);
-                    }
+                    keep_following(&mut carry, Vec::new(), first.next_seq - 1);
                     // The stream holds the first group: the next one goes out at once, and
                     // is on its way while the first is written here. Not when it has
                     // refusals: they are judged once the stream is seen to end at the head.
@@ -230,9 +228,7 @@ impl Writer {
             overlay = self.overlay();
             (owed, requests) = self.stage_group(group, &mut overlay, Some(&mut refused));
             // What was kept to follow and the catch-up applied is dropped here.
-            if let Some(Command::Follow(records)) = carry.take() {
-                keep_following(&mut carry, records, self.head.seq);
-            }
+            keep_following(&mut carry, Vec::new(), self.head.seq);
         }
     }
 
@@ -474,7 +470,8 @@ impl Writer {
     }
 }
 
-/// Keeps, in `carry`, the followed records past `held`, after any kept before: `held` is
+/// Keeps, in `carry`, the followed `records` past `held`, after any kept before, and drops
+/// those kept before that `held` now covers (`records` empty: only that). `held` is
 /// the last seq this node holds or is sure to write (its head; or the end of a group the
 /// stream took, about to be written). Records up to it need no following. The others are
 /// kept, even those in the range of a group still on its way: that group may be refused, or
