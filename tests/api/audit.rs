@@ -211,30 +211,6 @@ async fn out_of_range_proof_requests_are_refused_clearly() {
     assert_eq!(app.get("/audit/root?size=abc").await.status(), 400);
 }
 
-async fn checkpoint(app: &TestApp) -> Value {
-    let resp = app
-        .client
-        .post(app.url("/audit/checkpoint"))
-        .bearer_auth(&app.keys.admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    resp.json().await.unwrap()
-}
-
-async fn public_key(app: &TestApp) -> String {
-    let resp = app
-        .client
-        .get(app.url("/audit/public-key"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200, "the public key is public");
-    let v: Value = resp.json().await.unwrap();
-    v["public_key"].as_str().unwrap().to_string()
-}
-
 #[tokio::test]
 async fn a_signed_checkpoint_covers_the_head_and_verifies_with_the_served_public_key() {
     let app = spawn_app().await;

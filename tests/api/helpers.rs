@@ -735,3 +735,29 @@ pub async fn view_on_every_node(app: &TestApp, path: &str, min_seq: u64) -> Valu
         mine = app.get_json(&at(a.max(b).unwrap_or(min_seq))).await;
     }
 }
+
+/// A signed checkpoint of `app`'s log now (`POST /audit/checkpoint`, admin key).
+pub async fn checkpoint(app: &TestApp) -> Value {
+    let resp = app
+        .client
+        .post(app.url("/audit/checkpoint"))
+        .bearer_auth(&app.keys.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 201);
+    resp.json().await.unwrap()
+}
+
+/// The key `app` signs its checkpoints with (`GET /audit/public-key`, which needs no key).
+pub async fn public_key(app: &TestApp) -> String {
+    let resp = app
+        .client
+        .get(app.url("/audit/public-key"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200, "the public key is public");
+    let v: Value = resp.json().await.unwrap();
+    v["public_key"].as_str().unwrap().to_string()
+}

@@ -382,20 +382,9 @@ async fn killing_the_stream_leader_during_64_client_appends_loses_no_acknowledge
     let root = a.get_json("/audit/root").await;
     assert_eq!(root["tree_size"].as_u64().unwrap(), head.0);
     assert_eq!(fresh.get_json("/audit/root").await, root);
-    let resp = a
-        .client
-        .post(a.url("/audit/checkpoint"))
-        .bearer_auth(&a.keys.admin)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201);
-    let checkpoint: Value = resp.json().await.unwrap();
+    let checkpoint = checkpoint(&a).await;
     assert_eq!(checkpoint["root"], root["root"]);
-    let key = a.get_json("/audit/public-key").await["public_key"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let key = public_key(&a).await;
     let export = fresh.get("/export").await;
     assert_eq!(export.status(), 200);
     let work = tempfile::tempdir().unwrap();
