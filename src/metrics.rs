@@ -36,6 +36,8 @@ pub struct Metrics {
     pub live_cutoffs: IntCounter,
     /// Registry ids the writer remembers now (at most `[log] known_ids`).
     pub writer_known_ids: IntGauge,
+    /// Stream heads the writer remembers now (at most `[log] stream_heads`).
+    pub writer_stream_heads: IntGauge,
     /// The async runtime's worker threads (`server.worker_threads`).
     pub runtime_worker_threads: IntGauge,
     /// Groups the nats backend's writer staged while the group before them was being
@@ -99,6 +101,10 @@ impl Metrics {
             "log_writer_known_ids",
             "Registry ids the writer remembers (bound: log.known_ids)",
         )?;
+        let writer_stream_heads = IntGauge::new(
+            "log_writer_stream_heads",
+            "Stream heads the writer remembers (bound: log.stream_heads)",
+        )?;
         let groups_staged_meanwhile = IntCounterVec::new(
             Opts::new(
                 "log_groups_staged_meanwhile_total",
@@ -121,6 +127,7 @@ impl Metrics {
         )?;
         registry.register(Box::new(runtime_worker_threads.clone()))?;
         registry.register(Box::new(writer_known_ids.clone()))?;
+        registry.register(Box::new(writer_stream_heads.clone()))?;
         registry.register(Box::new(groups_staged_meanwhile.clone()))?;
         registry.register(Box::new(stream_publish_seconds.clone()))?;
         registry.register(Box::new(events_appended.clone()))?;
@@ -148,6 +155,7 @@ impl Metrics {
             live_readers,
             live_cutoffs,
             writer_known_ids,
+            writer_stream_heads,
             runtime_worker_threads,
             groups_staged_meanwhile,
             stream_publish_seconds,

@@ -87,6 +87,9 @@ pub struct LogConfig {
     /// Most registry ids the writer remembers having found in the store (0: none), so an id
     /// named again costs no sled read; emptied when full.
     pub known_ids: usize,
+    /// Most stream heads (a stream's last version) the writer remembers (0: none), so an
+    /// append to a stream it knows costs no sled read; emptied when full.
+    pub stream_heads: usize,
     /// While at most one append is in flight, how long the writer thread polls its empty
     /// queue and that append's task polls for its answer, in microseconds, before either
     /// sleeps (0: never poll; `spin.rs`). At most [`MAX_WRITER_SPIN_US`].

@@ -17,6 +17,7 @@ mod checkpoint;
 mod discard;
 pub(in crate::log) mod durable;
 mod entries;
+mod heads;
 mod id_spans;
 mod ids;
 mod known;
@@ -27,7 +28,6 @@ mod replicated;
 mod stage;
 pub(super) use replicated::Replication;
 
-use foldhash::{HashMap, HashMapExt};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,7 +43,7 @@ use super::{AppendError, Appended, Command, Head, LogConfig, LogError};
 use super::{chunk, layout};
 use crate::metrics::Metrics;
 use pipeline::{Landed, Pipeline, Refusal, Syncer};
-use stage::{Overlay, Stamp, StreamHead};
+use stage::{Overlay, Stamp};
 
 type AppendReply = oneshot::Sender<Result<Appended, AppendError>>;
 type RestoreReply = oneshot::Sender<Result<Head, AppendError>>;
@@ -65,8 +65,9 @@ pub(super) struct Writer {
     head: Head,
     failed: Arc<AtomicBool>,
     metrics: Metrics,
-    /// Stream heads already looked up; the writer is the only one who changes them.
-    streams: HashMap<String, StreamHead>,
+    /// Stream heads already looked up or written; the writer is the only one who changes
+    /// them. At most `[log] stream_heads`.
+    streams: heads::StreamHeads,
     /// Makes applied groups durable, moves the durable head, answers.
     pipeline: Pipeline,
     /// Whether the queue was empty when the group being committed was closed: then nothing
@@ -117,6 +118,8 @@ impl Writer {
         metrics: Metrics,
     ) -> Writer {
         let known = known::KnownIds::new(options.known_ids, metrics.writer_known_ids.clone());
+        let streams =
+            heads::StreamHeads::new(options.stream_heads, metrics.writer_stream_heads.clone());
         // fdatasync is decided in `run`, once the backend is known.
         let durable = durable::Durable::new(db.clone(), dir.clone(), false);
         let syncer = Syncer::new(durable, head_tx, failed.clone(), metrics.clone());
@@ -130,7 +133,7 @@ impl Writer {
             head,
             failed,
             metrics,
-            streams: HashMap::new(),
+            streams,
             pipeline: Pipeline::Inline(Box::new(syncer)),
             quiet: false,
             last_recorded_at: OffsetDateTime::UNIX_EPOCH,
@@ -536,8 +539,8 @@ impl Writer {
             std::mem::take(&mut overlay.ids),
             std::mem::take(&mut overlay.records),
         );
-        for (name, head) in overlay.streams {
-            self.streams.insert(name, head);
+        for (name, head) in &overlay.streams {
+            self.streams.remember(name, *head);
         }
         self.frontier = overlay.frontier;
         self.head = new_head;

@@ -1,5 +1,6 @@
-//! The writer's memory of registry lookups stays within `[log] known_ids` (issue 13: every
-//! cache has a configured bound), through the real server: its size is on `/metrics`.
+//! The writer's memories of registry lookups and of stream heads stay within `[log] known_ids`
+//! and `[log] stream_heads` (issue 13: every cache has a configured bound), through the real
+//! server: their sizes are on `/metrics`. So do an import's chunks and appends in flight.
 
 use serde_json::{Value, json};
 
@@ -44,6 +45,51 @@ async fn the_writer_remembers_at_most_log_known_ids_registry_ids() {
     let roomy = remembered_with(4096).await;
     assert!(roomy > IDS as f64, "{roomy}");
     assert_eq!(remembered_with(0).await, 0.0);
+}
+
+/// Appends three rounds to ten streams, each with the version it expects, under a writer that
+/// remembers at most `bound` stream heads; then a stale version on each. Answers the heads held.
+async fn heads_held_with(bound: usize) -> f64 {
+    let app = spawn_app_with(|mut c| {
+        c.log.stream_heads = bound;
+        c
+    })
+    .await;
+    app.seed().await;
+    let streams: Vec<String> = (0..10).map(|i| format!("process/heads-{i}")).collect();
+    let mut n = 0;
+    for round in 0..3u64 {
+        for stream in &streams {
+            n += 1;
+            let expected = if round == 0 {
+                json!("no_stream")
+            } else {
+                json!(round)
+            };
+            let body = json!({"expected_version": expected, "events": [statement(n)]});
+            let resp = app.append(stream, &body).await;
+            assert_eq!(resp.status(), 201, "{stream} round {round}");
+        }
+    }
+    for stream in &streams {
+        n += 1;
+        let body = json!({"expected_version": 2, "events": [statement(n)]});
+        let resp = app.append(stream, &body).await;
+        assert_eq!(resp.status(), 409, "{stream}");
+        let problem: Value = resp.json().await.unwrap();
+        assert_eq!(problem["current_version"], 3, "{stream}");
+    }
+    let text = app.get("/metrics").await.text().await.unwrap();
+    metric(&text, "annals_log_writer_stream_heads")
+}
+
+#[tokio::test]
+async fn the_writer_remembers_at_most_log_stream_heads_and_judges_versions_the_same_past_it() {
+    let small = heads_held_with(3).await;
+    assert!(small > 0.0 && small <= 3.0, "{small}");
+    let roomy = heads_held_with(65536).await;
+    assert!(roomy >= 10.0, "{roomy}");
+    assert_eq!(heads_held_with(0).await, 0.0);
 }
 
 /// Imports `file` into a fresh folder with `config` (TOML); answers the exit code, stderr

@@ -130,7 +130,7 @@ impl Writer {
             return Some(*h);
         }
         if let Some(h) = self.streams.get(stream) {
-            return Some(*h);
+            return Some(h);
         }
         // The stream's last run in the index: its head needs no key of its own.
         let prefix = layout::stream_prefix(stream);
@@ -140,7 +140,7 @@ impl Writer {
         let head = StreamHead {
             version: first + count - 1,
         };
-        self.streams.insert(stream.to_string(), head);
+        self.streams.remember(stream, head);
         Some(head)
     }
 

@@ -1,0 +1,95 @@
+//! The writer's memory of stream heads: the last version of each stream it has written or
+//! looked up, so an append to a stream it knows costs no sled read. A head is in the store
+//! once it is here (taken from the store, or from a group the writer has written), and only the
+//! writer moves heads, so what is held stays true. This must never hold a head the store does
+//! not hold yet (a staged group's heads live in its overlay), and never grow past its bound: a
+//! log of many streams (one per actor, say) would otherwise hold every stream name it ever saw.
+
+use foldhash::{HashMap, HashMapExt};
+
+use super::stage::StreamHead;
+
+/// Stream heads the store holds: stream → head. At most `bound` streams (`[log] stream_heads`;
+/// an entry is a stream name and a version, tens of bytes). When full it is emptied and
+/// refills from the store, as [`super::known::KnownIds`] does: a head not held is one reverse
+/// scan of the stream's index away.
+pub(super) struct StreamHeads {
+    heads: HashMap<String, StreamHead>,
+    bound: usize,
+    /// Heads held now, on `/metrics`.
+    gauge: prometheus::IntGauge,
+}
+
+impl StreamHeads {
+    /// An empty memory of at most `bound` heads (0: remember none), reporting its size to
+    /// `gauge`.
+    pub(super) fn new(bound: usize, gauge: prometheus::IntGauge) -> StreamHeads {
+        gauge.set(0);
+        StreamHeads {
+            heads: HashMap::new(),
+            bound,
+            gauge,
+        }
+    }
+
+    /// The head of `stream`, if held.
+    pub(super) fn get(&self, stream: &str) -> Option<StreamHead> {
+        self.heads.get(stream).copied()
+    }
+
+    /// Remembers `stream`'s head, which the store holds.
+    pub(super) fn remember(&mut self, stream: &str, head: StreamHead) {
+        if self.bound == 0 {
+            return;
+        }
+        if let Some(held) = self.heads.get_mut(stream) {
+            *held = head;
+            return;
+        }
+        if self.heads.len() >= self.bound {
+            self.heads.clear();
+        }
+        self.heads.insert(stream.to_string(), head);
+        self.gauge.set(self.heads.len() as i64);
+    }
+
+    /// How many heads are held.
+    #[cfg(test)]
+    pub(super) fn len(&self) -> usize {
+        self.heads.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heads(bound: usize) -> StreamHeads {
+        StreamHeads::new(bound, prometheus::IntGauge::new("heads", "test").unwrap())
+    }
+
+    #[test]
+    fn a_remembered_head_answers_and_a_later_one_replaces_it() {
+        let mut heads = heads(8);
+        assert!(heads.get("process/p").is_none());
+        heads.remember("process/p", StreamHead { version: 3 });
+        heads.remember("process/p", StreamHead { version: 5 });
+        assert_eq!(heads.get("process/p").map(|h| h.version), Some(5));
+        assert_eq!(heads.len(), 1);
+    }
+
+    #[test]
+    fn the_memory_never_grows_past_its_bound_and_a_zero_bound_holds_nothing() {
+        let mut heads = heads(16);
+        for i in 0..100u64 {
+            heads.remember(&format!("process/p{i}"), StreamHead { version: i });
+            assert!(heads.len() <= 16);
+        }
+        // The last one is always there: a refill starts with it.
+        assert_eq!(heads.get("process/p99").map(|h| h.version), Some(99));
+        assert_eq!(heads.gauge.get(), heads.len() as i64);
+        let mut none = self::heads(0);
+        none.remember("process/p", StreamHead { version: 1 });
+        assert!(none.get("process/p").is_none());
+    }
+}
