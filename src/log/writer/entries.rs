@@ -74,7 +74,7 @@ impl Writer {
         decl: &Declaration,
         overlay: &Overlay,
     ) -> Result<Option<(u64, Value)>, AppendError> {
-        if let Some((seq, v)) = overlay.entries.get(&decl.key) {
+        if let Some((seq, v, _)) = overlay.entries.get(&decl.key) {
             return Ok(Some((*seq, v.clone())));
         }
         let Some(entry) = &decl.entry else {

@@ -67,6 +67,13 @@ impl Overlay {
         }
     }
 
+    /// Lets go of the spans no request changed since they were last sealed: the store holds
+    /// them as they are here once the group that sealed them is written, and `load_spans`
+    /// reads one back when an id of it comes again.
+    pub(super) fn forget_unchanged_spans(&mut self) {
+        self.id_spans.retain(|_, tail| tail.dirty);
+    }
+
     /// Adds an accepted request's ids to their spans, which `Writer::load_spans` brought into
     /// the overlay; an id whose span has no generation left is staged in `staged` as a key of
     /// its own. Returns whether it staged any such key. Infallible, so a request is added

@@ -90,8 +90,23 @@ impl Split {
 
     /// The first group, as an overlay of its own, taken out of the shared one, which keeps
     /// the next group. Each request's writes went in whole and in order, so the first
-    /// group's are a prefix; its ids and names stay behind for the next group's lookups.
+    /// group's are a prefix. The caller writes the first group before the next lookup, so the
+    /// shared overlay also lets go of what the first group staged (ids, names, entries,
+    /// stream heads, id spans it left unchanged since): lookups find them in the store. Under
+    /// a steady load every group is staged meanwhile and the shared overlay is never renewed,
+    /// so without this it would hold every event, id and stream of the whole run.
     fn take_first(self, overlay: &mut Overlay) -> Overlay {
+        let end = self.next_seq - 1;
+        overlay.ids.retain(|_, (_, p)| p.seq > end);
+        overlay.names.retain(|_, (_, at)| *at > end);
+        overlay.entries.retain(|_, (_, _, at)| *at > end);
+        // A head the next group moved is higher than the first group's.
+        overlay.streams.retain(|name, head| {
+            self.streams
+                .get(name)
+                .is_none_or(|h| h.version != head.version)
+        });
+        overlay.forget_unchanged_spans();
         Overlay {
             records: overlay.records.drain(..self.records).collect(),
             writes: overlay.writes.drain(..self.writes).collect(),
@@ -627,6 +642,86 @@ mod tests {
         assert_eq!(kept(&carry), Some(vec![23, 24]));
         keep_following(&mut carry, Vec::new(), 30);
         assert!(carry.is_none());
+    }
+
+    /// A staged event at `seq`, as the overlay holds one.
+    fn staged_at(
+        seq: u64,
+    ) -> (
+        Uuid,
+        (crate::log::writer::stage::Staged, crate::log::Position),
+    ) {
+        let id = Uuid::now_v7();
+        let record: Record = serde_json::from_value(serde_json::json!({
+            "id": id, "seq": seq, "stream": "process/p", "version": seq, "type": "x.y",
+            "schema_version": 1, "recorded_at": "2026-01-01T00:00:00.000000Z",
+            "recorded_by": "t", "data": {}, "evidence": [], "prev_hash": "00",
+        }))
+        .unwrap();
+        let position = crate::log::Position {
+            id,
+            seq,
+            version: seq,
+            hash: [0; 32],
+            recorded_at: record.recorded_at.clone(),
+        };
+        (
+            id,
+            (
+                crate::log::writer::stage::Staged::Restored(record),
+                position,
+            ),
+        )
+    }
+
+    #[test]
+    fn taking_the_first_group_lets_the_shared_overlay_forget_what_that_group_staged() {
+        // The first group ends at seq 10; the next group, staged meanwhile, holds 11 on.
+        let mut overlay = Overlay::default();
+        let (early, e) = staged_at(9);
+        let (late, l) = staged_at(11);
+        overlay.ids.extend([(early, e), (late, l)]);
+        overlay
+            .names
+            .insert("actor:a".into(), ("an actor".into(), 10));
+        overlay
+            .names
+            .insert("actor:b".into(), ("an actor".into(), 11));
+        overlay
+            .entries
+            .insert("entity:a".into(), (3, serde_json::json!(1), 10));
+        overlay
+            .entries
+            .insert("entity:b".into(), (3, serde_json::json!(2), 12));
+        let head = |version| StreamHead { version };
+        let mut at_split = HashMap::default();
+        at_split.insert("process/same".to_string(), head(3));
+        at_split.insert("process/moved".to_string(), head(2));
+        overlay.streams = at_split.clone();
+        overlay.streams.insert("process/moved".into(), head(4));
+        overlay.streams.insert("process/new".into(), head(1));
+        let split = Split {
+            records: 0,
+            writes: 0,
+            next_seq: 11,
+            head_hash: [0; 32],
+            frontier: Frontier::default(),
+            streams: at_split,
+            stamp: Stamp::default(),
+        };
+        let first = split.take_first(&mut overlay);
+        assert_eq!(first.next_seq, 11);
+        assert_eq!(first.streams.len(), 2, "the first group writes its heads");
+        assert_eq!(overlay.ids.keys().collect::<Vec<_>>(), vec![&late]);
+        assert_eq!(overlay.names.keys().collect::<Vec<_>>(), vec!["actor:b"]);
+        assert_eq!(overlay.entries.keys().collect::<Vec<_>>(), vec!["entity:b"]);
+        let mut streams: Vec<_> = overlay
+            .streams
+            .iter()
+            .map(|(k, h)| (k.as_str(), h.version))
+            .collect();
+        streams.sort();
+        assert_eq!(streams, vec![("process/moved", 4), ("process/new", 1)]);
     }
 
     #[test]

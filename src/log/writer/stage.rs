@@ -73,10 +73,11 @@ pub(super) struct Overlay {
     pub(super) streams: HashMap<String, StreamHead>,
     /// Event ids staged in this group: id → (event, position).
     pub(super) ids: HashMap<Uuid, (Staged, Position)>,
-    /// Ids introduced in this group: id → kind.
-    pub(super) names: HashMap<String, String>,
-    /// Registry entries changed in this group: key → (registration seq, entry).
-    pub(super) entries: HashMap<String, (u64, serde_json::Value)>,
+    /// Ids introduced in this group: id → (kind, the last seq of the request that staged it).
+    pub(super) names: HashMap<String, (String, u64)>,
+    /// Registry entries changed in this group: key → (registration seq, entry, the last seq
+    /// of the request that staged it).
+    pub(super) entries: HashMap<String, (u64, serde_json::Value, u64)>,
     /// The id index's spans this group adds to, each with the bucket that takes its next ids
     /// (`id_index.rs`); each bucket is staged as one write when the group is written
     /// (`seal_id_buckets`), not once per request.
@@ -173,7 +174,7 @@ impl Writer {
     /// The kind and introducing seq of an id already in the log or staged in this group (seq
     /// 0: staged). The kind is empty for an entry from before kinds were stored.
     fn known_id(&self, id: &str, overlay: &Overlay) -> Result<Option<(String, u64)>, String> {
-        if let Some(kind) = overlay.names.get(id) {
+        if let Some((kind, _)) = overlay.names.get(id) {
             return Ok(Some((kind.clone(), 0)));
         }
         if let Some(found) = self.known.get(id) {
@@ -473,8 +474,15 @@ impl Writer {
         for (staged, pos) in staged_ids {
             overlay.ids.insert(pos.id, (staged, pos));
         }
-        overlay.names.extend(local);
-        overlay.entries.extend(entries_now);
+        let last = seq - 1;
+        overlay
+            .names
+            .extend(local.into_iter().map(|(id, kind)| (id, (kind, last))));
+        overlay.entries.extend(
+            entries_now
+                .into_iter()
+                .map(|(key, (at, state))| (key, (at, state, last))),
+        );
         overlay.streams.insert(stream, StreamHead { version });
         overlay.next_seq = seq;
         overlay.head_hash = hash;
@@ -632,8 +640,15 @@ impl Writer {
         overlay.writes.extend(staged);
         overlay.records.extend(kept);
         overlay.streams.extend(streams);
-        overlay.names.extend(names);
-        overlay.entries.extend(restored);
+        let last = seq - 1;
+        overlay
+            .names
+            .extend(names.into_iter().map(|(id, kind)| (id, (kind, last))));
+        overlay.entries.extend(
+            restored
+                .into_iter()
+                .map(|(key, (at, state))| (key, (at, state, last))),
+        );
         for (rec, pos) in ids {
             overlay.ids.insert(rec.id, (Staged::Restored(rec), pos));
         }
