@@ -1,0 +1,129 @@
+//! Unit tests of the nats writer's bookkeeping: what it keeps to follow, and what the
+//! overlay shared by two groups forgets once the first is taken out to be written.
+
+use super::*;
+
+fn records(seqs: std::ops::RangeInclusive<u64>) -> Vec<StreamRecord> {
+    seqs.map(|seq| StreamRecord {
+        seq,
+        hash: [0; 32],
+        bytes: bytes::Bytes::new(),
+    })
+    .collect()
+}
+
+fn kept(carry: &Option<Command>) -> Option<Vec<u64>> {
+    match carry {
+        Some(Command::Follow(records)) => Some(records.iter().map(|r| r.seq).collect()),
+        _ => None,
+    }
+}
+
+#[test]
+fn records_this_node_holds_are_not_kept_to_follow() {
+    let mut carry = None;
+    keep_following(&mut carry, records(11..=20), 20);
+    assert!(carry.is_none());
+}
+
+#[test]
+fn followed_records_past_what_this_node_holds_are_kept_in_order_after_earlier_ones() {
+    let mut carry = None;
+    keep_following(&mut carry, records(18..=22), 20);
+    assert_eq!(kept(&carry), Some(vec![21, 22]));
+    keep_following(&mut carry, records(23..=24), 20);
+    assert_eq!(kept(&carry), Some(vec![21, 22, 23, 24]));
+    // Once more is held (a group taken, or caught up on), what it covers is dropped.
+    keep_following(&mut carry, Vec::new(), 22);
+    assert_eq!(kept(&carry), Some(vec![23, 24]));
+    keep_following(&mut carry, Vec::new(), 30);
+    assert!(carry.is_none());
+}
+
+/// A staged event at `seq`, as the overlay holds one.
+fn staged_at(
+    seq: u64,
+) -> (
+    Uuid,
+    (crate::log::writer::stage::Staged, crate::log::Position),
+) {
+    let id = Uuid::now_v7();
+    let record: Record = serde_json::from_value(serde_json::json!({
+        "id": id, "seq": seq, "stream": "process/p", "version": seq, "type": "x.y",
+        "schema_version": 1, "recorded_at": "2026-01-01T00:00:00.000000Z",
+        "recorded_by": "t", "data": {}, "evidence": [], "prev_hash": "00",
+    }))
+    .unwrap();
+    let position = crate::log::Position {
+        id,
+        seq,
+        version: seq,
+        hash: [0; 32],
+        recorded_at: record.recorded_at.clone(),
+    };
+    (
+        id,
+        (
+            crate::log::writer::stage::Staged::Restored(record),
+            position,
+        ),
+    )
+}
+
+#[test]
+fn taking_the_first_group_lets_the_shared_overlay_forget_what_that_group_staged() {
+    // The first group ends at seq 10; the next group, staged meanwhile, holds 11 on.
+    let mut overlay = Overlay::default();
+    let (early, e) = staged_at(9);
+    let (late, l) = staged_at(11);
+    overlay.ids.extend([(early, e), (late, l)]);
+    overlay
+        .names
+        .insert("actor:a".into(), ("an actor".into(), 10));
+    overlay
+        .names
+        .insert("actor:b".into(), ("an actor".into(), 11));
+    overlay
+        .entries
+        .insert("entity:a".into(), (3, serde_json::json!(1), 10));
+    overlay
+        .entries
+        .insert("entity:b".into(), (3, serde_json::json!(2), 12));
+    let head = |version| StreamHead { version };
+    let mut at_split = HashMap::default();
+    at_split.insert("process/same".to_string(), head(3));
+    at_split.insert("process/moved".to_string(), head(2));
+    overlay.streams = at_split.clone();
+    overlay.streams.insert("process/moved".into(), head(4));
+    overlay.streams.insert("process/new".into(), head(1));
+    let split = Split {
+        records: 0,
+        writes: 0,
+        next_seq: 11,
+        head_hash: [0; 32],
+        frontier: Frontier::default(),
+        streams: at_split,
+        stamp: Stamp::default(),
+    };
+    let first = split.take_first(&mut overlay);
+    assert_eq!(first.next_seq, 11);
+    assert_eq!(first.streams.len(), 2, "the first group writes its heads");
+    assert_eq!(overlay.ids.keys().collect::<Vec<_>>(), vec![&late]);
+    assert_eq!(overlay.names.keys().collect::<Vec<_>>(), vec!["actor:b"]);
+    assert_eq!(overlay.entries.keys().collect::<Vec<_>>(), vec!["entity:b"]);
+    let mut streams: Vec<_> = overlay
+        .streams
+        .iter()
+        .map(|(k, h)| (k.as_str(), h.version))
+        .collect();
+    streams.sort();
+    assert_eq!(streams, vec![("process/moved", 4), ("process/new", 1)]);
+}
+
+#[test]
+fn a_close_waiting_to_be_handled_is_not_replaced_by_followed_records() {
+    let (tx, _rx) = tokio::sync::oneshot::channel();
+    let mut carry = Some(Command::Close(tx));
+    keep_following(&mut carry, records(21..=22), 20);
+    assert!(matches!(carry, Some(Command::Close(_))));
+}
