@@ -8,8 +8,10 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::log::{LogConfig, Recorded, raw};
+use crate::projection::ProjectionConfig;
 use crate::projection::asof::{self, Cut};
-use crate::projection::knowledge::Knowledge;
+use crate::projection::knowledge::{ActorIndexBound, Knowledge};
+use crate::projection::records::Records;
 
 /// Why a replay could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -25,13 +27,25 @@ pub enum ReplayError {
 /// Every read model `replay` can print.
 pub const PROJECTIONS: &[&str] = &["negotiation", "calendar", "actors", "sources", "audit"];
 
-/// Folds every record of a stopped data folder.
-pub fn from_dir(dir: &Path, options: &LogConfig) -> Result<Knowledge, ReplayError> {
+/// Folds every record of a stopped data folder. The fold keeps its facts, not the records:
+/// the view reads those it shows from the folder, through the configured record cache
+/// (`[projections]`), as the server's views do.
+pub fn from_dir(
+    dir: &Path,
+    options: &LogConfig,
+    projections: &ProjectionConfig,
+) -> Result<Knowledge, ReplayError> {
     let (_db, tree) =
         raw::open_tree(dir, options).map_err(|e| ReplayError::Input(e.to_string()))?;
     let head = raw::head(&tree).map_err(|e| ReplayError::Input(e.to_string()))?;
     let bar = super::progress(Some(head.seq), "replaying");
-    let mut k = Knowledge::new();
+    let records = Records::store(tree.clone(), projections.record_cache()).with_actor_index(
+        ActorIndexBound {
+            bytes: projections.actor_index_bytes,
+            gauge: None,
+        },
+    );
+    let mut k = Knowledge::over(records);
     for item in raw::records(&tree) {
         let (seq, value) = item.map_err(|e| ReplayError::Input(e.to_string()))?;
         let rec = Recorded::from_stored(seq, &value)

@@ -38,7 +38,7 @@ pub fn replay(args: ReplayArgs) -> Result<(), CliError> {
         Some(path) => replay::from_export(open_input(&path).map_err(CliError::Failed)?),
         None => {
             let config = load_config(&args.common, None)?;
-            replay::from_dir(&config.server.data_dir, &config.log)
+            replay::from_dir(&config.server.data_dir, &config.log, &config.projections)
         }
     };
     let result = knowledge.and_then(|k| {

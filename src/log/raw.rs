@@ -53,6 +53,11 @@ pub fn unchunk(tree: &sled::Tree) -> Result<(), LogError> {
     Ok(tree.apply_batch(batch)?)
 }
 
+/// The stored record at `seq`, if there is one (no head bound: offline, nothing is in flight).
+pub fn record(tree: &sled::Tree, seq: u64) -> Result<Option<Recorded>, LogError> {
+    chunk::get(tree, seq)
+}
+
 /// The stored head.
 pub fn head(tree: &sled::Tree) -> Result<Head, LogError> {
     read_head(tree)

@@ -1,8 +1,9 @@
 //! Where a view reads the record behind a fact: the fold keeps compact derived facts, never
 //! the records, so a view that needs a record's payload or evidence reads it here. Served by
 //! the log through a bounded cache (`[projections] record_cache_entries` and
-//! `record_cache_bytes`), or, for a fold with no log behind it (`annals replay`, tests), by
-//! the records the fold was handed. It also carries the bound of the actor orders the views
+//! `record_cache_bytes`); offline (`annals replay` of a data folder), by the folder's store
+//! through the same cache; or, for a fold with no store behind it (`annals replay` of an
+//! export, tests), by the records the fold was handed. It also carries the bound of the actor orders the views
 //! build (`[projections] actor_index_bytes`), as every fold an engine makes is built over
 //! the same records. This module must never write to the log, never let the
 //! cache grow past its configured bound, and never keep a view of sled's own buffers (a
@@ -135,12 +136,30 @@ impl Lru {
     }
 }
 
+/// Where records are read from.
+enum Source {
+    /// A running log: only durable records.
+    Log(Log),
+    /// The store of a stopped data folder, read without a writer (`annals replay`).
+    Store(sled::Tree),
+}
+
+impl Source {
+    fn read(&self, seq: u64) -> Result<Option<sled::IVec>, crate::log::LogError> {
+        let found = match self {
+            Source::Log(log) => log.get(seq)?,
+            Source::Store(tree) => crate::log::raw::record(tree, seq)?,
+        };
+        Ok(found.map(|r| sled::IVec::from(&r.bytes[..])))
+    }
+}
+
 enum Backing {
     /// The records the fold was handed, kept (no log behind the fold).
     Memory(RwLock<FxHashMap<u64, sled::IVec>>),
-    /// The log, through a bounded cache.
+    /// The log (or, offline, its store), through a bounded cache.
     Log {
-        log: Log,
+        log: Source,
         cache: Mutex<Lru>,
         metrics: Option<CacheMetrics>,
     },
@@ -185,6 +204,17 @@ impl Records {
 
     /// Records read from `log` on demand, through a cache bounded by `bound`.
     pub fn log(log: Log, bound: CacheBound, metrics: Option<CacheMetrics>) -> Records {
+        Records::read_from(Source::Log(log), bound, metrics)
+    }
+
+    /// Records read on demand from the store of a stopped data folder (opened with
+    /// `log::raw::open_tree`), through a cache bounded by `bound`: an offline fold
+    /// (`annals replay`) holds its facts, never the records.
+    pub fn store(tree: sled::Tree, bound: CacheBound) -> Records {
+        Records::read_from(Source::Store(tree), bound, None)
+    }
+
+    fn read_from(log: Source, bound: CacheBound, metrics: Option<CacheMetrics>) -> Records {
         Records {
             backing: Arc::new(Backing::Log {
                 log,
@@ -250,8 +280,8 @@ impl Records {
                     }
                 }
                 // Read outside the lock: other views go on while this one waits for sled.
-                let read = match log.get(seq) {
-                    Ok(r) => r.map(|r| sled::IVec::from(&r.bytes[..])),
+                let read = match log.read(seq) {
+                    Ok(r) => r,
                     Err(e) => {
                         tracing::error!(seq, error = %e, "projections: a record could not be read");
                         None

@@ -1,6 +1,7 @@
 //! The writer's memories of registry lookups and of stream heads stay within `[log] known_ids`
 //! and `[log] stream_heads` (issue 13: every cache has a configured bound), through the real
-//! server: their sizes are on `/metrics`. So do an import's chunks and appends in flight.
+//! server: their sizes are on `/metrics`. So do an import's chunks and appends in flight, and
+//! `annals replay` of a data folder holds its facts, reading records through the record cache.
 
 use serde_json::{Value, json};
 
@@ -157,4 +158,71 @@ fn an_import_holding_one_line_at_a_time_appends_the_same_events_and_a_zero_bound
         assert_eq!(code, 2, "{key}: {err}");
         assert!(err.contains(&format!("import.{key}")), "{key}: {err}");
     }
+}
+
+/// `annals replay` of a data folder keeps its facts, not the records: the views read the
+/// records they show from the folder through the record cache. With a cache of one record every
+/// view still answers exactly as a replay of the folder's export, which holds every record.
+#[tokio::test]
+async fn replay_of_a_folder_through_a_one_record_cache_answers_as_replay_of_its_export() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let mut events: Vec<Value> = (0..30).map(statement).collect();
+    events.push(json!({
+        "type": "plan.proposed",
+        "occurred": {"start": "2025-12-03", "precision": "day"},
+        "process": "ru-ua-peace",
+        "data": {"plan_id": "plan:bounded", "title": "A plan read back from the folder",
+                 "version": 1, "points": 12},
+        "evidence": [{"source": SOURCE, "relation": "reports"}]
+    }));
+    let resp = app
+        .append("process/ru-ua-peace", &json!({ "events": events }))
+        .await;
+    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+    let head = app.head().await.0.to_string();
+    let dir = app.stop().await;
+    let data = dir.path().to_str().unwrap().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let config = work.path().join("annals.toml");
+    std::fs::write(
+        &config,
+        "[projections]\nrecord_cache_entries = 1\nrecord_cache_bytes = 1\n",
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let (code, export, err) = run_cli(&["export", "--data-dir", &data], None);
+    assert_eq!(code, 0, "{err}");
+    let exported = work.path().join("export.ndjson");
+    std::fs::write(&exported, export).unwrap();
+    let exported = exported.display().to_string();
+    let mut shown = String::new();
+    for projection in ["negotiation", "calendar", "actors", "sources", "audit"] {
+        let replay = |source: &[&str]| {
+            let mut args = vec!["replay", "--known-at", &head, "--projection", projection];
+            args.extend_from_slice(source);
+            let (code, out, err) = run_cli(&args, None);
+            assert_eq!(code, 0, "{projection}: {err}");
+            out
+        };
+        let from_folder = replay(&["--config", &config, "--data-dir", &data]);
+        let from_export = replay(&["--export", &exported]);
+        assert_eq!(from_folder, from_export, "{projection}");
+        assert!(from_folder.len() > 100, "{projection}: {from_folder}");
+        shown.push_str(&from_folder);
+    }
+    // The plan's title is in its record only: a view read it from the folder.
+    assert!(
+        shown.contains("A plan read back from the folder"),
+        "{shown}"
+    );
+    // The fold itself holds no record, and its cache at most the one it is allowed.
+    let mut config = annals::config::Config::defaults().unwrap();
+    config.projections.record_cache_entries = 1;
+    let k = annals::audit::replay::from_dir(dir.path(), &config.log, &config.projections).unwrap();
+    assert!(!k.records().keeps_records());
+    let view = annals::audit::replay::view(&k, "negotiation", &head, None).unwrap();
+    assert!(view.to_string().contains("A plan read back"), "{view}");
+    let stats = k.records().stats();
+    assert!(stats.misses > 0 && stats.entries <= 1, "{stats:?}");
 }
