@@ -46,6 +46,9 @@ pub fn from_dir(
         },
     );
     let mut k = Knowledge::over(records);
+    // The count is known: the tables are sized once instead of doubling (a doubling holds the
+    // old table and one twice its size at once).
+    k.reserve(usize::try_from(head.seq).unwrap_or(0));
     for item in raw::records(&tree) {
         let (seq, value) = item.map_err(|e| ReplayError::Input(e.to_string()))?;
         let rec = Recorded::from_stored(seq, &value)
