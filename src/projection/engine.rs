@@ -545,17 +545,30 @@ async fn save_now(inner: &Arc<Inner>, cursor: tokio::sync::MutexGuard<'_, Cursor
 /// and swaps the state in. Returns the seq swapped in.
 async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     let batch = inner.config.batch_events.max(1) * 8;
-    // Phase 1: the bulk, with the follower running.
+    // Only one rebuild runs at a time and saves write the current generation: the next one
+    // is this rebuild's, and what it holds was left by a rebuild stopped midway.
+    let current = inner.cursor.lock().await.generation;
+    let generation = current + 1;
+    let tree = inner.tree()?;
+    let (t, log) = (tree.clone(), inner.log.clone());
+    blocking(move || drop_leftovers(&t, &log, current)).await?;
+    // Phase 1: the bulk, with the follower running, written to the new generation a step at
+    // a time (its rows then leave the heap: a rebuild does not hold every row of the log).
     let mut fresh = Knowledge::over(inner.records.clone());
+    save::attach_pages(&inner.log, generation, &inner.pages, &mut fresh)?;
     loop {
         if *inner.stop.borrow() {
             return Err(ProjectionError::Task("stopped by shutdown".into()));
         }
-        let log = inner.log.clone();
+        let (log, tree) = (inner.log.clone(), tree.clone());
         let metrics = inner.metrics.clone();
         let (k, n) = blocking(move || {
-            let n = fold_until_head(&log, &mut fresh, batch, batch as u64 * 16, |_| {})?;
+            let from = fresh.seq;
+            let n = fold_until_head(&log, &mut fresh, batch, rebuild_step(batch), |_| {})?;
             metrics.applied.inc_by(n);
+            save::write_step(&tree, generation, &mut fresh, from)?;
+            super::trim::sweep_store_cache(&log);
+            super::trim::give_back_free_memory();
             Ok((fresh, n))
         })
         .await?;
@@ -564,15 +577,7 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
             break;
         }
     }
-    let generation = inner.cursor.lock().await.generation + 1;
     let written = fresh.seq;
-    let (tree, mut k) = (inner.tree()?, fresh);
-    save::attach_pages(&inner.log, generation, &inner.pages, &mut k)?;
-    let fresh = blocking(move || {
-        save::write_generation(&tree, generation, &k, 0)?;
-        Ok(k)
-    })
-    .await?;
     // Phase 2: the hand-over, with the follower paused.
     let mut cursor = inner.cursor.lock().await;
     let i2 = inner.clone();
@@ -603,13 +608,50 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     inner.metrics.seq.set(seq as i64);
     drop(cursor);
     let tree = inner.tree()?;
+    let log = inner.log.clone();
     blocking(move || {
         drop(old);
         super::trim::give_back_free_memory();
-        Ok(save::drop_generation(&tree, old_generation)?)
+        save::drop_generation(&tree, old_generation, freeing(&log))?;
+        super::trim::give_back_free_memory();
+        Ok(())
     })
     .await?;
     Ok(seq)
+}
+
+/// What a removal of a save generation calls between its batches: sled's cache back to its
+/// bound every 16 batches (a sweep reads sled 16k times), and the pages it evicted freed.
+fn freeing(log: &Log) -> impl FnMut() + '_ {
+    let mut batches = 0u32;
+    move || {
+        batches += 1;
+        if batches.is_multiple_of(16) {
+            super::trim::sweep_store_cache(log);
+        } else {
+            super::trim::free_deferred();
+        }
+    }
+}
+
+/// Before a rebuild from the current generation `current`: removes what a rebuild stopped
+/// midway left of the next one (which this rebuild writes), and what a removal stopped midway
+/// left of the one before (nothing reads either: the save's meta names the current one).
+fn drop_leftovers(tree: &sled::Tree, log: &Log, current: u32) -> Result<(), ProjectionError> {
+    for generation in [current.checked_sub(1), current.checked_add(1)]
+        .into_iter()
+        .flatten()
+    {
+        save::drop_generation(tree, generation, freeing(log))?;
+    }
+    Ok(())
+}
+
+/// Records a rebuild folds between two writes of its new generation (16 batches: 131,072
+/// records with the shipped `batch_events`): their rows (52 bytes each) are what it holds
+/// beside the indexes.
+fn rebuild_step(batch: usize) -> u64 {
+    batch as u64 * 16
 }
 
 /// The offline rebuild (`annals rebuild`): folds the whole log of an open (idle) data folder
@@ -618,7 +660,7 @@ async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
 pub async fn rebuild_offline(
     log: &Log,
     config: &ProjectionConfig,
-    progress: impl FnMut(u64) + Send + 'static,
+    mut progress: impl FnMut(u64) + Send + 'static,
 ) -> Result<u64, ProjectionError> {
     let log = log.clone();
     let batch = config.batch_events.max(1) * 8;
@@ -633,13 +675,28 @@ pub async fn rebuild_offline(
         };
         let mut k = Knowledge::over(Records::log(log.clone(), bound, None));
         let generation = old.generation + 1;
+        drop_leftovers(&tree, &log, old.generation)?;
         save::attach_pages(&log, generation, &pages, &mut k)?;
-        let n = fold_until_head(&log, &mut k, batch, u64::MAX, progress)?;
-        save::write_generation(&tree, generation, &k, 0)?;
+        // A step at a time, each written and its rows paged out, as the online rebuild does.
+        let mut n = 0;
+        loop {
+            let from = k.seq;
+            let step = fold_until_head(&log, &mut k, batch, rebuild_step(batch), &mut progress)?;
+            save::write_step(&tree, generation, &mut k, from)?;
+            // The step's reads left sled's cache above its bound and their pages freed late,
+            // as a follower's catch-up does (see `trim`).
+            super::trim::sweep_store_cache(&log);
+            super::trim::give_back_free_memory();
+            n += step;
+            if step == 0 {
+                break;
+            }
+        }
         save::append(&tree, &log, generation, &k, k.seq)?;
         log.sync_aux()?;
-        save::drop_generation(&tree, old.generation)?;
+        save::drop_generation(&tree, old.generation, freeing(&log))?;
         log.sync_aux()?;
+        super::trim::give_back_free_memory();
         tracing::info!(seq = k.seq, records = n, "projections rebuilt offline");
         Ok(n)
     })

@@ -392,3 +392,51 @@ async fn a_served_folder_holds_its_row_pages_compressed_and_a_restart_rewrites_n
         "a restart with nothing new to fold leaves the save as it was"
     );
 }
+
+/// A rebuild writes its new generation a step at a time (16 batches) and pages the rows of
+/// each step out, so it never holds every row of the log. With batches of one event (steps of
+/// 128) and pages of 3 rows, 600 events take five steps: the online rebuild swaps in, and the
+/// offline one is loaded after a restart without folding again, each answering every view, now
+/// and as known before, as a full fold, and within the row cache's bound.
+#[tokio::test]
+async fn rebuilds_written_a_step_at_a_time_answer_every_view_as_a_full_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path());
+    let config = ProjectionConfig {
+        batch_events: 1,
+        ..config(3)
+    };
+    let start = || Engine::start(log.clone(), config.clone(), &Metrics::new().unwrap()).unwrap();
+    let engine = start();
+    append(&log, "process/p", said_after(600)).await;
+    caught_up(&engine, &log).await;
+    engine.rebuild("negotiation").unwrap();
+    for _ in 0..600 {
+        if engine.status()[0].rebuilds == 1 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(engine.status()[0].rebuilds, 1, "the rebuild swapped in");
+    let paged = engine.read(|k| k.facts().paged());
+    assert!(paged >= 597, "the rebuilt rows left the heap: {paged}");
+    let cuts = [1, 128, 129, 300, 599];
+    for (when, got, want) in compare(&engine, &log, &cuts) {
+        assert_eq!(got, want, "online rebuild, {when}");
+    }
+    engine.shutdown().await;
+
+    let folded = projection::rebuild_offline(&log, &config, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(folded, 600);
+    let generations: std::collections::BTreeSet<u32> = pages(&log).iter().map(|p| p.0).collect();
+    assert_eq!(generations.len(), 1, "only the new generation's pages stay");
+    let engine = start();
+    assert_eq!(engine.status()[0].replayed_since_start, 0, "the save loads");
+    for (when, got, want) in compare(&engine, &log, &cuts) {
+        assert_eq!(got, want, "offline rebuild, {when}");
+    }
+    engine.shutdown().await;
+    log.close().await;
+}
