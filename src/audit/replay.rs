@@ -109,19 +109,28 @@ pub fn view(
         valid_at,
         today,
     };
-    let body = match name {
-        "negotiation" => crate::projection::negotiation::view(k, &cut, None),
-        "calendar" => crate::projection::calendar::view(k, &cut, None),
-        "actors" => crate::projection::actors::view(k, &cut),
-        "sources" => crate::projection::sources::view(k, &cut),
-        "audit" => crate::projection::history::view(k, &cut),
-        other => {
-            return Err(ReplayError::Usage(format!(
-                "unknown projection `{other}` (one of {})",
-                PROJECTIONS.join(", ")
-            )));
-        }
+    let build = || match name {
+        "negotiation" => Some(crate::projection::negotiation::view(k, &cut, None)),
+        "calendar" => Some(crate::projection::calendar::view(k, &cut, None)),
+        "actors" => Some(crate::projection::actors::view(k, &cut)),
+        "sources" => Some(crate::projection::sources::view(k, &cut)),
+        "audit" => Some(crate::projection::history::view(k, &cut)),
+        _ => None,
     };
+    // A record the view could not read would leave its fields out: refused, as the server
+    // refuses such a view, rather than printed short.
+    let (body, failed) = crate::projection::records::failed_reads_in(build);
+    let Some(body) = body else {
+        return Err(ReplayError::Usage(format!(
+            "unknown projection `{name}` (one of {})",
+            PROJECTIONS.join(", ")
+        )));
+    };
+    if failed > 0 {
+        return Err(ReplayError::Input(format!(
+            "{failed} record(s) could not be read from the data folder; run `annals verify`"
+        )));
+    }
     Ok(
         serde_json::json!({"projection": name, "known_at": known_at, "as_of_seq": seq, "view": body}),
     )

@@ -545,13 +545,12 @@ async fn save_now(inner: &Arc<Inner>, cursor: tokio::sync::MutexGuard<'_, Cursor
 /// and swaps the state in. Returns the seq swapped in.
 async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> {
     let batch = inner.config.batch_events.max(1) * 8;
-    // Only one rebuild runs at a time and saves write the current generation: the next one
-    // is this rebuild's, and what it holds was left by a rebuild stopped midway.
-    let current = inner.cursor.lock().await.generation;
-    let generation = current + 1;
+    // Only one rebuild runs at a time, and the follower saves to the generation in use: this
+    // rebuild writes the next one (`prepare_generation`).
+    let in_use = inner.cursor.lock().await.generation;
     let tree = inner.tree()?;
     let (t, log) = (tree.clone(), inner.log.clone());
-    blocking(move || drop_leftovers(&t, &log, current)).await?;
+    let generation = blocking(move || prepare_generation(&t, &log, in_use)).await?;
     // Phase 1: the bulk, with the follower running, written to the new generation a step at
     // a time (its rows then leave the heap: a rebuild does not hold every row of the log).
     let mut fresh = Knowledge::over(inner.records.clone());
@@ -634,17 +633,21 @@ fn freeing(log: &Log) -> impl FnMut() + '_ {
     }
 }
 
-/// Before a rebuild from the current generation `current`: removes what a rebuild stopped
-/// midway left of the next one (which this rebuild writes), and what a removal stopped midway
-/// left of the one before (nothing reads either: the save's meta names the current one).
-fn drop_leftovers(tree: &sled::Tree, log: &Log, current: u32) -> Result<(), ProjectionError> {
-    for generation in [current.checked_sub(1), current.checked_add(1)]
-        .into_iter()
-        .flatten()
-    {
-        save::drop_generation(tree, generation, freeing(log))?;
+/// The save generation a rebuild writes, given the one the follower saves to (`in_use`):
+/// the next after both it and the one the save's meta names (they differ only after a rebuild
+/// that flipped the meta and then failed). Removes first what a rebuild stopped midway left of
+/// it, and what a removal stopped midway left of the one before them; never a generation the
+/// meta names or the follower saves to.
+fn prepare_generation(tree: &sled::Tree, log: &Log, in_use: u32) -> Result<u32, ProjectionError> {
+    let named = save::meta(tree)?.generation;
+    let next = in_use.max(named) + 1;
+    let before = in_use.min(named).checked_sub(1);
+    for generation in [Some(next), before].into_iter().flatten() {
+        if generation != in_use && generation != named {
+            save::drop_generation(tree, generation, freeing(log))?;
+        }
     }
-    Ok(())
+    Ok(next)
 }
 
 /// Records a rebuild folds between two writes of its new generation (16 batches: 131,072
@@ -674,8 +677,7 @@ pub async fn rebuild_offline(
             bytes: 1,
         };
         let mut k = Knowledge::over(Records::log(log.clone(), bound, None));
-        let generation = old.generation + 1;
-        drop_leftovers(&tree, &log, old.generation)?;
+        let generation = prepare_generation(&tree, &log, old.generation)?;
         save::attach_pages(&log, generation, &pages, &mut k)?;
         // A step at a time, each written and its rows paged out, as the online rebuild does.
         let mut n = 0;

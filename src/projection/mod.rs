@@ -305,4 +305,27 @@ mod tests {
         assert!(answer(&k, actors::NAME, None, &q).is_ok());
         log.close().await;
     }
+
+    /// The same for `annals replay` of a data folder: its fold reads records from the
+    /// folder's store, and one it cannot read there refuses the view instead of printing it
+    /// without that record's fields.
+    #[test]
+    fn a_replayed_view_whose_record_cannot_be_read_from_the_folder_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let tree = db.open_tree("log").unwrap();
+        let bound = records::CacheBound {
+            entries: 16,
+            bytes: 1 << 16,
+        };
+        let mut k = Knowledge::over(records::Records::store(tree, bound));
+        let plan = r#"{"plan_id":"plan:x","title":"T","version":1,"points":3}"#;
+        k.apply(1, &record(1, A, "plan.proposed", plan)).unwrap();
+        let refused = crate::audit::replay::view(&k, "negotiation", "1", None);
+        assert!(
+            matches!(&refused, Err(crate::audit::replay::ReplayError::Input(m)) if m.contains("1 record(s)")),
+            "{refused:?}"
+        );
+        assert!(crate::audit::replay::view(&k, "audit", "1", None).is_ok());
+    }
 }

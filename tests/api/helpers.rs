@@ -731,8 +731,18 @@ pub async fn view_on_every_node(app: &TestApp, path: &str, min_seq: u64) -> Valu
             a != b && std::time::Instant::now() < deadline,
             "GET {path}: the second node answers\n{theirs}\nthe first\n{mine}"
         );
-        // The log moved on between the two asks: the first node asked again at the later seq.
-        mine = app.get_json(&at(a.max(b).unwrap_or(min_seq))).await;
+        // The log moved on between the two asks: the first node asked again at the later seq,
+        // once its log holds it (the second node may apply a group the stream stored a moment
+        // before the node that published it has written it).
+        let want = a.max(b).unwrap_or(min_seq);
+        while app.head().await.0 < want {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "GET {path}: the first node's log never reached seq {want}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        mine = app.get_json(&at(want)).await;
     }
 }
 

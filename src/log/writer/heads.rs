@@ -4,10 +4,14 @@
 //! writer moves heads, so what is held stays true. This must never hold a head the store does
 //! not hold yet (a staged group's heads live in its overlay), and never grow past its bound: a
 //! log of many streams (one per actor, say) would otherwise hold every stream name it ever saw.
+//! Also the writer's lookup of a head: the group's overlay, then this memory, then the last
+//! entry of the stream's index, an unreadable one an error (never taken for a new stream).
 
 use foldhash::{HashMap, HashMapExt};
 
-use super::stage::StreamHead;
+use super::super::{AppendError, layout};
+use super::Writer;
+use super::stage::{Overlay, StreamHead};
 
 /// Stream heads the store holds: stream → head. At most `bound` streams (`[log] stream_heads`;
 /// an entry is a stream name and a version, tens of bytes). When full it is emptied and
@@ -57,6 +61,40 @@ impl StreamHeads {
     #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.heads.len()
+    }
+}
+
+impl Writer {
+    /// The stream's head (`None`: no such stream). A store that cannot be read, or an entry
+    /// that does not parse, is an error: taken for a new stream, it would restart versions at 1.
+    pub(super) fn stream_head(
+        &mut self,
+        stream: &str,
+        overlay: &Overlay,
+    ) -> Result<Option<StreamHead>, AppendError> {
+        if let Some(h) = overlay.streams.get(stream) {
+            return Ok(Some(*h));
+        }
+        if let Some(h) = self.streams.get(stream) {
+            return Ok(Some(h));
+        }
+        // The stream's last run in the index: its head needs no key of its own.
+        let prefix = layout::stream_prefix(stream);
+        let Some(last) = self.tree.scan_prefix(&prefix).next_back() else {
+            return Ok(None);
+        };
+        let unreadable = |why: String| AppendError::Unavailable(format!("stream index: {why}"));
+        let (k, v) = last.map_err(|e| unreadable(e.to_string()))?;
+        let first = k.get(prefix.len()..).and_then(layout::read_u64);
+        let run = layout::read_stream_run(&v);
+        let (Some(first), Some((_, count))) = (first, run) else {
+            return Err(unreadable(format!("corrupt entry of `{stream}`")));
+        };
+        let head = StreamHead {
+            version: first + count - 1,
+        };
+        self.streams.remember(stream, head);
+        Ok(Some(head))
     }
 }
 

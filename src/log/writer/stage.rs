@@ -126,25 +126,6 @@ impl Default for Stamp {
 }
 
 impl Writer {
-    fn stream_head(&mut self, stream: &str, overlay: &Overlay) -> Option<StreamHead> {
-        if let Some(h) = overlay.streams.get(stream) {
-            return Some(*h);
-        }
-        if let Some(h) = self.streams.get(stream) {
-            return Some(h);
-        }
-        // The stream's last run in the index: its head needs no key of its own.
-        let prefix = layout::stream_prefix(stream);
-        let (k, v) = self.tree.scan_prefix(&prefix).next_back()?.ok()?;
-        let first = layout::read_u64(k.get(prefix.len()..)?)?;
-        let (_, count) = layout::read_stream_run(&v)?;
-        let head = StreamHead {
-            version: first + count - 1,
-        };
-        self.streams.remember(stream, head);
-        Some(head)
-    }
-
     /// The record and position of an id already in the log or staged in this group.
     fn existing(&self, id: &Uuid, overlay: &Overlay) -> Result<Option<(Record, Position)>, String> {
         if let Some((staged, p)) = overlay.ids.get(id) {
@@ -243,7 +224,7 @@ impl Writer {
         recorded_at: &str,
         overlay: &mut Overlay,
     ) -> Result<Appended, AppendError> {
-        let current = self.stream_head(&append.stream, overlay);
+        let current = self.stream_head(&append.stream, overlay)?;
         // Idempotency first: a repeated request answers with the original positions even if
         // the stream has moved on since.
         let mut duplicates = Vec::new();
@@ -524,7 +505,7 @@ impl Writer {
             }
             let current = match streams.get(&rec.stream) {
                 Some(h) => Some(*h),
-                None => self.stream_head(&rec.stream, overlay),
+                None => self.stream_head(&rec.stream, overlay)?,
             };
             let expected_version = current.map(|h| h.version).unwrap_or(0) + 1;
             if rec.version != expected_version {
