@@ -96,6 +96,26 @@ pub(super) struct Overlay {
     pub(super) stamp: Stamp,
 }
 
+impl Overlay {
+    /// Takes in the ids a request introduced and the registry entries it changed, each marked
+    /// with the request's last seq (`last`): once the group holding that seq is written, the
+    /// nats writer's shared overlay lets them go (`replicated.rs`, `take_first`).
+    fn keep_introduced(
+        &mut self,
+        names: HashMap<String, String>,
+        entries: impl IntoIterator<Item = (String, (u64, serde_json::Value))>,
+        last: u64,
+    ) {
+        self.names
+            .extend(names.into_iter().map(|(id, kind)| (id, (kind, last))));
+        self.entries.extend(
+            entries
+                .into_iter()
+                .map(|(key, (at, state))| (key, (at, state, last))),
+        );
+    }
+}
+
 /// A `recorded_at`, as a time and as the text the records carry.
 #[derive(Clone)]
 pub(super) struct Stamp {
@@ -455,15 +475,7 @@ impl Writer {
         for (staged, pos) in staged_ids {
             overlay.ids.insert(pos.id, (staged, pos));
         }
-        let last = seq - 1;
-        overlay
-            .names
-            .extend(local.into_iter().map(|(id, kind)| (id, (kind, last))));
-        overlay.entries.extend(
-            entries_now
-                .into_iter()
-                .map(|(key, (at, state))| (key, (at, state, last))),
-        );
+        overlay.keep_introduced(local, entries_now, seq - 1);
         overlay.streams.insert(stream, StreamHead { version });
         overlay.next_seq = seq;
         overlay.head_hash = hash;
@@ -621,15 +633,7 @@ impl Writer {
         overlay.writes.extend(staged);
         overlay.records.extend(kept);
         overlay.streams.extend(streams);
-        let last = seq - 1;
-        overlay
-            .names
-            .extend(names.into_iter().map(|(id, kind)| (id, (kind, last))));
-        overlay.entries.extend(
-            restored
-                .into_iter()
-                .map(|(key, (at, state))| (key, (at, state, last))),
-        );
+        overlay.keep_introduced(names, restored, seq - 1);
         for (rec, pos) in ids {
             overlay.ids.insert(rec.id, (Staged::Restored(rec), pos));
         }

@@ -48,12 +48,22 @@ fn staged_at(
     (crate::log::writer::stage::Staged, crate::log::Position),
 ) {
     let id = Uuid::now_v7();
-    let record: Record = serde_json::from_value(serde_json::json!({
-        "id": id, "seq": seq, "stream": "process/p", "version": seq, "type": "x.y",
-        "schema_version": 1, "recorded_at": "2026-01-01T00:00:00.000000Z",
-        "recorded_by": "t", "data": {}, "evidence": [], "prev_hash": "00",
-    }))
-    .unwrap();
+    let record = Record {
+        id,
+        seq,
+        stream: "process/p".into(),
+        version: seq,
+        event_type: "x.y".into(),
+        schema_version: 1,
+        recorded_at: "2026-01-01T00:00:00.000000Z".into(),
+        recorded_by: "t".into(),
+        occurred: serde_json::Value::Null,
+        process: None,
+        data: serde_json::json!({}),
+        evidence: serde_json::json!([]),
+        meta: None,
+        prev_hash: "00".into(),
+    };
     let position = crate::log::Position {
         id,
         seq,
