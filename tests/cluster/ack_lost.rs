@@ -103,6 +103,38 @@ async fn pipe(
 #[tokio::test]
 async fn an_append_stored_by_the_stream_whose_ack_was_lost_is_answered_201_once_at_the_position_it_landed()
  {
+    // No id: the server mints it, so only this request can have stored it.
+    let (_app, body) = append_whose_ack_is_lost(None).await;
+    assert_eq!(body["events"][0]["seq"], 1, "{body}");
+}
+
+#[tokio::test]
+async fn an_append_with_its_own_event_id_whose_ack_was_lost_is_answered_201_and_its_resend_200_duplicate()
+ {
+    // The client's id: the stream holds it at the seq and hash this node published it with,
+    // so it is this request's landing, not a repeat of another's.
+    let id = Uuid::now_v7();
+    let (app, body) = append_whose_ack_is_lost(Some(id)).await;
+    assert_eq!(body["events"][0]["id"], id.to_string(), "{body}");
+
+    let mut event = source_event("src:ack-lost");
+    event["id"] = serde_json::json!(id.to_string());
+    let again = app.append("registry/sources", &event).await;
+    assert_eq!(again.status(), 200);
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(again["events"][0]["duplicate"], true, "{again}");
+    for field in ["seq", "version", "hash", "recorded_at"] {
+        assert_eq!(
+            again["events"][0][field], body["events"][0][field],
+            "{field}"
+        );
+    }
+}
+
+/// Appends one source registration (with `id`, or a minted one) through a proxy that cuts
+/// the publish's ack, and checks it was answered 201, not a duplicate, and stored once at
+/// the seq its answer names. The node, and the answer.
+async fn append_whose_ack_is_lost(id: Option<Uuid>) -> (crate::api_helpers::TestApp, Value) {
     let cluster = NatsCluster::shared();
     let stream = format!("ack-lost-{}", Uuid::now_v7().simple());
     let cutter = AckCutter::start(&cluster.urls()[0], format!("HPUB {stream}.log ")).await;
@@ -113,23 +145,25 @@ async fn an_append_stored_by_the_stream_whose_ack_was_lost_is_answered_201_once_
     let app = spawn_app_on(&backend, |c| c).await;
 
     cutter.arm();
-    // No id: the server mints it, so only this request can have stored it.
-    let resp = app
-        .append("registry/sources", &source_event("src:ack-lost"))
-        .await;
+    let mut event = source_event("src:ack-lost");
+    if let Some(id) = id {
+        event["id"] = serde_json::json!(id.to_string());
+    }
+    let resp = app.append("registry/sources", &event).await;
     let status = resp.status();
     let body: Value = resp.json().await.unwrap();
     assert_eq!(cutter.cuts(), 1, "the publish's ack was not cut");
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["events"][0]["duplicate"], false, "{body}");
-    assert_eq!(body["events"][0]["seq"], 1, "{body}");
 
     // Stored once, where the answer says.
     let page = app.get_json("/events?from=1").await;
     let events = page["events"].as_array().unwrap();
     assert_eq!(events.len(), 1, "{page}");
     assert_eq!(events[0]["id"], body["events"][0]["id"]);
+    assert_eq!(events[0]["seq"], body["events"][0]["seq"]);
     let js = async_nats::jetstream::new(cluster.client().await);
     let mut s = js.get_stream(&stream).await.unwrap();
     assert_eq!(s.info().await.unwrap().state.messages, 1);
+    (app, body)
 }

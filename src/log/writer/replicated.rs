@@ -19,7 +19,6 @@ use std::time::{Duration, Instant};
 use time::OffsetDateTime;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
-use uuid::Uuid;
 
 use super::super::chunk::Packer;
 use super::super::merkle::Frontier;
@@ -534,20 +533,19 @@ impl From<AppendError> for CatchUp {
 impl Owed {
     /// The request again, to be staged on fresh state; its events may now be in the log
     /// (the stream took them though the ack was lost), so their ids are looked up even where
-    /// the server minted them. Found there, a minted id is this request's own landing, not a
-    /// repeat: see [`own_landing`].
+    /// the server minted them. Found there as this attempt staged them, they are this
+    /// request's own landing, not a repeat: see [`own_landing`].
     fn into_retry(self, runtime: Option<&tokio::runtime::Handle>) -> Option<Command> {
         match self {
-            Owed::Append(reply, _, Some(mut queued)) => {
+            Owed::Append(reply, staged, Some(mut queued)) => {
                 let append = &mut queued.append;
                 let minted = append.events.iter().any(|e| !e.client_id);
-                let ids: Vec<Uuid> = append.events.iter().map(|e| e.id).collect();
                 for event in &mut append.events {
                     event.client_id = true;
                 }
                 let reply = match runtime {
-                    Some(runtime) if minted => own_landing(runtime, reply, ids),
-                    _ => reply,
+                    Some(runtime) => own_landing(runtime, reply, staged, minted),
+                    None => reply,
                 };
                 Some(Command::Append(queued, reply))
             }
@@ -573,30 +571,40 @@ impl Owed {
     }
 }
 
-/// The reply of a retried request with an id this server minted. Such an id can be in the log
-/// only because this request's own publish landed (its ack was lost), so a retry that finds
-/// every one of its events there (a duplicate answer naming exactly its ids, in order) is the
-/// request's own success: answered as created (201) at the positions it landed at, never as
-/// a repeat (200 `duplicate`) of an append the client never made.
+/// The reply of a retried request whose events were staged at `staged`'s positions by an
+/// attempt whose publish may have landed. A retry answered as a duplicate of exactly those
+/// events is the request's own success, answered as created (201) at the positions it landed
+/// at, never as a repeat (200 `duplicate`) of an append the client made once:
+/// - when every event is found at the seq and with the hash that attempt staged it with (the
+///   hash covers the chain before it and the recorded time, so only that publish stored it);
+/// - or when the server minted the ids: such an id can be in the log only through this
+///   request's own publish.
+///
+/// Each attempt wraps the reply once, so a landing of any earlier attempt is recognised.
 fn own_landing(
     runtime: &tokio::runtime::Handle,
     reply: super::AppendReply,
-    ids: Vec<Uuid>,
+    staged: super::super::Appended,
+    minted: bool,
 ) -> super::AppendReply {
     let (tx, rx) = tokio::sync::oneshot::channel::<Result<super::super::Appended, AppendError>>();
     runtime.spawn(async move {
         let Ok(mut answer) = rx.await else {
             return;
         };
+        // An attempt that found the events already stored staged no landing of its own.
         if let Ok(appended) = &mut answer
             && appended.duplicate
-            && appended
-                .positions
-                .iter()
-                .map(|p| p.id)
-                .eq(ids.iter().copied())
+            && !staged.duplicate
+            && appended.positions.len() == staged.positions.len()
         {
-            appended.duplicate = false;
+            let pairs = || appended.positions.iter().zip(&staged.positions);
+            let same_ids = pairs().all(|(found, ours)| found.id == ours.id);
+            let as_staged =
+                pairs().all(|(found, ours)| found.seq == ours.seq && found.hash == ours.hash);
+            if same_ids && (minted || as_staged) {
+                appended.duplicate = false;
+            }
         }
         let _ = reply.send(answer);
     });

@@ -2,6 +2,8 @@
 //! overlay shared by two groups forgets once the first is taken out to be written.
 
 use super::*;
+use crate::log::Appended;
+use uuid::Uuid;
 
 fn records(seqs: std::ops::RangeInclusive<u64>) -> Vec<StreamRecord> {
     seqs.map(|seq| StreamRecord {
@@ -136,4 +138,51 @@ fn a_close_waiting_to_be_handled_is_not_replaced_by_followed_records() {
     let mut carry = Some(Command::Close(tx));
     keep_following(&mut carry, records(21..=22), 20);
     assert!(matches!(carry, Some(Command::Close(_))));
+}
+
+fn appended(events: &[(Uuid, u64, u8)], duplicate: bool) -> Appended {
+    Appended {
+        positions: events
+            .iter()
+            .map(|&(id, seq, hash)| crate::log::Position {
+                id,
+                seq,
+                version: seq,
+                hash: [hash; 32],
+                recorded_at: "2026-12-07T00:00:00Z".into(),
+            })
+            .collect(),
+        stream_version: events.len() as u64,
+        duplicate,
+    }
+}
+
+/// What a retry wrapped by `own_landing` answers, given the attempt's staging and the
+/// answer the retry got.
+fn judged(staged: Appended, minted: bool, answer: Appended) -> Appended {
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let wrapped = own_landing(runtime.handle(), tx, staged, minted);
+    assert!(wrapped.send(Ok(answer)).is_ok());
+    runtime.block_on(rx).expect("an answer").expect("an append")
+}
+
+#[test]
+fn a_retry_that_finds_its_events_where_its_attempt_staged_them_is_their_landing_not_a_duplicate() {
+    let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+    let ours = [(a, 7, 1), (b, 8, 2)];
+    // Client ids, found at the seqs and hashes this node published: created.
+    let answer = judged(appended(&ours, false), false, appended(&ours, true));
+    assert!(!answer.duplicate);
+    assert_eq!(answer.positions[1].seq, 8);
+    // Client ids found elsewhere (another node's append of the same events): a duplicate.
+    let theirs = [(a, 9, 3), (b, 10, 4)];
+    assert!(judged(appended(&ours, false), false, appended(&theirs, true)).duplicate);
+    // Minted ids can only be this request's, wherever they landed.
+    assert!(!judged(appended(&ours, false), true, appended(&theirs, true)).duplicate);
+    // An attempt that found the events already stored staged nothing of its own.
+    assert!(judged(appended(&ours, true), false, appended(&ours, true)).duplicate);
+    // Other ids are never this request's.
+    let other = [(Uuid::now_v7(), 7, 1), (b, 8, 2)];
+    assert!(judged(appended(&ours, false), true, appended(&other, true)).duplicate);
 }
