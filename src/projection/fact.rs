@@ -5,7 +5,7 @@
 //! text, plus where `data` and `evidence` sit in the record, which a view reads from the log
 //! on demand (`records.rs`). All of it is found by one borrowed scan of the record. Parsing is
 //! pure, so facts of different records are parsed in parallel. Saves up to layout 5 stored a
-//! fact as it is ([`StoredFact`]); layout 6 stores the compact rows the knowledge holds
+//! fact as it is ([`StoredFact`]); layout 7 stores the compact rows the knowledge holds
 //! (`knowledge/compact/segment.rs`), and [`StoredFact`] stays the form facts are compared and
 //! shown in. This module must never index facts (that is `knowledge.rs`), never keep a record
 //! or any part of its payload, and never change a [`Role`]'s number (saves hold it).

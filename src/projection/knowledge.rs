@@ -580,7 +580,7 @@ impl Knowledge {
 
     /// The occurred object of a fact, parsed.
     pub fn occurred(&self, ix: Ix) -> Value {
-        serde_json::from_str(self.fact(ix).occurred_json()).unwrap_or(Value::Null)
+        serde_json::from_str(&self.fact(ix).occurred_json()).unwrap_or(Value::Null)
     }
 
     /// The evidence of a fact, parsed (read from its record).

@@ -1,7 +1,7 @@
 //! The saved fold: the knowledge layer persisted in the `projections` aux tree, beside the
 //! log, so a restart folds only the tail. (A "checkpoint" is something else: the signed
 //! Merkle checkpoint of `src/audit/`.) A save stores the facts as the knowledge holds them in
-//! memory (layout 6): each chunk is a segment of the compact store (`knowledge/compact/
+//! memory (layout 7): each chunk is a segment of the compact store (`knowledge/compact/
 //! segment.rs`: the fixed-size rows byte for byte, their slice of the reference pool, the
 //! names they were the first to use, their seq runs and side entries), zstd-compressed with a
 //! checksum. Loading a save is read, decompress, bulk-append, then index by name numbers
@@ -44,8 +44,10 @@ const CHUNK: u8 = b'c';
 /// postcard chunk, zstd-compressed by us. Format 5 adds the talks references (`Role::Talks`)
 /// the calendar's index of talks is built from, which a format 4 fact lacks. Format 6 stores
 /// the in-memory rows themselves (see the module header); a format 5 save is folded again
-/// like the others, once.
-const FORMAT: u32 = 6;
+/// like the others, once. Format 7's rows hold an exact `occurred` as its shape and its digits
+/// (68 bytes, from 52), so its names no longer grow a text per fact; a format 6 save is folded
+/// again once.
+const FORMAT: u32 = 7;
 /// zstd level of a chunk: cheap to write, and a chunk is read once per start.
 const ZSTD_LEVEL: i32 = 3;
 /// Facts per chunk when a whole generation is written at once.

@@ -127,7 +127,7 @@ fn prepare_generation(tree: &sled::Tree, log: &Log, in_use: u32) -> Result<u32, 
 }
 
 /// Records a rebuild folds between two writes of its new generation (16 batches: 131,072
-/// records with the shipped `batch_events`): their rows (52 bytes each) are what it holds
+/// records with the shipped `batch_events`): their rows (68 bytes each) are what it holds
 /// beside the indexes.
 fn rebuild_step(batch: usize) -> u64 {
     batch as u64 * 16

@@ -151,7 +151,7 @@ impl Clone for ByTime {
 /// Where a fact sits in the actor view's order.
 pub(super) fn time_key(facts: &FactStore, ix: Ix) -> (String, u64) {
     let f = facts.get(ix);
-    let occurred = serde_json::from_str(f.occurred_json()).unwrap_or(Value::Null);
+    let occurred = serde_json::from_str(&f.occurred_json()).unwrap_or(Value::Null);
     (asof::sort_key(&occurred), f.seq)
 }
 

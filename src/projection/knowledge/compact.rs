@@ -45,8 +45,11 @@ const ODD_TIME: u8 = 4;
 const HAS_TARGET: u8 = 8;
 /// The record's spans are in the side table (a distance does not fit 16 bits).
 const ODD_SPANS: u8 = 16;
+/// `occurred` is a shape, its digits in the row (`compact/occurred.rs`); without it, the
+/// whole text.
+const OCCURRED_SHAPE: u8 = 32;
 
-/// One fact as held in memory: 52 bytes, none of it on the heap. Every field is made of u32s
+/// One fact as held in memory: 68 bytes, none of it on the heap. Every field is made of u32s
 /// or smaller, so rows pack at 4-byte alignment (a u64 field would pad each row to 56 and
 /// the id and time to 8-byte boundaries): at a million facts each byte here is a megabyte.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -61,7 +64,12 @@ struct Row {
     /// [`ODD_SPANS`]).
     spans: [u16; 5],
     recorded_by: Sym,
+    /// With [`OCCURRED_SHAPE`], the shape of the text, else the text.
     occurred: Sym,
+    /// With [`OCCURRED_SHAPE`], the digits of `occurred` as one number, in u32 words, most
+    /// significant first: exact times are nearly all distinct, and a name each would grow
+    /// the names with the log.
+    occurred_digits: [u32; 4],
     /// Meaningful only with [`HAS_PROCESS`].
     process: Sym,
     /// Where the row's references start in the pool (they end where the next row's start).
@@ -72,7 +80,7 @@ struct Row {
 }
 
 // The size the module header and `[projections]` in config/default.toml state.
-const _: () = assert!(std::mem::size_of::<Row>() == 52);
+const _: () = assert!(std::mem::size_of::<Row>() == 68);
 
 /// What a few rows keep beside them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -512,12 +520,20 @@ impl FactStore {
         if fact.event_kind().is_none() {
             odd.kind = Some(self.names.intern(fact.kind(), ix));
         }
+        let (occurred, occurred_digits) = match occurred::split(fact.occurred_json()) {
+            Some((shape, digits)) => {
+                flags |= OCCURRED_SHAPE;
+                (self.names.intern(&shape, ix), occurred::words(digits))
+            }
+            None => (self.names.intern(fact.occurred_json(), ix), [0; 4]),
+        };
         let row = Row {
             id: id_words(key),
             recorded_at: [(recorded_at >> 32) as u32, recorded_at as u32],
             spans,
             recorded_by: self.names.intern(fact.recorded_by(), ix),
-            occurred: self.names.intern(fact.occurred_json(), ix),
+            occurred,
+            occurred_digits,
             process,
             refs,
             event_kind: fact.event_kind(),
@@ -619,6 +635,7 @@ fn write_micros(t: i64, buf: &mut [u8; 36]) {
 }
 
 mod fact_ref;
+mod occurred;
 mod pages;
 mod segment;
 #[cfg(test)]

@@ -116,7 +116,7 @@ async fn annals_rebuild_on_a_stopped_folder_folds_every_event_and_a_restart_repl
     let (new, keys) = stored_save(dir.path());
     assert_eq!(new.generation, old.generation + 1, "{new:?}");
     assert_eq!(new.seq, head, "{new:?}");
-    assert_eq!(new.format, 6, "{new:?}");
+    assert_eq!(new.format, 7, "{new:?}");
     assert!(
         keys.iter().any(|k| is_chunk_of(k, new.generation)),
         "the new generation has chunks"

@@ -48,7 +48,7 @@ fn evidence(n: u8) -> Value {
 
 /// The events of an op; facts (for corrections and retractions to target) are remembered.
 pub(super) fn events_of(op: &Op, facts: &mut Vec<Uuid>, n: usize) -> Vec<NewEvent> {
-    let e = match op {
+    let mut e = match op {
         Op::Statement(a, b) => event(
             "statement.made",
             json!({"statement_id": format!("statement:s{n}"), "speaker": ACTORS[*a as usize],
@@ -103,8 +103,26 @@ pub(super) fn events_of(op: &Op, facts: &mut Vec<Uuid>, n: usize) -> Vec<NewEven
         }
         _ => return vec![],
     };
+    e.occurred = occurred(n).into();
     facts.push(e.id);
     vec![e]
+}
+
+/// A fact's `occurred`, of every precision in turn: exact times in several forms (which the
+/// compact rows keep as a shape and its digits), and texts they keep whole (no digit, or more
+/// than one number holds).
+fn occurred(n: usize) -> Value {
+    let start = format!("2026-01-{:02}", 20 + n % 5);
+    match n % 6 {
+        0 => json!({"start": start, "precision": "day"}),
+        1 => json!({"start": format!("{start}T09:{:02}:00Z", n % 60), "precision": "exact"}),
+        2 => json!({"start": format!("{start}T23:15:0{}.250-05:00", n % 10), "precision": "exact"}),
+        3 => json!({"start": format!("{start}T09:00:00.125+03:00"),
+                    "end": format!("{start}T11:{:02}:00.125+03:00", n % 60),
+                    "precision": "interval"}),
+        4 => json!({"start": "2026-01", "precision": "month"}),
+        _ => json!({"precision": "unknown"}),
+    }
 }
 
 fn config() -> ProjectionConfig {

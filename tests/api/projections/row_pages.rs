@@ -24,7 +24,7 @@ use super::view;
 use crate::helpers::*;
 
 /// Bytes of one row in a page.
-const ROW_BYTES: usize = 52;
+const ROW_BYTES: usize = 68;
 
 /// Saves every 3 events in pages of `page_rows` rows, read through a cache of two pages.
 fn config(page_rows: u32) -> ProjectionConfig {

@@ -3,6 +3,8 @@
 //! row), its references, and the whole [`StoredFact`]. It must never answer a field differently
 //! from the [`Fact`] the row was built from.
 
+use std::borrow::Cow;
+
 use super::*;
 
 /// One fact as a view reads it: the texts the parsed [`Fact`] held, from a compact row.
@@ -83,9 +85,17 @@ impl<'a> FactRef<'a> {
         self.name(self.row.recorded_by)
     }
 
-    /// When it happened, as recorded (JSON text).
-    pub fn occurred_json(&self) -> &'a str {
-        self.name(self.row.occurred)
+    /// When it happened, as recorded (JSON text): written back from its shape and digits,
+    /// or held whole.
+    pub fn occurred_json(&self) -> Cow<'a, str> {
+        let text = self.name(self.row.occurred);
+        if self.row.flags & OCCURRED_SHAPE == 0 {
+            return Cow::Borrowed(text);
+        }
+        Cow::Owned(occurred::join(
+            text,
+            occurred::number(self.row.occurred_digits),
+        ))
     }
 
     /// The negotiation it belongs to.
@@ -147,7 +157,7 @@ impl<'a> FactRef<'a> {
                 self.kind(),
                 &self.recorded_at(),
                 self.recorded_by(),
-                self.occurred_json(),
+                &self.occurred_json(),
                 self.process().unwrap_or(""),
                 self.target(),
             ],

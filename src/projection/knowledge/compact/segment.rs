@@ -1,14 +1,14 @@
-//! A range of a [`FactStore`] in its in-memory form, as a save stores it (save layout 6): the
+//! A range of a [`FactStore`] in its in-memory form, as a save stores it (save layout 7): the
 //! rows byte for byte, their slice of the reference pool, the names they were the first to
 //! use, their seq runs and their side entries. Loading a save appends segments with bulk
 //! copies, so no text is parsed, formatted or looked up per fact. Rows keep their fixed
-//! 52-byte form here so a later step can serve them from a file instead of memory. This module
+//! 68-byte form here so a later step can serve them from a file instead of memory. This module
 //! must never read storage, and never let a store take a number it did not check: a segment
 //! that does not fit (a damaged save) is refused, and the store it was being appended to is
 //! left for the caller to discard.
 //!
 //! The encoding, little-endian: eight u32s (first row, rows, first reference, references,
-//! first name, names, runs, side entries), then each row in 52 bytes ([`ROW_BYTES`]), the
+//! first name, names, runs, side entries), then each row in 68 bytes ([`ROW_BYTES`]), the
 //! references (u32 each), the names (first row u32, length u32, UTF-8), the runs (first row
 //! u32, seq u64) and the side entries (row u32, which fields u8, then those fields).
 
@@ -22,7 +22,7 @@ use crate::event::EventKind;
 use crate::projection::fact::Role;
 
 /// A row's size in a segment: its size in memory, without padding.
-pub(super) const ROW_BYTES: usize = 52;
+pub(super) const ROW_BYTES: usize = 68;
 
 /// Which optional fields a side entry holds.
 const ODD_HAS_ID: u8 = 1;
@@ -120,12 +120,15 @@ pub(super) fn encode_row(out: &mut Vec<u8>, row: &Row) {
     for w in [row.recorded_by, row.occurred, row.process, row.refs] {
         put_u32(out, w);
     }
+    for w in row.occurred_digits {
+        put_u32(out, w);
+    }
     out.push(row.event_kind.map_or(0, |k| k as u8 + 1));
     out.push(row.flags);
 }
 
 pub(super) fn decode_row(b: &[u8]) -> Result<Row, SegmentError> {
-    let kind = match b[50] {
+    let kind = match b[66] {
         0 => None,
         k => Some(
             *EventKind::ALL
@@ -147,8 +150,9 @@ pub(super) fn decode_row(b: &[u8]) -> Result<Row, SegmentError> {
         occurred: le32(b, 38),
         process: le32(b, 42),
         refs: le32(b, 46),
+        occurred_digits: [le32(b, 50), le32(b, 54), le32(b, 58), le32(b, 62)],
         event_kind: kind,
-        flags: b[51],
+        flags: b[67],
     })
 }
 

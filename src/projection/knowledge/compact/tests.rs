@@ -122,3 +122,45 @@ fn seqs_with_gaps_are_found_and_counted() {
     let counts: Vec<usize> = (0..12).map(|s| store.count_upto(s)).collect();
     assert_eq!(counts, [0, 0, 1, 2, 3, 3, 3, 4, 5, 5, 6, 6]);
 }
+
+#[test]
+fn distinct_exact_times_add_one_shape_to_the_names_not_a_text_each_and_read_back_as_recorded() {
+    let mut store = FactStore::default();
+    let mut facts = Vec::new();
+    for seq in 1..=1000u64 {
+        let occurred = format!(
+            r#"{{"start":"2026-03-{:02}T{:02}:{:02}:{:02}.{:03}+03:00","precision":"exact"}}"#,
+            seq % 28 + 1,
+            seq % 24,
+            seq % 60,
+            seq * 7 % 60,
+            seq
+        );
+        let text = String::from_utf8(record(seq, A, "statement.made", "{}"))
+            .unwrap() // ok: test code (a #[cfg(test)] module)
+            .replace(r#"{"precision":"unknown"}"#, &occurred);
+        let fact = Fact::parse(seq, text.as_bytes()).unwrap(); // ok: test code (a #[cfg(test)] module)
+        assert_eq!(fact.occurred_json(), occurred);
+        store.push(&fact);
+        facts.push(fact);
+    }
+    // The type's, recorded_by's, process's and source's names, and one shape.
+    let names = store.names.texts.len();
+    assert!(names <= 6, "{names} names for 1,000 facts");
+    let shape = store.names.get(store.get(0).row.occurred);
+    assert_eq!(shape.matches('\u{1}').count(), 21, "{shape:?}");
+    // A save's segment gives back the same texts.
+    let mut bytes = Vec::new();
+    store.encode_segment(0, store.len(), &mut bytes);
+    let mut loaded = FactStore::default();
+    loaded
+        .append(Segment::decode(&bytes).unwrap()) // ok: test code (a #[cfg(test)] module)
+        .unwrap(); // ok: test code (a #[cfg(test)] module)
+    for (ix, fact) in facts.iter().enumerate() {
+        for store in [&store, &loaded] {
+            let row = store.get(ix as Ix);
+            assert_eq!(row.occurred_json(), fact.occurred_json());
+            assert_eq!(row.stored(), fact.stored());
+        }
+    }
+}
