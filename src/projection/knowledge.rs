@@ -32,8 +32,8 @@ pub use bulk::Bulk;
 pub use by_time::{ActorIndexBound, ActorOrder};
 use by_time::{ByTime, time_key};
 pub use compact::{
-    FactRef, FactStore, PAGE, PLAIN_PAGE, PageMetrics, PageSetup, PageStats, RowPages, Segment,
-    SegmentError, Text, page_prefix, plain_page_prefix,
+    FactRef, FactStore, PAGE, PageMetrics, PageSetup, PageStats, RowPages, Segment, SegmentError,
+    Text, page_prefix,
 };
 pub use heap::HeapPart;
 use ids::IdIndex;

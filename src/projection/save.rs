@@ -18,8 +18,7 @@
 //! holds its last rows; a load checks the last full page every 1,024 rows against the rows it
 //! decoded and then drops those rows from the heap, so the views read them from the pages through a
 //! bounded cache. The pages are a copy of what the chunks hold, not a new layout: a save
-//! without them (written before them, or with another page size) gets them at its next load,
-//! and a save with the plain pages of the version before keeps them and adds compressed ones.
+//! without them (written before them, or with another page size) gets them at its next load.
 //! This module must never write to the log, and never load a save that does not match the log.
 
 use std::io::Write;
@@ -28,8 +27,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use super::knowledge::{
-    Bulk, FactStore, Knowledge, PAGE, PLAIN_PAGE, PageSetup, RowPages, Segment, page_prefix,
-    plain_page_prefix,
+    Bulk, FactStore, Knowledge, PAGE, PageSetup, RowPages, Segment, page_prefix,
 };
 use super::records::Records;
 use crate::log::{Log, LogError};
@@ -117,9 +115,6 @@ pub enum SaveError {
     /// A stored chunk parses but does not fit the chunks before it.
     #[error("projection save chunk {0} is damaged: {1}")]
     Damaged(String, String),
-    /// A stored key is not what the layout says.
-    #[error("projection save key {0} is malformed")]
-    BadKey(String),
     /// The save describes records the log does not hold (a restored or replaced folder).
     #[error("projection save does not match the log at seq {0}")]
     Mismatch(u64),
@@ -204,13 +199,11 @@ pub fn load(
     // Only the keys around the current generation's chunks and pages are walked: walking
     // them too would read the whole save a second time.
     let chunks = gen_prefix(m.generation);
-    let plain = plain_page_prefix(m.generation, setup.page_rows.max(1));
     let pages = page_prefix(m.generation, setup.page_rows.max(1));
     let mut stale = sled::Batch::default();
     let around = tree
         .range(..chunks.to_vec())
-        .chain(tree.range(after(&chunks)..plain.to_vec()))
-        .chain(tree.range(after(&plain)..pages.to_vec()))
+        .chain(tree.range(after(&chunks)..pages.to_vec()))
         .chain(tree.range(after(&pages)..));
     for item in around {
         let (key, _) = item?;
@@ -235,31 +228,17 @@ fn after(prefix: &[u8]) -> Vec<u8> {
     vec![u8::MAX; prefix.len() + 1]
 }
 
-/// Sets where `k`'s saved rows will be read: the pages of `generation` in `setup`'s size,
-/// the plain ones a save of the version before compressed pages wrote first.
+/// Sets where `k`'s saved rows will be read: the pages of `generation` in `setup`'s size.
 pub fn attach_pages(
     log: &Log,
     generation: u32,
     setup: &PageSetup,
     k: &mut Knowledge,
 ) -> Result<(), SaveError> {
-    let plain = plain_page_prefix(generation, setup.page_rows.max(1));
-    let plain_pages = match log.aux_tree("projections")?.scan_prefix(plain).next_back() {
-        Some(item) => {
-            let (key, _) = item?;
-            let number = key
-                .get(9..13)
-                .filter(|_| key.len() == 13)
-                .ok_or_else(|| SaveError::BadKey(hex::encode(&key)))?;
-            u32::from_be_bytes([number[0], number[1], number[2], number[3]]) + 1
-        }
-        None => 0,
-    };
     let pages = Arc::new(RowPages::new(
         log.clone(),
         generation,
         setup.page_rows,
-        plain_pages,
         setup,
     ));
     k.page_out(&pages, 0)
@@ -274,9 +253,8 @@ fn page_loaded(tree: &sled::Tree, k: &mut Knowledge) -> Result<(), SaveError> {
         return Ok(());
     };
     let per = pages.page_rows();
-    // Plain pages are never written again: one missing reads as a damaged save.
     let (first, end) = (
-        ((k.facts().paged() / per as usize) as u32).max(pages.plain_pages()),
+        (k.facts().paged() / per as usize) as u32,
         (k.facts().len() / per as usize) as u32,
     );
     if end > first && !tree.contains_key(pages.key(end - 1))? {
@@ -305,7 +283,7 @@ fn add_pages(
     };
     let per = pages.page_rows();
     let (first, end) = (
-        ((start / per as usize) as u32).max(pages.plain_pages()),
+        (start / per as usize) as u32,
         (facts.len() / per as usize) as u32,
     );
     let encoded = facts.encode_pages(per, first, end);
@@ -559,12 +537,9 @@ pub fn drop_generation(
     generation: u32,
     mut between: impl FnMut(),
 ) -> Result<(), SaveError> {
-    let [pages, plain] = [PAGE, PLAIN_PAGE].map(|kind| {
-        let mut prefix = vec![kind];
-        prefix.extend_from_slice(&generation.to_be_bytes());
-        prefix
-    });
-    for prefix in [gen_prefix(generation).to_vec(), pages, plain] {
+    let mut pages = vec![PAGE];
+    pages.extend_from_slice(&generation.to_be_bytes());
+    for prefix in [gen_prefix(generation).to_vec(), pages] {
         loop {
             let mut batch = sled::Batch::default();
             let mut taken = 0;

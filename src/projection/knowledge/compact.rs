@@ -642,7 +642,5 @@ mod segment;
 mod tests;
 
 pub use fact_ref::{FactRef, Text};
-pub use pages::{
-    PAGE, PLAIN_PAGE, PageMetrics, PageSetup, PageStats, RowPages, page_prefix, plain_page_prefix,
-};
+pub use pages::{PAGE, PageMetrics, PageSetup, PageStats, RowPages, page_prefix};
 pub use segment::{Segment, SegmentError};

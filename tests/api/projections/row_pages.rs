@@ -11,7 +11,7 @@
 
 use annals::log::{Log, NewEvent};
 use annals::metrics::Metrics;
-use annals::projection::knowledge::{PAGE, PLAIN_PAGE};
+use annals::projection::knowledge::PAGE;
 use annals::projection::save;
 use annals::projection::{self, Engine, ProjectionConfig};
 use proptest::prelude::*;
@@ -229,55 +229,6 @@ fn entries(tree: &sled::Tree, prefix: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
             (k.to_vec(), v.to_vec())
         })
         .collect()
-}
-
-/// The keys and values of the save under `prefix`.
-fn stored(log: &Log, prefix: u8) -> Vec<(Vec<u8>, Vec<u8>)> {
-    entries(&tree(log), &[prefix])
-}
-
-#[tokio::test]
-async fn a_save_with_the_plain_pages_of_the_version_before_reads_them_and_adds_compressed_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let (before, _) = saved_folder(dir.path()).await;
-    let log = open(dir.path());
-    let written = pages(&log);
-    // As the version before compressed pages left it: each page's rows as they are, under `p`.
-    for page in &written {
-        let packed = tree(&log).remove(page_key(PAGE, *page)).unwrap().unwrap();
-        let plain = zstd::block::decompress(&packed, page.1 as usize * ROW_BYTES).unwrap();
-        assert_eq!(plain.len(), page.1 as usize * ROW_BYTES);
-        tree(&log)
-            .insert(page_key(PLAIN_PAGE, *page), plain)
-            .unwrap();
-    }
-    log.sync_aux().unwrap();
-    let plain = stored(&log, PLAIN_PAGE);
-    let engine = start(&log, 2);
-    assert_eq!(engine.status()[0].replayed_since_start, 0, "the save loads");
-    assert_eq!(engine.read(projection::all_views), before);
-    let mut out = compare(&engine, &log, &[3, 11]);
-    append(&log, "process/p", said_after(6)).await;
-    caught_up(&engine, &log).await;
-    engine.shutdown().await;
-    assert_eq!(
-        stored(&log, PLAIN_PAGE),
-        plain,
-        "the plain pages stay as they were"
-    );
-    let added = pages(&log);
-    assert!(
-        !added.is_empty() && added.iter().all(|p| p.2 as usize >= plain.len()),
-        "the pages after them are compressed: {added:?}"
-    );
-    let engine = start(&log, 2);
-    assert_eq!(engine.status()[0].replayed_since_start, 0);
-    out.extend(compare(&engine, &log, &[3, 11, 25]));
-    for (when, paged, full) in out {
-        assert_eq!(paged, full, "{when}");
-    }
-    engine.shutdown().await;
-    log.close().await;
 }
 
 #[tokio::test]

@@ -9,16 +9,14 @@
 //! 0.34 writes a page about three times on its way in (a leaf of up to 16 pages is rewritten
 //! whole at every tenth change and at its split) and frees a segment only once half of it is
 //! garbage: plain pages grew a served 1M-event folder by about 145 MB for 52 MB of rows, a
-//! third of it compressed. The plain pages a save of the version before holds (under `p`) are
-//! read as they are and never rewritten (rewriting them would leave their old copies as
-//! garbage sled keeps: 62 MB more at 1M); its pages after them are compressed.
+//! third of it compressed. (The plain pages of an earlier version were in save layout 6,
+//! which is folded again, so none is read.)
 //! A view reads a row through [`RowPages::row`]: one page decoded and kept in a
 //! least-recently-used cache of at most `[projections] row_cache_bytes`, read through sled's
 //! own bounded cache. This module must never write (the save does), never hold more decoded
 //! pages than its bound, and never answer a row it could not read as if it were one: a failed
 //! read counts against the view (`records::read_failed`, the view is refused).
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
@@ -32,9 +30,6 @@ use crate::projection::records::read_failed;
 
 /// The key prefix of a page: its rows in their fixed [`ROW_BYTES`], as one zstd block.
 pub const PAGE: u8 = b'q';
-/// The key prefix of the plain pages (the rows as they are) that the version before compressed
-/// pages wrote, in the same key layout: read as they are, never written again.
-pub const PLAIN_PAGE: u8 = b'p';
 /// zstd level of a page: levels 1 to 9 give the same size on rows (a third of their plain
 /// size, measured on 1M statement facts), and 1 is the cheapest to write.
 const PAGE_LEVEL: i32 = 1;
@@ -56,11 +51,6 @@ pub fn page_key(generation: u32, page_rows: u32, page: u32) -> [u8; 13] {
 /// The prefix of every page key of a generation in pages of `page_rows` rows.
 pub fn page_prefix(generation: u32, page_rows: u32) -> [u8; 9] {
     prefix(PAGE, generation, page_rows)
-}
-
-/// The prefix of every plain page key of a generation in pages of `page_rows` rows.
-pub fn plain_page_prefix(generation: u32, page_rows: u32) -> [u8; 9] {
-    prefix(PLAIN_PAGE, generation, page_rows)
 }
 
 fn prefix(kind: u8, generation: u32, page_rows: u32) -> [u8; 9] {
@@ -131,9 +121,6 @@ pub struct RowPages {
     log: Log,
     generation: u32,
     page_rows: u32,
-    /// Pages below this one are plain, under [`PLAIN_PAGE`] (a save of the version before
-    /// compressed pages wrote them); the others are compressed, under [`PAGE`].
-    plain_pages: u32,
     cache: Mutex<Lru>,
     metrics: Option<PageMetrics>,
 }
@@ -157,22 +144,14 @@ impl Drop for RowPages {
 }
 
 impl RowPages {
-    /// The pages of `generation`, of `page_rows` rows each, in `log`'s `projections` tree, the
-    /// first `plain_pages` of them plain.
-    pub fn new(
-        log: Log,
-        generation: u32,
-        page_rows: u32,
-        plain_pages: u32,
-        setup: &PageSetup,
-    ) -> RowPages {
+    /// The pages of `generation`, of `page_rows` rows each, in `log`'s `projections` tree.
+    pub fn new(log: Log, generation: u32, page_rows: u32, setup: &PageSetup) -> RowPages {
         let page_bytes = page_rows.max(1) as usize * ROW_BYTES;
         let bound = (setup.cache_bytes / page_bytes).max(1);
         RowPages {
             log,
             generation,
             page_rows: page_rows.max(1),
-            plain_pages,
             cache: Mutex::new(Lru {
                 stats: PageStats {
                     bound,
@@ -194,19 +173,9 @@ impl RowPages {
         self.generation
     }
 
-    /// The key of page `page`: a plain one's below [`plain_pages`](Self::plain_pages).
+    /// The key of page `page`.
     pub fn key(&self, page: u32) -> [u8; 13] {
-        let mut k = page_key(self.generation, self.page_rows, page);
-        if page < self.plain_pages {
-            k[0] = PLAIN_PAGE;
-        }
-        k
-    }
-
-    /// How many pages, from the first, are plain: written by the version before compressed
-    /// pages. A save writes only the pages after them, compressed.
-    pub fn plain_pages(&self) -> u32 {
-        self.plain_pages
+        page_key(self.generation, self.page_rows, page)
     }
 
     /// The cache's own counters.
@@ -268,11 +237,7 @@ impl RowPages {
             }
         };
         let plain_len = self.page_rows as usize * ROW_BYTES;
-        let unpacked = if page < self.plain_pages {
-            Ok(Cow::Borrowed(&bytes[..]))
-        } else {
-            UNPACKER.with(|d| d.borrow_mut().decompress(&bytes, plain_len).map(Cow::Owned))
-        };
+        let unpacked = UNPACKER.with(|d| d.borrow_mut().decompress(&bytes, plain_len));
         let bytes = match unpacked {
             Ok(plain) if plain.len() == plain_len => plain,
             Ok(plain) => {
