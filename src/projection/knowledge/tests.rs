@@ -146,6 +146,72 @@ fn ids_out_of_ascending_order_are_still_found() {
     );
 }
 
+/// Knowledge of one statement per id, in the order given.
+fn with_ids(ids: &[u128]) -> Knowledge {
+    let mut k = Knowledge::new();
+    for (i, id) in ids.iter().enumerate() {
+        let seq = i as u64 + 1;
+        let text = uuid::Uuid::from_u128(*id).to_string();
+        k.insert(Fact::parse(seq, &record(seq, &text, "statement.made", "{}")).unwrap()); // ok: test code (a #[cfg(test)] module)
+    }
+    k
+}
+
+#[test]
+fn an_import_of_ascending_ids_below_the_logs_own_costs_a_list_not_an_entry_each() {
+    // Five minted ids, then 3,000 derived ones (all below them, ascending with the line), then
+    // minted ones again, above both.
+    let minted = |n: u128| (0x019b_u128 << 112) | n;
+    let ids: Vec<u128> = (1..=5)
+        .map(minted)
+        .chain((1..=3000).map(|line| line << 80))
+        .chain((6..=9).map(minted))
+        .collect();
+    let k = with_ids(&ids);
+    assert_eq!(k.by_id.other.len(), 0, "the climb left the map");
+    let lists = k.by_id.ascending();
+    assert_eq!(lists.len(), 2);
+    assert_eq!(lists[0], (0..5).collect::<Vec<Ix>>());
+    assert_eq!(lists[1], (5..ids.len() as Ix).collect::<Vec<Ix>>());
+    for (ix, id) in ids.iter().enumerate() {
+        assert_eq!(
+            k.by_id(&uuid::Uuid::from_u128(*id).to_string()),
+            Some(ix as Ix)
+        );
+    }
+    assert_eq!(
+        k.by_id(&uuid::Uuid::from_u128(minted(100)).to_string()),
+        None
+    );
+    assert_eq!(
+        k.by_id(&uuid::Uuid::from_u128(3001 << 80).to_string()),
+        None
+    );
+}
+
+#[test]
+fn ids_in_no_order_are_all_found_and_short_climbs_stay_in_the_map() {
+    // A pseudo-random walk (xorshift): short ascending stretches, never a climb of 1,024.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let ids: Vec<u128> = (0..5000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            u128::from(x) << 64 | 1
+        })
+        .collect();
+    let k = with_ids(&ids);
+    assert_eq!(k.by_id.ascending().len(), 1);
+    assert!(k.by_id.other.len() > 4000, "{}", k.by_id.other.len());
+    for (ix, id) in ids.iter().enumerate() {
+        assert_eq!(
+            k.by_id(&uuid::Uuid::from_u128(*id).to_string()),
+            Some(ix as Ix)
+        );
+    }
+}
+
 /// Records of every shape the rows keep differently: actors, sources, talks, a correction
 /// that moves a meeting and names a new actor, a status change corrected, a retraction, a
 /// correction of a retraction's target, an id not in canonical text, an id out of order, a
