@@ -94,3 +94,18 @@ pub(super) fn sweep_store_cache(log: &Log) {
 pub(crate) fn free_deferred() {
     crossbeam_epoch::pin().flush();
 }
+
+/// What a removal of save keys calls between its batches (`save::drop_generation`): sled's
+/// cache back to its bound every 16 batches (a sweep reads sled 16k times), and the pages it
+/// evicted freed.
+pub(super) fn freeing(log: &Log) -> impl FnMut() + '_ {
+    let mut batches = 0u32;
+    move || {
+        batches += 1;
+        if batches.is_multiple_of(16) {
+            sweep_store_cache(log);
+        } else {
+            free_deferred();
+        }
+    }
+}

@@ -87,26 +87,12 @@ pub(super) async fn rebuild(inner: &Arc<Inner>) -> Result<u64, ProjectionError> 
     blocking(move || {
         drop(old);
         trim::give_back_free_memory();
-        save::drop_generation(&tree, old_generation, freeing(&log))?;
+        save::drop_generation(&tree, old_generation, trim::freeing(&log))?;
         trim::give_back_free_memory();
         Ok(())
     })
     .await?;
     Ok(seq)
-}
-
-/// What a removal of a save generation calls between its batches: sled's cache back to its
-/// bound every 16 batches (a sweep reads sled 16k times), and the pages it evicted freed.
-fn freeing(log: &Log) -> impl FnMut() + '_ {
-    let mut batches = 0u32;
-    move || {
-        batches += 1;
-        if batches.is_multiple_of(16) {
-            trim::sweep_store_cache(log);
-        } else {
-            trim::free_deferred();
-        }
-    }
 }
 
 /// The save generation a rebuild writes, given the one the follower saves to (`in_use`):
@@ -120,7 +106,7 @@ fn prepare_generation(tree: &sled::Tree, log: &Log, in_use: u32) -> Result<u32, 
     let before = in_use.min(named).checked_sub(1);
     for generation in [Some(next), before].into_iter().flatten() {
         if generation != in_use && generation != named {
-            save::drop_generation(tree, generation, freeing(log))?;
+            save::drop_generation(tree, generation, trim::freeing(log))?;
         }
     }
     Ok(next)
@@ -172,7 +158,7 @@ pub async fn rebuild_offline(
         }
         save::append(&tree, &log, generation, &k, k.seq)?;
         log.sync_aux()?;
-        save::drop_generation(&tree, old.generation, freeing(&log))?;
+        save::drop_generation(&tree, old.generation, trim::freeing(&log))?;
         log.sync_aux()?;
         trim::give_back_free_memory();
         tracing::info!(seq = k.seq, records = n, "projections rebuilt offline");
