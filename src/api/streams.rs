@@ -135,10 +135,6 @@ async fn append(
             if dry_run {
                 return super::events::dry_run(&st, &stream, single, &submission);
             }
-            // A line answered with another event's position is a registry no-op (it registers
-            // again what the log, or an earlier line, holds): it is reported as a duplicate of
-            // that registration, as it would be alone.
-            let submitted: Vec<_> = submission.events.iter().map(|e| e.id).collect();
             let append = Append {
                 stream: stream.clone(),
                 expected: submission.expected,
@@ -158,9 +154,11 @@ async fn append(
             let events: Vec<_> = appended
                 .positions
                 .iter()
-                .enumerate()
-                .map(|(i, p)| Placed {
-                    duplicate: appended.duplicate || submitted.get(i) != Some(&p.id),
+                .map(|p| Placed {
+                    // A line answered with another event's position is a registry no-op (it
+                    // registers again what the log, or an earlier line, holds): it is reported
+                    // as a duplicate of that registration, as it would be alone.
+                    duplicate: appended.duplicate || p.repeat,
                     hash: crate::log::record::hash_hex(&p.hash),
                     id: p.id,
                     recorded_at: &p.recorded_at,

@@ -327,6 +327,9 @@ pub struct Position {
     pub hash: Hash,
     /// Transaction time.
     pub recorded_at: String,
+    /// The event was not written: it registers again what the log, or an earlier event of
+    /// the request, holds, and this is that registration's position (a registry no-op).
+    pub repeat: bool,
 }
 
 /// The answer to a successful append.

@@ -344,3 +344,56 @@ async fn racing_submissions_of_one_event_id_store_it_once_and_all_get_its_positi
     assert_eq!((seq, hash.as_str()), (6, log[5]["hash"].as_str().unwrap()));
     assert_eq!(log[5]["id"], event["id"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ids_the_server_mints_ascend_with_the_seq_however_many_requests_race() {
+    const CLIENTS: u64 = 32;
+    const REQUESTS: u64 = 20;
+    let app = Arc::new(spawn_app().await);
+    app.seed().await;
+    let start = Arc::new(Barrier::new(CLIENTS as usize));
+    let tasks: Vec<_> = (0..CLIENTS)
+        .map(|client| {
+            let (app, start) = (app.clone(), start.clone());
+            tokio::spawn(async move {
+                start.wait().await;
+                let mut ids = Vec::new();
+                for r in 0..REQUESTS {
+                    let resp = app
+                        .append(
+                            &format!("process/client-{client}"),
+                            &statement(client * 1000 + r),
+                        )
+                        .await;
+                    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+                    let body: Value = resp.json().await.unwrap();
+                    ids.push((
+                        body["events"][0]["seq"].as_u64().unwrap(),
+                        body["events"][0]["id"].clone(),
+                    ));
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut answered = Vec::new();
+    for t in tasks {
+        answered.extend(t.await.unwrap());
+    }
+    let log = read_whole_log(&app).await;
+    assert_eq!(log.len() as u64, 5 + CLIENTS * REQUESTS);
+    // Each answer names the id stored at its seq.
+    for (seq, id) in &answered {
+        assert_eq!(&log[*seq as usize - 1]["id"], id);
+    }
+    let ids: Vec<u128> = log[5..]
+        .iter()
+        .map(|r| {
+            uuid::Uuid::parse_str(r["id"].as_str().unwrap())
+                .unwrap()
+                .as_u128()
+        })
+        .collect();
+    let out_of_order = ids.windows(2).filter(|w| w[0] >= w[1]).count();
+    assert_eq!(out_of_order, 0, "ids out of seq order");
+}

@@ -146,6 +146,7 @@ impl Writer {
             version: parsed.version,
             hash: rec.hash,
             recorded_at: parsed.recorded_at,
+            repeat: false,
         })
     }
 }

@@ -168,6 +168,7 @@ impl Writer {
             version: parsed.version,
             hash: rec.hash,
             recorded_at: parsed.recorded_at.clone(),
+            repeat: false,
         };
         Ok(Some((parsed, position)))
     }
@@ -348,7 +349,10 @@ impl Writer {
             let mut positions = Vec::with_capacity(noop.len());
             for origin in noop.iter().flatten() {
                 if let Origin::Seq(seq) = origin {
-                    positions.push(self.position_at(*seq, overlay)?);
+                    positions.push(Position {
+                        repeat: true,
+                        ..self.position_at(*seq, overlay)?
+                    });
                 }
             }
             return Ok(Appended {
@@ -382,11 +386,17 @@ impl Writer {
         for (index, ev) in events.into_iter().enumerate() {
             match noop[index] {
                 Some(Origin::Seq(seq)) => {
-                    positions.push(self.position_at(seq, overlay)?);
+                    positions.push(Position {
+                        repeat: true,
+                        ..self.position_at(seq, overlay)?
+                    });
                     continue;
                 }
                 Some(Origin::Local(i)) => {
-                    positions.push(positions[i].clone());
+                    positions.push(Position {
+                        repeat: true,
+                        ..positions[i].clone()
+                    });
                     continue;
                 }
                 None => {}
@@ -442,6 +452,7 @@ impl Writer {
                 version,
                 hash,
                 recorded_at: recorded_at.to_string(),
+                repeat: false,
             };
             positions.push(position.clone());
             staged_ids.push((Staged::Submitted(staged_event), position));
@@ -622,6 +633,7 @@ impl Writer {
                 version: rec.version,
                 hash,
                 recorded_at: rec.recorded_at.clone(),
+                repeat: false,
             };
             if let Ok(t) = OffsetDateTime::parse(&rec.recorded_at, &Rfc3339) {
                 latest = latest.max(t);

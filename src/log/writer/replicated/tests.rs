@@ -72,6 +72,7 @@ fn staged_at(
         version: seq,
         hash: [0; 32],
         recorded_at: record.recorded_at.clone(),
+        repeat: false,
     };
     (
         id,
@@ -150,6 +151,7 @@ fn appended(events: &[(Uuid, u64, u8)], duplicate: bool) -> Appended {
                 version: seq,
                 hash: [hash; 32],
                 recorded_at: "2026-12-07T00:00:00Z".into(),
+                repeat: false,
             })
             .collect(),
         stream_version: events.len() as u64,
