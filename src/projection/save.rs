@@ -169,7 +169,8 @@ pub fn load(
 ) -> Result<(Meta, Knowledge), SaveError> {
     let mut m = meta(tree)?;
     let mut k = Knowledge::over(records.clone());
-    if m.format != FORMAT {
+    let older = m.format != FORMAT;
+    if older {
         tracing::warn!(
             format = m.format,
             "projection save has an older layout; folding the log again"
@@ -202,11 +203,20 @@ pub fn load(
     // events its values read in one batch took the process to 2.9 GB.
     let chunks = gen_prefix(m.generation);
     let pages = page_prefix(m.generation, setup.page_rows.max(1));
+    // After a layout change every key goes: the new generation's number may be one an
+    // unfinished rebuild of the older layout left chunks under.
+    type Scan = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
     let around = || {
-        tree.range(..chunks.to_vec())
-            .chain(tree.range(after(&chunks)..pages.to_vec()))
-            .chain(tree.range(after(&pages)..))
-            .filter(|item| item.as_ref().map_or(true, |(key, _)| key != META))
+        let keys: Scan = if older {
+            Box::new(tree.iter())
+        } else {
+            Box::new(
+                tree.range(..chunks.to_vec())
+                    .chain(tree.range(after(&chunks)..pages.to_vec()))
+                    .chain(tree.range(after(&pages)..)),
+            )
+        };
+        keys.filter(|item| item.as_ref().map_or(true, |(key, _)| key != META))
     };
     remove_batched(tree, around, super::trim::freeing(log))?;
     Ok((m, k))
@@ -423,9 +433,10 @@ fn encode(facts: &FactStore, from: usize, to: usize) -> Result<Vec<u8>, SaveErro
     encoded.map_err(|e| SaveError::Encode(e.to_string()))
 }
 
-/// Replaces an unusable save by an empty one in the next generation, in ONE batch (so a
-/// crash right after leaves nothing that claims records it does not hold), and makes it
-/// durable. Returns the new meta: the caller folds the log from seq 1.
+/// Replaces an unusable save by an empty one in the next generation: the new meta first,
+/// durable (from then on no key claims records the meta does not name, and a crash before
+/// the rest is removed leaves keys the next load sweeps), then every other key in batches.
+/// Returns the new meta: the caller folds the log from seq 1.
 pub fn discard(tree: &sled::Tree, log: &Log) -> Result<Meta, SaveError> {
     // Every key goes, pages too: a page is a copy of a chunk's rows.
     let old = meta(tree).unwrap_or_default();

@@ -604,6 +604,11 @@ fn own_landing(
                 pairs().all(|(found, ours)| found.seq == ours.seq && found.hash == ours.hash);
             if same_ids && (minted || as_staged) {
                 appended.duplicate = false;
+                // A duplicate answer names the stream's version now, which appends from other
+                // nodes may have moved past this request's own last event.
+                if let Some(last) = appended.positions.iter().map(|p| p.version).max() {
+                    appended.stream_version = last;
+                }
             }
         }
         let _ = reply.send(answer);

@@ -8,7 +8,7 @@ use super::compact::FactStore;
 
 /// Out-of-order facts, one after the other, whose ids ascend among themselves, that make a new
 /// ascending list instead of map entries (`IdIndex::climbing`).
-const CLIMB: u32 = 1024;
+const CLIMB: usize = 1024;
 
 /// Event ids to fact indexes. Ids mostly arrive in ascending order: the server mints UUIDv7s,
 /// and `annals import` derives ids that ascend with the line. Those are listed in the order
@@ -28,8 +28,9 @@ pub(super) struct IdIndex {
     /// Ids that arrived out of order and are in no list.
     pub(super) other: FxHashMap<u128, Ix>,
     /// The out-of-order facts just before the next one, if their ids ascend: the first's
-    /// index, how many, the last id.
-    climbing: Option<(Ix, u32, u128)>,
+    /// index, and their ids (kept, not read back from rows that may be paged out by then:
+    /// at most [`CLIMB`], 16 KiB).
+    climbing: Option<(Ix, Vec<u128>)>,
 }
 
 /// Facts whose ids ascend in the order they came.
@@ -148,25 +149,28 @@ impl IdIndex {
             return;
         }
         self.other.insert(id, ix);
-        let climb = match self.climbing {
-            Some((first, n, last)) if first + n == ix && id > last => (first, n + 1, id),
-            _ => (ix, 1, id),
+        let (first, mut ids) = match self.climbing.take() {
+            Some((first, ids))
+                if first as usize + ids.len() == ix as usize
+                    && ids.last().is_some_and(|&last| id > last) =>
+            {
+                (first, ids)
+            }
+            _ => (ix, Vec::new()),
         };
-        self.climbing = Some(climb);
-        let (first, n, _) = climb;
-        if n < CLIMB {
+        ids.push(id);
+        if ids.len() < CLIMB {
+            self.climbing = Some((first, ids));
             return;
         }
         // The climb becomes the list the ids after it go on.
-        let mut list = Ascending::starting(first, store.id_key(first));
-        self.other.remove(&list.first_id);
-        for ix in first + 1..first + n {
-            let key = store.id_key(ix);
+        let mut list = Ascending::starting(first, ids[0]);
+        self.other.remove(&ids[0]);
+        for (ix, &key) in (first + 1..).zip(&ids[1..]) {
             self.other.remove(&key);
             list.push(key, ix);
         }
         self.lists.push(list);
-        self.climbing = None;
     }
 
     /// The fact of `id`: the first one entered under it.

@@ -177,6 +177,13 @@ fn a_retry_that_finds_its_events_where_its_attempt_staged_them_is_their_landing_
     let answer = judged(appended(&ours, false), false, appended(&ours, true));
     assert!(!answer.duplicate);
     assert_eq!(answer.positions[1].seq, 8);
+    // At the stream's version its own last event made, not the stream's version now.
+    let mut later = appended(&ours, true);
+    later.stream_version = 12;
+    assert_eq!(
+        judged(appended(&ours, false), false, later).stream_version,
+        8
+    );
     // Client ids found elsewhere (another node's append of the same events): a duplicate.
     let theirs = [(a, 9, 3), (b, 10, 4)];
     assert!(judged(appended(&ours, false), false, appended(&theirs, true)).duplicate);
