@@ -198,13 +198,12 @@ pub fn load(
         attach_pages(log, m.generation, setup, &mut k)?;
     }
     // Only the keys around the current generation's chunks and pages are walked: walking
-    // them too would read the whole save a second time.
-    // In batches, as `drop_generation`: an older layout's whole save goes here, and at 10M
-    // events its values read in one batch took the process to 2.9 GB.
+    // them too would read the whole save a second time. After a layout change every key but
+    // meta goes: the new generation's number may be one an unfinished rebuild of the older
+    // layout left chunks under. In batches, as `drop_generation`: an older layout's whole
+    // save goes here, and at 10M events its values read in one batch took 2.9 GB.
     let chunks = gen_prefix(m.generation);
     let pages = page_prefix(m.generation, setup.page_rows.max(1));
-    // After a layout change every key goes: the new generation's number may be one an
-    // unfinished rebuild of the older layout left chunks under.
     type Scan = Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>>;
     let around = || {
         let keys: Scan = if older {

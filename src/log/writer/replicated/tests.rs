@@ -162,11 +162,11 @@ fn appended(events: &[(Uuid, u64, u8)], duplicate: bool) -> Appended {
 /// What a retry wrapped by `own_landing` answers, given the attempt's staging and the
 /// answer the retry got.
 fn judged(staged: Appended, minted: bool, answer: Appended) -> Appended {
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime"); // ok: test code (a #[cfg(test)] module)
     let (tx, rx) = tokio::sync::oneshot::channel();
     let wrapped = own_landing(runtime.handle(), tx, staged, minted);
     assert!(wrapped.send(Ok(answer)).is_ok());
-    runtime.block_on(rx).expect("an answer").expect("an append")
+    runtime.block_on(rx).expect("an answer").expect("an append") // ok: test code (a #[cfg(test)] module)
 }
 
 #[test]

@@ -85,7 +85,7 @@ mod tests {
             "0",
             "00000000000000000000000000000000000000",
         ] {
-            let (shape, digits) = split(text).expect(text);
+            let (shape, digits) = split(text).expect(text); // ok: test code (a #[cfg(test)] module)
             assert_eq!(join(&shape, digits), text);
             assert_eq!(number(words(digits)), digits);
         }
@@ -95,7 +95,7 @@ mod tests {
     fn texts_of_one_shape_share_it_and_differ_only_in_their_number() {
         let a = split(r#"{"start":"2026-01-22T14:30:05Z","precision":"exact"}"#);
         let b = split(r#"{"start":"2027-11-02T01:00:59Z","precision":"exact"}"#);
-        let ((sa, na), (sb, nb)) = (a.expect("a"), b.expect("b"));
+        let ((sa, na), (sb, nb)) = (a.expect("a"), b.expect("b")); // ok: test code (a #[cfg(test)] module)
         assert_eq!(sa, sb);
         assert_ne!(na, nb);
         assert_eq!(nb, 20271102010059);
@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(split(&"1".repeat(MAX_DIGITS + 1)), None);
         assert_eq!(split("{\"start\":\"\u{1}2026\"}"), None);
         // Digits of other scripts are not ASCII digits: kept in the shape.
-        let (shape, n) = split("٣ 7").expect("one ASCII digit");
+        let (shape, n) = split("٣ 7").expect("one ASCII digit"); // ok: test code (a #[cfg(test)] module)
         assert_eq!((shape.as_str(), n), ("٣ \u{1}", 7));
     }
 }
