@@ -319,6 +319,42 @@ impl<'k, K: Known> DryRun<'k, K> {
             })
     }
 
+    /// As the writer: a request each of whose events is stored already (`stored`: index,
+    /// id, version, in order) or a registry no-op is a repeat, answered with each event's
+    /// original or registration (`None`: some event is neither).
+    fn repeat_of(
+        &self,
+        events: &[NewEvent],
+        stored: &[(usize, Uuid, u64)],
+    ) -> Result<Option<Vec<(Uuid, u64)>>, Refusal> {
+        let mut stored = stored.iter().peekable();
+        let mut at = Vec::with_capacity(events.len());
+        for (index, ev) in events.iter().enumerate() {
+            if let Some(&(_, id, version)) = stored.next_if(|(i, ..)| *i == index) {
+                at.push((id, version));
+                continue;
+            }
+            let mut registered = None;
+            for decl in &ev.refs.declares {
+                match self.judge_entry(index, decl, &mut HashMap::new()) {
+                    Ok(Some(origin)) => registered = Some(origin),
+                    Err(e @ AppendError::Unavailable(_)) => return Err((ProblemKind::Registry, e)),
+                    _ => return Ok(None),
+                }
+            }
+            at.push(match registered {
+                Some(Origin::Seq(seq)) => self
+                    .known
+                    .position(seq)
+                    .map_err(|e| (ProblemKind::Registry, AppendError::Unavailable(e)))?
+                    .unwrap_or((ev.id, 0)),
+                Some(Origin::Dry(id, version)) => (id, version),
+                _ => return Ok(None),
+            });
+        }
+        Ok(Some(at))
+    }
+
     fn check(
         &self,
         stream: &str,
@@ -363,10 +399,10 @@ impl<'k, K: Known> DryRun<'k, K> {
             }
         }
         if !duplicates.is_empty() {
-            if duplicates.len() == events.len() {
+            if let Some(events) = self.repeat_of(events, &duplicates)? {
                 return Ok(Step::Duplicate(Would {
-                    repeats: vec![true; duplicates.len()],
-                    events: duplicates.into_iter().map(|(_, id, v)| (id, v)).collect(),
+                    repeats: vec![true; events.len()],
+                    events,
                     stream_version: current.unwrap_or(0),
                     duplicate: true,
                 }));

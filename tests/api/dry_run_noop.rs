@@ -81,3 +81,72 @@ async fn a_dry_run_answers_a_registry_no_op_as_the_real_append_does_alone_and_in
     );
     app.stop().await;
 }
+
+/// `event` with the client's own id.
+fn with_id(mut event: Value, id: &str) -> Value {
+    event["id"] = json!(id);
+    event
+}
+
+#[tokio::test]
+async fn a_resend_of_a_batch_that_mixed_a_registry_no_op_with_new_lines_is_a_200_duplicate_with_the_first_answer()
+ {
+    let app = spawn_app().await;
+    app.seed().await;
+    let (status, first) = post(&app, false, &state("actor:ukraine", "Ukraine")).await;
+    assert_eq!(status, 201, "{first}");
+
+    // The no-op line was answered with the registration and never stored: a resend finds only
+    // the new lines in the log, and must not take that for a partial duplicate.
+    let mixed = json!({"events": [
+        with_id(state("actor:moldova", "Moldova"), "0190a000-0000-7000-8000-000000000001"),
+        with_id(state("actor:ukraine", "Ukraine"), "0190a000-0000-7000-8000-000000000002"),
+        with_id(state("actor:chad", "Chad"), "0190a000-0000-7000-8000-000000000003"),
+    ]});
+    let (status, sent) = post(&app, false, &mixed).await;
+    assert_eq!(status, 201, "{sent}");
+    assert_eq!(
+        lines(&sent).iter().map(|l| l.2.clone()).collect::<Vec<_>>(),
+        [false, true, false],
+        "{sent}"
+    );
+    let head = app.head().await;
+
+    let (_, dry) = post(&app, true, &mixed).await;
+    let (status, resent) = post(&app, false, &mixed).await;
+    assert_eq!(status, 200, "{resent}");
+    assert_eq!(app.head().await, head, "a resend writes nothing");
+    let answered = |answer: &Value| -> Vec<(Value, Value, Value)> {
+        answer["events"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no events: {answer}"))
+            .iter()
+            .map(|e| (e["id"].clone(), e["seq"].clone(), e["version"].clone()))
+            .collect()
+    };
+    assert_eq!(answered(&resent), answered(&sent), "{resent} vs {sent}");
+    assert!(
+        lines(&resent).iter().all(|l| l.2 == true),
+        "every line a duplicate: {resent}"
+    );
+    assert_eq!(resent["stream_version"], sent["stream_version"]);
+    assert_eq!(lines(&dry), lines(&resent), "{dry} vs {resent}");
+
+    // A resend whose no-op line now contradicts its entry is still refused, whole.
+    let renamed = json!({"type": "actor.updated", "data": {"actor_id": "actor:ukraine", "name": "Ukraina"},
+        "evidence": [{"source": SOURCE, "relation": "reports"}]});
+    let (status, body) = post(&app, false, &renamed).await;
+    assert_eq!(status, 201, "{body}");
+    let head = app.head().await;
+    let (status, refused) = post(&app, false, &mixed).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        refused["type"]
+            .as_str()
+            .map(|t| t.ends_with("partial-duplicate")),
+        Some(true),
+        "{refused}"
+    );
+    assert_eq!(app.head().await, head, "a refusal writes nothing");
+    app.stop().await;
+}

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use uuid::Uuid;
@@ -131,18 +131,45 @@ async fn an_append_with_its_own_event_id_whose_ack_was_lost_is_answered_201_and_
     }
 }
 
+#[tokio::test]
+async fn a_batch_of_a_registry_no_op_and_a_new_event_whose_ack_was_lost_is_answered_201_as_staged()
+{
+    let cluster = NatsCluster::shared();
+    let (stream, cutter, app) = node_behind_a_cutter(cluster).await;
+    let first = app
+        .append("registry/sources", &source_event("src:known"))
+        .await;
+    assert_eq!(first.status(), 201);
+    let first: Value = first.json().await.unwrap();
+
+    // The retry finds the new event stored and the no-op, as ever, not: still this request's
+    // landing, answered as it was staged, not a partial duplicate.
+    cutter.arm();
+    let batch = json!({"events": [source_event("src:known"), source_event("src:new")]});
+    let resp = app.append("registry/sources", &batch).await;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(cutter.cuts(), 1, "the publish's ack was not cut");
+    assert_eq!(status, 201, "{body}");
+    let lines = body["events"].as_array().unwrap();
+    assert_eq!(lines[0]["duplicate"], true, "{body}");
+    assert_eq!(lines[0]["seq"], first["events"][0]["seq"], "{body}");
+    assert_eq!(lines[1]["duplicate"], false, "{body}");
+    assert_eq!(lines[1]["seq"], 2, "{body}");
+    assert_eq!(body["stream_version"], 2, "{body}");
+    let page = app.get_json("/events?from=1").await;
+    assert_eq!(page["events"].as_array().unwrap().len(), 2, "{page}");
+    let js = async_nats::jetstream::new(cluster.client().await);
+    let mut s = js.get_stream(&stream).await.unwrap();
+    assert_eq!(s.info().await.unwrap().state.messages, 2);
+}
+
 /// Appends one source registration (with `id`, or a minted one) through a proxy that cuts
 /// the publish's ack, and checks it was answered 201, not a duplicate, and stored once at
 /// the seq its answer names. The node, and the answer.
 async fn append_whose_ack_is_lost(id: Option<Uuid>) -> (crate::api_helpers::TestApp, Value) {
     let cluster = NatsCluster::shared();
-    let stream = format!("ack-lost-{}", Uuid::now_v7().simple());
-    let cutter = AckCutter::start(&cluster.urls()[0], format!("HPUB {stream}.log ")).await;
-    let backend = Backend::Nats {
-        urls: vec![cutter.url()],
-        stream: stream.clone(),
-    };
-    let app = spawn_app_on(&backend, |c| c).await;
+    let (stream, cutter, app) = node_behind_a_cutter(cluster).await;
 
     cutter.arm();
     let mut event = source_event("src:ack-lost");
@@ -166,4 +193,19 @@ async fn append_whose_ack_is_lost(id: Option<Uuid>) -> (crate::api_helpers::Test
     let mut s = js.get_stream(&stream).await.unwrap();
     assert_eq!(s.info().await.unwrap().state.messages, 1);
     (app, body)
+}
+
+/// A node on a new stream of `cluster`, linked through a cutter (not armed) of that stream's
+/// publishes: the stream's name, the cutter, the node.
+async fn node_behind_a_cutter(
+    cluster: &NatsCluster,
+) -> (String, AckCutter, crate::api_helpers::TestApp) {
+    let stream = format!("ack-lost-{}", Uuid::now_v7().simple());
+    let cutter = AckCutter::start(&cluster.urls()[0], format!("HPUB {stream}.log ")).await;
+    let backend = Backend::Nats {
+        urls: vec![cutter.url()],
+        stream: stream.clone(),
+    };
+    let app = spawn_app_on(&backend, |c| c).await;
+    (stream, cutter, app)
 }

@@ -9,7 +9,7 @@ use foldhash::HashMap;
 
 use serde_json::Value;
 
-use super::super::{AppendError, Declaration, EntryChange, EntryRule, Position};
+use super::super::{AppendError, Declaration, EntryChange, EntryRule, NewEvent, Position};
 use super::super::{chunk, layout};
 use super::Writer;
 use super::stage::Overlay;
@@ -128,6 +128,46 @@ impl Writer {
                 Ok(None)
             }
         }
+    }
+
+    /// The answer to a request that is a repeat: each event either stored already (found in
+    /// `stored`, by index, in order) or a registry no-op, whose entry says what it says. A
+    /// no-op of the first request was answered with its registration and never stored, so a
+    /// resend of a request that mixed no-ops with new events finds only the new ones; it is
+    /// answered as that first request was, not refused as a partial duplicate. `None` when
+    /// some event is neither.
+    pub(super) fn repeat_of(
+        &self,
+        events: &[NewEvent],
+        stored: &[(usize, Position)],
+        overlay: &Overlay,
+    ) -> Result<Option<Vec<Position>>, AppendError> {
+        let mut stored = stored.iter().peekable();
+        let mut positions = Vec::with_capacity(events.len());
+        for (index, ev) in events.iter().enumerate() {
+            if let Some((_, p)) = stored.next_if(|(i, _)| *i == index) {
+                positions.push(p.clone());
+                continue;
+            }
+            let mut registered = None;
+            for decl in &ev.refs.declares {
+                // Judged against the log alone: what the request's stored events changed is
+                // in it already.
+                match self.judge_entry(index, decl, &mut HashMap::default(), overlay) {
+                    Ok(Some(Origin::Seq(seq))) => registered = Some(seq),
+                    Err(e @ AppendError::Unavailable(_)) => return Err(e),
+                    _ => return Ok(None),
+                }
+            }
+            let Some(seq) = registered else {
+                return Ok(None);
+            };
+            positions.push(Position {
+                repeat: true,
+                ..self.position_at(seq, overlay)?
+            });
+        }
+        Ok(Some(positions))
     }
 
     /// The position of the record at `seq`, in the group or the log.

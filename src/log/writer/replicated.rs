@@ -606,7 +606,9 @@ fn own_landing(
                 appended.duplicate = false;
                 // A duplicate answer names the stream's version now, which appends from other
                 // nodes may have moved past this request's own last event.
-                if let Some(last) = appended.positions.iter().map(|p| p.version).max() {
+                // A no-op's position is its registration's, in the registry's stream.
+                let own = appended.positions.iter().filter(|p| !p.repeat);
+                if let Some(last) = own.map(|p| p.version).max() {
                     appended.stream_version = last;
                 }
             }

@@ -284,11 +284,10 @@ impl Writer {
             }
         }
         if !duplicates.is_empty() {
-            if duplicates.len() == append.events.len() {
-                let stream_version = current.map(|h| h.version).unwrap_or(0);
+            if let Some(positions) = self.repeat_of(&append.events, &duplicates, overlay)? {
                 return Ok(Appended {
-                    positions: duplicates.into_iter().map(|(_, p)| p).collect(),
-                    stream_version,
+                    positions,
+                    stream_version: current.map(|h| h.version).unwrap_or(0),
                     duplicate: true,
                 });
             }
