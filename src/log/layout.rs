@@ -6,7 +6,7 @@
 //! |---|---|
 //! | `c` first seq (u64 BE) | a chunk: the records of (part of) one group commit, from that seq on (`chunk.rs`) |
 //! | `e` seq (u64 BE) | record hash (32 bytes) ‖ record JSON: folders written before chunks; no longer written |
-//! | `s` stream 0x00 first version (u64 BE) | a run of consecutive versions at consecutive seqs: first seq (u64 BE), then, when the run has more than one event, its length (u64 BE) |
+//! | `s` stream 0x00 first version (u64 BE) | where the stream's versions from this one on sit (`stream_index.rs`): a page of runs of consecutive seqs, or, in folders from before pages, one run (first seq, then its length when over 1, u64 BE each) |
 //! | `v` stream | version (u64 BE) ‖ last seq (u64 BE): written by folders before stream heads were read from the last run; no longer written nor read |
 //! | `b` span: the event id's first 6 bytes (a UUIDv7's millisecond), or 5 and a zero byte for any other version (an import's derived ids: 256 lines); then a generation (u8) | the bucket's ids in ascending order, each event id (16 bytes) ‖ seq (u64 BE), at most `id_index::BUCKET_CAP` of them; a span's next generation starts when one is full (`id_index.rs`) |
 //! | `i` event id (16 bytes) | seq (u64 BE): an id of a span whose 256 generations are full, and every id of a folder written before buckets |
@@ -91,31 +91,6 @@ pub fn stream_prefix(stream: &str) -> Vec<u8> {
     k.extend_from_slice(stream.as_bytes());
     k.push(0);
     k
-}
-
-/// The value of a stream index entry: a run of `count` events, versions from the key's on, at
-/// seqs from `first_seq` on. One append request is one run, so a batch costs one index key
-/// instead of one per event (each sled key is a page update, compressed on the writer's path).
-/// A run of one keeps the old 8-byte form, which is also what folders written before runs hold.
-pub fn stream_run_value(first_seq: u64, count: u64) -> Vec<u8> {
-    let mut v = Vec::with_capacity(16);
-    v.extend_from_slice(&first_seq.to_be_bytes());
-    if count > 1 {
-        v.extend_from_slice(&count.to_be_bytes());
-    }
-    v
-}
-
-/// A stream index entry's first seq and length (1 for the 8-byte form), if well formed.
-pub fn read_stream_run(v: &[u8]) -> Option<(u64, u64)> {
-    let first_seq = read_u64(v)?;
-    match v.len() {
-        8 => Some((first_seq, 1)),
-        16 => read_u64(&v[8..])
-            .filter(|n| *n >= 1)
-            .map(|n| (first_seq, n)),
-        _ => None,
-    }
 }
 
 /// The first key past every stream index entry of `stream` (its prefix ends in 0x00).

@@ -22,6 +22,7 @@ pub mod raw;
 pub mod record;
 mod spin;
 mod store;
+pub mod stream_index;
 mod writer;
 
 use std::path::{Path, PathBuf};
@@ -527,22 +528,28 @@ impl Log {
         Ok(found.filter(|(seq, _)| *seq <= head))
     }
 
-    /// A stream's durable version and last seq, or `None` if it has no durable event: its last
-    /// run in the stream index, cut at the durable head (a run may be in a group that is not
-    /// durable yet; at most one group's worth of runs is passed over).
+    /// A stream's durable version and last seq, or `None` if it has no durable event: the
+    /// last of its runs in the stream index, cut at the durable head (a run may be in a group
+    /// that is not durable yet; at most one group's worth of runs is passed over).
     pub fn stream_info(&self, stream: &str) -> Result<Option<StreamInfo>, LogError> {
         let head = self.head().seq;
         let prefix = layout::stream_prefix(stream);
         for item in self.tree()?.scan_prefix(&prefix).rev() {
             let (k, v) = item?;
-            let (first_seq, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
-            if first_seq <= head {
-                let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
-                let durable = (head - first_seq).min(count - 1);
+            let mut version = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+            let mut last = None;
+            for run in stream_index::runs(&v).ok_or_else(|| corrupt(&k))? {
+                if run.seq <= head {
+                    let durable = (head - run.seq).min(run.len - 1);
+                    last = Some((version + durable, run.seq + durable));
+                }
+                version += run.len;
+            }
+            if let Some((version, last_seq)) = last {
                 return Ok(Some(StreamInfo {
                     name: stream.to_string(),
-                    version: first + durable,
-                    last_seq: first_seq + durable,
+                    version,
+                    last_seq,
                 }));
             }
         }
@@ -561,40 +568,35 @@ impl Log {
         let prefix = layout::stream_prefix(stream);
         let start = layout::stream_key(stream, from);
         let tree = self.tree()?;
-        // `from` may sit inside a run that starts before it: begin at the run's key then.
+        // `from` may sit inside an entry that starts before it: begin at that entry's key.
         let begin = match tree.range(prefix.clone()..=start.clone()).next_back() {
-            Some(item) => {
-                let (k, v) = item?;
-                let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
-                let (_, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
-                if first + count > from {
-                    k.to_vec()
-                } else {
-                    start
-                }
-            }
+            Some(item) => item?.0.to_vec(),
             None => start,
         };
         let mut out = Vec::new();
-        'runs: for item in tree.range(begin..) {
+        'entries: for item in tree.range(begin..) {
             let (k, v) = item?;
             if !k.starts_with(&prefix) {
                 break;
             }
-            let first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
-            let (first_seq, count) = layout::read_stream_run(&v).ok_or_else(|| corrupt(&k))?;
-            for i in from.saturating_sub(first)..count {
-                let (version, seq) = (first + i, first_seq + i);
-                if seq > head {
-                    break 'runs;
+            let mut first = layout::read_u64(&k[prefix.len()..]).ok_or_else(|| corrupt(&k))?;
+            for run in stream_index::runs(&v).ok_or_else(|| corrupt(&k))? {
+                for i in from.saturating_sub(first).min(run.len)..run.len {
+                    let (version, seq) = (first + i, run.seq + i);
+                    if seq > head {
+                        break 'entries;
+                    }
+                    match self.get(seq)? {
+                        Some(rec) => out.push((version, rec)),
+                        None => {
+                            return Err(LogError::Corrupt(format!("stream {stream} v{version}")));
+                        }
+                    }
+                    if out.len() >= limit {
+                        break 'entries;
+                    }
                 }
-                match self.get(seq)? {
-                    Some(rec) => out.push((version, rec)),
-                    None => return Err(LogError::Corrupt(format!("stream {stream} v{version}"))),
-                }
-                if out.len() >= limit {
-                    break 'runs;
-                }
+                first += run.len;
             }
         }
         Ok(out)

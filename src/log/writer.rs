@@ -540,8 +540,8 @@ impl Writer {
             std::mem::take(&mut overlay.ids),
             std::mem::take(&mut overlay.records),
         );
-        for (name, head) in &overlay.streams {
-            self.streams.remember(name, *head);
+        for (name, head) in std::mem::take(&mut overlay.streams) {
+            self.streams.remember(&name, head);
         }
         self.frontier = overlay.frontier;
         self.head = new_head;

@@ -669,6 +669,13 @@ pub async fn read_whole_log(app: &TestApp) -> Vec<Value> {
     read_whole_log_at(&app.client, app.log_read_base().await, &app.keys.read).await
 }
 
+/// GET `url` with `key`: must answer 200, with JSON.
+pub async fn get_json_at(client: &reqwest::Client, url: &str, key: &str) -> Value {
+    let resp = client.get(url).bearer_auth(key).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "GET {url}");
+    resp.json().await.unwrap()
+}
+
 /// As [`read_whole_log`], from the server at `base` with `key`.
 pub async fn read_whole_log_at(client: &reqwest::Client, base: &str, key: &str) -> Vec<Value> {
     let mut out = Vec::new();

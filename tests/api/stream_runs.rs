@@ -1,10 +1,13 @@
-//! The stream index keeps one entry per append request (a run of consecutive versions at
-//! consecutive seqs), not one per event: reads from any version, inside a run or not, answer
+//! The stream index keeps a page of runs per entry (each append request a run of consecutive
+//! versions at consecutive seqs, added to the stream's last entry until it is full), not an
+//! entry per event or per request: reads from any version, inside a run or not, answer
 //! exactly as before; a stream's head and the stream listing come from its last run (no key of
 //! their own); and a folder written with one entry per event and a head key per stream reads
-//! the same.
+//! the same, and is extended from there.
 
 use serde_json::{Value, json};
+
+use annals::log::stream_index::runs;
 
 use crate::helpers::*;
 
@@ -84,32 +87,98 @@ async fn a_stream_read_from_any_version_inside_a_batch_starts_exactly_there() {
 }
 
 #[tokio::test]
-async fn an_append_request_writes_one_stream_index_entry_whatever_its_size() {
+async fn appends_to_a_stream_extend_its_last_index_entry_a_page_of_one_run_per_request() {
     let app = spawn_app().await;
     app.seed().await;
     let seqs = three_runs(&app).await;
     let dir = app.stop().await;
     wait_until_released(dir.path());
     let entries = stream_index_entries(dir.path());
-    assert_eq!(entries.len(), 3, "one entry per request");
-    let runs: Vec<(u64, u64, u64)> = entries
-        .iter()
-        .map(|(k, v)| {
-            let version = u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap());
-            let first = u64::from_be_bytes(v[..8].try_into().unwrap());
-            let count = if v.len() == 16 {
-                u64::from_be_bytes(v[8..].try_into().unwrap())
-            } else {
-                1
-            };
-            (version, first, count)
-        })
+    assert_eq!(entries.len(), 1, "one entry, rewritten by each request");
+    let (k, v) = &entries[0];
+    assert_eq!(u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap()), 1);
+    let runs: Vec<(u64, u64)> = runs(v)
+        .expect("a page")
+        .into_iter()
+        .map(|r| (r.seq, r.len))
         .collect();
-    assert_eq!(
-        runs,
-        vec![(1, seqs[0], 5), (6, seqs[5], 1), (7, seqs[6], 3)],
-        "a run of one keeps the 8-byte form"
-    );
+    assert_eq!(runs, vec![(seqs[0], 5), (seqs[5], 1), (seqs[6], 3)]);
+}
+
+#[tokio::test]
+async fn a_stream_of_many_requests_takes_an_entry_per_full_page_and_reads_every_version_after_a_restart()
+ {
+    let mut app = spawn_app().await;
+    app.seed().await;
+    // Each request a run of its own: another stream's event follows it.
+    let mut seqs = Vec::new();
+    for n in 0..150 {
+        let resp = app.append(STREAM, &statement(n)).await;
+        assert_eq!(resp.status(), 201);
+        let body: Value = resp.json().await.unwrap();
+        seqs.push(body["events"][0]["seq"].as_u64().unwrap());
+        assert_eq!(body["stream_version"], n + 1);
+        let other = app.append("process/other", &statement(1000 + n)).await;
+        assert_eq!(other.status(), 201);
+    }
+    assert_eq!(read_all(&app).await, versions_at(&seqs));
+    app.restart_after(|dir| {
+        wait_until_released(dir);
+        let entries = stream_index_entries(dir);
+        assert!(entries.len() >= 3, "{} entries", entries.len());
+        let mut version = 1;
+        for (k, v) in &entries {
+            assert_eq!(
+                u64::from_be_bytes(k[k.len() - 8..].try_into().unwrap()),
+                version
+            );
+            assert!(v.len() < 160, "a page of {} bytes", v.len());
+            version += runs(v).expect("a page").iter().map(|r| r.len).sum::<u64>();
+        }
+        assert_eq!(version, 151);
+    })
+    .await;
+    assert_eq!(read_all(&app).await, versions_at(&seqs));
+    // The writer goes on from the last entry it reads back.
+    let resp = app.append(STREAM, &batch(500, 2)).await;
+    assert_eq!(resp.status(), 201);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["stream_version"], 152);
+    for e in body["events"].as_array().unwrap() {
+        seqs.push(e["seq"].as_u64().unwrap());
+    }
+    assert_eq!(read_all(&app).await, versions_at(&seqs));
+    let listed = app.get_json("/streams?prefix=process/runs").await;
+    assert_eq!(listed["streams"][0]["version"], 152, "{listed}");
+    assert_eq!(listed["streams"][0]["last_seq"], seqs[151], "{listed}");
+}
+
+/// (version, seq) of each of `seqs`, versions from 1.
+fn versions_at(seqs: &[u64]) -> Vec<(u64, u64)> {
+    (1..).zip(seqs.iter().copied()).collect()
+}
+
+/// Every event of `STREAM` as (version, seq), read page after page.
+async fn read_all(app: &TestApp) -> Vec<(u64, u64)> {
+    let mut out: Vec<(u64, u64)> = Vec::new();
+    loop {
+        let from = out.last().map_or(1, |(v, _)| v + 1);
+        let page = app
+            .get_json(&format!(
+                "/streams/{}/events?from={from}&limit=37",
+                encode(STREAM)
+            ))
+            .await;
+        let events = page["events"].as_array().unwrap();
+        if events.is_empty() {
+            return out;
+        }
+        out.extend(
+            events
+                .iter()
+                .map(|e| (e["version"].as_u64().unwrap(), e["seq"].as_u64().unwrap())),
+        );
+    }
 }
 
 #[tokio::test]
@@ -154,6 +223,12 @@ async fn a_folder_with_one_stream_index_entry_per_event_reads_the_same() {
         .get_json(&format!("/streams/{}/events?from=11", encode(STREAM)))
         .await;
     assert_eq!(info["version"], 11);
+    // Its last 8-byte entry became a page holding it and the new run.
+    let mut seqs = seqs;
+    for e in body["events"].as_array().unwrap() {
+        seqs.push(e["seq"].as_u64().unwrap());
+    }
+    assert_eq!(read_all(&app).await, versions_at(&seqs));
 }
 
 #[tokio::test]

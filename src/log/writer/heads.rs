@@ -1,5 +1,6 @@
 //! The writer's memory of stream heads: the last version of each stream it has written or
-//! looked up, so an append to a stream it knows costs no sled read. A head is in the store
+//! looked up, with the stream's last index page that its next append extends
+//! (`stream_index.rs`), so an append to a stream it knows costs no sled read. A head is in the store
 //! once it is here (taken from the store, or from a group the writer has written), and only the
 //! writer moves heads, so what is held stays true. This must never hold a head the store does
 //! not hold yet (a staged group's heads live in its overlay), and never grow past its bound: a
@@ -9,13 +10,51 @@
 
 use foldhash::{HashMap, HashMapExt};
 
+use super::super::stream_index::LastPage;
 use super::super::{AppendError, layout};
 use super::Writer;
-use super::stage::{Overlay, StreamHead};
+use super::stage::Overlay;
+
+/// A stream's head as the writer tracks it: its last version, and its last index entry,
+/// which the next append to it extends.
+#[derive(Debug, Clone)]
+pub(super) struct StreamHead {
+    pub(super) version: u64,
+    pub(super) page: LastPage,
+}
+
+impl StreamHead {
+    /// The head after `len` more events at seqs from `seq` on, and the index entry that
+    /// says so (key, value), to write in their group.
+    pub(super) fn then(
+        head: Option<StreamHead>,
+        stream: &str,
+        seq: u64,
+        len: u64,
+    ) -> (StreamHead, (Vec<u8>, Vec<u8>)) {
+        let page = LastPage::then(head.map(|h| h.page), seq, len);
+        let entry = (
+            layout::stream_key(stream, page.first_version),
+            page.value.clone(),
+        );
+        let head = StreamHead {
+            version: page.last_version(),
+            page,
+        };
+        (head, entry)
+    }
+
+    /// A stream at `version`, its events at seqs 1 to `version`.
+    #[cfg(test)]
+    pub(super) fn at(version: u64) -> StreamHead {
+        StreamHead::then(None, "", 1, version).0
+    }
+}
 
 /// Stream heads the store holds: stream → head. At most `bound` streams (`[log] stream_heads`;
-/// an entry is a stream name and a version, tens of bytes). When full it is emptied and
-/// refills from the store, as [`super::known::KnownIds`] does: a head not held is one reverse
+/// an entry is a stream name, a version and the stream's last index entry, a page of at most
+/// `stream_index::PAGE_BYTES` and a run: about 200 bytes at most, with the map's own). When
+/// full it is emptied and refills from the store, as [`super::known::KnownIds`] does: a head not held is one reverse
 /// scan of the stream's index away.
 pub(super) struct StreamHeads {
     heads: HashMap<String, StreamHead>,
@@ -38,7 +77,7 @@ impl StreamHeads {
 
     /// The head of `stream`, if held.
     pub(super) fn get(&self, stream: &str) -> Option<StreamHead> {
-        self.heads.get(stream).copied()
+        self.heads.get(stream).cloned()
     }
 
     /// Remembers `stream`'s head, which the store holds.
@@ -73,7 +112,7 @@ impl Writer {
         overlay: &Overlay,
     ) -> Result<Option<StreamHead>, AppendError> {
         if let Some(h) = overlay.streams.get(stream) {
-            return Ok(Some(*h));
+            return Ok(Some(h.clone()));
         }
         if let Some(h) = self.streams.get(stream) {
             return Ok(Some(h));
@@ -85,15 +124,18 @@ impl Writer {
         };
         let unreadable = |why: String| AppendError::Unavailable(format!("stream index: {why}"));
         let (k, v) = last.map_err(|e| unreadable(e.to_string()))?;
-        let first = k.get(prefix.len()..).and_then(layout::read_u64);
-        let run = layout::read_stream_run(&v);
-        let (Some(first), Some((_, count))) = (first, run) else {
+        let page = k
+            .get(prefix.len()..)
+            .and_then(layout::read_u64)
+            .and_then(|first| LastPage::read(first, &v));
+        let Some(page) = page else {
             return Err(unreadable(format!("corrupt entry of `{stream}`")));
         };
         let head = StreamHead {
-            version: first + count - 1,
+            version: page.last_version(),
+            page,
         };
-        self.streams.remember(stream, head);
+        self.streams.remember(stream, head.clone());
         Ok(Some(head))
     }
 }
@@ -110,8 +152,8 @@ mod tests {
     fn a_remembered_head_answers_and_a_later_one_replaces_it() {
         let mut heads = heads(8);
         assert!(heads.get("process/p").is_none());
-        heads.remember("process/p", StreamHead { version: 3 });
-        heads.remember("process/p", StreamHead { version: 5 });
+        heads.remember("process/p", StreamHead::at(3));
+        heads.remember("process/p", StreamHead::at(5));
         assert_eq!(heads.get("process/p").map(|h| h.version), Some(5));
         assert_eq!(heads.len(), 1);
     }
@@ -120,14 +162,14 @@ mod tests {
     fn the_memory_never_grows_past_its_bound_and_a_zero_bound_holds_nothing() {
         let mut heads = heads(16);
         for i in 0..100u64 {
-            heads.remember(&format!("process/p{i}"), StreamHead { version: i });
+            heads.remember(&format!("process/p{i}"), StreamHead::at(i + 1));
             assert!(heads.len() <= 16);
         }
         // The last one is always there: a refill starts with it.
-        assert_eq!(heads.get("process/p99").map(|h| h.version), Some(99));
+        assert_eq!(heads.get("process/p99").map(|h| h.version), Some(100));
         assert_eq!(heads.gauge.get(), heads.len() as i64);
         let mut none = self::heads(0);
-        none.remember("process/p", StreamHead { version: 1 });
+        none.remember("process/p", StreamHead::at(1));
         assert!(none.get("process/p").is_none());
     }
 }

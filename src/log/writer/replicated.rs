@@ -25,8 +25,9 @@ use super::super::merkle::Frontier;
 use super::super::nats::{Link, NatsError, Outgoing, StreamRecord};
 use super::super::record::{Hash, Record};
 use super::super::{AppendError, Command, References, Restore};
+use super::heads::StreamHead;
 use super::ids::Declarations;
-use super::stage::{Overlay, Stamp, StreamHead};
+use super::stage::{Overlay, Stamp};
 use super::{Owed, Writer, fail};
 
 /// How long a group is retried while the stream cannot take it (no quorum, a leader

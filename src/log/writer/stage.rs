@@ -23,6 +23,7 @@ use super::super::{
 use super::super::{chunk, id_index, layout};
 use super::Writer;
 use super::entries::{self, Origin};
+use super::heads::StreamHead;
 use super::id_spans::IdSpan;
 
 /// An event staged in this group, as a repeated id is compared with it: a restored record as
@@ -58,12 +59,6 @@ impl Staged {
             },
         }
     }
-}
-
-/// A stream's head as the writer tracks it.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct StreamHead {
-    pub(super) version: u64,
 }
 
 /// What the current group has staged but not yet written: later requests in the same group
@@ -287,7 +282,7 @@ impl Writer {
             if let Some(positions) = self.repeat_of(&append.events, &duplicates, overlay)? {
                 return Ok(Appended {
                     positions,
-                    stream_version: current.map(|h| h.version).unwrap_or(0),
+                    stream_version: current.as_ref().map_or(0, |h| h.version),
                     duplicate: true,
                 });
             }
@@ -298,7 +293,7 @@ impl Writer {
             });
         }
 
-        let current_version = current.map(|h| h.version).unwrap_or(0);
+        let current_version = current.as_ref().map_or(0, |h| h.version);
         let ok = match append.expected {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => current.is_none(),
@@ -457,14 +452,13 @@ impl Writer {
             staged_ids.push((Staged::Submitted(staged_event), position));
             seq += 1;
         }
-        // The request's events are one run of the stream: one index key, whatever its size.
+        // The request's events are one run of the stream, added to its last index entry.
         let count = version - current_version;
-        if count > 0 {
-            staged.push((
-                layout::stream_key(&stream, current_version + 1),
-                layout::stream_run_value(seq - count, count),
-            ));
-        }
+        let head = (count > 0).then(|| {
+            let (head, entry) = StreamHead::then(current, &stream, seq - count, count);
+            staged.push(entry);
+            head
+        });
         let mut entries_now = Vec::with_capacity(changed.len());
         for (key, (origin, state)) in changed {
             let at = match origin {
@@ -486,7 +480,9 @@ impl Writer {
             overlay.ids.insert(pos.id, (staged, pos));
         }
         overlay.keep_introduced(local, entries_now, seq - 1);
-        overlay.streams.insert(stream, StreamHead { version });
+        if let Some(head) = head {
+            overlay.streams.insert(stream, head);
+        }
         overlay.next_seq = seq;
         overlay.head_hash = hash;
         Ok(Appended {
@@ -525,11 +521,11 @@ impl Writer {
             if rec.prev_hash != record::hash_hex(&hash) {
                 return Err(mismatch("prev_hash does not continue the chain".into()));
             }
-            let current = match streams.get(&rec.stream) {
-                Some(h) => Some(*h),
+            let current = match streams.remove(&rec.stream) {
+                Some(h) => Some(h),
                 None => self.stream_head(&rec.stream, overlay)?,
             };
-            let expected_version = current.map(|h| h.version).unwrap_or(0) + 1;
+            let expected_version = current.as_ref().map(|h| h.version).unwrap_or(0) + 1;
             if rec.version != expected_version {
                 return Err(mismatch(format!(
                     "stream `{}` version should be {expected_version}",
@@ -581,11 +577,9 @@ impl Writer {
             }
             kept.push((hash, bytes));
             new_ids.push((rec.id, seq));
-            // A restored record is a run of one: records of a stream rarely follow each other.
-            staged.push((
-                layout::stream_key(&rec.stream, rec.version),
-                layout::stream_run_value(seq, 1),
-            ));
+            // A restored record is a run of one, added to its stream's last entry.
+            let (head, entry) = StreamHead::then(current, &rec.stream, seq, 1);
+            staged.push(entry);
             for decl in &r.refs.declares {
                 // A restored record was judged when it was appended: it only moves its entry.
                 let mut one = HashMap::new();
@@ -620,12 +614,7 @@ impl Writer {
                     Err(e) => return Err(mismatch(e.to_string())),
                 }
             }
-            streams.insert(
-                rec.stream.clone(),
-                StreamHead {
-                    version: rec.version,
-                },
-            );
+            streams.insert(rec.stream.clone(), head);
             let pos = Position {
                 id: rec.id,
                 seq,

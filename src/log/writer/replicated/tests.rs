@@ -102,7 +102,7 @@ fn taking_the_first_group_lets_the_shared_overlay_forget_what_that_group_staged(
     overlay
         .entries
         .insert("entity:b".into(), (3, serde_json::json!(2), 12));
-    let head = |version| StreamHead { version };
+    let head = StreamHead::at;
     let mut at_split = HashMap::default();
     at_split.insert("process/same".to_string(), head(3));
     at_split.insert("process/moved".to_string(), head(2));
