@@ -182,7 +182,7 @@ async fn read_all(app: &TestApp) -> Vec<(u64, u64)> {
 }
 
 #[tokio::test]
-async fn a_folder_with_one_stream_index_entry_per_event_reads_the_same() {
+async fn a_folder_with_an_entry_per_event_or_per_request_reads_the_same_and_is_extended() {
     let mut app = spawn_app().await;
     app.seed().await;
     let seqs = three_runs(&app).await;
@@ -191,18 +191,26 @@ async fn a_folder_with_one_stream_index_entry_per_event_reads_the_same() {
     app.restart_after(|dir| {
         wait_until_released(dir);
         // As folders were written before runs: one 8-byte entry (the seq) per version, and a
-        // head key per stream (`v` name: version, last seq).
+        // head key per stream (`v` name: version, last seq); the first request's five events
+        // as one 16-byte run (seq, length), as folders were written before pages.
         let db = open_store(dir);
         let tree = db.open_tree("log").unwrap();
         for (k, _) in stream_index_entries_of(&tree) {
             tree.remove(k).unwrap();
         }
-        for (i, seq) in seqs.iter().enumerate() {
+        let key = |version: u64| {
             let mut k = vec![b's'];
             k.extend_from_slice(STREAM.as_bytes());
             k.push(0);
-            k.extend_from_slice(&(i as u64 + 1).to_be_bytes());
-            tree.insert(k, &seq.to_be_bytes()[..]).unwrap();
+            k.extend_from_slice(&version.to_be_bytes());
+            k
+        };
+        let mut run = seqs[0].to_be_bytes().to_vec();
+        run.extend_from_slice(&5u64.to_be_bytes());
+        tree.insert(key(1), run).unwrap();
+        for (i, seq) in seqs.iter().enumerate().skip(5) {
+            tree.insert(key(i as u64 + 1), &seq.to_be_bytes()[..])
+                .unwrap();
         }
         let mut head = vec![b'v'];
         head.extend_from_slice(STREAM.as_bytes());
