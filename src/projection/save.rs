@@ -443,9 +443,8 @@ pub fn discard(tree: &sled::Tree, log: &Log) -> Result<Meta, SaveError> {
         generation: old.generation + 1,
         ..Meta::default()
     };
-    // The fresh meta first, durable: from then on every other key is stale, and one a crash
-    // leaves is removed by the next load. Then the rest in batches: a whole 10M-event save's
-    // values read for one batch took the process to 2.9 GB.
+    // In batches after the meta: a whole 10M-event save's values read for one batch took the
+    // process to 2.9 GB.
     tree.insert(
         META,
         serde_json::to_vec(&fresh).map_err(|e| SaveError::Encode(e.to_string()))?,

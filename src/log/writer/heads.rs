@@ -15,12 +15,11 @@ use super::super::{AppendError, layout};
 use super::Writer;
 use super::stage::Overlay;
 
-/// A stream's head as the writer tracks it: its last version, and its last index entry,
-/// which the next append to it extends.
+/// A stream's head as the writer tracks it: its last index entry, which names its last
+/// version and which the next append to it extends.
 #[derive(Debug, Clone)]
 pub(super) struct StreamHead {
-    pub(super) version: u64,
-    pub(super) page: LastPage,
+    page: LastPage,
 }
 
 impl StreamHead {
@@ -37,11 +36,12 @@ impl StreamHead {
             layout::stream_key(stream, page.first_version),
             page.value.clone(),
         );
-        let head = StreamHead {
-            version: page.last_version(),
-            page,
-        };
-        (head, entry)
+        (StreamHead { page }, entry)
+    }
+
+    /// The stream's last version.
+    pub(super) fn version(&self) -> u64 {
+        self.page.last_version()
     }
 
     /// A stream at `version`, its events at seqs 1 to `version`.
@@ -131,10 +131,7 @@ impl Writer {
         let Some(page) = page else {
             return Err(unreadable(format!("corrupt entry of `{stream}`")));
         };
-        let head = StreamHead {
-            version: page.last_version(),
-            page,
-        };
+        let head = StreamHead { page };
         self.streams.remember(stream, head.clone());
         Ok(Some(head))
     }
@@ -154,7 +151,7 @@ mod tests {
         assert!(heads.get("process/p").is_none());
         heads.remember("process/p", StreamHead::at(3));
         heads.remember("process/p", StreamHead::at(5));
-        assert_eq!(heads.get("process/p").map(|h| h.version), Some(5));
+        assert_eq!(heads.get("process/p").map(|h| h.version()), Some(5));
         assert_eq!(heads.len(), 1);
     }
 
@@ -166,7 +163,7 @@ mod tests {
             assert!(heads.len() <= 16);
         }
         // The last one is always there: a refill starts with it.
-        assert_eq!(heads.get("process/p99").map(|h| h.version), Some(100));
+        assert_eq!(heads.get("process/p99").map(|h| h.version()), Some(100));
         assert_eq!(heads.gauge.get(), heads.len() as i64);
         let mut none = self::heads(0);
         none.remember("process/p", StreamHead::at(1));

@@ -104,7 +104,7 @@ impl Split {
         overlay.streams.retain(|name, head| {
             self.streams
                 .get(name)
-                .is_none_or(|h| h.version != head.version)
+                .is_none_or(|h| h.version() != head.version())
         });
         overlay.forget_unchanged_spans();
         Overlay {

@@ -282,7 +282,7 @@ impl Writer {
             if let Some(positions) = self.repeat_of(&append.events, &duplicates, overlay)? {
                 return Ok(Appended {
                     positions,
-                    stream_version: current.as_ref().map_or(0, |h| h.version),
+                    stream_version: current.as_ref().map_or(0, StreamHead::version),
                     duplicate: true,
                 });
             }
@@ -293,7 +293,7 @@ impl Writer {
             });
         }
 
-        let current_version = current.as_ref().map_or(0, |h| h.version);
+        let current_version = current.as_ref().map_or(0, StreamHead::version);
         let ok = match append.expected {
             ExpectedVersion::Any => true,
             ExpectedVersion::NoStream => current.is_none(),
@@ -525,7 +525,7 @@ impl Writer {
                 Some(h) => Some(h),
                 None => self.stream_head(&rec.stream, overlay)?,
             };
-            let expected_version = current.as_ref().map(|h| h.version).unwrap_or(0) + 1;
+            let expected_version = current.as_ref().map_or(0, StreamHead::version) + 1;
             if rec.version != expected_version {
                 return Err(mismatch(format!(
                     "stream `{}` version should be {expected_version}",

@@ -127,7 +127,7 @@ fn taking_the_first_group_lets_the_shared_overlay_forget_what_that_group_staged(
     let mut streams: Vec<_> = overlay
         .streams
         .iter()
-        .map(|(k, h)| (k.as_str(), h.version))
+        .map(|(k, h)| (k.as_str(), h.version()))
         .collect();
     streams.sort();
     assert_eq!(streams, vec![("process/moved", 4), ("process/new", 1)]);
