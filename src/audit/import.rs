@@ -39,6 +39,9 @@ pub struct ImportConfig {
     /// sled's cache bound during an import, at most: an import appends, so it reads back only
     /// the right edge of the indexes and a few registry entries.
     pub cache_capacity_bytes: u64,
+    /// Ids and event ids `annals import --check` holds in plain maps (a few hundred bytes
+    /// each) before it packs them into compressed sorted maps (tens of bytes a line).
+    pub check_memory_entries: usize,
 }
 
 /// Why an import stopped.

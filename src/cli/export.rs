@@ -140,66 +140,89 @@ impl Known for Nothing {
     }
 }
 
-/// `annals import --check`: lists every problem of the file and a count per kind.
+/// `annals import --check`: lists every problem of the file as it is found, then a count per
+/// kind. Problems are written out as found, not kept, and the ids and event ids the lines add
+/// are packed as they grow (`[import] check_memory_entries`), so memory grows by tens of bytes
+/// a line, not hundreds.
 async fn check(config: Config, file: Option<PathBuf>) -> Result<(), CliError> {
     let schemas = Schemas::load_with(&config.vocabulary).map_err(CliError::failed)?;
     let validator = Validator::new(schemas, config.limits.clone());
-    let input: Box<dyn std::io::BufRead> = match file.filter(|f| f.as_os_str() != "-") {
-        Some(path) => Box::new(BufReader::new(std::fs::File::open(&path).map_err(|e| {
-            CliError::usage(format!("cannot open {}: {e}", path.display()))
-        })?)),
-        None => Box::new(BufReader::new(std::io::stdin())),
+    let (input, bar): (Box<dyn std::io::BufRead>, _) = match file.filter(|f| f.as_os_str() != "-") {
+        Some(path) => {
+            let f = std::fs::File::open(&path)
+                .map_err(|e| CliError::usage(format!("cannot open {}: {e}", path.display())))?;
+            let bar = annals::audit::progress(f.metadata().ok().map(|m| m.len()), "checking");
+            if let Ok(style) = indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:40}] {bytes}/{total_bytes} ({bytes_per_sec}, eta {eta})",
+            ) {
+                bar.set_style(style.progress_chars("=> "));
+            }
+            (Box::new(BufReader::new(bar.wrap_read(f))), Some(bar))
+        }
+        None => (Box::new(BufReader::new(std::io::stdin())), None),
     };
-    let dir = config.server.data_dir.clone();
-    let result = if dir.join("db").exists() {
-        let metrics = Metrics::new().map_err(CliError::failed)?;
-        let log = open_offline(&dir, &config, metrics, "import --check")?;
-        let result = check::check_lines(&validator, &log, input);
-        log.close().await;
-        result
-    } else {
-        check::check_lines(&validator, &Nothing, input)
+    let spill = check::Spill {
+        after: config.import.check_memory_entries,
     };
-    let problems = result.map_err(CliError::failed)?;
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let write = |out: &mut dyn Write, text: String| {
-        out.write_all(text.as_bytes())
-            .map_err(|e| CliError::failed(format!("cannot write the report: {e}")))
-    };
-    for p in &problems {
+    let mut listed = 0usize;
+    let report = |p: check::LineProblem| {
+        listed += 1;
         let at = if p.pointer.is_empty() {
             "/"
         } else {
             &p.pointer
         };
-        write(
-            &mut out,
-            format!("line {}: {at}: {} [{}]\n", p.line, p.message, p.kind.name()),
-        )?;
+        writeln!(
+            out,
+            "line {}: {at}: {} [{}]",
+            p.line,
+            p.message,
+            p.kind.name()
+        )
+        .map_err(check::CheckError::Report)
+    };
+    let dir = config.server.data_dir.clone();
+    let result = if dir.join("db").exists() {
+        let metrics = Metrics::new().map_err(CliError::failed)?;
+        let log = open_offline(&dir, &config, metrics, "import --check")?;
+        let result = check::check_lines(&validator, &log, input, Some(spill), report);
+        log.close().await;
+        result
+    } else {
+        check::check_lines(&validator, &Nothing, input, Some(spill), report)
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
     }
-    let counts: Vec<String> = check::count_by_kind(&problems)
-        .iter()
-        .map(|(kind, n)| format!("{n} {}", kind.name()))
-        .collect();
-    let verdict = if problems.is_empty() {
+    let counts = result.map_err(CliError::failed)?;
+    let write = |out: &mut dyn Write, text: String| {
+        out.write_all(text.as_bytes())
+            .map_err(|e| CliError::failed(format!("cannot write the report: {e}")))
+    };
+    let total: usize = counts.iter().map(|(_, n)| n).sum();
+    let verdict = if total == 0 {
         "ok: no problem found; nothing was written\n".to_string()
     } else {
+        let counts: Vec<String> = counts
+            .iter()
+            .map(|(kind, n)| format!("{n} {}", kind.name()))
+            .collect();
         format!(
-            "{} problem(s): {}; nothing was written\n",
-            problems.len(),
+            "{total} problem(s): {}; nothing was written\n",
             counts.join(", ")
         )
     };
     write(&mut out, verdict)?;
     out.flush()
         .map_err(|e| CliError::failed(format!("cannot write the report: {e}")))?;
-    if problems.is_empty() {
+    debug_assert_eq!(listed, total);
+    if total == 0 {
         Ok(())
     } else {
         Err(CliError::failed(format!(
-            "the file has {} problem(s); see the list on stdout",
-            problems.len()
+            "the file has {total} problem(s); see the list on stdout"
         )))
     }
 }

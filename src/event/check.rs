@@ -19,6 +19,10 @@ use crate::log::{
 };
 
 pub mod line;
+mod overlay;
+
+use overlay::Overlay;
+pub use overlay::Spill;
 
 /// What sort of problem a line has; `annals import --check` counts them per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -130,6 +134,9 @@ pub enum CheckError {
     /// The log could not be read.
     #[error("the log could not be read: {0}")]
     Log(String),
+    /// A problem could not be reported (its output failed).
+    #[error("cannot write the report: {0}")]
+    Report(std::io::Error),
     /// The input could not be read.
     #[error("cannot read line {line}: {source}")]
     Io {
@@ -181,19 +188,6 @@ impl Origin {
 /// A dry-run refusal: the writer's own error, and its kind.
 pub type Refusal = (ProblemKind, AppendError);
 
-/// What the appends dry-run so far would have added.
-#[derive(Default)]
-struct Overlay {
-    /// Introduced ids and their kinds.
-    ids: HashMap<String, String>,
-    /// Event ids, with a fingerprint of their content and their stream version.
-    events: HashMap<Uuid, (Uuid, u64)>,
-    /// Stream versions.
-    streams: HashMap<String, u64>,
-    /// Registry entries as the appends so far changed them, with where they were registered.
-    entries: HashMap<String, (Origin, Value)>,
-}
-
 /// Appends checked one after another as the writer would check them, each seeing the ones
 /// accepted before it; nothing is written, and no seq is taken.
 pub struct DryRun<'k, K: Known> {
@@ -210,6 +204,15 @@ impl<'k, K: Known> DryRun<'k, K> {
         }
     }
 
+    /// A dry run against what `known` holds now that keeps what its appends add on disk
+    /// once it holds `spill.after` entries (`annals import --check`).
+    pub fn spilling(known: &'k K, spill: Spill) -> DryRun<'k, K> {
+        DryRun {
+            known,
+            overlay: Overlay::spilling(spill),
+        }
+    }
+
     /// Judges a registration or update against its entry as known so far (this request's
     /// `entries`, the earlier dry-run appends, the log), by the rule the writer applies: the
     /// same content is a no-op, other content a contradiction. `Ok(Some(origin))`: a no-op,
@@ -223,11 +226,12 @@ impl<'k, K: Known> DryRun<'k, K> {
         let Some(entry) = &decl.entry else {
             return Ok(None);
         };
-        let prior = match entries
-            .get(&decl.key)
-            .or_else(|| self.overlay.entries.get(&decl.key))
-        {
+        let earlier = match entries.get(&decl.key) {
             Some(v) => Some(v.clone()),
+            None => self.overlay.entry(&decl.key),
+        };
+        let prior = match earlier {
+            Some(v) => Some(v),
             None => self
                 .known
                 .entry(&decl.key, entry.rule)
@@ -260,8 +264,8 @@ impl<'k, K: Known> DryRun<'k, K> {
     }
 
     fn kind_of(&self, id: &str) -> Result<Option<(String, u64)>, AppendError> {
-        if let Some(k) = self.overlay.ids.get(id) {
-            return Ok(Some((k.clone(), 0)));
+        if let Some(k) = self.overlay.id(id).map_err(AppendError::Unavailable)? {
+            return Ok(Some((k, 0)));
         }
         self.known.id_kind(id).map_err(AppendError::Unavailable)
     }
@@ -273,8 +277,12 @@ impl<'k, K: Known> DryRun<'k, K> {
         stream: &str,
         ev: &NewEvent,
     ) -> Result<Option<(u64, u64, bool)>, AppendError> {
-        if let Some((print, version)) = self.overlay.events.get(&ev.id) {
-            return Ok(Some((0, *version, *print == fingerprint(stream, ev))));
+        if let Some((print, version)) = self
+            .overlay
+            .event(&ev.id)
+            .map_err(AppendError::Unavailable)?
+        {
+            return Ok(Some((0, version, print == fingerprint(stream, ev))));
         }
         let Some(rec) = self
             .known
@@ -361,8 +369,8 @@ impl<'k, K: Known> DryRun<'k, K> {
         expected: ExpectedVersion,
         events: &[NewEvent],
     ) -> Result<Step, Refusal> {
-        let current = match self.overlay.streams.get(stream) {
-            Some(v) => Some(*v),
+        let current = match self.overlay.stream(stream) {
+            Some(v) => Some(v),
             None => self
                 .known
                 .stream_version(stream)
@@ -453,7 +461,11 @@ impl<'k, K: Known> DryRun<'k, K> {
                     },
                     |id| {
                         Ok(local_events.contains(id)
-                            || self.overlay.events.contains_key(id)
+                            || self
+                                .overlay
+                                .event(id)
+                                .map_err(AppendError::Unavailable)?
+                                .is_some()
                             || self
                                 .known
                                 .record(id)
@@ -536,26 +548,24 @@ impl<'k, K: Known> DryRun<'k, K> {
                 repeats,
             });
         }
-        for ((ev, &(_, v)), repeat) in events.iter().zip(&would).zip(&repeats) {
-            if !repeat {
-                self.overlay
-                    .events
-                    .insert(ev.id, (fingerprint(stream, ev), v));
-            }
-        }
-        self.overlay.ids.extend(local);
+        let added = events
+            .iter()
+            .zip(&would)
+            .zip(&repeats)
+            .filter(|(_, repeat)| !**repeat)
+            .map(|((ev, &(_, v)), _)| (ev.id, (fingerprint(stream, ev), v)));
+        let entries = entries.into_iter().map(|(key, (origin, v))| {
+            let origin = match origin {
+                Origin::Local(i) => would
+                    .get(i)
+                    .map_or(origin, |&(id, version)| Origin::Dry(id, version)),
+                other => other,
+            };
+            (key, (origin, v))
+        });
         self.overlay
-            .entries
-            .extend(entries.into_iter().map(|(key, (origin, v))| {
-                let origin = match origin {
-                    Origin::Local(i) => would
-                        .get(i)
-                        .map_or(origin, |&(id, version)| Origin::Dry(id, version)),
-                    other => other,
-                };
-                (key, (origin, v))
-            }));
-        self.overlay.streams.insert(stream.to_string(), version);
+            .add(local, added, entries, (stream, version))
+            .map_err(|e| vec![(ProblemKind::Registry, AppendError::Unavailable(e))])?;
         Ok(Would {
             events: would,
             stream_version: version,
@@ -614,15 +624,27 @@ fn as_problem(line: usize, (kind, e): Refusal) -> Result<LineProblem, CheckError
 
 /// Checks every non-blank line of `input` as `annals import` would import it (a submission
 /// with its `stream`, or an exported record), each as if the lines before it that passed had
-/// been appended, and returns every problem found, in line order. An exported record is
-/// checked as an append of its content (its seq and hash are not).
+/// been appended, and hands every problem found to `report`, in line order, as it is found.
+/// Returns the number of problems of each kind, in [`ProblemKind`] order. An exported record
+/// is checked as an append of its content (its seq and hash are not). With `spill`, what the
+/// lines add is moved to a temporary folder as it grows, so memory does not grow with the
+/// file.
 pub fn check_lines(
     validator: &Validator,
     known: &impl Known,
     input: impl BufRead,
-) -> Result<Vec<LineProblem>, CheckError> {
-    let mut problems = Vec::new();
-    let mut dry = DryRun::new(known);
+    spill: Option<Spill>,
+    mut report: impl FnMut(LineProblem) -> Result<(), CheckError>,
+) -> Result<Vec<(ProblemKind, usize)>, CheckError> {
+    let mut counts: std::collections::BTreeMap<ProblemKind, usize> = Default::default();
+    let mut problem = |p: LineProblem| {
+        *counts.entry(p.kind).or_default() += 1;
+        report(p)
+    };
+    let mut dry = match spill {
+        Some(spill) => DryRun::spilling(known, spill),
+        None => DryRun::new(known),
+    };
     for (i, text) in input.lines().enumerate() {
         let line = i + 1;
         let text = text.map_err(|source| CheckError::Io { line, source })?;
@@ -630,14 +652,14 @@ pub fn check_lines(
         let refused = match parsed {
             Ok(line::Line::Blank) => continue,
             Err(e) => {
-                problems.extend(e.problems.into_iter().map(|(kind, pointer, message)| {
-                    LineProblem {
+                for (kind, pointer, message) in e.problems {
+                    problem(LineProblem {
                         line,
                         pointer,
                         message,
                         kind,
-                    }
-                }));
+                    })?;
+                }
                 continue;
             }
             Ok(line::Line::Submission {
@@ -679,20 +701,11 @@ pub fn check_lines(
         };
         if let Err(refusals) = refused {
             for r in refusals {
-                problems.push(as_problem(line, r)?);
+                problem(as_problem(line, r)?)?;
             }
         }
     }
-    Ok(problems)
-}
-
-/// The number of problems of each kind, in [`ProblemKind`] order.
-pub fn count_by_kind(problems: &[LineProblem]) -> Vec<(ProblemKind, usize)> {
-    let mut counts: std::collections::BTreeMap<ProblemKind, usize> = Default::default();
-    for p in problems {
-        *counts.entry(p.kind).or_default() += 1;
-    }
-    counts.into_iter().collect()
+    Ok(counts.into_iter().collect())
 }
 
 #[cfg(test)]

@@ -250,6 +250,29 @@ async fn import_check_reports_each_seeded_mistake_at_its_line_counts_them_and_wr
     );
     assert_eq!(verified_head(&dir), before, "--check wrote to the folder");
 
+    // A check that packs what it learns after every line (the ids and event ids that line 10
+    // and the version check need then come from its packed runs) reports the same.
+    let packing = work.path().join("packing.toml");
+    std::fs::write(&packing, "[import]\ncheck_memory_entries = 1\n").unwrap();
+    let (code, packed, err) = run_cli(
+        &[
+            "import",
+            "--check",
+            "--config",
+            arg(&packing),
+            "--data-dir",
+            arg(&dir),
+            arg(&checked),
+        ],
+        None,
+    );
+    assert_eq!(code, 1, "stdout: {packed}\nstderr: {err}");
+    assert_eq!(
+        packed, out,
+        "packing what the check learns changed its report"
+    );
+    assert_eq!(verified_head(&dir), before);
+
     // A clean file: exit 0, and still nothing written.
     let clean = work.path().join("clean.ndjson");
     std::fs::write(&clean, line("process/p0", statement(20))).unwrap();

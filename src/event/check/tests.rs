@@ -32,6 +32,33 @@ fn validator() -> Validator {
     )
 }
 
+/// The problems `check_lines` reports for `input`, in order. The file is checked twice, once
+/// with plain maps and once packing what it learns after every line, and both must agree.
+fn problems_of(input: &str) -> Vec<LineProblem> {
+    let check = |spill: Option<Spill>| {
+        let mut problems = Vec::new();
+        let counts = check_lines(&validator(), &Log, input.as_bytes(), spill, |p| {
+            problems.push(p);
+            Ok(())
+        })
+        .unwrap(); // ok: test code (a #[cfg(test)] module)
+        let total: usize = counts.iter().map(|(_, n)| n).sum();
+        assert_eq!(
+            total,
+            problems.len(),
+            "the counts add up to the problems reported"
+        );
+        problems
+    };
+    let in_memory = check(None);
+    let packed = check(Some(Spill { after: 1 }));
+    assert_eq!(
+        in_memory, packed,
+        "a dry run that packs what it learns answers the same"
+    );
+    in_memory
+}
+
 #[test]
 fn every_problem_of_a_file_is_listed_at_its_line_and_later_lines_see_earlier_ones() {
     let input = [
@@ -52,7 +79,7 @@ fn every_problem_of_a_file_is_listed_at_its_line_and_later_lines_see_earlier_one
         r#"{"stream":"p","type":"actor.registered","data":{"actor_id":"st:ru","name":"Other","kind":"state"},"evidence":[{"source":"src:a","relation":"reports"}]}"#,
     ]
     .join("\n");
-    let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap(); // ok: test code (a #[cfg(test)] module)
+    let problems = problems_of(&input);
     let at: Vec<(usize, &str)> = problems
         .iter()
         .map(|p| (p.line, p.pointer.as_str()))
@@ -74,7 +101,7 @@ fn every_problem_of_a_file_is_listed_at_its_line_and_later_lines_see_earlier_one
 #[test]
 fn a_wrong_kind_is_reported_once_the_schema_passes() {
     let input = r#"{"stream":"p","type":"statement.made","occurred":{"precision":"unknown"},"data":{"statement_id":"stm:1","speaker":"issue:land","content":"c"},"evidence":[{"source":"src:a","relation":"reports"}]}"#;
-    let problems = check_lines(&validator(), &Log, input.as_bytes()).unwrap(); // ok: test code (a #[cfg(test)] module)
+    let problems = problems_of(input);
     assert_eq!(problems.len(), 1, "{problems:#?}");
     assert_eq!(problems[0].pointer, "/data/speaker");
     assert_eq!(
