@@ -158,6 +158,7 @@ impl Config {
             ("import.chunk_lines", self.import.chunk_lines),
             ("import.chunk_bytes", self.import.chunk_bytes),
             ("import.in_flight", self.import.in_flight),
+            ("import.group_events", self.import.group_events),
             (
                 "import.check_memory_entries",
                 self.import.check_memory_entries,

@@ -31,11 +31,16 @@ pub struct ImportConfig {
     /// A chunk also ends after this many bytes, so a file of huge lines stays bounded.
     pub chunk_bytes: usize,
     /// Appends queued and not yet answered. They stay in line order (the writer takes them in
-    /// order); enough of them that the writer's groups are full (`[log] max_group_events`:
-    /// one flush and fsync each) and that it has work while the next chunk is parsed (parsing
-    /// a line costs about half of writing it), few enough to bound memory (an event in flight
-    /// is a few kB of parsed JSON). 4096 held about 30 MB more than 2048 at no gain in rate.
+    /// order); enough of them that the writer's groups are full (`group_events`) and that it
+    /// has work while the next chunk is parsed, few enough to bound memory (an event in flight
+    /// is a few kB of parsed JSON): twice `group_events`, so one group is staged while the
+    /// one before it is written.
     pub in_flight: usize,
+    /// Most events in one of the import's group commits (the import's `[log]
+    /// max_group_events`). Larger than the API's: each line is a request that rewrites its
+    /// stream's last index page, and a group keeps only the last write of a key, so a group
+    /// spanning the file's streams several times writes each page once.
+    pub group_events: usize,
     /// sled's cache bound during an import, at most: an import appends, so it reads back only
     /// the right edge of the indexes and a few registry entries.
     pub cache_capacity_bytes: u64,

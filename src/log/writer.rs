@@ -487,6 +487,7 @@ impl Writer {
                 for (k, v) in chunks {
                     put(k.as_ref(), v.as_ref());
                 }
+                last_write_per_key(&mut overlay.writes);
                 for (k, v) in overlay.writes.drain(..) {
                     put(&k, &v);
                 }
@@ -566,6 +567,22 @@ impl Writer {
 /// longer to stage than its one sync.
 const AHEAD_EVENTS: u64 = 128;
 
+/// Drops every staged write that a later one to the same key overrides. Each append request
+/// rewrites its stream's last index page, so a group of many requests to one stream (an
+/// import's groups span every stream several times over) would write the page, and journal
+/// it, once per request; sled's atomic batch keeps the last write of a key anyway, the plain
+/// inserts of a group gone ahead did not.
+fn last_write_per_key(writes: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    let mut seen = foldhash::HashSet::with_capacity_and_hasher(writes.len(), Default::default());
+    let keep: Vec<bool> = writes
+        .iter()
+        .rev()
+        .map(|(k, _)| seen.insert(k.as_slice()))
+        .collect();
+    let mut keep = keep.into_iter().rev();
+    writes.retain(|_| keep.next().unwrap_or(true));
+}
+
 /// Gives the events the server names (no id of the client's) their ids, in the order the
 /// writer stages them, in `append` and in its copy for a retry alike. So they ascend with
 /// the seq: minted on the HTTP workers, they raced each other to the queue and arrived out of
@@ -642,4 +659,20 @@ pub(crate) fn format_time(t: OffsetDateTime) -> String {
         t.second(),
         t.microsecond()
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_write_per_key;
+
+    #[test]
+    fn of_several_writes_to_one_key_only_the_last_is_kept_and_the_rest_keep_their_order() {
+        let w = |k: &str, v: u8| (k.as_bytes().to_vec(), vec![v]);
+        let mut writes = vec![w("a", 1), w("b", 1), w("a", 2), w("c", 1), w("b", 2)];
+        last_write_per_key(&mut writes);
+        assert_eq!(writes, [w("a", 2), w("c", 1), w("b", 2)]);
+        let mut none: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
+        last_write_per_key(&mut none);
+        assert!(none.is_empty());
+    }
 }

@@ -137,6 +137,14 @@ async fn kill_9_during_an_import_leaves_a_prefix_that_verifies_and_reimports_app
         .collect();
     assert_eq!(statements.len() as u64, lines - 2);
 
+    // Each stream reads back through its index: the import's groups span every stream many
+    // times over, and a group writes a stream's last index page once, as its last request
+    // left it.
+    let app = spawn_app_with(|c| c.with(json!({"server": {"data_dir": dir}})).unwrap()).await;
+    assert_streams_read_through_their_index(&app.client, &app.base, &app.keys.read, &records).await;
+    app.stop().await;
+    wait_until_released(&dir);
+
     // A third time: nothing at all.
     let (code, _, err) = run_cli(&["import", "--data-dir", arg(&dir), arg(&file)], None);
     assert_eq!(code, 0, "{err}");
