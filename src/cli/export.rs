@@ -161,7 +161,7 @@ async fn check(config: Config, file: Option<PathBuf>) -> Result<(), CliError> {
         }
         None => (Box::new(BufReader::new(std::io::stdin())), None),
     };
-    let spill = check::Spill {
+    let packing = check::Packing {
         after: config.import.check_memory_entries,
     };
     let stdout = std::io::stdout();
@@ -185,11 +185,11 @@ async fn check(config: Config, file: Option<PathBuf>) -> Result<(), CliError> {
     let result = if dir.join("db").exists() {
         let metrics = Metrics::new().map_err(CliError::failed)?;
         let log = open_offline(&dir, &config, metrics, "import --check")?;
-        let result = check::check_lines(&validator, &log, input, Some(spill), report);
+        let result = check::check_lines(&validator, &log, input, Some(packing), report);
         log.close().await;
         result
     } else {
-        check::check_lines(&validator, &Nothing, input, Some(spill), report)
+        check::check_lines(&validator, &Nothing, input, Some(packing), report)
     };
     if let Some(bar) = bar {
         bar.finish_and_clear();

@@ -23,7 +23,7 @@ mod overlay;
 pub use file::check_lines;
 
 use overlay::Overlay;
-pub use overlay::Spill;
+pub use overlay::Packing;
 
 /// What sort of problem a line has; `annals import --check` counts them per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -205,12 +205,12 @@ impl<'k, K: Known> DryRun<'k, K> {
         }
     }
 
-    /// A dry run against what `known` holds now that keeps what its appends add on disk
-    /// once it holds `spill.after` entries (`annals import --check`).
-    pub fn spilling(known: &'k K, spill: Spill) -> DryRun<'k, K> {
+    /// A dry run against what `known` holds now that packs the ids and event ids its appends
+    /// add once it holds `packing.after` of them (`annals import --check`).
+    pub fn packing(known: &'k K, packing: Packing) -> DryRun<'k, K> {
         DryRun {
             known,
-            overlay: Overlay::spilling(spill),
+            overlay: Overlay::packing(packing),
         }
     }
 

@@ -4,7 +4,9 @@
 
 use std::io::BufRead;
 
-use super::{CheckError, DryRun, Known, LineProblem, ProblemKind, Refusal, Spill, Validator, line};
+use super::{
+    CheckError, DryRun, Known, LineProblem, Packing, ProblemKind, Refusal, Validator, line,
+};
 use crate::log::{AppendError, ExpectedVersion, JsonText, NewEvent, Requirement};
 
 /// A refusal as a line's problem: its pointer within the event and its message.
@@ -45,14 +47,13 @@ fn as_problem(line: usize, (kind, e): Refusal) -> Result<LineProblem, CheckError
 /// with its `stream`, or an exported record), each as if the lines before it that passed had
 /// been appended, and hands every problem found to `report`, in line order, as it is found.
 /// Returns the number of problems of each kind, in [`ProblemKind`] order. An exported record
-/// is checked as an append of its content (its seq and hash are not). With `spill`, what the
-/// lines add is moved to a temporary folder as it grows, so memory does not grow with the
-/// file.
+/// is checked as an append of its content (its seq and hash are not). With `packing`, the ids
+/// and event ids the lines add are packed as they grow (tens of bytes a line, not hundreds).
 pub fn check_lines(
     validator: &Validator,
     known: &impl Known,
     input: impl BufRead,
-    spill: Option<Spill>,
+    packing: Option<Packing>,
     mut report: impl FnMut(LineProblem) -> Result<(), CheckError>,
 ) -> Result<Vec<(ProblemKind, usize)>, CheckError> {
     let mut counts: std::collections::BTreeMap<ProblemKind, usize> = Default::default();
@@ -60,8 +61,8 @@ pub fn check_lines(
         *counts.entry(p.kind).or_default() += 1;
         report(p)
     };
-    let mut dry = match spill {
-        Some(spill) => DryRun::spilling(known, spill),
+    let mut dry = match packing {
+        Some(packing) => DryRun::packing(known, packing),
         None => DryRun::new(known),
     };
     for (i, text) in input.lines().enumerate() {

@@ -2,7 +2,7 @@
 //! versions, registry entries), as later appends of the same dry run must see it. A request's
 //! dry run (`?dry_run=true`) holds it in plain maps. `annals import --check` packs the ids and
 //! event ids, which grow with every line, into sorted, compressed runs (`fst` maps) once the
-//! maps hold [`Spill::after`] of them: a few tens of bytes a line instead of a few hundred.
+//! maps hold [`Packing::after`] of them: a few tens of bytes a line instead of a few hundred.
 //! Stream versions and registry entries stay in maps: they grow with the streams and the
 //! registry, not with the lines. This must never write anywhere; it only remembers.
 
@@ -15,7 +15,7 @@ use super::Origin;
 
 /// When a dry run packs what it has learnt.
 #[derive(Debug, Clone, Copy)]
-pub struct Spill {
+pub struct Packing {
     /// Ids and event ids held in plain maps before they are packed into a run.
     pub after: usize,
 }
@@ -83,7 +83,7 @@ pub(super) struct Overlay {
     events: HashMap<Uuid, (Uuid, u64)>,
     streams: HashMap<String, u64>,
     entries: HashMap<String, (Origin, Value)>,
-    spill: Option<Spill>,
+    packing: Option<Packing>,
     /// Packed ids, each valued with its kind's place in `kinds`.
     id_runs: Runs,
     kinds: Vec<String>,
@@ -98,10 +98,10 @@ fn packing_failed(e: fst::Error) -> String {
 }
 
 impl Overlay {
-    /// An overlay that packs its ids and event ids as `spill` says.
-    pub(super) fn spilling(spill: Spill) -> Overlay {
+    /// An overlay that packs its ids and event ids as `packing` says.
+    pub(super) fn packing(packing: Packing) -> Overlay {
         Overlay {
-            spill: Some(spill),
+            packing: Some(packing),
             ..Overlay::default()
         }
     }
@@ -147,7 +147,7 @@ impl Overlay {
     }
 
     /// Takes in what an accepted append adds, then packs the ids and event ids if the maps
-    /// hold as many as the spill allows.
+    /// hold as many as `packing` allows.
     pub(super) fn add(
         &mut self,
         ids: HashMap<String, String>,
@@ -159,8 +159,8 @@ impl Overlay {
         self.events.extend(events);
         self.entries.extend(entries);
         self.streams.insert(stream.0.to_string(), stream.1);
-        match self.spill {
-            Some(spill) if self.len() >= spill.after => self.pack(),
+        match self.packing {
+            Some(packing) if self.len() >= packing.after => self.pack(),
             _ => Ok(()),
         }
     }
@@ -202,7 +202,7 @@ impl Overlay {
 
     /// Whether anything was packed.
     #[cfg(test)]
-    pub(super) fn spilled(&self) -> bool {
+    pub(super) fn packed(&self) -> bool {
         !self.id_runs.is_empty() || !self.event_runs.is_empty()
     }
 }
@@ -231,7 +231,7 @@ mod tests {
 
     #[test]
     fn packed_ids_and_events_read_back_across_runs_and_merges_and_others_are_absent() {
-        let mut overlay = Overlay::spilling(Spill { after: 10 });
+        let mut overlay = Overlay::packing(Packing { after: 10 });
         overlay
             .add(
                 HashMap::from([("actor:a".to_string(), "an actor".to_string())]),
@@ -244,7 +244,7 @@ mod tests {
         for n in 1..=100 {
             add_line(&mut overlay, n);
         }
-        assert!(overlay.spilled());
+        assert!(overlay.packed());
         assert!(
             overlay.id_runs.0.len() <= 5,
             "about log2(20) runs: {}",
@@ -289,12 +289,12 @@ mod tests {
     }
 
     #[test]
-    fn a_dry_run_without_a_spill_keeps_everything_in_its_maps() {
+    fn a_dry_run_without_packing_keeps_everything_in_its_maps() {
         let mut overlay = Overlay::default();
         for n in 0..1000 {
             add_line(&mut overlay, n);
         }
-        assert!(!overlay.spilled());
+        assert!(!overlay.packed());
         assert_eq!(overlay.len(), 2000);
         assert_eq!(
             event(&overlay, 999),

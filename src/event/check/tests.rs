@@ -35,9 +35,9 @@ fn validator() -> Validator {
 /// The problems `check_lines` reports for `input`, in order. The file is checked twice, once
 /// with plain maps and once packing what it learns after every line, and both must agree.
 fn problems_of(input: &str) -> Vec<LineProblem> {
-    let check = |spill: Option<Spill>| {
+    let check = |packing: Option<Packing>| {
         let mut problems = Vec::new();
-        let counts = check_lines(&validator(), &Log, input.as_bytes(), spill, |p| {
+        let counts = check_lines(&validator(), &Log, input.as_bytes(), packing, |p| {
             problems.push(p);
             Ok(())
         })
@@ -51,7 +51,7 @@ fn problems_of(input: &str) -> Vec<LineProblem> {
         problems
     };
     let in_memory = check(None);
-    let packed = check(Some(Spill { after: 1 }));
+    let packed = check(Some(Packing { after: 1 }));
     assert_eq!(
         in_memory, packed,
         "a dry run that packs what it learns answers the same"
